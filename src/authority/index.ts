@@ -1,0 +1,472 @@
+/**
+ * The authority (DESIGN sections 1, 6, 8): the only component that signs capability tokens.
+ * It holds the signing keys and the manifest; an agent can only *ask* it, and it refuses
+ * anything the manifest does not allow. Keep it out of any LLM-driven process.
+ */
+import { randomUUID } from 'node:crypto'
+import type { AuditEventInput, AuditLog } from '../audit/types.js'
+import { discardAudit } from '../audit/types.js'
+import { AgentSchema, parseManifest, resolveTool, type AgentDeclaration, type AgentDeclarationInput, type Manifest, type ManifestInput } from '../config/manifest.js'
+import type {
+  AgentTrustError} from '../errors.js';
+import {
+  AgentRevoked,
+  AgentUnknown,
+  DelegationDepth,
+  ScopeDenied,
+  ScopeEscalation,
+  ScopeInvalid,
+  SpawnDenied,
+  SpawnEscalation,
+  TokenClaims,
+  TokenLifetime,
+  TrustChangeDenied,
+  TrustLevelDenied,
+} from '../errors.js'
+import { KeySet, type JSONWebKeySet, type SigningKeyRecord } from '../keys/index.js'
+import { nowSeconds } from '../lib/time.js'
+import { MemoryReplayRevocationStore } from '../revocation/memory.js'
+import type { ReplayRevocationStore } from '../revocation/store.js'
+import { isExactScope, isSubset, MAX_SCOPES_PER_TOKEN, uncovered } from '../scopes/index.js'
+import { agentsOf, isJti, MAX_DELEGATION_CHAIN, MAX_TOKEN_LIFETIME_SECONDS, type ActorClaim, type AuditContext, type CapabilityClaims } from '../tokens/claims.js'
+import { signToken } from '../tokens/jws.js'
+import { levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLevel, permitsOperation, type Operation, type TokenTrustLevel, type TrustLevel } from '../trust/index.js'
+import { VerificationCore, toAgentTrustError, type PeerIdentity } from '../verifier/index.js'
+import { AgentRegistry, type AgentState } from './registry.js'
+import { egressCovered } from './egress-subset.js'
+
+export interface MintRequest {
+  /** The calling agent. */
+  readonly subject: string
+  /** The target agent or tool server: becomes `aud`. */
+  readonly audience: string
+  /** Exact scopes the call needs (no wildcards), 1-32. */
+  readonly scope: readonly string[]
+  /** The operation the scopes are for: checked against the subject's level. */
+  readonly operation: Operation
+  /** Audit context, copied unchanged into every delegated token. */
+  readonly context: AuditContext
+  /** Lifetime in seconds; default from the manifest (60), at most 300. */
+  readonly ttlSeconds?: number
+  /** `delegation_depth`; default and maximum: the agent's `maxDelegationDepth`. */
+  readonly delegationDepth?: number
+  /** Bind the token to this certificate (RFC 8705 `x5t#S256`). */
+  readonly certificateThumbprint?: string
+}
+
+export interface ToolMintRequest {
+  readonly subject: string
+  /** The tool server (an agent in the manifest). */
+  readonly audience: string
+  readonly tool: string
+  /** The call's arguments: they fill the tool's scope template. */
+  readonly args?: Readonly<Record<string, unknown>>
+  readonly context: AuditContext
+  readonly ttlSeconds?: number
+  readonly certificateThumbprint?: string
+}
+
+export interface ExchangeRequest {
+  /** The token the holder received (its `aud` must be the holder). */
+  readonly token: string
+  /** The agent re-delegating. */
+  readonly holder: string
+  /** The next audience. */
+  readonly audience: string
+  /** A subset of the token's scopes; default all of them. */
+  readonly scope?: readonly string[]
+  readonly ttlSeconds?: number
+  readonly certificateThumbprint?: string
+  /** The holder's mTLS identity when the exchange arrives over the network. */
+  readonly peer?: PeerIdentity
+}
+
+export interface SpawnRequest {
+  readonly parent: string
+  readonly child: Omit<AgentDeclarationInput, 'parent'>
+}
+
+export type TrustChangeStatus = 'pending' | 'approved' | 'denied'
+
+export interface TrustChangeRequest {
+  readonly id: string
+  readonly agentId: string
+  readonly from: TrustLevel
+  readonly to: TrustLevel
+  readonly reason: string
+  readonly requestedBy: string
+  readonly createdAt: string
+  status: TrustChangeStatus
+  decidedBy?: string
+  note?: string
+}
+
+export interface ApprovalDecision {
+  readonly approved: boolean
+  /** Who decided (a person's identifier). */
+  readonly approver: string
+  readonly note?: string
+}
+
+/** The application's human-in-the-loop: a CLI prompt, a webhook, a chat button. */
+export type TrustChangeApprover = (request: Readonly<TrustChangeRequest>) => Promise<ApprovalDecision | undefined>
+
+/** What agents and adapters need from an authority, in-process or remote. */
+export interface CapabilityIssuer {
+  mint(request: MintRequest): Promise<string>
+  mintForTool(request: ToolMintRequest): Promise<{ token: string; scope: string; operation: Operation }>
+  exchange(request: ExchangeRequest): Promise<string>
+}
+
+export interface AuthorityOptions {
+  readonly manifest: Manifest | ManifestInput
+  /** Signing keys: a ready KeySet, or persisted records / JWKs. Default: one generated key. */
+  readonly keys?: KeySet | readonly SigningKeyRecord[]
+  /** Where revocations are written (shared with verifiers). Default: in-memory. */
+  readonly store?: ReplayRevocationStore
+  readonly audit?: AuditLog
+  /** Human approval for trust changes. Without one, requests wait for `decideTrustChange`. */
+  readonly approver?: TrustChangeApprover
+}
+
+const DEFAULT_CONTEXT_MAX = 256
+
+function checkContext(ctx: AuditContext): AuditContext {
+  if (typeof ctx !== 'object' || ctx === null) throw new TokenClaims('context {session_id, user_id, task_id} is required', { details: { claim: 'context' } })
+  const { session_id, user_id, task_id } = ctx
+  for (const v of [session_id, user_id, task_id]) {
+    if (typeof v !== 'string' || v.length > DEFAULT_CONTEXT_MAX) throw new TokenClaims('context values must be strings of at most 256 chars', { details: { claim: 'context' } })
+  }
+  return { session_id, user_id, task_id }
+}
+
+/**
+ * @example
+ * ```ts
+ * const authority = await Authority.create({ manifest })
+ * const token = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader',
+ *   scope: ['db:read:documents:namespace:user-123'], operation: 'read', context })
+ * ```
+ */
+export class Authority implements CapabilityIssuer {
+  readonly id: string
+  readonly manifest: Manifest
+  readonly keys: KeySet
+  readonly store: ReplayRevocationStore
+  readonly registry: AgentRegistry
+  readonly #core: VerificationCore
+  readonly #audit: AuditLog
+  readonly #ttl: number
+  readonly #tolerance: number
+  readonly #approver: TrustChangeApprover | undefined
+  readonly #trustChanges = new Map<string, TrustChangeRequest>()
+  /** Per agent: the earliest `iat` it may be issued (after a trust change revoked its tokens). */
+  readonly #minIat = new Map<string, number>()
+
+  private constructor(manifest: Manifest, keys: KeySet, options: AuthorityOptions) {
+    this.manifest = manifest
+    this.id = manifest.authority.id
+    this.keys = keys
+    this.store = options.store ?? new MemoryReplayRevocationStore()
+    this.registry = new AgentRegistry(manifest)
+    this.#audit = options.audit ?? discardAudit
+    this.#ttl = manifest.authority.tokenTtlSeconds
+    this.#tolerance = manifest.authority.clockToleranceSeconds
+    this.#approver = options.approver
+    this.#core = new VerificationCore({
+      issuers: [{ issuer: this.id, jwks: () => this.keys.jwks() }],
+      store: this.store,
+      clockToleranceSeconds: this.#tolerance,
+    })
+  }
+
+  static async create(options: AuthorityOptions): Promise<Authority> {
+    const manifest = parseManifest(options.manifest)
+    const keys = options.keys instanceof KeySet ? options.keys : await KeySet.create(options.keys ?? [])
+    return new Authority(manifest, keys, options)
+  }
+
+  /** The public keys verifiers trust. Same object until keys change. */
+  jwks(): JSONWebKeySet {
+    return this.keys.jwks()
+  }
+
+  /** A trusted-issuer entry for a verifier in this process. */
+  trustedIssuer(): { issuer: string; jwks: () => JSONWebKeySet } {
+    return { issuer: this.id, jwks: () => this.keys.jwks() }
+  }
+
+  agent(id: string): Readonly<{ declaration: AgentDeclaration; level: TrustLevel; revoked: boolean }> | undefined {
+    const a = this.registry.get(id)
+    return a === undefined ? undefined : { declaration: a.declaration, level: a.level, revoked: a.revoked }
+  }
+
+  // ---- minting -------------------------------------------------------------------------
+
+  async mint(request: MintRequest): Promise<string> {
+    try {
+      const { token, claims } = this.#mint(request)
+      this.#record({ action: 'mint', decision: 'allow', origin: request.subject, destination: request.audience, capability: claims.scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context })
+      return token
+    } catch (e) {
+      throw this.#deny(e, { action: 'mint', origin: request?.subject, destination: request?.audience, capability: request?.scope })
+    }
+  }
+
+  async mintForTool(request: ToolMintRequest): Promise<{ token: string; scope: string; operation: Operation }> {
+    let scope: string | undefined
+    try {
+      const server = this.#knownAgent(request.audience)
+      const tool = resolveTool(server.declaration.id, request.tool, server.tools.get(request.tool))
+      scope = tool.scope.fill(request.args)
+      const { token, claims } = this.#mint({ ...request, scope: [scope], operation: tool.operation })
+      this.#record({ action: 'mint', decision: 'allow', origin: request.subject, destination: request.audience, tool: request.tool, capability: claims.scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context })
+      return { token, scope, operation: tool.operation }
+    } catch (e) {
+      throw this.#deny(e, { action: 'mint', origin: request?.subject, destination: request?.audience, tool: request?.tool, capability: scope === undefined ? undefined : [scope] })
+    }
+  }
+
+  #mint(r: MintRequest): { token: string; claims: CapabilityClaims } {
+    const subject = this.#activeAgent(r.subject)
+    if (!mayHoldTokens(subject.level)) throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not receive tokens`, { details: { agentId: r.subject } })
+    this.#activeAgent(r.audience)
+    const scope = this.#checkScopes(r.scope)
+    if (!permitsOperation(subject.level, r.operation)) {
+      throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not perform "${r.operation}" operations`, { details: { agentId: r.subject, rule: r.operation } })
+    }
+    const missing = uncovered(scope, subject.declaration.grants)
+    if (missing.length > 0) throw new ScopeDenied(`agent "${r.subject}" has no grant covering the requested scope`, { details: { agentId: r.subject, scope: missing[0] } })
+    const max = subject.declaration.maxDelegationDepth
+    const depth = r.delegationDepth ?? max
+    if (!Number.isInteger(depth) || depth < 0 || depth > max) throw new DelegationDepth(`delegationDepth must be an integer from 0 to ${max} for "${r.subject}"`, { details: { agentId: r.subject } })
+    const iat = Math.max(nowSeconds(), this.#minIat.get(r.subject) ?? 0)
+    const claims: CapabilityClaims = {
+      iss: this.id,
+      sub: r.subject,
+      aud: r.audience,
+      iat,
+      nbf: iat,
+      exp: iat + this.#lifetime(r.ttlSeconds),
+      jti: randomUUID(),
+      scope,
+      delegation_depth: depth,
+      trust_level: subject.level as TokenTrustLevel,
+      context: checkContext(r.context),
+      ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
+    }
+    return { token: this.#sign(claims), claims }
+  }
+
+  #sign(claims: CapabilityClaims): string {
+    const { kid, privateKey } = this.keys.active()
+    return signToken(claims, kid, privateKey)
+  }
+
+  #lifetime(ttl: number | undefined): number {
+    const t = ttl ?? this.#ttl
+    if (!Number.isInteger(t) || t < 1 || t > MAX_TOKEN_LIFETIME_SECONDS) throw new TokenLifetime('ttlSeconds must be an integer from 1 to 300')
+    return t
+  }
+
+  #checkScopes(scope: readonly string[]): string[] {
+    if (!Array.isArray(scope) || scope.length === 0 || scope.length > MAX_SCOPES_PER_TOKEN) throw new ScopeInvalid('a token needs 1-32 exact scopes')
+    for (const s of scope) if (!isExactScope(s)) throw new ScopeInvalid('tokens carry exact scopes only: no wildcards, segments of [A-Za-z0-9._@/+-]')
+    return [...new Set(scope)]
+  }
+
+  #knownAgent(id: string): AgentState {
+    const a = typeof id === 'string' ? this.registry.get(id) : undefined
+    if (a === undefined) throw new AgentUnknown(`agent "${String(id).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(id).slice(0, 64) } })
+    return a
+  }
+
+  #activeAgent(id: string): AgentState {
+    const a = this.#knownAgent(id)
+    if (a.revoked) throw new AgentRevoked(`agent "${id}" is revoked`, { details: { agentId: id } })
+    return a
+  }
+
+  // ---- delegation ----------------------------------------------------------------------
+
+  async exchange(r: ExchangeRequest): Promise<string> {
+    let parent: CapabilityClaims | undefined
+    try {
+      const verified = await this.#core.verify(r.token, { audience: r.holder, consume: false, peer: r.peer })
+      parent = verified.claims
+      const holder = this.#activeAgent(r.holder)
+      if (!mayRedelegate(holder.level)) throw new TrustLevelDenied(`agent "${r.holder}" is ${holder.level} and may not re-delegate`, { details: { agentId: r.holder } })
+      if (parent.delegation_depth < 1) throw new DelegationDepth('this capability may not be re-delegated (delegation_depth is 0)', { details: { jti: parent.jti } })
+      const chain = [...(parent.chain ?? []), parent.jti]
+      if (chain.length > MAX_DELEGATION_CHAIN) throw new DelegationDepth('the delegation chain is too long', { details: { jti: parent.jti } })
+      this.#activeAgent(r.audience)
+      const scope = r.scope === undefined ? [...parent.scope] : this.#checkScopes(r.scope)
+      const extra = scope.filter((s) => !parent!.scope.includes(s))
+      if (extra.length > 0) throw new ScopeEscalation('the exchanged token may only carry scopes of the presented token', { details: { scope: extra[0], jti: parent.jti } })
+      const now = Math.max(nowSeconds(), this.#minIat.get(r.holder) ?? 0)
+      const exp = Math.min(now + this.#lifetime(r.ttlSeconds), parent.exp)
+      if (exp <= now) throw new TokenLifetime('the presented token expires too soon to delegate', { details: { jti: parent.jti } })
+      const act: ActorClaim = parent.act === undefined ? { sub: r.holder } : { sub: r.holder, act: parent.act }
+      const claims: CapabilityClaims = {
+        iss: this.id,
+        sub: parent.sub,
+        aud: r.audience,
+        iat: now,
+        nbf: now,
+        exp,
+        jti: randomUUID(),
+        scope,
+        delegation_depth: parent.delegation_depth - 1,
+        trust_level: minLevel(holder.level, parent.trust_level) as TokenTrustLevel,
+        context: parent.context,
+        act,
+        chain,
+        ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
+      }
+      const token = this.#sign(claims)
+      this.#record({ action: 'exchange', decision: 'allow', origin: r.holder, destination: r.audience, capability: scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context, chain, actors: agentsOf(claims).slice(1).reverse() })
+      return token
+    } catch (e) {
+      throw this.#deny(e, { action: 'exchange', origin: r?.holder, destination: r?.audience, capability: r?.scope, jti: parent?.jti, context: parent?.context, chain: parent?.chain })
+    }
+  }
+
+  // ---- spawn ---------------------------------------------------------------------------
+
+  /** Register a sub-agent of an L3 parent. The child never exceeds its parent. */
+  async spawn(r: SpawnRequest): Promise<AgentDeclaration> {
+    try {
+      const parent = typeof r?.parent === 'string' ? this.registry.get(r.parent) : undefined
+      if (parent === undefined) throw new SpawnDenied(`parent "${String(r?.parent).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(r?.parent).slice(0, 64) } })
+      if (parent.revoked) throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
+      if (!maySpawn(parent.level)) throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
+      const parsed = AgentSchema.safeParse({ ...r.child, parent: r.parent })
+      if (!parsed.success) throw new SpawnDenied('the child declaration is invalid: ' + parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))
+      const child = parsed.data
+      if (this.registry.has(child.id)) throw new SpawnDenied(`agent id "${child.id}" is already taken`, { details: { agentId: child.id } })
+      if (levelRank(child.trustLevel) > levelRank(parent.level)) {
+        throw new SpawnEscalation(`a child of an ${parent.level} agent may not be ${child.trustLevel}`, { details: { agentId: child.id } })
+      }
+      const extra = uncovered(child.grants, parent.declaration.grants)
+      if (extra.length > 0) throw new ScopeEscalation('the child asks for grants its parent does not hold', { details: { agentId: child.id, scope: extra[0] } })
+      if (!isSubset(child.grants, parent.declaration.grants)) throw new ScopeEscalation()
+      if (child.maxDelegationDepth >= parent.declaration.maxDelegationDepth && child.maxDelegationDepth > 0) {
+        throw new DelegationDepth('a child\'s maxDelegationDepth must be below its parent\'s', { details: { agentId: child.id } })
+      }
+      for (const e of child.egress) {
+        if (!egressCovered(parent.declaration.egress, e)) throw new SpawnEscalation('the child declares an egress destination its parent does not have', { details: { agentId: child.id, rule: 'egress' } })
+      }
+      this.registry.add(child)
+      this.#record({ action: 'spawn', decision: 'allow', origin: r.parent, destination: child.id, capability: child.grants, trustLevel: child.trustLevel })
+      return child
+    } catch (e) {
+      throw this.#deny(e, { action: 'spawn', origin: r?.parent, destination: r?.child?.id, capability: r?.child?.grants })
+    }
+  }
+
+  // ---- revocation ----------------------------------------------------------------------
+
+  /** Revoke one token by jti; its delegated descendants die with it. */
+  async revokeToken(jti: string, options: { by?: string } = {}): Promise<void> {
+    if (!isJti(jti)) throw new TokenClaims('revokeToken takes the token\'s jti (a UUID v4), not the token', { details: { claim: 'jti' } })
+    const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + this.#tolerance + 1) * 1000
+    await this.store.revokeToken(jti, forgetAtMs)
+    this.#record({ action: 'revoke', decision: 'allow', origin: options.by, jti, note: 'token' })
+  }
+
+  /** Quarantine an agent and every agent it spawned: their tokens die, none are minted. */
+  async revokeAgent(agentId: string, options: { by?: string } = {}): Promise<string[]> {
+    this.#knownAgent(agentId)
+    const ids = this.registry.lineage(agentId)
+    const at = nowSeconds()
+    for (const id of ids) {
+      const a = this.registry.get(id)
+      if (a !== undefined) a.revoked = true
+    }
+    await Promise.all(ids.map((id) => this.store.revokeAgent(id, Math.max(at, this.#minIat.get(id) ?? 0))))
+    for (const id of ids) this.#record({ action: 'revoke', decision: 'allow', origin: options.by, destination: id, note: id === agentId ? 'agent' : `descendant of ${agentId}` })
+    return ids
+  }
+
+  // ---- trust changes (human approval) --------------------------------------------------
+
+  /**
+   * Ask for a trust-level change. Nothing changes until a human approves: through the
+   * configured approver callback, or later through {@link decideTrustChange} (the CLI).
+   */
+  async requestTrustChange(r: { agentId: string; level: TrustLevel; reason: string; requestedBy: string }): Promise<TrustChangeRequest> {
+    const agent = this.#knownAgent(r.agentId)
+    if (!['L0', 'L1', 'L2', 'L3'].includes(r.level)) throw new TrustChangeDenied('level must be L0-L3')
+    if (typeof r.reason !== 'string' || r.reason.trim().length === 0) throw new TrustChangeDenied('a trust change needs a reason')
+    const parentId = agent.declaration.parent
+    if (parentId !== undefined) {
+      const p = this.registry.get(parentId)
+      if (p !== undefined && levelRank(r.level) > levelRank(p.level)) throw new TrustChangeDenied('a spawned agent may not exceed its parent\'s level')
+    }
+    const req: TrustChangeRequest = {
+      id: randomUUID(),
+      agentId: r.agentId,
+      from: agent.level,
+      to: r.level,
+      reason: r.reason.slice(0, 500),
+      requestedBy: String(r.requestedBy).slice(0, 128),
+      createdAt: new Date().toISOString(),
+      status: 'pending',
+    }
+    this.#trustChanges.set(req.id, req)
+    this.#record({ action: 'trust_change', decision: 'allow', origin: req.requestedBy, destination: req.agentId, note: `requested ${req.from}->${req.to} (${req.id})` })
+    if (this.#approver !== undefined) {
+      let decision: ApprovalDecision | undefined
+      try {
+        decision = await this.#approver(Object.freeze({ ...req }))
+      } catch {
+        decision = undefined // An approver that fails leaves the request pending: fail closed.
+      }
+      if (decision !== undefined) await this.decideTrustChange(req.id, decision)
+    }
+    return this.#trustChanges.get(req.id) as TrustChangeRequest
+  }
+
+  listTrustChanges(status?: TrustChangeStatus): TrustChangeRequest[] {
+    return [...this.#trustChanges.values()].filter((r) => status === undefined || r.status === status).map((r) => ({ ...r }))
+  }
+
+  /** Record a human decision. Approving applies the level and revokes the agent's outstanding tokens. */
+  async decideTrustChange(id: string, decision: ApprovalDecision): Promise<TrustChangeRequest> {
+    const req = this.#trustChanges.get(id)
+    if (req === undefined) throw new TrustChangeDenied('no such trust-change request')
+    if (req.status !== 'pending') throw new TrustChangeDenied(`the request was already ${req.status}`)
+    if (typeof decision?.approver !== 'string' || decision.approver.length === 0) throw new TrustChangeDenied('a decision must name its approver')
+    req.decidedBy = decision.approver.slice(0, 128)
+    req.note = decision.note?.slice(0, 500)
+    if (!decision.approved) {
+      req.status = 'denied'
+      this.#record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: req.decidedBy, destination: req.agentId, note: `denied ${req.from}->${req.to} (${req.id})` })
+      return { ...req }
+    }
+    const agent = this.#knownAgent(req.agentId)
+    req.status = 'approved'
+    agent.level = req.to
+    // Outstanding tokens carry the old level: revoke them; new ones get a later iat.
+    const at = nowSeconds()
+    await this.store.revokeAgent(req.agentId, at)
+    this.#minIat.set(req.agentId, at + 1)
+    this.#record({ action: 'trust_change', decision: 'allow', origin: req.decidedBy, destination: req.agentId, trustLevel: req.to, note: `approved ${req.from}->${req.to} (${req.id})` })
+    return { ...req }
+  }
+
+  // ---- audit ---------------------------------------------------------------------------
+
+  #record(e: AuditEventInput): void {
+    this.#audit.record(e)
+  }
+
+  #deny(e: unknown, base: Omit<AuditEventInput, 'decision'>): AgentTrustError {
+    const err = toAgentTrustError(e)
+    this.#record({ ...base, decision: 'deny', code: err.code, capability: Array.isArray(base.capability) ? base.capability.filter((s) => typeof s === 'string').slice(0, 32) : undefined })
+    return err
+  }
+}
+
+export { egressCovered }
+export type { TrustLevel }

@@ -1,0 +1,34 @@
+/**
+ * The on switch (DESIGN section 11): `AGENT_TRUST=enforce` (default), `audit` (decide and
+ * log, never block), `off` (no checks; warns loudly at start).
+ */
+import { ConfigInvalid } from '../errors.js'
+
+export type EnforcementMode = 'enforce' | 'audit' | 'off'
+
+let warnedOff = false
+
+/**
+ * Read the mode from an explicit value or `AGENT_TRUST`. An unknown value fails at start
+ * rather than silently weakening enforcement.
+ */
+export function resolveMode(explicit?: string, env: NodeJS.ProcessEnv = process.env): EnforcementMode {
+  const raw = (explicit ?? env.AGENT_TRUST ?? 'enforce').trim().toLowerCase()
+  if (raw === '' || raw === 'enforce') return 'enforce'
+  if (raw === 'audit') return 'audit'
+  if (raw === 'off') {
+    if (!warnedOff) {
+      warnedOff = true
+      console.warn(
+        '[agent-trust] WARNING: AGENT_TRUST=off: capability checks are DISABLED. Every tool call, spawn and HTTP request is allowed and not audited. Never use this in production.',
+      )
+    }
+    return 'off'
+  }
+  throw new ConfigInvalid('AGENT_TRUST must be "enforce", "audit" or "off"', { details: { rule: 'mode' } })
+}
+
+/** For tests: forget that the `off` warning was printed. */
+export function resetModeWarning(): void {
+  warnedOff = false
+}

@@ -1,0 +1,183 @@
+/**
+ * Every denial agent-trust makes is an {@link AgentTrustError} with a stable `code`.
+ * `code` is the contract: switch on it, log it, return it to callers. Messages say what to
+ * fix and never contain a token, a key or an argument value.
+ *
+ * Subpath: `agent-trust/errors` (also re-exported from `agent-trust`).
+ */
+
+/** The catalogue: one entry per reason, with the text of the README table. */
+export const ERROR_CATALOG = {
+  ERR_GENERIC: { name: 'AgentTrustError', when: 'An unexpected internal failure (the call is denied).', fix: 'Report it with the `cause`; the call was denied, nothing was allowed.' },
+  ERR_CONFIG_INVALID: { name: 'ConfigInvalid', when: 'The manifest or options failed validation at start.', fix: 'Read the listed paths and correct each one; values are never echoed.' },
+  ERR_TOKEN_MISSING: { name: 'TokenMissing', when: 'A guarded call arrived without a capability token.', fix: 'Ask the authority for a token for this call and attach it (the adapters do this for you).' },
+  ERR_TOKEN_MALFORMED: { name: 'TokenMalformed', when: 'Not a compact JWS of the allowed shape: size over 8 KiB, bad base64url, header members other than alg/typ/kid, wrong `typ`, payload not a JSON object.', fix: 'Send the token exactly as the authority issued it.' },
+  ERR_TOKEN_ALG: { name: 'TokenAlgorithm', when: 'The header `alg` is not ES256 (none, HS256, RS256, ...).', fix: 'Only ES256 tokens from the authority are accepted.' },
+  ERR_TOKEN_KEY_UNKNOWN: { name: 'TokenKeyUnknown', when: 'The header `kid` names no key of a trusted issuer (never trusted, rotated out, or revoked).', fix: 'Check that the verifier trusts the authority\'s JWKS and that the key was not revoked; mint a fresh token.' },
+  ERR_TOKEN_SIGNATURE: { name: 'TokenSignature', when: 'The ES256 signature does not verify.', fix: 'The token was altered or signed by someone else; mint a fresh one.' },
+  ERR_TOKEN_CLAIMS: { name: 'TokenClaims', when: 'A required claim is missing, has the wrong type, an unknown claim is present, or a scope is not well-formed.', fix: 'Only tokens minted by the authority are accepted; see the `claim` field.' },
+  ERR_TOKEN_EXPIRED: { name: 'TokenExpired', when: '`exp` is past (beyond the clock tolerance).', fix: 'Mint a fresh token per call; check the clocks of both hosts.' },
+  ERR_TOKEN_NOT_YET_VALID: { name: 'TokenNotYetValid', when: '`nbf` or `iat` is in the future (beyond the clock tolerance).', fix: 'Synchronise the clocks (NTP) of the authority and the verifier.' },
+  ERR_TOKEN_AUDIENCE: { name: 'TokenAudience', when: '`aud` is not exactly this verifier\'s id (an array is never accepted).', fix: 'Mint the token for this server or agent as its audience.' },
+  ERR_TOKEN_ISSUER: { name: 'TokenIssuer', when: '`iss` is not the trusted issuer that owns the signing key.', fix: 'Add the authority to the verifier\'s trusted issuers, or use the right authority.' },
+  ERR_TOKEN_LIFETIME: { name: 'TokenLifetime', when: '`exp - iat` exceeds 300 seconds, or the time claims are out of order.', fix: 'Capability tokens live at most 5 minutes; lower the TTL.' },
+  ERR_TOKEN_BINDING: { name: 'TokenBinding', when: 'The token is bound (`cnf`) to another certificate, or its presenter is not the authenticated mTLS peer.', fix: 'Each agent must use its own tokens over its own mTLS connection.' },
+  ERR_TOKEN_REVOKED: { name: 'TokenRevoked', when: 'The token or one of its delegation ancestors (`chain`) was revoked.', fix: 'Revocation is final; obtain a new capability through the authority.' },
+  ERR_AGENT_REVOKED: { name: 'AgentRevoked', when: 'The subject or an actor in the chain was revoked (all tokens issued up to that time are dead; no new ones are minted).', fix: 'The agent is quarantined; an operator must re-register it.' },
+  ERR_TOKEN_REPLAYED: { name: 'TokenReplayed', when: 'The token\'s `jti` was already used (on any instance sharing the store).', fix: 'Tokens are single use: mint a fresh token for every call.' },
+  ERR_TRUST_LEVEL: { name: 'TrustLevelDenied', when: 'The agent\'s trust level does not permit the operation (L0 anything, L1 write/execute, L2 spawn, ...).', fix: 'Use a tool within the agent\'s level, or request a trust change (needs human approval).' },
+  ERR_SCOPE_DENIED: { name: 'ScopeDenied', when: 'The token does not carry the exact scope the call requires, or the agent\'s grants do not cover it.', fix: 'Request a token for exactly this tool and these arguments; grant the scope in the manifest if it is legitimate.' },
+  ERR_SCOPE_INVALID: { name: 'ScopeInvalid', when: 'A scope or scope pattern breaks the grammar, or a tool argument cannot form a scope segment.', fix: 'Segments are 1-64 chars of [A-Za-z0-9._@/+-] or `*`, at most 16, joined by `:`.' },
+  ERR_SCOPE_ESCALATION: { name: 'ScopeEscalation', when: 'Exchange or spawn asked for a scope the parent capability does not hold.', fix: 'Delegate only a subset of what the delegator holds.' },
+  ERR_DELEGATION_DEPTH: { name: 'DelegationDepth', when: 'The capability may not be re-delegated further (`delegation_depth` is 0), or a child asked for a depth not below its parent\'s.', fix: 'Ask the authority directly, or raise the depth in the manifest.' },
+  ERR_SPAWN_DENIED: { name: 'SpawnDenied', when: 'The parent may not spawn (not L3, unknown, revoked) or the child id is taken or invalid.', fix: 'Only L3 agents spawn; choose a new child id.' },
+  ERR_SPAWN_ESCALATION: { name: 'SpawnEscalation', when: 'The child would have a higher trust level or wider egress than its parent.', fix: 'A child gets at most its parent\'s level and destinations.' },
+  ERR_AGENT_UNKNOWN: { name: 'AgentUnknown', when: 'The agent or audience is not in the manifest.', fix: 'Register the agent in the manifest (or spawn it through an L3 parent).' },
+  ERR_TOOL_UNDECLARED: { name: 'ToolUndeclared', when: 'A guarded server was asked for a tool the manifest does not declare, or whose definition changed since it was pinned.', fix: 'Declare the tool in the manifest; approve a changed definition after reviewing it.' },
+  ERR_STORE_UNAVAILABLE: { name: 'StoreUnavailable', when: 'The replay/revocation store (Redis) did not answer within its bound.', fix: 'Check Redis; calls are denied until it answers and recover by themselves.' },
+  ERR_EGRESS_DENIED: { name: 'EgressDenied', when: 'An outbound HTTP request (or a redirect hop, or a resolved address) is outside the agent\'s declared destinations.', fix: 'Declare the destination in the agent\'s `egress` list if it is legitimate.' },
+  ERR_TRUST_CHANGE_DENIED: { name: 'TrustChangeDenied', when: 'A trust-level change was refused by the approver or is invalid.', fix: 'Trust changes take effect only after a human approves them.' },
+  ERR_KEY_INVALID: { name: 'KeyInvalid', when: 'A supplied signing or verification key is not a usable P-256 key.', fix: 'Supply an EC P-256 JWK (private with `d` for signing) with a `kid`.' },
+  ERR_AUDIT_TAMPERED: { name: 'AuditTampered', when: 'The audit trail\'s hash chain does not verify.', fix: 'Investigate the reported first broken event; restore the trail from a copy.' },
+} as const satisfies Record<string, { name: string; when: string; fix: string }>
+
+export type AgentTrustErrorCode = keyof typeof ERROR_CATALOG
+
+const kAgentTrustError = Symbol.for('agent-trust.error')
+
+/** Identifiers an error may carry. Never tokens, keys or argument values. */
+export interface ErrorDetails {
+  readonly claim?: string
+  readonly jti?: string
+  readonly agentId?: string
+  readonly scope?: string
+  readonly host?: string
+  readonly rule?: string
+  readonly kid?: string
+  readonly [key: string]: string | number | boolean | undefined
+}
+
+export interface AgentTrustErrorOptions {
+  cause?: unknown
+  details?: ErrorDetails
+}
+
+/**
+ * Base class. `instanceof` works across two copies of the package (a brand via
+ * `Symbol.for`), and `SubClass[Symbol.hasInstance]` matches on `code`.
+ */
+export class AgentTrustError extends Error {
+  static code: AgentTrustErrorCode = 'ERR_GENERIC'
+  code: AgentTrustErrorCode = 'ERR_GENERIC'
+  override name: string = 'AgentTrustError'
+  readonly details: ErrorDetails
+
+  constructor(message?: string, options: AgentTrustErrorOptions = {}) {
+    super(message ?? 'agent-trust denied the operation', options.cause === undefined ? undefined : { cause: options.cause })
+    this.details = Object.freeze({ ...options.details })
+  }
+
+  get [kAgentTrustError](): true {
+    return true
+  }
+
+  static override [Symbol.hasInstance](this: { code: AgentTrustErrorCode }, value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false
+    if ((value as Record<symbol, unknown>)[kAgentTrustError] !== true) return false
+    return this.code === 'ERR_GENERIC' || (value as AgentTrustError).code === this.code
+  }
+
+  /** A JSON shape safe to send to a caller or an audit log. */
+  toJSON(): { code: AgentTrustErrorCode; message: string; details: ErrorDetails } {
+    return { code: this.code, message: this.message, details: this.details }
+  }
+}
+
+function defineError<C extends Exclude<AgentTrustErrorCode, 'ERR_GENERIC'>>(code: C) {
+  const entry = ERROR_CATALOG[code]
+  return class extends AgentTrustError {
+    static override code: AgentTrustErrorCode = code
+    override code: AgentTrustErrorCode = code
+    override name: string = entry.name
+    constructor(message?: string, options?: AgentTrustErrorOptions) {
+      super(message ?? `${entry.when} ${entry.fix}`, options)
+    }
+  }
+}
+
+export class ConfigInvalid extends defineError('ERR_CONFIG_INVALID') {}
+export class TokenMissing extends defineError('ERR_TOKEN_MISSING') {}
+export class TokenMalformed extends defineError('ERR_TOKEN_MALFORMED') {}
+export class TokenAlgorithm extends defineError('ERR_TOKEN_ALG') {}
+export class TokenKeyUnknown extends defineError('ERR_TOKEN_KEY_UNKNOWN') {}
+export class TokenSignature extends defineError('ERR_TOKEN_SIGNATURE') {}
+export class TokenClaims extends defineError('ERR_TOKEN_CLAIMS') {}
+export class TokenExpired extends defineError('ERR_TOKEN_EXPIRED') {}
+export class TokenNotYetValid extends defineError('ERR_TOKEN_NOT_YET_VALID') {}
+export class TokenAudience extends defineError('ERR_TOKEN_AUDIENCE') {}
+export class TokenIssuer extends defineError('ERR_TOKEN_ISSUER') {}
+export class TokenLifetime extends defineError('ERR_TOKEN_LIFETIME') {}
+export class TokenBinding extends defineError('ERR_TOKEN_BINDING') {}
+export class TokenRevoked extends defineError('ERR_TOKEN_REVOKED') {}
+export class AgentRevoked extends defineError('ERR_AGENT_REVOKED') {}
+export class TokenReplayed extends defineError('ERR_TOKEN_REPLAYED') {}
+export class TrustLevelDenied extends defineError('ERR_TRUST_LEVEL') {}
+export class ScopeDenied extends defineError('ERR_SCOPE_DENIED') {}
+export class ScopeInvalid extends defineError('ERR_SCOPE_INVALID') {}
+export class ScopeEscalation extends defineError('ERR_SCOPE_ESCALATION') {}
+export class DelegationDepth extends defineError('ERR_DELEGATION_DEPTH') {}
+export class SpawnDenied extends defineError('ERR_SPAWN_DENIED') {}
+export class SpawnEscalation extends defineError('ERR_SPAWN_ESCALATION') {}
+export class AgentUnknown extends defineError('ERR_AGENT_UNKNOWN') {}
+export class ToolUndeclared extends defineError('ERR_TOOL_UNDECLARED') {}
+export class StoreUnavailable extends defineError('ERR_STORE_UNAVAILABLE') {}
+export class EgressDenied extends defineError('ERR_EGRESS_DENIED') {}
+export class TrustChangeDenied extends defineError('ERR_TRUST_CHANGE_DENIED') {}
+export class KeyInvalid extends defineError('ERR_KEY_INVALID') {}
+export class AuditTampered extends defineError('ERR_AUDIT_TAMPERED') {}
+
+/** Every error class by code, for tests and for rebuilding an error from a wire `code`. */
+export const ERROR_CLASSES: { readonly [C in AgentTrustErrorCode]: new (message?: string, options?: AgentTrustErrorOptions) => AgentTrustError } = {
+  ERR_GENERIC: AgentTrustError,
+  ERR_CONFIG_INVALID: ConfigInvalid,
+  ERR_TOKEN_MISSING: TokenMissing,
+  ERR_TOKEN_MALFORMED: TokenMalformed,
+  ERR_TOKEN_ALG: TokenAlgorithm,
+  ERR_TOKEN_KEY_UNKNOWN: TokenKeyUnknown,
+  ERR_TOKEN_SIGNATURE: TokenSignature,
+  ERR_TOKEN_CLAIMS: TokenClaims,
+  ERR_TOKEN_EXPIRED: TokenExpired,
+  ERR_TOKEN_NOT_YET_VALID: TokenNotYetValid,
+  ERR_TOKEN_AUDIENCE: TokenAudience,
+  ERR_TOKEN_ISSUER: TokenIssuer,
+  ERR_TOKEN_LIFETIME: TokenLifetime,
+  ERR_TOKEN_BINDING: TokenBinding,
+  ERR_TOKEN_REVOKED: TokenRevoked,
+  ERR_AGENT_REVOKED: AgentRevoked,
+  ERR_TOKEN_REPLAYED: TokenReplayed,
+  ERR_TRUST_LEVEL: TrustLevelDenied,
+  ERR_SCOPE_DENIED: ScopeDenied,
+  ERR_SCOPE_INVALID: ScopeInvalid,
+  ERR_SCOPE_ESCALATION: ScopeEscalation,
+  ERR_DELEGATION_DEPTH: DelegationDepth,
+  ERR_SPAWN_DENIED: SpawnDenied,
+  ERR_SPAWN_ESCALATION: SpawnEscalation,
+  ERR_AGENT_UNKNOWN: AgentUnknown,
+  ERR_TOOL_UNDECLARED: ToolUndeclared,
+  ERR_STORE_UNAVAILABLE: StoreUnavailable,
+  ERR_EGRESS_DENIED: EgressDenied,
+  ERR_TRUST_CHANGE_DENIED: TrustChangeDenied,
+  ERR_KEY_INVALID: KeyInvalid,
+  ERR_AUDIT_TAMPERED: AuditTampered,
+}
+
+/** Rebuild a typed error from a code received over the wire (unknown codes become ERR_GENERIC). */
+export function errorFromCode(code: string, message?: string, details?: ErrorDetails): AgentTrustError {
+  const Ctor = (ERROR_CLASSES as Record<string, (typeof ERROR_CLASSES)[AgentTrustErrorCode] | undefined>)[code] ?? AgentTrustError
+  return new Ctor(message, details === undefined ? undefined : { details })
+}
+
+/** True for any agent-trust error, from any copy of the package. */
+export function isAgentTrustError(value: unknown): value is AgentTrustError {
+  return value instanceof AgentTrustError
+}

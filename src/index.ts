@@ -1,0 +1,106 @@
+/**
+ * agent-trust: zero-trust for multi-agent AI systems.
+ *
+ * Root entry: the kernel (authority, verifier, scopes, trust levels, keys, manifest, errors,
+ * in-memory store, audit types). It never imports undici, ioredis, the MCP SDK or LangChain;
+ * those live at `agent-trust/egress`, `agent-trust/revocation/redis`, `agent-trust/mcp`,
+ * `agent-trust/langchain`.
+ */
+export {
+  AgentRevoked,
+  AgentTrustError,
+  AgentUnknown,
+  AuditTampered,
+  ConfigInvalid,
+  DelegationDepth,
+  EgressDenied,
+  ERROR_CATALOG,
+  ERROR_CLASSES,
+  errorFromCode,
+  isAgentTrustError,
+  KeyInvalid,
+  ScopeDenied,
+  ScopeEscalation,
+  ScopeInvalid,
+  SpawnDenied,
+  SpawnEscalation,
+  StoreUnavailable,
+  TokenAlgorithm,
+  TokenAudience,
+  TokenBinding,
+  TokenClaims,
+  TokenExpired,
+  TokenIssuer,
+  TokenKeyUnknown,
+  TokenLifetime,
+  TokenMalformed,
+  TokenMissing,
+  TokenNotYetValid,
+  TokenReplayed,
+  TokenRevoked,
+  TokenSignature,
+  ToolUndeclared,
+  TrustChangeDenied,
+  TrustLevelDenied,
+} from './errors.js'
+export type { AgentTrustErrorCode, AgentTrustErrorOptions, ErrorDetails } from './errors.js'
+
+export {
+  assertExactScope,
+  assertScopePattern,
+  compileScopeTemplate,
+  covers,
+  grantsCover,
+  isExactScope,
+  isScopePattern,
+  isScopeSegment,
+  isSubset,
+  MAX_SCOPE_SEGMENTS,
+  MAX_SCOPES_PER_TOKEN,
+} from './scopes/index.js'
+export type { ScopeTemplate } from './scopes/index.js'
+
+export { egressMethods, isTrustLevel, levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLevel, OPERATIONS, permitsOperation, TRUST_LEVELS } from './trust/index.js'
+export type { Operation, TokenTrustLevel, TrustLevel } from './trust/index.js'
+
+export { AgentSchema, loadManifestFile, ManifestSchema, parseManifest, resolveTool, ToolDeclarationSchema } from './config/manifest.js'
+export type { AgentDeclaration, AgentDeclarationInput, Manifest, ManifestInput, ResolvedTool, ToolDeclaration } from './config/manifest.js'
+export { resolveMode } from './config/mode.js'
+export type { EnforcementMode } from './config/mode.js'
+
+export {
+  DEFAULT_CLOCK_TOLERANCE_SECONDS,
+  DEFAULT_TOKEN_LIFETIME_SECONDS,
+  MAX_CLOCK_TOLERANCE_SECONDS,
+  MAX_TOKEN_BYTES,
+  MAX_TOKEN_LIFETIME_SECONDS,
+  TOKEN_ALG,
+  TOKEN_TYPE,
+} from './tokens/claims.js'
+export type { ActorClaim, AuditContext, CapabilityClaims } from './tokens/claims.js'
+
+export { generateSigningKey, importPrivateKey, importPublicKey, KeySet, publicJwkOf } from './keys/index.js'
+export type { JSONWebKeySet, JWK, KeySetOptions, SigningKeyRecord } from './keys/index.js'
+
+export { MemoryReplayRevocationStore } from './revocation/memory.js'
+export type { ReplayRevocationStore, StoreCheck, StoreVerdict } from './revocation/store.js'
+
+export { discardAudit, MemoryAuditLog } from './audit/types.js'
+export type { AuditAction, AuditDecision, AuditEventInput, AuditLog } from './audit/types.js'
+
+export { Authority } from './authority/index.js'
+export type {
+  ApprovalDecision,
+  AuthorityOptions,
+  CapabilityIssuer,
+  ExchangeRequest,
+  MintRequest,
+  SpawnRequest,
+  ToolMintRequest,
+  TrustChangeApprover,
+  TrustChangeRequest,
+  TrustChangeStatus,
+} from './authority/index.js'
+
+export { createVerifier, Verifier, VerificationCore, toAgentTrustError } from './verifier/index.js'
+export type { Authorization, JwksSource, PeerIdentity, Requirement, TrustedIssuer, VerifiedCapability, VerifierOptions } from './verifier/index.js'

@@ -1,0 +1,186 @@
+/**
+ * ES256 signing keys (DESIGN section 7): generation and import through jose, a key set that
+ * rotates with overlap, and the public JWKS that verifiers trust.
+ */
+import { KeyObject, type webcrypto } from 'node:crypto'
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
+import { KeyInvalid } from '../errors.js'
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../tokens/claims.js'
+
+export type { JWK } from 'jose'
+
+export interface JSONWebKeySet {
+  readonly keys: readonly JWK[]
+}
+
+/** One signing key as persisted: private JWK plus its life cycle, times in epoch ms. */
+export interface SigningKeyRecord {
+  readonly kid: string
+  readonly privateJwk: JWK
+  readonly createdAtMs: number
+  /** When it stopped signing; it stays in the JWKS until `retiredAtMs + overlap`. */
+  readonly retiredAtMs?: number
+}
+
+const PUBLIC_MEMBERS = ['kty', 'crv', 'x', 'y'] as const
+
+/** The public half of an EC JWK with `kid`, `alg`, `use`: what goes into a JWKS. */
+export function publicJwkOf(jwk: JWK, kid: string): JWK {
+  const out: JWK = { kid, alg: 'ES256', use: 'sig' }
+  for (const m of PUBLIC_MEMBERS) if (jwk[m] !== undefined) (out as Record<string, unknown>)[m] = jwk[m]
+  return out
+}
+
+function assertP256(jwk: JWK, needPrivate: boolean): void {
+  if (typeof jwk !== 'object' || jwk === null || jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
+    throw new KeyInvalid('the key must be an EC P-256 JWK (kty "EC", crv "P-256")')
+  }
+  if (jwk.alg !== undefined && jwk.alg !== 'ES256') throw new KeyInvalid('the key\'s alg must be ES256')
+  if (needPrivate && typeof jwk.d !== 'string') throw new KeyInvalid('a signing key needs its private member "d"')
+  if (!needPrivate && jwk.d !== undefined) throw new KeyInvalid('a verification key must not contain the private member "d"; publish public keys only')
+}
+
+/** Import a public P-256 JWK as a `KeyObject` for the verify hot path. */
+export async function importPublicKey(jwk: JWK): Promise<KeyObject> {
+  assertP256(jwk, false)
+  try {
+    const key = await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')
+    return key instanceof Uint8Array ? fail() : KeyObject.from(key as unknown as webcrypto.CryptoKey)
+  } catch (cause) {
+    if (cause instanceof KeyInvalid) throw cause
+    throw new KeyInvalid('the public key could not be imported', { cause })
+  }
+}
+
+function fail(): never {
+  throw new KeyInvalid('expected an asymmetric key')
+}
+
+/** Import a private P-256 JWK as a `KeyObject` for signing. */
+export async function importPrivateKey(jwk: JWK): Promise<KeyObject> {
+  assertP256(jwk, true)
+  try {
+    const key = await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')
+    return key instanceof Uint8Array ? fail() : KeyObject.from(key as unknown as webcrypto.CryptoKey)
+  } catch (cause) {
+    throw new KeyInvalid('the private key could not be imported', { cause })
+  }
+}
+
+/** Generate a new ES256 key; `kid` is its RFC 7638 thumbprint. */
+export async function generateSigningKey(nowMs = Date.now()): Promise<SigningKeyRecord> {
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true })
+  const privateJwk = await exportJWK(privateKey)
+  const kid = await calculateJwkThumbprint(privateJwk, 'sha256')
+  return { kid, privateJwk: { ...privateJwk, kid, alg: 'ES256' }, createdAtMs: nowMs }
+}
+
+export interface KeySetOptions {
+  /** How long a retired key stays published. Default: 300 s max lifetime + 30 s max tolerance. */
+  readonly overlapMs?: number
+}
+
+interface LoadedKey {
+  readonly record: SigningKeyRecord
+  readonly privateKey: KeyObject
+  readonly publicJwk: JWK
+}
+
+/**
+ * The authority's keys: one active key signs; retired keys stay in the JWKS for the
+ * overlap so that no token they signed is falsely rejected; a revoked key is gone at once.
+ */
+export class KeySet {
+  #keys: LoadedKey[] = []
+  #jwks: JSONWebKeySet = Object.freeze({ keys: Object.freeze([]) as readonly JWK[] })
+  readonly overlapMs: number
+  #listeners = new Set<() => void>()
+
+  private constructor(overlapMs: number) {
+    this.overlapMs = overlapMs
+  }
+
+  /** Load persisted records (the newest non-retired one signs), or generate a first key. */
+  static async create(records: readonly SigningKeyRecord[] = [], options: KeySetOptions = {}): Promise<KeySet> {
+    const { overlapMs = (MAX_TOKEN_LIFETIME_SECONDS + 6 * DEFAULT_CLOCK_TOLERANCE_SECONDS) * 1000 } = options
+    if (!Number.isFinite(overlapMs) || overlapMs < MAX_TOKEN_LIFETIME_SECONDS * 1000) {
+      throw new TypeError('overlapMs must be at least the maximum token lifetime (300000 ms)')
+    }
+    const set = new KeySet(overlapMs)
+    for (const r of records) await set.#add(r)
+    if (set.#keys.every((k) => k.record.retiredAtMs !== undefined)) await set.#add(await generateSigningKey())
+    set.#republish()
+    return set
+  }
+
+  async #add(record: SigningKeyRecord): Promise<void> {
+    if (typeof record.kid !== 'string' || record.kid.length === 0) throw new KeyInvalid('a signing key needs a kid')
+    if (this.#keys.some((k) => k.record.kid === record.kid)) throw new KeyInvalid(`duplicate kid "${record.kid}"`)
+    const privateKey = await importPrivateKey(record.privateJwk)
+    this.#keys.push({ record, privateKey, publicJwk: publicJwkOf(record.privateJwk, record.kid) })
+  }
+
+  /** The key that signs now. */
+  active(): { readonly kid: string; readonly privateKey: KeyObject } {
+    for (let i = this.#keys.length - 1; i >= 0; i--) {
+      const k = this.#keys[i] as LoadedKey
+      if (k.record.retiredAtMs === undefined) return { kid: k.record.kid, privateKey: k.privateKey }
+    }
+    throw new KeyInvalid('no active signing key')
+  }
+
+  /** Start signing with a new key (generated, or the one given); the old one is retired. */
+  async rotate(next?: SigningKeyRecord, nowMs = Date.now()): Promise<string> {
+    const record = next ?? (await generateSigningKey(nowMs))
+    await this.#add(record)
+    this.#keys = this.#keys.map((k) =>
+      k.record.kid !== record.kid && k.record.retiredAtMs === undefined ? { ...k, record: { ...k.record, retiredAtMs: nowMs } } : k,
+    )
+    this.prune(nowMs)
+    this.#republish()
+    return record.kid
+  }
+
+  /** Compromise: drop a key at once, active or retired. A new key is generated if it was the active one. */
+  async revoke(kid: string, nowMs = Date.now()): Promise<boolean> {
+    const before = this.#keys.length
+    this.#keys = this.#keys.filter((k) => k.record.kid !== kid)
+    if (this.#keys.length === before) return false
+    if (this.#keys.every((k) => k.record.retiredAtMs !== undefined)) await this.#add(await generateSigningKey(nowMs))
+    this.#republish()
+    return true
+  }
+
+  /** Drop retired keys whose every token has expired. Returns the kids dropped. */
+  prune(nowMs = Date.now()): string[] {
+    const dropped: string[] = []
+    this.#keys = this.#keys.filter((k) => {
+      const gone = k.record.retiredAtMs !== undefined && k.record.retiredAtMs + this.overlapMs <= nowMs
+      if (gone) dropped.push(k.record.kid)
+      return !gone
+    })
+    if (dropped.length > 0) this.#republish()
+    return dropped
+  }
+
+  /** The public JWKS. The same frozen object until the set changes, so callers can compare by identity. */
+  jwks(): JSONWebKeySet {
+    return this.#jwks
+  }
+
+  /** Records for persistence (contain private keys: store with mode 0600). */
+  records(): readonly SigningKeyRecord[] {
+    return this.#keys.map((k) => k.record)
+  }
+
+  /** Called after every change of the published set. Returns an unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  #republish(): void {
+    this.#jwks = Object.freeze({ keys: Object.freeze(this.#keys.map((k) => Object.freeze({ ...k.publicJwk }))) })
+    for (const l of this.#listeners) l()
+  }
+}

@@ -1,0 +1,297 @@
+/**
+ * The verifier (DESIGN section 5): runs inside the callee and decides, in this order,
+ * cheapest first: shape and header, signature, claims, binding, revocation, replay,
+ * authorization. Every denial is a coded error; the token never appears in one.
+ */
+import type { AuditEventInput, AuditLog } from '../audit/types.js'
+import { discardAudit } from '../audit/types.js'
+import { parseManifest, type Manifest, type ManifestInput } from '../config/manifest.js'
+import { resolveMode, type EnforcementMode } from '../config/mode.js'
+import {
+  AgentRevoked,
+  AgentTrustError,
+  ScopeDenied,
+  TokenAudience,
+  TokenBinding,
+  TokenExpired,
+  TokenIssuer,
+  TokenLifetime,
+  TokenMissing,
+  TokenNotYetValid,
+  TokenReplayed,
+  TokenRevoked,
+  TrustLevelDenied,
+} from '../errors.js'
+import { hashArguments } from '../lib/hash.js'
+import { MemoryReplayRevocationStore } from '../revocation/memory.js'
+import type { ReplayRevocationStore } from '../revocation/store.js'
+import {
+  agentsOf,
+  assertCapabilityClaims,
+  DEFAULT_CLOCK_TOLERANCE_SECONDS,
+  MAX_CLOCK_TOLERANCE_SECONDS,
+  MAX_TOKEN_LIFETIME_SECONDS,
+  presenterOf,
+  type CapabilityClaims,
+} from '../tokens/claims.js'
+import { assertSignature, decodeToken } from '../tokens/jws.js'
+import { minLevel, permitsOperation, type Operation, type TrustLevel } from '../trust/index.js'
+import { KeyRing, type TrustedIssuer } from './key-ring.js'
+
+export type { TrustedIssuer, JwksSource } from './key-ring.js'
+
+/** The authenticated peer of the connection (from its mTLS certificate), when known. */
+export interface PeerIdentity {
+  readonly agentId: string
+  /** base64url SHA-256 of the peer certificate's DER (RFC 8705 `x5t#S256`). */
+  readonly certificateThumbprint?: string
+}
+
+/** What the call needs. */
+export interface Requirement {
+  /** The exact scope this call requires (from the tool's template and arguments). */
+  readonly scope: string
+  /** The operation, which decides which trust levels may call. */
+  readonly operation: Operation
+  /** Tool name, for the audit record. */
+  readonly tool?: string
+  /** Tool arguments, hashed into the audit record (never stored raw). */
+  readonly args?: unknown
+  /** Audit action; default `tool_call`. */
+  readonly action?: 'tool_call' | 'agent_call'
+  /** The mTLS-authenticated caller, when the transport has one. */
+  readonly peer?: PeerIdentity
+}
+
+export interface VerifiedCapability {
+  readonly claims: CapabilityClaims
+  /** The agent presenting the token (current actor, else `sub`). */
+  readonly presenter: string
+  /** Effective level: the token's, lowered by the local manifest's when there is one. */
+  readonly trustLevel: TrustLevel
+}
+
+export interface VerifierOptions {
+  /** This verifier's own id: tokens must carry exactly this `aud`. */
+  readonly id: string
+  /** Issuers whose keys are trusted. */
+  readonly issuers: readonly TrustedIssuer[]
+  /** Seconds of clock skew tolerated on `exp`/`nbf`/`iat`. Default 5, max 30. */
+  readonly clockToleranceSeconds?: number
+  /** Replay/revocation store. Default: a new in-memory store (one process). */
+  readonly store?: ReplayRevocationStore
+  /** Local manifest: the agent's level there also applies (the lower wins); unknown agents are denied. */
+  readonly manifest?: Manifest | ManifestInput
+  /** Where decisions are recorded. */
+  readonly audit?: AuditLog
+  /** `enforce` (default, or `AGENT_TRUST`), `audit` (log, never block) or `off`. */
+  readonly mode?: EnforcementMode
+  /** Deny tokens without `cnf` when a peer certificate is presented. Default false. */
+  readonly requireCertificateBinding?: boolean
+}
+
+/** Result of {@link Verifier.authorize}: what happened, and whether it was enforced. */
+export type Authorization =
+  | { readonly allowed: true; readonly enforced: boolean; readonly capability?: VerifiedCapability }
+  | { readonly allowed: false; readonly enforced: false; readonly error: AgentTrustError }
+
+interface CoreOptions {
+  readonly audience: string
+  readonly consume: boolean
+  readonly requirement?: Requirement
+  readonly peer?: PeerIdentity
+}
+
+/**
+ * The verification pipeline shared by the verifier and the authority (which checks a token
+ * before exchanging it). Stateless apart from its key ring and store.
+ */
+export class VerificationCore {
+  readonly keys: KeyRing
+  readonly store: ReplayRevocationStore
+  readonly toleranceSeconds: number
+  readonly #localLevels: ReadonlyMap<string, TrustLevel> | undefined
+  readonly #requireBinding: boolean
+
+  constructor(options: {
+    issuers: readonly TrustedIssuer[]
+    store: ReplayRevocationStore
+    clockToleranceSeconds?: number
+    localLevels?: ReadonlyMap<string, TrustLevel>
+    requireCertificateBinding?: boolean
+  }) {
+    const { clockToleranceSeconds = DEFAULT_CLOCK_TOLERANCE_SECONDS } = options
+    if (!Number.isInteger(clockToleranceSeconds) || clockToleranceSeconds < 0 || clockToleranceSeconds > MAX_CLOCK_TOLERANCE_SECONDS) {
+      throw new TypeError('clockToleranceSeconds must be an integer from 0 to 30')
+    }
+    this.keys = new KeyRing(options.issuers)
+    this.store = options.store
+    this.toleranceSeconds = clockToleranceSeconds
+    this.#localLevels = options.localLevels
+    this.#requireBinding = options.requireCertificateBinding ?? false
+  }
+
+  async verify(token: unknown, o: CoreOptions): Promise<VerifiedCapability> {
+    if (token === undefined || token === null || token === '') throw new TokenMissing()
+    // 1. size, shape, header, kid
+    const decoded = decodeToken(token)
+    const { issuer, key } = await this.keys.resolve(decoded.header.kid)
+    // 2. signature
+    assertSignature(decoded, key)
+    // 3. claims
+    const c = decoded.payload
+    assertCapabilityClaims(c)
+    if (c.iss !== issuer) throw new TokenIssuer(undefined, { details: { claim: 'iss' } })
+    if (c.aud !== o.audience) throw new TokenAudience(undefined, { details: { claim: 'aud' } })
+    if (c.exp <= c.iat || c.nbf < c.iat || c.nbf >= c.exp || c.exp - c.iat > MAX_TOKEN_LIFETIME_SECONDS) {
+      throw new TokenLifetime(undefined, { details: { claim: 'exp' } })
+    }
+    const now = Math.floor(Date.now() / 1000)
+    const tol = this.toleranceSeconds
+    if (c.nbf > now + tol) throw new TokenNotYetValid(undefined, { details: { claim: 'nbf' } })
+    if (c.iat > now + tol) throw new TokenNotYetValid(undefined, { details: { claim: 'iat' } })
+    if (now >= c.exp + tol) throw new TokenExpired(undefined, { details: { claim: 'exp', jti: c.jti } })
+    // 4. binding
+    const presenter = presenterOf(c)
+    const peer = o.peer ?? o.requirement?.peer
+    if (peer !== undefined) {
+      if (peer.agentId !== presenter) throw new TokenBinding('the token\'s presenter is not the authenticated peer', { details: { jti: c.jti } })
+      const bound = c.cnf?.['x5t#S256']
+      if (bound !== undefined && bound !== peer.certificateThumbprint) {
+        throw new TokenBinding('the token is bound to another certificate', { details: { jti: c.jti } })
+      }
+      if (bound === undefined && this.#requireBinding) throw new TokenBinding('the token is not bound to a certificate', { details: { jti: c.jti } })
+    } else if (c.cnf !== undefined) {
+      throw new TokenBinding('the token is bound to a certificate but none was presented', { details: { jti: c.jti } })
+    }
+    // 5 + 6. revocation, then replay: one atomic store call
+    const verdict = await this.store.check({
+      jti: c.jti,
+      chain: c.chain ?? [],
+      agents: c.act === undefined ? [c.sub] : agentsOf(c),
+      iat: c.iat,
+      forgetAtMs: (c.exp + tol + 1) * 1000,
+      consume: o.consume,
+    })
+    if (verdict === 'token-revoked') throw new TokenRevoked(undefined, { details: { jti: c.jti } })
+    if (verdict === 'agent-revoked') throw new AgentRevoked(undefined, { details: { jti: c.jti, agentId: presenter } })
+    if (verdict === 'replayed') throw new TokenReplayed(undefined, { details: { jti: c.jti } })
+    // 7. authorization
+    let level: TrustLevel = c.trust_level
+    if (this.#localLevels !== undefined) {
+      const local = this.#localLevels.get(presenter)
+      if (local === undefined) throw new TrustLevelDenied('the presenting agent is not in this verifier\'s manifest', { details: { agentId: presenter } })
+      level = minLevel(level, local)
+    }
+    const req = o.requirement
+    if (req !== undefined) {
+      if (!permitsOperation(level, req.operation)) {
+        throw new TrustLevelDenied(`trust level ${level} may not perform "${req.operation}" operations`, {
+          details: { agentId: presenter, rule: req.operation },
+        })
+      }
+      if (!c.scope.includes(req.scope)) throw new ScopeDenied('the token does not carry the scope this call requires', { details: { scope: req.scope, jti: c.jti } })
+    }
+    return { claims: c, presenter, trustLevel: level }
+  }
+}
+
+/**
+ * A verifier bound to one audience (its own id). Create it once, at start.
+ *
+ * @example
+ * ```ts
+ * const verifier = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: authority.id, jwks: () => authority.jwks() }] })
+ * await verifier.verify(token, { scope: 'db:read:documents:namespace:user-123', operation: 'read' })
+ * ```
+ */
+export class Verifier {
+  readonly id: string
+  readonly mode: EnforcementMode
+  readonly core: VerificationCore
+  readonly #audit: AuditLog
+
+  constructor(options: VerifierOptions) {
+    if (typeof options?.id !== 'string' || options.id.length === 0) throw new TypeError('verifier "id" (its own audience) is required')
+    this.id = options.id
+    this.mode = options.mode ?? resolveMode()
+    let localLevels: Map<string, TrustLevel> | undefined
+    if (options.manifest !== undefined) {
+      const m = parseManifest(options.manifest)
+      localLevels = new Map(m.agents.map((a) => [a.id, a.trustLevel]))
+    }
+    this.core = new VerificationCore({
+      issuers: options.issuers,
+      store: options.store ?? new MemoryReplayRevocationStore(),
+      clockToleranceSeconds: options.clockToleranceSeconds,
+      localLevels,
+      requireCertificateBinding: options.requireCertificateBinding,
+    })
+    this.#audit = options.audit ?? discardAudit
+  }
+
+  get store(): ReplayRevocationStore {
+    return this.core.store
+  }
+
+  /**
+   * Verify a token for one call and consume it. Resolves with the capability, or rejects
+   * with a coded {@link AgentTrustError}. Ignores `mode`: see {@link authorize}.
+   */
+  async verify(token: unknown, requirement: Requirement): Promise<VerifiedCapability> {
+    try {
+      const cap = await this.core.verify(token, { audience: this.id, consume: true, requirement })
+      this.#record(requirement, 'allow', cap, undefined)
+      return cap
+    } catch (e) {
+      const err = toAgentTrustError(e)
+      this.#record(requirement, 'deny', undefined, err)
+      throw err
+    }
+  }
+
+  /**
+   * What adapters call: {@link verify} under the enforcement mode. `enforce` rejects;
+   * `audit` resolves `{allowed: false}` after recording the denial (the caller proceeds);
+   * `off` allows without checking.
+   */
+  async authorize(token: unknown, requirement: Requirement): Promise<Authorization> {
+    if (this.mode === 'off') return { allowed: true, enforced: false }
+    if (this.mode === 'enforce') return { allowed: true, enforced: true, capability: await this.verify(token, requirement) }
+    try {
+      return { allowed: true, enforced: false, capability: await this.verify(token, requirement) }
+    } catch (e) {
+      return { allowed: false, enforced: false, error: toAgentTrustError(e) }
+    }
+  }
+
+  #record(req: Requirement, decision: 'allow' | 'deny', cap: VerifiedCapability | undefined, err: AgentTrustError | undefined): void {
+    const c = cap?.claims
+    const event: AuditEventInput = {
+      action: req.action ?? 'tool_call',
+      decision,
+      code: err?.code,
+      origin: cap?.presenter ?? req.peer?.agentId,
+      destination: this.id,
+      capability: [req.scope],
+      tool: req.tool,
+      jti: c?.jti ?? (typeof err?.details.jti === 'string' ? err.details.jti : undefined),
+      trustLevel: cap?.trustLevel,
+      context: c?.context,
+      chain: c?.chain,
+      argsHash: hashArguments(req.args),
+      enforced: this.mode === 'enforce',
+    }
+    this.#audit.record(event)
+  }
+}
+
+export function createVerifier(options: VerifierOptions): Verifier {
+  return new Verifier(options)
+}
+
+/** Any failure inside verification is a denial: unknown errors become ERR_GENERIC with a cause. */
+export function toAgentTrustError(e: unknown): AgentTrustError {
+  if (e instanceof AgentTrustError) return e
+  return new AgentTrustError('verification failed unexpectedly; the call was denied', { cause: e })
+}
