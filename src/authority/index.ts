@@ -116,6 +116,7 @@ export interface CapabilityIssuer {
   mint(request: MintRequest): Promise<string>
   mintForTool(request: ToolMintRequest): Promise<{ token: string; scope: string; operation: Operation }>
   exchange(request: ExchangeRequest): Promise<string>
+  spawn(request: SpawnRequest): Promise<AgentDeclaration>
 }
 
 export interface AuthorityOptions {
