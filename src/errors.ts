@@ -38,6 +38,7 @@ export const ERROR_CATALOG = {
   ERR_EGRESS_DENIED: { name: 'EgressDenied', when: 'An outbound HTTP request (or a redirect hop, or a resolved address) is outside the agent\'s declared destinations.', fix: 'Declare the destination in the agent\'s `egress` list if it is legitimate.' },
   ERR_TRUST_CHANGE_DENIED: { name: 'TrustChangeDenied', when: 'A trust-level change was refused by the approver or is invalid.', fix: 'Trust changes take effect only after a human approves them.' },
   ERR_KEY_INVALID: { name: 'KeyInvalid', when: 'A supplied signing or verification key is not a usable P-256 key.', fix: 'Supply an EC P-256 JWK (private with `d` for signing) with a `kid`.' },
+  ERR_KEY_STORE_INSECURE: { name: 'KeyStoreInsecure', when: 'The signing-key file is not a regular file or is readable or writable by group or others.', fix: 'Restrict it to its owner (`chmod 600 <file>`); private keys are never loaded from a file others can read.' },
   ERR_AUDIT_TAMPERED: { name: 'AuditTampered', when: 'The audit trail\'s hash chain does not verify.', fix: 'Investigate the reported first broken event; restore the trail from a copy.' },
 } as const satisfies Record<string, { name: string; when: string; fix: string }>
 
@@ -134,6 +135,7 @@ export class StoreUnavailable extends defineError('ERR_STORE_UNAVAILABLE') {}
 export class EgressDenied extends defineError('ERR_EGRESS_DENIED') {}
 export class TrustChangeDenied extends defineError('ERR_TRUST_CHANGE_DENIED') {}
 export class KeyInvalid extends defineError('ERR_KEY_INVALID') {}
+export class KeyStoreInsecure extends defineError('ERR_KEY_STORE_INSECURE') {}
 export class AuditTampered extends defineError('ERR_AUDIT_TAMPERED') {}
 
 /** Every error class by code, for tests and for rebuilding an error from a wire `code`. */
@@ -168,6 +170,7 @@ export const ERROR_CLASSES: { readonly [C in AgentTrustErrorCode]: new (message?
   ERR_EGRESS_DENIED: EgressDenied,
   ERR_TRUST_CHANGE_DENIED: TrustChangeDenied,
   ERR_KEY_INVALID: KeyInvalid,
+  ERR_KEY_STORE_INSECURE: KeyStoreInsecure,
   ERR_AUDIT_TAMPERED: AuditTampered,
 }
 

@@ -104,3 +104,6 @@ export type {
 
 export { createVerifier, Verifier, VerificationCore, toAgentTrustError } from './verifier/index.js'
 export type { Authorization, JwksSource, PeerIdentity, Requirement, TrustedIssuer, VerifiedCapability, VerifierOptions } from './verifier/index.js'
+
+// Hashing helpers the adapters share (argument hashes for audit, MCP tool-definition pins).
+export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'

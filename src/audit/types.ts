@@ -17,6 +17,8 @@ export type AuditAction =
   | 'trust_change'
   | 'key'
   | 'mode'
+  /** The audit log's own life cycle: a chain's seal, drops reported by a sink. */
+  | 'audit'
 
 export type AuditDecision = 'allow' | 'deny'
 

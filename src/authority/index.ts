@@ -18,6 +18,7 @@ import {
   ScopeInvalid,
   SpawnDenied,
   SpawnEscalation,
+  TokenBinding,
   TokenClaims,
   TokenLifetime,
   TrustChangeDenied,
@@ -30,8 +31,8 @@ import type { ReplayRevocationStore } from '../revocation/store.js'
 import { isExactScope, isSubset, MAX_SCOPES_PER_TOKEN, uncovered } from '../scopes/index.js'
 import { agentsOf, isJti, MAX_DELEGATION_CHAIN, MAX_TOKEN_LIFETIME_SECONDS, type ActorClaim, type AuditContext, type CapabilityClaims } from '../tokens/claims.js'
 import { signToken } from '../tokens/jws.js'
-import { levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLevel, permitsOperation, type Operation, type TokenTrustLevel, type TrustLevel } from '../trust/index.js'
-import { VerificationCore, toAgentTrustError, type PeerIdentity } from '../verifier/index.js'
+import { isTrustLevel, levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLevel, permitsOperation, type Operation, type TokenTrustLevel, type TrustLevel } from '../trust/index.js'
+import { VerificationCore, Verifier, toAgentTrustError, type PeerIdentity, type VerifierOptions } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
 import { egressCovered } from './egress-subset.js'
 
@@ -197,6 +198,14 @@ export class Authority implements CapabilityIssuer {
     return { issuer: this.id, jwks: () => this.keys.jwks() }
   }
 
+  /**
+   * A verifier in this process that trusts this authority and shares its store, so it sees
+   * revocations at once. Across processes, give verifiers the JWKS and a shared (Redis) store.
+   */
+  createVerifier(options: Omit<VerifierOptions, 'issuers' | 'store'> & { store?: ReplayRevocationStore }): Verifier {
+    return new Verifier({ ...options, issuers: [this.trustedIssuer()], store: options.store ?? this.store, clockToleranceSeconds: options.clockToleranceSeconds ?? this.#tolerance })
+  }
+
   agent(id: string): Readonly<{ declaration: AgentDeclaration; level: TrustLevel; revoked: boolean }> | undefined {
     const a = this.registry.get(id)
     return a === undefined ? undefined : { declaration: a.declaration, level: a.level, revoked: a.revoked }
@@ -293,7 +302,10 @@ export class Authority implements CapabilityIssuer {
   async exchange(r: ExchangeRequest): Promise<string> {
     let parent: CapabilityClaims | undefined
     try {
-      const verified = await this.#core.verify(r.token, { audience: r.holder, consume: false, peer: r.peer })
+      // Over the network the holder is the authenticated caller; the token was bound to the
+      // agent that presented it *to* the holder, so step 4 does not apply here.
+      if (r.peer !== undefined && r.peer.agentId !== r.holder) throw new TokenBinding('the exchanging holder is not the authenticated peer', { details: { agentId: r.peer.agentId } })
+      const verified = await this.#core.verify(r.token, { audience: r.holder, consume: false, holderRedeems: true })
       parent = verified.claims
       const holder = this.#activeAgent(r.holder)
       if (!mayRedelegate(holder.level)) throw new TrustLevelDenied(`agent "${r.holder}" is ${holder.level} and may not re-delegate`, { details: { agentId: r.holder } })
@@ -341,6 +353,11 @@ export class Authority implements CapabilityIssuer {
       if (parent === undefined) throw new SpawnDenied(`parent "${String(r?.parent).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(r?.parent).slice(0, 64) } })
       if (parent.revoked) throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
       if (!maySpawn(parent.level)) throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
+      // Levels are checked before the schema: "L4" or "root" is an escalation attempt, not a typo.
+      const asked = (r.child as { trustLevel?: unknown } | undefined)?.trustLevel
+      if (!isTrustLevel(asked) || levelRank(asked) > levelRank(parent.level)) {
+        throw new SpawnEscalation(`a child of an ${parent.level} agent must have a level from L0 to ${parent.level}`, { details: { agentId: String(r.child?.id).slice(0, 64) } })
+      }
       const parsed = AgentSchema.safeParse({ ...r.child, parent: r.parent })
       if (!parsed.success) throw new SpawnDenied('the child declaration is invalid: ' + parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))
       const child = parsed.data

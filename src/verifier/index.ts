@@ -100,6 +100,12 @@ interface CoreOptions {
   readonly consume: boolean
   readonly requirement?: Requirement
   readonly peer?: PeerIdentity
+  /**
+   * The token's own audience hands it back to the authority (token exchange). Step 4 is
+   * about presentation *to* the audience, which already happened, so it does not apply;
+   * the authority checks instead that the exchanging holder is the authenticated caller.
+   */
+  readonly holderRedeems?: boolean
 }
 
 /**
@@ -154,7 +160,9 @@ export class VerificationCore {
     // 4. binding
     const presenter = presenterOf(c)
     const peer = o.peer ?? o.requirement?.peer
-    if (peer !== undefined) {
+    if (o.holderRedeems === true) {
+      // exchange: see CoreOptions.holderRedeems
+    } else if (peer !== undefined) {
       if (peer.agentId !== presenter) throw new TokenBinding('the token\'s presenter is not the authenticated peer', { details: { jti: c.jti } })
       const bound = c.cnf?.['x5t#S256']
       if (bound !== undefined && bound !== peer.certificateThumbprint) {
@@ -232,6 +240,11 @@ export class Verifier {
 
   get store(): ReplayRevocationStore {
     return this.core.store
+  }
+
+  /** Where this verifier records its decisions; adapters record their own pre-verification denials there too. */
+  get audit(): AuditLog {
+    return this.#audit
   }
 
   /**

@@ -1,0 +1,86 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { loadManifestFile, parseManifest, resolveMode } from 'agent-trust'
+import { resetModeWarning } from '../../src/config/mode.js'
+import { MANIFEST } from '../helpers/kernel.js'
+
+describe('manifest', () => {
+  it('parses the seed manifest with defaults and freezes it', () => {
+    const m = parseManifest(MANIFEST)
+    expect(m.authority).toMatchObject({ id: 'moltbot-authority', tokenTtlSeconds: 60, clockToleranceSeconds: 5, keyRotationHours: 24 })
+    expect(Object.isFrozen(m.agents[0])).toBe(true)
+    expect(() => (m.agents as unknown as unknown[]).push({})).toThrow()
+  })
+
+  it('lists every problem with its path in one ERR_CONFIG_INVALID and never echoes values', () => {
+    const secret = 'redis://:sup3rs3cret@redis.internal:6379'
+    const bad = {
+      authority: { id: 'a', tokenTtlSeconds: 301, clockToleranceSeconds: 31 },
+      agents: [
+        { id: 'dup', trustLevel: 'L2' },
+        { id: 'dup', trustLevel: 'L9', grants: ['db:re*'] },
+        { id: 'child', trustLevel: 'L3', parent: 'dup', grants: ['x:y'] },
+        { id: 'has space', trustLevel: 'L1', egress: [secret], extra: secret },
+      ],
+    }
+    let err: any
+    try {
+      parseManifest(bad)
+    } catch (e) {
+      err = e
+    }
+    expect(err).toMatchObject({ code: 'ERR_CONFIG_INVALID' })
+    const msg: string = err.message
+    for (const path of ['authority.tokenTtlSeconds', 'authority.clockToleranceSeconds', 'agents[1].trustLevel', 'agents[1].grants[0]', 'agents[3].id']) expect(msg).toContain(path)
+    expect(msg).not.toContain('sup3rs3cret')
+  })
+
+  it('checks cross-agent rules: duplicates, parents, child within parent', () => {
+    const m = {
+      agents: [
+        { id: 'p', trustLevel: 'L2', grants: ['a:b'] },
+        { id: 'p', trustLevel: 'L1' },
+        { id: 'c', trustLevel: 'L3', parent: 'p', grants: ['a:c'] },
+        { id: 'd', trustLevel: 'L1', parent: 'ghost' },
+      ],
+    }
+    expect(() => parseManifest(m)).toThrow(/duplicates another agent id[\s\S]*only an L3 agent may be a parent|only an L3[\s\S]*duplicates/)
+    expect(() => parseManifest(m)).toThrow(/names no agent/)
+  })
+
+  it('loads a JSON file, and a bad file fails without quoting it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'at-manifest-'))
+    const good = join(dir, 'agent-trust.config.json')
+    writeFileSync(good, JSON.stringify(MANIFEST))
+    expect(loadManifestFile(good).agents.length).toBe(6)
+    const bad = join(dir, 'bad.json')
+    writeFileSync(bad, '{"agents": [ password=hunter2')
+    expect(() => loadManifestFile(bad)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID', message: expect.not.stringContaining('hunter2') }))
+    expect(() => loadManifestFile(join(dir, 'missing.json'))).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+  })
+})
+
+describe('AGENT_TRUST mode', () => {
+  afterEach(() => resetModeWarning())
+
+  it('defaults to enforce and accepts audit', () => {
+    expect(resolveMode(undefined, {})).toBe('enforce')
+    expect(resolveMode(undefined, { AGENT_TRUST: 'audit' })).toBe('audit')
+    expect(resolveMode(' ENFORCE ', {})).toBe('enforce')
+  })
+
+  it('rejects unknown values instead of weakening enforcement', () => {
+    for (const v of ['disabled', 'false', '0', 'enforcing']) expect(() => resolveMode(v, {})).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+  })
+
+  it('off warns loudly, once', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined)
+    expect(resolveMode(undefined, { AGENT_TRUST: 'off' })).toBe('off')
+    expect(resolveMode('off', {})).toBe('off')
+    expect(warn).toHaveBeenCalledTimes(1)
+    expect(String(warn.mock.calls[0]?.[0])).toMatch(/DISABLED/)
+    warn.mockClear()
+  })
+})
