@@ -11,6 +11,7 @@ import {
   AgentRevoked,
   AgentTrustError,
   ScopeDenied,
+  StoreUnavailable,
   TokenAudience,
   TokenBinding,
   TokenExpired,
@@ -184,6 +185,8 @@ export class VerificationCore {
     if (verdict === 'token-revoked') throw new TokenRevoked(undefined, { details: { jti: c.jti } })
     if (verdict === 'agent-revoked') throw new AgentRevoked(undefined, { details: { jti: c.jti, agentId: presenter } })
     if (verdict === 'replayed') throw new TokenReplayed(undefined, { details: { jti: c.jti } })
+    // Anything but an explicit 'ok' (a store bug, a protocol mismatch) is a denial.
+    if (verdict !== 'ok') throw new StoreUnavailable('the replay/revocation store gave no valid answer', { details: { jti: c.jti } })
     // 7. authorization
     let level: TrustLevel = c.trust_level
     if (this.#localLevels !== undefined) {
