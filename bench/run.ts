@@ -1,11 +1,26 @@
 /**
  * `npm run bench`: every hot path against its floor, in one run. Medians and ratios only;
- * absolute times on a shared 2-core machine mean little.
+ * absolute times on a shared 2-core machine mean little. `npm run bench -- mcp` runs the
+ * sections whose title contains "mcp".
  */
+import { benchAudit } from './audit.js'
+import { benchEgress } from './egress.js'
+import { benchIdentity } from './identity.js'
 import { benchKernel } from './kernel.js'
+import { benchLangchain } from './langchain.js'
 import { printRows, type Row } from './lib.js'
+import { benchMcp } from './mcp.js'
+import { benchRedis } from './redis.js'
 
-const sections: Array<[string, () => Promise<Row[]>]> = [['Kernel (issue 2)', benchKernel]]
+const sections: Array<[string, () => Promise<Row[]>]> = [
+  ['Kernel (issue 2)', benchKernel],
+  ['Redis store (issue 3)', benchRedis],
+  ['Audit (issue 3)', benchAudit],
+  ['MCP (issue 4)', benchMcp],
+  ['Egress (issue 5)', benchEgress],
+  ['LangChain (issue 6)', benchLangchain],
+  ['Identity (issue 7)', benchIdentity],
+]
 
 const only = process.argv[2]
 let missed = 0

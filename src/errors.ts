@@ -22,6 +22,11 @@ export const ERROR_CATALOG = {
   ERR_TOKEN_ISSUER: { name: 'TokenIssuer', when: '`iss` is not the trusted issuer that owns the signing key.', fix: 'Add the authority to the verifier\'s trusted issuers, or use the right authority.' },
   ERR_TOKEN_LIFETIME: { name: 'TokenLifetime', when: '`exp - iat` exceeds 300 seconds, or the time claims are out of order.', fix: 'Capability tokens live at most 5 minutes; lower the TTL.' },
   ERR_TOKEN_BINDING: { name: 'TokenBinding', when: 'The token is bound (`cnf`) to another certificate, or its presenter is not the authenticated mTLS peer.', fix: 'Each agent must use its own tokens over its own mTLS connection.' },
+  ERR_PEER_UNAUTHENTICATED: { name: 'PeerUnauthenticated', when: 'The connection has no valid certificate from the trust domain (none, another CA, expired, revoked, a CA certificate, not exactly one SPIFFE URI SAN), or an enrollment token is unknown, used or expired.', fix: 'Give the peer a current certificate issued by the agent-trust CA for its own id (enroll or renew); see `details.rule`.' },
+  ERR_PEER_FORBIDDEN: { name: 'PeerForbidden', when: 'An authenticated peer called an endpoint its identity may not use (an agent on an operator endpoint, an operator minting tokens), or asked to act as another agent.', fix: 'Use an operator certificate for revocation, trust decisions and enrollment tokens; agents mint for themselves.' },
+  ERR_CSR_DENIED: { name: 'CertificateRequestDenied', when: 'A certificate signing request is malformed, its signature does not verify, its key is not P-256, or it asks for an identity other than the authenticated one.', fix: 'Generate the key where the agent runs and request exactly `spiffe://<trust-domain>/agent/<own id>` as the only URI SAN.' },
+  ERR_AUTHORITY_UNAVAILABLE: { name: 'AuthorityUnavailable', when: 'The remote authority did not answer (connection refused, TLS failure, timeout) on any configured URL.', fix: 'Check the authority service and the client\'s TLS credentials; calls are denied until it answers.' },
+  ERR_REQUEST_INVALID: { name: 'RequestInvalid', when: 'A request to the authority service is not JSON of the expected shape, is too large, or names an unknown endpoint.', fix: 'Use the agent-trust authority client, or send the documented request body.' },
   ERR_TOKEN_REVOKED: { name: 'TokenRevoked', when: 'The token or one of its delegation ancestors (`chain`) was revoked.', fix: 'Revocation is final; obtain a new capability through the authority.' },
   ERR_AGENT_REVOKED: { name: 'AgentRevoked', when: 'The subject or an actor in the chain was revoked (all tokens issued up to that time are dead; no new ones are minted).', fix: 'The agent is quarantined; an operator must re-register it.' },
   ERR_TOKEN_REPLAYED: { name: 'TokenReplayed', when: 'The token\'s `jti` was already used (on any instance sharing the store).', fix: 'Tokens are single use: mint a fresh token for every call.' },
@@ -119,6 +124,11 @@ export class TokenAudience extends defineError('ERR_TOKEN_AUDIENCE') {}
 export class TokenIssuer extends defineError('ERR_TOKEN_ISSUER') {}
 export class TokenLifetime extends defineError('ERR_TOKEN_LIFETIME') {}
 export class TokenBinding extends defineError('ERR_TOKEN_BINDING') {}
+export class PeerUnauthenticated extends defineError('ERR_PEER_UNAUTHENTICATED') {}
+export class PeerForbidden extends defineError('ERR_PEER_FORBIDDEN') {}
+export class CertificateRequestDenied extends defineError('ERR_CSR_DENIED') {}
+export class AuthorityUnavailable extends defineError('ERR_AUTHORITY_UNAVAILABLE') {}
+export class RequestInvalid extends defineError('ERR_REQUEST_INVALID') {}
 export class TokenRevoked extends defineError('ERR_TOKEN_REVOKED') {}
 export class AgentRevoked extends defineError('ERR_AGENT_REVOKED') {}
 export class TokenReplayed extends defineError('ERR_TOKEN_REPLAYED') {}
@@ -154,6 +164,11 @@ export const ERROR_CLASSES: { readonly [C in AgentTrustErrorCode]: new (message?
   ERR_TOKEN_ISSUER: TokenIssuer,
   ERR_TOKEN_LIFETIME: TokenLifetime,
   ERR_TOKEN_BINDING: TokenBinding,
+  ERR_PEER_UNAUTHENTICATED: PeerUnauthenticated,
+  ERR_PEER_FORBIDDEN: PeerForbidden,
+  ERR_CSR_DENIED: CertificateRequestDenied,
+  ERR_AUTHORITY_UNAVAILABLE: AuthorityUnavailable,
+  ERR_REQUEST_INVALID: RequestInvalid,
   ERR_TOKEN_REVOKED: TokenRevoked,
   ERR_AGENT_REVOKED: AgentRevoked,
   ERR_TOKEN_REPLAYED: TokenReplayed,

@@ -11,6 +11,8 @@ export {
   AgentTrustError,
   AgentUnknown,
   AuditTampered,
+  AuthorityUnavailable,
+  CertificateRequestDenied,
   ConfigInvalid,
   DelegationDepth,
   EgressDenied,
@@ -19,6 +21,10 @@ export {
   errorFromCode,
   isAgentTrustError,
   KeyInvalid,
+  KeyStoreInsecure,
+  PeerForbidden,
+  PeerUnauthenticated,
+  RequestInvalid,
   ScopeDenied,
   ScopeEscalation,
   ScopeInvalid,
@@ -81,6 +87,12 @@ export type { ActorClaim, AuditContext, CapabilityClaims } from './tokens/claims
 
 export { generateSigningKey, importPrivateKey, importPublicKey, KeySet, publicJwkOf } from './keys/index.js'
 export type { JSONWebKeySet, JWK, KeySetOptions, SigningKeyRecord } from './keys/index.js'
+export { defaultKeyFile, FileKeyStore, MemoryKeyStore } from './keys/store.js'
+export type { FileKeyStoreOptions, KeyStore } from './keys/store.js'
+export { createKeyManager } from './keys/rotation.js'
+export type { KeyManager, KeyManagerOptions } from './keys/rotation.js'
+export { createJwksHandler, jwksFetchHandler, jwksNodeHandler } from './keys/jwks-handler.js'
+export type { JwksHandlerOptions, JwksProvider } from './keys/jwks-handler.js'
 
 export { MemoryReplayRevocationStore } from './revocation/memory.js'
 export type { ReplayRevocationStore, StoreCheck, StoreVerdict } from './revocation/store.js'
@@ -89,6 +101,8 @@ export { discardAudit, MemoryAuditLog } from './audit/types.js'
 export type { AuditAction, AuditDecision, AuditEventInput, AuditLog } from './audit/types.js'
 
 export { Authority } from './authority/index.js'
+export { FileTrustChangeStore, MemoryTrustChangeStore } from './authority/trust-changes.js'
+export type { FileTrustChangeStoreOptions, TrustChangeDecisionInput, TrustChangePrecondition, TrustChangeStore } from './authority/trust-changes.js'
 export type {
   ApprovalDecision,
   AuthorityOptions,
@@ -103,6 +117,8 @@ export type {
 } from './authority/index.js'
 
 export { createVerifier, Verifier, VerificationCore, toAgentTrustError } from './verifier/index.js'
+export { remoteJwks } from './verifier/remote-jwks.js'
+export type { RefreshableJwksSource, RemoteJwksOptions } from './verifier/remote-jwks.js'
 export type { Authorization, JwksSource, PeerIdentity, Requirement, TrustedIssuer, VerifiedCapability, VerifierOptions } from './verifier/index.js'
 
 // Hashing helpers the adapters share (argument hashes for audit, MCP tool-definition pins).

@@ -35,6 +35,7 @@ import { isTrustLevel, levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLev
 import { VerificationCore, Verifier, toAgentTrustError, type PeerIdentity, type VerifierOptions } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
 import { egressCovered } from './egress-subset.js'
+import { approvedInOrder, MemoryTrustChangeStore, notStale, type TrustChangeStore } from './trust-changes.js'
 
 export interface MintRequest {
   /** The calling agent. */
@@ -99,6 +100,10 @@ export interface TrustChangeRequest {
   readonly createdAt: string
   status: TrustChangeStatus
   decidedBy?: string
+  /** ISO 8601: when the decision was recorded. */
+  decidedAt?: string
+  /** ISO 8601: when an authority first applied the approved change. */
+  appliedAt?: string
   note?: string
 }
 
@@ -129,6 +134,12 @@ export interface AuthorityOptions {
   readonly audit?: AuditLog
   /** Human approval for trust changes. Without one, requests wait for `decideTrustChange`. */
   readonly approver?: TrustChangeApprover
+  /**
+   * Where trust-change requests wait and decisions are kept. Default: in memory. Use a
+   * {@link FileTrustChangeStore} (or another shared store) so that the operator CLI in
+   * another process can list, approve and deny them; see {@link Authority.syncTrustChanges}.
+   */
+  readonly trustChanges?: TrustChangeStore
 }
 
 const DEFAULT_CONTEXT_MAX = 256
@@ -162,6 +173,9 @@ export class Authority implements CapabilityIssuer {
   readonly #tolerance: number
   readonly #approver: TrustChangeApprover | undefined
   readonly #trustChanges = new Map<string, TrustChangeRequest>()
+  readonly #trustStore: TrustChangeStore
+  /** Approved changes this instance has applied (its registry is in memory). */
+  readonly #appliedChanges = new Set<string>()
   /** Per agent: the earliest `iat` it may be issued (after a trust change revoked its tokens). */
   readonly #minIat = new Map<string, number>()
 
@@ -175,6 +189,7 @@ export class Authority implements CapabilityIssuer {
     this.#ttl = manifest.authority.tokenTtlSeconds
     this.#tolerance = manifest.authority.clockToleranceSeconds
     this.#approver = options.approver
+    this.#trustStore = options.trustChanges ?? new MemoryTrustChangeStore()
     this.#core = new VerificationCore({
       issuers: [{ issuer: this.id, jwks: () => this.keys.jwks() }],
       store: this.store,
@@ -185,7 +200,9 @@ export class Authority implements CapabilityIssuer {
   static async create(options: AuthorityOptions): Promise<Authority> {
     const manifest = parseManifest(options.manifest)
     const keys = options.keys instanceof KeySet ? options.keys : await KeySet.create(options.keys ?? [])
-    return new Authority(manifest, keys, options)
+    const authority = new Authority(manifest, keys, options)
+    if (options.trustChanges !== undefined) await authority.#loadTrustChanges()
+    return authority
   }
 
   /** The public keys verifiers trust. Same object until keys change. */
@@ -410,26 +427,32 @@ export class Authority implements CapabilityIssuer {
 
   /**
    * Ask for a trust-level change. Nothing changes until a human approves: through the
-   * configured approver callback, or later through {@link decideTrustChange} (the CLI).
+   * configured approver callback, through {@link decideTrustChange}, or from another
+   * process (`agent-trust trust approve`) through a shared {@link TrustChangeStore},
+   * picked up by {@link syncTrustChanges}.
    */
   async requestTrustChange(r: { agentId: string; level: TrustLevel; reason: string; requestedBy: string }): Promise<TrustChangeRequest> {
-    const agent = this.#knownAgent(r.agentId)
-    if (!['L0', 'L1', 'L2', 'L3'].includes(r.level)) throw new TrustChangeDenied('level must be L0-L3')
-    if (typeof r.reason !== 'string' || r.reason.trim().length === 0) throw new TrustChangeDenied('a trust change needs a reason')
-    const parentId = agent.declaration.parent
-    if (parentId !== undefined) {
-      const p = this.registry.get(parentId)
-      if (p !== undefined && levelRank(r.level) > levelRank(p.level)) throw new TrustChangeDenied('a spawned agent may not exceed its parent\'s level')
-    }
-    const req: TrustChangeRequest = {
-      id: randomUUID(),
-      agentId: r.agentId,
-      from: agent.level,
-      to: r.level,
-      reason: r.reason.slice(0, 500),
-      requestedBy: String(r.requestedBy).slice(0, 128),
-      createdAt: new Date().toISOString(),
-      status: 'pending',
+    const requestedBy = String(r?.requestedBy).slice(0, 128)
+    let req: TrustChangeRequest
+    try {
+      const agent = this.#knownAgent(r.agentId)
+      if (!isTrustLevel(r.level)) throw new TrustChangeDenied('level must be L0-L3')
+      if (typeof r.reason !== 'string' || r.reason.trim().length === 0) throw new TrustChangeDenied('a trust change needs a reason')
+      if (r.level === agent.level) throw new TrustChangeDenied(`agent "${r.agentId}" is already ${r.level}`, { details: { agentId: r.agentId } })
+      this.#checkParentCeiling(r.agentId, r.level)
+      req = {
+        id: randomUUID(),
+        agentId: r.agentId,
+        from: agent.level,
+        to: r.level,
+        reason: r.reason.slice(0, 500),
+        requestedBy,
+        createdAt: new Date().toISOString(),
+        status: 'pending',
+      }
+      await this.#trustStore.add(req)
+    } catch (e) {
+      throw this.#deny(e, { action: 'trust_change', origin: requestedBy, destination: typeof r?.agentId === 'string' ? r.agentId.slice(0, 255) : undefined, note: 'request refused' })
     }
     this.#trustChanges.set(req.id, req)
     this.#record({ action: 'trust_change', decision: 'allow', origin: req.requestedBy, destination: req.agentId, note: `requested ${req.from}->${req.to} (${req.id})` })
@@ -442,35 +465,127 @@ export class Authority implements CapabilityIssuer {
       }
       if (decision !== undefined) await this.decideTrustChange(req.id, decision)
     }
-    return this.#trustChanges.get(req.id) as TrustChangeRequest
+    return { ...(this.#trustChanges.get(req.id) as TrustChangeRequest) }
   }
 
+  /** Requests as this authority last saw them (its own, and others' as of the last {@link syncTrustChanges}). */
   listTrustChanges(status?: TrustChangeStatus): TrustChangeRequest[] {
     return [...this.#trustChanges.values()].filter((r) => status === undefined || r.status === status).map((r) => ({ ...r }))
   }
 
-  /** Record a human decision. Approving applies the level and revokes the agent's outstanding tokens. */
+  /**
+   * Record a human decision (exactly one decision per request wins, across processes).
+   * Approving applies the level and revokes the agent's outstanding tokens. A request made
+   * against a level the agent no longer has, or above a spawned agent's parent, is refused.
+   */
   async decideTrustChange(id: string, decision: ApprovalDecision): Promise<TrustChangeRequest> {
-    const req = this.#trustChanges.get(id)
-    if (req === undefined) throw new TrustChangeDenied('no such trust-change request')
-    if (req.status !== 'pending') throw new TrustChangeDenied(`the request was already ${req.status}`)
-    if (typeof decision?.approver !== 'string' || decision.approver.length === 0) throw new TrustChangeDenied('a decision must name its approver')
-    req.decidedBy = decision.approver.slice(0, 128)
-    req.note = decision.note?.slice(0, 500)
-    if (!decision.approved) {
-      req.status = 'denied'
-      this.#record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: req.decidedBy, destination: req.agentId, note: `denied ${req.from}->${req.to} (${req.id})` })
-      return { ...req }
+    let decided: TrustChangeRequest
+    try {
+      if (typeof decision?.approver !== 'string' || decision.approver.trim().length === 0) throw new TrustChangeDenied('a decision must name its approver')
+      decided = await this.#trustStore.decide(
+        String(id),
+        // Only a literal `true` approves: a truthy string from a webhook does not.
+        { approved: decision.approved === true, decidedBy: decision.approver, note: typeof decision.note === 'string' ? decision.note : undefined, decidedAt: new Date().toISOString() },
+        (req, all) => {
+          notStale((agentId) => this.registry.get(agentId)?.declaration.trustLevel)(req, all)
+          this.#checkParentCeiling(req.agentId, req.to)
+        },
+      )
+    } catch (e) {
+      throw this.#deny(e, { action: 'trust_change', origin: typeof decision?.approver === 'string' ? decision.approver.slice(0, 128) : undefined, note: `decision refused (${String(id).slice(0, 64)})` })
     }
-    const agent = this.#knownAgent(req.agentId)
-    req.status = 'approved'
-    agent.level = req.to
-    // Outstanding tokens carry the old level: revoke them; new ones get a later iat.
-    const at = nowSeconds()
-    await this.store.revokeAgent(req.agentId, at)
-    this.#minIat.set(req.agentId, at + 1)
-    this.#record({ action: 'trust_change', decision: 'allow', origin: req.decidedBy, destination: req.agentId, trustLevel: req.to, note: `approved ${req.from}->${req.to} (${req.id})` })
-    return { ...req }
+    this.#trustChanges.set(decided.id, decided)
+    if (decided.status === 'denied') {
+      this.#record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: decided.decidedBy, destination: decided.agentId, note: `denied ${decided.from}->${decided.to} (${decided.id})` })
+      return { ...decided }
+    }
+    await this.#applyTrustChange(decided, { revoke: true, via: 'approved' })
+    return { ...(this.#trustChanges.get(decided.id) as TrustChangeRequest) }
+  }
+
+  /**
+   * Pick up requests and decisions made elsewhere (the CLI, another replica) and apply the
+   * approved changes this authority has not applied yet, in the order they were decided;
+   * each revokes the agent's outstanding tokens. Call it on a timer (every few seconds):
+   * a change decided in another process takes effect here at the next sync.
+   * Returns the ids applied. Throws `ERR_STORE_UNAVAILABLE` when the store cannot be read.
+   */
+  async syncTrustChanges(): Promise<string[]> {
+    const all = await this.#trustStore.list()
+    for (const r of all) {
+      const seen = this.#trustChanges.get(r.id)
+      this.#trustChanges.set(r.id, r)
+      if (r.status === 'denied' && seen?.status !== 'denied') {
+        // Decided elsewhere (the CLI): this authority's trail says it saw the refusal.
+        this.#record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: r.decidedBy, destination: r.agentId, note: `denied ${r.from}->${r.to} (${r.id}) (decided elsewhere)` })
+      }
+    }
+    const applied: string[] = []
+    for (const r of approvedInOrder(all)) {
+      if (this.#appliedChanges.has(r.id)) continue
+      await this.#applyTrustChange(r, { revoke: true, via: 'synced' })
+      applied.push(r.id)
+    }
+    return applied
+  }
+
+  /** At start: levels from changes approved before this process existed. */
+  async #loadTrustChanges(): Promise<void> {
+    const all = await this.#trustStore.list()
+    for (const r of all) this.#trustChanges.set(r.id, r)
+    const recentMs = (MAX_TOKEN_LIFETIME_SECONDS + this.#tolerance) * 1000
+    for (const r of approvedInOrder(all)) {
+      // Applied long ago: every token of the old level has expired. Recently or never
+      // applied: revoke again, since a previous instance may have minted at the old level.
+      const appliedMs = r.appliedAt === undefined ? Number.NaN : Date.parse(r.appliedAt)
+      const revoke = !(Date.now() - appliedMs >= recentMs)
+      await this.#applyTrustChange(r, { revoke, via: 'loaded' })
+    }
+  }
+
+  #checkParentCeiling(agentId: string, level: TrustLevel): void {
+    const parentId = this.registry.get(agentId)?.declaration.parent
+    if (parentId === undefined) return
+    const p = this.registry.get(parentId)
+    if (p !== undefined && levelRank(level) > levelRank(p.level)) throw new TrustChangeDenied('a spawned agent may not exceed its parent\'s level', { details: { agentId } })
+  }
+
+  async #applyTrustChange(r: TrustChangeRequest, o: { revoke: boolean; via: 'approved' | 'synced' | 'loaded' }): Promise<void> {
+    const agent = this.registry.get(r.agentId)
+    const label = `${r.from}->${r.to} (${r.id})`
+    try {
+      // A spawned agent unknown to this replica has no level here to change.
+      if (agent === undefined) throw new TrustChangeDenied(`agent "${r.agentId}" is not known to this authority`, { details: { agentId: r.agentId } })
+      this.#checkParentCeiling(r.agentId, r.to)
+    } catch (e) {
+      this.#appliedChanges.add(r.id)
+      this.#deny(e, { action: 'trust_change', origin: this.id, destination: r.agentId, note: `not applied ${label}` })
+      return
+    }
+    agent.level = r.to
+    if (o.revoke) {
+      // Outstanding tokens carry the old level: revoke them; new ones get a later iat.
+      // The level is set first so that nothing minted from here on carries the old one;
+      // if the store fails, the change stays unapplied here and the next sync revokes again.
+      const at = nowSeconds()
+      this.#minIat.set(r.agentId, Math.max(this.#minIat.get(r.agentId) ?? 0, at + 1))
+      try {
+        await this.store.revokeAgent(r.agentId, at)
+      } catch (e) {
+        throw this.#deny(e, { action: 'trust_change', origin: this.id, destination: r.agentId, trustLevel: r.to, note: `revocation failed for ${label}` })
+      }
+    }
+    this.#appliedChanges.add(r.id)
+    let current = r
+    if (r.appliedAt === undefined) {
+      current = { ...r, appliedAt: new Date().toISOString() }
+      // Best effort: the marker only spares later instances a second revocation.
+      await this.#trustStore.markApplied(r.id, current.appliedAt as string).catch(() => undefined)
+    }
+    this.#trustChanges.set(r.id, current)
+    const by = o.via === 'approved' ? r.decidedBy : this.id
+    const what = o.via === 'approved' ? 'approved' : o.via === 'synced' ? `applied (approved by ${r.decidedBy ?? '?'})` : `restored (approved by ${r.decidedBy ?? '?'})`
+    this.#record({ action: 'trust_change', decision: 'allow', origin: by, destination: r.agentId, trustLevel: r.to, note: `${what} ${label}${o.revoke ? '; outstanding tokens revoked' : ''}` })
   }
 
   // ---- audit ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
+import { tryParseDestination } from '../egress/destination.js'
 import { ConfigInvalid } from '../errors.js'
 import { compileScopeTemplate, isScopePattern, isSubset } from '../scopes/index.js'
 import {
@@ -19,6 +20,10 @@ import { levelRank, type Operation, type TrustLevel } from '../trust/index.js'
 
 const agentId = z.string().refine(isAgentId, { message: 'must be an agent id: ASCII letters, digits and . _ @ : / - (1-255 chars)' })
 const scopePattern = z.string().refine(isScopePattern, { message: 'is not a valid scope pattern (segments of [A-Za-z0-9._@/+-] or *, joined by :)' })
+// Same parser as the egress guard (src/egress/destination.ts): a bad entry fails at start.
+const egressDestination = z.string().min(1).max(512).refine((e) => tryParseDestination(e).ok, {
+  message: 'is not a valid egress destination: scheme://host[:port] (http/https, optional "*." wildcard, optional " internal")',
+})
 const scopeTemplate = z.string().refine(
   (s) => {
     try {
@@ -49,8 +54,8 @@ export const AgentSchema = z.strictObject({
   grants: z.array(scopePattern).max(256).default([]),
   /** Tools this agent serves (when it is a tool server). */
   tools: z.array(ToolDeclarationSchema).max(1024).default([]),
-  /** Destinations its HTTP tool may reach: `https://host[:port]`, `https://*.domain`. */
-  egress: z.array(z.string().min(1).max(512)).max(256).default([]),
+  /** Destinations its HTTP tool may reach: `https://host[:port]`, `https://*.domain`, `http://name:port internal`. */
+  egress: z.array(egressDestination).max(256).default([]),
   /** Origin serving this agent's agent-to-agent HTTP endpoint (tokens go only there). */
   origin: z.string().url().optional(),
   /** Max `delegation_depth` of tokens minted for it (0 = its tokens cannot be re-delegated). */

@@ -20,6 +20,11 @@ export interface SigningKeyRecord {
   readonly createdAtMs: number
   /** When it stopped signing; it stays in the JWKS until `retiredAtMs + overlap`. */
   readonly retiredAtMs?: number
+  /**
+   * When it starts signing, epoch ms (default: at once). It is published in the JWKS from
+   * creation, so that verifiers that cache the JWKS learn it before its first token.
+   */
+  readonly activatesAtMs?: number
 }
 
 const PUBLIC_MEMBERS = ['kty', 'crv', 'x', 'y'] as const
@@ -78,6 +83,8 @@ export async function generateSigningKey(nowMs = Date.now()): Promise<SigningKey
 export interface KeySetOptions {
   /** How long a retired key stays published. Default: 300 s max lifetime + 30 s max tolerance. */
   readonly overlapMs?: number
+  /** Clock, epoch ms (tests). Default `Date.now`. */
+  readonly now?: () => number
 }
 
 interface LoadedKey {
@@ -95,9 +102,13 @@ export class KeySet {
   #jwks: JSONWebKeySet = Object.freeze({ keys: Object.freeze([]) as readonly JWK[] })
   readonly overlapMs: number
   #listeners = new Set<() => void>()
+  readonly #now: () => number
+  /** Kids revoked in this set: never loaded again (not by `replace`, not by `rotate`). */
+  readonly #revokedKids = new Set<string>()
 
-  private constructor(overlapMs: number) {
+  private constructor(overlapMs: number, now: () => number) {
     this.overlapMs = overlapMs
+    this.#now = now
   }
 
   /** Load persisted records (the newest non-retired one signs), or generate a first key. */
@@ -106,53 +117,122 @@ export class KeySet {
     if (!Number.isFinite(overlapMs) || overlapMs < MAX_TOKEN_LIFETIME_SECONDS * 1000) {
       throw new TypeError('overlapMs must be at least the maximum token lifetime (300000 ms)')
     }
-    const set = new KeySet(overlapMs)
+    const set = new KeySet(overlapMs, options.now ?? Date.now)
     for (const r of records) await set.#add(r)
-    if (set.#keys.every((k) => k.record.retiredAtMs !== undefined)) await set.#add(await generateSigningKey())
+    await set.#ensureUsable(set.#now())
     set.#republish()
     return set
+  }
+
+  /** A key that may sign at `now`: activated, and not retired as of `now`. */
+  static #usable(r: SigningKeyRecord, now: number): boolean {
+    return (r.activatesAtMs === undefined || r.activatesAtMs <= now) && (r.retiredAtMs === undefined || r.retiredAtMs > now)
+  }
+
+  /** After a load or a revocation: a pending key activates at once, else a new key is generated. */
+  async #ensureUsable(now: number): Promise<boolean> {
+    if (this.#keys.some((k) => KeySet.#usable(k.record, now))) return false
+    for (let i = this.#keys.length - 1; i >= 0; i--) {
+      const k = this.#keys[i] as LoadedKey
+      if (k.record.retiredAtMs === undefined) {
+        this.#keys[i] = { ...k, record: { ...k.record, activatesAtMs: now } }
+        return true
+      }
+    }
+    await this.#add(await generateSigningKey(now))
+    return true
   }
 
   async #add(record: SigningKeyRecord): Promise<void> {
     if (typeof record.kid !== 'string' || record.kid.length === 0) throw new KeyInvalid('a signing key needs a kid')
     if (this.#keys.some((k) => k.record.kid === record.kid)) throw new KeyInvalid(`duplicate kid "${record.kid}"`)
+    if (this.#revokedKids.has(record.kid)) throw new KeyInvalid(`key "${record.kid}" was revoked`)
     const privateKey = await importPrivateKey(record.privateJwk)
     this.#keys.push({ record, privateKey, publicJwk: publicJwkOf(record.privateJwk, record.kid) })
   }
 
-  /** The key that signs now. */
+  /** The key that signs now: the newest one that is activated and not retired. */
   active(): { readonly kid: string; readonly privateKey: KeyObject } {
+    const now = this.#now()
     for (let i = this.#keys.length - 1; i >= 0; i--) {
       const k = this.#keys[i] as LoadedKey
-      if (k.record.retiredAtMs === undefined) return { kid: k.record.kid, privateKey: k.privateKey }
+      if (KeySet.#usable(k.record, now)) return { kid: k.record.kid, privateKey: k.privateKey }
     }
     throw new KeyInvalid('no active signing key')
   }
 
-  /** Start signing with a new key (generated, or the one given); the old one is retired. */
-  async rotate(next?: SigningKeyRecord, nowMs = Date.now()): Promise<string> {
-    const record = next ?? (await generateSigningKey(nowMs))
+  /**
+   * Start signing with a new key (generated, or the one given); the old one is retired.
+   * With `activateAtMs` in the future the new key is published now and signs from then on
+   * (the current key signs until that moment): verifiers caching the JWKS see it first.
+   */
+  async rotate(next?: SigningKeyRecord, nowMs = this.#now(), options: { activateAtMs?: number } = {}): Promise<string> {
+    const activateAt = options.activateAtMs ?? nowMs
+    if (!Number.isFinite(activateAt)) throw new TypeError('activateAtMs must be a finite epoch time in milliseconds')
+    const base = next ?? (await generateSigningKey(nowMs))
+    const record: SigningKeyRecord = activateAt > nowMs ? { ...base, activatesAtMs: activateAt } : base
     await this.#add(record)
     this.#keys = this.#keys.map((k) =>
-      k.record.kid !== record.kid && k.record.retiredAtMs === undefined ? { ...k, record: { ...k.record, retiredAtMs: nowMs } } : k,
+      k.record.kid !== record.kid && (k.record.retiredAtMs === undefined || k.record.retiredAtMs > activateAt)
+        ? { ...k, record: { ...k.record, retiredAtMs: activateAt } }
+        : k,
     )
     this.prune(nowMs)
     this.#republish()
     return record.kid
   }
 
+  /**
+   * Adopt records persisted by another replica (same semantics as {@link create}), keeping
+   * this object, and its already imported keys, in place. The JWKS object changes only if
+   * the set of published keys changed.
+   */
+  async replace(records: readonly SigningKeyRecord[]): Promise<void> {
+    const old = new Map(this.#keys.map((k) => [k.record.kid, k]))
+    const next: LoadedKey[] = []
+    const seen = new Set<string>()
+    for (const record of records) {
+      if (typeof record?.kid !== 'string' || record.kid.length === 0) throw new KeyInvalid('a signing key needs a kid')
+      if (this.#revokedKids.has(record.kid)) continue
+      if (seen.has(record.kid)) throw new KeyInvalid(`duplicate kid "${record.kid}"`)
+      seen.add(record.kid)
+      const k = old.get(record.kid)
+      if (k !== undefined && k.record.privateJwk.d === record.privateJwk?.d) {
+        next.push({ ...k, record })
+      } else {
+        const privateKey = await importPrivateKey(record.privateJwk)
+        next.push({ record, privateKey, publicJwk: publicJwkOf(record.privateJwk, record.kid) })
+      }
+    }
+    const before = this.#keys.map((k) => k.record.kid).join(' ')
+    this.#keys = next
+    await this.#ensureUsable(this.#now())
+    if (this.#keys.map((k) => k.record.kid).join(' ') !== before) this.#republish()
+  }
+
   /** Compromise: drop a key at once, active or retired. A new key is generated if it was the active one. */
-  async revoke(kid: string, nowMs = Date.now()): Promise<boolean> {
-    const before = this.#keys.length
-    this.#keys = this.#keys.filter((k) => k.record.kid !== kid)
-    if (this.#keys.length === before) return false
-    if (this.#keys.every((k) => k.record.retiredAtMs !== undefined)) await this.#add(await generateSigningKey(nowMs))
+  async revoke(kid: string, nowMs = this.#now()): Promise<boolean> {
+    const gone = this.#keys.find((k) => k.record.kid === kid)
+    if (gone === undefined) return false
+    this.#revokedKids.add(kid)
+    this.#keys = this.#keys.filter((k) => k !== gone)
+    const pendingAt = gone.record.activatesAtMs
+    if (pendingAt !== undefined && pendingAt > nowMs) {
+      // A key that had not started signing: the keys it was to replace keep signing.
+      this.#keys = this.#keys.map((k) => {
+        if (k.record.retiredAtMs !== pendingAt) return k
+        const { retiredAtMs: _, ...record } = k.record
+        return { ...k, record }
+      })
+    }
+    // Unpublished at once (synchronously), before any await: the next verification in this process already rejects it.
     this.#republish()
+    if (await this.#ensureUsable(nowMs)) this.#republish()
     return true
   }
 
   /** Drop retired keys whose every token has expired. Returns the kids dropped. */
-  prune(nowMs = Date.now()): string[] {
+  prune(nowMs = this.#now()): string[] {
     const dropped: string[] = []
     this.#keys = this.#keys.filter((k) => {
       const gone = k.record.retiredAtMs !== undefined && k.record.retiredAtMs + this.overlapMs <= nowMs

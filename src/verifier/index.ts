@@ -191,17 +191,17 @@ export class VerificationCore {
     let level: TrustLevel = c.trust_level
     if (this.#localLevels !== undefined) {
       const local = this.#localLevels.get(presenter)
-      if (local === undefined) throw new TrustLevelDenied('the presenting agent is not in this verifier\'s manifest', { details: { agentId: presenter } })
+      if (local === undefined) throw new TrustLevelDenied('the presenting agent is not in this verifier\'s manifest', { details: { agentId: presenter, jti: c.jti } })
       level = minLevel(level, local)
     }
     const req = o.requirement
     if (req !== undefined) {
       if (!permitsOperation(level, req.operation)) {
         throw new TrustLevelDenied(`trust level ${level} may not perform "${req.operation}" operations`, {
-          details: { agentId: presenter, rule: req.operation },
+          details: { agentId: presenter, rule: req.operation, jti: c.jti },
         })
       }
-      if (!c.scope.includes(req.scope)) throw new ScopeDenied('the token does not carry the scope this call requires', { details: { scope: req.scope, jti: c.jti } })
+      if (!c.scope.includes(req.scope)) throw new ScopeDenied('the token does not carry the scope this call requires', { details: { scope: req.scope, jti: c.jti, agentId: presenter } })
     }
     return { claims: c, presenter, trustLevel: level }
   }
@@ -282,12 +282,15 @@ export class Verifier {
   }
 
   #record(req: Requirement, decision: 'allow' | 'deny', cap: VerifiedCapability | undefined, err: AgentTrustError | undefined): void {
+    // No log, no event: spare the hot path the argument hash.
+    if (this.#audit === discardAudit) return
     const c = cap?.claims
     const event: AuditEventInput = {
       action: req.action ?? 'tool_call',
       decision,
       code: err?.code,
-      origin: cap?.presenter ?? req.peer?.agentId,
+      // A denial after the token verified still names who presented it.
+      origin: cap?.presenter ?? (typeof err?.details.agentId === 'string' ? err.details.agentId : req.peer?.agentId),
       destination: this.id,
       capability: [req.scope],
       tool: req.tool,

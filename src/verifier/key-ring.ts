@@ -10,6 +10,9 @@ import { importPublicKey, type JSONWebKeySet, type JWK } from '../keys/index.js'
 
 export type JwksSource = JSONWebKeySet | (() => JSONWebKeySet | Promise<JSONWebKeySet>)
 
+/** A function source may also carry `reload()`: called once when a token names an unknown kid (see `remoteJwks`). */
+type Reloadable = { reload?: () => Promise<unknown> }
+
 export interface TrustedIssuer {
   /** The `iss` value this issuer signs with. */
   readonly issuer: string
@@ -37,7 +40,9 @@ export class KeyRing {
   readonly #imported = new Map<string, KeyObject>()
   readonly #sources: SourceState[]
   readonly #dynamic: boolean
+  readonly #reloadable: ReadonlyArray<() => Promise<unknown>>
   #pending: Promise<void> | undefined
+  #reloading: Promise<void> | undefined
 
   constructor(issuers: readonly TrustedIssuer[]) {
     if (!Array.isArray(issuers) || issuers.length === 0) throw new TypeError('at least one trusted issuer is required')
@@ -52,6 +57,10 @@ export class KeyRing {
     }
     this.#sources = issuers.map((i) => ({ issuer: i.issuer, source: i.jwks, last: undefined }))
     this.#dynamic = this.#sources.some((s) => typeof s.source === 'function')
+    this.#reloadable = issuers.flatMap((i) => {
+      const reload = typeof i.jwks === 'function' ? (i.jwks as Reloadable).reload : undefined
+      return typeof reload === 'function' ? [reload.bind(i.jwks)] : []
+    })
   }
 
   /**
@@ -60,9 +69,26 @@ export class KeyRing {
    */
   async resolve(kid: string): Promise<ResolvedKey> {
     if (this.#dynamic || this.#pending !== undefined || this.#sources.some((s) => s.last === undefined)) await this.#sync()
-    const k = this.#byKid.get(kid)
+    let k = this.#byKid.get(kid)
+    if (k === undefined && this.#reloadable.length > 0) {
+      // Unknown kid: maybe a key published after our last fetch. Ask reloadable sources
+      // once; each respects its own cooldown, so random kids cannot force a fetch per call.
+      await this.#reload()
+      k = this.#byKid.get(kid)
+    }
     if (k === undefined) throw new TokenKeyUnknown(undefined, { details: { kid: kid.slice(0, 64) } })
     return k
+  }
+
+  async #reload(): Promise<void> {
+    if (this.#reloading === undefined) {
+      this.#reloading = Promise.allSettled(this.#reloadable.map((r) => r()))
+        .then(() => this.#sync())
+        .finally(() => {
+          this.#reloading = undefined
+        })
+    }
+    return this.#reloading
   }
 
   async #sync(): Promise<void> {

@@ -70,7 +70,7 @@ describe('fail closed', () => {
       close: async () => undefined,
     }
     const v = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: broken, mode: 'enforce' })
-    const err = await v.verify(await mintRead(), { scope: READ_SCOPE, operation: 'read' }).catch((e: unknown) => e as Error & { code: string })
+    const err = (await v.verify(await mintRead(), { scope: READ_SCOPE, operation: "read" }).catch((e: unknown) => e)) as Error & { code: string }
     expect(err.code).toBe('ERR_GENERIC')
     expect(err.message).not.toContain('pw@')
   })

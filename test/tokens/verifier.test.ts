@@ -385,3 +385,12 @@ describe('modes and audit', () => {
     expect(text).not.toContain('hunter2')
   })
 })
+
+describe('audit of authorization denials', () => {
+  it('names the presenter and the jti when a verified token is denied at step 7', async () => {
+    const { verifier, audit, mintRead } = await makeKernel()
+    const t = await mintRead()
+    await verifier.verify(t, { scope: 'db:read:documents:namespace:user-999', operation: 'read' }).catch(() => undefined)
+    expect(audit.events.at(-1)).toMatchObject({ decision: 'deny', code: 'ERR_SCOPE_DENIED', origin: 'agent-summarizer-v2', jti: decodePayload(t).jti })
+  })
+})

@@ -1,0 +1,150 @@
+/**
+ * Client side: an SDK `Client` that carries a fresh capability on every request.
+ *
+ * The wrapper replaces the client's `request` method (every SDK call, `callTool`,
+ * `listTools`, `readResource`, the experimental task streams, goes through it): before a
+ * request leaves, it asks the issuer for a token for exactly that call and puts it in
+ * `params._meta["io.agent-trust/capability"]`. One token per request, never cached, never
+ * retried with; and only for the one server the wrapper is bound to.
+ *
+ * Subpath: `agent-trust/mcp`.
+ */
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { TokenAudience } from 'agent-trust'
+import type { AuditContext, CapabilityIssuer } from 'agent-trust'
+import { AUDIENCE_CAPABILITY_KEY, CAPABILITY_DENIED, CAPABILITY_META_KEY, methodOperation, methodScope, UNGUARDED_METHODS } from './policy.js'
+
+export interface WithCapabilitiesOptions {
+  /** Who mints: an in-process `Authority`, or a remote client implementing `CapabilityIssuer`. */
+  readonly issuer: CapabilityIssuer
+  /** This agent's id: the tokens' `sub`. */
+  readonly agentId: string
+  /** The one server this client talks to: every token's `aud`. */
+  readonly serverId: string
+  /** Audit context copied into every token; a function is called per request (e.g. per task). */
+  readonly context: AuditContext | (() => AuditContext)
+  /** Token lifetime in seconds. Default: the authority's (60). */
+  readonly ttlSeconds?: number
+  /** Bind tokens to this client certificate (RFC 8705 `x5t#S256`) when calls go over mTLS. */
+  readonly certificateThumbprint?: string
+  /**
+   * Refuse to send tokens unless the server advertises (in `capabilities.experimental
+   * ["io.agent-trust"].audience`) exactly `serverId`. Default `false`: a server that
+   * advertises another audience is always refused; one that advertises none is trusted
+   * to be the configured server (the advertisement is a misconfiguration check, not
+   * authentication: use TLS/mTLS to authenticate the server).
+   */
+  readonly requireAdvertisedAudience?: boolean
+}
+
+type RequestFn = (request: { method: string; params?: Record<string, unknown> }, resultSchema: unknown, options?: unknown) => Promise<unknown>
+
+const kWrapped = Symbol.for('agent-trust.mcp.with-capabilities')
+
+/**
+ * Make `client` attach a fresh capability token to every request it sends (except
+ * `initialize` and `ping`). `tools/call` tokens come from `issuer.mintForTool` (the scope
+ * the tool's template yields for these arguments); other requests get `mcp:<serverId>:<method>`.
+ * Returns the same client. A mint refusal rejects the call with the authority's coded
+ * error, and nothing is sent.
+ *
+ * The wrapper is bound to `serverId` and to the first transport it sends a token over: if
+ * the client is later reconnected to another transport, or the server advertises another
+ * audience, calls are refused with `ERR_TOKEN_AUDIENCE` before anything is minted.
+ *
+ * @example
+ * ```ts
+ * import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+ * import { withCapabilities } from 'agent-trust/mcp'
+ *
+ * const client = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), {
+ *   issuer: authority, agentId: 'agent-summarizer-v2', serverId: 'agent-database-reader', context,
+ * })
+ * await client.connect(transport)
+ * await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })
+ * ```
+ */
+export function withCapabilities<C extends Client>(client: C, options: WithCapabilitiesOptions): C {
+  if (typeof client !== 'object' || client === null || typeof (client as { request?: unknown }).request !== 'function') {
+    throw new TypeError('withCapabilities: expected an MCP SDK Client')
+  }
+  const target = client as unknown as { request: RequestFn; transport?: unknown; getServerCapabilities(): Record<string, unknown> | undefined; [kWrapped]?: true }
+  if (target[kWrapped] === true) throw new TypeError('withCapabilities: this client already carries capabilities')
+  const { issuer, agentId, serverId, context, ttlSeconds, certificateThumbprint, requireAdvertisedAudience = false } = options ?? ({} as WithCapabilitiesOptions)
+  if (typeof issuer?.mintForTool !== 'function' || typeof issuer.mint !== 'function') throw new TypeError('withCapabilities: "issuer" must implement CapabilityIssuer')
+  if (typeof agentId !== 'string' || agentId.length === 0) throw new TypeError('withCapabilities: "agentId" is required')
+  if (typeof serverId !== 'string' || serverId.length === 0) throw new TypeError('withCapabilities: "serverId" is required')
+  if (typeof context !== 'function' && (typeof context !== 'object' || context === null)) throw new TypeError('withCapabilities: "context" is required')
+
+  const send = target.request.bind(client) as RequestFn
+  let boundTransport: unknown
+
+  const mint = async (method: string, params: Record<string, unknown> | undefined): Promise<string> => {
+    const ctx = typeof context === 'function' ? context() : context
+    if (method === 'tools/call') {
+      const args = params?.arguments
+      const r = await issuer.mintForTool({
+        subject: agentId,
+        audience: serverId,
+        tool: String(params?.name),
+        args: typeof args === 'object' && args !== null ? (args as Record<string, unknown>) : undefined,
+        context: ctx,
+        ttlSeconds,
+        certificateThumbprint,
+      })
+      return r.token
+    }
+    const scope = methodScope(serverId, method)
+    // An impossible scope makes the authority refuse with its own coded error.
+    return issuer.mint({ subject: agentId, audience: serverId, scope: [scope ?? method], operation: methodOperation(method), context: ctx, ttlSeconds, certificateThumbprint })
+  }
+
+  target.request = async function requestWithCapability(request, resultSchema, requestOptions) {
+    if (UNGUARDED_METHODS.has(request?.method)) return send(request, resultSchema, requestOptions)
+    assertBound()
+    const token = await mint(request.method, request.params)
+    const params = request.params ?? {}
+    const meta = typeof params._meta === 'object' && params._meta !== null ? (params._meta as Record<string, unknown>) : {}
+    // Our key is always overwritten: a caller cannot smuggle another token through.
+    return send({ ...request, params: { ...params, _meta: { ...meta, [CAPABILITY_META_KEY]: token } } }, resultSchema, requestOptions)
+  }
+  target[kWrapped] = true
+  return client
+
+  function assertBound(): void {
+    const transport = target.transport
+    if (transport === undefined) return // not connected: the SDK rejects the request itself
+    if (boundTransport === undefined) boundTransport = transport
+    else if (boundTransport !== transport) {
+      throw new TokenAudience(`this client is bound to server "${serverId}" and was reconnected to another transport; wrap a new client per server`, {
+        details: { rule: 'client-binding' },
+      })
+    }
+    const advertised = advertisedAudience(target.getServerCapabilities())
+    if (advertised !== undefined && advertised !== serverId) {
+      throw new TokenAudience(`the server advertises audience "${advertised.slice(0, 64)}", not "${serverId}"; no token was minted`, { details: { rule: 'server-audience' } })
+    }
+    if (advertised === undefined && requireAdvertisedAudience) {
+      throw new TokenAudience(`the server does not advertise agent-trust audience "${serverId}"; no token was minted`, { details: { rule: 'server-audience' } })
+    }
+  }
+}
+
+function advertisedAudience(capabilities: Record<string, unknown> | undefined): string | undefined {
+  const experimental = capabilities?.experimental as Record<string, unknown> | undefined
+  const ours = experimental?.[AUDIENCE_CAPABILITY_KEY] as { audience?: unknown } | undefined
+  return typeof ours?.audience === 'string' ? ours.audience : undefined
+}
+
+/**
+ * The agent-trust code of a failed call, if it was a capability denial: from the JSON-RPC
+ * error a guarded server returned (`error.data.code`), or from a coded error the issuer
+ * threw before anything was sent. `undefined` for any other failure.
+ */
+export function capabilityErrorCode(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined
+  const e = error as { code?: unknown; data?: { code?: unknown } }
+  if (typeof e.code === 'string' && e.code.startsWith('ERR_')) return e.code
+  if (e.code === CAPABILITY_DENIED && typeof e.data?.code === 'string' && e.data.code.startsWith('ERR_')) return e.data.code
+  return undefined
+}

@@ -1,0 +1,256 @@
+/**
+ * The gateway: serve an upstream MCP server's tools to agents, with every check of
+ * {@link guardMcpServer}, without changing the upstream (a third-party server nobody here
+ * can modify).
+ *
+ * Tool definitions are pinned. The manifest entry of the gateway's server id declares each
+ * tool it may serve with a `definitionHash` ({@link toolDefinitionHash}: name, description,
+ * input schema). A tool the upstream offers whose current definition hash is not the pinned
+ * one (changed since review: a "rug pull"; or never reviewed) is withheld from `tools/list`
+ * and refused on `tools/call` with `ERR_TOOL_UNDECLARED`, and reported (callback + audit
+ * event) until an operator approves the new hash (edit the manifest, or {@link McpGateway.approve}).
+ *
+ * What it serves of each tool is exactly what it pins: name, description, input schema.
+ * Title, annotations (`readOnlyHint` can make a client auto-approve), output schema, icons
+ * and the upstream's `instructions` are dropped: an unpinned field would be a way around
+ * the pin. It never forwards the caller's token (or any `_meta`) upstream.
+ *
+ * Subpath: `agent-trust/mcp`.
+ */
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import { CallToolRequestSchema, ListToolsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
+import type { Tool } from '@modelcontextprotocol/sdk/types.js'
+import { ConfigInvalid, createVerifier, parseManifest, resolveMode } from 'agent-trust'
+import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
+import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
+import { guardMcpServer, type GuardMcpServerOptions } from './server.js'
+
+export type ToolPinState = 'approved' | 'changed' | 'unpinned' | 'missing'
+
+export interface ToolPinStatus {
+  readonly name: string
+  /** `approved`: served. `changed`: pinned, but the upstream's definition differs. `unpinned`: never reviewed. `missing`: pinned, gone upstream. */
+  readonly state: ToolPinState
+  /** The approved hash (manifest or {@link McpGateway.approve}). */
+  readonly pinnedHash?: string
+  /** The hash of the upstream's current definition. */
+  readonly currentHash?: string
+  /** The upstream's current definition, for review. */
+  readonly definition?: PinnedDefinition
+}
+
+export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld' | 'tools' | 'manifest'> {
+  /** A connected SDK client to the upstream server (stdio or Streamable HTTP). The gateway owns its tool-list notifications. */
+  readonly upstream: Client
+  /** The manifest: the gateway's `serverId` entry declares the served tools with their `definitionHash`. */
+  readonly manifest: Manifest | ManifestInput
+  /** Called when a tool becomes withheld or changes again while withheld (not for approved tools). */
+  readonly onReport?: (status: ToolPinStatus) => void
+}
+
+/** Upstream tool lists are paged; stop at this many pages (a hostile upstream could page forever). */
+const MAX_PAGES = 100
+
+/**
+ * @example
+ * ```ts
+ * const upstream = new Client({ name: 'gateway', version: '1.0.0' })
+ * await upstream.connect(new StdioClientTransport({ command: 'node', args: ['server.js'] }))
+ * const gateway = await McpGateway.create({ upstream, serverId: 'everything', manifest, issuers })
+ * await gateway.createServer().connect(new StdioServerTransport())
+ * ```
+ */
+export class McpGateway {
+  readonly serverId: string
+  readonly verifier: Verifier
+  readonly #upstream: Client
+  readonly #manifest: Manifest
+  readonly #audit: AuditLog
+  readonly #guard: GuardMcpServerOptions
+  readonly #onReport: ((s: ToolPinStatus) => void) | undefined
+  readonly #pins = new Map<string, string | undefined>()
+  #current = new Map<string, { definition: PinnedDefinition; hash: string }>()
+  readonly #reported = new Map<string, string>()
+  readonly #servers = new Set<Server>()
+  #refreshing: Promise<readonly ToolPinStatus[]> | undefined
+  #closed = false
+
+  private constructor(options: McpGatewayOptions, manifest: Manifest, verifier: Verifier) {
+    this.#upstream = options.upstream
+    this.#manifest = manifest
+    this.verifier = verifier
+    this.serverId = verifier.id
+    this.#audit = options.audit ?? verifier.audit
+    this.#onReport = options.onReport
+    const self = manifest.agents.find((a) => a.id === this.serverId)
+    if (self === undefined) throw new ConfigInvalid(`the manifest has no agent "${this.serverId}" (the gateway's server id)`, { details: { agentId: this.serverId } })
+    for (const t of self.tools) this.#pins.set(t.name, t.definitionHash)
+    this.#guard = {
+      verifier,
+      manifest,
+      audit: this.#audit,
+      peerIdentity: options.peerIdentity,
+      acceptHeader: options.acceptHeader,
+    }
+  }
+
+  /** Build the gateway and read the upstream's tools once (so the first call is already checked). */
+  static async create(options: McpGatewayOptions): Promise<McpGateway> {
+    if (typeof options?.upstream?.listTools !== 'function') throw new TypeError('McpGateway: "upstream" must be a connected MCP SDK Client')
+    const manifest = parseManifest(options.manifest)
+    let verifier = options.verifier
+    if (verifier === undefined) {
+      if (typeof options.serverId !== 'string' || !Array.isArray(options.issuers)) throw new TypeError('McpGateway: give a "verifier", or "serverId" and "issuers"')
+      verifier = createVerifier({
+        id: options.serverId,
+        issuers: options.issuers,
+        store: options.store,
+        clockToleranceSeconds: options.clockToleranceSeconds,
+        manifest,
+        audit: options.audit,
+        mode: options.mode ?? resolveMode(),
+      })
+    } else if (options.serverId !== undefined && options.serverId !== verifier.id) {
+      throw new TypeError('McpGateway: "serverId" differs from the verifier\'s id')
+    }
+    const gateway = new McpGateway(options, manifest, verifier)
+    options.upstream.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      await gateway.refresh().catch(() => undefined)
+    })
+    await gateway.refresh()
+    return gateway
+  }
+
+  /**
+   * A new guarded server serving the upstream's approved tools. One per downstream
+   * connection (an SDK server serves one transport); all share the verifier and the pins.
+   */
+  createServer(): Server {
+    if (this.#closed) throw new TypeError('McpGateway: closed')
+    const upstreamVersion = this.#upstream.getServerVersion()?.version ?? '0.0.0'
+    const server = new Server({ name: this.serverId, version: upstreamVersion }, { capabilities: { tools: { listChanged: true } } })
+    server.setRequestHandler(ListToolsRequestSchema, async () => {
+      await this.refresh()
+      const tools: Tool[] = []
+      for (const [name, cur] of this.#current) {
+        if (this.#approved(name)) tools.push({ name, description: cur.definition.description, inputSchema: cur.definition.inputSchema as Tool['inputSchema'] })
+      }
+      return { tools }
+    })
+    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      // A fresh request: only the name and arguments cross; never the caller's token or _meta.
+      return this.#upstream.callTool({ name: request.params.name, arguments: request.params.arguments }, undefined, { signal: extra.signal })
+    })
+    guardMcpServer(server, { ...this.#guard, withheld: (name) => !this.#approved(name) })
+    this.#servers.add(server)
+    server.onclose = () => {
+      this.#servers.delete(server)
+    }
+    return server
+  }
+
+  /** Re-read the upstream's tools, compare with the pins, report what is withheld. */
+  refresh(): Promise<readonly ToolPinStatus[]> {
+    // One refresh at a time; callers that arrive meanwhile share its result.
+    this.#refreshing ??= this.#refresh().finally(() => {
+      this.#refreshing = undefined
+    })
+    return this.#refreshing
+  }
+
+  async #refresh(): Promise<readonly ToolPinStatus[]> {
+    const before = this.#approvedSet()
+    const current = new Map<string, { definition: PinnedDefinition; hash: string }>()
+    let cursor: string | undefined
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const r = await this.#upstream.listTools(cursor === undefined ? undefined : { cursor })
+      for (const t of r.tools) {
+        const definition: PinnedDefinition = { name: t.name, ...(t.description === undefined ? {} : { description: t.description }), inputSchema: t.inputSchema }
+        current.set(t.name, { definition, hash: toolDefinitionHash(definition) })
+      }
+      cursor = r.nextCursor
+      if (cursor === undefined) break
+    }
+    this.#current = current
+    const statuses = this.status()
+    for (const s of statuses) this.#report(s)
+    const after = this.#approvedSet()
+    if (before !== after) for (const server of this.#servers) server.sendToolListChanged().catch(() => undefined)
+    return statuses
+  }
+
+  /** Every tool the upstream offers or the manifest pins, with its state and hashes. */
+  status(): ToolPinStatus[] {
+    const out: ToolPinStatus[] = []
+    for (const [name, cur] of this.#current) {
+      const pinned = this.#pins.get(name)
+      const state: ToolPinState = pinned === undefined ? 'unpinned' : pinned === cur.hash ? 'approved' : 'changed'
+      out.push({ name, state, ...(pinned === undefined ? {} : { pinnedHash: pinned }), currentHash: cur.hash, definition: cur.definition })
+    }
+    for (const [name, pinned] of this.#pins) {
+      if (!this.#current.has(name)) out.push({ name, state: 'missing', ...(pinned === undefined ? {} : { pinnedHash: pinned }) })
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  }
+
+  /**
+   * Tool declarations for the manifest with the upstream's current hashes, for an operator
+   * to review and paste (operation and scope kept from the manifest; new tools default to
+   * `execute`, the safe reading of an unknown tool).
+   */
+  proposedDeclarations(): ToolDeclaration[] {
+    const declared = new Map((this.#manifest.agents.find((a) => a.id === this.serverId)?.tools ?? []).map((t) => [t.name, t]))
+    return [...this.#current.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, cur]) => {
+        const d = declared.get(name)
+        return { name, operation: d?.operation ?? 'execute', ...(d?.scope === undefined ? {} : { scope: d.scope }), definitionHash: cur.hash }
+      })
+  }
+
+  /** An operator approves a reviewed definition at run time (same effect as editing the manifest). */
+  approve(name: string, definitionHash: string, options: { by?: string } = {}): void {
+    if (typeof name !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(definitionHash)) throw new TypeError('approve(name, definitionHash): definitionHash is a base64url SHA-256')
+    this.#pins.set(name, definitionHash)
+    this.#reported.delete(name)
+    this.#audit.record({ action: 'tool_call', decision: 'allow', origin: options.by, destination: this.serverId, tool: name, note: `definition approved ${definitionHash}` })
+    for (const server of this.#servers) server.sendToolListChanged().catch(() => undefined)
+  }
+
+  /** Close every downstream server built by {@link createServer}; the upstream client is the caller's. */
+  async close(): Promise<void> {
+    this.#closed = true
+    const servers = [...this.#servers]
+    this.#servers.clear()
+    await Promise.allSettled(servers.map((s) => s.close()))
+  }
+
+  #approved(name: string): boolean {
+    const cur = this.#current.get(name)
+    return cur !== undefined && this.#pins.get(name) === cur.hash
+  }
+
+  #approvedSet(): string {
+    return [...this.#current.keys()].filter((n) => this.#approved(n)).sort().join('\n')
+  }
+
+  #report(s: ToolPinStatus): void {
+    if (s.state === 'approved') {
+      this.#reported.delete(s.name)
+      return
+    }
+    const key = `${s.state}:${s.currentHash ?? ''}`
+    if (this.#reported.get(s.name) === key) return
+    this.#reported.set(s.name, key)
+    this.#audit.record({
+      action: 'tool_call',
+      decision: 'deny',
+      code: 'ERR_TOOL_UNDECLARED',
+      destination: this.serverId,
+      tool: s.name,
+      note: s.state === 'missing' ? 'definition missing upstream' : `definition ${s.state} ${s.currentHash ?? ''}`.trim(),
+    })
+    this.#onReport?.(s)
+  }
+}

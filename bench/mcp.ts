@@ -1,0 +1,214 @@
+/**
+ * MCP `tools/call` guarded against unguarded (issue 4, section 5): the same server (the
+ * database-reader's `echo` tool on an `McpServer`), the same run, over Streamable HTTP on
+ * loopback (client and server in this process) and over stdio (server in a child process).
+ * For comparison, the approach the SDK offers on its own: a per-call jose ES256 JWT, minted
+ * by the client and verified by `requireBearerAuth` (HTTP) or in the tool callback (stdio).
+ *
+ * Latency: sequential calls, interleaved batches, medians (bench/lib.ts `compare`), and the
+ * median single call (calls alternated one by one); the added latency uses the latter.
+ * Throughput: 8 calls in flight, interleaved batches, median calls/second.
+ */
+import { randomUUID } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js'
+import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose'
+import { Authority, createVerifier, MemoryReplayRevocationStore } from 'agent-trust'
+import { guardMcpServer, serveStreamableHttp, withCapabilities, type HttpMiddleware } from 'agent-trust/mcp'
+import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID } from '../test/fixtures/mcp-world.js'
+import { compare, row, type Op, type Row } from './lib.js'
+
+const AGENT = 'agent-summarizer-v2'
+const ECHO_SCOPE = `tool:${SERVER_ID}:echo`
+const FIXTURE = fileURLToPath(new URL('../test/fixtures/mcp-stdio-server.ts', import.meta.url))
+const CONCURRENCY = 8
+
+const echo = (client: Client, meta?: Record<string, unknown>) => client.callTool({ name: 'echo', arguments: { message: 'hi' }, ...(meta === undefined ? {} : { _meta: meta }) })
+
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number
+
+/**
+ * Median calls/second of `a` and `b` with {@link CONCURRENCY} calls in flight, in many
+ * small interleaved batches (a shared machine's load swings within seconds), plus the
+ * median process CPU per call (user + system, all threads), which load disturbs less
+ * (meaningful when client and server share this process: the HTTP case).
+ */
+async function throughput(a: Op, b: Op, options: { batches?: number; calls?: number } = {}): Promise<{ a: number; b: number; cpuA: number; cpuB: number }> {
+  const { batches = 31, calls = 96 } = options
+  const run = async (op: Op): Promise<{ rate: number; cpu: number }> => {
+    let left = calls
+    const c0 = process.cpuUsage()
+    const t0 = process.hrtime.bigint()
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (left-- > 0) await op()
+      }),
+    )
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+    const cpu = process.cpuUsage(c0)
+    return { rate: calls / seconds, cpu: (cpu.user + cpu.system) / calls }
+  }
+  await run(a)
+  await run(b)
+  const ra: Array<{ rate: number; cpu: number }> = []
+  const rb: Array<{ rate: number; cpu: number }> = []
+  for (let i = 0; i < batches; i++) {
+    if (i % 2 === 0) {
+      ra.push(await run(a))
+      rb.push(await run(b))
+    } else {
+      rb.push(await run(b))
+      ra.push(await run(a))
+    }
+  }
+  return { a: median(ra.map((r) => r.rate)), b: median(rb.map((r) => r.rate)), cpuA: median(ra.map((r) => r.cpu)), cpuB: median(rb.map((r) => r.cpu)) }
+}
+
+/**
+ * Median latency of single calls of `a` and `b`, alternated call by call. On a shared
+ * machine a batch mean absorbs every preemption; the median single call does not.
+ */
+async function callMedians(a: Op, b: Op, calls = 1500): Promise<{ a: number; b: number }> {
+  const ta: number[] = []
+  const tb: number[] = []
+  const time = async (op: Op, into: number[]) => {
+    const t0 = process.hrtime.bigint()
+    await op()
+    into.push(Number(process.hrtime.bigint() - t0) / 1000)
+  }
+  for (let i = 0; i < 100; i++) {
+    await a()
+    await b()
+  }
+  for (let i = 0; i < calls; i++) {
+    if (i % 2 === 0) {
+      await time(a, ta)
+      await time(b, tb)
+    } else {
+      await time(b, tb)
+      await time(a, ta)
+    }
+  }
+  return { a: median(ta), b: median(tb) }
+}
+
+/** The rows for one transport: guarded and jose against unguarded, latency and throughput. */
+async function section(
+  transport: string,
+  ops: { unguarded: Op; guarded: Op; jose: Op },
+  targets: { addedUs?: number; throughput: number; cpuRows: boolean },
+): Promise<Row[]> {
+  const rows: Row[] = []
+  const joseName = `jose + ${transport === 'HTTP' ? 'requireBearerAuth' : 'jwtVerify in tool'}`
+  rows.push(await compare(`${transport} tools/call (batch means), agent-trust guarded`, ops.guarded, 'unguarded', ops.unguarded, { batches: 21, perBatch: 25 }))
+  rows.push(await compare(`${transport} tools/call (batch means), ${joseName}`, ops.jose, 'unguarded', ops.unguarded, { batches: 21, perBatch: 25 }))
+  const g = await callMedians(ops.guarded, ops.unguarded)
+  const j = await callMedians(ops.jose, ops.unguarded)
+  rows.push(row({ name: `${transport} tools/call (median call), agent-trust guarded`, medianUs: g.a, floorName: 'unguarded', floorUs: g.b, ratio: g.a / g.b }))
+  rows.push(row({ name: `${transport} tools/call (median call), ${joseName}`, medianUs: j.a, floorName: 'unguarded', floorUs: j.b, ratio: j.a / j.b }))
+  const addedG = g.a - g.b
+  const addedJ = j.a - j.b
+  if (targets.addedUs !== undefined) {
+    rows.push(row({ name: `${transport} added median latency, agent-trust (µs)`, medianUs: addedG, floorName: 'target (µs)', floorUs: targets.addedUs, ratio: addedG / targets.addedUs, target: `<= ${targets.addedUs} µs`, pass: addedG <= targets.addedUs }))
+  }
+  rows.push(row({ name: `${transport} added median latency, agent-trust vs jose (µs)`, medianUs: addedG, floorName: 'jose added (µs)', floorUs: addedJ, ratio: addedG / addedJ, target: '<= jose', pass: addedG <= addedJ }))
+
+  const tg = await throughput(ops.guarded, ops.unguarded)
+  const tj = await throughput(ops.jose, ops.unguarded)
+  const ratioG = tg.a / tg.b
+  const ratioJ = tj.a / tj.b
+  rows.push(row({ name: `${transport} throughput (${CONCURRENCY} in flight), agent-trust / unguarded`, medianUs: 1e6 / tg.a, floorName: 'unguarded µs/call', floorUs: 1e6 / tg.b, ratio: ratioG, target: `>= ${targets.throughput}x`, pass: ratioG >= targets.throughput }))
+  rows.push(row({ name: `${transport} throughput (${CONCURRENCY} in flight), jose / unguarded`, medianUs: 1e6 / tj.a, floorName: 'unguarded µs/call', floorUs: 1e6 / tj.b, ratio: ratioJ }))
+  rows.push(row({ name: `${transport} throughput ratio, agent-trust vs jose`, medianUs: 1e6 / tg.a, floorName: 'jose µs/call', floorUs: 1e6 / tj.a, ratio: ratioG / ratioJ, target: '>= 1x (never worse than jose)', pass: ratioG >= ratioJ }))
+  if (targets.cpuRows) {
+    // Client and server in this process: CPU per call is the cost itself, and is what caps throughput.
+    rows.push(row({ name: `${transport} CPU/call (client+server), agent-trust: unguarded/guarded`, medianUs: tg.cpuA, floorName: 'unguarded CPU µs', floorUs: tg.cpuB, ratio: tg.cpuB / tg.cpuA, target: `>= ${targets.throughput}x`, pass: tg.cpuB / tg.cpuA >= targets.throughput }))
+    rows.push(row({ name: `${transport} CPU/call (client+server), jose: unguarded/jose`, medianUs: tj.cpuA, floorName: 'unguarded CPU µs', floorUs: tj.cpuB, ratio: tj.cpuB / tj.cpuA }))
+  }
+  return rows
+}
+
+export async function benchMcp(): Promise<Row[]> {
+  const store = new MemoryReplayRevocationStore()
+  const authority = await Authority.create({ manifest: MANIFEST, store })
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true })
+  const joseKid = randomUUID()
+  const joseMint = () =>
+    new SignJWT({ scope: ECHO_SCOPE })
+      .setProtectedHeader({ alg: 'ES256', kid: joseKid })
+      .setIssuer(authority.id)
+      .setSubject(AGENT)
+      .setAudience(SERVER_ID)
+      .setIssuedAt()
+      .setExpirationTime('60s')
+      .setJti(randomUUID())
+      .sign(privateKey)
+  const closers: Array<() => Promise<unknown>> = []
+  const rows: Row[] = []
+  try {
+    // ---- Streamable HTTP on loopback ----------------------------------------------------
+    const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce' })
+    const plainHttp = await serveStreamableHttp(() => buildMcpServer())
+    const guardedHttp = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(), { verifier, manifest: MANIFEST }))
+    const bearer = requireBearerAuth({
+      requiredScopes: [ECHO_SCOPE],
+      verifier: {
+        async verifyAccessToken(token: string) {
+          const { payload } = await jwtVerify(token, publicKey, { issuer: authority.id, audience: SERVER_ID, algorithms: ['ES256'] })
+          return { token, clientId: String(payload.sub), scopes: String(payload.scope).split(' '), expiresAt: payload.exp as number }
+        },
+      },
+    }) as unknown as HttpMiddleware
+    const joseHttp = await serveStreamableHttp(() => buildMcpServer(), { middleware: bearer })
+    closers.push(() => plainHttp.close(), () => guardedHttp.close(), () => joseHttp.close())
+
+    // Node 20's fetch leaves one abort listener per request on the SDK transport's long-lived
+    // signal until GC, and past 1500 warns on every request: the same for every variant, but
+    // it swamps what is measured. The bench's clients never cancel, so they send no signal.
+    const noSignal: typeof fetch = (input, init) => fetch(input, { ...init, signal: undefined })
+    const plain = new Client({ name: 'bench', version: '1.0.0' })
+    const guarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: authority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const jose = new Client({ name: 'bench', version: '1.0.0' })
+    const joseFetch: typeof fetch = async (input, init) => {
+      const headers = new Headers(init?.headers)
+      headers.set('authorization', `Bearer ${await joseMint()}`)
+      return fetch(input, { ...init, headers, signal: undefined })
+    }
+    await plain.connect(new StreamableHTTPClientTransport(plainHttp.url, { fetch: noSignal }))
+    await guarded.connect(new StreamableHTTPClientTransport(guardedHttp.url, { fetch: noSignal }))
+    await jose.connect(new StreamableHTTPClientTransport(joseHttp.url, { fetch: joseFetch }))
+    closers.push(() => plain.close(), () => guarded.close(), () => jose.close())
+    rows.push(...(await section('HTTP', { unguarded: () => echo(plain), guarded: () => echo(guarded), jose: () => echo(jose) }, { addedUs: 350, throughput: 0.85, cpuRows: true })))
+
+    // ---- stdio (server in a child process) -------------------------------------------
+    const child = (config: Record<string, unknown>) =>
+      new StdioClientTransport({
+        command: process.execPath,
+        args: ['--import', 'tsx', '--conditions=agent-trust-source', FIXTURE],
+        env: { ...getDefaultEnvironment(), AGENT_TRUST_MCP_FIXTURE: JSON.stringify({ serverId: SERVER_ID, issuer: authority.id, ...config }) },
+        stderr: 'ignore',
+      })
+    const sPlain = new Client({ name: 'bench', version: '1.0.0' })
+    const sGuarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: authority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const sJose = new Client({ name: 'bench', version: '1.0.0' })
+    await Promise.all([
+      sPlain.connect(child({ guard: 'none' })),
+      sGuarded.connect(child({ guard: 'agent-trust', jwks: authority.jwks(), manifest: MANIFEST })),
+      sJose.connect(child({ guard: 'jose', josePublicJwk: { ...(await exportJWK(publicKey)), kid: joseKid } })),
+    ])
+    closers.push(() => sPlain.close(), () => sGuarded.close(), () => sJose.close())
+    rows.push(
+      ...(await section(
+        'stdio',
+        { unguarded: () => echo(sPlain), guarded: () => echo(sGuarded), jose: async () => echo(sJose, { [META_KEY]: await joseMint() }) },
+        { throughput: 0.3, cpuRows: false },
+      )),
+    )
+  } finally {
+    for (const close of closers.reverse()) await close().catch(() => undefined)
+  }
+  return rows
+}

@@ -1,0 +1,149 @@
+/**
+ * Verify with the Redis store (issue 3, section 7), at 1 and at 64 calls in flight, against
+ * the floor of `node:crypto.verify` plus the same Lua round trip (raw ioredis EVALSHA of the
+ * store's check script, same arguments), measured the same way and interleaved.
+ * Needs Redis at REDIS_URL (default redis://127.0.0.1:6379); skipped with a warning otherwise.
+ */
+import { randomUUID, createPublicKey, verify as cryptoVerify } from 'node:crypto'
+import { Redis } from 'ioredis'
+import { Authority, createVerifier } from 'agent-trust'
+import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag } from 'agent-trust/revocation/redis'
+import { compare, row, type Row } from './lib.js'
+
+const URL_ = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+const IN_FLIGHT = 64
+const BATCH = 2000
+const BATCHES = 9
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
+}
+
+/** Effective microseconds per op with `concurrency` calls in flight (1 / throughput). */
+async function inFlightUs(op: () => Promise<unknown>, n: number, concurrency: number): Promise<number> {
+  let left = n
+  const t0 = process.hrtime.bigint()
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (left > 0) {
+        left--
+        await op()
+      }
+    }),
+  )
+  return Number(process.hrtime.bigint() - t0) / 1000 / n
+}
+
+async function reachable(): Promise<boolean> {
+  const r = new Redis(URL_, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  r.on('error', () => undefined)
+  try {
+    await r.connect()
+    return (await r.ping()) === 'PONG'
+  } catch {
+    return false
+  } finally {
+    r.disconnect()
+  }
+}
+
+async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0'
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `{${prefix}:*`, 'COUNT', 1000)
+    cursor = next
+    if (keys.length > 0) await redis.unlink(...keys)
+  } while (cursor !== '0')
+}
+
+export async function benchRedis(): Promise<Row[]> {
+  if (!(await reachable())) {
+    console.warn(`bench redis: skipped, no Redis at ${URL_}`)
+    return []
+  }
+  const prefix = `agent-trust-bench-${process.pid}`
+  // A generous bound here: on a loaded machine a 200 ms stall would abort the run; the
+  // bound does not change the speed of a call that answers.
+  const store = createRedisStore({ url: URL_, prefix, commandTimeoutMs: 5000 })
+  // The floor's client: same fail-closed options as the store's own client.
+  const raw = new Redis(URL_, failClosedRedisOptions(store.commandTimeoutMs))
+  raw.on('error', () => undefined)
+  try {
+    const authority = await Authority.create({
+      manifest: {
+        agents: [
+          { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:*'] },
+          { id: 'agent-database-reader', trustLevel: 'L2' },
+        ],
+      },
+      store,
+    })
+    const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
+    const context = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' }
+    const scope = 'db:read:documents:namespace:user-123'
+    const mintReq = { subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [scope], operation: 'read' as const, context, ttlSeconds: 300 }
+    const requirement = { scope, operation: 'read' as const }
+
+    // Floor: one signature verification and one EVALSHA of the same script with the same
+    // argument shape (jti, no ancestors, one agent, consume) on a fresh jti each time.
+    const sample = await authority.mint(mintReq)
+    const signingInput = Buffer.from(sample.slice(0, sample.lastIndexOf('.')), 'latin1')
+    const signature = Buffer.from(sample.slice(sample.lastIndexOf('.') + 1), 'base64url')
+    const publicKey = createPublicKey(authority.keys.active().privateKey)
+    if (raw.status !== 'ready') await new Promise((r) => raw.once('ready', r))
+    const sha = (await raw.script('LOAD', CHECK_SCRIPT)) as string
+    const tag = shardTag(prefix, 0)
+    const iat = Math.floor(Date.now() / 1000)
+    const floor = (): Promise<unknown> => {
+      cryptoVerify('sha256', signingInput, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)
+      const jti = randomUUID()
+      return raw.evalsha(sha, 1, `${tag}:u:${jti}`, tag, '1', 300_000, iat, 1, jti, 'agent-summarizer-v2')
+    }
+
+    // Single-use tokens: mint them all before timing.
+    const pool: string[] = []
+    const need = 21 * 200 + 300 + (BATCHES + 1) * BATCH
+    for (let i = 0; i < need; i++) pool.push(await authority.mint(mintReq))
+    let next = 0
+    const op = (): Promise<unknown> => verifier.verify(pool[next++], requirement)
+
+    const rows: Row[] = []
+    rows.push(await compare('verify, Redis store, 1 in flight', op, 'node:crypto.verify + Lua round trip', floor))
+
+    // 64 in flight: effective µs per call (1 / throughput), interleaved batches, medians.
+    await inFlightUs(op, BATCH, IN_FLIGHT)
+    await inFlightUs(floor, BATCH, IN_FLIGHT)
+    const a: number[] = []
+    const b: number[] = []
+    for (let i = 0; i < BATCHES; i++) {
+      if (i % 2 === 0) {
+        a.push(await inFlightUs(op, BATCH, IN_FLIGHT))
+        b.push(await inFlightUs(floor, BATCH, IN_FLIGHT))
+      } else {
+        b.push(await inFlightUs(floor, BATCH, IN_FLIGHT))
+        a.push(await inFlightUs(op, BATCH, IN_FLIGHT))
+      }
+    }
+    const opUs = median(a)
+    const floorUs = median(b)
+    const ratio = floorUs / opUs
+    rows.push(
+      row({
+        name: `verify, Redis store, ${IN_FLIGHT} in flight: THROUGHPUT ratio (${Math.round(1e6 / opUs)}/s vs ${Math.round(1e6 / floorUs)}/s)`,
+        medianUs: opUs,
+        floorName: `node:crypto.verify + Lua round trip, ${IN_FLIGHT} in flight`,
+        floorUs,
+        ratio,
+        target: '>= 0.7x (throughput)',
+        pass: ratio >= 0.7,
+      }),
+    )
+    return rows
+  } finally {
+    await deletePrefix(raw, prefix).catch(() => undefined)
+    raw.disconnect()
+    await store.close()
+  }
+}

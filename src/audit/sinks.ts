@@ -1,0 +1,182 @@
+/**
+ * Where audit lines go. A sink receives batches from the audit log's background flush,
+ * never from the call path, and may fail: the log counts the failure and retries.
+ */
+import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
+import type { Writable } from 'node:stream'
+
+/** One chained event, ready to write. `line` ends with a newline. */
+export interface AuditRecord {
+  readonly line: string
+  readonly chainId: string
+  readonly seq: number
+  readonly hash: string
+  /** The canonical JSON without `hash` (`line` is derived from it): lets a sink encode without building `line`. */
+  readonly canonical?: string
+}
+
+const HASH_PREFIX = ',"hash":"'
+const LINE_END = '"}\n'
+
+export interface AuditSink {
+  /** For stats and error reports: `file:<path>`, `stdout`, `redis:<key>`. */
+  readonly name: string
+  /**
+   * Write one batch, in order. Resolve once it is as durable as the sink promises; reject
+   * if nothing of it was written (the log retries the whole batch later).
+   */
+  write(records: readonly AuditRecord[]): Promise<void>
+  /** Best-effort synchronous write at process exit (optional). */
+  writeSync?(records: readonly AuditRecord[]): void
+  close(): Promise<void>
+}
+
+export interface FileSinkOptions {
+  /** `fdatasync` after every batch, so a batch survives a power loss once written. Default true. */
+  readonly fsync?: boolean
+  /** Mode of a newly created file. Default 0o600 (the trail names agents and users). */
+  readonly mode?: number
+}
+
+/**
+ * Each `write(2)` carries whole lines of at most this many UTF-16 units (so at most 3 MiB,
+ * about 1 MiB of ASCII): appends from several processes never interleave inside a line.
+ */
+const MAX_CHUNK_UNITS = 1 << 20
+
+function unitsOf(r: AuditRecord): number {
+  return r.canonical === undefined ? r.line.length : r.canonical.length + HASH_PREFIX.length + r.hash.length + LINE_END.length
+}
+
+/** Encode straight into one buffer per chunk: cheaper than joining the lines first. */
+function chunks(records: readonly AuditRecord[]): Buffer[] {
+  const out: Buffer[] = []
+  let start = 0
+  while (start < records.length) {
+    let end = start
+    let units = 0
+    while (end < records.length && (end === start || units + unitsOf(records[end] as AuditRecord) <= MAX_CHUNK_UNITS)) {
+      units += unitsOf(records[end] as AuditRecord)
+      end++
+    }
+    // UTF-8 needs at most 3 bytes per UTF-16 unit.
+    const buf = Buffer.allocUnsafe(units * 3)
+    let off = 0
+    for (let i = start; i < end; i++) {
+      const r = records[i] as AuditRecord
+      if (r.canonical === undefined) {
+        off += buf.write(r.line, off, 'utf8')
+        continue
+      }
+      // The line is the canonical JSON with its closing `}` replaced by `,"hash":"…"}` + newline.
+      off += buf.write(r.canonical, off, 'utf8') - 1
+      off += buf.write(HASH_PREFIX, off, 'latin1')
+      off += buf.write(r.hash, off, 'latin1')
+      off += buf.write(LINE_END, off, 'latin1')
+    }
+    out.push(buf.subarray(0, off))
+    start = end
+  }
+  return out
+}
+
+/**
+ * JSONL file, opened for append (`O_APPEND`): several processes may share one file, each
+ * with its own chain; every batch chunk is one `write(2)` of whole lines.
+ *
+ * Subpath: `agent-trust/audit`.
+ */
+export function fileSink(path: string, options: FileSinkOptions = {}): AuditSink {
+  if (typeof path !== 'string' || path.length === 0) throw new TypeError('fileSink needs a file path')
+  const { fsync = true, mode = 0o600 } = options
+  let handle: FileHandle | undefined
+  let opening: Promise<FileHandle> | undefined
+  const get = async (): Promise<FileHandle> => {
+    if (handle !== undefined) return handle
+    opening ??= open(path, 'a', mode).finally(() => {
+      opening = undefined
+    })
+    handle = await opening
+    return handle
+  }
+  const drop = async (): Promise<void> => {
+    const h = handle
+    handle = undefined
+    await h?.close().catch(() => undefined)
+  }
+  return {
+    name: `file:${path}`,
+    async write(records) {
+      const h = await get()
+      try {
+        for (const buf of chunks(records)) {
+          let off = 0
+          while (off < buf.length) {
+            const { bytesWritten } = await h.write(buf, off, buf.length - off)
+            off += bytesWritten
+          }
+        }
+        if (fsync) await h.datasync()
+      } catch (e) {
+        // Reopen on the next batch (the file may have been replaced or the disk remounted).
+        await drop()
+        throw e
+      }
+    },
+    writeSync(records) {
+      // At exit the file may never have been opened (nothing flushed yet).
+      const fd = handle?.fd ?? openSync(path, 'a', mode)
+      try {
+        for (const buf of chunks(records)) {
+          let off = 0
+          while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off)
+        }
+        if (fsync) fdatasyncSync(fd)
+      } finally {
+        if (handle === undefined) closeSync(fd)
+      }
+    },
+    async close() {
+      if (opening !== undefined) await opening.catch(() => undefined)
+      await drop()
+    },
+  }
+}
+
+export interface StreamSinkOptions {
+  /** Default `process.stdout`. */
+  readonly stream?: Writable
+}
+
+/** JSONL on stdout (for a log collector). A broken pipe is a sink failure, not a crash. */
+export function stdoutSink(options: StreamSinkOptions = {}): AuditSink {
+  const stream = options.stream ?? process.stdout
+  // An EPIPE on stdout would otherwise be an uncaught 'error' event.
+  if (!stream.listeners('error').includes(ignoreStreamError)) stream.on('error', ignoreStreamError)
+  return {
+    name: options.stream === undefined ? 'stdout' : 'stream',
+    write(records) {
+      return new Promise<void>((resolve, reject) => {
+        if (stream.destroyed || !stream.writable) return reject(new Error('the stream is closed'))
+        stream.write(records.map((r) => r.line).join(''), (err) => (err ? reject(err) : resolve()))
+      })
+    },
+    async close() {},
+  }
+}
+
+function ignoreStreamError(): void {}
+
+/** Keeps lines in memory: for tests and examples. */
+export function memorySink(): AuditSink & { readonly lines: string[] } {
+  const lines: string[] = []
+  return {
+    name: 'memory',
+    lines,
+    async write(records) {
+      for (const r of records) lines.push(r.line.slice(0, -1))
+    },
+    async close() {},
+  }
+}

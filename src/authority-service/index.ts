@@ -1,0 +1,14 @@
+/**
+ * The authority as a service (issue 7, sections 3 and 6): an mTLS HTTPS server in front of
+ * an {@link Authority}, its client (a `CapabilityIssuer`), and the revocation feed that
+ * carries revocations to verifiers in other processes within a stated bound.
+ *
+ * Subpath: `agent-trust/authority-service`. Needs `undici` (client) and `@peculiar/x509`.
+ */
+export { AuthorityClient, createAuthorityClient, enroll } from './client.js'
+export type { AuthorityClientOptions } from './client.js'
+export { FeedPageSchema, RevocationFeed, RevocationFeedStore } from './feed.js'
+export type { FeedEntry, FeedPage, FeedSource, RevocationFeedStoreOptions } from './feed.js'
+export { AuthorityService, createAuthorityService } from './server.js'
+export type { AuthorityServiceOptions } from './server.js'
+export { PATHS } from './wire.js'

@@ -1,0 +1,113 @@
+/**
+ * The wire format of the authority service: request schemas (pure, zod) and the mapping
+ * between coded errors and HTTP statuses. Shared by the server and the client.
+ */
+import { z } from 'zod'
+import type { AgentTrustErrorCode, ErrorDetails } from '../errors.js'
+
+/** Protocol version prefix of every path. */
+export const API_PREFIX = '/v1'
+
+export const PATHS = {
+  jwks: '/v1/jwks',
+  enroll: '/v1/certificates/enroll',
+  renew: '/v1/certificates/renew',
+  mint: '/v1/tokens/mint',
+  mintForTool: '/v1/tokens/mint-for-tool',
+  exchange: '/v1/tokens/exchange',
+  spawn: '/v1/agents/spawn',
+  revokeAgent: '/v1/revocations/agents',
+  revokeToken: '/v1/revocations/tokens',
+  revokeCertificate: '/v1/revocations/certificates',
+  revocations: '/v1/revocations',
+  trustChanges: '/v1/trust-changes',
+  decideTrustChange: '/v1/trust-changes/decide',
+  enrollmentTokens: '/v1/enrollment-tokens',
+} as const
+
+const id = z.string().min(1).max(255)
+const context = z.strictObject({ session_id: z.string().max(256), user_id: z.string().max(256), task_id: z.string().max(256) })
+const scopes = z.array(z.string().min(1).max(1100)).min(1).max(32)
+const ttl = z.int().min(1).max(300).optional()
+const thumbprint = z.string().max(64).optional()
+
+export const MintBody = z.strictObject({
+  subject: id.optional(),
+  audience: id,
+  scope: scopes,
+  operation: z.enum(['read', 'write', 'execute']),
+  context,
+  ttlSeconds: ttl,
+  delegationDepth: z.int().min(0).max(8).optional(),
+  certificateThumbprint: thumbprint,
+})
+
+export const MintForToolBody = z.strictObject({
+  subject: id.optional(),
+  audience: id,
+  tool: z.string().min(1).max(128),
+  args: z.record(z.string(), z.unknown()).optional(),
+  context,
+  ttlSeconds: ttl,
+  certificateThumbprint: thumbprint,
+})
+
+export const ExchangeBody = z.strictObject({
+  token: z.string().min(1).max(8192),
+  holder: id.optional(),
+  audience: id,
+  scope: scopes.optional(),
+  ttlSeconds: ttl,
+  certificateThumbprint: thumbprint,
+})
+
+export const SpawnBody = z.strictObject({
+  parent: id.optional(),
+  // The authority validates the declaration itself (and reports escalations with their own codes).
+  child: z.record(z.string(), z.unknown()),
+})
+
+export const RevokeAgentBody = z.strictObject({ agentId: id })
+export const RevokeTokenBody = z.strictObject({ jti: z.string().min(1).max(64) })
+export const RevokeCertificateBody = z.strictObject({ serialNumber: z.string().regex(/^[0-9a-fA-F]{1,40}$/) })
+export const TrustChangeBody = z.strictObject({ agentId: id, level: z.enum(['L0', 'L1', 'L2', 'L3']), reason: z.string().min(1).max(500) })
+export const DecideBody = z.strictObject({ id: z.string().min(1).max(64), approved: z.boolean(), note: z.string().max(500).optional() })
+export const EnrollmentTokenBody = z.strictObject({ agentId: id, ttlSeconds: z.int().min(60).max(86_400).optional() })
+export const EnrollBody = z.strictObject({ token: z.string().min(16).max(256), csr: z.string().min(1).max(16_384) })
+export const RenewBody = z.strictObject({ csr: z.string().min(1).max(16_384) })
+
+/** HTTP status for a denial code. Everything not listed is 403 (the request was understood and refused). */
+export function statusOf(code: AgentTrustErrorCode): number {
+  switch (code) {
+    case 'ERR_PEER_UNAUTHENTICATED':
+      return 401
+    case 'ERR_REQUEST_INVALID':
+      return 400
+    case 'ERR_STORE_UNAVAILABLE':
+    case 'ERR_AUTHORITY_UNAVAILABLE':
+      return 503
+    case 'ERR_GENERIC':
+      return 500
+    default:
+      return 403
+  }
+}
+
+export interface WireError {
+  readonly code: string
+  readonly message: string
+  readonly details: ErrorDetails
+}
+
+/** Keep only identifier-like details (strings, numbers, booleans; bounded). */
+export function cleanDetails(d: unknown): ErrorDetails {
+  const out: Record<string, string | number | boolean> = {}
+  if (typeof d !== 'object' || d === null) return out
+  let n = 0
+  for (const [k, v] of Object.entries(d)) {
+    if (n++ >= 16 || k.length > 32) break
+    if (typeof v === 'string') out[k] = v.slice(0, 256)
+    else if (typeof v === 'number' || typeof v === 'boolean') out[k] = v
+  }
+  return out
+}

@@ -1,0 +1,113 @@
+/**
+ * `agent-trust revoke token|agent`: write a revocation into the store the verifiers share
+ * (Redis at REDIS_URL). The next call with a revoked token, or any token the agent was
+ * issued up to now, is denied on every verifier using that store.
+ */
+import type { Manifest } from '../config/manifest.js'
+import { isAgentId, isJti, MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../tokens/claims.js'
+import { nowSeconds } from '../lib/time.js'
+import type { ReplayRevocationStore } from '../revocation/store.js'
+import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
+import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
+
+const STORE_OPTIONS: OptionSpec = { prefix: { type: 'string' } }
+const STORE_HELP = `  --prefix <p>          the store's key prefix (default: AGENT_TRUST_REDIS_PREFIX, else agent-trust)
+
+Needs REDIS_URL: a revocation only matters in the store the verifiers share.`
+
+async function withRedisStore<T>(ctx: Context, fn: (store: ReplayRevocationStore) => Promise<T>): Promise<T> {
+  const url = ctx.io.env.REDIS_URL
+  if (url === undefined || url === '') throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid)
+  const { createRedisStore } = await import('../revocation/redis.js')
+  const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
+  const store = createRedisStore({ url, commandTimeoutMs: 2000, ...(prefix === undefined ? {} : { prefix }) })
+  try {
+    return await fn(store)
+  } finally {
+    await store.close()
+  }
+}
+
+async function revokeToken(ctx: Context): Promise<ExitCode> {
+  const jti = ctx.positionals[0] as string
+  if (!isJti(jti)) throw new UsageError('revoke token takes the token\'s jti (a UUID v4, see `token inspect`), never the token itself')
+  return withRedisStore(ctx, (store) =>
+    withAudit(ctx, async (audit) => {
+      // Kept until any token with this jti (or a descendant) has certainly expired.
+      const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + MAX_CLOCK_TOLERANCE_SECONDS + 1) * 1000
+      await store.revokeToken(jti, forgetAtMs)
+      audit.record({ action: 'revoke', decision: 'allow', origin: operator(ctx), jti, note: 'token (cli)' })
+      ctx.print({ revoked: { jti } }, `revoked token ${jti} (and every token delegated from it)`)
+      return EXIT.ok
+    }),
+  )
+}
+
+/** The agent and every agent the manifest declares under it (spawn parents), parents first. */
+function lineage(manifest: Manifest, id: string): string[] {
+  const out = [id]
+  for (let i = 0; i < out.length; i++) for (const a of manifest.agents) if (a.parent === out[i] && !out.includes(a.id)) out.push(a.id)
+  return out
+}
+
+async function revokeAgent(ctx: Context): Promise<ExitCode> {
+  const id = ctx.positionals[0] as string
+  if (!isAgentId(id)) throw new UsageError('not an agent id')
+  let ids = [id]
+  if (ctx.values.unlisted !== true) {
+    const manifest = loadManifest(ctx)
+    if (!manifest.agents.some((a) => a.id === id)) throw new Failed(`agent "${id}" is not in the manifest (a spawned agent? pass --unlisted)`)
+    ids = lineage(manifest, id)
+  }
+  return withRedisStore(ctx, (store) =>
+    withAudit(ctx, async (audit) => {
+      const at = nowSeconds()
+      for (const a of ids) {
+        await store.revokeAgent(a, at)
+        audit.record({ action: 'revoke', decision: 'allow', origin: operator(ctx), destination: a, note: a === id ? 'agent (cli)' : `descendant of ${id} (cli)` })
+      }
+      ctx.print({ revoked: { agents: ids, atSeconds: at } }, `revoked every token issued up to now to ${ids.join(', ')}`)
+      return EXIT.ok
+    }),
+  )
+}
+
+export const revokeCommands: CommandGroup = {
+  name: 'revoke',
+  summary: 'revoke a token (by jti) or an agent in the shared store (REDIS_URL)',
+  subcommands: [
+    {
+      name: 'token',
+      summary: 'revoke one token and its delegated descendants, by jti',
+      args: 1,
+      options: { ...STORE_OPTIONS, ...OPERATOR_OPTIONS },
+      help: `Usage: agent-trust revoke token <jti>
+
+Revokes the token with this jti, and every token exchanged from it (they carry it in their
+chain), on every verifier that shares the store. Give the jti, never the token.
+
+Options:
+${STORE_HELP}
+${OPERATOR_HELP}`,
+      run: revokeToken,
+    },
+    {
+      name: 'agent',
+      summary: 'revoke every token issued so far to an agent and its declared children',
+      args: 1,
+      options: { ...STORE_OPTIONS, ...OPERATOR_OPTIONS, unlisted: { type: 'boolean' } },
+      help: `Usage: agent-trust revoke agent <agent-id> [--unlisted]
+
+Every token issued up to now to the agent (as subject or actor), and to the agents the
+manifest declares as its children, is denied from the next call on. Tokens the authority
+mints afterwards are not affected: to stop the agent for good, also lower it to L0 with
+\`agent-trust trust request <id> L0\` (approved) or remove it from the manifest.
+
+Options:
+  --unlisted            the agent is not in the manifest (spawned at run time)
+${STORE_HELP}
+${OPERATOR_HELP}`,
+      run: revokeAgent,
+    },
+  ],
+}

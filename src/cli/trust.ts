@@ -1,0 +1,191 @@
+/**
+ * `agent-trust trust list|request|approve|deny`: the human side of trust changes (DESIGN
+ * section 8). The CLI only records requests and decisions in the shared store; the
+ * authority applies an approved change (and revokes the agent's outstanding tokens) at its
+ * next `syncTrustChanges()`.
+ */
+import { randomUUID } from 'node:crypto'
+import { FileTrustChangeStore, isRaise, notStale, effectiveLevel } from '../authority/trust-changes.js'
+import type { TrustChangeRequest, TrustChangeStatus } from '../authority/index.js'
+import { TrustChangeDenied } from '../errors.js'
+import { isTrustLevel, levelRank } from '../trust/index.js'
+import { EXIT, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
+
+export const DEFAULT_TRUST_STORE = 'agent-trust-trust-changes.json'
+
+const STORE_OPTION = { store: { type: 'string' as const } }
+const STORE_HELP = `  --store <file>        the trust-change store shared with the authority (default:
+                        AGENT_TRUST_TRUST_STORE, else ${DEFAULT_TRUST_STORE})`
+
+function openStore(ctx: Context): FileTrustChangeStore {
+  return new FileTrustChangeStore(str(ctx.values, 'store') ?? ctx.io.env.AGENT_TRUST_TRUST_STORE ?? DEFAULT_TRUST_STORE)
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+function requestId(v: string): string {
+  if (!UUID.test(v)) throw new UsageError('a request id is the UUID printed by `trust list`')
+  return v
+}
+
+function row(r: TrustChangeRequest): string {
+  const decided = r.status === 'pending' ? '' : ` by ${r.decidedBy ?? '?'} at ${r.decidedAt ?? '?'}${r.appliedAt === undefined ? (r.status === 'approved' ? ' (not applied yet)' : '') : ` (applied ${r.appliedAt})`}`
+  return `${r.id}  ${r.status.toUpperCase().padEnd(8)} ${r.agentId} ${r.from} -> ${r.to} (${isRaise(r) ? 'raise' : 'lower'})  requested by ${r.requestedBy} at ${r.createdAt}: ${r.reason}${decided}`
+}
+
+async function list(ctx: Context): Promise<ExitCode> {
+  const status = str(ctx.values, 'status') ?? 'pending'
+  if (!['pending', 'approved', 'denied', 'all'].includes(status)) throw new UsageError('--status is pending, approved, denied or all')
+  const requests = await openStore(ctx).list(status === 'all' ? undefined : (status as TrustChangeStatus))
+  ctx.print({ requests }, requests.length === 0 ? `no ${status === 'all' ? '' : `${status} `}trust-change requests` : requests.map(row).join('\n'))
+  return EXIT.ok
+}
+
+async function request(ctx: Context): Promise<ExitCode> {
+  const [agentId, level] = ctx.positionals as [string, string]
+  const reason = str(ctx.values, 'reason')
+  if (reason === undefined || reason.trim() === '') throw new UsageError('--reason is required')
+  if (!isTrustLevel(level)) throw new UsageError('the level is L0, L1, L2 or L3')
+  const manifest = loadManifest(ctx)
+  const agent = manifest.agents.find((a) => a.id === agentId)
+  if (agent === undefined) throw new TrustChangeDenied(`agent "${agentId.slice(0, 64)}" is not in the manifest`, { details: { agentId: agentId.slice(0, 64) } })
+  const store = openStore(ctx)
+  const by = operator(ctx)
+  return withAudit(ctx, async (audit) => {
+    const from = effectiveLevel(agentId, agent.trustLevel, await store.list())
+    try {
+      if (from === level) throw new TrustChangeDenied(`agent "${agentId}" is already ${level}`, { details: { agentId } })
+      if (agent.parent !== undefined) {
+        const parentLevel = effectiveLevel(agent.parent, manifest.agents.find((a) => a.id === agent.parent)?.trustLevel ?? 'L0', await store.list())
+        if (levelRank(level) > levelRank(parentLevel)) throw new TrustChangeDenied('a spawned agent may not exceed its parent\'s level', { details: { agentId } })
+      }
+    } catch (e) {
+      audit.record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: by, destination: agentId, note: 'request refused (cli)' })
+      throw e
+    }
+    const req: TrustChangeRequest = { id: randomUUID(), agentId, from, to: level, reason: reason.slice(0, 500), requestedBy: by, createdAt: new Date().toISOString(), status: 'pending' }
+    await store.add(req)
+    audit.record({ action: 'trust_change', decision: 'allow', origin: by, destination: agentId, note: `requested ${from}->${level} (${req.id}) (cli)` })
+    ctx.print({ request: req }, `requested ${req.id}: ${agentId} ${from} -> ${level}; an operator must approve it (agent-trust trust approve ${req.id})`)
+    return EXIT.ok
+  })
+}
+
+async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
+  const id = requestId(ctx.positionals[0] as string)
+  const store = openStore(ctx)
+  const by = operator(ctx)
+  const note = str(ctx.values, 'note')
+  const req = await store.get(id)
+  if (req === undefined) throw new TrustChangeDenied('no such trust-change request', { details: { rule: 'unknown-request' } })
+  if (approved && ctx.values.yes !== true) {
+    const question = `Approve ${isRaise(req) ? 'RAISING' : 'lowering'} ${req.agentId} from ${req.from} to ${req.to}?\n  requested by ${req.requestedBy}: ${req.reason}\nType "yes" to approve: `
+    if (ctx.io.confirm === undefined) throw new UsageError('stdin is not a terminal: pass --yes to approve non-interactively')
+    if (!(await ctx.io.confirm(question))) {
+      ctx.io.err('agent-trust: not approved (nothing changed)\n')
+      return EXIT.failed
+    }
+  }
+  // Stale check against the manifest the authority uses, when it is readable here.
+  let base: (agentId: string) => ReturnType<typeof effectiveLevel> | undefined = () => undefined
+  if (approved) {
+    const manifest = loadManifest(ctx)
+    base = (agentId) => manifest.agents.find((a) => a.id === agentId)?.trustLevel
+  }
+  return withAudit(ctx, async (audit) => {
+    let decided: TrustChangeRequest
+    try {
+      decided = await store.decide(id, { approved, decidedBy: by, ...(note === undefined ? {} : { note }), decidedAt: new Date().toISOString() }, notStale(base))
+    } catch (e) {
+      audit.record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: by, destination: req.agentId, note: `decision refused (${id}) (cli)` })
+      throw e
+    }
+    audit.record({
+      action: 'trust_change',
+      decision: approved ? 'allow' : 'deny',
+      ...(approved ? { trustLevel: decided.to } : { code: 'ERR_TRUST_CHANGE_DENIED' as const }),
+      origin: by,
+      destination: decided.agentId,
+      note: `${approved ? 'approved' : 'denied'} ${decided.from}->${decided.to} (${id}) (cli)`,
+    })
+    const human = approved
+      ? `approved ${id}: ${decided.agentId} ${decided.from} -> ${decided.to}. The authority applies it, and revokes the agent's outstanding tokens, at its next sync.`
+      : `denied ${id}: ${decided.agentId} stays ${decided.from}.`
+    ctx.print({ request: decided }, human)
+    return EXIT.ok
+  })
+}
+
+export const trustCommands: CommandGroup = {
+  name: 'trust',
+  summary: 'list, request, approve and deny trust-level changes (human approval)',
+  subcommands: [
+    {
+      name: 'list',
+      summary: 'list trust-change requests (pending by default)',
+      options: { ...STORE_OPTION, status: { type: 'string' } },
+      help: `Usage: agent-trust trust list [--status pending|approved|denied|all] [--store <file>]
+
+Lists requests, oldest first. --json prints {"requests": [...]}.
+
+Options:
+  --status <s>          pending (default), approved, denied or all
+${STORE_HELP}`,
+      run: list,
+    },
+    {
+      name: 'request',
+      summary: 'file a request to change an agent\'s level',
+      args: 2,
+      options: { ...STORE_OPTION, ...OPERATOR_OPTIONS, reason: { type: 'string' } },
+      help: `Usage: agent-trust trust request <agent-id> <L0|L1|L2|L3> --reason <text> [--by <name>]
+
+Files a pending request. Nothing changes until an operator approves it. The agent must be in
+the manifest; the request records the agent's current level (manifest plus approved changes).
+Lowering an agent to L0 is how to quarantine it durably (it then gets no tokens at all).
+
+Options:
+  --reason <text>       why (required; shown to the approver and audited)
+${STORE_HELP}
+${OPERATOR_HELP}`,
+      run: request,
+    },
+    {
+      name: 'approve',
+      summary: 'approve a pending request (asks for confirmation)',
+      args: 1,
+      options: { ...STORE_OPTION, ...OPERATOR_OPTIONS, note: { type: 'string' }, yes: { type: 'boolean', short: 'y' } },
+      help: `Usage: agent-trust trust approve <request-id> [--by <name>] [--note <text>] [--yes]
+
+Approves a pending request, once: a request already decided (here or by the authority's
+approver) is refused with exit 1. A request made against a level the agent no longer has
+is refused as stale. The authority applies the change at its next syncTrustChanges() and
+revokes the agent's outstanding tokens then.
+
+Asks "yes" on a terminal; without a terminal, --yes is required (exit 2 otherwise).
+
+Options:
+  --note <text>         recorded with the decision
+  -y, --yes             do not ask
+${STORE_HELP}
+${OPERATOR_HELP}`,
+      run: (ctx) => decide(ctx, true),
+    },
+    {
+      name: 'deny',
+      summary: 'deny a pending request',
+      args: 1,
+      options: { ...STORE_OPTION, ...OPERATOR_OPTIONS, note: { type: 'string' } },
+      help: `Usage: agent-trust trust deny <request-id> [--by <name>] [--note <text>]
+
+Denies a pending request (the level stays as it is). Exit 1 if it was already decided.
+
+Options:
+  --note <text>         recorded with the decision
+${STORE_HELP}
+${OPERATOR_HELP}`,
+      run: (ctx) => decide(ctx, false),
+    },
+  ],
+}

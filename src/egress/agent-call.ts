@@ -1,0 +1,186 @@
+/**
+ * Agent-to-agent HTTP, client side (DESIGN section 9: "never forwards a capability token to
+ * an origin other than the one it was minted for").
+ *
+ * Every hop whose origin is the origin registered for an agent (manifest `origin`) gets a
+ * fresh, single-use capability token for that agent in the `Agent-Capability` header. Every
+ * other hop has that header removed, whoever set it: undici's redirect handling strips only
+ * `authorization`, `cookie` and `proxy-authorization` on a cross-origin hop, and keeps the
+ * rest of the original request's headers.
+ *
+ * Why not `Authorization`: the capability is single-use and bound to one audience and one
+ * call, not a bearer credential of the caller. A separate header keeps it apart from the
+ * caller's own `Authorization` (a user's OAuth token may travel alongside), keeps generic
+ * bearer middleware and proxies from accepting or logging it as a login, and lets a server
+ * refuse it anywhere but on its agent endpoints.
+ *
+ * Subpath: `agent-trust/egress`.
+ */
+import { Agent, interceptors, type Dispatcher } from 'undici'
+import type { CapabilityIssuer } from '../authority/index.js'
+import { ConfigInvalid } from '../errors.js'
+import type { AuditContext } from '../tokens/claims.js'
+import type { Operation } from '../trust/index.js'
+import { AGENT_CAPABILITY_HEADER, agentCallScope, operationForMethod } from '../http/agent-server.js'
+import { toAgentTrustError } from '../verifier/index.js'
+import { withoutHeaders } from './headers.js'
+
+
+/** An agent reachable over HTTP: its manifest id and the origin serving its endpoint. */
+export interface AgentCallTarget {
+  readonly agentId: string
+  readonly origin: string
+}
+
+/** One hop of an agent-to-agent request, as the capability callback sees it. */
+export interface AgentHop {
+  /** The target agent's id (the token's `aud`). */
+  readonly target: string
+  /** The hop's origin, normalized (`https://host[:port]`). */
+  readonly origin: string
+  readonly method: string
+  /** Path and query of the hop. */
+  readonly path: string
+}
+
+/** What to ask the issuer for: a declared tool of the target (`mintForTool`) or exact scopes (`mint`). */
+export type CapabilityRequest =
+  | { readonly tool: string; readonly args?: Readonly<Record<string, unknown>> }
+  | { readonly scope: readonly string[]; readonly operation: Operation }
+
+export interface AgentCapabilityOptions {
+  /** The authority (in-process `Authority` or a remote client): one token per hop. */
+  readonly issuer: CapabilityIssuer
+  /** The calling agent (the token's `sub`). */
+  readonly subject: string
+  /**
+   * Who lives where: a list of `{agentId, origin}`, or a manifest whose agents declare an
+   * `origin`. Tokens go only to these origins.
+   */
+  readonly targets: readonly AgentCallTarget[] | { readonly agents: ReadonlyArray<{ readonly id: string; readonly origin?: string }> }
+  /** Audit context copied into every token: a value, or computed per hop. */
+  readonly context: AuditContext | ((hop: AgentHop) => AuditContext)
+  /** What each hop needs. Default {@link defaultAgentCapability}. */
+  readonly capability?: (hop: AgentHop) => CapabilityRequest
+  /** Token lifetime, seconds. Default: the authority's (60). */
+  readonly ttlSeconds?: number
+}
+
+/**
+ * The default convention, mirrored by the server helper's default requirement: scope
+ * `agent:<target>:call`; `read` for GET/HEAD/OPTIONS, `execute` for anything else.
+ */
+export function defaultAgentCapability(hop: AgentHop): CapabilityRequest {
+  return { scope: [agentCallScope(hop.target)], operation: operationForMethod(hop.method) }
+}
+
+/** `new URL(x).origin` for http(s) URLs; undefined otherwise. */
+export function normalizeOrigin(origin: unknown): string | undefined {
+  try {
+    const u = origin instanceof URL ? origin : new URL(String(origin))
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined
+    if (u.username !== '' || u.password !== '') return undefined
+    return u.origin
+  } catch {
+    return undefined
+  }
+}
+
+function targetMap(targets: AgentCapabilityOptions['targets']): Map<string, string> {
+  const list: AgentCallTarget[] = Array.isArray(targets)
+    ? [...(targets as readonly AgentCallTarget[])]
+    : ((targets as { agents?: ReadonlyArray<{ id: string; origin?: string }> })?.agents ?? [])
+        .filter((a) => a.origin !== undefined)
+        .map((a) => ({ agentId: a.id, origin: a.origin as string }))
+  const byOrigin = new Map<string, string>()
+  list.forEach((t, i) => {
+    const o = normalizeOrigin(t?.origin)
+    if (typeof t?.agentId !== 'string' || t.agentId.length === 0 || o === undefined) {
+      throw new ConfigInvalid(`targets[${i}] needs an agentId and an http(s) origin without userinfo`, { details: { rule: 'targets' } })
+    }
+    const u = new URL(t.origin)
+    if (u.pathname !== '/' || u.search !== '' || u.hash !== '') throw new ConfigInvalid(`targets[${i}].origin must be a bare origin (no path)`, { details: { rule: 'targets' } })
+    const other = byOrigin.get(o)
+    // Two agents on one origin: a token for one could be presented to the other's endpoint.
+    if (other !== undefined && other !== t.agentId) throw new ConfigInvalid(`targets[${i}] shares its origin with another agent`, { details: { rule: 'targets', agentId: t.agentId } })
+    byOrigin.set(o, t.agentId)
+  })
+  return byOrigin
+}
+
+function report(handler: Dispatcher.DispatchHandler, err: Error): void {
+  if (typeof handler.onResponseError === 'function') handler.onResponseError(null as unknown as Dispatcher.DispatchController, err)
+  else if (typeof handler.onError === 'function') handler.onError(err)
+}
+
+/**
+ * The client-side interceptor. Compose it *inside* the redirect interceptor (listed before
+ * it) so each hop is handled, e.g. `agent.compose(createAgentCapabilityInterceptor(o), interceptors.redirect())`;
+ * {@link createEgressAgent} and {@link createAgentCallDispatcher} do this for you.
+ */
+export function createAgentCapabilityInterceptor(options: AgentCapabilityOptions): Dispatcher.DispatcherComposeInterceptor {
+  const { issuer, subject, context, capability = defaultAgentCapability, ttlSeconds } = options ?? ({} as AgentCapabilityOptions)
+  if (typeof issuer?.mint !== 'function' || typeof issuer.mintForTool !== 'function') throw new ConfigInvalid('issuer must implement mint and mintForTool', { details: { rule: 'issuer' } })
+  if (typeof subject !== 'string' || subject.length === 0) throw new ConfigInvalid('subject (the calling agent) is required', { details: { rule: 'subject' } })
+  if (typeof context !== 'function' && (typeof context !== 'object' || context === null)) throw new ConfigInvalid('context is required', { details: { rule: 'context' } })
+  if (typeof capability !== 'function') throw new ConfigInvalid('capability must be a function', { details: { rule: 'capability' } })
+  const byOrigin = targetMap(options.targets)
+  const drop: ReadonlySet<string> = new Set([AGENT_CAPABILITY_HEADER])
+
+  async function tokenFor(hop: AgentHop): Promise<string> {
+    const ctx = typeof context === 'function' ? context(hop) : context
+    const want = capability(hop)
+    const ttl = ttlSeconds === undefined ? {} : { ttlSeconds }
+    if ('tool' in want) {
+      const r = await issuer.mintForTool({ subject, audience: hop.target, tool: want.tool, args: want.args, context: ctx, ...ttl })
+      return r.token
+    }
+    return issuer.mint({ subject, audience: hop.target, scope: want.scope, operation: want.operation, context: ctx, ...ttl })
+  }
+
+  return (dispatch) =>
+    function agentCapability(opts, handler) {
+      // Always strip first: a header set by the caller, or carried over from an earlier hop
+      // by a redirect, must never reach an origin it was not minted for.
+      const headers = withoutHeaders(opts.headers, drop)
+      const origin = normalizeOrigin(opts.origin)
+      const target = origin === undefined ? undefined : byOrigin.get(origin)
+      if (target === undefined || origin === undefined) return dispatch({ ...opts, headers }, handler)
+      const hop: AgentHop = { target, origin, method: String(opts.method), path: String(opts.path) }
+      Promise.resolve()
+        .then(() => tokenFor(hop))
+        .then(
+          (token) => {
+            try {
+              dispatch({ ...opts, headers: [...headers, AGENT_CAPABILITY_HEADER, token] }, handler)
+            } catch (e) {
+              report(handler, e instanceof Error ? e : new Error('dispatch failed'))
+            }
+          },
+          (e: unknown) => report(handler, toAgentTrustError(e)),
+        )
+      return true
+    }
+}
+
+export interface AgentCallDispatcherOptions extends AgentCapabilityOptions {
+  /** Redirects followed for `request()` callers. Default 0 (`fetch` follows on its own). */
+  readonly maxRedirections?: number
+  /** undici `Agent` options. */
+  readonly agentOptions?: Agent.Options
+}
+
+/**
+ * A dispatcher for agent-to-agent calls without egress checks (use {@link createEgressAgent}
+ * with `capabilities` to have both). Order: redirect (outermost) -> capability -> agent.
+ *
+ * @example
+ * ```ts
+ * const dispatcher = createAgentCallDispatcher({ issuer: authority, subject: 'agent-summarizer-v2', targets: manifest, context })
+ * await fetch('http://agent-database-reader:8080/documents', { dispatcher })
+ * ```
+ */
+export function createAgentCallDispatcher(options: AgentCallDispatcherOptions): Dispatcher {
+  const { maxRedirections = 0, agentOptions = {} } = options
+  return new Agent(agentOptions).compose(createAgentCapabilityInterceptor(options), interceptors.redirect({ maxRedirections }))
+}

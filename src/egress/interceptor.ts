@@ -1,0 +1,372 @@
+/**
+ * The egress guard for undici (DESIGN section 9), in three parts that each check on their own:
+ *
+ * 1. {@link createEgressGuard}: an interceptor that decides every dispatch (every redirect
+ *    hop when composed *inside* the redirect interceptor) on scheme, host, port, method,
+ *    userinfo, path form and `Host` header;
+ * 2. {@link createEgressConnector}: a connector that decides every new socket again on
+ *    scheme, host and port, and checks every address a name resolves to inside the socket's
+ *    own `lookup`, so the socket connects to exactly the addresses that were checked (no
+ *    DNS-rebinding window). IP-literal hosts never reach `lookup` and are checked against
+ *    the declared literals;
+ * 3. {@link createEgressAgent}: an undici `Agent` with both, composed in the only safe order.
+ *
+ * Subpath: `agent-trust/egress` (undici is an optional peer dependency: install it to use this).
+ */
+import { promises as dns } from 'node:dns'
+import { isIP } from 'node:net'
+import type { ConnectionOptions } from 'node:tls'
+import { Agent, buildConnector, Dispatcher, getGlobalDispatcher, interceptors, setGlobalDispatcher } from 'undici'
+import type { AuditLog } from '../audit/types.js'
+import { discardAudit } from '../audit/types.js'
+import { resolveMode, type EnforcementMode } from '../config/mode.js'
+import { ConfigInvalid } from '../errors.js'
+import type { TrustLevel } from '../trust/index.js'
+import { createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
+import { headerPairs } from './headers.js'
+import { egressDenied, EgressPolicy, type Allowance, type EgressDecision } from './policy.js'
+
+/** One resolved address. `family` is informative: it is re-derived from `address`. */
+export interface ResolvedAddress {
+  readonly address: string
+  readonly family?: number
+}
+
+/**
+ * Resolves a host name to every address the socket may use. Default: the system resolver
+ * (`dns.lookup`, all addresses). Inject one to play DNS answers in tests or to use a
+ * DNS-over-HTTPS client.
+ */
+export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>
+
+export const systemResolver: Resolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true })
+
+export interface EgressGuardOptions {
+  /** The agent whose HTTP this is: named in audit events and errors. */
+  readonly agentId: string
+  /** Its level: L0 no egress, L1 GET/HEAD only, L2/L3 any method. A function is read per request. */
+  readonly trustLevel: TrustLevel | (() => TrustLevel)
+  /** Its declared destinations (the manifest's `egress`). Empty denies everything. */
+  readonly egress: readonly string[]
+  /** Where every decision goes (action `egress`). Default: discarded. */
+  readonly audit?: AuditLog
+  /** `enforce` (default, or `AGENT_TRUST`), `audit` (log, let through) or `off` (no checks, no events). */
+  readonly mode?: EnforcementMode
+}
+
+/**
+ * Connect options passed to undici's `buildConnector`: TLS options (`ca`, `cert`, `key`,
+ * `servername`, ...), `timeout` (ms, default 10000), keep-alive. `lookup`, `socketPath`,
+ * `host`, `port` and `path` are refused: each would route around the checks.
+ */
+export type EgressConnectOptions = Omit<ConnectionOptions, 'lookup' | 'host' | 'port' | 'path' | 'socket'> & {
+  readonly allowH2?: boolean
+  readonly maxCachedSessions?: number | null
+  readonly timeout?: number | null
+  readonly keepAlive?: boolean | null
+  readonly keepAliveInitialDelay?: number | null
+}
+
+export interface EgressConnectorOptions extends EgressGuardOptions {
+  /** Default: {@link systemResolver}. */
+  readonly resolver?: Resolver
+  readonly connect?: EgressConnectOptions
+}
+
+export interface EgressAgentOptions extends EgressConnectorOptions {
+  /**
+   * Redirects followed by the dispatcher itself for `request()`/`stream()` callers (each hop
+   * is checked). Default 0: `fetch` follows redirects on its own, one dispatch per hop, and
+   * passes `maxRedirections: 0`, so it is unaffected.
+   */
+  readonly maxRedirections?: number
+  /** undici `Agent` options (pool sizes, timeouts in ms). `connect` and `factory` are ours. */
+  readonly agentOptions?: Omit<Agent.Options, 'connect' | 'factory'>
+  /**
+   * Agent-to-agent capability tokens: when given, every hop to a registered agent origin gets
+   * a fresh token, and every other hop has the header removed. Composed inside the redirect
+   * interceptor and after the guard, so no hop is missed and no token is minted for a denied hop.
+   */
+  readonly capabilities?: AgentCapabilityOptions
+}
+
+/** What the guard, the connector and the agent share. */
+interface GuardContext {
+  readonly agentId: string
+  readonly policy: EgressPolicy
+  readonly audit: AuditLog
+  readonly mode: EnforcementMode
+}
+
+const METHOD_FOR_NOTE = /^[A-Z]{1,16}$/
+
+function checkMode(mode: unknown): EnforcementMode {
+  if (mode === undefined) return resolveMode()
+  if (mode === 'enforce' || mode === 'audit' || mode === 'off') return mode
+  throw new ConfigInvalid('mode must be "enforce", "audit" or "off"', { details: { rule: 'mode' } })
+}
+
+function contextOf(options: EgressGuardOptions): GuardContext {
+  if (typeof options?.agentId !== 'string' || options.agentId.length === 0 || options.agentId.length > 255) {
+    throw new ConfigInvalid('agentId is required (the agent whose egress this is)', { details: { rule: 'agentId' } })
+  }
+  return {
+    agentId: options.agentId,
+    policy: new EgressPolicy({ egress: options.egress, trustLevel: options.trustLevel }),
+    audit: options.audit ?? discardAudit,
+    mode: checkMode(options.mode),
+  }
+}
+
+function record(ctx: GuardContext, d: EgressDecision, stage: 'request' | 'connect', method?: unknown): void {
+  if (ctx.audit === discardAudit) return
+  const m = typeof method === 'string' && METHOD_FOR_NOTE.test(method) ? ` ${method}` : ''
+  const why = d.allowed ? '' : ` rule=${d.rule}${d.addressClass === undefined ? '' : ` class=${d.addressClass}`}`
+  ctx.audit.record({
+    action: 'egress',
+    decision: d.allowed ? 'allow' : 'deny',
+    ...(d.allowed ? {} : { code: 'ERR_EGRESS_DENIED' as const }),
+    origin: ctx.agentId,
+    destination: d.origin ?? d.host,
+    trustLevel: ctx.policy.trustLevel,
+    enforced: ctx.mode === 'enforce',
+    note: `${stage}${m}${why}`,
+  })
+}
+
+/**
+ * Report an error the undici way: through the handler, never thrown from `dispatch`.
+ * Handlers reached through `compose` speak the new API (`onResponseError`); a raw legacy
+ * handler gets `onError`.
+ */
+export function reportDispatchError(handler: Dispatcher.DispatchHandler, err: Error): void {
+  if (typeof handler.onResponseError === 'function') handler.onResponseError(null as unknown as Dispatcher.DispatchController, err)
+  else if (typeof handler.onError === 'function') handler.onError(err)
+  else throw err
+}
+
+function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterceptor {
+  const { policy, agentId } = ctx
+  return (dispatch) =>
+    function egressGuard(opts, handler) {
+      let d = policy.decideDispatch(opts.origin, opts.path, opts.method)
+      if (d.allowed) d = checkRequestExtras(policy, d, opts)
+      record(ctx, d, 'request', opts.method)
+      if (!d.allowed && ctx.mode === 'enforce') {
+        reportDispatchError(handler, egressDenied(d, agentId))
+        return false
+      }
+      return dispatch(opts, handler)
+    }
+}
+
+/** Checks that need the whole dispatch options: the Host header, upgrades for L1. */
+function checkRequestExtras(policy: EgressPolicy, d: Allowance, opts: Dispatcher.DispatchOptions): EgressDecision {
+  if (opts.upgrade !== undefined && opts.upgrade !== null && opts.upgrade !== false && policy.trustLevel === 'L1') {
+    return { allowed: false, rule: 'method', host: d.host, origin: d.origin, reason: 'an L1 agent may not upgrade a connection' }
+  }
+  if (opts.headers === undefined || opts.headers === null) return d
+  for (const [name, value] of headerPairs(opts.headers)) {
+    if (name !== 'host') continue
+    // A Host header naming another site would reach that virtual host on the declared
+    // server (domain fronting). Only the request's own host (with or without its port) passes.
+    const v = value.trim().toLowerCase()
+    const port = d.origin.slice(d.origin.lastIndexOf(':') + 1)
+    const m = /^(.*?)(?::(\d{1,5}))?$/.exec(v) as RegExpExecArray
+    const bare = (m[1] as string).replace(/\.$/, '')
+    if (bare !== d.host || (m[2] !== undefined && String(Number(m[2])) !== port)) return { allowed: false, rule: 'host-header', host: d.host, origin: d.origin, reason: 'the Host header names another host' }
+  }
+  return d
+}
+
+/**
+ * The egress interceptor, for composing yourself. **Order is security**: in undici's
+ * `compose`, the *last* interceptor is the outermost (called first), and the redirect
+ * interceptor re-dispatches every hop through the dispatch *inside* it. So the guard must
+ * come *before* `redirect` in the list: `agent.compose(createEgressGuard(o), interceptors.redirect())`.
+ * The other order checks the first hop only. {@link createEgressAgent} does this for you,
+ * and adds the connect-time checks this interceptor cannot make.
+ *
+ * @example
+ * ```ts
+ * import { Agent, interceptors } from 'undici'
+ * const dispatcher = new Agent().compose(
+ *   createEgressGuard({ agentId: 'agent-summarizer-v2', trustLevel: 'L2', egress: ['https://api.example.com'] }),
+ *   interceptors.redirect({ maxRedirections: 3 }),
+ * )
+ * ```
+ */
+export function createEgressGuard(options: EgressGuardOptions): Dispatcher.DispatcherComposeInterceptor {
+  const ctx = contextOf(options)
+  if (ctx.mode === 'off') return (dispatch) => dispatch
+  return guardInterceptor(ctx)
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address?: string | Array<{ address: string; family: number }>, family?: number) => void
+type LookupFunction = (hostname: string, options: { family?: number | string; all?: boolean } | LookupCallback, callback?: LookupCallback) => void
+
+function lookupFor(ctx: GuardContext, internal: boolean, resolver: Resolver): LookupFunction {
+  return function egressLookup(hostname, options, callback) {
+    const cb = (typeof options === 'function' ? options : callback) as LookupCallback
+    const o = typeof options === 'object' && options !== null ? options : {}
+    const wanted = o.family === 4 || o.family === 'IPv4' ? 4 : o.family === 6 || o.family === 'IPv6' ? 6 : 0
+    Promise.resolve()
+      .then(() => resolver(hostname))
+      .then(
+        (answer) => {
+          const list = Array.isArray(answer) ? answer : []
+          // The family is derived from the address: a resolver cannot smuggle one in as the other.
+          const addresses = list.map((a) => ({ address: String(a?.address), family: isIP(String(a?.address)) }))
+          const base: Allowance = { allowed: true, origin: hostname, host: hostname, destinations: [], literal: false, internal }
+          const d = ctx.policy.decideAddresses(base, addresses.map((a) => a.address))
+          record(ctx, d, 'connect')
+          if (!d.allowed && ctx.mode === 'enforce') return cb(egressDenied(d, ctx.agentId))
+          const usable = addresses.filter((a) => a.family !== 0 && (wanted === 0 || a.family === wanted))
+          if (usable.length === 0) return cb(Object.assign(new Error(`no usable address for ${hostname}`), { code: 'ENOTFOUND' }))
+          if (o.all === true) return cb(null, usable)
+          const first = usable[0] as { address: string; family: number }
+          return cb(null, first.address, first.family)
+        },
+        (err: unknown) => cb(err instanceof Error ? (err as NodeJS.ErrnoException) : Object.assign(new Error(`cannot resolve ${hostname}`), { code: 'ENOTFOUND' })),
+      )
+  }
+}
+
+/** A literal host never reaches `lookup`; if one ever does, refuse rather than resolve it. */
+const refuseLookup: LookupFunction = (_hostname, options, callback) => {
+  const cb = (typeof options === 'function' ? options : callback) as LookupCallback
+  cb(Object.assign(new Error('unexpected lookup for an IP-literal destination'), { code: 'ENOTFOUND' }))
+}
+
+function checkConnectOptions(connect: EgressConnectOptions | undefined): EgressConnectOptions {
+  const c = (connect ?? {}) as Record<string, unknown>
+  for (const k of ['lookup', 'socketPath', 'path', 'host', 'port']) {
+    if (c[k] !== undefined) throw new ConfigInvalid(`connect.${k} would bypass the egress checks and is not accepted`, { details: { rule: 'connect' } })
+  }
+  return { ...c } as EgressConnectOptions
+}
+
+function connectorFor(ctx: GuardContext, options: { resolver?: Resolver; connect?: EgressConnectOptions }): buildConnector.connector {
+  const resolver = options.resolver ?? systemResolver
+  if (typeof resolver !== 'function') throw new ConfigInvalid('resolver must be a function', { details: { rule: 'resolver' } })
+  const connect = checkConnectOptions(options.connect)
+  // The lookup only sees the host name, so one connector per address rule: the matched
+  // destinations decide which one a socket uses.
+  const globalOnly = buildConnector({ ...connect, lookup: lookupFor(ctx, false, resolver) } as buildConnector.BuildOptions)
+  const internal = buildConnector({ ...connect, lookup: lookupFor(ctx, true, resolver) } as buildConnector.BuildOptions)
+  const literal = buildConnector({ ...connect, lookup: refuseLookup } as buildConnector.BuildOptions)
+  return function egressConnect(opts, callback) {
+    const d = ctx.policy.decideConnect(opts.protocol, opts.hostname, opts.port)
+    if (!d.allowed) {
+      record(ctx, d, 'connect')
+      if (ctx.mode === 'enforce') return callback(egressDenied(d, ctx.agentId), null)
+      return globalOnly(opts, callback)
+    }
+    if (d.literal || isIP(opts.hostname) !== 0) {
+      record(ctx, d, 'connect')
+      return literal(opts, callback)
+    }
+    return (d.internal ? internal : globalOnly)(opts, callback)
+  }
+}
+
+/**
+ * The connect-time half of the guard: an undici connector for `new Agent({ connect })` or
+ * `new Client(origin, { connect })`. Checks scheme, host and port of every new socket, and
+ * every address its host name resolves to; the socket uses exactly those addresses.
+ */
+export function createEgressConnector(options: EgressConnectorOptions): buildConnector.connector {
+  const ctx = contextOf(options)
+  if (ctx.mode === 'off') return buildConnector(checkConnectOptions(options.connect) as buildConnector.BuildOptions)
+  return connectorFor(ctx, options)
+}
+
+/**
+ * The egress agent: an undici `Agent` whose `dispatch` runs the same chain `compose` would
+ * build, `redirect (outermost) -> guard -> capability header -> Agent`, without `compose`'s
+ * per-layer handler conversions on the common path (no redirects to follow at this level,
+ * as with `fetch`, which follows redirects itself, one dispatch per hop).
+ */
+class EgressAgent extends Agent {
+  readonly #hop: Dispatcher.Dispatch
+  readonly #redirecting: Dispatcher
+  readonly #maxRedirections: number
+
+  constructor(ctx: GuardContext, options: EgressAgentOptions, maxRedirections: number) {
+    super({ ...options.agentOptions, connect: connectorFor(ctx, options) })
+    const base: Dispatcher.Dispatch = (opts, handler) => super.dispatch(opts, handler)
+    const capability = options.capabilities === undefined ? undefined : createAgentCapabilityInterceptor(options.capabilities)
+    this.#hop = guardInterceptor(ctx)(capability === undefined ? base : capability(base))
+    this.#maxRedirections = maxRedirections
+    // The redirect interceptor re-dispatches every hop through the dispatch inside it: #hop.
+    // `compose` on a bare object gives it undici's handler wrapping for legacy handlers.
+    this.#redirecting = Dispatcher.prototype.compose.call({ dispatch: this.#hop } as unknown as Dispatcher, interceptors.redirect({ maxRedirections }))
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const max = (opts as { maxRedirections?: number }).maxRedirections ?? this.#maxRedirections
+    if (max === 0 || max === null) return this.#hop(opts, handler)
+    return this.#redirecting.dispatch(opts, handler)
+  }
+}
+
+/**
+ * An undici dispatcher for one agent's outbound HTTP: `Agent` + connect-time checks + the
+ * guard on every hop. Call order: redirect (outermost) -> guard -> capability header ->
+ * agent -> connector, exactly as `agent.compose(capability, createEgressGuard(o),
+ * interceptors.redirect())`. Use it as `dispatcher` for undici's `fetch`/`request`, or install
+ * it globally with {@link installGlobalEgress}. Composing more interceptors on top keeps
+ * the guard inside them.
+ *
+ * @example
+ * ```ts
+ * import { fetch } from 'undici'
+ * const dispatcher = createEgressAgent({ agentId: 'agent-summarizer-v2', trustLevel: 'L2', egress: ['https://api.example.com'] })
+ * await fetch('https://external-api.com/upload', { dispatcher, method: 'POST' }) // rejects: cause.code === 'ERR_EGRESS_DENIED'
+ * ```
+ */
+export function createEgressAgent(options: EgressAgentOptions): Dispatcher {
+  const ctx = contextOf(options)
+  const { maxRedirections = 0, agentOptions = {} } = options
+  if (!Number.isInteger(maxRedirections) || maxRedirections < 0 || maxRedirections > 20) {
+    throw new ConfigInvalid('maxRedirections must be an integer from 0 to 20', { details: { rule: 'maxRedirections' } })
+  }
+  for (const k of ['connect', 'factory', 'socketPath']) {
+    if ((agentOptions as Record<string, unknown>)[k] !== undefined) throw new ConfigInvalid(`agentOptions.${k} would bypass the egress checks and is not accepted`, { details: { rule: 'agentOptions' } })
+  }
+  if (ctx.mode === 'off') {
+    const capability = options.capabilities === undefined ? undefined : createAgentCapabilityInterceptor(options.capabilities)
+    const redirect = interceptors.redirect({ maxRedirections })
+    return new Agent({ ...agentOptions, connect: checkConnectOptions(options.connect) }).compose(...[capability, redirect].filter((i) => i !== undefined))
+  }
+  return new EgressAgent(ctx, options, maxRedirections)
+}
+
+export interface InstalledEgress {
+  readonly dispatcher: Dispatcher
+  /** Put the previous global dispatcher back (and close ours). */
+  uninstall(): Promise<void>
+}
+
+/**
+ * Opt in: make the egress agent undici's global dispatcher, which Node's built-in `fetch`
+ * also uses. It cannot cover `node:http`/`node:https` clients (axios, got, the AWS SDK's
+ * default handler), code that passes its own `dispatcher`, other undici copies that do not
+ * read the global, child processes, native addons, or raw `net`/`tls` sockets: isolate the
+ * process at the network layer for those.
+ */
+export function installGlobalEgress(options: EgressAgentOptions): InstalledEgress {
+  const previous = getGlobalDispatcher()
+  const dispatcher = createEgressAgent(options)
+  setGlobalDispatcher(dispatcher)
+  let done = false
+  return {
+    dispatcher,
+    async uninstall() {
+      if (done) return
+      done = true
+      if (getGlobalDispatcher() === dispatcher) setGlobalDispatcher(previous)
+      await dispatcher.close()
+    },
+  }
+}

@@ -1,0 +1,15 @@
+/**
+ * Agent-to-agent HTTP, server side: verify capability tokens in front of `node:http`
+ * listeners and Fetch-API handlers. No undici needed.
+ *
+ * Subpath: `agent-trust/http` (also re-exported from `agent-trust/egress`).
+ */
+export {
+  AGENT_CAPABILITY_HEADER,
+  AGENT_CAPABILITY_SCHEME,
+  agentCallDenial,
+  agentCallScope,
+  createAgentCallGuard,
+  operationForMethod,
+} from './agent-server.js'
+export type { AgentCallDecision, AgentCallGuard, AgentCallGuardOptions, AgentCallRequestInfo, AgentCallRequirement } from './agent-server.js'

@@ -1,0 +1,109 @@
+/**
+ * TLS options for mutual TLS between agents (issue 7, section 2): plain objects for
+ * `https.createServer` / `http2.createSecureServer`, and for `tls.connect`, `https.request`
+ * or an undici `Agent({ connect })`. No undici import here: the client options are the
+ * `connect` object undici passes to `tls.connect`.
+ */
+import type { PeerCertificate } from 'node:tls'
+import type { TlsCredentials } from './ca.js'
+import { assertCertificateCurrent, inspectWorkloadCertificate } from './peer.js'
+import type { CertificateRevocationChecker } from './revocations.js'
+import type { Workload } from './spiffe.js'
+
+/** TLS 1.3 only: no renegotiation (the peer of a connection never changes) and no legacy suites. */
+export const MTLS_MIN_VERSION = 'TLSv1.3' as const
+
+export interface MtlsServerOptions {
+  readonly cert: string
+  readonly key: string
+  readonly ca: string
+  readonly requestCert: true
+  readonly rejectUnauthorized: true
+  readonly minVersion: typeof MTLS_MIN_VERSION
+}
+
+/**
+ * Options for a server that requires a client certificate from the CA bundle: the handshake
+ * itself fails for no certificate, another CA, or an expired one. Add
+ * {@link guardTlsServer} for the SVID rules and revocation, and {@link createPeerIdentity}
+ * to get the caller's agent id per request.
+ *
+ * @example
+ * ```ts
+ * const server = https.createServer(mtlsServerOptions(credentials), handler)
+ * guardTlsServer(server, { trustDomain, revocations })
+ * ```
+ */
+export function mtlsServerOptions(credentials: TlsCredentials): MtlsServerOptions {
+  checkCredentials(credentials)
+  return Object.freeze({
+    cert: credentials.cert,
+    key: credentials.key,
+    // Only our CA: giving `ca` replaces Node's public roots, so no public CA can vouch for an agent.
+    ca: credentials.ca,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: MTLS_MIN_VERSION,
+  })
+}
+
+/** Which server identities a client accepts. */
+export type ServerExpectation = Workload | ((workload: Workload) => boolean)
+
+export interface MtlsClientOptions {
+  readonly cert?: string
+  readonly key?: string
+  readonly ca: string
+  readonly rejectUnauthorized: true
+  readonly minVersion: typeof MTLS_MIN_VERSION
+  readonly checkServerIdentity: (hostname: string, cert: PeerCertificate) => Error | undefined
+}
+
+/**
+ * Options for a client: present our certificate, trust only the CA bundle, and check the
+ * *server's* SPIFFE ID instead of its host name (agent certificates carry no DNS names).
+ * Pass as undici's `connect` (`new Agent({ connect: mtlsClientOptions(...) })`) or to
+ * `https.request`. Without `cert`/`key` it is plain server-authenticated TLS (enrollment).
+ */
+export function mtlsClientOptions(
+  credentials: Partial<Pick<TlsCredentials, 'cert' | 'key'>> & Pick<TlsCredentials, 'ca'>,
+  options: { trustDomain: string; server: ServerExpectation; revocations?: CertificateRevocationChecker; now?: () => number },
+): MtlsClientOptions {
+  if (typeof credentials?.ca !== 'string' || credentials.ca.length === 0) throw new TypeError('the CA bundle (ca, PEM) is required')
+  if ((credentials.cert === undefined) !== (credentials.key === undefined)) throw new TypeError('give both cert and key, or neither')
+  const { trustDomain, server, revocations, now } = options
+  const accepts = typeof server === 'function' ? server : (w: Workload) => w.kind === server.kind && w.id === server.id
+  const checkServerIdentity = (_hostname: string, cert: PeerCertificate): Error | undefined => {
+    try {
+      if (!Buffer.isBuffer(cert?.raw)) throw new TypeError('no server certificate')
+      const c = inspectWorkloadCertificate(cert.raw, trustDomain, 'server')
+      assertCertificateCurrent(c, { revocations, nowMs: now?.() })
+      if (!accepts(c.workload)) {
+        return Object.assign(new Error('the server is not the expected workload'), { code: 'ERR_PEER_UNAUTHENTICATED', rule: 'server-identity' })
+      }
+      return undefined
+    } catch (e) {
+      // Returned, not thrown: Node then fails the handshake with this error.
+      return e instanceof Error ? e : new Error('the server certificate is not valid')
+    }
+  }
+  return Object.freeze({
+    ...(credentials.cert === undefined ? {} : { cert: credentials.cert, key: credentials.key }),
+    ca: credentials.ca,
+    rejectUnauthorized: true,
+    minVersion: MTLS_MIN_VERSION,
+    checkServerIdentity,
+  })
+}
+
+/** Server options without client certificates (the enrollment listener: agents have none yet). */
+export function tlsServerOptions(credentials: TlsCredentials): { cert: string; key: string; minVersion: typeof MTLS_MIN_VERSION } {
+  checkCredentials(credentials)
+  return Object.freeze({ cert: credentials.cert, key: credentials.key, minVersion: MTLS_MIN_VERSION })
+}
+
+function checkCredentials(c: TlsCredentials): void {
+  for (const k of ['cert', 'key', 'ca'] as const) {
+    if (typeof c?.[k] !== 'string' || !c[k].includes('-----BEGIN')) throw new TypeError(`TLS credentials need "${k}" in PEM`)
+  }
+}

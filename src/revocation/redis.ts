@@ -1,0 +1,238 @@
+/**
+ * The Redis replay/revocation store (DESIGN section 5, steps 5 and 6), for several
+ * verifiers and authority replicas on several machines.
+ *
+ * Subpath: `agent-trust/revocation/redis` (needs the optional peer `ioredis` 5).
+ *
+ * - `check` is ONE round trip: a Lua script, loaded once per connection and then called by
+ *   SHA (ioredis sends EVALSHA and falls back to EVAL, which reloads it, on `NOSCRIPT`).
+ *   It tests the token's jti, its chain ancestors and every agent it speaks for, then
+ *   consumes the jti with `SET NX PX` when asked to.
+ * - Fails closed: every call settles within `commandTimeoutMs` (default 200 ms); a call
+ *   while Redis is down, slow or unreachable is denied with `ERR_STORE_UNAVAILABLE`; nothing
+ *   is queued while disconnected; the client reconnects by itself.
+ * - Standalone, Sentinel and Cluster. All keys one check touches share one hash tag, so a
+ *   script never crosses slots (see `shards` for the Cluster trade-off).
+ *
+ * Key layout (`<tag>` is `{<prefix>:<shard>}`):
+ *   `<tag>:u:<jti>`   single-use marker, expires at the token's `exp` + tolerance
+ *   `<tag>:t:<jti>`   revoked token (and so its descendants), expires when the token would have
+ *   `<tag>:a:<agent>` revoked agent: the latest revocation time, epoch seconds; kept 24 h
+ *
+ * The check script declares only the marker key and derives the revocation keys from the
+ * same tag, so that a verifier's Redis user can be given read-only access to revocations
+ * (a compromised verifier cannot lift one): see docs/stores.md for the ACL lines.
+ */
+import type { Cluster, Redis } from 'ioredis'
+import { StoreUnavailable } from '../errors.js'
+import { assertTimeout, FailClosedConnection, type RedisConnectionOptions } from '../lib/redis.js'
+import type { ReplayRevocationStore, StoreCheck, StoreVerdict } from './store.js'
+
+export { failClosedRedisOptions } from '../lib/redis.js'
+export type { RedisConnectionOptions } from '../lib/redis.js'
+
+/** Default bound on every store call, in milliseconds. */
+export const DEFAULT_STORE_TIMEOUT_MS = 200
+/** An agent revocation is kept far longer than any token (300 s) can live. */
+const AGENT_REVOCATION_KEEP_MS = 24 * 3600 * 1000
+/** A marker never lives longer than this, whatever `forgetAtMs` says (tokens live <= 300 s). */
+const MAX_MARKER_MS = 3600 * 1000
+const PREFIX = /^[A-Za-z0-9._:/@+-]{1,64}$/
+
+// KEYS[1]: the jti's single-use marker. ARGV: tag, consume ('1'|'0'), marker ttl ms, iat,
+// number of token ids n, then n token ids (the jti first, then its ancestors), then agents.
+// Revocation keys are derived from the tag: same hash slot as KEYS[1] by construction.
+const CHECK_LUA = `
+local tag = ARGV[1]
+local n = tonumber(ARGV[5])
+local tk = {}
+for i = 1, n do tk[i] = tag .. ':t:' .. ARGV[5 + i] end
+if redis.call('EXISTS', unpack(tk)) > 0 then return 1 end
+local na = #ARGV - 5 - n
+if na > 0 then
+  local ak = {}
+  for i = 1, na do ak[i] = tag .. ':a:' .. ARGV[5 + n + i] end
+  local at = redis.call('MGET', unpack(ak))
+  local iat = tonumber(ARGV[4])
+  for i = 1, na do
+    local v = at[i]
+    if v and iat <= tonumber(v) then return 2 end
+  end
+end
+if ARGV[2] == '1' then
+  if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[3], 'NX') then return 3 end
+end
+return 0
+`
+
+// KEYS[1]: revoked-token key. ARGV[1]: ttl ms. Never shortens an existing revocation.
+const REVOKE_TOKEN_LUA = `
+local t = redis.call('PTTL', KEYS[1])
+if t == -1 then return 0 end
+if t < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 0
+`
+
+// KEYS[1]: revoked-agent key. ARGV[1]: revoked-at, epoch seconds. ARGV[2]: keep ms.
+// Keeps the latest revocation time and the longest expiry.
+const REVOKE_AGENT_LUA = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1') or -1
+local at = tonumber(ARGV[1])
+if cur > at then at = cur end
+local keep = tonumber(ARGV[2])
+local t = redis.call('PTTL', KEYS[1])
+if t == -1 then
+  redis.call('SET', KEYS[1], string.format('%d', at), 'KEEPTTL')
+  return 0
+end
+if t > keep then keep = t end
+redis.call('SET', KEYS[1], string.format('%d', at), 'PX', keep)
+return 0
+`
+
+const VERDICTS: readonly StoreVerdict[] = ['ok', 'token-revoked', 'agent-revoked', 'replayed']
+
+/** The Lua source of the check, for benchmarks and operators who pre-load scripts. */
+export const CHECK_SCRIPT: string = CHECK_LUA
+
+// Names under which the scripts are defined on the client (versioned: a changed script gets a new name).
+const CMD_CHECK = 'agentTrustCheckV1'
+const CMD_REVOKE_TOKEN = 'agentTrustRevokeTokenV1'
+const CMD_REVOKE_AGENT = 'agentTrustRevokeAgentV1'
+
+type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
+
+export interface RedisStoreOptions extends RedisConnectionOptions {
+  /**
+   * Key prefix, so several deployments share one Redis: 1-64 chars of `[A-Za-z0-9._:/@+-]`
+   * (no braces: the store adds its own hash tag). Default `agent-trust`.
+   */
+  readonly prefix?: string
+  /**
+   * Bound on every call, in milliseconds: past it the call is denied with
+   * `ERR_STORE_UNAVAILABLE`. Default 200 (a loopback round trip is ~0.1 ms).
+   */
+  readonly commandTimeoutMs?: number
+  /**
+   * Number of hash-tag shards, default 1. With 1, every key of the deployment lives in one
+   * Cluster slot (one master serves it: simple, and revocation is one write). With N > 1,
+   * markers spread over N slots by jti, and each revocation is written to all N (a
+   * revocation costs N writes; a check stays one round trip). Standalone: leave it at 1.
+   */
+  readonly shards?: number
+}
+
+/** The hash tag of one shard: `{<prefix>:<shard>}`. */
+export function shardTag(prefix: string, shard: number): string {
+  return `{${prefix}:${shard}}`
+}
+
+/** FNV-1a of the jti, so that a jti always maps to the same shard on every instance. */
+export function shardOf(jti: string, shards: number): number {
+  if (shards === 1) return 0
+  let h = 0x811c9dc5
+  for (let i = 0; i < jti.length; i++) {
+    h ^= jti.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0) % shards
+}
+
+/**
+ * Replay and revocation state in Redis. Create one per process and share it between the
+ * verifiers and the authority of that process.
+ *
+ * @example
+ * ```ts
+ * import { createRedisStore } from 'agent-trust/revocation/redis'
+ * const store = createRedisStore({ url: process.env.REDIS_URL, prefix: 'prod-eu' })
+ * const verifier = createVerifier({ id: 'agent-database-reader', issuers, store })
+ * // ... on shutdown:
+ * await store.close()
+ * ```
+ */
+export class RedisReplayRevocationStore implements ReplayRevocationStore {
+  readonly prefix: string
+  readonly shards: number
+  readonly commandTimeoutMs: number
+  readonly #conn: FailClosedConnection
+  readonly #tags: readonly string[]
+
+  constructor(options: RedisStoreOptions = {}) {
+    const { prefix = 'agent-trust', commandTimeoutMs = DEFAULT_STORE_TIMEOUT_MS, shards = 1 } = options
+    if (typeof prefix !== 'string' || !PREFIX.test(prefix)) throw new TypeError('"prefix" must be 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)')
+    if (!Number.isInteger(shards) || shards < 1 || shards > 1024) throw new TypeError('"shards" must be an integer from 1 to 1024')
+    this.prefix = prefix
+    this.shards = shards
+    this.commandTimeoutMs = assertTimeout(commandTimeoutMs, 'commandTimeoutMs')
+    this.#tags = Array.from({ length: shards }, (_, i) => shardTag(prefix, i))
+    this.#conn = new FailClosedConnection(options, this.commandTimeoutMs)
+    const c = this.#conn.client
+    // defineCommand: EVALSHA by SHA1, EVAL (which loads the script) on NOSCRIPT or on a new connection.
+    c.defineCommand(CMD_CHECK, { lua: CHECK_LUA })
+    c.defineCommand(CMD_REVOKE_TOKEN, { lua: REVOKE_TOKEN_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_REVOKE_AGENT, { lua: REVOKE_AGENT_LUA, numberOfKeys: 1 })
+  }
+
+  /** The ioredis client (for health checks and metrics; do not change its options). */
+  get client(): Redis | Cluster {
+    return this.#conn.client
+  }
+
+  /** Whether the connection is up now. A `false` here means calls are being denied. */
+  get ready(): boolean {
+    return this.#conn.ready
+  }
+
+  check(input: StoreCheck): Promise<StoreVerdict> {
+    const { jti, chain, agents, iat, forgetAtMs, consume } = input
+    const tag = this.#tags[shardOf(jti, this.shards)] as string
+    const ttl = Math.min(MAX_MARKER_MS, Math.max(1000, Math.ceil(forgetAtMs - Date.now())))
+    const args: Array<string | number> = [1, `${tag}:u:${jti}`, tag, consume ? '1' : '0', ttl, iat, chain.length + 1, jti]
+    for (const a of chain) args.push(a)
+    for (const a of agents) args.push(a)
+    return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_CHECK]!(...args)).then(toVerdict)
+  }
+
+  async revokeToken(jti: string, forgetAtMs: number): Promise<void> {
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw new TypeError('jti must be a non-empty string')
+    if (!Number.isFinite(forgetAtMs)) throw new TypeError('forgetAtMs must be a finite epoch time in milliseconds')
+    const ttl = Math.max(1000, Math.ceil(forgetAtMs - Date.now()))
+    // Every shard holds every revocation, so that a check reads its own shard only.
+    await Promise.all(this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_TOKEN]!(`${tag}:t:${jti}`, ttl))))
+  }
+
+  async revokeAgent(agentId: string, atSeconds: number): Promise<void> {
+    if (typeof agentId !== 'string' || agentId.length === 0 || agentId.length > 512) throw new TypeError('agentId must be a non-empty string')
+    if (!Number.isInteger(atSeconds) || atSeconds < 0) throw new TypeError('atSeconds must be a non-negative integer (epoch seconds)')
+    await Promise.all(
+      this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_AGENT]!(`${tag}:a:${agentId}`, atSeconds, AGENT_REVOCATION_KEEP_MS))),
+    )
+  }
+
+  /** Disconnect (only a client this store created; a client you passed stays yours). */
+  async close(): Promise<void> {
+    await this.#conn.close()
+  }
+}
+
+function toVerdict(r: unknown): StoreVerdict {
+  const v = typeof r === 'number' ? VERDICTS[r] : undefined
+  if (v === undefined) throw new StoreUnavailable('the replay/revocation store returned an unexpected reply; the call was denied', { details: { rule: 'reply' } })
+  return v
+}
+
+/**
+ * Create the Redis store. Connects at once (in the background); calls made before the
+ * first connection completes wait for it up to `commandTimeoutMs`.
+ *
+ * @example
+ * ```ts
+ * const store = createRedisStore({ url: 'redis://127.0.0.1:6379', prefix: 'staging' })
+ * const cluster = createRedisStore({ nodes: [{ host: '10.0.0.1', port: 7000 }], shards: 16 })
+ * const sentinel = createRedisStore({ sentinels: [{ host: '10.0.0.9', port: 26379 }], name: 'mymaster' })
+ * ```
+ */
+export function createRedisStore(options: RedisStoreOptions = {}): RedisReplayRevocationStore {
+  return new RedisReplayRevocationStore(options)
+}
