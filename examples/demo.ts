@@ -3,11 +3,13 @@
  * Prerequisites: `npm install`. No server to start: every server below listens on loopback
  * and every process is started and stopped by this script.
  */
+import { runAuditScenario } from './audit-scenario.js'
 import { runEgressScenario } from './egress-scenario.js'
 import { runIdentityScenario } from './identity-scenario.js'
 import { runKernelScenario } from './kernel-scenario.js'
 import { runLangchainScenario } from './langchain-scenario.js'
 import { mcpScenario } from './mcp-scenario.js'
+import { runStoresScenario } from './stores-scenario.js'
 
 const print = (line: string) => console.log(line)
 const section = (title: string) => console.log(`\n== ${title} ==`)
@@ -17,16 +19,22 @@ console.log('agent-trust demo: zero-trust between agents (the seed scenario)')
 section('1. The trust kernel: authority, capability tokens, verifier (one process)')
 await runKernelScenario(print)
 
-section('2. MCP: the database-reader is a real MCP server (Streamable HTTP on loopback)')
+section('2. Shared state: Redis replay/revocation (skipped when no Redis answers), key rotation')
+await runStoresScenario(print)
+
+section('3. Audit trail and human-approved trust changes')
+await runAuditScenario(print)
+
+section('4. MCP: the database-reader is a real MCP server (Streamable HTTP on loopback)')
 await mcpScenario(print)
 
-section('3. Egress: the summarizer\'s HTTP tool and agent-to-agent HTTP')
+section('5. Egress: the summarizer\'s HTTP tool and agent-to-agent HTTP')
 await runEgressScenario(print)
 
-section('4. LangChain: the summarizer is a LangChain agent; its model output carries the injected call')
+section('6. LangChain: the summarizer is a LangChain agent; its model output carries the injected call')
 await runLangchainScenario(print)
 
-section('5. Identity: authority, orchestrator, summarizer and database-reader as separate processes over mTLS')
+section('7. Identity: authority, orchestrator, summarizer and database-reader as separate processes over mTLS')
 await runIdentityScenario(print)
 
 console.log('\nEvery attempt above was decided by agent-trust and recorded in its audit log.')

@@ -63,10 +63,10 @@ export async function mcpScenario(print: (line: string) => void): Promise<void> 
   const outcome = async (label: string, call: () => Promise<unknown>, show: (r: unknown) => string = () => '') => {
     try {
       const r = await call()
-      print(`  allowed  ${label}${show(r) === '' ? '' : ` -> ${show(r)}`}`)
+      print(`  ALLOWED  ${label}${show(r) === '' ? '' : ` -> ${show(r)}`}`)
     } catch (e) {
       const code = capabilityErrorCode(e)
-      print(`  denied   ${label}: ${code ?? `unexpected ${(e as Error).message}`}`)
+      print(`  DENIED   ${label}  [${code ?? `unexpected ${(e as Error).message}`}]`)
     }
   }
   const text = (r: unknown) => (r as { content: Array<{ text: string }> }).content[0]?.text ?? ''

@@ -45,31 +45,27 @@ function assertP256(jwk: JWK, needPrivate: boolean): void {
   if (!needPrivate && jwk.d !== undefined) throw new KeyInvalid('a verification key must not contain the private member "d"; publish public keys only')
 }
 
-/** Import a public P-256 JWK as a `KeyObject` for the verify hot path. */
-export async function importPublicKey(jwk: JWK): Promise<KeyObject> {
-  assertP256(jwk, false)
+/** jose imports (and validates) the JWK; the hot path wants a node:crypto `KeyObject`. */
+async function importP256(jwk: JWK, kind: 'public' | 'private'): Promise<KeyObject> {
+  assertP256(jwk, kind === 'private')
+  let key: Awaited<ReturnType<typeof importJWK>>
   try {
-    const key = await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')
-    return key instanceof Uint8Array ? fail() : KeyObject.from(key as unknown as webcrypto.CryptoKey)
+    key = await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')
   } catch (cause) {
-    if (cause instanceof KeyInvalid) throw cause
-    throw new KeyInvalid('the public key could not be imported', { cause })
+    throw new KeyInvalid(`the ${kind} key could not be imported`, { cause })
   }
+  if (key instanceof Uint8Array) throw new KeyInvalid('expected an asymmetric key')
+  return KeyObject.from(key as unknown as webcrypto.CryptoKey)
 }
 
-function fail(): never {
-  throw new KeyInvalid('expected an asymmetric key')
+/** Import a public P-256 JWK as a `KeyObject` for the verify hot path. */
+export function importPublicKey(jwk: JWK): Promise<KeyObject> {
+  return importP256(jwk, 'public')
 }
 
 /** Import a private P-256 JWK as a `KeyObject` for signing. */
-export async function importPrivateKey(jwk: JWK): Promise<KeyObject> {
-  assertP256(jwk, true)
-  try {
-    const key = await importJWK({ ...jwk, alg: 'ES256' }, 'ES256')
-    return key instanceof Uint8Array ? fail() : KeyObject.from(key as unknown as webcrypto.CryptoKey)
-  } catch (cause) {
-    throw new KeyInvalid('the private key could not be imported', { cause })
-  }
+export function importPrivateKey(jwk: JWK): Promise<KeyObject> {
+  return importP256(jwk, 'private')
 }
 
 /** Generate a new ES256 key; `kid` is its RFC 7638 thumbprint. */

@@ -5,27 +5,12 @@
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../revocation/redis-harness.js'
 import { createAuditLog, memorySink, verifyAuditLines, verifyAuditTrail } from 'agent-trust/audit'
 import { createRedisStreamSink, readAuditStream } from 'agent-trust/audit/redis'
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const CI = process.env.CI === 'true'
-
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  r.on('error', () => undefined)
-  try {
-    await r.connect()
-    return (await r.ping()) === 'PONG'
-  } catch {
-    return false
-  } finally {
-    r.disconnect()
-  }
-}
-
-const up = await redisUp()
-const PREFIX = `at-test-audit-${process.pid}-${Math.random().toString(36).slice(2, 10)}`
+const up = await sharedRedisUp()
+const PREFIX = randomPrefix('audit')
 const key = (name: string) => `${PREFIX}:${name}`
 
 describe.skipIf(!up && !CI)('audit sink: Redis Streams (real Redis)', () => {

@@ -7,29 +7,14 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../revocation/redis-harness.js'
 import { Authority, createVerifier } from 'agent-trust'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
 import { cli, cliEnv, cliInProcess, workdir } from './helpers.js'
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-const CI = process.env.CI === 'true'
-
-async function redisUp(): Promise<boolean> {
-  const r = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  r.on('error', () => undefined)
-  try {
-    await r.connect()
-    return (await r.ping()) === 'PONG'
-  } catch {
-    return false
-  } finally {
-    r.disconnect()
-  }
-}
-
-const up = await redisUp()
-const PREFIX = `at-test-cli-${process.pid}-${Math.random().toString(36).slice(2, 10)}`
+const up = await sharedRedisUp()
+const PREFIX = randomPrefix('cli')
 const deny = (code: string) => expect.objectContaining({ code })
 
 const CHILD = { id: 'agent-sub-1', trustLevel: 'L2' as const, grants: ['db:read:documents:namespace:*'], parent: 'moltbot-orchestrator' }
