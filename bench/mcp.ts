@@ -131,6 +131,17 @@ async function section(
   return rows
 }
 
+/** The guard with `cryptoOffload` (authority and verifier): added latency and throughput. */
+async function offloadRows(transport: string, guarded: Op, unguarded: Op, target: number): Promise<Row[]> {
+  const m = await callMedians(guarded, unguarded)
+  const t = await throughput(guarded, unguarded)
+  const added = m.a - m.b
+  return [
+    row({ name: `${transport} added median latency, agent-trust with cryptoOffload (µs)`, medianUs: added, floorName: 'target (µs)', floorUs: 350, ratio: added / 350, ...(transport === 'HTTP' ? { target: '<= 350 µs', pass: added <= 350 } : {}) }),
+    row({ name: `${transport} throughput (${CONCURRENCY} in flight), agent-trust with cryptoOffload / unguarded`, medianUs: 1e6 / t.a, floorName: 'unguarded µs/call', floorUs: 1e6 / t.b, ratio: t.a / t.b, target: `>= ${target}x`, pass: t.a / t.b >= target }),
+  ]
+}
+
 export async function benchMcp(): Promise<Row[]> {
   const store = new MemoryReplayRevocationStore()
   const authority = await Authority.create({ manifest: MANIFEST, store })
@@ -151,8 +162,13 @@ export async function benchMcp(): Promise<Row[]> {
   try {
     // ---- Streamable HTTP on loopback ----------------------------------------------------
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce' })
+    // The same guard with `cryptoOffload` on both sides: ECDSA on libuv's threadpool.
+    const offloadAuthority = await Authority.create({ manifest: MANIFEST, store, keys: authority.keys, cryptoOffload: true })
+    const offloadVerifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce', cryptoOffload: true })
     const plainHttp = await serveStreamableHttp(() => buildMcpServer())
     const guardedHttp = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(), { verifier, manifest: MANIFEST }))
+    const offloadHttp = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(), { verifier: offloadVerifier, manifest: MANIFEST }))
+    closers.push(() => offloadHttp.close())
     const bearer = requireBearerAuth({
       requiredScopes: [ECHO_SCOPE],
       verifier: {
@@ -179,9 +195,13 @@ export async function benchMcp(): Promise<Row[]> {
     }
     await plain.connect(new StreamableHTTPClientTransport(plainHttp.url, { fetch: noSignal }))
     await guarded.connect(new StreamableHTTPClientTransport(guardedHttp.url, { fetch: noSignal }))
+    const offloaded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: offloadAuthority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    await offloaded.connect(new StreamableHTTPClientTransport(offloadHttp.url, { fetch: noSignal }))
+    closers.push(() => offloaded.close())
     await jose.connect(new StreamableHTTPClientTransport(joseHttp.url, { fetch: joseFetch }))
     closers.push(() => plain.close(), () => guarded.close(), () => jose.close())
     rows.push(...(await section('HTTP', { unguarded: () => echo(plain), guarded: () => echo(guarded), jose: () => echo(jose) }, { addedUs: 350, throughput: 0.85, cpuRows: true })))
+    rows.push(...(await offloadRows('HTTP', () => echo(offloaded), () => echo(plain), 0.85)))
 
     // ---- stdio (server in a child process) -------------------------------------------
     const child = (config: Record<string, unknown>) =>
@@ -193,13 +213,15 @@ export async function benchMcp(): Promise<Row[]> {
       })
     const sPlain = new Client({ name: 'bench', version: '1.0.0' })
     const sGuarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: authority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const sOffloaded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: offloadAuthority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
     const sJose = new Client({ name: 'bench', version: '1.0.0' })
     await Promise.all([
       sPlain.connect(child({ guard: 'none' })),
       sGuarded.connect(child({ guard: 'agent-trust', jwks: authority.jwks(), manifest: MANIFEST })),
+      sOffloaded.connect(child({ guard: 'agent-trust', jwks: authority.jwks(), manifest: MANIFEST, cryptoOffload: true })),
       sJose.connect(child({ guard: 'jose', josePublicJwk: { ...(await exportJWK(publicKey)), kid: joseKid } })),
     ])
-    closers.push(() => sPlain.close(), () => sGuarded.close(), () => sJose.close())
+    closers.push(() => sPlain.close(), () => sGuarded.close(), () => sJose.close(), () => sOffloaded.close())
     rows.push(
       ...(await section(
         'stdio',
@@ -207,6 +229,7 @@ export async function benchMcp(): Promise<Row[]> {
         { throughput: 0.3, cpuRows: false },
       )),
     )
+    rows.push(...(await offloadRows('stdio', () => echo(sOffloaded), () => echo(sPlain), 0.3)))
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined)
   }

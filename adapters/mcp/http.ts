@@ -1,17 +1,24 @@
 /**
  * A minimal Streamable HTTP host for guarded MCP servers (used by the gateway command, the
- * examples, the tests and the bench): one `node:http` server, one MCP session per client,
- * each session its own server instance from `createServer()` (an SDK server object serves
- * one transport). Loopback by default, with the SDK's DNS-rebinding Host check on.
+ * examples, the tests and the bench): one `node:http` server (or `node:https` with mutual
+ * TLS), one MCP session per client, each session its own server instance from
+ * `createServer()` (an SDK server object serves one transport). Loopback by default, with
+ * the SDK's DNS-rebinding Host check on.
  *
  * Subpath: `agent-trust/mcp`.
  */
-import { randomUUID } from 'node:crypto'
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { randomUUID, X509Certificate } from 'node:crypto'
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import { toAgentTrustError } from 'agent-trust'
+import type { AgentTrustError, AuditLog, PeerIdentity } from 'agent-trust'
+import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
+import { attachPeerIdentity } from './peer.js'
+import { CAPABILITY_DENIED } from './policy.js'
 
 /** Connect-style middleware, e.g. the SDK's `requireBearerAuth` for the server's own OAuth. */
 export type HttpMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void | Promise<void>
@@ -35,20 +42,64 @@ export interface ServeStreamableHttpOptions {
    * stays in `Authorization`, agent-trust capabilities travel in `_meta`).
    */
   readonly middleware?: HttpMiddleware
+  /**
+   * Serve HTTPS with mutual TLS (needs `@peculiar/x509`; see `agent-trust/identity`). A peer
+   * without a valid, unrevoked certificate from the trust domain is refused before any
+   * MCP message is read; each request's peer reaches `guardMcpServer`'s verifier, which then
+   * requires the token's presenter to be that agent and a bound token to match its
+   * certificate (`ERR_TOKEN_BINDING`); a session answers only the agent that opened it.
+   */
+  readonly tls?: StreamableHttpTlsOptions
+}
+
+/** Mutual TLS for {@link serveStreamableHttp}. */
+export interface StreamableHttpTlsOptions {
+  /**
+   * This server's certificate and key (an X.509-SVID naming it, e.g. `identity.credentials`
+   * or `ca.issueLocal({ kind: 'agent', id })`) and the CA bundle clients must chain to.
+   */
+  readonly credentials: TlsCredentials
+  /** Only client certificates of this trust domain. Default: the CA certificate's (`spiffe://<domain>`). */
+  readonly trustDomain?: string
+  /** Revoked certificates and identities (the authority's list or a feed-fed copy): checked after the handshake and again on every request. */
+  readonly revocations?: CertificateRevocationChecker
+  /**
+   * Where refused connections and requests are recorded (`tool_call`, `deny`, the
+   * `ERR_PEER_*` code, rule in `note`). MCP decisions are recorded by the guard.
+   */
+  readonly audit?: AuditLog
+  /** Clock, epoch ms (tests). */
+  readonly now?: () => number
 }
 
 export interface StreamableHttpServer {
-  /** The endpoint, e.g. `http://127.0.0.1:54321/mcp`. */
+  /** The endpoint, e.g. `http://127.0.0.1:54321/mcp` (`https:` with `tls`). */
   readonly url: URL
   /** Open sessions. */
   readonly sessions: number
+  /**
+   * Serve a renewed certificate from now on (`identity.onChange((c) => http.updateCredentials(c))`);
+   * it must name the same server. Throws `TypeError` without `tls`.
+   */
+  updateCredentials(credentials: TlsCredentials): void
   close(): Promise<void>
+}
+
+/** What the request path needs from the TLS set-up. */
+interface TlsContext {
+  readonly server: HttpsServer
+  /** The request's peer; throws a coded error (expired or revoked since the handshake, ...). */
+  readonly peer: (req: IncomingMessage) => PeerIdentity
+  readonly refuse: (error: AgentTrustError, stage: 'connection' | 'request') => void
+  readonly update: (credentials: TlsCredentials) => void
 }
 
 type AnyServer = McpServer | Server
 interface Session {
   readonly transport: StreamableHTTPServerTransport
   readonly server: AnyServer
+  /** Over mTLS: the agent that opened the session, the only one it answers. */
+  readonly owner: string | undefined
 }
 
 /**
@@ -61,33 +112,53 @@ interface Session {
  * const verifier = createVerifier({ id: 'agent-database-reader', issuers, store })
  * const http = await serveStreamableHttp(() => guardMcpServer(buildServer(), { verifier, manifest }))
  * console.log(http.url.href)
+ * // over mutual TLS (the guard then checks each token's presenter and certificate binding):
+ * const https = await serveStreamableHttp(() => guardMcpServer(buildServer(), { verifier, manifest }), { tls: { credentials: identity.credentials } })
  * ```
  */
 export async function serveStreamableHttp(createServer: () => AnyServer | Promise<AnyServer>, options: ServeStreamableHttpOptions = {}): Promise<StreamableHttpServer> {
-  const { host = '127.0.0.1', port = 0, path = '/mcp', maxSessions = 1000, maxBodyBytes = 4 * 1024 * 1024, enableJsonResponse = false, middleware } = options
+  const { host = '127.0.0.1', port = 0, path = '/mcp', maxSessions = 1000, maxBodyBytes = 4 * 1024 * 1024, enableJsonResponse = false, middleware, tls } = options
   if (typeof createServer !== 'function') throw new TypeError('serveStreamableHttp: createServer must be a function')
   if (!path.startsWith('/')) throw new TypeError('serveStreamableHttp: path must start with "/"')
   const sessions = new Map<string, Session>()
   let allowedHosts: string[] = []
 
-  const http = createHttpServer((req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(rpcError(-32603, 'Internal error'))
       else res.end()
     })
-  })
+  }
+  const tlsContext = tls === undefined ? undefined : await setUpTls(tls, listener)
+  const http: HttpServer | HttpsServer = tlsContext?.server ?? createHttpServer(listener)
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // First of all, on every request (a kept-alive connection outlives its certificate and its
+    // revocation): no MCP byte of an unauthenticated peer is read.
+    let peer: PeerIdentity | undefined
+    if (tlsContext !== undefined) {
+      try {
+        peer = tlsContext.peer(req)
+      } catch (e) {
+        const err = toAgentTrustError(e)
+        tlsContext.refuse(err, 'request')
+        res.writeHead(err.code === 'ERR_PEER_FORBIDDEN' ? 403 : 401, { 'content-type': 'application/json', connection: 'close' }).end(rpcDenied(err))
+        return
+      }
+    }
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (url.pathname !== path) {
       res.writeHead(404).end()
       return
     }
     if (middleware !== undefined && !(await runMiddleware(middleware, req, res))) return
+    // After the middleware, so an OAuth middleware's req.auth is kept and the peer added to it.
+    if (peer !== undefined) attachPeerIdentity(req, peer)
     const sid = req.headers['mcp-session-id']
     if (typeof sid === 'string') {
       const session = sessions.get(sid)
-      if (session === undefined) {
+      // Another agent holding the session id is answered as if the session did not exist.
+      if (session === undefined || session.owner !== peer?.agentId) {
         res.writeHead(404, { 'content-type': 'application/json' }).end(rpcError(-32001, 'Session not found'))
         return
       }
@@ -114,7 +185,7 @@ export async function serveStreamableHttp(createServer: () => AnyServer | Promis
       enableDnsRebindingProtection: true,
       allowedHosts,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, server })
+        sessions.set(id, { transport, server, owner: peer?.agentId })
       },
       onsessionclosed: (id) => {
         sessions.delete(id)
@@ -139,12 +210,16 @@ export async function serveStreamableHttp(createServer: () => AnyServer | Promis
   const bound = (http.address() as AddressInfo).port
   const hostPart = host.includes(':') ? `[${host}]` : host
   allowedHosts = [...new Set([`${hostPart}:${bound}`, `localhost:${bound}`, `127.0.0.1:${bound}`, `[::1]:${bound}`])]
-  const url = new URL(`http://${hostPart}:${bound}${path}`)
+  const url = new URL(`${tlsContext === undefined ? 'http' : 'https'}://${hostPart}:${bound}${path}`)
 
   return {
     url,
     get sessions() {
       return sessions.size
+    },
+    updateCredentials(credentials: TlsCredentials) {
+      if (tlsContext === undefined) throw new TypeError('updateCredentials: this server was started without tls')
+      tlsContext.update(credentials)
     },
     async close() {
       const open = [...sessions.values()]
@@ -160,6 +235,58 @@ export async function serveStreamableHttp(createServer: () => AnyServer | Promis
 
 function rpcError(code: number, message: string): string {
   return JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null })
+}
+
+/** A refused peer, shaped like the guard's denials: `data.code` is the agent-trust code. */
+function rpcDenied(error: AgentTrustError): string {
+  const rule = error.details.rule
+  return JSON.stringify({
+    jsonrpc: '2.0',
+    error: { code: CAPABILITY_DENIED, message: error.message, data: { code: error.code, ...(typeof rule === 'string' ? { details: { rule } } : {}) } },
+    id: null,
+  })
+}
+
+/**
+ * The HTTPS server and its peer checks. `agent-trust/identity` (and with it
+ * `@peculiar/x509`) is loaded only here, so plain-HTTP users of `agent-trust/mcp` need neither.
+ */
+async function setUpTls(tls: StreamableHttpTlsOptions, listener: (req: IncomingMessage, res: ServerResponse) => void): Promise<TlsContext> {
+  if (typeof tls !== 'object' || tls === null) throw new TypeError('serveStreamableHttp: tls must be an object')
+  const identity = await import('agent-trust/identity')
+  const { credentials, revocations, audit, now } = tls
+  const serverOptions = identity.mtlsServerOptions(credentials) // TypeError for anything but PEM credentials
+  const trustDomain = tls.trustDomain ?? identity.trustDomainOf(credentials.ca)
+  const serverIdOf = (c: TlsCredentials): string => {
+    try {
+      return identity.inspectWorkloadCertificate(new X509Certificate(c.cert).raw, trustDomain, 'server').workload.id
+    } catch (cause) {
+      throw new TypeError(`serveStreamableHttp: tls.credentials.cert is not an agent-trust certificate of trust domain "${trustDomain}"`, { cause })
+    }
+  }
+  const serverId = serverIdOf(credentials)
+  // `ca` also pins the issuer to this bundle, whatever else the TLS stack was told to trust.
+  const validation = { trustDomain, revocations, ca: credentials.ca, ...(now === undefined ? {} : { now }) }
+  const refuse = (error: AgentTrustError, stage: 'connection' | 'request'): void => {
+    const rule = error.details.rule
+    audit?.record({ action: 'tool_call', decision: 'deny', code: error.code, destination: serverId, note: `${stage} refused${typeof rule === 'string' ? `: ${rule.slice(0, 32)}` : ''}` })
+  }
+  const server = createHttpsServer(serverOptions, listener)
+  identity.guardTlsServer(server, { ...validation, onRefused: (e) => refuse(e, 'connection') })
+  server.on('tlsClientError', (err: Error & { code?: unknown }) => {
+    // No certificate, another CA, expired: the handshake itself failed.
+    audit?.record({ action: 'tool_call', decision: 'deny', code: 'ERR_PEER_UNAUTHENTICATED', destination: serverId, note: `handshake refused: ${String(err.code ?? 'tls').slice(0, 48)}` })
+  })
+  return {
+    server,
+    peer: identity.createPeerIdentity(validation),
+    refuse,
+    update(next: TlsCredentials) {
+      const options = identity.mtlsServerOptions(next)
+      if (serverIdOf(next) !== serverId) throw new TypeError('updateCredentials: the new certificate names another server')
+      server.setSecureContext(options)
+    },
+  }
 }
 
 /** Resolves true when the middleware called next(), false when it answered the request itself. */

@@ -7,7 +7,8 @@
  *   to every request, for one server only.
  * - {@link McpGateway}: the checks in front of an upstream server nobody can modify, with
  *   pinned tool definitions (command: `agent-trust-mcp-gateway`).
- * - {@link serveStreamableHttp}: a small Streamable HTTP host for guarded servers.
+ * - {@link serveStreamableHttp}: a small Streamable HTTP host for guarded servers, plain or
+ *   with mutual TLS (`tls`); {@link createMtlsClientTransport} is its client side.
  *
  * Subpath: `agent-trust/mcp`. The SDK is an optional peer dependency; the root entry never
  * imports it.
@@ -17,7 +18,10 @@ export type { WithCapabilitiesOptions } from './client.js'
 export { McpGateway } from './gateway.js'
 export type { McpGatewayOptions, ToolPinState, ToolPinStatus } from './gateway.js'
 export { serveStreamableHttp } from './http.js'
-export type { HttpMiddleware, ServeStreamableHttpOptions, StreamableHttpServer } from './http.js'
+export type { HttpMiddleware, ServeStreamableHttpOptions, StreamableHttpServer, StreamableHttpTlsOptions } from './http.js'
+export { createMtlsClientTransport } from './mtls.js'
+export type { MtlsClientTransport, MtlsClientTransportOptions } from './mtls.js'
+export { attachPeerIdentity, mtlsPeerIdentity, PEER_AUTH_KEY, requireMtlsPeerIdentity } from './peer.js'
 export {
   AUDIENCE_CAPABILITY_KEY,
   CAPABILITY_DENIED,

@@ -57,6 +57,7 @@ import {
   methodScope,
   UNGUARDED_METHODS,
 } from './policy.js'
+import { mtlsPeerIdentity } from './peer.js'
 
 /** What the SDK passes a request handler as its second argument. */
 export type McpRequestExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
@@ -91,7 +92,11 @@ export interface GuardMcpServerOptions {
   readonly mode?: EnforcementMode
   /**
    * The authenticated peer of the connection (an mTLS certificate's agent id and
-   * thumbprint), when the transport knows it. The token's presenter must be that peer.
+   * thumbprint), when the transport knows it. The token's presenter must be that peer, and
+   * a certificate-bound token must match its certificate (`ERR_TOKEN_BINDING`). A hook that
+   * throws denies the call with the error's code. Default {@link mtlsPeerIdentity}: the peer
+   * `serveStreamableHttp({ tls })` (or {@link attachPeerIdentity}) attached to the request,
+   * if any; {@link requireMtlsPeerIdentity} also denies requests that have none.
    */
   readonly peerIdentity?: (extra: McpRequestExtra) => PeerIdentity | undefined | Promise<PeerIdentity | undefined>
   /**
@@ -274,7 +279,8 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
     declared,
     undeclared: new Map(),
     callers,
-    peerIdentity: o.peerIdentity,
+    // The default reads only a peer our own host attached (branded); without one it is undefined.
+    peerIdentity: o.peerIdentity ?? mtlsPeerIdentity,
     acceptHeader: o.acceptHeader ?? true,
     withheld: o.withheld,
   }

@@ -30,7 +30,7 @@ import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
 import { isExactScope, isSubset, MAX_SCOPES_PER_TOKEN, uncovered } from '../scopes/index.js'
 import { agentsOf, isJti, MAX_DELEGATION_CHAIN, MAX_TOKEN_LIFETIME_SECONDS, type ActorClaim, type AuditContext, type CapabilityClaims } from '../tokens/claims.js'
-import { signToken } from '../tokens/jws.js'
+import { signToken, signTokenOffloaded } from '../tokens/jws.js'
 import { isTrustLevel, levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLevel, permitsOperation, type Operation, type TokenTrustLevel, type TrustLevel } from '../trust/index.js'
 import { VerificationCore, Verifier, toAgentTrustError, type PeerIdentity, type VerifierOptions } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
@@ -135,6 +135,11 @@ export interface AuthorityOptions {
   /** Human approval for trust changes. Without one, requests wait for `decideTrustChange`. */
   readonly approver?: TrustChangeApprover
   /**
+   * Sign on libuv's threadpool rather than the event loop: a thread hop of latency per
+   * token, another core for ECDSA when many agents mint at once. Default false.
+   */
+  readonly cryptoOffload?: boolean
+  /**
    * Where trust-change requests wait and decisions are kept. Default: in memory. Use a
    * {@link FileTrustChangeStore} (or another shared store) so that the operator CLI in
    * another process can list, approve and deny them; see {@link Authority.syncTrustChanges}.
@@ -172,6 +177,7 @@ export class Authority implements CapabilityIssuer {
   readonly #ttl: number
   readonly #tolerance: number
   readonly #approver: TrustChangeApprover | undefined
+  readonly #offload: boolean
   readonly #trustChanges = new Map<string, TrustChangeRequest>()
   readonly #trustStore: TrustChangeStore
   /** Approved changes this instance has applied (its registry is in memory). */
@@ -189,6 +195,7 @@ export class Authority implements CapabilityIssuer {
     this.#ttl = manifest.authority.tokenTtlSeconds
     this.#tolerance = manifest.authority.clockToleranceSeconds
     this.#approver = options.approver
+    this.#offload = options.cryptoOffload ?? false
     this.#trustStore = options.trustChanges ?? new MemoryTrustChangeStore()
     this.#core = new VerificationCore({
       issuers: [{ issuer: this.id, jwks: () => this.keys.jwks() }],
@@ -232,7 +239,7 @@ export class Authority implements CapabilityIssuer {
 
   async mint(request: MintRequest): Promise<string> {
     try {
-      const { token, claims } = this.#mint(request)
+      const { token, claims } = await this.#mint(request)
       this.#record({ action: 'mint', decision: 'allow', origin: request.subject, destination: request.audience, capability: claims.scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context })
       return token
     } catch (e) {
@@ -246,7 +253,7 @@ export class Authority implements CapabilityIssuer {
       const server = this.#knownAgent(request.audience)
       const tool = resolveTool(server.declaration.id, request.tool, server.tools.get(request.tool))
       scope = tool.scope.fill(request.args)
-      const { token, claims } = this.#mint({ ...request, scope: [scope], operation: tool.operation })
+      const { token, claims } = await this.#mint({ ...request, scope: [scope], operation: tool.operation })
       this.#record({ action: 'mint', decision: 'allow', origin: request.subject, destination: request.audience, tool: request.tool, capability: claims.scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context })
       return { token, scope, operation: tool.operation }
     } catch (e) {
@@ -254,7 +261,7 @@ export class Authority implements CapabilityIssuer {
     }
   }
 
-  #mint(r: MintRequest): { token: string; claims: CapabilityClaims } {
+  async #mint(r: MintRequest): Promise<{ token: string; claims: CapabilityClaims }> {
     const subject = this.#activeAgent(r.subject)
     if (!mayHoldTokens(subject.level)) throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not receive tokens`, { details: { agentId: r.subject } })
     this.#activeAgent(r.audience)
@@ -282,12 +289,12 @@ export class Authority implements CapabilityIssuer {
       context: checkContext(r.context),
       ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
     }
-    return { token: this.#sign(claims), claims }
+    return { token: await this.#sign(claims), claims }
   }
 
-  #sign(claims: CapabilityClaims): string {
+  #sign(claims: CapabilityClaims): string | Promise<string> {
     const { kid, privateKey } = this.keys.active()
-    return signToken(claims, kid, privateKey)
+    return this.#offload ? signTokenOffloaded(claims, kid, privateKey) : signToken(claims, kid, privateKey)
   }
 
   #lifetime(ttl: number | undefined): number {
@@ -353,7 +360,7 @@ export class Authority implements CapabilityIssuer {
         chain,
         ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
       }
-      const token = this.#sign(claims)
+      const token = await this.#sign(claims)
       this.#record({ action: 'exchange', decision: 'allow', origin: r.holder, destination: r.audience, capability: scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context, chain, actors: agentsOf(claims).slice(1).reverse() })
       return token
     } catch (e) {

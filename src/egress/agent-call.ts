@@ -16,7 +16,8 @@
  *
  * Subpath: `agent-trust/egress`.
  */
-import { Agent, interceptors, type Dispatcher } from 'undici'
+import type { ConnectionOptions } from 'node:tls'
+import { Agent, buildConnector, interceptors, type Dispatcher } from 'undici'
 import type { CapabilityIssuer } from '../authority/index.js'
 import { ConfigInvalid } from '../errors.js'
 import type { AuditContext } from '../tokens/claims.js'
@@ -64,6 +65,13 @@ export interface AgentCapabilityOptions {
   readonly capability?: (hop: AgentHop) => CapabilityRequest
   /** Token lifetime, seconds. Default: the authority's (60). */
   readonly ttlSeconds?: number
+  /**
+   * Bind every token to this client certificate (RFC 8705 `x5t#S256`; a function is read per
+   * hop), for calls over mutual TLS with that certificate. A remote authority binds to the
+   * caller's certificate by itself and refuses a different one (`ERR_TOKEN_BINDING`).
+   * `createAgentCallDispatcher({ tls })` fills it from the TLS credentials.
+   */
+  readonly certificateThumbprint?: string | (() => string | undefined)
 }
 
 /**
@@ -119,23 +127,27 @@ function report(handler: Dispatcher.DispatchHandler, err: Error): void {
  * {@link createEgressAgent} and {@link createAgentCallDispatcher} do this for you.
  */
 export function createAgentCapabilityInterceptor(options: AgentCapabilityOptions): Dispatcher.DispatcherComposeInterceptor {
-  const { issuer, subject, context, capability = defaultAgentCapability, ttlSeconds } = options ?? ({} as AgentCapabilityOptions)
+  const { issuer, subject, context, capability = defaultAgentCapability, ttlSeconds, certificateThumbprint } = options ?? ({} as AgentCapabilityOptions)
   if (typeof issuer?.mint !== 'function' || typeof issuer.mintForTool !== 'function') throw new ConfigInvalid('issuer must implement mint and mintForTool', { details: { rule: 'issuer' } })
   if (typeof subject !== 'string' || subject.length === 0) throw new ConfigInvalid('subject (the calling agent) is required', { details: { rule: 'subject' } })
   if (typeof context !== 'function' && (typeof context !== 'object' || context === null)) throw new ConfigInvalid('context is required', { details: { rule: 'context' } })
   if (typeof capability !== 'function') throw new ConfigInvalid('capability must be a function', { details: { rule: 'capability' } })
+  if (certificateThumbprint !== undefined && typeof certificateThumbprint !== 'function' && (typeof certificateThumbprint !== 'string' || certificateThumbprint.length === 0)) {
+    throw new ConfigInvalid('certificateThumbprint must be a non-empty string or a function', { details: { rule: 'certificateThumbprint' } })
+  }
   const byOrigin = targetMap(options.targets)
   const drop: ReadonlySet<string> = new Set([AGENT_CAPABILITY_HEADER])
 
   async function tokenFor(hop: AgentHop): Promise<string> {
     const ctx = typeof context === 'function' ? context(hop) : context
     const want = capability(hop)
-    const ttl = ttlSeconds === undefined ? {} : { ttlSeconds }
+    const thumbprint = typeof certificateThumbprint === 'function' ? certificateThumbprint() : certificateThumbprint
+    const extra = { ...(ttlSeconds === undefined ? {} : { ttlSeconds }), ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) }
     if ('tool' in want) {
-      const r = await issuer.mintForTool({ subject, audience: hop.target, tool: want.tool, args: want.args, context: ctx, ...ttl })
+      const r = await issuer.mintForTool({ subject, audience: hop.target, tool: want.tool, args: want.args, context: ctx, ...extra })
       return r.token
     }
-    return issuer.mint({ subject, audience: hop.target, scope: want.scope, operation: want.operation, context: ctx, ...ttl })
+    return issuer.mint({ subject, audience: hop.target, scope: want.scope, operation: want.operation, context: ctx, ...extra })
   }
 
   return (dispatch) =>
@@ -163,11 +175,64 @@ export function createAgentCapabilityInterceptor(options: AgentCapabilityOptions
     }
 }
 
+/**
+ * Mutual TLS for hops to registered agents. `mtlsAgentCall(credentials)` from
+ * `agent-trust/identity` builds one; any object of this shape works.
+ */
+export interface AgentCallTls {
+  /**
+   * TLS options for a new connection to `target`: the client certificate and key, the CA
+   * bundle, and a `checkServerIdentity` that accepts only that agent. Called per new
+   * connection; returning the same object again reuses one connector.
+   */
+  connect(target: AgentCallTarget): ConnectionOptions
+  /** The thumbprint of the certificate `connect` presents: tokens are bound to it (unless `certificateThumbprint` is given). */
+  certificateThumbprint?(): string | undefined
+}
+
 export interface AgentCallDispatcherOptions extends AgentCapabilityOptions {
   /** Redirects followed for `request()` callers. Default 0 (`fetch` follows on its own). */
   readonly maxRedirections?: number
-  /** undici `Agent` options. */
+  /** undici `Agent` options (`connect` only without `tls`). */
   readonly agentOptions?: Agent.Options
+  /**
+   * Call registered agents over mutual TLS: every connection to a target's origin presents
+   * this agent's certificate and accepts only that target's certificate; tokens are bound
+   * to the certificate. Every target origin must then be `https:`. Connections to other
+   * origins present no client certificate.
+   */
+  readonly tls?: AgentCallTls
+}
+
+function hostOrigin(o: buildConnector.Options): string | undefined {
+  const host = o.hostname.includes(':') && !o.hostname.startsWith('[') ? `[${o.hostname}]` : o.hostname
+  return normalizeOrigin(`${o.protocol}//${host}${o.port === '' || o.port === undefined ? '' : `:${o.port}`}`)
+}
+
+/** One connector per new socket's origin: the target's mTLS options for an agent origin, plain TLS otherwise. */
+function mtlsConnector(tls: AgentCallTls, byOrigin: ReadonlyMap<string, string>, timeout: number | undefined): buildConnector.connector {
+  const base = timeout === undefined ? {} : { timeout }
+  const plain = buildConnector({ ...base })
+  const cache = new WeakMap<object, buildConnector.connector>()
+  return function agentCallConnect(opts, callback) {
+    const origin = hostOrigin(opts)
+    const agentId = origin === undefined ? undefined : byOrigin.get(origin)
+    if (agentId === undefined || origin === undefined) return plain(opts, callback)
+    let connector: buildConnector.connector | undefined
+    try {
+      const options = tls.connect({ agentId, origin })
+      if (typeof options !== 'object' || options === null) throw new TypeError('tls.connect returned no options')
+      connector = cache.get(options)
+      if (connector === undefined) {
+        connector = buildConnector({ ...(options as buildConnector.BuildOptions), ...base })
+        cache.set(options, connector)
+      }
+    } catch (e) {
+      // No credentials for this hop: fail closed rather than connect without a certificate.
+      return callback(e instanceof Error ? e : new Error('no TLS options for this agent'), null)
+    }
+    return connector(opts, callback)
+  }
 }
 
 /**
@@ -178,9 +243,24 @@ export interface AgentCallDispatcherOptions extends AgentCapabilityOptions {
  * ```ts
  * const dispatcher = createAgentCallDispatcher({ issuer: authority, subject: 'agent-summarizer-v2', targets: manifest, context })
  * await fetch('http://agent-database-reader:8080/documents', { dispatcher })
+ * // over mutual TLS, tokens bound to the certificate (mtlsAgentCall from agent-trust/identity):
+ * const mtls = createAgentCallDispatcher({ issuer, subject: 'agent-summarizer-v2', targets: manifest, context, tls: mtlsAgentCall(() => identity.credentials) })
  * ```
  */
 export function createAgentCallDispatcher(options: AgentCallDispatcherOptions): Dispatcher {
-  const { maxRedirections = 0, agentOptions = {} } = options
-  return new Agent(agentOptions).compose(createAgentCapabilityInterceptor(options), interceptors.redirect({ maxRedirections }))
+  const { maxRedirections = 0, agentOptions = {}, tls } = options
+  if (tls === undefined) return new Agent(agentOptions).compose(createAgentCapabilityInterceptor(options), interceptors.redirect({ maxRedirections }))
+  if (typeof tls?.connect !== 'function') throw new ConfigInvalid('tls.connect must be a function (mtlsAgentCall from agent-trust/identity)', { details: { rule: 'tls' } })
+  if (agentOptions.connect !== undefined) throw new ConfigInvalid('give either tls or agentOptions.connect, not both', { details: { rule: 'tls' } })
+  const byOrigin = targetMap(options.targets)
+  for (const [origin, agentId] of byOrigin) {
+    // A token bound to our certificate over plain HTTP would be refused anyway; say so at start-up.
+    if (!origin.startsWith('https:')) throw new ConfigInvalid(`agent "${agentId}" is not served over https; mutual TLS needs https origins`, { details: { rule: 'tls', agentId } })
+  }
+  const thumbprint = options.certificateThumbprint ?? (typeof tls.certificateThumbprint === 'function' ? () => tls.certificateThumbprint?.() : undefined)
+  const connect = mtlsConnector(tls, byOrigin, agentOptions.connectTimeout ?? undefined)
+  return new Agent({ ...agentOptions, connect }).compose(
+    createAgentCapabilityInterceptor({ ...options, ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) }),
+    interceptors.redirect({ maxRedirections }),
+  )
 }

@@ -11,8 +11,10 @@
  * | status | when | `WWW-Authenticate` |
  * |---|---|---|
  * | 401 | no token | `AgentCapability realm="<id>"` |
- * | 401 | a token that does not verify (malformed, expired, replayed, revoked, wrong audience, ...) | `..., error="invalid_token"` |
+ * | 401 | a token that does not verify (malformed, expired, replayed, revoked, wrong audience, bound to another certificate or agent, ...) | `..., error="invalid_token"` |
+ * | 401 | the `peerIdentity` hook refused the connection's certificate (`ERR_PEER_UNAUTHENTICATED`: none, expired, revoked, ...) | `AgentCapability realm="<id>"` |
  * | 403 | a valid token without the level or the scope this request needs | `..., error="insufficient_scope", scope="..."` |
+ * | 403 | the peer's certificate names a workload that may not call (`ERR_PEER_FORBIDDEN`) | none |
  * | 503 | the replay/revocation store did not answer (`ERR_STORE_UNAVAILABLE`, fail closed) | none; `Retry-After: 1` |
  * | 500 | anything unexpected (`ERR_GENERIC`, denied) | none |
  *
@@ -69,9 +71,11 @@ export interface AgentCallGuardOptions<Req = IncomingMessage | Request> {
   /**
    * The caller's authenticated identity from the transport (mTLS certificate), when there is
    * one: the token's presenter must then be this agent, and a `cnf`-bound token must match
-   * its certificate.
+   * its certificate. Use `createPeerIdentity(...)` from `agent-trust/identity`: it throws
+   * `ERR_PEER_UNAUTHENTICATED` for a connection without a valid certificate, and the request
+   * is then denied with that code (401) before the token is looked at. Not called in `off` mode.
    */
-  readonly peerIdentity?: (request: Req) => PeerIdentity | undefined
+  readonly peerIdentity?: (request: Req) => PeerIdentity | undefined | Promise<PeerIdentity | undefined>
 }
 
 export type AgentCallDecision =
@@ -110,6 +114,12 @@ export function agentCallDenial(error: AgentTrustError, realm: string, requiredS
   if (UNAUTHORIZED.has(code)) {
     status = 401
     headers['www-authenticate'] = code === 'ERR_TOKEN_MISSING' ? base : `${base}, error="invalid_token"`
+  } else if (code === 'ERR_PEER_UNAUTHENTICATED') {
+    // The connection, not the token, failed: no token error to report.
+    status = 401
+    headers['www-authenticate'] = base
+  } else if (code === 'ERR_PEER_FORBIDDEN') {
+    status = 403
   } else if (FORBIDDEN.has(code)) {
     status = 403
     headers['www-authenticate'] = `${base}, error="insufficient_scope"${requiredScope === undefined ? '' : `, scope=${quoted(requiredScope)}`}`
@@ -142,6 +152,29 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
   const realm = verifier.id
   const need = requirement ?? ((r: AgentCallRequestInfo): AgentCallRequirement => ({ scope: agentCallScope(realm), operation: operationForMethod(r.method) }))
 
+  /**
+   * The hook's verdict. A refusal is recorded (the verifier never sees this request) and, in
+   * `enforce`, denies; in `audit` the request goes on without a peer; `off` skips the hook.
+   */
+  async function peerOf<R>(request: R): Promise<{ peer?: PeerIdentity; denial?: AgentCallDecision }> {
+    if (peerIdentity === undefined || verifier.mode === 'off') return {}
+    try {
+      return { peer: (await (peerIdentity as (r: R) => PeerIdentity | undefined | Promise<PeerIdentity | undefined>)(request)) ?? undefined }
+    } catch (e) {
+      const err = toAgentTrustError(e)
+      const rule = err.details.rule
+      verifier.audit.record({
+        action: 'agent_call',
+        decision: 'deny',
+        code: err.code,
+        destination: realm,
+        enforced: verifier.mode === 'enforce',
+        note: `peer refused${typeof rule === 'string' ? `: ${rule.slice(0, 32)}` : ''}`,
+      })
+      return verifier.mode === 'enforce' ? { denial: agentCallDenial(err, realm) } : {}
+    }
+  }
+
   async function authorize(info: AgentCallRequestInfo, token: string | undefined, peer: PeerIdentity | undefined): Promise<AgentCallDecision> {
     let scope: string | undefined
     try {
@@ -170,13 +203,15 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
         return Array.isArray(v) ? v.join(', ') : v
       },
     }
-    return authorize(info, token, peerIdentity?.(req))
+    const p = await peerOf(req)
+    return p.denial ?? authorize(info, token, p.peer)
   }
 
   async function authorizeFetch(request: Request): Promise<AgentCallDecision> {
     const url = new URL(request.url)
     const info: AgentCallRequestInfo = { method: request.method, path: `${url.pathname}${url.search}`, header: (n) => request.headers.get(n) ?? undefined }
-    return authorize(info, request.headers.get(AGENT_CAPABILITY_HEADER) ?? undefined, peerIdentity?.(request))
+    const p = await peerOf(request)
+    return p.denial ?? authorize(info, request.headers.get(AGENT_CAPABILITY_HEADER) ?? undefined, p.peer)
   }
 
   return {

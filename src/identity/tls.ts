@@ -4,8 +4,10 @@
  * or an undici `Agent({ connect })`. No undici import here: the client options are the
  * `connect` object undici passes to `tls.connect`.
  */
+import { X509Certificate as NodeX509Certificate } from 'node:crypto'
 import type { PeerCertificate } from 'node:tls'
-import type { TlsCredentials } from './ca.js'
+import { trustDomainOf, type TlsCredentials } from './ca.js'
+import { thumbprintOf } from './internal.js'
 import { assertCertificateCurrent, inspectWorkloadCertificate } from './peer.js'
 import type { CertificateRevocationChecker } from './revocations.js'
 import type { Workload } from './spiffe.js'
@@ -106,4 +108,70 @@ function checkCredentials(c: TlsCredentials): void {
   for (const k of ['cert', 'key', 'ca'] as const) {
     if (typeof c?.[k] !== 'string' || !c[k].includes('-----BEGIN')) throw new TypeError(`TLS credentials need "${k}" in PEM`)
   }
+}
+
+/**
+ * RFC 8705 `x5t#S256` of a PEM certificate (the first one of the PEM): what a token bound to
+ * it carries in `cnf`, and what a peer presenting it is checked against. Throws `TypeError`
+ * for anything but a PEM certificate.
+ */
+export function certificateThumbprint(pem: string): string {
+  let der: Buffer
+  try {
+    der = new NodeX509Certificate(pem).raw
+  } catch (cause) {
+    throw new TypeError('expected a PEM certificate', { cause })
+  }
+  return thumbprintOf(der)
+}
+
+/** What {@link mtlsAgentCall} gives an agent-to-agent client (`createAgentCallDispatcher({ tls })` in `agent-trust/egress`). */
+export interface AgentCallMtls {
+  /** TLS options for a new connection to one target agent: our certificate, the CA bundle, and that agent's SPIFFE ID as the only acceptable server. */
+  connect(target: { readonly agentId: string }): MtlsClientOptions
+  /** The thumbprint of the certificate {@link connect} presents now: tokens are bound to it. */
+  certificateThumbprint(): string
+}
+
+/**
+ * Mutual TLS for agent-to-agent HTTP: each connection to a registered agent presents this
+ * agent's certificate and accepts only a server certificate naming *that* agent
+ * (`spiffe://<domain>/agent/<target>`), so a token minted for one agent is never sent to
+ * another one's endpoint. `credentials` may be a function (`() => identity.credentials`),
+ * read at every new connection; see the renewal note in docs/identity.md.
+ *
+ * @example
+ * ```ts
+ * const dispatcher = createAgentCallDispatcher({ issuer, subject: 'agent-summarizer-v2', targets: manifest, context,
+ *   tls: mtlsAgentCall(() => identity.credentials) })
+ * ```
+ */
+export function mtlsAgentCall(
+  credentials: TlsCredentials | (() => TlsCredentials),
+  options: { trustDomain?: string; revocations?: CertificateRevocationChecker; now?: () => number } = {},
+): AgentCallMtls {
+  if (typeof credentials !== 'function') checkCredentials(credentials)
+  const read = (): TlsCredentials => (typeof credentials === 'function' ? credentials() : credentials)
+  let cached: { creds: TlsCredentials; trustDomain: string; thumbprint: string; byTarget: Map<string, MtlsClientOptions> } | undefined
+  const current = () => {
+    const creds = read()
+    if (cached?.creds !== creds) {
+      checkCredentials(creds)
+      cached = { creds, trustDomain: options.trustDomain ?? trustDomainOf(creds.ca), thumbprint: certificateThumbprint(creds.cert), byTarget: new Map() }
+    }
+    return cached
+  }
+  return Object.freeze({
+    connect(target: { readonly agentId: string }): MtlsClientOptions {
+      const c = current()
+      let o = c.byTarget.get(target.agentId)
+      if (o === undefined) {
+        // The same object for the same credentials and target, so the caller can reuse one connector.
+        o = mtlsClientOptions(c.creds, { trustDomain: c.trustDomain, server: { kind: 'agent', id: target.agentId }, revocations: options.revocations, now: options.now })
+        c.byTarget.set(target.agentId, o)
+      }
+      return o
+    },
+    certificateThumbprint: () => current().thumbprint,
+  })
 }

@@ -114,17 +114,51 @@ export function assertSignature(decoded: Pick<DecodedToken, 'signingInput' | 'si
   if (!ok) throw new TokenSignature()
 }
 
+/**
+ * Step 2 on libuv's threadpool instead of the event loop: one more thread hop per call
+ * (tens of microseconds of latency), in exchange for the ECDSA work running on another core
+ * while the event loop serves other requests. Worth it for servers under concurrent load.
+ */
+export function assertSignatureOffloaded(decoded: Pick<DecodedToken, 'signingInput' | 'signature'>, key: KeyObject): Promise<void> {
+  return new Promise((resolve, reject) => {
+    try {
+      cryptoVerify('sha256', Buffer.from(decoded.signingInput, 'latin1'), { key, dsaEncoding: 'ieee-p1363' }, decoded.signature, (err, ok) => {
+        if (err) reject(new TokenSignature(undefined, { cause: err }))
+        else if (!ok) reject(new TokenSignature())
+        else resolve()
+      })
+    } catch (cause) {
+      reject(new TokenSignature(undefined, { cause }))
+    }
+  })
+}
+
 const encodedHeaders = new Map<string, string>()
 
-/** Sign `payload` as a compact JWS with header `{alg:ES256, typ, kid}`. */
-export function signToken(payload: object, kid: string, privateKey: KeyObject): string {
+function signingInputOf(payload: object, kid: string): string {
   let h = encodedHeaders.get(kid)
   if (h === undefined) {
     h = Buffer.from(JSON.stringify({ alg: TOKEN_ALG, typ: TOKEN_TYPE, kid })).toString('base64url')
     if (encodedHeaders.size > 64) encodedHeaders.clear()
     encodedHeaders.set(kid, h)
   }
-  const input = `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+  return `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+}
+
+/** Sign `payload` as a compact JWS with header `{alg:ES256, typ, kid}`. */
+export function signToken(payload: object, kid: string, privateKey: KeyObject): string {
+  const input = signingInputOf(payload, kid)
   const sig = cryptoSign('sha256', Buffer.from(input, 'latin1'), { key: privateKey, dsaEncoding: 'ieee-p1363' })
   return `${input}.${sig.toString('base64url')}`
+}
+
+/** {@link signToken} with the ECDSA work on libuv's threadpool (see {@link assertSignatureOffloaded}). */
+export function signTokenOffloaded(payload: object, kid: string, privateKey: KeyObject): Promise<string> {
+  const input = signingInputOf(payload, kid)
+  return new Promise((resolve, reject) => {
+    cryptoSign('sha256', Buffer.from(input, 'latin1'), { key: privateKey, dsaEncoding: 'ieee-p1363' }, (err, sig) => {
+      if (err) reject(err)
+      else resolve(`${input}.${sig.toString('base64url')}`)
+    })
+  })
 }

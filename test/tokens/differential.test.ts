@@ -99,3 +99,26 @@ describe('differential: node:crypto verify vs jose compactVerify', () => {
     expect(ours(joseSigned)).toBe(true)
   })
 })
+
+describe('cryptoOffload: the threadpool path reaches the same verdicts', () => {
+  it('signs and verifies on the threadpool exactly as inline', async () => {
+    const { Authority, createVerifier } = await import('agent-trust')
+    const { MANIFEST, CONTEXT, READ_SCOPE } = await import('../helpers/kernel.js')
+    const authority = await Authority.create({ manifest: MANIFEST, cryptoOffload: true })
+    const offloaded = authority.createVerifier({ id: 'agent-database-reader', mode: 'enforce', cryptoOffload: true })
+    const inline = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'enforce' })
+    const req = { scope: READ_SCOPE, operation: 'read' as const }
+    const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const tokens = await Promise.all(Array.from({ length: 50 }, mint))
+    const results = await Promise.all(tokens.map((t) => offloaded.verify(t, req)))
+    expect(results).toHaveLength(50)
+    await expect(inline.verify(await mint(), req)).resolves.toBeDefined()
+    const t = await mint()
+    const sig = Buffer.from(t.slice(t.lastIndexOf('.') + 1), 'base64url')
+    sig[5] = (sig[5] as number) ^ 0x40
+    const bad = withSignature(t, sig)
+    await expect(offloaded.verify(bad, req)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' })
+    await expect(inline.verify(bad, req)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' })
+    await expect(offloaded.verify(withSignature(t, Buffer.alloc(64)), req)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' })
+  })
+})

@@ -1,0 +1,96 @@
+/**
+ * Client side of MCP over mutual TLS: the SDK's `StreamableHTTPClientTransport` whose
+ * `fetch` goes through an undici `Agent` that presents this agent's certificate and accepts
+ * only the expected server's SPIFFE ID (not a host name: agent certificates carry none).
+ *
+ * `undici` and `agent-trust/identity` (with `@peculiar/x509`) are loaded when the helper is
+ * called, so `agent-trust/mcp` itself needs neither.
+ *
+ * Subpath: `agent-trust/mcp`.
+ */
+import { X509Certificate } from 'node:crypto'
+import { StreamableHTTPClientTransport, type StreamableHTTPClientTransportOptions } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
+import type { Dispatcher } from 'undici'
+import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
+
+export interface MtlsClientTransportOptions {
+  /** This agent's certificate and key, and the CA bundle (e.g. `identity.credentials`). */
+  readonly credentials: TlsCredentials
+  /** The server's agent id: its certificate must be `spiffe://<domain>/agent/<serverId>`. */
+  readonly serverId: string
+  /** Default: the CA certificate's trust domain. */
+  readonly trustDomain?: string
+  /** Revoked certificates and identities, checked against the server's certificate at each handshake. */
+  readonly revocations?: CertificateRevocationChecker
+  /** TCP + TLS connect timeout, ms. Default 10000. */
+  readonly connectTimeoutMs?: number
+  /** Further options for the SDK transport (`requestInit`, `sessionId`, `reconnectionOptions`, ...); `fetch` is ours. */
+  readonly transportOptions?: Omit<StreamableHTTPClientTransportOptions, 'fetch'>
+}
+
+export interface MtlsClientTransport {
+  /** Give it to `client.connect()`. */
+  readonly transport: StreamableHTTPClientTransport
+  /** This agent's id, read from its certificate's SPIFFE ID: `withCapabilities`' `agentId`. */
+  readonly agentId: string
+  /** RFC 8705 `x5t#S256` of the certificate: `withCapabilities`' `certificateThumbprint`. */
+  readonly certificateThumbprint: string
+  /** The undici `Agent` under the transport's `fetch`. */
+  readonly dispatcher: Dispatcher
+  /** Close the dispatcher's connections (after `client.close()`). */
+  close(): Promise<void>
+}
+
+/**
+ * Build a Streamable HTTP client transport over mutual TLS. Pair it with
+ * `withCapabilities(client, { agentId: t.agentId, certificateThumbprint: t.certificateThumbprint, ... })`
+ * so every token is bound to the certificate this connection presents (a remote authority
+ * client binds to it by itself, and refuses a thumbprint that is not the caller's).
+ *
+ * The credentials are fixed for the transport's life: after a renewal, reconnect with a new
+ * transport (tokens bound to the new certificate fail on a connection made with the old one).
+ *
+ * @example
+ * ```ts
+ * const t = await createMtlsClientTransport(url, { credentials: identity.credentials, serverId: 'agent-database-reader' })
+ * const client = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), {
+ *   issuer, agentId: t.agentId, serverId: 'agent-database-reader', context, certificateThumbprint: t.certificateThumbprint,
+ * })
+ * await client.connect(t.transport)
+ * ```
+ */
+export async function createMtlsClientTransport(url: string | URL, options: MtlsClientTransportOptions): Promise<MtlsClientTransport> {
+  const endpoint = new URL(url)
+  if (endpoint.protocol !== 'https:') throw new TypeError('createMtlsClientTransport: the URL must be https')
+  const { credentials, serverId, revocations, connectTimeoutMs = 10_000, transportOptions = {} } = options ?? ({} as MtlsClientTransportOptions)
+  if (typeof serverId !== 'string' || serverId.length === 0) throw new TypeError('createMtlsClientTransport: "serverId" is required')
+  if (typeof credentials?.cert !== 'string' || typeof credentials.key !== 'string' || typeof credentials.ca !== 'string') {
+    throw new TypeError('createMtlsClientTransport: "credentials" needs cert, key and ca (PEM)')
+  }
+  if ((transportOptions as { fetch?: unknown }).fetch !== undefined) throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
+  const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([import('undici'), import('agent-trust/identity')])
+  const trustDomain = options.trustDomain ?? identity.trustDomainOf(credentials.ca)
+  let der: Buffer
+  try {
+    der = new X509Certificate(credentials.cert).raw
+  } catch (cause) {
+    throw new TypeError('createMtlsClientTransport: credentials.cert is not a PEM certificate', { cause })
+  }
+  // Our own certificate must be an agent SVID of the domain, or no server would accept it.
+  const own = identity.inspectWorkloadCertificate(der, trustDomain, 'client')
+  if (own.workload.kind !== 'agent') throw new TypeError('createMtlsClientTransport: credentials.cert is not an agent certificate')
+  const connect = identity.mtlsClientOptions(credentials, { trustDomain, server: { kind: 'agent', id: serverId }, revocations })
+  const dispatcher = new Agent({ connect: { ...connect, timeout: connectTimeoutMs } })
+  // undici's fetch, not the global one: the global fetch is Node's bundled undici, which may
+  // not accept a dispatcher from the installed undici package.
+  const mtlsFetch = ((input: string | URL, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as FetchLike
+  const transport = new StreamableHTTPClientTransport(endpoint, { ...transportOptions, fetch: mtlsFetch })
+  return {
+    transport,
+    agentId: own.workload.id,
+    certificateThumbprint: own.thumbprint,
+    dispatcher,
+    close: () => dispatcher.close(),
+  }
+}
