@@ -9,7 +9,7 @@
  * median single call (calls alternated one by one); the added latency uses the latter.
  * Throughput: 8 calls in flight, interleaved batches, median calls/second.
  */
-import { randomUUID } from 'node:crypto'
+import { generateKeyPairSync, randomUUID, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
@@ -131,6 +131,30 @@ async function section(
   return rows
 }
 
+/** A bare per-call ES256 JWT on node:crypto: signed by the client's fetch, checked by a middleware. */
+function bareNodeCrypto(): { fetch: typeof fetch; middleware: HttpMiddleware } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'JWT' })).toString('base64url')
+  const fetchWithToken: typeof fetch = (input, init) => {
+    const now = Math.floor(Date.now() / 1000)
+    const claims = { iss: 'bench', sub: AGENT, aud: SERVER_ID, iat: now, exp: now + 60, jti: randomUUID(), scope: [ECHO_SCOPE] }
+    const signingInput = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
+    const token = `${signingInput}.${cryptoSign('sha256', Buffer.from(signingInput), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+    const headers = new Headers(init?.headers)
+    headers.set('x-bench-token', token)
+    return fetch(input, { ...init, headers, signal: undefined })
+  }
+  const middleware = ((req: { headers: Record<string, unknown> }, res: { writeHead(n: number): { end(): void } }, next: () => void) => {
+    const token = String(req.headers['x-bench-token'] ?? '')
+    const dot = token.lastIndexOf('.')
+    const ok = cryptoVerify('sha256', Buffer.from(token.slice(0, dot)), { key: publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(token.slice(dot + 1), 'base64url'))
+    const claims = JSON.parse(Buffer.from(token.slice(token.indexOf('.') + 1, dot), 'base64url').toString()) as { aud?: string }
+    if (!ok || claims.aud !== SERVER_ID) res.writeHead(401).end()
+    else next()
+  }) as unknown as HttpMiddleware
+  return { fetch: fetchWithToken, middleware }
+}
+
 /** The guard with `cryptoOffload` (authority and verifier): added latency and throughput. */
 async function offloadRows(transport: string, guarded: Op, unguarded: Op, target: number): Promise<Row[]> {
   const m = await callMedians(guarded, unguarded)
@@ -179,6 +203,11 @@ export async function benchMcp(): Promise<Row[]> {
       },
     }) as unknown as HttpMiddleware
     const joseHttp = await serveStreamableHttp(() => buildMcpServer(), { middleware: bearer })
+    // The floor the issue quotes: bare node:crypto ES256 sign (client) and verify (server) of a
+    // small JWT in a header, with no checks at all. What any per-call signature costs here.
+    const bare = bareNodeCrypto()
+    const bareHttp = await serveStreamableHttp(() => buildMcpServer(), { middleware: bare.middleware })
+    closers.push(() => bareHttp.close())
     closers.push(() => plainHttp.close(), () => guardedHttp.close(), () => joseHttp.close())
 
     // Node 20's fetch leaves one abort listener per request on the SDK transport's long-lived
@@ -199,9 +228,16 @@ export async function benchMcp(): Promise<Row[]> {
     await offloaded.connect(new StreamableHTTPClientTransport(offloadHttp.url, { fetch: noSignal }))
     closers.push(() => offloaded.close())
     await jose.connect(new StreamableHTTPClientTransport(joseHttp.url, { fetch: joseFetch }))
+    const bareClient = new Client({ name: 'bench', version: '1.0.0' })
+    await bareClient.connect(new StreamableHTTPClientTransport(bareHttp.url, { fetch: bare.fetch }))
+    closers.push(() => bareClient.close())
     closers.push(() => plain.close(), () => guarded.close(), () => jose.close())
     rows.push(...(await section('HTTP', { unguarded: () => echo(plain), guarded: () => echo(guarded), jose: () => echo(jose) }, { addedUs: 350, throughput: 0.85, cpuRows: true })))
     rows.push(...(await offloadRows('HTTP', () => echo(offloaded), () => echo(plain), 0.85)))
+    const tb = await throughput(() => echo(bareClient), () => echo(plain))
+    const tg = await throughput(() => echo(guarded), () => echo(bareClient))
+    rows.push(row({ name: `HTTP throughput (${CONCURRENCY} in flight), bare node:crypto sign+verify (no checks) / unguarded`, medianUs: 1e6 / tb.a, floorName: 'unguarded µs/call', floorUs: 1e6 / tb.b, ratio: tb.a / tb.b }))
+    rows.push(row({ name: `HTTP throughput (${CONCURRENCY} in flight), agent-trust / bare node:crypto`, medianUs: 1e6 / tg.a, floorName: 'bare µs/call', floorUs: 1e6 / tg.b, ratio: tg.a / tg.b }))
 
     // ---- stdio (server in a child process) -------------------------------------------
     const child = (config: Record<string, unknown>) =>
