@@ -25,6 +25,8 @@ import {
   TrustLevelDenied,
 } from '../errors.js'
 import { KeySet, type JSONWebKeySet, type SigningKeyRecord } from '../keys/index.js'
+import { createKeyManager, type KeyManager } from '../keys/rotation.js'
+import { MemoryKeyStore } from '../keys/store.js'
 import { nowSeconds } from '../lib/time.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
@@ -128,6 +130,11 @@ export interface CapabilityIssuer {
 export interface AuthorityOptions {
   readonly manifest: Manifest | ManifestInput
   /** Signing keys: a ready KeySet, or persisted records / JWKs. Default: one generated key. */
+  /**
+   * Signing keys: a `KeySet` (e.g. from `createKeyManager`, which persists and rotates them)
+   * or persisted records. Default: ephemeral in-memory keys rotated every
+   * `authority.keyRotationHours` of the manifest (24 h); call `close()` to stop the timer.
+   */
   readonly keys?: KeySet | readonly SigningKeyRecord[]
   /** Where revocations are written (shared with verifiers). Default: in-memory. */
   readonly store?: ReplayRevocationStore
@@ -178,6 +185,7 @@ export class Authority implements CapabilityIssuer {
   readonly #tolerance: number
   readonly #approver: TrustChangeApprover | undefined
   readonly #offload: boolean
+  #keyManager: KeyManager | undefined
   readonly #trustChanges = new Map<string, TrustChangeRequest>()
   readonly #trustStore: TrustChangeStore
   /** Approved changes this instance has applied (its registry is in memory). */
@@ -206,10 +214,26 @@ export class Authority implements CapabilityIssuer {
 
   static async create(options: AuthorityOptions): Promise<Authority> {
     const manifest = parseManifest(options.manifest)
-    const keys = options.keys instanceof KeySet ? options.keys : await KeySet.create(options.keys ?? [])
+    let keys: KeySet
+    let manager: KeyManager | undefined
+    if (options.keys instanceof KeySet) keys = options.keys
+    else if (options.keys !== undefined) keys = await KeySet.create(options.keys)
+    else {
+      // No keys given: ephemeral keys that still rotate on the manifest's schedule (24 h by
+      // default). Persistent or shared keys come from `createKeyManager` (see docs/stores.md).
+      manager = await createKeyManager({ store: new MemoryKeyStore(), rotationIntervalMs: Math.round(manifest.authority.keyRotationHours * 3_600_000) })
+      manager.start()
+      keys = manager.keys
+    }
     const authority = new Authority(manifest, keys, options)
+    authority.#keyManager = manager
     if (options.trustChanges !== undefined) await authority.#loadTrustChanges()
     return authority
+  }
+
+  /** Stop background work (the key rotation timer of ephemeral keys). Idempotent. */
+  close(): void {
+    this.#keyManager?.stop()
   }
 
   /** The public keys verifiers trust. Same object until keys change. */

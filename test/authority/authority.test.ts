@@ -271,3 +271,24 @@ describe('key rotation inside one process', () => {
     await expect(v2.verify(await mintRead(), read)).resolves.toBeDefined()
   })
 })
+
+describe('default keys rotate on the manifest schedule', () => {
+  it('an authority without supplied keys rotates them, and tokens signed before keep verifying', async () => {
+    const manifest = { ...MANIFEST, authority: { id: 'moltbot-authority', keyRotationHours: 0.0005 } } // 1.8 s
+    const authority = await Authority.create({ manifest })
+    try {
+      const verifier = authority.createVerifier({ id: 'agent-database-reader', mode: 'enforce' })
+      const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+      const before = await mint()
+      const firstKid = decodeHeader(before).kid
+      const deadline = Date.now() + 10_000
+      while (authority.keys.active().kid === firstKid && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+      const after = await mint()
+      expect(decodeHeader(after).kid).not.toBe(firstKid)
+      await expect(verifier.verify(before, { scope: READ_SCOPE, operation: 'read' })).resolves.toBeDefined()
+      await expect(verifier.verify(after, { scope: READ_SCOPE, operation: 'read' })).resolves.toBeDefined()
+    } finally {
+      authority.close()
+    }
+  }, 20_000)
+})
