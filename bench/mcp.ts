@@ -15,7 +15,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js'
-import { exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose'
+import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from 'jose'
 import { Authority, createVerifier, MemoryReplayRevocationStore } from 'agent-trust'
 import { guardMcpServer, serveStreamableHttp, withCapabilities, type HttpMiddleware } from 'agent-trust/mcp'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID } from '../test/fixtures/mcp-world.js'
@@ -132,16 +132,18 @@ async function section(
 }
 
 /** A bare per-call ES256 JWT on node:crypto: signed by the client's fetch, checked by a middleware. */
-function bareNodeCrypto(): { fetch: typeof fetch; middleware: HttpMiddleware } {
+function bareNodeCrypto(): { fetch: typeof fetch; middleware: HttpMiddleware; token: () => string; publicJwk: JWK } {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
   const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'JWT' })).toString('base64url')
-  const fetchWithToken: typeof fetch = (input, init) => {
+  const token = (): string => {
     const now = Math.floor(Date.now() / 1000)
     const claims = { iss: 'bench', sub: AGENT, aud: SERVER_ID, iat: now, exp: now + 60, jti: randomUUID(), scope: [ECHO_SCOPE] }
     const signingInput = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
-    const token = `${signingInput}.${cryptoSign('sha256', Buffer.from(signingInput), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+    return `${signingInput}.${cryptoSign('sha256', Buffer.from(signingInput), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+  }
+  const fetchWithToken: typeof fetch = (input, init) => {
     const headers = new Headers(init?.headers)
-    headers.set('x-bench-token', token)
+    headers.set('x-bench-token', token())
     return fetch(input, { ...init, headers, signal: undefined })
   }
   const middleware = ((req: { headers: Record<string, unknown> }, res: { writeHead(n: number): { end(): void } }, next: () => void) => {
@@ -152,7 +154,7 @@ function bareNodeCrypto(): { fetch: typeof fetch; middleware: HttpMiddleware } {
     if (!ok || claims.aud !== SERVER_ID) res.writeHead(401).end()
     else next()
   }) as unknown as HttpMiddleware
-  return { fetch: fetchWithToken, middleware }
+  return { fetch: fetchWithToken, middleware, token, publicJwk: publicKey.export({ format: 'jwk' }) as JWK }
 }
 
 /** The guard with `cryptoOffload` (authority and verifier): added latency and throughput. */
@@ -249,15 +251,17 @@ export async function benchMcp(): Promise<Row[]> {
       })
     const sPlain = new Client({ name: 'bench', version: '1.0.0' })
     const sGuarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: authority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const sBare = new Client({ name: 'bench', version: '1.0.0' })
     const sOffloaded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: offloadAuthority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
     const sJose = new Client({ name: 'bench', version: '1.0.0' })
     await Promise.all([
       sPlain.connect(child({ guard: 'none' })),
       sGuarded.connect(child({ guard: 'agent-trust', jwks: authority.jwks(), manifest: MANIFEST })),
       sOffloaded.connect(child({ guard: 'agent-trust', jwks: authority.jwks(), manifest: MANIFEST, cryptoOffload: true })),
+      sBare.connect(child({ guard: 'bare', barePublicJwk: bare.publicJwk })),
       sJose.connect(child({ guard: 'jose', josePublicJwk: { ...(await exportJWK(publicKey)), kid: joseKid } })),
     ])
-    closers.push(() => sPlain.close(), () => sGuarded.close(), () => sJose.close(), () => sOffloaded.close())
+    closers.push(() => sPlain.close(), () => sGuarded.close(), () => sJose.close(), () => sOffloaded.close(), () => sBare.close())
     rows.push(
       ...(await section(
         'stdio',
@@ -266,6 +270,8 @@ export async function benchMcp(): Promise<Row[]> {
       )),
     )
     rows.push(...(await offloadRows('stdio', () => echo(sOffloaded), () => echo(sPlain), 0.3)))
+    const sb = await throughput(() => echo(sBare, { [META_KEY]: bare.token() }), () => echo(sPlain))
+    rows.push(row({ name: `stdio throughput (${CONCURRENCY} in flight), bare node:crypto sign+verify (no checks) / unguarded`, medianUs: 1e6 / sb.a, floorName: 'unguarded µs/call', floorUs: 1e6 / sb.b, ratio: sb.a / sb.b }))
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined)
   }

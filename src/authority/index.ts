@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import type { AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
-import { AgentSchema, parseManifest, resolveTool, type AgentDeclaration, type AgentDeclarationInput, type Manifest, type ManifestInput } from '../config/manifest.js'
+import { AgentSchema, parseManifest, resolveTool, type AgentDeclaration, type ResolvedTool, type AgentDeclarationInput, type Manifest, type ManifestInput } from '../config/manifest.js'
 import type {
   AgentTrustError} from '../errors.js';
 import {
@@ -275,7 +275,7 @@ export class Authority implements CapabilityIssuer {
     let scope: string | undefined
     try {
       const server = this.#knownAgent(request.audience)
-      const tool = resolveTool(server.declaration.id, request.tool, server.tools.get(request.tool))
+      const tool = this.#resolveTool(server, request.tool)
       scope = tool.scope.fill(request.args)
       const { token, claims } = await this.#mint({ ...request, scope: [scope], operation: tool.operation })
       this.#record({ action: 'mint', decision: 'allow', origin: request.subject, destination: request.audience, tool: request.tool, capability: claims.scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context })
@@ -331,6 +331,21 @@ export class Authority implements CapabilityIssuer {
     if (!Array.isArray(scope) || scope.length === 0 || scope.length > MAX_SCOPES_PER_TOKEN) throw new ScopeInvalid('a token needs 1-32 exact scopes')
     for (const s of scope) if (!isExactScope(s)) throw new ScopeInvalid('tokens carry exact scopes only: no wildcards, segments of [A-Za-z0-9._@/+-]')
     return [...new Set(scope)]
+  }
+
+  /** Tool declarations compiled once per server and tool name (templates are per call otherwise). */
+  readonly #compiledTools = new WeakMap<AgentState, Map<string, ResolvedTool>>()
+
+  #resolveTool(server: AgentState, name: string): ResolvedTool {
+    let byName = this.#compiledTools.get(server)
+    if (byName === undefined) this.#compiledTools.set(server, (byName = new Map()))
+    let tool = byName.get(name)
+    if (tool === undefined) {
+      tool = resolveTool(server.declaration.id, name, server.tools.get(name))
+      // Undeclared names come from callers: cap the cache so they cannot grow it without bound.
+      if (server.tools.has(name) || byName.size < 1024) byName.set(name, tool)
+    }
+    return tool
   }
 
   #knownAgent(id: string): AgentState {
