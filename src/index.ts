@@ -95,6 +95,7 @@ export { createJwksHandler, jwksFetchHandler, jwksNodeHandler } from './keys/jwk
 export type { JwksHandlerOptions, JwksProvider } from './keys/jwks-handler.js'
 
 export { MemoryReplayRevocationStore } from './revocation/memory.js'
+export { AGENT_QUARANTINED } from './revocation/store.js'
 export type { ReplayRevocationStore, StoreCheck, StoreVerdict } from './revocation/store.js'
 
 export { discardAudit, MemoryAuditLog } from './audit/types.js'

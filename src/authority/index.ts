@@ -29,7 +29,7 @@ import { createKeyManager, type KeyManager } from '../keys/rotation.js'
 import { MemoryKeyStore } from '../keys/store.js'
 import { nowSeconds } from '../lib/time.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
-import type { ReplayRevocationStore } from '../revocation/store.js'
+import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
 import { isExactScope, isSubset, MAX_SCOPES_PER_TOKEN, uncovered } from '../scopes/index.js'
 import { agentsOf, isJti, MAX_DELEGATION_CHAIN, MAX_TOKEN_LIFETIME_SECONDS, type ActorClaim, type AuditContext, type CapabilityClaims } from '../tokens/claims.js'
 import { signToken, signTokenOffloaded } from '../tokens/jws.js'
@@ -455,16 +455,19 @@ export class Authority implements CapabilityIssuer {
     this.#record({ action: 'revoke', decision: 'allow', origin: options.by, jti, note: 'token' })
   }
 
-  /** Quarantine an agent and every agent it spawned: their tokens die, none are minted. */
+  /**
+   * Quarantine an agent and every agent it spawned: none are minted here again, and every
+   * token of theirs, issued before or after (by any authority sharing the store), is
+   * rejected by every verifier sharing the store.
+   */
   async revokeAgent(agentId: string, options: { by?: string } = {}): Promise<string[]> {
     this.#knownAgent(agentId)
     const ids = this.registry.lineage(agentId)
-    const at = nowSeconds()
     for (const id of ids) {
       const a = this.registry.get(id)
       if (a !== undefined) a.revoked = true
     }
-    await Promise.all(ids.map((id) => this.store.revokeAgent(id, Math.max(at, this.#minIat.get(id) ?? 0))))
+    await Promise.all(ids.map((id) => this.store.revokeAgent(id, AGENT_QUARANTINED)))
     for (const id of ids) this.#record({ action: 'revoke', decision: 'allow', origin: options.by, destination: id, note: id === agentId ? 'agent' : `descendant of ${agentId}` })
     return ids
   }

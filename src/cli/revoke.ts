@@ -6,7 +6,7 @@
 import type { Manifest } from '../config/manifest.js'
 import { isAgentId, isJti, MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../tokens/claims.js'
 import { nowSeconds } from '../lib/time.js'
-import type { ReplayRevocationStore } from '../revocation/store.js'
+import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
 import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 
@@ -61,12 +61,13 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
   }
   return withRedisStore(ctx, (store) =>
     withAudit(ctx, async (audit) => {
-      const at = nowSeconds()
+      // A quarantine: every token of the agent, past and future, whichever authority mints it.
+      const at = AGENT_QUARANTINED
       for (const a of ids) {
         await store.revokeAgent(a, at)
         audit.record({ action: 'revoke', decision: 'allow', origin: operator(ctx), destination: a, note: a === id ? 'agent (cli)' : `descendant of ${id} (cli)` })
       }
-      ctx.print({ revoked: { agents: ids, atSeconds: at } }, `revoked every token issued up to now to ${ids.join(', ')}`)
+      ctx.print({ revoked: { agents: ids, atSeconds: at } }, `quarantined ${ids.join(', ')}: every token of theirs is rejected from now on`)
       return EXIT.ok
     }),
   )

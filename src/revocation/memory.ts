@@ -1,7 +1,4 @@
-import type { ReplayRevocationStore, StoreCheck, StoreVerdict } from './store.js'
-
-/** How long an agent revocation is kept: longer than any token can live, plus margin. */
-const AGENT_REVOCATION_KEEP_MS = 24 * 3600 * 1000
+import { agentRevocationKeepMs, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from './store.js'
 
 /**
  * In-memory store: the default, for one process. Every operation runs synchronously inside
@@ -49,7 +46,7 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore {
     const prev = this.#revokedAgents.get(agentId)
     this.#revokedAgents.set(agentId, {
       atSeconds: Math.max(prev?.atSeconds ?? 0, atSeconds),
-      forgetAtMs: Math.max(prev?.forgetAtMs ?? 0, this.#now() + AGENT_REVOCATION_KEEP_MS),
+      forgetAtMs: Math.max(prev?.forgetAtMs ?? 0, this.#now() + agentRevocationKeepMs(atSeconds)),
     })
   }
 

@@ -17,7 +17,7 @@
  * Key layout (`<tag>` is `{<prefix>:<shard>}`):
  *   `<tag>:u:<jti>`   single-use marker, expires at the token's `exp` + tolerance
  *   `<tag>:t:<jti>`   revoked token (and so its descendants), expires when the token would have
- *   `<tag>:a:<agent>` revoked agent: the latest revocation time, epoch seconds; kept 24 h
+ *   `<tag>:a:<agent>` revoked agent: the latest revocation time, epoch seconds; kept 24 h (a quarantine: a year)
  *
  * The check script declares only the marker key and derives the revocation keys from the
  * same tag, so that a verifier's Redis user can be given read-only access to revocations
@@ -26,7 +26,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { assertTimeout, FailClosedConnection, type RedisConnectionOptions } from '../lib/redis.js'
-import type { ReplayRevocationStore, StoreCheck, StoreVerdict } from './store.js'
+import { agentRevocationKeepMs, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from './store.js'
 
 export { failClosedRedisOptions } from '../lib/redis.js'
 export type { RedisConnectionOptions } from '../lib/redis.js'
@@ -34,7 +34,6 @@ export type { RedisConnectionOptions } from '../lib/redis.js'
 /** Default bound on every store call, in milliseconds. */
 export const DEFAULT_STORE_TIMEOUT_MS = 200
 /** An agent revocation is kept far longer than any token (300 s) can live. */
-const AGENT_REVOCATION_KEEP_MS = 24 * 3600 * 1000
 /** A marker never lives longer than this, whatever `forgetAtMs` says (tokens live <= 300 s). */
 const MAX_MARKER_MS = 3600 * 1000
 const PREFIX = /^[A-Za-z0-9._:/@+-]{1,64}$/
@@ -206,7 +205,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
     if (typeof agentId !== 'string' || agentId.length === 0 || agentId.length > 512) throw new TypeError('agentId must be a non-empty string')
     if (!Number.isInteger(atSeconds) || atSeconds < 0) throw new TypeError('atSeconds must be a non-negative integer (epoch seconds)')
     await Promise.all(
-      this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_AGENT]!(`${tag}:a:${agentId}`, atSeconds, AGENT_REVOCATION_KEEP_MS))),
+      this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_AGENT]!(`${tag}:a:${agentId}`, atSeconds, agentRevocationKeepMs(atSeconds)))),
     )
   }
 

@@ -22,12 +22,28 @@ export interface StoreCheck {
   readonly consume: boolean
 }
 
+/**
+ * `revokeAgent(id, AGENT_QUARANTINED)` quarantines an agent: every token of it, issued before
+ * or after, is rejected by every verifier sharing the store, whichever authority minted it.
+ * (A revocation at "now" only kills the tokens issued so far: what a trust change needs.)
+ * Stores keep a quarantine for a year, not a day. 2^40 s is far beyond any real `iat`.
+ */
+export const AGENT_QUARANTINED = 2 ** 40
+
+/** How long stores keep an agent revocation: longer than any token lives; a year for a quarantine. */
+export function agentRevocationKeepMs(atSeconds: number): number {
+  return atSeconds >= AGENT_QUARANTINED ? 366 * 24 * 3600 * 1000 : 24 * 3600 * 1000
+}
+
 export interface ReplayRevocationStore {
   /** Atomic check (and consume). Throws `ERR_STORE_UNAVAILABLE` when the backend cannot answer in time. */
   check(input: StoreCheck): Promise<StoreVerdict>
   /** Revoke one token (and so its descendants) until `forgetAtMs`. */
   revokeToken(jti: string, forgetAtMs: number): Promise<void>
-  /** Revoke every token of `agentId` issued at or before `atSeconds`. Later revocations keep the latest time. */
+  /**
+   * Revoke every token of `agentId` issued at or before `atSeconds` (`AGENT_QUARANTINED`:
+   * every token, ever). Later revocations keep the latest time.
+   */
   revokeAgent(agentId: string, atSeconds: number): Promise<void>
   /** Release connections and timers. */
   close(): Promise<void>

@@ -292,3 +292,27 @@ describe('default keys rotate on the manifest schedule', () => {
     }
   }, 20_000)
 })
+
+describe('quarantine reaches tokens minted elsewhere', () => {
+  it('an agent revoked through one authority is refused even for tokens another authority mints later', async () => {
+    const { MemoryReplayRevocationStore } = await import('agent-trust')
+    const store = new MemoryReplayRevocationStore()
+    const a = await Authority.create({ manifest: MANIFEST, store })
+    const b = await Authority.create({ manifest: MANIFEST, store, keys: a.keys })
+    a.close()
+    b.close()
+    const verifier = a.createVerifier({ id: 'agent-database-reader', mode: 'enforce' })
+    await a.revokeAgent('agent-summarizer-v2')
+    // b never heard of the revocation and still mints...
+    await new Promise((r) => setTimeout(r, 1100))
+    const later = await b.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    // ...but no verifier sharing the store accepts it
+    await expect(verifier.verify(later, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_AGENT_REVOKED'))
+    // a trust change, by contrast, only kills the tokens issued so far
+    const req = await b.requestTrustChange({ agentId: 'agent-status-reader', level: 'L2', reason: 'promotion', requestedBy: 'ops' })
+    await b.decideTrustChange(req.id, { approved: true, approver: 'alice' })
+    const fresh = await b.mint({ subject: 'agent-status-reader', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    await new Promise((r) => setTimeout(r, 1100))
+    await expect(verifier.verify(fresh, { scope: READ_SCOPE, operation: 'read' })).resolves.toBeDefined()
+  }, 10_000)
+})
