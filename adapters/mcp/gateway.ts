@@ -109,7 +109,7 @@ export class McpGateway {
         clockToleranceSeconds: options.clockToleranceSeconds,
         manifest,
         audit: options.audit,
-        mode: options.mode ?? resolveMode(),
+        mode: resolveMode(options.mode),
       })
     } else if (options.serverId !== undefined && options.serverId !== verifier.id) {
       throw new TypeError('McpGateway: "serverId" differs from the verifier\'s id')

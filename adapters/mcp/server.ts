@@ -254,7 +254,7 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
       clockToleranceSeconds: o.clockToleranceSeconds,
       manifest: o.manifest,
       audit: o.audit,
-      mode: o.mode ?? resolveMode(),
+      mode: resolveMode(o.mode),
     })
   }
   const serverId = verifier.id

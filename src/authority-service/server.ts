@@ -29,6 +29,7 @@ import { mtlsServerOptions, tlsServerOptions } from '../identity/tls.js'
 import { toAgentTrustError } from '../verifier/index.js'
 import { RevocationFeed } from './feed.js'
 import {
+  cleanDetails,
   DecideBody,
   EnrollBody,
   EnrollmentTokenBody,
@@ -284,7 +285,7 @@ export class AuthorityService {
       if (!res.headersSent) {
         // ERR_GENERIC keeps its cause here: what leaves the process stays generic.
         const message = err.code === 'ERR_GENERIC' ? 'the authority could not complete the request; it was denied' : err.message
-        this.#send(res, err.details.rule === 'size' ? 413 : err.details.rule === 'route' ? 404 : statusOf(err.code), { error: { code: err.code, message, details: err.details } })
+        this.#send(res, err.details.rule === 'size' ? 413 : err.details.rule === 'route' ? 404 : statusOf(err.code), { error: { code: err.code, message, details: cleanDetails(err.details) } })
       }
     }
   }

@@ -12,8 +12,10 @@ let warnedOff = false
  * Read the mode from an explicit value or `AGENT_TRUST`. An unknown value fails at start
  * rather than silently weakening enforcement.
  */
-export function resolveMode(explicit?: string, env: NodeJS.ProcessEnv = process.env): EnforcementMode {
-  const raw = (explicit ?? env.AGENT_TRUST ?? 'enforce').trim().toLowerCase()
+export function resolveMode(explicit?: unknown, env: NodeJS.ProcessEnv = process.env): EnforcementMode {
+  const given = explicit ?? env.AGENT_TRUST ?? 'enforce'
+  if (typeof given !== 'string') throw new ConfigInvalid('the enforcement mode must be "enforce", "audit" or "off"', { details: { rule: 'mode' } })
+  const raw = given.trim().toLowerCase()
   if (raw === '' || raw === 'enforce') return 'enforce'
   if (raw === 'audit') return 'audit'
   if (raw === 'off') {

@@ -25,6 +25,7 @@ import type { Operation } from '../trust/index.js'
 import { AGENT_CAPABILITY_HEADER, agentCallScope, operationForMethod } from '../http/agent-server.js'
 import { toAgentTrustError } from '../verifier/index.js'
 import { withoutHeaders } from './headers.js'
+import { reportDispatchError } from './dispatch-error.js'
 
 
 /** An agent reachable over HTTP: its manifest id and the origin serving its endpoint. */
@@ -116,11 +117,6 @@ function targetMap(targets: AgentCapabilityOptions['targets']): Map<string, stri
   return byOrigin
 }
 
-function report(handler: Dispatcher.DispatchHandler, err: Error): void {
-  if (typeof handler.onResponseError === 'function') handler.onResponseError(null as unknown as Dispatcher.DispatchController, err)
-  else if (typeof handler.onError === 'function') handler.onError(err)
-}
-
 /**
  * The client-side interceptor. Compose it *inside* the redirect interceptor (listed before
  * it) so each hop is handled, e.g. `agent.compose(createAgentCapabilityInterceptor(o), interceptors.redirect())`;
@@ -166,10 +162,10 @@ export function createAgentCapabilityInterceptor(options: AgentCapabilityOptions
             try {
               dispatch({ ...opts, headers: [...headers, AGENT_CAPABILITY_HEADER, token] }, handler)
             } catch (e) {
-              report(handler, e instanceof Error ? e : new Error('dispatch failed'))
+              reportDispatchError(handler, e instanceof Error ? e : new Error('dispatch failed'))
             }
           },
-          (e: unknown) => report(handler, toAgentTrustError(e)),
+          (e: unknown) => reportDispatchError(handler, toAgentTrustError(e)),
         )
       return true
     }

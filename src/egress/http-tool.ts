@@ -66,7 +66,7 @@ export function createHttpTool(options: HttpToolOptions): HttpTool {
   const { maxRedirections = 3, maxResponseBytes = 262_144, timeoutMs = 10_000 } = options
   if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 1 || maxResponseBytes > 64 * 1024 * 1024) throw new ConfigInvalid('maxResponseBytes must be an integer from 1 to 67108864', { details: { rule: 'maxResponseBytes' } })
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new ConfigInvalid('timeoutMs must be an integer from 1 to 600000', { details: { rule: 'timeoutMs' } })
-  const mode = options.mode ?? resolveMode()
+  const mode = resolveMode(options.mode)
   const dispatcher = createEgressAgent({ ...options, mode, maxRedirections })
   // The raw string is checked before undici parses it: the URL parser silently drops tabs
   // and newlines, and undici's `request` silently drops userinfo.

@@ -11,9 +11,9 @@ export {
   createEgressConnector,
   createEgressGuard,
   installGlobalEgress,
-  reportDispatchError,
   systemResolver,
 } from './interceptor.js'
+export { reportDispatchError } from './dispatch-error.js'
 export type {
   EgressAgentOptions,
   EgressConnectOptions,

@@ -25,6 +25,7 @@ import type { TrustLevel } from '../trust/index.js'
 import { createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
 import { headerPairs } from './headers.js'
 import { egressDenied, EgressPolicy, type Allowance, type EgressDecision } from './policy.js'
+import { reportDispatchError } from './dispatch-error.js'
 
 /** One resolved address. `family` is informative: it is re-derived from `address`. */
 export interface ResolvedAddress {
@@ -100,12 +101,6 @@ interface GuardContext {
 
 const METHOD_FOR_NOTE = /^[A-Z]{1,16}$/
 
-function checkMode(mode: unknown): EnforcementMode {
-  if (mode === undefined) return resolveMode()
-  if (mode === 'enforce' || mode === 'audit' || mode === 'off') return mode
-  throw new ConfigInvalid('mode must be "enforce", "audit" or "off"', { details: { rule: 'mode' } })
-}
-
 function contextOf(options: EgressGuardOptions): GuardContext {
   if (typeof options?.agentId !== 'string' || options.agentId.length === 0 || options.agentId.length > 255) {
     throw new ConfigInvalid('agentId is required (the agent whose egress this is)', { details: { rule: 'agentId' } })
@@ -114,7 +109,7 @@ function contextOf(options: EgressGuardOptions): GuardContext {
     agentId: options.agentId,
     policy: new EgressPolicy({ egress: options.egress, trustLevel: options.trustLevel }),
     audit: options.audit ?? discardAudit,
-    mode: checkMode(options.mode),
+    mode: resolveMode(options.mode),
   }
 }
 
@@ -132,17 +127,6 @@ function record(ctx: GuardContext, d: EgressDecision, stage: 'request' | 'connec
     enforced: ctx.mode === 'enforce',
     note: `${stage}${m}${why}`,
   })
-}
-
-/**
- * Report an error the undici way: through the handler, never thrown from `dispatch`.
- * Handlers reached through `compose` speak the new API (`onResponseError`); a raw legacy
- * handler gets `onError`.
- */
-export function reportDispatchError(handler: Dispatcher.DispatchHandler, err: Error): void {
-  if (typeof handler.onResponseError === 'function') handler.onResponseError(null as unknown as Dispatcher.DispatchController, err)
-  else if (typeof handler.onError === 'function') handler.onError(err)
-  else throw err
 }
 
 function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterceptor {

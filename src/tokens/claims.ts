@@ -89,7 +89,7 @@ function validateActor(v: unknown, depth: number): void {
  */
 export function assertCapabilityClaims(payload: unknown): asserts payload is CapabilityClaims {
   if (!isPlainObject(payload)) fail('payload', 'must be a JSON object')
-  for (const k in payload) if (!ALLOWED_CLAIMS.has(k)) fail(k, 'is not allowed')
+  for (const k in payload) if (!ALLOWED_CLAIMS.has(k)) fail(k.slice(0, 32), 'is not allowed') // an attacker's name: bounded
   if (typeof payload.iss !== 'string' || payload.iss.length === 0 || payload.iss.length > 255) fail('iss', 'must be a non-empty string')
   if (!isAgentId(payload.sub)) fail('sub', 'must be an agent id')
   if (typeof payload.aud !== 'string' || payload.aud.length === 0 || payload.aud.length > 255) fail('aud', 'must be one string')

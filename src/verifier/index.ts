@@ -235,7 +235,8 @@ export class Verifier {
   constructor(options: VerifierOptions) {
     if (typeof options?.id !== 'string' || options.id.length === 0) throw new TypeError('verifier "id" (its own audience) is required')
     this.id = options.id
-    this.mode = options.mode ?? resolveMode()
+    // An explicit mode is validated like the environment's: a typo must not weaken enforcement.
+    this.mode = resolveMode(options.mode)
     let localLevels: Map<string, TrustLevel> | undefined
     if (options.manifest !== undefined) {
       const m = parseManifest(options.manifest)

@@ -123,25 +123,31 @@ export class KeyRing {
   async #rebuild(fetched: Array<JSONWebKeySet | undefined>): Promise<void> {
     const next = new Map<string, ResolvedKey>()
     const owners = new Map<string, string>()
+    const contested = new Set<string>()
+    // Two issuers claiming one kid: trust neither, rather than guess, whatever the order.
+    const claim = (kid: string, issuer: string): boolean => {
+      const owner = owners.get(kid)
+      if (contested.has(kid) || (owner !== undefined && owner !== issuer)) {
+        contested.add(kid)
+        next.delete(kid)
+        return false
+      }
+      owners.set(kid, issuer)
+      return true
+    }
     for (let i = 0; i < this.#sources.length; i++) {
       const s = this.#sources[i] as SourceState
       const jwks = fetched[i]
       if (jwks === undefined || !Array.isArray(jwks.keys)) {
         // An unreachable source keeps the keys it had (remote JWKS caching rules apply there).
-        for (const [kid, k] of this.#byKid) if (k.issuer === s.issuer) next.set(kid, k)
+        for (const [kid, k] of this.#byKid) if (k.issuer === s.issuer && claim(kid, s.issuer)) next.set(kid, k)
         continue
       }
       for (const jwk of jwks.keys) {
         if (typeof jwk.kid !== 'string' || jwk.kid.length === 0) continue
         if (jwk.alg !== undefined && jwk.alg !== 'ES256') continue
         if (jwk.use !== undefined && jwk.use !== 'sig') continue
-        const owner = owners.get(jwk.kid)
-        if (owner !== undefined && owner !== s.issuer) {
-          // Two issuers claiming one kid: trust neither, rather than guess.
-          next.delete(jwk.kid)
-          continue
-        }
-        owners.set(jwk.kid, s.issuer)
+        if (!claim(jwk.kid, s.issuer)) continue
         const id = jwkIdentity(jwk)
         let key = this.#imported.get(id)
         if (key === undefined) {

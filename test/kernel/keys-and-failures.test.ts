@@ -91,3 +91,25 @@ describe('fail closed', () => {
     await expect(enforce.authorize('garbage', { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_MALFORMED'))
   })
 })
+
+describe('mode values are validated wherever they are given', () => {
+  it('a mistyped mode fails at construction instead of silently not enforcing', async () => {
+    const { authority } = await makeKernel()
+    for (const mode of ['strict', 'enforcing', 'disabled', 42]) {
+      expect(() => createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: mode as never })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    }
+    const upper = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'ENFORCE' as never })
+    expect(upper.mode).toBe('enforce')
+    await expect(upper.authorize('garbage', { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_MALFORMED'))
+  })
+
+  it('an unknown claim name is bounded in the error', async () => {
+    const { verifier, authority, mintRead } = await makeKernel()
+    const { signRaw, decodeHeader, decodePayload } = await import('../helpers/kernel.js')
+    const t = await mintRead()
+    const forged = signRaw(decodeHeader(t), { ...decodePayload(t), ['x'.repeat(5000)]: 1 }, authority.keys.active().privateKey)
+    const err = (await verifier.verify(forged, { scope: READ_SCOPE, operation: 'read' }).catch((e: unknown) => e)) as { code: string; message: string }
+    expect(err.code).toBe('ERR_TOKEN_CLAIMS')
+    expect(err.message.length).toBeLessThan(200)
+  })
+})
