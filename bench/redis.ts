@@ -9,6 +9,7 @@ import { Redis } from 'ioredis'
 import { Authority, createVerifier } from 'agent-trust'
 import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag } from 'agent-trust/revocation/redis'
 import { compare, row, type Row } from './lib.js'
+import { sharedRedisUp } from '../test/revocation/redis-harness.js'
 
 const URL_ = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const IN_FLIGHT = 64
@@ -36,18 +37,6 @@ async function inFlightUs(op: () => Promise<unknown>, n: number, concurrency: nu
   return Number(process.hrtime.bigint() - t0) / 1000 / n
 }
 
-async function reachable(): Promise<boolean> {
-  const r = new Redis(URL_, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null })
-  r.on('error', () => undefined)
-  try {
-    await r.connect()
-    return (await r.ping()) === 'PONG'
-  } catch {
-    return false
-  } finally {
-    r.disconnect()
-  }
-}
 
 async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0'
@@ -59,7 +48,7 @@ async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
 }
 
 export async function benchRedis(): Promise<Row[]> {
-  if (!(await reachable())) {
+  if (!(await sharedRedisUp())) {
     console.warn(`bench redis: skipped, no Redis at ${URL_}`)
     return []
   }

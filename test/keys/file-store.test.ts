@@ -66,6 +66,7 @@ describe('FileKeyStore', () => {
     expect(await store.load()).toEqual(keys)
   })
 
+  // Unix file modes and symlink checks do not exist on Windows.
   it.skipIf(!posix)('refuses a key file readable or writable by group or others (ERR_KEY_STORE_INSECURE)', async () => {
     for (const mode of [0o640, 0o604, 0o620, 0o666, 0o644]) {
       const path = fresh()
@@ -86,6 +87,7 @@ describe('FileKeyStore', () => {
     await expect(store.load()).rejects.toMatchObject({ code: 'ERR_KEY_STORE_INSECURE' })
   })
 
+  // Unix file modes and symlink checks do not exist on Windows.
   it.skipIf(!posix)('refuses a symbolic link and a directory at the key path', async () => {
     const target = fresh()
     await new FileKeyStore(target).save([await generateSigningKey()])

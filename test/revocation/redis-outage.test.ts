@@ -57,6 +57,7 @@ async function eventually(fn: () => Promise<boolean>, timeoutMs = 10_000): Promi
   throw new Error('condition not met in time')
 }
 
+// Skips only outside CI when Redis (or redis-server) is missing; with CI=true it runs and fails instead.
 describe.skipIf(!available && !CI)('fail closed on a private redis-server', () => {
   const unhandled: unknown[] = []
   const onUnhandled = (e: unknown): void => {
@@ -201,6 +202,7 @@ describe.skipIf(!available && !CI)('fail closed on a private redis-server', () =
   })
 })
 
+// Skips only outside CI when Redis (or redis-server) is missing; with CI=true it runs and fails instead.
 describe.skipIf(!available && !CI)('ACL separation: verifiers cannot lift revocations or read private keys', () => {
   let server: RedisProcess
   const closers: Array<() => Promise<void>> = []
@@ -265,6 +267,7 @@ describe.skipIf(!available && !CI)('ACL separation: verifiers cannot lift revoca
   })
 })
 
+// Skips only outside CI when Redis (or redis-server) is missing; with CI=true it runs and fails instead.
 describe.skipIf(!available && !CI)('Sentinel', () => {
   let master: RedisProcess
   let sentinel: ChildProcess | undefined
