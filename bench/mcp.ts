@@ -188,7 +188,7 @@ export async function benchMcp(): Promise<Row[]> {
   try {
     // ---- Streamable HTTP on loopback ----------------------------------------------------
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce' })
-    // The same guard with `cryptoOffload` on both sides: ECDSA on libuv's threadpool.
+    // The same guard with `cryptoOffload` on both sides: ECDSA on the dedicated crypto thread.
     const offloadAuthority = await Authority.create({ manifest: MANIFEST, store, keys: authority.keys, cryptoOffload: true })
     const offloadVerifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce', cryptoOffload: true })
     const plainHttp = await serveStreamableHttp(() => buildMcpServer())

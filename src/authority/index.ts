@@ -142,8 +142,10 @@ export interface AuthorityOptions {
   /** Human approval for trust changes. Without one, requests wait for `decideTrustChange`. */
   readonly approver?: TrustChangeApprover
   /**
-   * Sign on libuv's threadpool rather than the event loop: a thread hop of latency per
-   * token, another core for ECDSA when many agents mint at once. Default false.
+   * Sign on agent-trust's dedicated crypto thread rather than the event loop: a thread hop
+   * of latency per token, another core for ECDSA when many agents mint at once. Pays off
+   * when the event loop is the bottleneck and a core is free (an HTTP server under load);
+   * costs throughput when every core is already busy. Default false.
    */
   readonly cryptoOffload?: boolean
   /**

@@ -7,6 +7,7 @@
  * holds the two to identical verdicts on a corpus of valid and invalid tokens.
  */
 import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
+import { signOnCryptoThread, verifyOnCryptoThread } from './crypto-thread.js'
 import { TokenAlgorithm, TokenKeyUnknown, TokenMalformed, TokenSignature } from '../errors.js'
 import { MAX_TOKEN_BYTES, TOKEN_ALG, TOKEN_TYPE } from './claims.js'
 
@@ -115,22 +116,18 @@ export function assertSignature(decoded: Pick<DecodedToken, 'signingInput' | 'si
 }
 
 /**
- * Step 2 on libuv's threadpool instead of the event loop: one more thread hop per call
- * (tens of microseconds of latency), in exchange for the ECDSA work running on another core
- * while the event loop serves other requests. Worth it for servers under concurrent load.
+ * Step 2 on the dedicated crypto thread instead of the event loop (`cryptoOffload`; see
+ * crypto-thread.ts): a thread hop of latency per call, in exchange for the ECDSA work running
+ * on another core while the event loop serves other requests.
  */
-export function assertSignatureOffloaded(decoded: Pick<DecodedToken, 'signingInput' | 'signature'>, key: KeyObject): Promise<void> {
-  return new Promise((resolve, reject) => {
-    try {
-      cryptoVerify('sha256', Buffer.from(decoded.signingInput, 'latin1'), { key, dsaEncoding: 'ieee-p1363' }, decoded.signature, (err, ok) => {
-        if (err) reject(new TokenSignature(undefined, { cause: err }))
-        else if (!ok) reject(new TokenSignature())
-        else resolve()
-      })
-    } catch (cause) {
-      reject(new TokenSignature(undefined, { cause }))
-    }
-  })
+export async function assertSignatureOffloaded(decoded: Pick<DecodedToken, 'signingInput' | 'signature'>, key: KeyObject): Promise<void> {
+  let ok = false
+  try {
+    ok = await verifyOnCryptoThread(key, decoded.signingInput, decoded.signature)
+  } catch (cause) {
+    throw new TokenSignature(undefined, { cause })
+  }
+  if (!ok) throw new TokenSignature()
 }
 
 const encodedHeaders = new Map<string, string>()
@@ -152,13 +149,8 @@ export function signToken(payload: object, kid: string, privateKey: KeyObject): 
   return `${input}.${sig.toString('base64url')}`
 }
 
-/** {@link signToken} with the ECDSA work on libuv's threadpool (see {@link assertSignatureOffloaded}). */
-export function signTokenOffloaded(payload: object, kid: string, privateKey: KeyObject): Promise<string> {
+/** {@link signToken} with the ECDSA work on the crypto thread (see {@link assertSignatureOffloaded}). */
+export async function signTokenOffloaded(payload: object, kid: string, privateKey: KeyObject): Promise<string> {
   const input = signingInputOf(payload, kid)
-  return new Promise((resolve, reject) => {
-    cryptoSign('sha256', Buffer.from(input, 'latin1'), { key: privateKey, dsaEncoding: 'ieee-p1363' }, (err, sig) => {
-      if (err) reject(err)
-      else resolve(`${input}.${sig.toString('base64url')}`)
-    })
-  })
+  return `${input}.${await signOnCryptoThread(privateKey, input)}`
 }

@@ -100,8 +100,8 @@ describe('differential: node:crypto verify vs jose compactVerify', () => {
   })
 })
 
-describe('cryptoOffload: the threadpool path reaches the same verdicts', () => {
-  it('signs and verifies on the threadpool exactly as inline', async () => {
+describe('cryptoOffload: the crypto-thread path reaches the same verdicts', () => {
+  it('signs and verifies on the crypto thread exactly as inline', async () => {
     const { Authority, createVerifier } = await import('agent-trust')
     const { MANIFEST, CONTEXT, READ_SCOPE } = await import('../helpers/kernel.js')
     const authority = await Authority.create({ manifest: MANIFEST, cryptoOffload: true })
