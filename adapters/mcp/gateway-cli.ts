@@ -4,7 +4,7 @@
  *
  *   agent-trust-mcp-gateway --manifest agent-trust.config.json --server-id everything \
  *     --jwks authority-jwks.json [--listen stdio | --listen http://127.0.0.1:8080/mcp] \
- *     [--audit-file audit.jsonl] [--redis-url redis://127.0.0.1:6379] \
+ *     [--audit-file audit.jsonl] [--redis-url redis://127.0.0.1:6379] [--crypto-offload auto|on|off] \
  *     ( -- <upstream command> [args...] | --upstream-url http://127.0.0.1:9000/mcp )
  *
  *   agent-trust-mcp-gateway --manifest ... --server-id everything --print-hashes -- <upstream command>
@@ -25,7 +25,7 @@ import { McpGateway, serveStreamableHttp, type ToolPinStatus } from 'agent-trust
 
 const USAGE = `usage: agent-trust-mcp-gateway --manifest <file> --server-id <id> --jwks <file> [--issuer <id>]
        [--listen stdio|http://127.0.0.1:<port>/<path>] [--mode enforce|audit|off]
-       [--audit-file <file>] [--redis-url <url>] [--print-hashes]
+       [--audit-file <file>] [--redis-url <url>] [--crypto-offload auto|on|off] [--print-hashes]
        (-- <upstream command> [args...] | --upstream-url <url>)`
 
 function fail(message: string): never {
@@ -51,6 +51,7 @@ const { values, positionals } = (() => {
         'audit-file': { type: 'string' },
         'redis-url': { type: 'string' },
         'upstream-url': { type: 'string' },
+        'crypto-offload': { type: 'string', default: 'auto' },
         'print-hashes': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
@@ -97,6 +98,12 @@ if (values.jwks !== undefined) {
   fail('--jwks (the authority\'s public keys) is required')
 }
 
+// ECDSA on the crypto thread pays off for an HTTP server under load and costs throughput over
+// stdio, where the gateway, its client and the upstream already share the cores (README, "Performance").
+const offloadSetting = values['crypto-offload']
+if (offloadSetting !== 'auto' && offloadSetting !== 'on' && offloadSetting !== 'off') fail('--crypto-offload must be auto, on or off')
+const cryptoOffload = offloadSetting === 'on' || (offloadSetting === 'auto' && values.listen !== 'stdio')
+
 let store: ReplayRevocationStore | undefined
 if (values['redis-url'] !== undefined) {
   const { createRedisStore } = await import('agent-trust/revocation/redis')
@@ -131,6 +138,7 @@ const gateway = await McpGateway.create({
   manifest,
   audit,
   mode,
+  cryptoOffload,
   onReport: values['print-hashes'] ? undefined : (s) => log(describe(s)),
 })
 
@@ -171,5 +179,5 @@ if (values.listen === 'stdio') {
     port: Number(url.port || 80),
     path: url.pathname,
   })
-  log(`serving "${serverId}" at ${http.url.href} (mode ${mode})`)
+  log(`serving "${serverId}" at ${http.url.href} (mode ${mode}, signatures checked ${cryptoOffload ? 'on the crypto thread' : 'inline'})`)
 }

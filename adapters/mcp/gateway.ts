@@ -47,6 +47,11 @@ export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld
   readonly manifest: Manifest | ManifestInput
   /** Called when a tool becomes withheld or changes again while withheld (not for approved tools). */
   readonly onReport?: (status: ToolPinStatus) => void
+  /**
+   * Without a `verifier`: check signatures on agent-trust's crypto thread (see the verifier's
+   * `cryptoOffload`). Worth it when serving Streamable HTTP under load; default false.
+   */
+  readonly cryptoOffload?: boolean
 }
 
 /** Upstream tool lists are paged; stop at this many pages (a hostile upstream could page forever). */
@@ -110,6 +115,7 @@ export class McpGateway {
         manifest,
         audit: options.audit,
         mode: resolveMode(options.mode),
+        cryptoOffload: options.cryptoOffload,
       })
     } else if (options.serverId !== undefined && options.serverId !== verifier.id) {
       throw new TypeError('McpGateway: "serverId" differs from the verifier\'s id')

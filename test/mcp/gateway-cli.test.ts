@@ -1,9 +1,9 @@
 /**
  * The `agent-trust-mcp-gateway` command, end to end: the operator prints the upstream's
- * hashes, pins one tool in the manifest, starts the gateway over stdio in front of
- * @modelcontextprotocol/server-everything, and agents call it with the SDK's Client.
+ * hashes, pins one tool in the manifest, starts the gateway over stdio and over Streamable
+ * HTTP in front of @modelcontextprotocol/server-everything, and agents call it with the SDK's Client.
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, type ManifestInput, type ToolDeclaration } from 'agent-trust'
 import { CAPABILITY_DENIED, withCapabilities } from 'agent-trust/mcp'
@@ -24,6 +25,7 @@ const dir = mkdtempSync(join(tmpdir(), 'agent-trust-mcp-gw-'))
 const manifestPath = join(dir, 'manifest.json')
 const jwksPath = join(dir, 'jwks.json')
 const clients: Client[] = []
+const children: ChildProcess[] = []
 
 const manifestWith = (tools: ToolDeclaration[]): ManifestInput => ({
   agents: [
@@ -54,6 +56,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled(clients.map((c) => c.close()))
+  for (const child of children) child.kill()
   rmSync(dir, { recursive: true, force: true })
 })
 
@@ -77,5 +80,62 @@ describe('agent-trust-mcp-gateway (stdio) in front of server-everything', () => 
     await expect(agent.callTool({ name: 'get-env', arguments: {} })).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
     await expect(raw.callTool({ name: 'echo', arguments: { message: 'hello' } })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_MISSING' } })
     await expect(raw.callTool({ name: 'get-env', arguments: {} })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOOL_UNDECLARED' } })
+  })
+})
+
+/** Start the gateway listening on loopback HTTP; resolves with its URL and the line it logged. */
+async function startHttpGateway(extra: string[]): Promise<{ url: URL; line: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--jwks', jwksPath, '--listen', 'http://127.0.0.1:0/mcp', ...extra, '--', process.execPath, EVERYTHING, 'stdio'], {
+    env: getDefaultEnvironment(),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  children.push(child)
+  let stderr = ''
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the gateway did not start: ${stderr}`)), 30_000)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`the gateway exited (${code}): ${stderr}`))
+    })
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+      const m = /serving "everything" at (\S+) \((.*)\)/.exec(stderr)
+      if (m !== null) {
+        clearTimeout(timer)
+        resolve({ url: new URL(m[1] as string), line: m[2] as string, child })
+      }
+    })
+  })
+}
+
+describe('agent-trust-mcp-gateway over Streamable HTTP', () => {
+  it('checks signatures on the crypto thread by default when serving HTTP, and enforces the same', async () => {
+    const { url, line } = await startHttpGateway([])
+    expect(line).toBe('mode enforce, signatures checked on the crypto thread')
+    const agent = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), { issuer: authority, agentId: 'agent-summarizer-v2', serverId: 'everything', context: CONTEXT })
+    const raw = new Client({ name: 'raw', version: '1.0.0' })
+    clients.push(agent, raw)
+    await agent.connect(new StreamableHTTPClientTransport(url))
+    await raw.connect(new StreamableHTTPClientTransport(url))
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => agent.callTool({ name: 'echo', arguments: { message: `m${i}` } })))
+    expect(results.map(textOf)).toEqual(Array.from({ length: 8 }, (_, i) => `Echo: m${i}`))
+    // A token signed by a key the gateway does not trust, through the same thread: denied.
+    const stranger = await Authority.create({ manifest: manifestWith([]) })
+    const forged = await stranger.mint({ subject: 'agent-summarizer-v2', audience: 'everything', scope: ['tool:everything:echo'], operation: 'read', context: CONTEXT })
+    await expect(raw.callTool({ name: 'echo', arguments: { message: 'x' }, _meta: { 'io.agent-trust/capability': forged } })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_KEY_UNKNOWN' } })
+    // A token of the trusted authority whose signature was altered: denied by the thread's check.
+    const good = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'everything', scope: ['tool:everything:echo'], operation: 'read', context: CONTEXT })
+    const sig = Buffer.from(good.slice(good.lastIndexOf('.') + 1), 'base64url')
+    sig[7] = (sig[7] as number) ^ 0x20
+    const altered = `${good.slice(0, good.lastIndexOf('.') + 1)}${sig.toString('base64url')}`
+    await expect(raw.callTool({ name: 'echo', arguments: { message: 'x' }, _meta: { 'io.agent-trust/capability': altered } })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_SIGNATURE' } })
+  })
+
+  it('checks inline when told to, and refuses an unknown --crypto-offload value', async () => {
+    const { line } = await startHttpGateway(['--crypto-offload', 'off'])
+    expect(line).toBe('mode enforce, signatures checked inline')
+    await expect(
+      promisify(execFile)(process.execPath, [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--jwks', jwksPath, '--crypto-offload', 'yes', '--', process.execPath, EVERYTHING, 'stdio'], { env: getDefaultEnvironment(), timeout: 30_000 }),
+    ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--crypto-offload must be auto, on or off') })
   })
 })

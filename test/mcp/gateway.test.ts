@@ -17,6 +17,7 @@ import { z } from 'zod'
 import { Authority, MemoryAuditLog, MemoryReplayRevocationStore, type ManifestInput, type ToolDeclaration } from 'agent-trust'
 import { CAPABILITY_DENIED, McpGateway, toolDefinitionHash, withCapabilities, type ToolPinStatus } from 'agent-trust/mcp'
 import { CONTEXT, META_KEY, textOf } from '../fixtures/mcp-world.js'
+import { cryptoThreadForTests } from '../../src/tokens/crypto-thread.js'
 
 const GW = 'tools-gateway'
 const cleanup: Array<() => Promise<unknown>> = []
@@ -65,12 +66,12 @@ beforeEach(() => {
   store = new MemoryReplayRevocationStore()
 })
 
-async function setup(pins: (defs: Tool[]) => ToolDeclaration[], upstreamServer: McpServer | Server, reports: ToolPinStatus[] = []) {
+async function setup(pins: (defs: Tool[]) => ToolDeclaration[], upstreamServer: McpServer | Server, reports: ToolPinStatus[] = [], options: { cryptoOffload?: boolean } = {}) {
   const upstream = await linked(upstreamServer, new Client({ name: 'gateway', version: '1.0.0' }))
   const defs = (await upstream.listTools()).tools
   const manifest = manifestWith(pins(defs))
   authority = await Authority.create({ manifest, store })
-  const gateway = await McpGateway.create({ upstream, serverId: GW, issuers: [authority.trustedIssuer()], store, manifest, audit, mode: 'enforce', onReport: (s) => reports.push(s) })
+  const gateway = await McpGateway.create({ upstream, serverId: GW, issuers: [authority.trustedIssuer()], store, manifest, audit, mode: 'enforce', onReport: (s) => reports.push(s), ...options })
   cleanup.push(() => gateway.close())
   const agent = await linked(
     gateway.createServer(),
@@ -101,6 +102,17 @@ describe('McpGateway', () => {
     await expect(raw.callTool({ name: 'echo', arguments: { message: 'hi' } })).rejects.toMatchObject(denied('ERR_TOKEN_MISSING'))
     await expect(raw.listTools()).rejects.toMatchObject(denied('ERR_TOKEN_MISSING'))
     expect(seen).toHaveLength(1)
+  })
+
+  it('with cryptoOffload, checks signatures on the crypto thread, and denies there what it denies inline', async () => {
+    await cryptoThreadForTests.terminate()
+    expect(cryptoThreadForTests.running).toBe(false)
+    const { agent, raw } = await setup((d) => [pin(d, 'echo')], weatherUpstream([]).server, [], { cryptoOffload: true })
+    expect(textOf(await agent.callTool({ name: 'echo', arguments: { message: 'hi' } }))).toBe('hi')
+    expect(cryptoThreadForTests.running).toBe(true)
+    const good = await authority.mint({ subject: 'agent-summarizer-v2', audience: GW, scope: [`tool:${GW}:echo`], operation: 'read', context: CONTEXT })
+    const altered = `${good.slice(0, -2)}${good.endsWith('AA') ? 'BA' : 'AA'}`
+    await expect(raw.callTool({ name: 'echo', arguments: { message: 'hi' }, _meta: { [META_KEY]: altered } })).rejects.toMatchObject(denied('ERR_TOKEN_SIGNATURE'))
   })
 
   it('withholds and refuses tools that were never pinned, and reports them', async () => {
