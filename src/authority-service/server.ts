@@ -12,7 +12,8 @@
  * Tokens minted through the API are bound to the caller's certificate (`cnf.x5t#S256`), so
  * a token stolen from one agent is useless on any other agent's connection.
  */
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
+import { sha256b64url } from '../lib/hash.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -104,10 +105,6 @@ function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   return r.data
 }
 
-function hashToken(token: string): string {
-  return createHash('sha256').update(token).digest('base64url')
-}
-
 /**
  * @example
  * ```ts
@@ -195,7 +192,7 @@ export class AuthorityService {
     const token = randomBytes(32).toString('base64url')
     const now = Date.now()
     for (const [k, v] of this.#joinTokens) if (v.expiresAtMs <= now) this.#joinTokens.delete(k)
-    this.#joinTokens.set(hashToken(token), { agentId, expiresAtMs: now + ttl * 1000 })
+    this.#joinTokens.set(sha256b64url(token), { agentId, expiresAtMs: now + ttl * 1000 })
     return token
   }
 
@@ -385,7 +382,7 @@ export class AuthorityService {
           action: 'key',
           run: async (_c, body) => {
             const b = parse(EnrollBody, body)
-            const key = hashToken(b.token)
+            const key = sha256b64url(b.token)
             const entry = this.#joinTokens.get(key)
             // Single use, whatever happens next: a token is burnt by its first presentation.
             this.#joinTokens.delete(key)

@@ -5,7 +5,8 @@
  * than installed in the library's global provider, so importing this module changes nothing
  * for anyone else using @peculiar/x509 in the same process.
  */
-import { createHash, webcrypto } from 'node:crypto'
+import { webcrypto } from 'node:crypto'
+import { sha256b64url } from '../lib/hash.js'
 import * as x509 from '@peculiar/x509'
 
 /** node's WebCrypto, passed as the crypto provider to every @peculiar/x509 call. */
@@ -40,7 +41,7 @@ export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
 
 /** RFC 8705 `x5t#S256`: base64url SHA-256 of the certificate's DER. */
 export function thumbprintOf(der: ArrayBuffer | Uint8Array): string {
-  return createHash('sha256').update(der instanceof Uint8Array ? der : new Uint8Array(der)).digest('base64url')
+  return sha256b64url(der instanceof Uint8Array ? der : new Uint8Array(der))
 }
 
 /** A positive 127-bit serial number, hex (RFC 5280: at most 20 octets, unpredictable). */

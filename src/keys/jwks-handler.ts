@@ -12,7 +12,7 @@
  * The handlers answer GET and HEAD on whatever path they are mounted at; anything else is
  * `405`. They serve public members only, whatever the source returns.
  */
-import { createHash } from 'node:crypto'
+import { sha256b64url } from '../lib/hash.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { publicJwkOf, type JSONWebKeySet } from './index.js'
 
@@ -46,7 +46,7 @@ function compiled(provider: JwksProvider, options: JwksHandlerOptions): { render
       if (jwks !== last || rendered === undefined) {
         const keys = (Array.isArray(jwks?.keys) ? jwks.keys : []).filter((k) => typeof k?.kid === 'string').map((k) => publicJwkOf(k, k.kid as string))
         const body = JSON.stringify({ keys })
-        rendered = { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` }
+        rendered = { body, etag: `"${sha256b64url(body)}"` }
         last = jwks
       }
       return rendered

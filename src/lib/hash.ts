@@ -14,7 +14,8 @@ export function canonicalJson(value: unknown): string {
   return `{${parts.join(',')}}`
 }
 
-export function sha256b64url(data: string | Buffer): string {
+/** base64url SHA-256: thumbprints, token and argument hashes, ETags. */
+export function sha256b64url(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('base64url')
 }
 
