@@ -10,8 +10,9 @@
  * the event loop for a core.
  *
  * The thread is shared by every authority and verifier in the process, started on first use,
- * and does not keep the process alive while idle. If it cannot start or dies, the work is done
- * on the calling thread instead: the same check with the same result, never a skipped one.
+ * and does not keep the process alive while idle. If it cannot start or dies, or has more than
+ * MAX_QUEUED jobs waiting, the work is done on the calling thread instead: the same check with
+ * the same result, never a skipped one.
  */
 import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
@@ -64,6 +65,13 @@ interface Job {
 /** Consecutive failed starts after which the thread is no longer tried (work stays inline). */
 const MAX_START_FAILURES = 3
 
+/**
+ * Jobs waiting for the thread beyond which new ones run inline: a thread that cannot keep up
+ * is no reason to queue without bound, and the event loop then shares the work (and slows
+ * down, which is the back-pressure a server under overload needs).
+ */
+const MAX_QUEUED = 256
+
 function runInline(job: Pick<Job, 'op' | 'key' | 'input' | 'signature'>): string | boolean {
   const data = Buffer.from(job.input, 'latin1')
   if (job.op === SIGN) return cryptoSign('sha256', data, { key: job.key, dsaEncoding: 'ieee-p1363' }).toString('base64url')
@@ -96,7 +104,7 @@ class CryptoThread {
   run(op: Job['op'], key: KeyObject, input: string, signature?: Uint8Array): Promise<string | boolean> {
     return new Promise((resolve, reject) => {
       const job: Job = { op, key, input, signature, resolve, reject }
-      const worker = this.#ensureWorker()
+      const worker = this.#pending.size >= MAX_QUEUED ? undefined : this.#ensureWorker()
       if (worker === undefined) {
         settleInline(job)
         return

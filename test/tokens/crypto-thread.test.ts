@@ -100,6 +100,18 @@ describe('crypto thread', () => {
     expect(cryptoThreadForTests.running).toBe(true)
   })
 
+  it('answers a burst larger than its queue correctly (the overflow runs inline)', async () => {
+    const { privateKey, publicKey } = keyPair()
+    const input = 'burst.payload'
+    const good = cryptoSign('sha256', Buffer.from(input), p1363(privateKey))
+    const forged = Buffer.from(good)
+    forged[20] = (forged[20] as number) ^ 4
+    const verdicts = await Promise.all(Array.from({ length: 1000 }, (_, i) => verifyOnCryptoThread(publicKey, input, i % 2 === 0 ? good : forged)))
+    expect(verdicts).toEqual(Array.from({ length: 1000 }, (_, i) => i % 2 === 0))
+    const signatures = await Promise.all(Array.from({ length: 600 }, () => signOnCryptoThread(privateKey, input)))
+    for (const sig of signatures) expect(cryptoVerify('sha256', Buffer.from(input), p1363(publicKey), Buffer.from(sig, 'base64url'))).toBe(true)
+  })
+
   it('maps every failure of a signature check to ERR_TOKEN_SIGNATURE', async () => {
     const { privateKey, publicKey } = keyPair()
     const input = 'a.b'
