@@ -52,7 +52,8 @@ export async function mcpScenario(print: (line: string) => void): Promise<void> 
   const audit = new MemoryAuditLog()
   const authority = await Authority.create({ manifest, audit })
   // The server trusts the authority's public keys and shares its revocation store (one process here; Redis across hosts).
-  const verifier = createVerifier({ id: SERVER, issuers: [authority.trustedIssuer()], store: authority.store, manifest, audit, mode: 'enforce' })
+  // cryptoOffload: the placement recommended for an HTTP server (README, "Performance").
+  const verifier = createVerifier({ id: SERVER, issuers: [authority.trustedIssuer()], store: authority.store, manifest, audit, mode: 'enforce', cryptoOffload: true })
   const http = await serveStreamableHttp(() => databaseReader(verifier))
   const clients: Client[] = []
   const connect = async <C extends Client>(client: C): Promise<C> => {

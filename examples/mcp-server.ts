@@ -20,7 +20,8 @@ const manifest: ManifestInput = {
 const authority = await Authority.create({ manifest }) // normally its own service; here in-process
 
 // Server side: the tool is ordinary SDK code; one call turns the checks on.
-const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: authority.store, manifest, mode: 'enforce' })
+// cryptoOffload: an HTTP server under load checks signatures on another core (README, "Performance").
+const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: authority.store, manifest, mode: 'enforce', cryptoOffload: true })
 const http = await serveStreamableHttp(() => {
   const server = new McpServer({ name: 'agent-database-reader', version: '1.0.0' })
   server.registerTool('read_documents', { inputSchema: { namespace: z.string() } }, async ({ namespace }) => ({ content: [{ type: 'text', text: `documents of ${namespace}` }] }))
