@@ -3,11 +3,11 @@
  *
  * Why a dedicated thread and not libuv's threadpool (`crypto.sign(..., callback)`): measured
  * on a 2-core machine with an MCP client and server in one process, the threadpool path kept
- * 0.79x of unguarded throughput and this one 0.83-0.86x. One long-lived thread does nothing but
+ * 0.79x of unguarded throughput and this one 0.87-0.89x. One long-lived thread does nothing but
  * P-256 arithmetic, so OpenSSL's precomputed tables stay in its core's cache (a sign costs
- * about twice as much once a busy event loop has evicted them), requests arriving in the same
- * tick travel as one message, and there is never more than one crypto thread competing with
- * the event loop for a core.
+ * about twice as much once a busy event loop has evicted them), jobs travel in batches while
+ * it is busy (see `#send`), and there is never more than one crypto thread competing with the
+ * event loop for a core.
  *
  * The thread is shared by every authority and verifier in the process, started on first use,
  * and does not keep the process alive while idle. If it cannot start or dies, or has more than

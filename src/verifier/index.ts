@@ -93,7 +93,7 @@ export interface VerifierOptions {
    * Check signatures on agent-trust's dedicated crypto thread rather than the event loop:
    * a thread hop of latency per call, in exchange for ECDSA running on another core while
    * the event loop serves other requests. Pays off for an HTTP server under concurrent load
-   * with a core to spare (measured: 0.83-0.86x of unguarded MCP throughput against 0.66-0.70x
+   * with a core to spare (measured: 0.87-0.89x of unguarded MCP throughput against 0.66-0.70x
    * inline); costs throughput when every core is busy (stdio client and server on 2 cores).
    * Default false.
    */
