@@ -114,11 +114,12 @@ async function section(
   const joseName = `jose + ${transport === 'HTTP' ? 'requireBearerAuth' : 'jwtVerify in tool'}`
   const placements: Placement[] = ['inline', 'cryptoOffload']
   const label = (p: Placement) => `agent-trust ${p}${p === targets.recommended ? ' (recommended)' : ''}`
+  const variants = [...placements.map((p) => [p, ops[p], label(p)] as const), ['jose', ops.jose, joseName] as const]
   for (const p of placements) rows.push(await compare(`${transport} tools/call (batch means), ${label(p)}`, ops[p], 'unguarded', ops.unguarded, { batches: 21, perBatch: 25 }))
   rows.push(await compare(`${transport} tools/call (batch means), ${joseName}`, ops.jose, 'unguarded', ops.unguarded, { batches: 21, perBatch: 25 }))
 
   const added: Partial<Record<Placement | 'jose', number>> = {}
-  for (const [key, op, name] of [...placements.map((p) => [p, ops[p], label(p)] as const), ['jose', ops.jose, joseName] as const]) {
+  for (const [key, op, name] of variants) {
     const m = await callMedians(op, ops.unguarded)
     added[key] = m.a - m.b
     rows.push(row({ name: `${transport} tools/call (median call), ${name}`, medianUs: m.a, floorName: 'unguarded', floorUs: m.b, ratio: m.a / m.b }))
@@ -133,7 +134,7 @@ async function section(
 
   const ratios: Partial<Record<Placement | 'jose', number>> = {}
   const usPerCall: Partial<Record<Placement | 'jose', number>> = {}
-  for (const [key, op, name] of [...placements.map((p) => [p, ops[p], label(p)] as const), ['jose', ops.jose, joseName] as const]) {
+  for (const [key, op, name] of variants) {
     const t = await throughput(op, ops.unguarded)
     const ratio = t.a / t.b
     ratios[key] = ratio

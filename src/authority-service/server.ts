@@ -13,12 +13,12 @@
  * a token stolen from one agent is useless on any other agent's connection.
  */
 import { randomBytes } from 'node:crypto'
-import { sha256b64url } from '../lib/hash.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import type { z } from 'zod'
+import { sha256b64url } from '../lib/hash.js'
 import type { AuditAction, AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import type { Authority } from '../authority/index.js'

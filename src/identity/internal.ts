@@ -6,8 +6,8 @@
  * for anyone else using @peculiar/x509 in the same process.
  */
 import { webcrypto } from 'node:crypto'
-import { sha256b64url } from '../lib/hash.js'
 import * as x509 from '@peculiar/x509'
+import { sha256b64url } from '../lib/hash.js'
 
 /** node's WebCrypto, passed as the crypto provider to every @peculiar/x509 call. */
 export const provider: webcrypto.Crypto = webcrypto

@@ -12,8 +12,8 @@
  * The handlers answer GET and HEAD on whatever path they are mounted at; anything else is
  * `405`. They serve public members only, whatever the source returns.
  */
-import { sha256b64url } from '../lib/hash.js'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { sha256b64url } from '../lib/hash.js'
 import { publicJwkOf, type JSONWebKeySet } from './index.js'
 
 /** Where the handler reads the JWKS: a `KeySet`/`Authority`/`KeyManager.keys`, or a function. */

@@ -14,8 +14,9 @@
  * MAX_QUEUED jobs waiting, the work is done on the calling thread instead: the same check with
  * the same result, never a skipped one.
  */
-import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { Worker } from 'node:worker_threads'
+import { es256Sign, es256Verify } from './es256.js'
 
 /** Message kinds, main thread to worker. */
 const SIGN = 0
@@ -73,9 +74,7 @@ const MAX_START_FAILURES = 3
 const MAX_QUEUED = 256
 
 function runInline(job: Pick<Job, 'op' | 'key' | 'input' | 'signature'>): string | boolean {
-  const data = Buffer.from(job.input, 'latin1')
-  if (job.op === SIGN) return cryptoSign('sha256', data, { key: job.key, dsaEncoding: 'ieee-p1363' }).toString('base64url')
-  return cryptoVerify('sha256', data, { key: job.key, dsaEncoding: 'ieee-p1363' }, job.signature as Uint8Array)
+  return job.op === SIGN ? es256Sign(job.key, job.input) : es256Verify(job.key, job.input, job.signature as Uint8Array)
 }
 
 function settleInline(job: Job): void {

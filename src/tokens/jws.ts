@@ -6,10 +6,11 @@
  * `crypto.sign`/`crypto.verify`. A differential test (test/tokens/differential.test.ts)
  * holds the two to identical verdicts on a corpus of valid and invalid tokens.
  */
-import { sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
-import { signOnCryptoThread, verifyOnCryptoThread } from './crypto-thread.js'
+import type { KeyObject } from 'node:crypto'
 import { TokenAlgorithm, TokenKeyUnknown, TokenMalformed, TokenSignature } from '../errors.js'
 import { MAX_TOKEN_BYTES, TOKEN_ALG, TOKEN_TYPE } from './claims.js'
+import { signOnCryptoThread, verifyOnCryptoThread } from './crypto-thread.js'
+import { es256Sign, es256Verify } from './es256.js'
 
 const B64URL = /^[A-Za-z0-9_-]+$/
 /** A P-256 signature in IEEE P1363 form is 64 bytes. */
@@ -157,7 +158,7 @@ function checkHeader(header: Record<string, unknown>): ProtectedHeader {
 export function assertSignature(decoded: Pick<DecodedToken, 'signingInput' | 'signature'>, key: KeyObject): void {
   let ok = false
   try {
-    ok = cryptoVerify('sha256', Buffer.from(decoded.signingInput, 'latin1'), { key, dsaEncoding: 'ieee-p1363' }, decoded.signature)
+    ok = es256Verify(key, decoded.signingInput, decoded.signature)
   } catch (cause) {
     throw new TokenSignature(undefined, { cause })
   }
@@ -194,8 +195,7 @@ function signingInputOf(payload: object, kid: string): string {
 /** Sign `payload` as a compact JWS with header `{alg:ES256, typ, kid}`. */
 export function signToken(payload: object, kid: string, privateKey: KeyObject): string {
   const input = signingInputOf(payload, kid)
-  const sig = cryptoSign('sha256', Buffer.from(input, 'latin1'), { key: privateKey, dsaEncoding: 'ieee-p1363' })
-  return `${input}.${sig.toString('base64url')}`
+  return `${input}.${es256Sign(privateKey, input)}`
 }
 
 /** {@link signToken} with the ECDSA work on the crypto thread (see {@link assertSignatureOffloaded}). */
