@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process'
 import { createPublicKey, generateKeyPairSync, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -14,19 +14,9 @@ import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { cryptoThreadForTests, signOnCryptoThread, verifyOnCryptoThread } from '../../src/tokens/crypto-thread.js'
 import { assertSignatureOffloaded } from '../../src/tokens/jws.js'
+import { wycheproof } from '../support/vectors.js'
 
 const run = promisify(execFile)
-
-function loadVectors(): any {
-  for (const base of ['../../../shared/testdata/wycheproof/', '../../shared/testdata/wycheproof/']) {
-    try {
-      return JSON.parse(readFileSync(new URL(`${base}ecdsa_secp256r1_sha256_p1363_test.json`, import.meta.url), 'utf8'))
-    } catch {
-      /* try the next location */
-    }
-  }
-  throw new Error('Wycheproof vectors not found next to the checkout (../shared/testdata)')
-}
 
 const p1363 = (key: KeyObject) => ({ key, dsaEncoding: 'ieee-p1363' as const })
 
@@ -36,7 +26,7 @@ function keyPair() {
 
 describe('crypto thread', () => {
   it('agrees with inline node:crypto on every Wycheproof ECDSA P-256 vector', async () => {
-    const suite = loadVectors()
+    const suite = wycheproof('ecdsa_secp256r1_sha256_p1363_test.json')
     const checks: Array<Promise<void>> = []
     let n = 0
     for (const g of suite.testGroups) {

@@ -1,22 +1,11 @@
-/** Wycheproof vectors (shared/testdata) against the signature layer and the full verifier. */
-import { readFileSync } from 'node:fs'
+/** Wycheproof vectors (test/vectors/wycheproof) against the signature layer and the full verifier. */
 import { createPublicKey } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { createVerifier } from 'agent-trust'
 import { assertSignature, splitCompact } from '../../src/tokens/jws.js'
+import { wycheproof } from '../support/vectors.js'
 
-const dir = new URL('../../../shared/testdata/wycheproof/', import.meta.url)
-const fallback = new URL('../../shared/testdata/wycheproof/', import.meta.url)
-function load(name: string): any {
-  for (const d of [dir, fallback]) {
-    try {
-      return JSON.parse(readFileSync(new URL(name, d), 'utf8'))
-    } catch {
-      /* try the next location */
-    }
-  }
-  throw new Error(`Wycheproof file ${name} not found next to the checkout (../shared/testdata)`)
-}
+const load = wycheproof
 
 describe('Wycheproof ECDSA P-256 SHA-256 (IEEE P1363)', () => {
   const suite = load('ecdsa_secp256r1_sha256_p1363_test.json')
