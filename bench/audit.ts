@@ -36,7 +36,13 @@ export async function benchAudit(): Promise<Row[]> {
     const authority = await Authority.create({ manifest, store })
     const audit = createAuditLog({ sinks: [fileSink(join(dir, 'audit.jsonl'))] }) // defaults: 100 ms, fdatasync
     const audited = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, audit, mode: 'enforce' })
-    const bare = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, audit: discardAudit, mode: 'enforce' })
+    const bare = createVerifier({
+      id: 'agent-database-reader',
+      issuers: [authority.trustedIssuer()],
+      store,
+      audit: discardAudit,
+      mode: 'enforce',
+    })
     const context = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' }
     const scope = 'db:read:documents:namespace:user-123'
     const requirement = { scope, operation: 'read' as const, tool: 'read_documents', args: { namespace: 'user-123' } }
@@ -47,7 +53,15 @@ export async function benchAudit(): Promise<Row[]> {
     const perBatch = 2000
     const tokens: string[] = []
     for (let i = 0; i < (2 * batches + 2) * perBatch; i++) {
-      tokens.push(await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [scope], operation: 'read', context }))
+      tokens.push(
+        await authority.mint({
+          subject: 'agent-summarizer-v2',
+          audience: 'agent-database-reader',
+          scope: [scope],
+          operation: 'read',
+          context,
+        }),
+      )
     }
     let next = 0
     /** Wall and CPU (all threads: the write and fdatasync included) microseconds per call. */
@@ -85,9 +99,24 @@ export async function benchAudit(): Promise<Row[]> {
     const wallWithout = median(b.map((x) => x.wall))
     const rows: Row[] = [
       // CPU time is what the audit costs the process; it is also robust to other load on a shared machine.
-      row({ name: 'verify + audit, CPU per call (file sink, 100 ms fdatasync)', medianUs: cpuWith, floorName: 'verify, no audit', floorUs: cpuWithout, ratio: cpuWith / cpuWithout, target: added(cpuWith, cpuWithout), pass: cpuWith - cpuWithout <= ADDED_US_TARGET }),
+      row({
+        name: 'verify + audit, CPU per call (file sink, 100 ms fdatasync)',
+        medianUs: cpuWith,
+        floorName: 'verify, no audit',
+        floorUs: cpuWithout,
+        ratio: cpuWith / cpuWithout,
+        target: added(cpuWith, cpuWithout),
+        pass: cpuWith - cpuWithout <= ADDED_US_TARGET,
+      }),
       // Wall time also includes waiting for fdatasync at the end of each batch (no call waits for it in service).
-      row({ name: 'verify + audit, wall per call incl. waiting for fdatasync', medianUs: wallWith, floorName: 'verify, no audit', floorUs: wallWithout, ratio: wallWith / wallWithout, target: `(info) added ${(wallWith - wallWithout).toFixed(1)} µs` }),
+      row({
+        name: 'verify + audit, wall per call incl. waiting for fdatasync',
+        medianUs: wallWith,
+        floorName: 'verify, no audit',
+        floorUs: wallWithout,
+        ratio: wallWith / wallWithout,
+        target: `(info) added ${(wallWith - wallWithout).toFixed(1)} µs`,
+      }),
     ]
 
     const event: AuditEventInput = {
@@ -103,7 +132,13 @@ export async function benchAudit(): Promise<Row[]> {
       argsHash: 'q8Zb1m3Vxk2Y1o0nB7sFqD9rT4uW6yA2cE5gH8jK0lM',
       enforced: true,
     }
-    const recordOnly = await compare('audit record() on the call path', () => audit.record(event), 'no-op record()', () => discardAudit.record(event), { batches: 21, perBatch: 200 })
+    const recordOnly = await compare(
+      'audit record() on the call path',
+      () => audit.record(event),
+      'no-op record()',
+      () => discardAudit.record(event),
+      { batches: 21, perBatch: 200 },
+    )
     await audit.flush()
     rows.push({
       ...recordOnly,

@@ -28,10 +28,25 @@ export async function benchIdentity(): Promise<Row[]> {
   const client = createAuthorityClient({ url, tls: summarizer })
   // An in-process authority of the same manifest: the floor.
   const local = await Authority.create({ manifest })
-  const req = { subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [SCOPE], operation: 'read' as const, context: CONTEXT }
+  const req = {
+    subject: 'agent-summarizer-v2',
+    audience: 'agent-database-reader',
+    scope: [SCOPE],
+    operation: 'read' as const,
+    context: CONTEXT,
+  }
   try {
-    const remote = await compare('mint via remote authority (mTLS, keep-alive)', () => client.mint(req), 'in-process mint', () => local.mint(req), { batches: 11, perBatch: 60 })
-    rows.push({ ...remote, name: `${remote.name}: ${Math.round(1e6 / remote.medianUs)} req/s sequential vs ${Math.round(1e6 / remote.floorUs)}` })
+    const remote = await compare(
+      'mint via remote authority (mTLS, keep-alive)',
+      () => client.mint(req),
+      'in-process mint',
+      () => local.mint(req),
+      { batches: 11, perBatch: 60 },
+    )
+    rows.push({
+      ...remote,
+      name: `${remote.name}: ${Math.round(1e6 / remote.medianUs)} req/s sequential vs ${Math.round(1e6 / remote.floorUs)}`,
+    })
 
     // Throughput with 16 requests in flight over the keep-alive pool (what a busy agent host sees).
     const inFlight = 16
@@ -44,10 +59,23 @@ export async function benchIdentity(): Promise<Row[]> {
       }),
     )
     const us = Number(process.hrtime.bigint() - t0) / 1000 / total
-    rows.push(row({ name: `mint via remote authority, ${inFlight} in flight: ${Math.round(1e6 / us)} req/s`, medianUs: us, floorName: 'in-process mint (sequential)', floorUs: remote.floorUs, ratio: us / remote.floorUs }))
+    rows.push(
+      row({
+        name: `mint via remote authority, ${inFlight} in flight: ${Math.round(1e6 / us)} req/s`,
+        medianUs: us,
+        floorName: 'in-process mint (sequential)',
+        floorUs: remote.floorUs,
+        ratio: us / remote.floorUs,
+      }),
+    )
 
     // Verification: bound token + peer identity (step 4 compares sub and x5t#S256) vs unbound, no peer.
-    const verifier = createVerifier({ id: 'agent-database-reader', issuers: [local.trustedIssuer()], store: new MemoryReplayRevocationStore(), mode: 'enforce' })
+    const verifier = createVerifier({
+      id: 'agent-database-reader',
+      issuers: [local.trustedIssuer()],
+      store: new MemoryReplayRevocationStore(),
+      mode: 'enforce',
+    })
     const thumbprint = summarizer.issued.thumbprint
     const n = 11 * 200 + 300
     const bound: string[] = []

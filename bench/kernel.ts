@@ -12,7 +12,12 @@ export async function benchKernel(): Promise<Row[]> {
       ],
     },
   })
-  const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: new MemoryReplayRevocationStore(), mode: 'enforce' })
+  const verifier = createVerifier({
+    id: 'agent-database-reader',
+    issuers: [authority.trustedIssuer()],
+    store: new MemoryReplayRevocationStore(),
+    mode: 'enforce',
+  })
   const context = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' }
   const scope = 'db:read:documents:namespace:user-123'
   const mintReq = { subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [scope], operation: 'read' as const, context }
@@ -36,7 +41,9 @@ export async function benchKernel(): Promise<Row[]> {
   let next = 0
   const requirement = { scope, operation: 'read' as const }
   rows.push(
-    await compare('verify (DESIGN §5, memory store)', () => verifier.verify(pool[next++], requirement), 'node:crypto.verify', verifyFloor, { maxRatio: 1.5 }),
+    await compare('verify (DESIGN §5, memory store)', () => verifier.verify(pool[next++], requirement), 'node:crypto.verify', verifyFloor, {
+      maxRatio: 1.5,
+    }),
   )
   return rows
 }

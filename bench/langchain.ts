@@ -40,11 +40,20 @@ export async function benchLangchain(): Promise<Row[]> {
     manifest: {
       agents: [
         { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:*'] },
-        { id: toolkit, trustLevel: 'L2', tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }] },
+        {
+          id: toolkit,
+          trustLevel: 'L2',
+          tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+        },
       ],
     },
   })
-  const verifier = createVerifier({ id: toolkit, issuers: [authority.trustedIssuer()], store: new MemoryReplayRevocationStore(), mode: 'enforce' })
+  const verifier = createVerifier({
+    id: toolkit,
+    issuers: [authority.trustedIssuer()],
+    store: new MemoryReplayRevocationStore(),
+    mode: 'enforce',
+  })
   const raw = tool(async ({ namespace }) => `3 documents in ${namespace}`, {
     name: 'read_documents',
     description: 'Read the documents of a namespace',
@@ -56,7 +65,13 @@ export async function benchLangchain(): Promise<Row[]> {
   const args = { namespace: 'user-123' }
   const requirement = { scope: 'db:read:documents:namespace:user-123', operation: 'read' as const, tool: 'read_documents', args }
   const kernel = async () => {
-    const { token } = await authority.mintForTool({ subject: 'agent-summarizer-v2', audience: toolkit, tool: 'read_documents', args, context: ids })
+    const { token } = await authority.mintForTool({
+      subject: 'agent-summarizer-v2',
+      audience: toolkit,
+      tool: 'read_documents',
+      args,
+      context: ids,
+    })
     await verifier.verify(token, requirement)
   }
 
@@ -66,18 +81,32 @@ export async function benchLangchain(): Promise<Row[]> {
   }
   // Four ops, one rotation: the kernel cost is taken both alone and as (unwrapped + kernel) -
   // unwrapped, so allocation and GC debt of the LangChain call weigh on both sides alike.
-  const [guardedUs, rawUs, withKernelUs, kernelUs] = (await interleaved([() => guarded.invoke(args, config), () => raw.invoke(args, config), rawPlusKernel, kernel])) as [
-    number,
-    number,
-    number,
-    number,
-  ]
+  const [guardedUs, rawUs, withKernelUs, kernelUs] = (await interleaved([
+    () => guarded.invoke(args, config),
+    () => raw.invoke(args, config),
+    rawPlusKernel,
+    kernel,
+  ])) as [number, number, number, number]
   const added = guardedUs - rawUs
   const kernelInCall = withKernelUs - rawUs
   const ratio = added / kernelInCall
   return [
     row({ name: 'guarded tool invoke', medianUs: guardedUs, floorName: 'same tool unwrapped', floorUs: rawUs, ratio: guardedUs / rawUs }),
-    row({ name: 'kernel mintForTool + verify, alone', medianUs: kernelUs, floorName: 'same, beside the unwrapped call', floorUs: kernelInCall, ratio: kernelUs / kernelInCall }),
-    row({ name: 'added by the guard (guarded - unwrapped)', medianUs: added, floorName: 'kernel mint + verify (in call)', floorUs: kernelInCall, ratio, target: '<= 1.2x', pass: ratio <= 1.2 }),
+    row({
+      name: 'kernel mintForTool + verify, alone',
+      medianUs: kernelUs,
+      floorName: 'same, beside the unwrapped call',
+      floorUs: kernelInCall,
+      ratio: kernelUs / kernelInCall,
+    }),
+    row({
+      name: 'added by the guard (guarded - unwrapped)',
+      medianUs: added,
+      floorName: 'kernel mint + verify (in call)',
+      floorUs: kernelInCall,
+      ratio,
+      target: '<= 1.2x',
+      pass: ratio <= 1.2,
+    }),
   ]
 }

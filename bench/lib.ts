@@ -53,7 +53,14 @@ export async function compare(
   const medianUs = median(a)
   const floorUs = median(b)
   const ratio = medianUs / floorUs
-  return { name, medianUs, floorName, floorUs, ratio, ...(maxRatio === undefined ? {} : { target: `<= ${maxRatio}x`, pass: ratio <= maxRatio }) }
+  return {
+    name,
+    medianUs,
+    floorName,
+    floorUs,
+    ratio,
+    ...(maxRatio === undefined ? {} : { target: `<= ${maxRatio}x`, pass: ratio <= maxRatio }),
+  }
 }
 
 /** A row computed elsewhere (throughput ratios, added latency). */

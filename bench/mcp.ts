@@ -26,7 +26,8 @@ const ECHO_SCOPE = `tool:${SERVER_ID}:echo`
 const FIXTURE = fileURLToPath(new URL('../test/fixtures/mcp-stdio-server.ts', import.meta.url))
 const CONCURRENCY = 8
 
-const echo = (client: Client, meta?: Record<string, unknown>) => client.callTool({ name: 'echo', arguments: { message: 'hi' }, ...(meta === undefined ? {} : { _meta: meta }) })
+const echo = (client: Client, meta?: Record<string, unknown>) =>
+  client.callTool({ name: 'echo', arguments: { message: 'hi' }, ...(meta === undefined ? {} : { _meta: meta }) })
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] as number
 
@@ -36,7 +37,11 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
  * median process CPU per call (user + system, all threads), which load disturbs less
  * (meaningful when client and server share this process: the HTTP case).
  */
-async function throughput(a: Op, b: Op, options: { batches?: number; calls?: number } = {}): Promise<{ a: number; b: number; cpuA: number; cpuB: number }> {
+async function throughput(
+  a: Op,
+  b: Op,
+  options: { batches?: number; calls?: number } = {},
+): Promise<{ a: number; b: number; cpuA: number; cpuB: number }> {
   const { batches = 31, calls = 96 } = options
   const run = async (op: Op): Promise<{ rate: number; cpu: number }> => {
     let left = calls
@@ -64,7 +69,12 @@ async function throughput(a: Op, b: Op, options: { batches?: number; calls?: num
       ra.push(await run(a))
     }
   }
-  return { a: median(ra.map((r) => r.rate)), b: median(rb.map((r) => r.rate)), cpuA: median(ra.map((r) => r.cpu)), cpuB: median(rb.map((r) => r.cpu)) }
+  return {
+    a: median(ra.map((r) => r.rate)),
+    b: median(rb.map((r) => r.rate)),
+    cpuA: median(ra.map((r) => r.cpu)),
+    cpuB: median(rb.map((r) => r.cpu)),
+  }
 }
 
 /**
@@ -115,22 +125,60 @@ async function section(
   const placements: Placement[] = ['inline', 'cryptoOffload']
   const label = (p: Placement) => `agent-trust ${p}${p === targets.recommended ? ' (recommended)' : ''}`
   const variants = [...placements.map((p) => [p, ops[p], label(p)] as const), ['jose', ops.jose, joseName] as const]
-  for (const p of placements) rows.push(await compare(`${transport} tools/call (batch means), ${label(p)}`, ops[p], 'unguarded', ops.unguarded, { batches: 21, perBatch: 25 }))
-  rows.push(await compare(`${transport} tools/call (batch means), ${joseName}`, ops.jose, 'unguarded', ops.unguarded, { batches: 21, perBatch: 25 }))
+  for (const p of placements)
+    rows.push(
+      await compare(`${transport} tools/call (batch means), ${label(p)}`, ops[p], 'unguarded', ops.unguarded, {
+        batches: 21,
+        perBatch: 25,
+      }),
+    )
+  rows.push(
+    await compare(`${transport} tools/call (batch means), ${joseName}`, ops.jose, 'unguarded', ops.unguarded, {
+      batches: 21,
+      perBatch: 25,
+    }),
+  )
 
   const added: Partial<Record<Placement | 'jose', number>> = {}
   for (const [key, op, name] of variants) {
     const m = await callMedians(op, ops.unguarded)
     added[key] = m.a - m.b
-    rows.push(row({ name: `${transport} tools/call (median call), ${name}`, medianUs: m.a, floorName: 'unguarded', floorUs: m.b, ratio: m.a / m.b }))
+    rows.push(
+      row({
+        name: `${transport} tools/call (median call), ${name}`,
+        medianUs: m.a,
+        floorName: 'unguarded',
+        floorUs: m.b,
+        ratio: m.a / m.b,
+      }),
+    )
   }
   for (const p of placements) {
     const us = added[p] as number
     const checked = p === targets.recommended && targets.addedUs !== undefined
-    rows.push(row({ name: `${transport} added median latency, ${label(p)} (µs)`, medianUs: us, floorName: targets.addedUs === undefined ? 'jose added (µs)' : 'target (µs)', floorUs: targets.addedUs ?? (added.jose as number), ratio: us / (targets.addedUs ?? (added.jose as number)), ...(checked ? { target: `<= ${targets.addedUs} µs`, pass: us <= (targets.addedUs as number) } : {}) }))
+    rows.push(
+      row({
+        name: `${transport} added median latency, ${label(p)} (µs)`,
+        medianUs: us,
+        floorName: targets.addedUs === undefined ? 'jose added (µs)' : 'target (µs)',
+        floorUs: targets.addedUs ?? (added.jose as number),
+        ratio: us / (targets.addedUs ?? (added.jose as number)),
+        ...(checked ? { target: `<= ${targets.addedUs} µs`, pass: us <= (targets.addedUs as number) } : {}),
+      }),
+    )
   }
   const addedRec = added[targets.recommended] as number
-  rows.push(row({ name: `${transport} added median latency, ${label(targets.recommended)} vs jose (µs)`, medianUs: addedRec, floorName: 'jose added (µs)', floorUs: added.jose as number, ratio: addedRec / (added.jose as number), target: '<= jose', pass: addedRec <= (added.jose as number) }))
+  rows.push(
+    row({
+      name: `${transport} added median latency, ${label(targets.recommended)} vs jose (µs)`,
+      medianUs: addedRec,
+      floorName: 'jose added (µs)',
+      floorUs: added.jose as number,
+      ratio: addedRec / (added.jose as number),
+      target: '<= jose',
+      pass: addedRec <= (added.jose as number),
+    }),
+  )
 
   const ratios: Partial<Record<Placement | 'jose', number>> = {}
   const usPerCall: Partial<Record<Placement | 'jose', number>> = {}
@@ -140,14 +188,41 @@ async function section(
     ratios[key] = ratio
     usPerCall[key] = 1e6 / t.a
     const checked = key === targets.recommended
-    rows.push(row({ name: `${transport} throughput (${CONCURRENCY} in flight), ${name} / unguarded`, medianUs: 1e6 / t.a, floorName: 'unguarded µs/call', floorUs: 1e6 / t.b, ratio, ...(checked ? { target: `>= ${targets.throughput}x`, pass: ratio >= targets.throughput } : {}) }))
+    rows.push(
+      row({
+        name: `${transport} throughput (${CONCURRENCY} in flight), ${name} / unguarded`,
+        medianUs: 1e6 / t.a,
+        floorName: 'unguarded µs/call',
+        floorUs: 1e6 / t.b,
+        ratio,
+        ...(checked ? { target: `>= ${targets.throughput}x`, pass: ratio >= targets.throughput } : {}),
+      }),
+    )
     if (targets.cpuRows && key !== 'cryptoOffload') {
       // Client and server in this process: CPU per call is the cost itself (with the crypto thread, it is spread over two cores instead).
-      rows.push(row({ name: `${transport} CPU/call (client+server), ${name}: unguarded/guarded`, medianUs: t.cpuA, floorName: 'unguarded CPU µs', floorUs: t.cpuB, ratio: t.cpuB / t.cpuA }))
+      rows.push(
+        row({
+          name: `${transport} CPU/call (client+server), ${name}: unguarded/guarded`,
+          medianUs: t.cpuA,
+          floorName: 'unguarded CPU µs',
+          floorUs: t.cpuB,
+          ratio: t.cpuB / t.cpuA,
+        }),
+      )
     }
   }
   const rec = ratios[targets.recommended] as number
-  rows.push(row({ name: `${transport} throughput ratio (each to its own unguarded batches), ${label(targets.recommended)} vs jose`, medianUs: usPerCall[targets.recommended] as number, floorName: 'jose µs/call', floorUs: usPerCall.jose as number, ratio: rec / (ratios.jose as number), target: '>= 1x (never worse than jose)', pass: rec >= (ratios.jose as number) }))
+  rows.push(
+    row({
+      name: `${transport} throughput ratio (each to its own unguarded batches), ${label(targets.recommended)} vs jose`,
+      medianUs: usPerCall[targets.recommended] as number,
+      floorName: 'jose µs/call',
+      floorUs: usPerCall.jose as number,
+      ratio: rec / (ratios.jose as number),
+      target: '>= 1x (never worse than jose)',
+      pass: rec >= (ratios.jose as number),
+    }),
+  )
   return rows
 }
 
@@ -169,7 +244,12 @@ function bareNodeCrypto(): { fetch: typeof fetch; middleware: HttpMiddleware; to
   const middleware = ((req: { headers: Record<string, unknown> }, res: { writeHead(n: number): { end(): void } }, next: () => void) => {
     const token = String(req.headers['x-bench-token'] ?? '')
     const dot = token.lastIndexOf('.')
-    const ok = cryptoVerify('sha256', Buffer.from(token.slice(0, dot)), { key: publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(token.slice(dot + 1), 'base64url'))
+    const ok = cryptoVerify(
+      'sha256',
+      Buffer.from(token.slice(0, dot)),
+      { key: publicKey, dsaEncoding: 'ieee-p1363' },
+      Buffer.from(token.slice(dot + 1), 'base64url'),
+    )
     const claims = JSON.parse(Buffer.from(token.slice(token.indexOf('.') + 1, dot), 'base64url').toString()) as { aud?: string }
     if (!ok || claims.aud !== SERVER_ID) res.writeHead(401).end()
     else next()
@@ -199,7 +279,14 @@ export async function benchMcp(): Promise<Row[]> {
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce' })
     // The same guard with `cryptoOffload` on both sides: ECDSA on the dedicated crypto thread.
     const offloadAuthority = await Authority.create({ manifest: MANIFEST, store, keys: authority.keys, cryptoOffload: true })
-    const offloadVerifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce', cryptoOffload: true })
+    const offloadVerifier = createVerifier({
+      id: SERVER_ID,
+      issuers: [authority.trustedIssuer()],
+      store,
+      manifest: MANIFEST,
+      mode: 'enforce',
+      cryptoOffload: true,
+    })
     const plainHttp = await serveStreamableHttp(() => buildMcpServer())
     const guardedHttp = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(), { verifier, manifest: MANIFEST }))
     const offloadHttp = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(), { verifier: offloadVerifier, manifest: MANIFEST }))
@@ -219,14 +306,23 @@ export async function benchMcp(): Promise<Row[]> {
     const bare = bareNodeCrypto()
     const bareHttp = await serveStreamableHttp(() => buildMcpServer(), { middleware: bare.middleware })
     closers.push(() => bareHttp.close())
-    closers.push(() => plainHttp.close(), () => guardedHttp.close(), () => joseHttp.close())
+    closers.push(
+      () => plainHttp.close(),
+      () => guardedHttp.close(),
+      () => joseHttp.close(),
+    )
 
     // Node 20's fetch leaves one abort listener per request on the SDK transport's long-lived
     // signal until GC, and past 1500 warns on every request: the same for every variant, but
     // it swamps what is measured. The bench's clients never cancel, so they send no signal.
     const noSignal: typeof fetch = (input, init) => fetch(input, { ...init, signal: undefined })
     const plain = new Client({ name: 'bench', version: '1.0.0' })
-    const guarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: authority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const guarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: AGENT,
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
     const jose = new Client({ name: 'bench', version: '1.0.0' })
     const joseFetch: typeof fetch = async (input, init) => {
       const headers = new Headers(init?.headers)
@@ -235,35 +331,96 @@ export async function benchMcp(): Promise<Row[]> {
     }
     await plain.connect(new StreamableHTTPClientTransport(plainHttp.url, { fetch: noSignal }))
     await guarded.connect(new StreamableHTTPClientTransport(guardedHttp.url, { fetch: noSignal }))
-    const offloaded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: offloadAuthority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const offloaded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), {
+      issuer: offloadAuthority,
+      agentId: AGENT,
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
     await offloaded.connect(new StreamableHTTPClientTransport(offloadHttp.url, { fetch: noSignal }))
     closers.push(() => offloaded.close())
     await jose.connect(new StreamableHTTPClientTransport(joseHttp.url, { fetch: joseFetch }))
     const bareClient = new Client({ name: 'bench', version: '1.0.0' })
     await bareClient.connect(new StreamableHTTPClientTransport(bareHttp.url, { fetch: bare.fetch }))
     closers.push(() => bareClient.close())
-    closers.push(() => plain.close(), () => guarded.close(), () => jose.close())
-    rows.push(...(await section('HTTP', { unguarded: () => echo(plain), inline: () => echo(guarded), cryptoOffload: () => echo(offloaded), jose: () => echo(jose) }, { recommended: 'cryptoOffload', addedUs: 350, throughput: 0.85, cpuRows: true })))
+    closers.push(
+      () => plain.close(),
+      () => guarded.close(),
+      () => jose.close(),
+    )
+    rows.push(
+      ...(await section(
+        'HTTP',
+        { unguarded: () => echo(plain), inline: () => echo(guarded), cryptoOffload: () => echo(offloaded), jose: () => echo(jose) },
+        { recommended: 'cryptoOffload', addedUs: 350, throughput: 0.85, cpuRows: true },
+      )),
+    )
     // The floor any per-call signature pays here: bare node:crypto sign + verify, inline, no checks.
-    const mb = await callMedians(() => echo(bareClient), () => echo(plain))
-    const tb = await throughput(() => echo(bareClient), () => echo(plain))
-    const tg = await throughput(() => echo(guarded), () => echo(bareClient))
-    rows.push(row({ name: 'HTTP added median latency, bare node:crypto sign+verify inline, no checks (µs)', medianUs: mb.a - mb.b, floorName: 'target (µs)', floorUs: 350, ratio: (mb.a - mb.b) / 350 }))
-    rows.push(row({ name: `HTTP throughput (${CONCURRENCY} in flight), bare node:crypto sign+verify inline, no checks / unguarded`, medianUs: 1e6 / tb.a, floorName: 'unguarded µs/call', floorUs: 1e6 / tb.b, ratio: tb.a / tb.b }))
-    rows.push(row({ name: `HTTP throughput (${CONCURRENCY} in flight), agent-trust inline / bare node:crypto inline`, medianUs: 1e6 / tg.a, floorName: 'bare µs/call', floorUs: 1e6 / tg.b, ratio: tg.a / tg.b }))
+    const mb = await callMedians(
+      () => echo(bareClient),
+      () => echo(plain),
+    )
+    const tb = await throughput(
+      () => echo(bareClient),
+      () => echo(plain),
+    )
+    const tg = await throughput(
+      () => echo(guarded),
+      () => echo(bareClient),
+    )
+    rows.push(
+      row({
+        name: 'HTTP added median latency, bare node:crypto sign+verify inline, no checks (µs)',
+        medianUs: mb.a - mb.b,
+        floorName: 'target (µs)',
+        floorUs: 350,
+        ratio: (mb.a - mb.b) / 350,
+      }),
+    )
+    rows.push(
+      row({
+        name: `HTTP throughput (${CONCURRENCY} in flight), bare node:crypto sign+verify inline, no checks / unguarded`,
+        medianUs: 1e6 / tb.a,
+        floorName: 'unguarded µs/call',
+        floorUs: 1e6 / tb.b,
+        ratio: tb.a / tb.b,
+      }),
+    )
+    rows.push(
+      row({
+        name: `HTTP throughput (${CONCURRENCY} in flight), agent-trust inline / bare node:crypto inline`,
+        medianUs: 1e6 / tg.a,
+        floorName: 'bare µs/call',
+        floorUs: 1e6 / tg.b,
+        ratio: tg.a / tg.b,
+      }),
+    )
 
     // ---- stdio (server in a child process) -------------------------------------------
     const child = (config: Record<string, unknown>) =>
       new StdioClientTransport({
         command: process.execPath,
         args: ['--import', 'tsx', '--conditions=agent-trust-source', FIXTURE],
-        env: { ...getDefaultEnvironment(), AGENT_TRUST_MCP_FIXTURE: JSON.stringify({ serverId: SERVER_ID, issuer: authority.id, ...config }) },
+        env: {
+          ...getDefaultEnvironment(),
+          AGENT_TRUST_MCP_FIXTURE: JSON.stringify({ serverId: SERVER_ID, issuer: authority.id, ...config }),
+        },
         stderr: 'ignore',
       })
     const sPlain = new Client({ name: 'bench', version: '1.0.0' })
-    const sGuarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: authority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const sGuarded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: AGENT,
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
     const sBare = new Client({ name: 'bench', version: '1.0.0' })
-    const sOffloaded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), { issuer: offloadAuthority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT })
+    const sOffloaded = withCapabilities(new Client({ name: 'bench', version: '1.0.0' }), {
+      issuer: offloadAuthority,
+      agentId: AGENT,
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
     const sJose = new Client({ name: 'bench', version: '1.0.0' })
     await Promise.all([
       sPlain.connect(child({ guard: 'none' })),
@@ -272,16 +429,38 @@ export async function benchMcp(): Promise<Row[]> {
       sBare.connect(child({ guard: 'bare', barePublicJwk: bare.publicJwk })),
       sJose.connect(child({ guard: 'jose', josePublicJwk: { ...(await exportJWK(publicKey)), kid: joseKid } })),
     ])
-    closers.push(() => sPlain.close(), () => sGuarded.close(), () => sJose.close(), () => sOffloaded.close(), () => sBare.close())
+    closers.push(
+      () => sPlain.close(),
+      () => sGuarded.close(),
+      () => sJose.close(),
+      () => sOffloaded.close(),
+      () => sBare.close(),
+    )
     rows.push(
       ...(await section(
         'stdio',
-        { unguarded: () => echo(sPlain), inline: () => echo(sGuarded), cryptoOffload: () => echo(sOffloaded), jose: async () => echo(sJose, { [META_KEY]: await joseMint() }) },
+        {
+          unguarded: () => echo(sPlain),
+          inline: () => echo(sGuarded),
+          cryptoOffload: () => echo(sOffloaded),
+          jose: async () => echo(sJose, { [META_KEY]: await joseMint() }),
+        },
         { recommended: 'inline', throughput: 0.3, cpuRows: false },
       )),
     )
-    const sb = await throughput(() => echo(sBare, { [META_KEY]: bare.token() }), () => echo(sPlain))
-    rows.push(row({ name: `stdio throughput (${CONCURRENCY} in flight), bare node:crypto sign+verify (no checks) / unguarded`, medianUs: 1e6 / sb.a, floorName: 'unguarded µs/call', floorUs: 1e6 / sb.b, ratio: sb.a / sb.b }))
+    const sb = await throughput(
+      () => echo(sBare, { [META_KEY]: bare.token() }),
+      () => echo(sPlain),
+    )
+    rows.push(
+      row({
+        name: `stdio throughput (${CONCURRENCY} in flight), bare node:crypto sign+verify (no checks) / unguarded`,
+        medianUs: 1e6 / sb.a,
+        floorName: 'unguarded µs/call',
+        floorUs: 1e6 / sb.b,
+        ratio: sb.a / sb.b,
+      }),
+    )
   } finally {
     for (const close of closers.reverse()) await close().catch(() => undefined)
   }

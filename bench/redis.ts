@@ -37,7 +37,6 @@ async function inFlightUs(op: () => Promise<unknown>, n: number, concurrency: nu
   return Number(process.hrtime.bigint() - t0) / 1000 / n
 }
 
-
 async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0'
   do {
@@ -72,7 +71,14 @@ export async function benchRedis(): Promise<Row[]> {
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
     const context = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' }
     const scope = 'db:read:documents:namespace:user-123'
-    const mintReq = { subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [scope], operation: 'read' as const, context, ttlSeconds: 300 }
+    const mintReq = {
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [scope],
+      operation: 'read' as const,
+      context,
+      ttlSeconds: 300,
+    }
     const requirement = { scope, operation: 'read' as const }
 
     // Floor: one signature verification and one EVALSHA of the same script with the same

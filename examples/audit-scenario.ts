@@ -27,20 +27,40 @@ export async function runAuditScenario(print: Print): Promise<{ events: number }
     await authority.spawn({ parent: 'moltbot-orchestrator', child: SUMMARIZER })
 
     const read = async (namespace: string) => {
-      const { token, scope, operation } = await authority.mintForTool({ subject: SUMMARIZER.id, audience: 'agent-database-reader', tool: 'read_documents', args: { namespace }, context: CONTEXT })
+      const { token, scope, operation } = await authority.mintForTool({
+        subject: SUMMARIZER.id,
+        audience: 'agent-database-reader',
+        tool: 'read_documents',
+        args: { namespace },
+        context: CONTEXT,
+      })
       await verifier.verify(token, { scope, operation, tool: 'read_documents', args: { namespace } })
     }
     await attempt(print, 'agent-summarizer-v2 reads namespace user-123 (its grant)', () => read('user-123'))
     await attempt(print, 'agent-summarizer-v2 reads namespace user-999', () => read('user-999'))
 
     // The injected orchestrator wants its summarizer to spawn helpers: only a request is possible.
-    const req = await authority.requestTrustChange({ agentId: SUMMARIZER.id, level: 'L3', reason: 'needs to spawn helpers', requestedBy: 'moltbot-orchestrator' })
+    const req = await authority.requestTrustChange({
+      agentId: SUMMARIZER.id,
+      level: 'L3',
+      reason: 'needs to spawn helpers',
+      requestedBy: 'moltbot-orchestrator',
+    })
     print(`  PENDING  trust change ${SUMMARIZER.id} L2 -> L3 requested by moltbot-orchestrator (a human must decide)`)
-    await attempt(print, 'agent-summarizer-v2 spawns a helper while the request waits', () => authority.spawn({ parent: SUMMARIZER.id, child: { id: 'agent-helper', trustLevel: 'L1' } }))
+    await attempt(print, 'agent-summarizer-v2 spawns a helper while the request waits', () =>
+      authority.spawn({ parent: SUMMARIZER.id, child: { id: 'agent-helper', trustLevel: 'L1' } }),
+    )
     // The operator, in another process: `agent-trust trust deny <id> --by alice`.
-    await trustChanges.decide(req.id, { approved: false, decidedBy: 'alice@example.com', note: 'not justified', decidedAt: new Date().toISOString() })
+    await trustChanges.decide(req.id, {
+      approved: false,
+      decidedBy: 'alice@example.com',
+      note: 'not justified',
+      decidedAt: new Date().toISOString(),
+    })
     await authority.syncTrustChanges()
-    print(`  DENIED   trust change by alice@example.com; ${SUMMARIZER.id} stays ${authority.agent(SUMMARIZER.id)?.level}  [ERR_TRUST_CHANGE_DENIED]`)
+    print(
+      `  DENIED   trust change by alice@example.com; ${SUMMARIZER.id} stays ${authority.agent(SUMMARIZER.id)?.level}  [ERR_TRUST_CHANGE_DENIED]`,
+    )
 
     await audit.close()
     const clean = await verifyAuditTrail(trail, { requireSealed: true })
@@ -52,7 +72,9 @@ export async function runAuditScenario(print: Print): Promise<{ events: number }
     lines[i] = (lines[i] as string).replace('"decision":"deny"', '"decision":"allow"')
     writeFileSync(trail, lines.join('\n'))
     const tampered = await verifyAuditTrail(trail, { requireSealed: true })
-    print(`  DETECTED edited audit trail: first broken link at line ${tampered.firstBreak?.line} (${tampered.firstBreak?.kind})  [ERR_AUDIT_TAMPERED]`)
+    print(
+      `  DETECTED edited audit trail: first broken link at line ${tampered.firstBreak?.line} (${tampered.firstBreak?.kind})  [ERR_AUDIT_TAMPERED]`,
+    )
     return { events: clean.events }
   } finally {
     rmSync(dir, { recursive: true, force: true })

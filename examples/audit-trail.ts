@@ -20,7 +20,11 @@ const authority = await Authority.create({
   manifest: {
     agents: [
       { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123'] },
-      { id: 'agent-database-reader', trustLevel: 'L2', tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }] },
+      {
+        id: 'agent-database-reader',
+        trustLevel: 'L2',
+        tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+      },
     ],
   },
   audit,
@@ -30,7 +34,13 @@ const context = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-45
 
 for (const namespace of ['user-123', 'user-999']) {
   try {
-    const { token, scope, operation } = await authority.mintForTool({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', tool: 'read_documents', args: { namespace }, context })
+    const { token, scope, operation } = await authority.mintForTool({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      tool: 'read_documents',
+      args: { namespace },
+      context,
+    })
     await verifier.verify(token, { scope, operation, tool: 'read_documents', args: { namespace } })
   } catch {
     // Denied, and recorded: the trail is the point here.

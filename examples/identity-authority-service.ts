@@ -20,7 +20,13 @@ const url = await service.listen({ port: 0 })
 // An agent: its certificate is its identity; the client is a drop-in CapabilityIssuer.
 const orchestrator = await ca.issueLocal({ kind: 'agent', id: 'moltbot-orchestrator' })
 const issuer = createAuthorityClient({ url, tls: orchestrator, authorityId: authority.id })
-const { token } = await issuer.mintForTool({ subject: 'moltbot-orchestrator', audience: 'agent-database-reader', tool: 'read_documents', args: { namespace: 'user-123' }, context: CONTEXT })
+const { token } = await issuer.mintForTool({
+  subject: 'moltbot-orchestrator',
+  audience: 'agent-database-reader',
+  tool: 'read_documents',
+  args: { namespace: 'user-123' },
+  context: CONTEXT,
+})
 
 // The database reader, in another process in real life: keys and revocations from the feed.
 const readerCreds = await ca.issueLocal({ kind: 'agent', id: 'agent-database-reader' })
@@ -32,10 +38,20 @@ const peer = { agentId: 'moltbot-orchestrator', certificateThumbprint: orchestra
 const cap = await verifier.verify(token, { scope: 'db:read:documents:namespace:user-123', operation: 'read', peer })
 console.log(`allowed: ${cap.presenter} read user-123`)
 
-const next = (await issuer.mintForTool({ subject: 'moltbot-orchestrator', audience: 'agent-database-reader', tool: 'read_documents', args: { namespace: 'user-123' }, context: CONTEXT })).token
+const next = (
+  await issuer.mintForTool({
+    subject: 'moltbot-orchestrator',
+    audience: 'agent-database-reader',
+    tool: 'read_documents',
+    args: { namespace: 'user-123' },
+    context: CONTEXT,
+  })
+).token
 await service.revokeAgent('moltbot-orchestrator', { by: 'operator' })
 await feed.syncNow() // the next poll (at most pollIntervalMs away) delivers it; here, now
-await verifier.verify(next, { scope: 'db:read:documents:namespace:user-123', operation: 'read', peer }).catch((e: { code: string }) => console.log(`denied ${e.code}: revoked at the authority, learned from the feed`))
+await verifier
+  .verify(next, { scope: 'db:read:documents:namespace:user-123', operation: 'read', peer })
+  .catch((e: { code: string }) => console.log(`denied ${e.code}: revoked at the authority, learned from the feed`))
 
 await Promise.all([issuer.close(), readerClient.close(), feed.close()])
 await service.close()

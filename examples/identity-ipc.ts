@@ -29,7 +29,8 @@ export function serve(handlers: Record<string, (args: never) => Promise<unknown>
     const run = h === undefined ? Promise.reject(Object.assign(new Error('unknown command'), { code: 'ERR_GENERIC' })) : h(m.args as never)
     run.then(
       (value) => process.send?.({ type: 'result', id: m.id, ok: true, value }),
-      (e: { code?: string }) => process.send?.({ type: 'result', id: m.id, ok: false, code: typeof e?.code === 'string' ? e.code : 'ERR_GENERIC' }),
+      (e: { code?: string }) =>
+        process.send?.({ type: 'result', id: m.id, ok: false, code: typeof e?.code === 'string' ? e.code : 'ERR_GENERIC' }),
     )
   })
 }
@@ -87,7 +88,10 @@ export class Child {
   /** Call and require success; returns the value. */
   async value<T>(cmd: string, args?: unknown, timeoutMs?: number): Promise<T> {
     const r = await this.call(cmd, args, timeoutMs)
-    if (!r.ok) throw Object.assign(new Error(`${this.name}: "${cmd}" failed with ${r.code}${this.#stderr ? `\n${this.#stderr}` : ''}`), { code: r.code })
+    if (!r.ok)
+      throw Object.assign(new Error(`${this.name}: "${cmd}" failed with ${r.code}${this.#stderr ? `\n${this.#stderr}` : ''}`), {
+        code: r.code,
+      })
     return r.value as T
   }
 

@@ -9,7 +9,14 @@ import { createServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { Agent } from 'undici'
 import { Authority } from 'agent-trust'
-import { CertificateAuthority, createPeerIdentity, guardTlsServer, mtlsClientOptions, mtlsServerOptions, type TlsCredentials } from 'agent-trust/identity'
+import {
+  CertificateAuthority,
+  createPeerIdentity,
+  guardTlsServer,
+  mtlsClientOptions,
+  mtlsServerOptions,
+  type TlsCredentials,
+} from 'agent-trust/identity'
 import { CONTEXT, SEED_MANIFEST } from './seed-manifest.js'
 
 const authority = await Authority.create({ manifest: SEED_MANIFEST })
@@ -24,19 +31,19 @@ const peer = createPeerIdentity({ trustDomain })
 
 const server = createServer(mtlsServerOptions(reader), (req, res) => {
   const token = String(req.headers.authorization ?? '').replace(/^Bearer /, '')
-  verifier
-    .verify(token, { scope: 'db:read:documents:namespace:user-123', operation: 'read', peer: peer(req) })
-    .then(
-      (cap) => res.writeHead(200).end(`allowed for ${cap.presenter}`),
-      (e: { code: string }) => res.writeHead(403).end(`denied ${e.code}`),
-    )
+  verifier.verify(token, { scope: 'db:read:documents:namespace:user-123', operation: 'read', peer: peer(req) }).then(
+    (cap) => res.writeHead(200).end(`allowed for ${cap.presenter}`),
+    (e: { code: string }) => res.writeHead(403).end(`denied ${e.code}`),
+  )
 })
 guardTlsServer(server, { trustDomain }) // refuses non-SVID or revoked peers before any request
 await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
 const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
 
 async function call(who: string, creds: TlsCredentials, token: string): Promise<void> {
-  const dispatcher = new Agent({ connect: mtlsClientOptions(creds, { trustDomain, server: { kind: 'agent', id: 'agent-database-reader' } }) })
+  const dispatcher = new Agent({
+    connect: mtlsClientOptions(creds, { trustDomain, server: { kind: 'agent', id: 'agent-database-reader' } }),
+  })
   const res = await dispatcher.request({ origin: url, path: '/', method: 'GET', headers: { authorization: `Bearer ${token}` } })
   console.log(`${who}: ${await res.body.text()}`)
   await dispatcher.close()
@@ -44,7 +51,14 @@ async function call(who: string, creds: TlsCredentials, token: string): Promise<
 
 // The token carries cnf["x5t#S256"]: the orchestrator's certificate thumbprint.
 const mint = () =>
-  authority.mint({ subject: 'moltbot-orchestrator', audience: 'agent-database-reader', scope: ['db:read:documents:namespace:user-123'], operation: 'read', context: CONTEXT, certificateThumbprint: orchestrator.issued.thumbprint })
+  authority.mint({
+    subject: 'moltbot-orchestrator',
+    audience: 'agent-database-reader',
+    scope: ['db:read:documents:namespace:user-123'],
+    operation: 'read',
+    context: CONTEXT,
+    certificateThumbprint: orchestrator.issued.thumbprint,
+  })
 await call('orchestrator with its own token', orchestrator, await mint())
 // The same agent id with another key (a thief who copied the token, not the key): denied.
 const thief = await ca.issueLocal({ kind: 'agent', id: 'moltbot-orchestrator' })

@@ -52,7 +52,13 @@ function outcome(r: { ok: boolean; code?: string }): void {
 async function probe(url: string, connect: object): Promise<void> {
   const dispatcher = new Agent({ connect })
   try {
-    await dispatcher.request({ origin: url, path: '/tools/read_documents', method: 'POST', body: '{"namespace":"user-123"}', signal: AbortSignal.timeout(5000) })
+    await dispatcher.request({
+      origin: url,
+      path: '/tools/read_documents',
+      method: 'POST',
+      body: '{"namespace":"user-123"}',
+      signal: AbortSignal.timeout(5000),
+    })
   } catch {
     throw Object.assign(new Error('refused'), { code: 'ERR_PEER_UNAUTHENTICATED' })
   } finally {
@@ -85,7 +91,9 @@ export async function runIdentityScenario(print: Print): Promise<void> {
     print(`Orchestrator process ${orchestrator.process.pid}: ${o.spiffeId}`)
 
     print('The orchestrator spawns the summarizer through the authority (over mTLS):')
-    await attempt(print, 'moltbot-orchestrator spawns agent-summarizer-v2 (L2, one namespace)', async () => outcome(await orchestrator.call('spawn')))
+    await attempt(print, 'moltbot-orchestrator spawns agent-summarizer-v2 (L2, one namespace)', async () =>
+      outcome(await orchestrator.call('spawn')),
+    )
     const summarizer = spawnChild('agent-summarizer-v2', './identity-agent-process.ts', ['summarizer'])
     await started(summarizer)
     const s = await summarizer.value<{ spiffeId: string; notAfter: string }>('init', { ...base, joinToken: await join(SUMMARIZER.id) })
@@ -93,27 +101,45 @@ export async function runIdentityScenario(print: Print): Promise<void> {
 
     const target = r.url
     print('Calls between processes, each on its own mTLS connection:')
-    await attempt(print, 'summarizer reads user-123 with a token bound to its certificate', async () => outcome(await summarizer.call('read', { target, namespace: 'user-123' })))
+    await attempt(print, 'summarizer reads user-123 with a token bound to its certificate', async () =>
+      outcome(await summarizer.call('read', { target, namespace: 'user-123' })),
+    )
     const stolen = await summarizer.value<string>('leak', { namespace: 'user-123' })
-    await attempt(print, 'orchestrator presents the token stolen from the summarizer', async () => outcome(await orchestrator.call('present', { target, namespace: 'user-123', token: stolen })))
-    await attempt(print, 'orchestrator reads user-999 with its own token', async () => outcome(await orchestrator.call('read', { target, namespace: 'user-999' })))
-    await attempt(print, 'summarizer reads user-999 (outside its grant)', async () => outcome(await summarizer.call('read', { target, namespace: 'user-999' })))
+    await attempt(print, 'orchestrator presents the token stolen from the summarizer', async () =>
+      outcome(await orchestrator.call('present', { target, namespace: 'user-123', token: stolen })),
+    )
+    await attempt(print, 'orchestrator reads user-999 with its own token', async () =>
+      outcome(await orchestrator.call('read', { target, namespace: 'user-999' })),
+    )
+    await attempt(print, 'summarizer reads user-999 (outside its grant)', async () =>
+      outcome(await summarizer.call('read', { target, namespace: 'user-999' })),
+    )
 
     print('Processes without a valid certificate never get a request through:')
     const expect = { trustDomain: a.trustDomain, server: { kind: 'agent' as const, id: 'agent-database-reader' } }
-    await attempt(print, 'a process with no certificate calls the database reader', () => probe(target, mtlsClientOptions({ ca: a.ca }, expect)))
+    await attempt(print, 'a process with no certificate calls the database reader', () =>
+      probe(target, mtlsClientOptions({ ca: a.ca }, expect)),
+    )
     const rogue = await CertificateAuthority.create({ trustDomain: a.trustDomain })
     const forged = await rogue.issueLocal({ kind: 'agent', id: 'moltbot-orchestrator' })
-    await attempt(print, 'a process with an "orchestrator" certificate from another CA', () => probe(target, mtlsClientOptions({ cert: forged.cert, key: forged.key, ca: a.ca }, expect)))
+    await attempt(print, 'a process with an "orchestrator" certificate from another CA', () =>
+      probe(target, mtlsClientOptions({ cert: forged.cert, key: forged.key, ca: a.ca }, expect)),
+    )
 
     print('An operator revokes the summarizer (its tokens and its certificate):')
     const kept = await summarizer.value<string>('leak', { namespace: 'user-123' })
     const cert = await summarizer.value<string>('certificate')
-    await attempt(print, 'operator revokes agent-summarizer-v2', async () => outcome(await authority.call('revoke', { agentId: SUMMARIZER.id })))
+    await attempt(print, 'operator revokes agent-summarizer-v2', async () =>
+      outcome(await authority.call('revoke', { agentId: SUMMARIZER.id })),
+    )
     const learned = await reader.value<{ afterMs: number; boundMs: number }>('await-revoked', { certificate: cert })
     print(`  (the database reader learned it from the authority's feed after ${learned.afterMs} ms; bound ${learned.boundMs} ms)`)
-    await attempt(print, 'summarizer presents a token minted before the revocation', async () => outcome(await summarizer.call('present', { target, namespace: 'user-123', token: kept })))
-    await attempt(print, 'summarizer asks the authority for a new token', async () => outcome(await summarizer.call('mint', { namespace: 'user-123' })))
+    await attempt(print, 'summarizer presents a token minted before the revocation', async () =>
+      outcome(await summarizer.call('present', { target, namespace: 'user-123', token: kept })),
+    )
+    await attempt(print, 'summarizer asks the authority for a new token', async () =>
+      outcome(await summarizer.call('mint', { namespace: 'user-123' })),
+    )
     const audit = await authority.value<{ events: number; denied: number }>('audit')
     print(`${audit.events} decisions audited by the authority process (${audit.denied} denied).`)
   } finally {

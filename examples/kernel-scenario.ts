@@ -13,7 +13,12 @@ export async function runKernelScenario(print: Print): Promise<{ audit: MemoryAu
   // (in-memory) replay/revocation store; across processes that store is Redis.
   const reader: Verifier = authority.createVerifier({ id: 'agent-database-reader', audit, mode: 'enforce' })
   const readDocuments = async (token: string, namespace: string) =>
-    reader.verify(token, { scope: `db:read:documents:namespace:${namespace}`, operation: 'read', tool: 'read_documents', args: { namespace } })
+    reader.verify(token, {
+      scope: `db:read:documents:namespace:${namespace}`,
+      operation: 'read',
+      tool: 'read_documents',
+      args: { namespace },
+    })
   const mintRead = (subject: string, namespace: string) =>
     authority.mintForTool({ subject, audience: 'agent-database-reader', tool: 'read_documents', args: { namespace }, context: CONTEXT })
 
@@ -34,7 +39,9 @@ export async function runKernelScenario(print: Print): Promise<{ audit: MemoryAu
     const { token } = await mintRead('agent-summarizer-v2', 'user-123')
     await readDocuments(token, 'user-999')
   })
-  await attempt(print, 'summarizer smuggles "user-123:admin" into the namespace argument', () => mintRead('agent-summarizer-v2', 'user-123:admin'))
+  await attempt(print, 'summarizer smuggles "user-123:admin" into the namespace argument', () =>
+    mintRead('agent-summarizer-v2', 'user-123:admin'),
+  )
   await attempt(print, 'summarizer spawns a sub-agent', () =>
     authority.spawn({ parent: 'agent-summarizer-v2', child: { id: 'agent-exfil', trustLevel: 'L1', grants: [] } }),
   )
@@ -55,7 +62,10 @@ export async function runKernelScenario(print: Print): Promise<{ audit: MemoryAu
 
   print('A careless orchestrator tries to over-grant a child:')
   await attempt(print, 'orchestrator gives a child db:write:documents:namespace:user-123 (not its own)', () =>
-    authority.spawn({ parent: 'moltbot-orchestrator', child: { id: 'agent-writer', trustLevel: 'L2', grants: ['db:write:documents:namespace:user-123'] } }),
+    authority.spawn({
+      parent: 'moltbot-orchestrator',
+      child: { id: 'agent-writer', trustLevel: 'L2', grants: ['db:write:documents:namespace:user-123'] },
+    }),
   )
   await attempt(print, 'orchestrator spawns a child at a level above L3', () =>
     authority.spawn({ parent: 'moltbot-orchestrator', child: { id: 'agent-root', trustLevel: 'L4' as 'L3', grants: [] } }),

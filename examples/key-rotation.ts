@@ -34,10 +34,20 @@ const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/.we
 
 // The verifier trusts the URL: cached (60 s by default; 300 ms here), refreshed in the
 // background, and once on an unknown kid outside the cooldown.
-const verifier = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: authority.id, jwks: remoteJwks(url, { cacheMaxAgeMs: 300, cooldownMs: 300 }) }], mode: 'enforce' })
+const verifier = createVerifier({
+  id: 'agent-database-reader',
+  issuers: [{ issuer: authority.id, jwks: remoteJwks(url, { cacheMaxAgeMs: 300, cooldownMs: 300 }) }],
+  mode: 'enforce',
+})
 const scope = 'db:read:documents:namespace:user-123'
 const mint = () =>
-  authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [scope], operation: 'read', context: { session_id: 's', user_id: 'user-123', task_id: 't' } })
+  authority.mint({
+    subject: 'agent-summarizer-v2',
+    audience: 'agent-database-reader',
+    scope: [scope],
+    operation: 'read',
+    context: { session_id: 's', user_id: 'user-123', task_id: 't' },
+  })
 const attempt = async (label: string, token: string) => {
   try {
     await verifier.verify(token, { scope, operation: 'read' })

@@ -29,7 +29,13 @@ const jwks = redisJwks({ url: process.env.REDIS_URL, prefix })
 const authorityB = await Authority.create({ manifest, keys: b.keys })
 const verifier = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: authorityB.id, jwks }], mode: 'enforce' })
 const scope = 'db:read:documents:namespace:user-123'
-const token = await authorityB.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [scope], operation: 'read', context: { session_id: 's', user_id: 'user-123', task_id: 't' } })
+const token = await authorityB.mint({
+  subject: 'agent-summarizer-v2',
+  audience: 'agent-database-reader',
+  scope: [scope],
+  operation: 'read',
+  context: { session_id: 's', user_id: 'user-123', task_id: 't' },
+})
 await verifier.verify(token, { scope, operation: 'read' })
 console.log('allowed  token from replica B, verified with the JWKS published in Redis')
 

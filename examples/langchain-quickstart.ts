@@ -17,7 +17,11 @@ const authority = await Authority.create({
     agents: [
       { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123'] },
       // The toolkit is a tool server in the manifest: its tools declare operation and scope.
-      { id: 'docs-toolkit', trustLevel: 'L2', tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }] },
+      {
+        id: 'docs-toolkit',
+        trustLevel: 'L2',
+        tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+      },
     ],
   },
 })

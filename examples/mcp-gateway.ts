@@ -17,12 +17,21 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js'
 import { Authority, type ManifestInput } from 'agent-trust'
 import { McpGateway, withCapabilities } from 'agent-trust/mcp'
 
-const entry = join(dirname(createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/package.json')), 'dist', 'index.js')
+const entry = join(
+  dirname(createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/package.json')),
+  'dist',
+  'index.js',
+)
 const upstream = new Client({ name: 'agent-trust-gateway', version: '1.0.0' })
 await upstream.connect(new StdioClientTransport({ command: process.execPath, args: [entry, 'stdio'], stderr: 'ignore' }))
 
 // 1. Review: what does the upstream offer, with which hashes? (the command: --print-hashes)
-const review = await McpGateway.create({ upstream, serverId: 'everything', issuers: [{ issuer: 'agent-trust-authority', jwks: { keys: [] } }], manifest: { agents: [{ id: 'everything', trustLevel: 'L2' }] } })
+const review = await McpGateway.create({
+  upstream,
+  serverId: 'everything',
+  issuers: [{ issuer: 'agent-trust-authority', jwks: { keys: [] } }],
+  manifest: { agents: [{ id: 'everything', trustLevel: 'L2' }] },
+})
 const echo = review.proposedDeclarations().find((t) => t.name === 'echo')!
 console.log('reviewed and pinned:', echo)
 
@@ -34,7 +43,14 @@ const manifest: ManifestInput = {
   ],
 }
 const authority = await Authority.create({ manifest })
-const gateway = await McpGateway.create({ upstream, serverId: 'everything', issuers: [authority.trustedIssuer()], manifest, mode: 'enforce', onReport: () => undefined })
+const gateway = await McpGateway.create({
+  upstream,
+  serverId: 'everything',
+  issuers: [authority.trustedIssuer()],
+  manifest,
+  mode: 'enforce',
+  onReport: () => undefined,
+})
 
 // 3. An agent connects to the gateway (in memory here; stdio or HTTP with the command).
 const agent = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), {
@@ -46,7 +62,10 @@ const agent = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0'
 const [a, b] = InMemoryTransport.createLinkedPair()
 await gateway.createServer().connect(b)
 await agent.connect(a)
-console.log('tools served:', (await agent.listTools()).tools.map((t) => t.name))
+console.log(
+  'tools served:',
+  (await agent.listTools()).tools.map((t) => t.name),
+)
 console.log((await agent.callTool({ name: 'echo', arguments: { message: 'hello through the gateway' } })).content)
 await agent.close()
 await gateway.close()

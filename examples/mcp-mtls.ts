@@ -17,7 +17,11 @@ const manifest: ManifestInput = {
   agents: [
     { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123'] },
     { id: 'moltbot-orchestrator', trustLevel: 'L3', grants: ['db:read:documents:namespace:*'] },
-    { id: 'agent-database-reader', trustLevel: 'L2', tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }] },
+    {
+      id: 'agent-database-reader',
+      trustLevel: 'L2',
+      tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+    },
   ],
 }
 const context = { session_id: 's-1', user_id: 'user-123', task_id: 't-1' }
@@ -29,11 +33,19 @@ const [reader, summarizer, orchestrator] = await Promise.all(
 )
 
 // Server: HTTPS + mTLS; the guard sees each request's peer and checks presenter and binding.
-const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: authority.store, manifest, mode: 'enforce' })
+const verifier = createVerifier({
+  id: 'agent-database-reader',
+  issuers: [authority.trustedIssuer()],
+  store: authority.store,
+  manifest,
+  mode: 'enforce',
+})
 const http = await serveStreamableHttp(
   () => {
     const server = new McpServer({ name: 'agent-database-reader', version: '1.0.0' })
-    server.registerTool('read_documents', { inputSchema: { namespace: z.string() } }, async ({ namespace }) => ({ content: [{ type: 'text', text: `documents of ${namespace}` }] }))
+    server.registerTool('read_documents', { inputSchema: { namespace: z.string() } }, async ({ namespace }) => ({
+      content: [{ type: 'text', text: `documents of ${namespace}` }],
+    }))
     return guardMcpServer(server, { verifier, manifest })
   },
   { tls: { credentials: reader! } },
@@ -54,15 +66,20 @@ console.log('summarizer, own bound token: allowed', JSON.stringify(result.conten
 
 // A token minted for (and bound to) the summarizer, presented by the orchestrator over its own mTLS connection.
 const stolen = await authority.mint({
-  subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: ['db:read:documents:namespace:user-123'], operation: 'read', context,
+  subject: 'agent-summarizer-v2',
+  audience: 'agent-database-reader',
+  scope: ['db:read:documents:namespace:user-123'],
+  operation: 'read',
+  context,
   certificateThumbprint: summarizer!.issued.thumbprint,
 })
 const o = await createMtlsClientTransport(http.url, { credentials: orchestrator!, serverId: 'agent-database-reader' })
 const thief = new Client({ name: 'orchestrator', version: '1.0.0' })
 await thief.connect(o.transport)
-await thief
-  .callTool({ name: 'read_documents', arguments: { namespace: 'user-123' }, _meta: { 'io.agent-trust/capability': stolen } })
-  .then(() => console.log('orchestrator, stolen token: allowed (unexpected)'), (e: unknown) => console.log(`orchestrator, stolen token: denied ${capabilityErrorCode(e)}`))
+await thief.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' }, _meta: { 'io.agent-trust/capability': stolen } }).then(
+  () => console.log('orchestrator, stolen token: allowed (unexpected)'),
+  (e: unknown) => console.log(`orchestrator, stolen token: denied ${capabilityErrorCode(e)}`),
+)
 
 await Promise.all([client.close(), thief.close()])
 await Promise.all([t.close(), o.close(), http.close()])

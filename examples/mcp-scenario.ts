@@ -39,12 +39,20 @@ const DOCS: Record<string, string[]> = { 'user-123': ['q3-report.txt', 'notes.md
 /** The database-reader: an ordinary McpServer, guarded with one call. */
 function databaseReader(verifier: ReturnType<typeof createVerifier>): McpServer {
   const server = new McpServer({ name: SERVER, version: '1.0.0' })
-  server.registerTool('read_documents', { description: 'List the documents of a namespace', inputSchema: { namespace: z.string() } }, async ({ namespace }) => ({
-    content: [{ type: 'text', text: (DOCS[namespace] ?? []).join(', ') }],
-  }))
-  server.registerTool('purge_namespace', { description: 'Delete every document of a namespace', inputSchema: { namespace: z.string() } }, async ({ namespace }) => ({
-    content: [{ type: 'text', text: `purged ${namespace}` }],
-  }))
+  server.registerTool(
+    'read_documents',
+    { description: 'List the documents of a namespace', inputSchema: { namespace: z.string() } },
+    async ({ namespace }) => ({
+      content: [{ type: 'text', text: (DOCS[namespace] ?? []).join(', ') }],
+    }),
+  )
+  server.registerTool(
+    'purge_namespace',
+    { description: 'Delete every document of a namespace', inputSchema: { namespace: z.string() } },
+    async ({ namespace }) => ({
+      content: [{ type: 'text', text: `purged ${namespace}` }],
+    }),
+  )
   return guardMcpServer(server, { verifier, manifest })
 }
 
@@ -53,7 +61,15 @@ export async function mcpScenario(print: (line: string) => void): Promise<void> 
   const authority = await Authority.create({ manifest, audit })
   // The server trusts the authority's public keys and shares its revocation store (one process here; Redis across hosts).
   // cryptoOffload: the placement recommended for an HTTP server (README, "Performance").
-  const verifier = createVerifier({ id: SERVER, issuers: [authority.trustedIssuer()], store: authority.store, manifest, audit, mode: 'enforce', cryptoOffload: true })
+  const verifier = createVerifier({
+    id: SERVER,
+    issuers: [authority.trustedIssuer()],
+    store: authority.store,
+    manifest,
+    audit,
+    mode: 'enforce',
+    cryptoOffload: true,
+  })
   const http = await serveStreamableHttp(() => databaseReader(verifier))
   const clients: Client[] = []
   const connect = async <C extends Client>(client: C): Promise<C> => {
@@ -75,11 +91,26 @@ export async function mcpScenario(print: (line: string) => void): Promise<void> 
   try {
     print(`MCP: ${SERVER} serves Streamable HTTP at ${http.url.href}`)
     const summarizer = await connect(
-      withCapabilities(new Client({ name: 'agent-summarizer-v2', version: '1.0.0' }), { issuer: authority, agentId: 'agent-summarizer-v2', serverId: SERVER, context }),
+      withCapabilities(new Client({ name: 'agent-summarizer-v2', version: '1.0.0' }), {
+        issuer: authority,
+        agentId: 'agent-summarizer-v2',
+        serverId: SERVER,
+        context,
+      }),
     )
-    await outcome('summarizer tools/list (filtered to what it may call)', () => summarizer.listTools(), (r) => (r as { tools: Array<{ name: string }> }).tools.map((t) => t.name).join(', '))
-    await outcome('summarizer read_documents(user-123)', () => summarizer.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } }), text)
-    await outcome('summarizer read_documents(user-456) [authority refuses to mint]', () => summarizer.callTool({ name: 'read_documents', arguments: { namespace: 'user-456' } }))
+    await outcome(
+      'summarizer tools/list (filtered to what it may call)',
+      () => summarizer.listTools(),
+      (r) => (r as { tools: Array<{ name: string }> }).tools.map((t) => t.name).join(', '),
+    )
+    await outcome(
+      'summarizer read_documents(user-123)',
+      () => summarizer.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } }),
+      text,
+    )
+    await outcome('summarizer read_documents(user-456) [authority refuses to mint]', () =>
+      summarizer.callTool({ name: 'read_documents', arguments: { namespace: 'user-456' } }),
+    )
 
     // A compromised summarizer, speaking raw MCP with the tokens it can get hold of.
     const raw = await connect(new Client({ name: 'compromised-summarizer', version: '1.0.0' }))
@@ -106,12 +137,16 @@ export async function mcpScenario(print: (line: string) => void): Promise<void> 
     await authority.revokeAgent('agent-summarizer-v2', { by: 'security-oncall' })
     print('  (agent-summarizer-v2 revoked by security-oncall)')
     await outcome('token minted before the revocation', () => call('read_documents', 'user-123', held))
-    await outcome('summarizer read_documents(user-123) after revocation [authority refuses]', () => summarizer.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } }))
+    await outcome('summarizer read_documents(user-123) after revocation [authority refuses]', () =>
+      summarizer.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } }),
+    )
 
     const calls = audit.events.filter((e) => e.action === 'tool_call')
     const trail = JSON.stringify(audit.events)
     const leaked = minted.filter((t) => trail.includes(t)).length
-    print(`  audit: ${calls.length} tool_call events (${calls.filter((e) => e.decision === 'allow').length} allowed, ${calls.filter((e) => e.decision === 'deny').length} denied); tokens in the trail: ${leaked}`)
+    print(
+      `  audit: ${calls.length} tool_call events (${calls.filter((e) => e.decision === 'allow').length} allowed, ${calls.filter((e) => e.decision === 'deny').length} denied); tokens in the trail: ${leaked}`,
+    )
   } finally {
     await Promise.allSettled(clients.map((c) => c.close()))
     await http.close()

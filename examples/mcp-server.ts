@@ -14,17 +14,30 @@ import { capabilityErrorCode, guardMcpServer, serveStreamableHttp, withCapabilit
 const manifest: ManifestInput = {
   agents: [
     { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123', 'mcp:*:tools/list'] },
-    { id: 'agent-database-reader', trustLevel: 'L2', tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }] },
+    {
+      id: 'agent-database-reader',
+      trustLevel: 'L2',
+      tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+    },
   ],
 }
 const authority = await Authority.create({ manifest }) // normally its own service; here in-process
 
 // Server side: the tool is ordinary SDK code; one call turns the checks on.
 // cryptoOffload: an HTTP server under load checks signatures on another core (README, "Performance").
-const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: authority.store, manifest, mode: 'enforce', cryptoOffload: true })
+const verifier = createVerifier({
+  id: 'agent-database-reader',
+  issuers: [authority.trustedIssuer()],
+  store: authority.store,
+  manifest,
+  mode: 'enforce',
+  cryptoOffload: true,
+})
 const http = await serveStreamableHttp(() => {
   const server = new McpServer({ name: 'agent-database-reader', version: '1.0.0' })
-  server.registerTool('read_documents', { inputSchema: { namespace: z.string() } }, async ({ namespace }) => ({ content: [{ type: 'text', text: `documents of ${namespace}` }] }))
+  server.registerTool('read_documents', { inputSchema: { namespace: z.string() } }, async ({ namespace }) => ({
+    content: [{ type: 'text', text: `documents of ${namespace}` }],
+  }))
   return guardMcpServer(server, { verifier, manifest })
 })
 
@@ -37,6 +50,8 @@ const client = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0
 })
 await client.connect(new StreamableHTTPClientTransport(http.url))
 console.log((await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })).content)
-await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-456' } }).catch((e: unknown) => console.log('denied:', capabilityErrorCode(e)))
+await client
+  .callTool({ name: 'read_documents', arguments: { namespace: 'user-456' } })
+  .catch((e: unknown) => console.log('denied:', capabilityErrorCode(e)))
 await client.close()
 await http.close()

@@ -8,7 +8,11 @@ const authority = await Authority.create({
   manifest: {
     agents: [
       { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123'] },
-      { id: 'agent-database-reader', trustLevel: 'L2', tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }] },
+      {
+        id: 'agent-database-reader',
+        trustLevel: 'L2',
+        tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+      },
     ],
   },
 })

@@ -24,7 +24,13 @@ const authority = await Authority.create({
 const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
 const scope = 'db:read:documents:namespace:user-123'
 const mint = () =>
-  authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [scope], operation: 'read', context: { session_id: 's', user_id: 'user-123', task_id: 't' } })
+  authority.mint({
+    subject: 'agent-summarizer-v2',
+    audience: 'agent-database-reader',
+    scope: [scope],
+    operation: 'read',
+    context: { session_id: 's', user_id: 'user-123', task_id: 't' },
+  })
 const attempt = async (label: string, token: string) => {
   try {
     await verifier.verify(token, { scope, operation: 'read' })
@@ -53,6 +59,7 @@ try {
 
 // Tidy up this example's keys (markers and revocations expire by themselves anyway).
 const client = store.client as Redis
-for await (const keys of client.scanStream({ match: `{example-${process.pid}:*` })) if ((keys as string[]).length > 0) await client.unlink(...(keys as string[]))
+for await (const keys of client.scanStream({ match: `{example-${process.pid}:*` }))
+  if ((keys as string[]).length > 0) await client.unlink(...(keys as string[]))
 await down.close()
 await store.close()

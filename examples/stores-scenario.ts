@@ -17,15 +17,26 @@ export async function runStoresScenario(print: Print): Promise<void> {
   const probe = createRedisStore({ url: process.env.REDIS_URL, prefix, commandTimeoutMs: 500 })
   const stores: RedisReplayRevocationStore[] = [probe]
   try {
-    const haveRedis = await probe.check({ jti: `probe-${process.pid}`, chain: [], agents: [], iat: 0, forgetAtMs: Date.now() + 1000, consume: false }).then(
-      () => true,
-      () => false,
-    )
+    const haveRedis = await probe
+      .check({ jti: `probe-${process.pid}`, chain: [], agents: [], iat: 0, forgetAtMs: Date.now() + 1000, consume: false })
+      .then(
+        () => true,
+        () => false,
+      )
     // Keys: a manager that rotates (24 h by default) and can drop a compromised key at once.
     const manager = await createKeyManager({ store: new MemoryKeyStore() })
     const authority = await Authority.create({ manifest: SEED_MANIFEST, keys: manager.keys, ...(haveRedis ? { store: probe } : {}) })
     await authority.spawn({ parent: 'moltbot-orchestrator', child: SUMMARIZER })
-    const mint = async () => (await authority.mintForTool({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', tool: 'read_documents', args: { namespace: 'user-123' }, context: CONTEXT })).token
+    const mint = async () =>
+      (
+        await authority.mintForTool({
+          subject: 'agent-summarizer-v2',
+          audience: 'agent-database-reader',
+          tool: 'read_documents',
+          args: { namespace: 'user-123' },
+          context: CONTEXT,
+        })
+      ).token
 
     if (haveRedis) {
       // Two verifier instances, each with its own Redis connection: as two processes would be.
@@ -42,20 +53,40 @@ export async function runStoresScenario(print: Print): Promise<void> {
       await attempt(print, 'the same token replayed against instance B', () => b.verify(token, READ))
       const pending = await mint()
       await authority.revokeAgent('agent-summarizer-v2', { by: 'operator' })
-      await attempt(print, 'after the operator revokes the summarizer (on the authority), its token on instance B', () => b.verify(pending, READ))
+      await attempt(print, 'after the operator revokes the summarizer (on the authority), its token on instance B', () =>
+        b.verify(pending, READ),
+      )
 
       print('Redis stops answering: calls are denied within the bound, never waved through:')
       const down = createRedisStore({ url: 'redis://127.0.0.1:1', commandTimeoutMs: 200 })
       stores.push(down)
       const offline = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: down, mode: 'enforce' })
-      await attempt(print, 'a call while the store is unreachable', async () => offline.verify(await authority.mint({ subject: 'moltbot-orchestrator', audience: 'agent-database-reader', scope: [READ.scope], operation: 'read', context: CONTEXT }), READ))
+      await attempt(print, 'a call while the store is unreachable', async () =>
+        offline.verify(
+          await authority.mint({
+            subject: 'moltbot-orchestrator',
+            audience: 'agent-database-reader',
+            scope: [READ.scope],
+            operation: 'read',
+            context: CONTEXT,
+          }),
+          READ,
+        ),
+      )
     } else {
       print('(no Redis at REDIS_URL: the two-instance steps are skipped; the key steps run in memory)')
     }
 
     print('Keys rotate; a compromised key is dropped at once:')
     const reader = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'enforce' })
-    const orchestratorToken = () => authority.mint({ subject: 'moltbot-orchestrator', audience: 'agent-database-reader', scope: [READ.scope], operation: 'read', context: CONTEXT })
+    const orchestratorToken = () =>
+      authority.mint({
+        subject: 'moltbot-orchestrator',
+        audience: 'agent-database-reader',
+        scope: [READ.scope],
+        operation: 'read',
+        context: CONTEXT,
+      })
     const oldKid = manager.keys.active().kid
     const signedByOld = await orchestratorToken()
     await manager.rotateNow({ immediate: true })
@@ -66,7 +97,8 @@ export async function runStoresScenario(print: Print): Promise<void> {
     // Tidy up the demo's keys; markers and revocations expire by themselves anyway.
     const client = probe.client as Redis
     if (probe.ready) {
-      for await (const keys of client.scanStream({ match: `{${prefix}:*` })) if ((keys as string[]).length > 0) await client.unlink(...(keys as string[]))
+      for await (const keys of client.scanStream({ match: `{${prefix}:*` }))
+        if ((keys as string[]).length > 0) await client.unlink(...(keys as string[]))
     }
     await Promise.all(stores.map((s) => s.close()))
   }

@@ -66,7 +66,18 @@ export {
 } from './scopes/index.js'
 export type { ScopeTemplate } from './scopes/index.js'
 
-export { egressMethods, isTrustLevel, levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLevel, OPERATIONS, permitsOperation, TRUST_LEVELS } from './trust/index.js'
+export {
+  egressMethods,
+  isTrustLevel,
+  levelRank,
+  mayHoldTokens,
+  mayRedelegate,
+  maySpawn,
+  minLevel,
+  OPERATIONS,
+  permitsOperation,
+  TRUST_LEVELS,
+} from './trust/index.js'
 export type { Operation, TokenTrustLevel, TrustLevel } from './trust/index.js'
 
 export { AgentSchema, loadManifestFile, ManifestSchema, parseManifest, resolveTool, ToolDeclarationSchema } from './config/manifest.js'
@@ -103,7 +114,12 @@ export type { AuditAction, AuditDecision, AuditEventInput, AuditLog } from './au
 
 export { Authority } from './authority/index.js'
 export { FileTrustChangeStore, MemoryTrustChangeStore } from './authority/trust-changes.js'
-export type { FileTrustChangeStoreOptions, TrustChangeDecisionInput, TrustChangePrecondition, TrustChangeStore } from './authority/trust-changes.js'
+export type {
+  FileTrustChangeStoreOptions,
+  TrustChangeDecisionInput,
+  TrustChangePrecondition,
+  TrustChangeStore,
+} from './authority/trust-changes.js'
 export type {
   ApprovalDecision,
   AuthorityOptions,
@@ -120,7 +136,15 @@ export type {
 export { createVerifier, Verifier, VerificationCore, toAgentTrustError } from './verifier/index.js'
 export { remoteJwks } from './verifier/remote-jwks.js'
 export type { RefreshableJwksSource, RemoteJwksOptions } from './verifier/remote-jwks.js'
-export type { Authorization, JwksSource, PeerIdentity, Requirement, TrustedIssuer, VerifiedCapability, VerifierOptions } from './verifier/index.js'
+export type {
+  Authorization,
+  JwksSource,
+  PeerIdentity,
+  Requirement,
+  TrustedIssuer,
+  VerifiedCapability,
+  VerifierOptions,
+} from './verifier/index.js'
 
 // Hashing helpers the adapters share (argument hashes for audit, MCP tool-definition pins).
 export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'

@@ -1,6 +1,15 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { AgentTrustError, ERROR_CATALOG, ERROR_CLASSES, errorFromCode, isAgentTrustError, TokenExpired, TokenRevoked, type AgentTrustErrorCode } from 'agent-trust'
+import {
+  AgentTrustError,
+  ERROR_CATALOG,
+  ERROR_CLASSES,
+  errorFromCode,
+  isAgentTrustError,
+  TokenExpired,
+  TokenRevoked,
+  type AgentTrustErrorCode,
+} from 'agent-trust'
 import * as errorsSubpath from 'agent-trust/errors'
 
 const codes = Object.keys(ERROR_CATALOG) as AgentTrustErrorCode[]

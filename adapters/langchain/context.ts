@@ -54,7 +54,9 @@ export function agentTrustContext<T extends Record<string, unknown> = Record<nev
 ): T & AgentTrustRunContext {
   const checked = callerFromContext({ [AGENT_TRUST_CONTEXT_KEY]: caller })
   if (checked === undefined) {
-    throw new TypeError('agentTrustContext: agentId (1-255 chars) and session_id, user_id, task_id (strings of at most 256 chars) are required')
+    throw new TypeError(
+      'agentTrustContext: agentId (1-255 chars) and session_id, user_id, task_id (strings of at most 256 chars) are required',
+    )
   }
   return { ...(extra ?? ({} as T)), [AGENT_TRUST_CONTEXT_KEY]: checked }
 }

@@ -5,7 +5,14 @@
  * Subpath: `agent-trust/langchain`.
  */
 import { Runnable } from '@langchain/core/runnables'
-import { DynamicStructuredTool, DynamicTool, StructuredTool, Tool, isRunnableToolLike, type StructuredToolInterface } from '@langchain/core/tools'
+import {
+  DynamicStructuredTool,
+  DynamicTool,
+  StructuredTool,
+  Tool,
+  isRunnableToolLike,
+  type StructuredToolInterface,
+} from '@langchain/core/tools'
 import {
   ConfigInvalid,
   parseManifest,
@@ -66,7 +73,12 @@ export function markSelfGuarded<T extends object>(tool: T): T {
 
 // The LangChain implementations that route a call through `_call` after schema validation.
 // A tool overriding `invoke` or `call` could run without reaching the check: refused.
-const KNOWN_CALLS = new Set<unknown>([StructuredTool.prototype.call, Tool.prototype.call, DynamicTool.prototype.call, DynamicStructuredTool.prototype.call])
+const KNOWN_CALLS = new Set<unknown>([
+  StructuredTool.prototype.call,
+  Tool.prototype.call,
+  DynamicTool.prototype.call,
+  DynamicStructuredTool.prototype.call,
+])
 
 function label(tool: unknown): string {
   const t = tool as { name?: unknown; type?: unknown } | null
@@ -87,16 +99,25 @@ export function assertGuardable(tool: unknown): asserts tool is StructuredToolIn
     )
   }
   if (isRunnableToolLike(tool)) {
-    throw new ConfigInvalid(`"${label(tool)}" is a RunnableToolLike (runnable.asTool()); wrap the runnable with tool() so its calls can be checked`, { details: { rule: 'tool-kind' } })
+    throw new ConfigInvalid(
+      `"${label(tool)}" is a RunnableToolLike (runnable.asTool()); wrap the runnable with tool() so its calls can be checked`,
+      { details: { rule: 'tool-kind' } },
+    )
   }
   if (!(tool instanceof StructuredTool)) {
-    throw new ConfigInvalid(`"${label(tool)}" is not a StructuredTool of this @langchain/core; agent-trust guards StructuredTool, DynamicStructuredTool, Tool and DynamicTool`, {
-      details: { rule: 'tool-kind' },
-    })
+    throw new ConfigInvalid(
+      `"${label(tool)}" is not a StructuredTool of this @langchain/core; agent-trust guards StructuredTool, DynamicStructuredTool, Tool and DynamicTool`,
+      {
+        details: { rule: 'tool-kind' },
+      },
+    )
   }
   const t = tool as unknown as { invoke: unknown; call: unknown; _call: unknown }
   if (t.invoke !== StructuredTool.prototype.invoke || !KNOWN_CALLS.has(t.call) || typeof t._call !== 'function') {
-    throw new ConfigInvalid(`tool "${label(tool)}" overrides invoke() or call(); agent-trust can only guard tools that run through _call()`, { details: { rule: 'tool-kind' } })
+    throw new ConfigInvalid(
+      `tool "${label(tool)}" overrides invoke() or call(); agent-trust can only guard tools that run through _call()`,
+      { details: { rule: 'tool-kind' } },
+    )
   }
 }
 
@@ -121,12 +142,16 @@ function declarationsOf(serverId: string, options: ToolGuardOptions): ReadonlyMa
   } else {
     const lookup = (options.authority as { agent?: (id: string) => { declaration: AgentDeclaration } | undefined }).agent
     if (typeof lookup !== 'function') {
-      throw new ConfigInvalid('pass `manifest`: a remote authority client cannot tell which tools the toolkit declares', { details: { rule: 'manifest' } })
+      throw new ConfigInvalid('pass `manifest`: a remote authority client cannot tell which tools the toolkit declares', {
+        details: { rule: 'manifest' },
+      })
     }
     declaration = lookup.call(options.authority, serverId)?.declaration
   }
   if (declaration === undefined) {
-    throw new ConfigInvalid(`the toolkit "${serverId.slice(0, 64)}" (the verifier's id) is not an agent in the manifest`, { details: { agentId: serverId.slice(0, 64) } })
+    throw new ConfigInvalid(`the toolkit "${serverId.slice(0, 64)}" (the verifier's id) is not an agent in the manifest`, {
+      details: { agentId: serverId.slice(0, 64) },
+    })
   }
   return new Map(declaration.tools.map((t) => [t.name, t]))
 }
@@ -146,9 +171,12 @@ export class ToolGuard {
 
   constructor(options: ToolGuardOptions) {
     const { authority, verifier, ttlSeconds } = options ?? ({} as ToolGuardOptions)
-    if (typeof authority?.mintForTool !== 'function') throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
+    if (typeof authority?.mintForTool !== 'function')
+      throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
     if (typeof verifier?.authorize !== 'function' || typeof verifier.id !== 'string') {
-      throw new ConfigInvalid('`verifier` (the toolkit\'s Verifier, whose id is the toolkit id) is required', { details: { rule: 'verifier' } })
+      throw new ConfigInvalid("`verifier` (the toolkit's Verifier, whose id is the toolkit id) is required", {
+        details: { rule: 'verifier' },
+      })
     }
     if (ttlSeconds !== undefined && (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 300)) {
       throw new ConfigInvalid('ttlSeconds must be an integer from 1 to 300', { details: { rule: 'ttlSeconds' } })
@@ -165,10 +193,13 @@ export class ToolGuard {
     try {
       return resolveTool(this.id, name, this.#declarations.get(name))
     } catch (cause) {
-      throw new ConfigInvalid(`tool "${label({ name })}" cannot be guarded: its scope (declared, or tool:<toolkit>:<name>) is not a valid scope template`, {
-        cause,
-        details: { rule: 'tool-scope' },
-      })
+      throw new ConfigInvalid(
+        `tool "${label({ name })}" cannot be guarded: its scope (declared, or tool:<toolkit>:<name>) is not a valid scope template`,
+        {
+          cause,
+          details: { rule: 'tool-scope' },
+        },
+      )
     }
   }
 
@@ -212,9 +243,12 @@ export class ToolGuard {
     if (token === undefined && enforce) {
       // Audited by the verifier as ERR_TOKEN_MISSING, then thrown with a message that says how to fix it.
       await verifier.authorize(undefined, requirement).catch(() => undefined)
-      throw new TokenMissing(`no calling agent in the runtime context: invoke the agent with { context: agentTrustContext({ agentId, session_id, user_id, task_id }) } (key "${AGENT_TRUST_CONTEXT_KEY}")`, {
-        details: { rule: 'caller' },
-      })
+      throw new TokenMissing(
+        `no calling agent in the runtime context: invoke the agent with { context: agentTrustContext({ agentId, session_id, user_id, task_id }) } (key "${AGENT_TRUST_CONTEXT_KEY}")`,
+        {
+          details: { rule: 'caller' },
+        },
+      )
     }
     // enforce: rejects with the coded error (audited); audit: records and resolves.
     await verifier.authorize(token, requirement)

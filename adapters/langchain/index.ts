@@ -23,4 +23,3 @@ export type { ChildDeclaration, InvokableAgent, SpawnOptions, SubagentDefinition
 
 export { guardMcpClient, guardMcpTools } from './mcp.js'
 export type { GuardMcpClientOptions } from './mcp.js'
-

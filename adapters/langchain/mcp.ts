@@ -15,7 +15,16 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { StructuredToolInterface } from '@langchain/core/tools'
-import { ConfigInvalid, errorFromCode, isAgentTrustError, TokenMissing, type AgentTrustError, type AuditContext, type CapabilityIssuer, type ErrorDetails } from 'agent-trust'
+import {
+  ConfigInvalid,
+  errorFromCode,
+  isAgentTrustError,
+  TokenMissing,
+  type AgentTrustError,
+  type AuditContext,
+  type CapabilityIssuer,
+  type ErrorDetails,
+} from 'agent-trust'
 import { AGENT_TRUST_CONTEXT_KEY, callerFromContext, type AgentTrustCaller } from './context.js'
 import { assertGuardable, interpose, markSelfGuarded } from './guard.js'
 
@@ -63,7 +72,8 @@ function verdictOf(error: unknown): AgentTrustError | undefined {
   if (e?.code !== CAPABILITY_DENIED || typeof e.data?.code !== 'string' || !e.data.code.startsWith('ERR_')) return undefined
   const details: Record<string, string | number | boolean> = {}
   if (typeof e.data.details === 'object' && e.data.details !== null) {
-    for (const [k, v] of Object.entries(e.data.details)) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') details[k] = v
+    for (const [k, v] of Object.entries(e.data.details))
+      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') details[k] = v
   }
   const message = typeof e.message === 'string' ? e.message.replace(/^MCP error -?\d+: /, '') : undefined
   return errorFromCode(e.data.code, message, details as ErrorDetails)
@@ -82,11 +92,21 @@ function verdictOf(error: unknown): AgentTrustError | undefined {
  * ```
  */
 export async function guardMcpClient<C extends object>(client: C, options: GuardMcpClientOptions): Promise<C> {
-  const { authority, serverId, listAs, listContext = { session_id: 'agent-trust-setup', user_id: '', task_id: '' }, ttlSeconds } = options ?? ({} as GuardMcpClientOptions)
-  if (typeof authority?.mintForTool !== 'function' || typeof authority.mint !== 'function') throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
-  if (typeof serverId !== 'string' || serverId.length === 0) throw new ConfigInvalid('`serverId` is required', { details: { rule: 'serverId' } })
-  if (typeof listAs !== 'string' || listAs.length === 0) throw new ConfigInvalid('`listAs` (the agent that lists tools) is required', { details: { rule: 'listAs' } })
-  if (typeof (client as { request?: unknown })?.request !== 'function') throw new ConfigInvalid('guardMcpClient: expected an MCP SDK Client', { details: { rule: 'client' } })
+  const {
+    authority,
+    serverId,
+    listAs,
+    listContext = { session_id: 'agent-trust-setup', user_id: '', task_id: '' },
+    ttlSeconds,
+  } = options ?? ({} as GuardMcpClientOptions)
+  if (typeof authority?.mintForTool !== 'function' || typeof authority.mint !== 'function')
+    throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
+  if (typeof serverId !== 'string' || serverId.length === 0)
+    throw new ConfigInvalid('`serverId` is required', { details: { rule: 'serverId' } })
+  if (typeof listAs !== 'string' || listAs.length === 0)
+    throw new ConfigInvalid('`listAs` (the agent that lists tools) is required', { details: { rule: 'listAs' } })
+  if (typeof (client as { request?: unknown })?.request !== 'function')
+    throw new ConfigInvalid('guardMcpClient: expected an MCP SDK Client', { details: { rule: 'client' } })
   if (bridges.has(client)) throw new ConfigInvalid('guardMcpClient: this client is already prepared', { details: { rule: 'client' } })
   // Loaded here so `agent-trust/langchain` does not need the MCP SDK unless MCP is used.
   const { withCapabilities } = await import('agent-trust/mcp')
@@ -95,19 +115,29 @@ export async function guardMcpClient<C extends object>(client: C, options: Guard
   const issuer: CapabilityIssuer = {
     async mint(request) {
       const call = calls.getStore()
-      return authority.mint(call === undefined ? request : { ...request, subject: call.caller.agentId, context: auditContextOf(call.caller) })
+      return authority.mint(
+        call === undefined ? request : { ...request, subject: call.caller.agentId, context: auditContextOf(call.caller) },
+      )
     },
     async mintForTool(request) {
       const call = calls.getStore()
       if (call === undefined) {
-        throw new TokenMissing('an MCP tools/call outside a guarded LangChain tool call: wrap the loaded tools with guardMcpTools', { details: { rule: 'caller' } })
+        throw new TokenMissing('an MCP tools/call outside a guarded LangChain tool call: wrap the loaded tools with guardMcpTools', {
+          details: { rule: 'caller' },
+        })
       }
       return authority.mintForTool({ ...request, subject: call.caller.agentId, context: auditContextOf(call.caller) })
     },
     exchange: (request) => authority.exchange(request),
     spawn: (request) => authority.spawn(request),
   }
-  withCapabilities(client as never, { issuer, agentId: listAs, serverId, context: listContext, ...(ttlSeconds === undefined ? {} : { ttlSeconds }) })
+  withCapabilities(client as never, {
+    issuer,
+    agentId: listAs,
+    serverId,
+    context: listContext,
+    ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+  })
 
   // `@langchain/mcp-adapters` flattens any failure into a ToolException string, losing the
   // server's `data.code`; keep the coded verdict for the guarded call that is waiting for it.
@@ -135,14 +165,18 @@ export async function guardMcpClient<C extends object>(client: C, options: Guard
  */
 export function guardMcpTools(tools: readonly unknown[], options: { readonly client: object }): StructuredToolInterface[] {
   const bridge = bridges.get(options?.client as object)
-  if (bridge === undefined) throw new ConfigInvalid('prepare the MCP client with guardMcpClient before loading its tools', { details: { rule: 'client' } })
+  if (bridge === undefined)
+    throw new ConfigInvalid('prepare the MCP client with guardMcpClient before loading its tools', { details: { rule: 'client' } })
   if (!Array.isArray(tools)) throw new ConfigInvalid('guardMcpTools takes the array loadMcpTools returned', { details: { rule: 'tools' } })
   return tools.map((t) => {
     assertGuardable(t)
     const guarded = interpose(t, async (arg, config, run) => {
       const caller = callerFromContext((config as { context?: unknown } | undefined)?.context)
       if (caller === undefined) {
-        throw new TokenMissing(`no calling agent in the runtime context (key "${AGENT_TRUST_CONTEXT_KEY}"): nothing was sent to MCP server "${bridge.serverId}"`, { details: { rule: 'caller' } })
+        throw new TokenMissing(
+          `no calling agent in the runtime context (key "${AGENT_TRUST_CONTEXT_KEY}"): nothing was sent to MCP server "${bridge.serverId}"`,
+          { details: { rule: 'caller' } },
+        )
       }
       const state: CallState = { caller }
       try {

@@ -97,13 +97,21 @@ export function agentTrustMiddleware(options: AgentTrustMiddlewareOptions): Agen
         // Nothing would run; say so as LangChain does rather than stop the run on a typo.
         // Never hand an undefined tool on: the ToolNode would look the name up among the
         // registered (unguarded) tools.
-        return new ToolMessage({ content: `Error: ${request.toolCall.name} is not a valid tool.`, tool_call_id: request.toolCall.id ?? '', name: request.toolCall.name, status: 'error' })
+        return new ToolMessage({
+          content: `Error: ${request.toolCall.name} is not a valid tool.`,
+          tool_call_id: request.toolCall.id ?? '',
+          name: request.toolCall.name,
+          status: 'error',
+        })
       }
       let tool: StructuredToolInterface
       try {
         if (guard !== undefined) tool = guard.wrap(request.tool as StructuredToolInterface)
         else if (isGuardedTool(request.tool)) tool = request.tool as StructuredToolInterface
-        else throw new ConfigInvalid(`tool "${toolName.slice(0, 64)}" is not guarded and this middleware has no verifier to check it with`, { details: { rule: 'unguarded-tool' } })
+        else
+          throw new ConfigInvalid(`tool "${toolName.slice(0, 64)}" is not guarded and this middleware has no verifier to check it with`, {
+            details: { rule: 'unguarded-tool' },
+          })
       } catch (e) {
         tool = refusal(toolName, e)
       }

@@ -13,7 +13,14 @@ import { randomUUID } from 'node:crypto'
 import { AIMessage, HumanMessage, type BaseMessage } from '@langchain/core/messages'
 import { tool, type DynamicStructuredTool } from '@langchain/core/tools'
 import { z } from 'zod'
-import { AgentSchema, ConfigInvalid, SpawnDenied, type AgentDeclaration, type AgentDeclarationInput, type CapabilityIssuer } from 'agent-trust'
+import {
+  AgentSchema,
+  ConfigInvalid,
+  SpawnDenied,
+  type AgentDeclaration,
+  type AgentDeclarationInput,
+  type CapabilityIssuer,
+} from 'agent-trust'
 import { AGENT_TRUST_CONTEXT_KEY, callerFromContext, runIsolated, type AgentTrustCaller } from './context.js'
 import { markSelfGuarded } from './guard.js'
 
@@ -54,17 +61,22 @@ function defaultChildId(parentId: string, name: string): string {
 }
 
 function checkDefinition(def: SubagentDefinition): void {
-  if (typeof def?.name !== 'string' || !NAME.test(def.name)) throw new ConfigInvalid('a sub-agent name is 1-48 of [A-Za-z0-9_-]', { details: { rule: 'subagent-name' } })
-  if (typeof def.agent?.invoke !== 'function') throw new ConfigInvalid(`sub-agent "${def.name}" needs an agent with invoke()`, { details: { rule: 'subagent-agent' } })
+  if (typeof def?.name !== 'string' || !NAME.test(def.name))
+    throw new ConfigInvalid('a sub-agent name is 1-48 of [A-Za-z0-9_-]', { details: { rule: 'subagent-name' } })
+  if (typeof def.agent?.invoke !== 'function')
+    throw new ConfigInvalid(`sub-agent "${def.name}" needs an agent with invoke()`, { details: { rule: 'subagent-agent' } })
   // The template's shape fails here, at set-up; what it may hold is decided per parent, at spawn.
   const probe = AgentSchema.safeParse({ ...def.child, id: 'agent-trust.probe' })
   if (!probe.success || 'parent' in (def.child ?? {}) || 'id' in (def.child ?? {})) {
-    throw new ConfigInvalid(`sub-agent "${def.name}": the child declaration is invalid (id and parent are assigned by the spawn)`, { details: { rule: 'subagent-child' } })
+    throw new ConfigInvalid(`sub-agent "${def.name}": the child declaration is invalid (id and parent are assigned by the spawn)`, {
+      details: { rule: 'subagent-child' },
+    })
   }
 }
 
 function checkOptions(options: SpawnOptions): void {
-  if (typeof options?.authority?.spawn !== 'function') throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
+  if (typeof options?.authority?.spawn !== 'function')
+    throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
 }
 
 function textOf(result: unknown): string {
@@ -100,11 +112,19 @@ export async function runSubagent(
 ): Promise<SubagentRun> {
   const parent = callerFromContext(input.parentContext)
   if (parent === undefined) {
-    throw new SpawnDenied(`no calling agent in the runtime context (key "${AGENT_TRUST_CONTEXT_KEY}"): a sub-agent can only be spawned by a known parent`, { details: { rule: 'caller' } })
+    throw new SpawnDenied(
+      `no calling agent in the runtime context (key "${AGENT_TRUST_CONTEXT_KEY}"): a sub-agent can only be spawned by a known parent`,
+      { details: { rule: 'caller' } },
+    )
   }
   const id = (options.childId ?? defaultChildId)(parent.agentId, def.name)
   const child = await options.authority.spawn({ parent: parent.agentId, child: { ...def.child, id } })
-  const caller: AgentTrustCaller = Object.freeze({ agentId: child.id, session_id: parent.session_id, user_id: parent.user_id, task_id: parent.task_id })
+  const caller: AgentTrustCaller = Object.freeze({
+    agentId: child.id,
+    session_id: parent.session_id,
+    user_id: parent.user_id,
+    task_id: parent.task_id,
+  })
   const config: Record<string, unknown> = { context: { ...def.context, [AGENT_TRUST_CONTEXT_KEY]: caller } }
   if (input.signal !== undefined) config.signal = input.signal
   // Callbacks carry tracing handlers only (no identity): the child's run nests under the tool's in traces.
@@ -136,10 +156,18 @@ export function agentAsTool(def: SubagentDefinition, options: SpawnOptions): Dyn
   checkOptions(options)
   const t = tool(
     async ({ input }: { input: string }, config: ToolConfig) => {
-      const run = await runSubagent(def, { parentContext: config?.context, messages: [new HumanMessage(input)], signal: config?.signal, callbacks: config?.callbacks }, options)
+      const run = await runSubagent(
+        def,
+        { parentContext: config?.context, messages: [new HumanMessage(input)], signal: config?.signal, callbacks: config?.callbacks },
+        options,
+      )
       return run.text
     },
-    { name: def.name, description: def.description, schema: z.object({ input: z.string().min(1).max(100_000).describe('What the sub-agent should do') }) },
+    {
+      name: def.name,
+      description: def.description,
+      schema: z.object({ input: z.string().min(1).max(100_000).describe('What the sub-agent should do') }),
+    },
   )
   return markSelfGuarded(t) as DynamicStructuredTool
 }
@@ -155,7 +183,8 @@ export function agentAsTool(def: SubagentDefinition, options: SpawnOptions): Dyn
  */
 export function taskTool(defs: readonly SubagentDefinition[], options: SpawnOptions & { readonly name?: string }): DynamicStructuredTool {
   checkOptions(options)
-  if (!Array.isArray(defs) || defs.length === 0) throw new ConfigInvalid('taskTool needs at least one sub-agent', { details: { rule: 'subagents' } })
+  if (!Array.isArray(defs) || defs.length === 0)
+    throw new ConfigInvalid('taskTool needs at least one sub-agent', { details: { rule: 'subagents' } })
   const byName = new Map<string, SubagentDefinition>()
   for (const d of defs) {
     checkDefinition(d)
@@ -169,7 +198,11 @@ export function taskTool(defs: readonly SubagentDefinition[], options: SpawnOpti
       const def = byName.get(subagent_type)
       // The schema already restricts the name; this keeps the lookup fail-closed if it is bypassed.
       if (def === undefined) throw new SpawnDenied('no such sub-agent', { details: { rule: 'subagent-name' } })
-      const run = await runSubagent(def, { parentContext: config?.context, messages: [new HumanMessage(description)], signal: config?.signal, callbacks: config?.callbacks }, options)
+      const run = await runSubagent(
+        def,
+        { parentContext: config?.context, messages: [new HumanMessage(description)], signal: config?.signal, callbacks: config?.callbacks },
+        options,
+      )
       return run.text
     },
     {
@@ -203,17 +236,25 @@ export function handoffTool(def: SubagentDefinition, options: SpawnOptions): Dyn
   const t = tool(
     async ({ note }: { note?: string }, config: ToolConfig) => {
       const history = Array.isArray(config?.state?.messages) ? (config.state.messages as unknown[]) : []
-      const messages: BaseMessage[] = history.filter((m): m is HumanMessage => HumanMessage.isInstance(m)).map((m) => new HumanMessage({ content: m.content }))
+      const messages: BaseMessage[] = history
+        .filter((m): m is HumanMessage => HumanMessage.isInstance(m))
+        .map((m) => new HumanMessage({ content: m.content }))
       if (note !== undefined && note.length > 0) messages.push(new HumanMessage(note))
       // Not a security decision: nothing was spawned yet.
       if (messages.length === 0) throw new Error('nothing to hand off: the conversation has no user message and no note')
-      const run = await runSubagent(def, { parentContext: config?.context, messages, signal: config?.signal, callbacks: config?.callbacks }, options)
+      const run = await runSubagent(
+        def,
+        { parentContext: config?.context, messages, signal: config?.signal, callbacks: config?.callbacks },
+        options,
+      )
       return run.text
     },
     {
       name: `transfer_to_${def.name}`,
       description: `Hand the conversation to ${def.name}: ${def.description}`,
-      schema: z.object({ note: z.string().max(100_000).optional().describe('Anything the worker should know besides the user\'s messages') }),
+      schema: z.object({
+        note: z.string().max(100_000).optional().describe("Anything the worker should know besides the user's messages"),
+      }),
     },
   )
   return markSelfGuarded(t) as DynamicStructuredTool

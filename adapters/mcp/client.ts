@@ -12,7 +12,14 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { TokenAudience } from 'agent-trust'
 import type { AuditContext, CapabilityIssuer } from 'agent-trust'
-import { AUDIENCE_CAPABILITY_KEY, CAPABILITY_DENIED, CAPABILITY_META_KEY, methodOperation, methodScope, UNGUARDED_METHODS } from './policy.js'
+import {
+  AUDIENCE_CAPABILITY_KEY,
+  CAPABILITY_DENIED,
+  CAPABILITY_META_KEY,
+  methodOperation,
+  methodScope,
+  UNGUARDED_METHODS,
+} from './policy.js'
 
 export interface WithCapabilitiesOptions {
   /** Who mints: an in-process `Authority`, or a remote client implementing `CapabilityIssuer`. */
@@ -37,7 +44,11 @@ export interface WithCapabilitiesOptions {
   readonly requireAdvertisedAudience?: boolean
 }
 
-type RequestFn = (request: { method: string; params?: Record<string, unknown> }, resultSchema: unknown, options?: unknown) => Promise<unknown>
+type RequestFn = (
+  request: { method: string; params?: Record<string, unknown> },
+  resultSchema: unknown,
+  options?: unknown,
+) => Promise<unknown>
 
 const kWrapped = Symbol.for('agent-trust.mcp.with-capabilities')
 
@@ -68,13 +79,28 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
   if (typeof client !== 'object' || client === null || typeof (client as { request?: unknown }).request !== 'function') {
     throw new TypeError('withCapabilities: expected an MCP SDK Client')
   }
-  const target = client as unknown as { request: RequestFn; transport?: unknown; getServerCapabilities(): Record<string, unknown> | undefined; [kWrapped]?: true }
+  const target = client as unknown as {
+    request: RequestFn
+    transport?: unknown
+    getServerCapabilities(): Record<string, unknown> | undefined
+    [kWrapped]?: true
+  }
   if (target[kWrapped] === true) throw new TypeError('withCapabilities: this client already carries capabilities')
-  const { issuer, agentId, serverId, context, ttlSeconds, certificateThumbprint, requireAdvertisedAudience = false } = options ?? ({} as WithCapabilitiesOptions)
-  if (typeof issuer?.mintForTool !== 'function' || typeof issuer.mint !== 'function') throw new TypeError('withCapabilities: "issuer" must implement CapabilityIssuer')
+  const {
+    issuer,
+    agentId,
+    serverId,
+    context,
+    ttlSeconds,
+    certificateThumbprint,
+    requireAdvertisedAudience = false,
+  } = options ?? ({} as WithCapabilitiesOptions)
+  if (typeof issuer?.mintForTool !== 'function' || typeof issuer.mint !== 'function')
+    throw new TypeError('withCapabilities: "issuer" must implement CapabilityIssuer')
   if (typeof agentId !== 'string' || agentId.length === 0) throw new TypeError('withCapabilities: "agentId" is required')
   if (typeof serverId !== 'string' || serverId.length === 0) throw new TypeError('withCapabilities: "serverId" is required')
-  if (typeof context !== 'function' && (typeof context !== 'object' || context === null)) throw new TypeError('withCapabilities: "context" is required')
+  if (typeof context !== 'function' && (typeof context !== 'object' || context === null))
+    throw new TypeError('withCapabilities: "context" is required')
 
   const send = target.request.bind(client) as RequestFn
   let boundTransport: unknown
@@ -96,7 +122,15 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
     }
     const scope = methodScope(serverId, method)
     // An impossible scope makes the authority refuse with its own coded error.
-    return issuer.mint({ subject: agentId, audience: serverId, scope: [scope ?? method], operation: methodOperation(method), context: ctx, ttlSeconds, certificateThumbprint })
+    return issuer.mint({
+      subject: agentId,
+      audience: serverId,
+      scope: [scope ?? method],
+      operation: methodOperation(method),
+      context: ctx,
+      ttlSeconds,
+      certificateThumbprint,
+    })
   }
 
   target.request = async function requestWithCapability(request, resultSchema, requestOptions) {
@@ -116,16 +150,23 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
     if (transport === undefined) return // not connected: the SDK rejects the request itself
     if (boundTransport === undefined) boundTransport = transport
     else if (boundTransport !== transport) {
-      throw new TokenAudience(`this client is bound to server "${serverId}" and was reconnected to another transport; wrap a new client per server`, {
-        details: { rule: 'client-binding' },
-      })
+      throw new TokenAudience(
+        `this client is bound to server "${serverId}" and was reconnected to another transport; wrap a new client per server`,
+        {
+          details: { rule: 'client-binding' },
+        },
+      )
     }
     const advertised = advertisedAudience(target.getServerCapabilities())
     if (advertised !== undefined && advertised !== serverId) {
-      throw new TokenAudience(`the server advertises audience "${advertised.slice(0, 64)}", not "${serverId}"; no token was minted`, { details: { rule: 'server-audience' } })
+      throw new TokenAudience(`the server advertises audience "${advertised.slice(0, 64)}", not "${serverId}"; no token was minted`, {
+        details: { rule: 'server-audience' },
+      })
     }
     if (advertised === undefined && requireAdvertisedAudience) {
-      throw new TokenAudience(`the server does not advertise agent-trust audience "${serverId}"; no token was minted`, { details: { rule: 'server-audience' } })
+      throw new TokenAudience(`the server does not advertise agent-trust audience "${serverId}"; no token was minted`, {
+        details: { rule: 'server-audience' },
+      })
     }
   }
 }

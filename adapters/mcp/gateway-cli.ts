@@ -66,7 +66,8 @@ if (values.help) {
   process.exit(0)
 }
 const serverId = values['server-id'] ?? fail('--server-id is required')
-if ((positionals.length > 0) === (values['upstream-url'] !== undefined)) fail('give the upstream either as "-- <command> [args...]" or as --upstream-url')
+if (positionals.length > 0 === (values['upstream-url'] !== undefined))
+  fail('give the upstream either as "-- <command> [args...]" or as --upstream-url')
 const manifest = loadManifestFile(values.manifest)
 const issuer = values.issuer ?? manifest.authority.id
 const mode = resolveMode(values.mode)
@@ -95,7 +96,7 @@ if (values.jwks !== undefined) {
     }
   }, 30_000).unref()
 } else if (!values['print-hashes']) {
-  fail('--jwks (the authority\'s public keys) is required')
+  fail("--jwks (the authority's public keys) is required")
 }
 
 // ECDSA on the crypto thread pays off for an HTTP server under load and costs throughput over

@@ -89,7 +89,10 @@ export class McpGateway {
     this.#audit = options.audit ?? verifier.audit
     this.#onReport = options.onReport
     const self = manifest.agents.find((a) => a.id === this.serverId)
-    if (self === undefined) throw new ConfigInvalid(`the manifest has no agent "${this.serverId}" (the gateway's server id)`, { details: { agentId: this.serverId } })
+    if (self === undefined)
+      throw new ConfigInvalid(`the manifest has no agent "${this.serverId}" (the gateway's server id)`, {
+        details: { agentId: this.serverId },
+      })
     for (const t of self.tools) this.#pins.set(t.name, t.definitionHash)
     this.#guard = {
       verifier,
@@ -106,7 +109,8 @@ export class McpGateway {
     const manifest = parseManifest(options.manifest)
     let verifier = options.verifier
     if (verifier === undefined) {
-      if (typeof options.serverId !== 'string' || !Array.isArray(options.issuers)) throw new TypeError('McpGateway: give a "verifier", or "serverId" and "issuers"')
+      if (typeof options.serverId !== 'string' || !Array.isArray(options.issuers))
+        throw new TypeError('McpGateway: give a "verifier", or "serverId" and "issuers"')
       verifier = createVerifier({
         id: options.serverId,
         issuers: options.issuers,
@@ -140,13 +144,16 @@ export class McpGateway {
       await this.refresh()
       const tools: Tool[] = []
       for (const [name, cur] of this.#current) {
-        if (this.#approved(name)) tools.push({ name, description: cur.definition.description, inputSchema: cur.definition.inputSchema as Tool['inputSchema'] })
+        if (this.#approved(name))
+          tools.push({ name, description: cur.definition.description, inputSchema: cur.definition.inputSchema as Tool['inputSchema'] })
       }
       return { tools }
     })
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
       // A fresh request: only the name and arguments cross; never the caller's token or _meta.
-      return this.#upstream.callTool({ name: request.params.name, arguments: request.params.arguments }, undefined, { signal: extra.signal })
+      return this.#upstream.callTool({ name: request.params.name, arguments: request.params.arguments }, undefined, {
+        signal: extra.signal,
+      })
     })
     guardMcpServer(server, { ...this.#guard, withheld: (name) => !this.#approved(name) })
     this.#servers.add(server)
@@ -172,7 +179,11 @@ export class McpGateway {
     for (let page = 0; page < MAX_PAGES; page++) {
       const r = await this.#upstream.listTools(cursor === undefined ? undefined : { cursor })
       for (const t of r.tools) {
-        const definition: PinnedDefinition = { name: t.name, ...(t.description === undefined ? {} : { description: t.description }), inputSchema: t.inputSchema }
+        const definition: PinnedDefinition = {
+          name: t.name,
+          ...(t.description === undefined ? {} : { description: t.description }),
+          inputSchema: t.inputSchema,
+        }
         current.set(t.name, { definition, hash: toolDefinitionHash(definition) })
       }
       cursor = r.nextCursor
@@ -211,16 +222,29 @@ export class McpGateway {
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([name, cur]) => {
         const d = declared.get(name)
-        return { name, operation: d?.operation ?? 'execute', ...(d?.scope === undefined ? {} : { scope: d.scope }), definitionHash: cur.hash }
+        return {
+          name,
+          operation: d?.operation ?? 'execute',
+          ...(d?.scope === undefined ? {} : { scope: d.scope }),
+          definitionHash: cur.hash,
+        }
       })
   }
 
   /** An operator approves a reviewed definition at run time (same effect as editing the manifest). */
   approve(name: string, definitionHash: string, options: { by?: string } = {}): void {
-    if (typeof name !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(definitionHash)) throw new TypeError('approve(name, definitionHash): definitionHash is a base64url SHA-256')
+    if (typeof name !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(definitionHash))
+      throw new TypeError('approve(name, definitionHash): definitionHash is a base64url SHA-256')
     this.#pins.set(name, definitionHash)
     this.#reported.delete(name)
-    this.#audit.record({ action: 'tool_call', decision: 'allow', origin: options.by, destination: this.serverId, tool: name, note: `definition approved ${definitionHash}` })
+    this.#audit.record({
+      action: 'tool_call',
+      decision: 'allow',
+      origin: options.by,
+      destination: this.serverId,
+      tool: name,
+      note: `definition approved ${definitionHash}`,
+    })
     for (const server of this.#servers) server.sendToolListChanged().catch(() => undefined)
   }
 
@@ -238,7 +262,10 @@ export class McpGateway {
   }
 
   #approvedSet(): string {
-    return [...this.#current.keys()].filter((n) => this.#approved(n)).sort().join('\n')
+    return [...this.#current.keys()]
+      .filter((n) => this.#approved(n))
+      .sort()
+      .join('\n')
   }
 
   #report(s: ToolPinStatus): void {

@@ -116,8 +116,20 @@ interface Session {
  * const https = await serveStreamableHttp(() => guardMcpServer(buildServer(), { verifier, manifest }), { tls: { credentials: identity.credentials } })
  * ```
  */
-export async function serveStreamableHttp(createServer: () => AnyServer | Promise<AnyServer>, options: ServeStreamableHttpOptions = {}): Promise<StreamableHttpServer> {
-  const { host = '127.0.0.1', port = 0, path = '/mcp', maxSessions = 1000, maxBodyBytes = 4 * 1024 * 1024, enableJsonResponse = false, middleware, tls } = options
+export async function serveStreamableHttp(
+  createServer: () => AnyServer | Promise<AnyServer>,
+  options: ServeStreamableHttpOptions = {},
+): Promise<StreamableHttpServer> {
+  const {
+    host = '127.0.0.1',
+    port = 0,
+    path = '/mcp',
+    maxSessions = 1000,
+    maxBodyBytes = 4 * 1024 * 1024,
+    enableJsonResponse = false,
+    middleware,
+    tls,
+  } = options
   if (typeof createServer !== 'function') throw new TypeError('serveStreamableHttp: createServer must be a function')
   if (!path.startsWith('/')) throw new TypeError('serveStreamableHttp: path must start with "/"')
   const sessions = new Map<string, Session>()
@@ -142,7 +154,9 @@ export async function serveStreamableHttp(createServer: () => AnyServer | Promis
       } catch (e) {
         const err = toAgentTrustError(e)
         tlsContext.refuse(err, 'request')
-        res.writeHead(err.code === 'ERR_PEER_FORBIDDEN' ? 403 : 401, { 'content-type': 'application/json', connection: 'close' }).end(rpcDenied(err))
+        res
+          .writeHead(err.code === 'ERR_PEER_FORBIDDEN' ? 403 : 401, { 'content-type': 'application/json', connection: 'close' })
+          .end(rpcDenied(err))
         return
       }
     }
@@ -242,7 +256,11 @@ function rpcDenied(error: AgentTrustError): string {
   const rule = error.details.rule
   return JSON.stringify({
     jsonrpc: '2.0',
-    error: { code: CAPABILITY_DENIED, message: error.message, data: { code: error.code, ...(typeof rule === 'string' ? { details: { rule } } : {}) } },
+    error: {
+      code: CAPABILITY_DENIED,
+      message: error.message,
+      data: { code: error.code, ...(typeof rule === 'string' ? { details: { rule } } : {}) },
+    },
     id: null,
   })
 }
@@ -261,7 +279,9 @@ async function setUpTls(tls: StreamableHttpTlsOptions, listener: (req: IncomingM
     try {
       return identity.inspectWorkloadCertificate(new X509Certificate(c.cert).raw, trustDomain, 'server').workload.id
     } catch (cause) {
-      throw new TypeError(`serveStreamableHttp: tls.credentials.cert is not an agent-trust certificate of trust domain "${trustDomain}"`, { cause })
+      throw new TypeError(`serveStreamableHttp: tls.credentials.cert is not an agent-trust certificate of trust domain "${trustDomain}"`, {
+        cause,
+      })
     }
   }
   const serverId = serverIdOf(credentials)
@@ -269,13 +289,25 @@ async function setUpTls(tls: StreamableHttpTlsOptions, listener: (req: IncomingM
   const validation = { trustDomain, revocations, ca: credentials.ca, ...(now === undefined ? {} : { now }) }
   const refuse = (error: AgentTrustError, stage: 'connection' | 'request'): void => {
     const rule = error.details.rule
-    audit?.record({ action: 'tool_call', decision: 'deny', code: error.code, destination: serverId, note: `${stage} refused${typeof rule === 'string' ? `: ${rule.slice(0, 32)}` : ''}` })
+    audit?.record({
+      action: 'tool_call',
+      decision: 'deny',
+      code: error.code,
+      destination: serverId,
+      note: `${stage} refused${typeof rule === 'string' ? `: ${rule.slice(0, 32)}` : ''}`,
+    })
   }
   const server = createHttpsServer(serverOptions, listener)
   identity.guardTlsServer(server, { ...validation, onRefused: (e) => refuse(e, 'connection') })
   server.on('tlsClientError', (err: Error & { code?: unknown }) => {
     // No certificate, another CA, expired: the handshake itself failed.
-    audit?.record({ action: 'tool_call', decision: 'deny', code: 'ERR_PEER_UNAUTHENTICATED', destination: serverId, note: `handshake refused: ${String(err.code ?? 'tls').slice(0, 48)}` })
+    audit?.record({
+      action: 'tool_call',
+      decision: 'deny',
+      code: 'ERR_PEER_UNAUTHENTICATED',
+      destination: serverId,
+      note: `handshake refused: ${String(err.code ?? 'tls').slice(0, 48)}`,
+    })
   })
   return {
     server,

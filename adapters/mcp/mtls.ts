@@ -9,7 +9,10 @@
  * Subpath: `agent-trust/mcp`.
  */
 import { X509Certificate } from 'node:crypto'
-import { StreamableHTTPClientTransport, type StreamableHTTPClientTransportOptions } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import {
+  StreamableHTTPClientTransport,
+  type StreamableHTTPClientTransportOptions,
+} from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { Dispatcher } from 'undici'
 import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
@@ -63,12 +66,19 @@ export interface MtlsClientTransport {
 export async function createMtlsClientTransport(url: string | URL, options: MtlsClientTransportOptions): Promise<MtlsClientTransport> {
   const endpoint = new URL(url)
   if (endpoint.protocol !== 'https:') throw new TypeError('createMtlsClientTransport: the URL must be https')
-  const { credentials, serverId, revocations, connectTimeoutMs = 10_000, transportOptions = {} } = options ?? ({} as MtlsClientTransportOptions)
+  const {
+    credentials,
+    serverId,
+    revocations,
+    connectTimeoutMs = 10_000,
+    transportOptions = {},
+  } = options ?? ({} as MtlsClientTransportOptions)
   if (typeof serverId !== 'string' || serverId.length === 0) throw new TypeError('createMtlsClientTransport: "serverId" is required')
   if (typeof credentials?.cert !== 'string' || typeof credentials.key !== 'string' || typeof credentials.ca !== 'string') {
     throw new TypeError('createMtlsClientTransport: "credentials" needs cert, key and ca (PEM)')
   }
-  if ((transportOptions as { fetch?: unknown }).fetch !== undefined) throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
+  if ((transportOptions as { fetch?: unknown }).fetch !== undefined)
+    throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
   const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([import('undici'), import('agent-trust/identity')])
   const trustDomain = options.trustDomain ?? identity.trustDomainOf(credentials.ca)
   let der: Buffer
@@ -84,7 +94,8 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
   const dispatcher = new Agent({ connect: { ...connect, timeout: connectTimeoutMs } })
   // undici's fetch, not the global one: the global fetch is Node's bundled undici, which may
   // not accept a dispatcher from the installed undici package.
-  const mtlsFetch = ((input: string | URL, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as FetchLike
+  const mtlsFetch = ((input: string | URL, init?: RequestInit) =>
+    undiciFetch(input, { ...(init as object), dispatcher })) as unknown as FetchLike
   const transport = new StreamableHTTPClientTransport(endpoint, { ...transportOptions, fetch: mtlsFetch })
   return {
     transport,

@@ -23,7 +23,9 @@ const kPeer = Symbol.for('agent-trust.mcp.peer')
 type BrandedPeer = PeerIdentity & { readonly [kPeer]: true }
 
 function isBranded(v: unknown): v is BrandedPeer {
-  return typeof v === 'object' && v !== null && (v as { [kPeer]?: unknown })[kPeer] === true && typeof (v as PeerIdentity).agentId === 'string'
+  return (
+    typeof v === 'object' && v !== null && (v as { [kPeer]?: unknown })[kPeer] === true && typeof (v as PeerIdentity).agentId === 'string'
+  )
 }
 
 /**
@@ -64,6 +66,9 @@ export function mtlsPeerIdentity(extra: { readonly authInfo?: AuthInfo } | undef
  */
 export function requireMtlsPeerIdentity(extra: { readonly authInfo?: AuthInfo } | undefined): PeerIdentity {
   const peer = mtlsPeerIdentity(extra)
-  if (peer === undefined) throw new PeerUnauthenticated('this server requires mutual TLS: the request has no authenticated peer', { details: { rule: 'not-tls' } })
+  if (peer === undefined)
+    throw new PeerUnauthenticated('this server requires mutual TLS: the request has no authenticated peer', {
+      details: { rule: 'not-tls' },
+    })
   return peer
 }

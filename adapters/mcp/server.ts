@@ -184,7 +184,9 @@ export function guardMcpServer<T extends McpServer | Server>(target: T, options:
   const handlers = protocol._requestHandlers
   if (!(handlers instanceof Map)) {
     // The request-handler table is an SDK internal (stable across 1.x). Refuse rather than run unguarded.
-    throw new TypeError('guardMcpServer: unsupported @modelcontextprotocol/sdk version (no request handler table); the server was not started unguarded')
+    throw new TypeError(
+      'guardMcpServer: unsupported @modelcontextprotocol/sdk version (no request handler table); the server was not started unguarded',
+    )
   }
   const ctx = buildContext(options)
 
@@ -238,14 +240,16 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
   let verifier: Verifier
   if (o.verifier !== undefined) {
     if (!(o.verifier instanceof Verifier)) throw new TypeError('guardMcpServer: "verifier" must be a Verifier (createVerifier)')
-    if (o.serverId !== undefined && o.serverId !== o.verifier.id) throw new TypeError('guardMcpServer: "serverId" differs from the verifier\'s id')
+    if (o.serverId !== undefined && o.serverId !== o.verifier.id)
+      throw new TypeError('guardMcpServer: "serverId" differs from the verifier\'s id')
     if (o.issuers !== undefined || o.store !== undefined || o.clockToleranceSeconds !== undefined) {
       throw new TypeError('guardMcpServer: give either "verifier" or "issuers"/"store"/"clockToleranceSeconds", not both')
     }
     if (o.mode !== undefined && o.mode !== o.verifier.mode) throw new TypeError('guardMcpServer: "mode" differs from the verifier\'s mode')
     verifier = o.verifier
   } else {
-    if (typeof o.serverId !== 'string' || o.serverId.length === 0) throw new TypeError('guardMcpServer: "serverId" (or a "verifier") is required')
+    if (typeof o.serverId !== 'string' || o.serverId.length === 0)
+      throw new TypeError('guardMcpServer: "serverId" (or a "verifier") is required')
     if (!Array.isArray(o.issuers) || o.issuers.length === 0) throw new TypeError('guardMcpServer: "issuers" (or a "verifier") is required')
     verifier = createVerifier({
       id: o.serverId,
@@ -262,14 +266,17 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
   let declarations: readonly ToolDeclaration[] = []
   if (manifest !== undefined) {
     const self = manifest.agents.find((a) => a.id === serverId)
-    if (self === undefined) throw new ConfigInvalid(`the manifest has no agent "${serverId}" (this server's id)`, { details: { agentId: serverId } })
+    if (self === undefined)
+      throw new ConfigInvalid(`the manifest has no agent "${serverId}" (this server's id)`, { details: { agentId: serverId } })
     declarations = self.tools
   }
   if (o.tools !== undefined) declarations = parseTools(o.tools)
   const declared = new Map<string, ResolvedTool>()
   for (const d of declarations) declared.set(d.name, resolveTool(serverId, d.name, d))
-  const callers = manifest === undefined ? undefined : new Map(manifest.agents.map((a) => [a.id, { grants: a.grants, level: a.trustLevel }] as const))
-  if (o.peerIdentity !== undefined && typeof o.peerIdentity !== 'function') throw new TypeError('guardMcpServer: "peerIdentity" must be a function')
+  const callers =
+    manifest === undefined ? undefined : new Map(manifest.agents.map((a) => [a.id, { grants: a.grants, level: a.trustLevel }] as const))
+  if (o.peerIdentity !== undefined && typeof o.peerIdentity !== 'function')
+    throw new TypeError('guardMcpServer: "peerIdentity" must be a function')
   if (o.withheld !== undefined && typeof o.withheld !== 'function') throw new TypeError('guardMcpServer: "withheld" must be a function')
   return {
     serverId,
@@ -292,7 +299,10 @@ function parseTools(tools: readonly ToolDeclaration[]): ToolDeclaration[] {
   const names = new Set<string>()
   tools.forEach((t, i) => {
     const r = ToolDeclarationSchema.safeParse(t, { reportInput: false })
-    if (!r.success) throw new ConfigInvalid(`tools[${i}] is not a valid tool declaration: ${r.error.issues.map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`)
+    if (!r.success)
+      throw new ConfigInvalid(
+        `tools[${i}] is not a valid tool declaration: ${r.error.issues.map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`,
+      )
     if (names.has(r.data.name)) throw new ConfigInvalid(`tools[${i}].name duplicates another tool`)
     names.add(r.data.name)
     out.push(r.data)
@@ -327,7 +337,8 @@ function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): Raw
     let capability: VerifiedCapability | undefined
     let verifying = false
     try {
-      if (scope === undefined) throw new ScopeInvalid(`method "${method.slice(0, 64)}" cannot form a scope`, { details: { rule: 'method' } })
+      if (scope === undefined)
+        throw new ScopeInvalid(`method "${method.slice(0, 64)}" cannot form a scope`, { details: { rule: 'method' } })
       const peer = await peerOf(ctx, extra)
       verifying = true
       capability = await authorize(ctx, request, extra, { scope, operation, peer })
@@ -345,13 +356,17 @@ function guardToolCall(ctx: GuardContext, inner: RawHandler): RawHandler {
     const params = request?.params ?? {}
     const name = params.name
     const rawArgs = params.arguments
-    const args = typeof rawArgs === 'object' && rawArgs !== null && !Array.isArray(rawArgs) ? (rawArgs as Record<string, unknown>) : undefined
+    const args =
+      typeof rawArgs === 'object' && rawArgs !== null && !Array.isArray(rawArgs) ? (rawArgs as Record<string, unknown>) : undefined
     let scope: string | undefined
     let verifying = false
     try {
-      if (typeof name !== 'string' || name.length === 0 || name.length > 128) throw new ToolUndeclared('tools/call needs a tool name of 1-128 characters', { details: { rule: 'tool-name' } })
+      if (typeof name !== 'string' || name.length === 0 || name.length > 128)
+        throw new ToolUndeclared('tools/call needs a tool name of 1-128 characters', { details: { rule: 'tool-name' } })
       if (ctx.withheld?.(name) === true) {
-        throw new ToolUndeclared(`tool "${name}" is withheld: its definition is not the approved one`, { details: { rule: 'definition-pin' } })
+        throw new ToolUndeclared(`tool "${name}" is withheld: its definition is not the approved one`, {
+          details: { rule: 'definition-pin' },
+        })
       }
       const tool = resolve(ctx, name)
       scope = tool.scope.fill(args)
@@ -386,7 +401,12 @@ async function peerOf(ctx: GuardContext, extra: McpRequestExtra): Promise<PeerId
  * Verify under the mode (the verifier records the decision). Resolves with the capability
  * (enforce: always; audit: when it verified); rejects with a coded error only in `enforce`.
  */
-async function authorize(ctx: GuardContext, request: RawRequest, extra: McpRequestExtra, req: Requirement): Promise<VerifiedCapability | undefined> {
+async function authorize(
+  ctx: GuardContext,
+  request: RawRequest,
+  extra: McpRequestExtra,
+  req: Requirement,
+): Promise<VerifiedCapability | undefined> {
   const r = await ctx.verifier.authorize(tokenOf(ctx, request, extra), req)
   return r.allowed ? r.capability : undefined
 }
@@ -415,7 +435,8 @@ function deny(ctx: GuardContext, e: unknown, record: boolean, info: { tool?: str
 
 function tokenOf(ctx: GuardContext, request: RawRequest, extra: McpRequestExtra): unknown {
   const meta = request?.params?._meta
-  if (typeof meta === 'object' && meta !== null && Object.prototype.hasOwnProperty.call(meta, CAPABILITY_META_KEY)) return meta[CAPABILITY_META_KEY]
+  if (typeof meta === 'object' && meta !== null && Object.prototype.hasOwnProperty.call(meta, CAPABILITY_META_KEY))
+    return meta[CAPABILITY_META_KEY]
   if (!ctx.acceptHeader) return undefined
   const h = extra?.requestInfo?.headers?.[CAPABILITY_HEADER]
   // Several header lines are ambiguous: hand the array over, the verifier rejects it as malformed.

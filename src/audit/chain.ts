@@ -63,7 +63,19 @@ const MAX_NOTE = 512
 const MAX_LIST = 32
 /** A compact JWS/JWT anywhere in a string: `eyJ` is base64url of `{"`. */
 const JWS_LIKE = /eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g
-const ACTIONS = new Set(['mint', 'exchange', 'spawn', 'tool_call', 'agent_call', 'egress', 'revoke', 'trust_change', 'key', 'mode', 'audit'])
+const ACTIONS = new Set([
+  'mint',
+  'exchange',
+  'spawn',
+  'tool_call',
+  'agent_call',
+  'egress',
+  'revoke',
+  'trust_change',
+  'key',
+  'mode',
+  'audit',
+])
 
 function clean(v: unknown, max = MAX_STRING): string | undefined {
   if (v === undefined || v === null) return undefined
@@ -333,7 +345,11 @@ export class AuditTrailVerifier {
   push(text: string, complete = true): void {
     const lineNo = ++this.#lines
     if (!complete) {
-      this.#fileBreaks.push({ kind: 'truncated', line: lineNo, message: `line ${lineNo} is incomplete (no newline): the file was cut inside an event` })
+      this.#fileBreaks.push({
+        kind: 'truncated',
+        line: lineNo,
+        message: `line ${lineNo} is incomplete (no newline): the file was cut inside an event`,
+      })
       return
     }
     if (text.trim() === '') return
@@ -345,7 +361,11 @@ export class AuditTrailVerifier {
       return
     }
     if (!isEventShape(parsed)) {
-      this.#fileBreaks.push({ kind: 'malformed', line: lineNo, message: `line ${lineNo} is not an audit event of format v${AUDIT_FORMAT_VERSION}` })
+      this.#fileBreaks.push({
+        kind: 'malformed',
+        line: lineNo,
+        message: `line ${lineNo} is not an audit event of format v${AUDIT_FORMAT_VERSION}`,
+      })
       return
     }
     this.#events++
@@ -356,7 +376,18 @@ export class AuditTrailVerifier {
     let c = this.#chains.get(e.chainId)
     const fresh = c === undefined
     if (c === undefined) {
-      c = { chainId: e.chainId, events: 0, firstSeq: e.seq, lastSeq: -1, expected: e.seq, head: '', lastLine: 0, sealed: false, brk: undefined, missing: undefined }
+      c = {
+        chainId: e.chainId,
+        events: 0,
+        firstSeq: e.seq,
+        lastSeq: -1,
+        expected: e.seq,
+        head: '',
+        lastLine: 0,
+        sealed: false,
+        brk: undefined,
+        missing: undefined,
+      }
       this.#chains.set(e.chainId, c)
     }
     c.events++
@@ -373,17 +404,30 @@ export class AuditTrailVerifier {
     const { hash, ...rest } = e
     const at = { line, chainId: e.chainId, seq: e.seq }
     if (this.#digest(canonicalJson(rest)) !== hash) {
-      c.brk = { ...at, kind: 'edited', message: `chain ${e.chainId}: the event at line ${line} (seq ${e.seq}) does not match its hash: it was edited` }
+      c.brk = {
+        ...at,
+        kind: 'edited',
+        message: `chain ${e.chainId}: the event at line ${line} (seq ${e.seq}) does not match its hash: it was edited`,
+      }
       return
     }
     if (fresh) {
       if (e.seq !== 0 && this.#options.allowTrimmedStart !== true) {
-        c.brk = { ...at, kind: 'deleted', seq: 0, message: `chain ${e.chainId} starts at seq ${e.seq} (line ${line}): events 0-${e.seq - 1} are missing` }
+        c.brk = {
+          ...at,
+          kind: 'deleted',
+          seq: 0,
+          message: `chain ${e.chainId} starts at seq ${e.seq} (line ${line}): events 0-${e.seq - 1} are missing`,
+        }
         c.missing = { from: 0, to: e.seq - 1 }
         return
       }
       if (e.seq === 0 && e.prev !== GENESIS_PREV) {
-        c.brk = { ...at, kind: 'edited', message: `chain ${e.chainId}: its first event (line ${line}) does not start from the genesis hash` }
+        c.brk = {
+          ...at,
+          kind: 'edited',
+          message: `chain ${e.chainId}: its first event (line ${line}) does not start from the genesis hash`,
+        }
         return
       }
     } else if (c.sealed) {
@@ -411,13 +455,21 @@ export class AuditTrailVerifier {
       c.missing = { from: c.expected, to: e.seq - 1 }
       return
     } else {
-      c.brk = { ...at, kind: 'inserted', message: `chain ${e.chainId}: line ${line} repeats seq ${e.seq} (expected ${c.expected}): an event was inserted or duplicated` }
+      c.brk = {
+        ...at,
+        kind: 'inserted',
+        message: `chain ${e.chainId}: line ${line} repeats seq ${e.seq} (expected ${c.expected}): an event was inserted or duplicated`,
+      }
       return
     }
     // The link holds.
     for (const a of this.#anchors.get(e.chainId) ?? []) {
       if (a.seq === e.seq && a.hash !== e.hash) {
-        c.brk = { ...at, kind: 'edited', message: `chain ${e.chainId}: the event at line ${line} (seq ${e.seq}) differs from its anchor: the chain was rewritten` }
+        c.brk = {
+          ...at,
+          kind: 'edited',
+          message: `chain ${e.chainId}: the event at line ${line} (seq ${e.seq}) differs from its anchor: the chain was rewritten`,
+        }
         return
       }
     }
@@ -433,25 +485,58 @@ export class AuditTrailVerifier {
     const chains: AuditChainReport[] = []
     for (const c of this.#chains.values()) {
       if (c.brk === undefined && this.#options.requireSealed === true && !c.sealed) {
-        c.brk = { kind: 'truncated', line: c.lastLine, chainId: c.chainId, seq: c.lastSeq + 1, message: `chain ${c.chainId} ends at seq ${c.lastSeq} (line ${c.lastLine}) without its seal: its tail was cut or its writer did not close` }
+        c.brk = {
+          kind: 'truncated',
+          line: c.lastLine,
+          chainId: c.chainId,
+          seq: c.lastSeq + 1,
+          message: `chain ${c.chainId} ends at seq ${c.lastSeq} (line ${c.lastLine}) without its seal: its tail was cut or its writer did not close`,
+        }
       }
       if (c.brk === undefined) {
         for (const a of this.#anchors.get(c.chainId) ?? []) {
           if (a.seq > c.lastSeq) {
-            c.brk = { kind: 'truncated', line: c.lastLine, chainId: c.chainId, seq: c.lastSeq + 1, message: `chain ${c.chainId} ends at seq ${c.lastSeq} but its anchor names seq ${a.seq}: the tail was cut` }
+            c.brk = {
+              kind: 'truncated',
+              line: c.lastLine,
+              chainId: c.chainId,
+              seq: c.lastSeq + 1,
+              message: `chain ${c.chainId} ends at seq ${c.lastSeq} but its anchor names seq ${a.seq}: the tail was cut`,
+            }
             break
           }
         }
       }
       if (c.brk !== undefined) breaks.push(c.brk)
-      chains.push({ chainId: c.chainId, events: c.events, firstSeq: c.firstSeq, lastSeq: c.lastSeq, head: c.head, sealed: c.sealed, ...(c.brk === undefined ? {} : { break: { ...c.brk } }) })
+      chains.push({
+        chainId: c.chainId,
+        events: c.events,
+        firstSeq: c.firstSeq,
+        lastSeq: c.lastSeq,
+        head: c.head,
+        sealed: c.sealed,
+        ...(c.brk === undefined ? {} : { break: { ...c.brk } }),
+      })
     }
     for (const [chainId, anchors] of this.#anchors) {
       if (this.#chains.has(chainId)) continue
-      breaks.push({ kind: 'deleted', line: 0, chainId, seq: 0, message: `anchored chain ${chainId} (through seq ${Math.max(...anchors.map((a) => a.seq))}) is not in the trail` })
+      breaks.push({
+        kind: 'deleted',
+        line: 0,
+        chainId,
+        seq: 0,
+        message: `anchored chain ${chainId} (through seq ${Math.max(...anchors.map((a) => a.seq))}) is not in the trail`,
+      })
     }
     breaks.sort((a, b) => a.line - b.line)
-    return { ok: breaks.length === 0, lines: this.#lines, events: this.#events, chains, breaks, ...(breaks[0] === undefined ? {} : { firstBreak: breaks[0] }) }
+    return {
+      ok: breaks.length === 0,
+      lines: this.#lines,
+      events: this.#events,
+      chains,
+      breaks,
+      ...(breaks[0] === undefined ? {} : { firstBreak: breaks[0] }),
+    }
   }
 }
 

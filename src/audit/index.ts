@@ -39,13 +39,7 @@ import {
 import { fileSink, type AuditRecord, type AuditSink } from './sinks.js'
 import type { AuditEventInput, AuditLog } from './types.js'
 
-export {
-  AUDIT_FORMAT_VERSION,
-  AuditTrailVerifier,
-  GENESIS_PREV,
-  SEAL_NOTE,
-  verifyAuditLines,
-} from './chain.js'
+export { AUDIT_FORMAT_VERSION, AuditTrailVerifier, GENESIS_PREV, SEAL_NOTE, verifyAuditLines } from './chain.js'
 export type { AuditBreak, AuditBreakKind, AuditChainReport, AuditEvent, AuditHead, AuditVerification, AuditVerifyOptions } from './chain.js'
 export { fileSink, memorySink, stdoutSink } from './sinks.js'
 export type { AuditRecord, AuditSink, FileSinkOptions, StreamSinkOptions } from './sinks.js'
@@ -187,16 +181,29 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       onError,
     } = options
     if (!Array.isArray(sinks) || sinks.length === 0) throw new TypeError('createAuditLog needs at least one sink')
-    for (const s of sinks) if (typeof s?.write !== 'function' || typeof s.close !== 'function') throw new TypeError('each sink needs write() and close()')
+    for (const s of sinks)
+      if (typeof s?.write !== 'function' || typeof s.close !== 'function') throw new TypeError('each sink needs write() and close()')
     if (typeof chainId !== 'string' || !CHAIN_ID.test(chainId)) throw new TypeError('chainId must be 1-128 chars of [A-Za-z0-9._:@/-]')
-    if (!Number.isInteger(flushIntervalMs) || flushIntervalMs < 1 || flushIntervalMs > 60_000) throw new TypeError('flushIntervalMs must be an integer from 1 to 60000')
+    if (!Number.isInteger(flushIntervalMs) || flushIntervalMs < 1 || flushIntervalMs > 60_000)
+      throw new TypeError('flushIntervalMs must be an integer from 1 to 60000')
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new TypeError('batchSize must be a positive integer')
-    if (!Number.isInteger(maxPendingEvents) || maxPendingEvents < batchSize) throw new TypeError('maxPendingEvents must be an integer >= batchSize')
+    if (!Number.isInteger(maxPendingEvents) || maxPendingEvents < batchSize)
+      throw new TypeError('maxPendingEvents must be an integer >= batchSize')
     this.chainId = chainId
     this.#digest = auditDigest(hmacKey)
     this.#batchSize = batchSize
     this.#maxPending = maxPendingEvents
-    this.#sinks = sinks.map((sink) => ({ sink, queue: [], inflight: undefined, written: 0, dropped: 0, reportedDrops: 0, failures: 0, failing: false, lastError: undefined }))
+    this.#sinks = sinks.map((sink) => ({
+      sink,
+      queue: [],
+      inflight: undefined,
+      written: 0,
+      dropped: 0,
+      reportedDrops: 0,
+      failures: 0,
+      failing: false,
+      lastError: undefined,
+    }))
     this.#onError = onError ?? warnOncePerStreak(this.#sinks)
     this.#timer = setInterval(() => this.#flushAll(), flushIntervalMs)
     this.#timer.unref()
@@ -301,7 +308,12 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       // Say in the chain itself why this sink's copy has a gap.
       const dropped = s.dropped - s.reportedDrops
       s.reportedDrops = s.dropped
-      this.#append(sanitizeAuditInput({ action: 'audit', decision: 'deny', note: `sink ${s.sink.name} dropped ${dropped} event(s) while failing` }, true))
+      this.#append(
+        sanitizeAuditInput(
+          { action: 'audit', decision: 'deny', note: `sink ${s.sink.name} dropped ${dropped} event(s) while failing` },
+          true,
+        ),
+      )
     }
   }
 
@@ -369,7 +381,10 @@ function warnOncePerStreak(sinks: readonly SinkState[]): (error: Error, sink: st
     const s = sinks.find((x) => x.sink.name === name)
     if (s !== undefined && s.failures > 1 && warned.has(name)) return
     warned.add(name)
-    process.emitWarning(`agent-trust audit sink ${name} failed (${error.message.slice(0, 200)}); events are kept and retried, then dropped and counted`, { code: 'AGENT_TRUST_AUDIT_SINK' })
+    process.emitWarning(
+      `agent-trust audit sink ${name} failed (${error.message.slice(0, 200)}); events are kept and retried, then dropped and counted`,
+      { code: 'AGENT_TRUST_AUDIT_SINK' },
+    )
   }
 }
 

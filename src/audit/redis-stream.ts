@@ -35,7 +35,9 @@ export interface RedisStreamSinkOptions {
 export const DEFAULT_AUDIT_STREAM_KEY = 'agent-trust:audit'
 
 /** A {@link AuditSink} that appends each event to a Redis stream. */
-export function createRedisStreamSink(options: RedisStreamSinkOptions = {}): AuditSink & { readonly redis: Redis | Cluster; readonly key: string } {
+export function createRedisStreamSink(
+  options: RedisStreamSinkOptions = {},
+): AuditSink & { readonly redis: Redis | Cluster; readonly key: string } {
   const { key = DEFAULT_AUDIT_STREAM_KEY, maxLen, commandTimeoutMs = 1000 } = options
   if (typeof key !== 'string' || key.length === 0) throw new TypeError('the stream key must be a non-empty string')
   if (maxLen !== undefined && (!Number.isInteger(maxLen) || maxLen < 1)) throw new TypeError('maxLen must be a positive integer')
@@ -96,7 +98,11 @@ async function ready(redis: Redis | Cluster, timeoutMs: number): Promise<void> {
  * The stream's events as lines, oldest first, paged with XRANGE: feed them to
  * `verifyAuditTrail` (with `allowTrimmedStart` when the stream is trimmed).
  */
-export async function* readAuditStream(redis: Redis | Cluster, key: string = DEFAULT_AUDIT_STREAM_KEY, options: { pageSize?: number } = {}): AsyncGenerator<string> {
+export async function* readAuditStream(
+  redis: Redis | Cluster,
+  key: string = DEFAULT_AUDIT_STREAM_KEY,
+  options: { pageSize?: number } = {},
+): AsyncGenerator<string> {
   const { pageSize = 1000 } = options
   let start = '-'
   for (;;) {

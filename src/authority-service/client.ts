@@ -7,7 +7,15 @@
 import { Agent, buildConnector } from 'undici'
 import type { AgentDeclaration } from '../config/manifest.js'
 import { AuthorityUnavailable, errorFromCode, RequestInvalid } from '../errors.js'
-import type { CapabilityIssuer, ExchangeRequest, MintRequest, SpawnRequest, ToolMintRequest, TrustChangeRequest, TrustChangeStatus } from '../authority/index.js'
+import type {
+  CapabilityIssuer,
+  ExchangeRequest,
+  MintRequest,
+  SpawnRequest,
+  ToolMintRequest,
+  TrustChangeRequest,
+  TrustChangeStatus,
+} from '../authority/index.js'
 import { trustDomainOf, type TlsCredentials } from '../identity/ca.js'
 import { mtlsClientOptions } from '../identity/tls.js'
 import type { JSONWebKeySet } from '../keys/index.js'
@@ -36,7 +44,12 @@ export interface AuthorityClientOptions {
 
 type Connector = buildConnector.connector
 
-function connectorFor(tls: TlsCredentials | (() => TlsCredentials), trustDomain: string, authorityId: string, timeoutMs: number): Connector {
+function connectorFor(
+  tls: TlsCredentials | (() => TlsCredentials),
+  trustDomain: string,
+  authorityId: string,
+  timeoutMs: number,
+): Connector {
   let cached: { creds: TlsCredentials; connector: Connector } | undefined
   return function mtlsConnect(opts, cb) {
     const creds = typeof tls === 'function' ? tls() : tls
@@ -58,7 +71,15 @@ function normaliseUrls(url: string | readonly string[]): string[] {
   })
 }
 
-async function callJson<T>(dispatcher: Agent, origins: readonly string[], start: number, method: 'GET' | 'POST', path: string, body: unknown, timeoutMs: number): Promise<{ value: T; index: number }> {
+async function callJson<T>(
+  dispatcher: Agent,
+  origins: readonly string[],
+  start: number,
+  method: 'GET' | 'POST',
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<{ value: T; index: number }> {
   const payload = body === undefined ? undefined : JSON.stringify(body)
   let lastError: unknown
   for (let i = 0; i < origins.length; i++) {
@@ -95,7 +116,9 @@ async function callJson<T>(dispatcher: Agent, origins: readonly string[], start:
     }
     throw new AuthorityUnavailable(`the authority answered HTTP ${status}`)
   }
-  throw new AuthorityUnavailable('no authority replica answered (check the service, this agent\'s certificate and the CA bundle)', { cause: lastError })
+  throw new AuthorityUnavailable("no authority replica answered (check the service, this agent's certificate and the CA bundle)", {
+    cause: lastError,
+  })
 }
 
 /**
@@ -146,7 +169,8 @@ export class AuthorityClient implements CapabilityIssuer, FeedSource {
 
   async mintForTool(request: ToolMintRequest): Promise<{ token: string; scope: string; operation: Operation }> {
     const r = await this.#call<{ token?: unknown; scope?: unknown; operation?: unknown }>('POST', PATHS.mintForTool, strip(request))
-    if (typeof r?.scope !== 'string' || (r.operation !== 'read' && r.operation !== 'write' && r.operation !== 'execute')) throw new AuthorityUnavailable('the authority answered with an unexpected body')
+    if (typeof r?.scope !== 'string' || (r.operation !== 'read' && r.operation !== 'write' && r.operation !== 'execute'))
+      throw new AuthorityUnavailable('the authority answered with an unexpected body')
     return { token: tokenOf(r), scope: r.scope, operation: r.operation }
   }
 
@@ -271,7 +295,12 @@ export async function enroll(options: {
 }): Promise<{ certificatePem: string; caPem: string; notAfter: string; serialNumber: string }> {
   const { timeoutMs = 5000, authorityId = 'agent-trust-authority' } = options
   const trustDomain = options.trustDomain ?? trustDomainOf(options.ca)
-  const dispatcher = new Agent({ connect: { ...mtlsClientOptions({ ca: options.ca }, { trustDomain, server: { kind: 'authority', id: authorityId } }), timeout: timeoutMs } })
+  const dispatcher = new Agent({
+    connect: {
+      ...mtlsClientOptions({ ca: options.ca }, { trustDomain, server: { kind: 'authority', id: authorityId } }),
+      timeout: timeoutMs,
+    },
+  })
   try {
     const { value } = await callJson<{ certificatePem: string; caPem: string; notAfter: string; serialNumber: string }>(
       dispatcher,

@@ -177,9 +177,19 @@ export class RevocationFeed implements ReplayRevocationStore {
 const Jwk = z.looseObject({ kty: z.string(), kid: z.string().optional() })
 const EntrySchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('token'), jti: z.string().min(1).max(128), forgetAtMs: z.number().finite() }),
-  z.strictObject({ kind: z.literal('agent'), agentId: z.string().min(1).max(255), atSeconds: z.number().int().nonnegative(), forgetAtMs: z.number().finite() }),
+  z.strictObject({
+    kind: z.literal('agent'),
+    agentId: z.string().min(1).max(255),
+    atSeconds: z.number().int().nonnegative(),
+    forgetAtMs: z.number().finite(),
+  }),
   z.strictObject({ kind: z.literal('certificate'), serialNumber: z.string().regex(/^[0-9a-f]{1,40}$/), forgetAtMs: z.number().finite() }),
-  z.strictObject({ kind: z.literal('identity'), spiffeId: z.string().startsWith('spiffe://').max(2048), atMs: z.number().finite(), forgetAtMs: z.number().finite() }),
+  z.strictObject({
+    kind: z.literal('identity'),
+    spiffeId: z.string().startsWith('spiffe://').max(2048),
+    atMs: z.number().finite(),
+    forgetAtMs: z.number().finite(),
+  }),
 ])
 export const FeedPageSchema = z.strictObject({
   epoch: z.string().min(1).max(64),
@@ -245,8 +255,10 @@ export class RevocationFeedStore implements ReplayRevocationStore {
   private constructor(options: RevocationFeedStoreOptions) {
     const { pollIntervalMs = 1000, maxStalenessMs = 5000 } = options
     if (!Number.isFinite(pollIntervalMs) || pollIntervalMs < 10) throw new TypeError('pollIntervalMs must be at least 10')
-    if (!Number.isFinite(maxStalenessMs) || maxStalenessMs < 2 * pollIntervalMs) throw new TypeError('maxStalenessMs must be at least twice pollIntervalMs')
-    if (typeof options.source?.revocations !== 'function') throw new TypeError('source must have a revocations(since, epoch) method (the authority client)')
+    if (!Number.isFinite(maxStalenessMs) || maxStalenessMs < 2 * pollIntervalMs)
+      throw new TypeError('maxStalenessMs must be at least twice pollIntervalMs')
+    if (typeof options.source?.revocations !== 'function')
+      throw new TypeError('source must have a revocations(since, epoch) method (the authority client)')
     this.pollIntervalMs = pollIntervalMs
     this.maxStalenessMs = maxStalenessMs
     this.#source = options.source
@@ -267,7 +279,7 @@ export class RevocationFeedStore implements ReplayRevocationStore {
     try {
       await store.syncNow()
     } catch (cause) {
-      throw new StoreUnavailable('the authority\'s revocation feed could not be read', { cause, details: { rule: 'feed' } })
+      throw new StoreUnavailable("the authority's revocation feed could not be read", { cause, details: { rule: 'feed' } })
     }
     store.#schedule()
     return store
@@ -315,7 +327,9 @@ export class RevocationFeedStore implements ReplayRevocationStore {
 
   #assertFresh(): void {
     if (this.#now() - this.#lastSyncStartedAt > this.maxStalenessMs) {
-      throw new StoreUnavailable(`the authority's revocation feed has not been read for more than ${this.maxStalenessMs} ms`, { details: { rule: 'feed-stale' } })
+      throw new StoreUnavailable(`the authority's revocation feed has not been read for more than ${this.maxStalenessMs} ms`, {
+        details: { rule: 'feed-stale' },
+      })
     }
   }
 

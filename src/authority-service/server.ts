@@ -23,7 +23,12 @@ import type { AuditAction, AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import type { Authority } from '../authority/index.js'
 import { AgentRevoked, AgentUnknown, ConfigInvalid, PeerForbidden, PeerUnauthenticated, RequestInvalid, TokenBinding } from '../errors.js'
-import { CERTIFICATE_BACKDATE_SECONDS, MAX_CERTIFICATE_TTL_SECONDS, type CertificateAuthority, type TlsCredentials } from '../identity/ca.js'
+import {
+  CERTIFICATE_BACKDATE_SECONDS,
+  MAX_CERTIFICATE_TTL_SECONDS,
+  type CertificateAuthority,
+  type TlsCredentials,
+} from '../identity/ca.js'
 import { guardTlsServer, workloadFromSocket, type PeerValidationOptions, type WorkloadCertificate } from '../identity/peer.js'
 import { isSpiffeRepresentable, type Workload, type WorkloadKind } from '../identity/spiffe.js'
 import { mtlsServerOptions, tlsServerOptions } from '../identity/tls.js'
@@ -99,7 +104,10 @@ async function kernel<T>(call: () => Promise<T>): Promise<T> {
 function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
   const r = schema.safeParse(body, { reportInput: false })
   if (!r.success) {
-    const where = r.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ')
+    const where = r.error.issues
+      .slice(0, 5)
+      .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
+      .join('; ')
     throw new RequestInvalid(`invalid request body: ${where}`, { details: { rule: 'body' } })
   }
   return r.data
@@ -146,19 +154,28 @@ export class AuthorityService {
     this.#maxBody = options.maxBodyBytes ?? 64 * 1024
     this.#audit = options.audit ?? discardAudit
     this.#routes = this.#buildRoutes()
-    this.#validation = Object.freeze({ trustDomain: this.trustDomain, ca: credentials.ca, revocations: feed.certificates, kinds: ['agent', 'operator'] as const })
+    this.#validation = Object.freeze({
+      trustDomain: this.trustDomain,
+      ca: credentials.ca,
+      revocations: feed.certificates,
+      kinds: ['agent', 'operator'] as const,
+    })
   }
 
   static async create(options: AuthorityServiceOptions): Promise<AuthorityService> {
     const { authority, ca } = options ?? ({} as AuthorityServiceOptions)
     if (authority === undefined || ca === undefined) throw new ConfigInvalid('the authority service needs an authority and a CA')
     if (!(authority.store instanceof RevocationFeed)) {
-      throw new ConfigInvalid('create the Authority with `store: new RevocationFeed(store)` so that revocations reach the feed verifiers read')
+      throw new ConfigInvalid(
+        'create the Authority with `store: new RevocationFeed(store)` so that revocations reach the feed verifiers read',
+      )
     }
     if (authority.manifest.trustDomain !== ca.trustDomain) throw new ConfigInvalid('the CA and the manifest name different trust domains')
-    for (const o of options.operators ?? []) if (!isSpiffeRepresentable(o)) throw new ConfigInvalid('operator ids must be SPIFFE-representable')
+    for (const o of options.operators ?? [])
+      if (!isSpiffeRepresentable(o)) throw new ConfigInvalid('operator ids must be SPIFFE-representable')
     const ttl = options.enrollmentTokenTtlSeconds ?? 600
-    if (!Number.isInteger(ttl) || ttl < 60 || ttl > 86_400) throw new ConfigInvalid('enrollmentTokenTtlSeconds must be an integer from 60 to 86400')
+    if (!Number.isInteger(ttl) || ttl < 60 || ttl > 86_400)
+      throw new ConfigInvalid('enrollmentTokenTtlSeconds must be an integer from 60 to 86400')
     const credentials = options.credentials ?? (await ca.issueLocal({ kind: 'authority', id: authority.id }))
     return new AuthorityService(options, authority.store, credentials)
   }
@@ -168,7 +185,14 @@ export class AuthorityService {
     const server = createServer({ ...mtlsServerOptions(this.credentials) }, (req, res) => void this.#handle(req, res, 'api'))
     guardTlsServer(server, {
       ...this.#validation,
-      onRefused: (e) => this.#record({ action: 'agent_call', decision: 'deny', code: e.code, destination: this.authority.id, note: `connection refused: ${String(e.details.rule ?? '')}` }),
+      onRefused: (e) =>
+        this.#record({
+          action: 'agent_call',
+          decision: 'deny',
+          code: e.code,
+          destination: this.authority.id,
+          note: `connection refused: ${String(e.details.rule ?? '')}`,
+        }),
     })
     return this.#start(server, options)
   }
@@ -185,7 +209,10 @@ export class AuthorityService {
    */
   createEnrollmentToken(agentId: string, options: { ttlSeconds?: number } = {}): string {
     const a = this.authority.agent(agentId)
-    if (a === undefined) throw new AgentUnknown(`agent "${String(agentId).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(agentId).slice(0, 64) } })
+    if (a === undefined)
+      throw new AgentUnknown(`agent "${String(agentId).slice(0, 64)}" is not in the manifest`, {
+        details: { agentId: String(agentId).slice(0, 64) },
+      })
     if (a.revoked) throw new AgentRevoked(`agent "${agentId}" is revoked`, { details: { agentId } })
     if (!isSpiffeRepresentable(agentId)) throw new ConfigInvalid('this agent id cannot hold a certificate (SPIFFE path characters only)')
     const ttl = options.ttlSeconds ?? this.#joinTtl
@@ -214,7 +241,12 @@ export class AuthorityService {
   revokeCertificate(serialNumber: string, options: { by?: string } = {}): void {
     const forgetAtMs = Date.now() + (MAX_CERTIFICATE_TTL_SECONDS + CERTIFICATE_BACKDATE_SECONDS) * 1000
     this.feed.revokeCertificate(serialNumber, forgetAtMs)
-    this.#record({ action: 'revoke', decision: 'allow', origin: options.by, note: `certificate ${serialNumber.toLowerCase().slice(0, 40)}` })
+    this.#record({
+      action: 'revoke',
+      decision: 'allow',
+      origin: options.by,
+      note: `certificate ${serialNumber.toLowerCase().slice(0, 40)}`,
+    })
   }
 
   /** Stop listening and drop every connection. */
@@ -239,7 +271,13 @@ export class AuthorityService {
     server.requestTimeout = 30_000
     // Handshake failures (no certificate, another CA, expired) are normal denials, not crashes.
     server.on('tlsClientError', (err: Error & { code?: string }) => {
-      this.#record({ action: 'agent_call', decision: 'deny', code: 'ERR_PEER_UNAUTHENTICATED', destination: this.authority.id, note: `handshake refused: ${String(err.code ?? 'tls').slice(0, 64)}` })
+      this.#record({
+        action: 'agent_call',
+        decision: 'deny',
+        code: 'ERR_PEER_UNAUTHENTICATED',
+        destination: this.authority.id,
+        note: `handshake refused: ${String(err.code ?? 'tls').slice(0, 64)}`,
+      })
     })
     this.#servers.push(server)
     return new Promise((resolve, reject) => {
@@ -277,12 +315,21 @@ export class AuthorityService {
     } catch (e) {
       const err = toAgentTrustError(e)
       if (!alreadyRecorded.has(err)) {
-        this.#record({ action: route?.action ?? 'agent_call', decision: 'deny', code: err.code, origin: caller?.workload.id, destination: this.authority.id, note: `service: ${String(err.details.rule ?? err.name).slice(0, 64)}` })
+        this.#record({
+          action: route?.action ?? 'agent_call',
+          decision: 'deny',
+          code: err.code,
+          origin: caller?.workload.id,
+          destination: this.authority.id,
+          note: `service: ${String(err.details.rule ?? err.name).slice(0, 64)}`,
+        })
       }
       if (!res.headersSent) {
         // ERR_GENERIC keeps its cause here: what leaves the process stays generic.
         const message = err.code === 'ERR_GENERIC' ? 'the authority could not complete the request; it was denied' : err.message
-        this.#send(res, err.details.rule === 'size' ? 413 : err.details.rule === 'route' ? 404 : statusOf(err.code), { error: { code: err.code, message, details: cleanDetails(err.details) } })
+        this.#send(res, err.details.rule === 'size' ? 413 : err.details.rule === 'route' ? 404 : statusOf(err.code), {
+          error: { code: err.code, message, details: cleanDetails(err.details) },
+        })
       }
     }
   }
@@ -290,10 +337,13 @@ export class AuthorityService {
   #authorize(access: Access, caller: Caller): void {
     const kind: WorkloadKind = caller.workload.kind
     if (access === 'any' || access === 'public') return
-    if (access === 'agent' && kind !== 'agent') throw new PeerForbidden('only agents may call this endpoint', { details: { rule: 'agent-only', kind } })
+    if (access === 'agent' && kind !== 'agent')
+      throw new PeerForbidden('only agents may call this endpoint', { details: { rule: 'agent-only', kind } })
     if (access === 'operator') {
-      if (kind !== 'operator') throw new PeerForbidden('only operators may call this endpoint', { details: { rule: 'operator-only', kind } })
-      if (this.#operators !== undefined && !this.#operators.has(caller.workload.id)) throw new PeerForbidden('this operator is not in the service\'s operators list', { details: { rule: 'operator-only' } })
+      if (kind !== 'operator')
+        throw new PeerForbidden('only operators may call this endpoint', { details: { rule: 'operator-only', kind } })
+      if (this.#operators !== undefined && !this.#operators.has(caller.workload.id))
+        throw new PeerForbidden("this operator is not in the service's operators list", { details: { rule: 'operator-only' } })
     }
   }
 
@@ -338,24 +388,48 @@ export class AuthorityService {
   #onBehalf(named: string | undefined, caller: Caller): string {
     const self = caller.workload.id
     if (named !== undefined && named !== self) {
-      throw new PeerForbidden('a caller may only act as itself: the request names another agent', { details: { rule: 'on-behalf', agentId: self } })
+      throw new PeerForbidden('a caller may only act as itself: the request names another agent', {
+        details: { rule: 'on-behalf', agentId: self },
+      })
     }
     return self
   }
 
   #binding(asked: string | undefined, caller: Caller): string | undefined {
-    if (asked !== undefined && asked !== caller.thumbprint) throw new TokenBinding('tokens can only be bound to the caller\'s own certificate', { details: { agentId: caller.workload.id } })
+    if (asked !== undefined && asked !== caller.thumbprint)
+      throw new TokenBinding("tokens can only be bound to the caller's own certificate", { details: { agentId: caller.workload.id } })
     return this.#bind ? caller.thumbprint : undefined
   }
 
-  async #issueFor(workload: Workload, csr: string): Promise<{ certificatePem: string; caPem: string; notAfter: string; serialNumber: string }> {
+  async #issueFor(
+    workload: Workload,
+    csr: string,
+  ): Promise<{ certificatePem: string; caPem: string; notAfter: string; serialNumber: string }> {
     try {
       const issued = await this.ca.issue({ csr, workload, ttlSeconds: this.#certTtl })
-      this.#record({ action: 'key', decision: 'allow', origin: workload.id, destination: this.authority.id, note: `certificate issued to ${workload.kind} (serial ${issued.serialNumber})` })
-      return { certificatePem: issued.certificatePem, caPem: issued.caPem, notAfter: issued.notAfter.toISOString(), serialNumber: issued.serialNumber }
+      this.#record({
+        action: 'key',
+        decision: 'allow',
+        origin: workload.id,
+        destination: this.authority.id,
+        note: `certificate issued to ${workload.kind} (serial ${issued.serialNumber})`,
+      })
+      return {
+        certificatePem: issued.certificatePem,
+        caPem: issued.caPem,
+        notAfter: issued.notAfter.toISOString(),
+        serialNumber: issued.serialNumber,
+      }
     } catch (e) {
       const err = toAgentTrustError(e)
-      this.#record({ action: 'key', decision: 'deny', code: err.code, origin: workload.id, destination: this.authority.id, note: 'certificate request refused' })
+      this.#record({
+        action: 'key',
+        decision: 'deny',
+        code: err.code,
+        origin: workload.id,
+        destination: this.authority.id,
+        note: 'certificate request refused',
+      })
       alreadyRecorded.add(err)
       throw err
     }
@@ -508,7 +582,8 @@ export class AuthorityService {
           action: 'revoke',
           run: async (_c, _b, url) => {
             const since = Number(url.searchParams.get('since') ?? '0')
-            if (!Number.isSafeInteger(since) || since < 0) throw new RequestInvalid('since must be a non-negative integer', { details: { rule: 'query' } })
+            if (!Number.isSafeInteger(since) || since < 0)
+              throw new RequestInvalid('since must be a non-negative integer', { details: { rule: 'query' } })
             return this.feed.read(since, url.searchParams.get('epoch') ?? undefined, a.id, a.jwks())
           },
         },
@@ -531,7 +606,8 @@ export class AuthorityService {
           action: 'trust_change',
           run: async (_c, _b, url) => {
             const status = url.searchParams.get('status') ?? undefined
-            if (status !== undefined && status !== 'pending' && status !== 'approved' && status !== 'denied') throw new RequestInvalid('status must be pending, approved or denied', { details: { rule: 'query' } })
+            if (status !== undefined && status !== 'pending' && status !== 'approved' && status !== 'denied')
+              throw new RequestInvalid('status must be pending, approved or denied', { details: { rule: 'query' } })
             return a.listTrustChanges(status)
           },
         },
@@ -555,7 +631,13 @@ export class AuthorityService {
           run: async (c, body) => {
             const b = parse(EnrollmentTokenBody, body)
             const token = this.createEnrollmentToken(b.agentId, { ttlSeconds: b.ttlSeconds })
-            this.#record({ action: 'key', decision: 'allow', origin: must(c).spiffeId, destination: b.agentId, note: 'enrollment token created' })
+            this.#record({
+              action: 'key',
+              decision: 'allow',
+              origin: must(c).spiffeId,
+              destination: b.agentId,
+              note: 'enrollment token created',
+            })
             return { token }
           },
         },
@@ -569,4 +651,3 @@ export class AuthorityService {
 export function createAuthorityService(options: AuthorityServiceOptions): Promise<AuthorityService> {
   return AuthorityService.create(options)
 }
-

@@ -6,9 +6,17 @@
 import { randomUUID } from 'node:crypto'
 import type { AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
-import { AgentSchema, parseManifest, resolveTool, type AgentDeclaration, type ResolvedTool, type AgentDeclarationInput, type Manifest, type ManifestInput } from '../config/manifest.js'
-import type {
-  AgentTrustError} from '../errors.js';
+import {
+  AgentSchema,
+  parseManifest,
+  resolveTool,
+  type AgentDeclaration,
+  type ResolvedTool,
+  type AgentDeclarationInput,
+  type Manifest,
+  type ManifestInput,
+} from '../config/manifest.js'
+import type { AgentTrustError } from '../errors.js'
 import {
   AgentRevoked,
   AgentUnknown,
@@ -31,9 +39,28 @@ import { nowSeconds } from '../lib/time.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
 import { isExactScope, isSubset, MAX_SCOPES_PER_TOKEN, uncovered } from '../scopes/index.js'
-import { agentsOf, isJti, MAX_DELEGATION_CHAIN, MAX_TOKEN_LIFETIME_SECONDS, type ActorClaim, type AuditContext, type CapabilityClaims } from '../tokens/claims.js'
+import {
+  agentsOf,
+  isJti,
+  MAX_DELEGATION_CHAIN,
+  MAX_TOKEN_LIFETIME_SECONDS,
+  type ActorClaim,
+  type AuditContext,
+  type CapabilityClaims,
+} from '../tokens/claims.js'
 import { signToken, signTokenOffloaded } from '../tokens/jws.js'
-import { isTrustLevel, levelRank, mayHoldTokens, mayRedelegate, maySpawn, minLevel, permitsOperation, type Operation, type TokenTrustLevel, type TrustLevel } from '../trust/index.js'
+import {
+  isTrustLevel,
+  levelRank,
+  mayHoldTokens,
+  mayRedelegate,
+  maySpawn,
+  minLevel,
+  permitsOperation,
+  type Operation,
+  type TokenTrustLevel,
+  type TrustLevel,
+} from '../trust/index.js'
 import { VerificationCore, Verifier, toAgentTrustError, type PeerIdentity, type VerifierOptions } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
 import { egressCovered } from './egress-subset.js'
@@ -159,10 +186,12 @@ export interface AuthorityOptions {
 const DEFAULT_CONTEXT_MAX = 256
 
 function checkContext(ctx: AuditContext): AuditContext {
-  if (typeof ctx !== 'object' || ctx === null) throw new TokenClaims('context {session_id, user_id, task_id} is required', { details: { claim: 'context' } })
+  if (typeof ctx !== 'object' || ctx === null)
+    throw new TokenClaims('context {session_id, user_id, task_id} is required', { details: { claim: 'context' } })
   const { session_id, user_id, task_id } = ctx
   for (const v of [session_id, user_id, task_id]) {
-    if (typeof v !== 'string' || v.length > DEFAULT_CONTEXT_MAX) throw new TokenClaims('context values must be strings of at most 256 chars', { details: { claim: 'context' } })
+    if (typeof v !== 'string' || v.length > DEFAULT_CONTEXT_MAX)
+      throw new TokenClaims('context values must be strings of at most 256 chars', { details: { claim: 'context' } })
   }
   return { session_id, user_id, task_id }
 }
@@ -223,7 +252,10 @@ export class Authority implements CapabilityIssuer {
     else {
       // No keys given: ephemeral keys that still rotate on the manifest's schedule (24 h by
       // default). Persistent or shared keys come from `createKeyManager` (see docs/stores.md).
-      manager = await createKeyManager({ store: new MemoryKeyStore(), rotationIntervalMs: Math.round(manifest.authority.keyRotationHours * 3_600_000) })
+      manager = await createKeyManager({
+        store: new MemoryKeyStore(),
+        rotationIntervalMs: Math.round(manifest.authority.keyRotationHours * 3_600_000),
+      })
       manager.start()
       keys = manager.keys
     }
@@ -253,7 +285,12 @@ export class Authority implements CapabilityIssuer {
    * revocations at once. Across processes, give verifiers the JWKS and a shared (Redis) store.
    */
   createVerifier(options: Omit<VerifierOptions, 'issuers' | 'store'> & { store?: ReplayRevocationStore }): Verifier {
-    return new Verifier({ ...options, issuers: [this.trustedIssuer()], store: options.store ?? this.store, clockToleranceSeconds: options.clockToleranceSeconds ?? this.#tolerance })
+    return new Verifier({
+      ...options,
+      issuers: [this.trustedIssuer()],
+      store: options.store ?? this.store,
+      clockToleranceSeconds: options.clockToleranceSeconds ?? this.#tolerance,
+    })
   }
 
   agent(id: string): Readonly<{ declaration: AgentDeclaration; level: TrustLevel; revoked: boolean }> | undefined {
@@ -266,7 +303,16 @@ export class Authority implements CapabilityIssuer {
   async mint(request: MintRequest): Promise<string> {
     try {
       const { token, claims } = await this.#mint(request)
-      this.#record({ action: 'mint', decision: 'allow', origin: request.subject, destination: request.audience, capability: claims.scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context })
+      this.#record({
+        action: 'mint',
+        decision: 'allow',
+        origin: request.subject,
+        destination: request.audience,
+        capability: claims.scope,
+        jti: claims.jti,
+        trustLevel: claims.trust_level,
+        context: claims.context,
+      })
       return token
     } catch (e) {
       throw this.#deny(e, { action: 'mint', origin: request?.subject, destination: request?.audience, capability: request?.scope })
@@ -280,26 +326,51 @@ export class Authority implements CapabilityIssuer {
       const tool = this.#resolveTool(server, request.tool)
       scope = tool.scope.fill(request.args)
       const { token, claims } = await this.#mint({ ...request, scope: [scope], operation: tool.operation })
-      this.#record({ action: 'mint', decision: 'allow', origin: request.subject, destination: request.audience, tool: request.tool, capability: claims.scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context })
+      this.#record({
+        action: 'mint',
+        decision: 'allow',
+        origin: request.subject,
+        destination: request.audience,
+        tool: request.tool,
+        capability: claims.scope,
+        jti: claims.jti,
+        trustLevel: claims.trust_level,
+        context: claims.context,
+      })
       return { token, scope, operation: tool.operation }
     } catch (e) {
-      throw this.#deny(e, { action: 'mint', origin: request?.subject, destination: request?.audience, tool: request?.tool, capability: scope === undefined ? undefined : [scope] })
+      throw this.#deny(e, {
+        action: 'mint',
+        origin: request?.subject,
+        destination: request?.audience,
+        tool: request?.tool,
+        capability: scope === undefined ? undefined : [scope],
+      })
     }
   }
 
   async #mint(r: MintRequest): Promise<{ token: string; claims: CapabilityClaims }> {
     const subject = this.#activeAgent(r.subject)
-    if (!mayHoldTokens(subject.level)) throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not receive tokens`, { details: { agentId: r.subject } })
+    if (!mayHoldTokens(subject.level))
+      throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not receive tokens`, { details: { agentId: r.subject } })
     this.#activeAgent(r.audience)
     const scope = this.#checkScopes(r.scope)
     if (!permitsOperation(subject.level, r.operation)) {
-      throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not perform "${r.operation}" operations`, { details: { agentId: r.subject, rule: r.operation } })
+      throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not perform "${r.operation}" operations`, {
+        details: { agentId: r.subject, rule: r.operation },
+      })
     }
     const missing = uncovered(scope, subject.declaration.grants)
-    if (missing.length > 0) throw new ScopeDenied(`agent "${r.subject}" has no grant covering the requested scope`, { details: { agentId: r.subject, scope: missing[0] } })
+    if (missing.length > 0)
+      throw new ScopeDenied(`agent "${r.subject}" has no grant covering the requested scope`, {
+        details: { agentId: r.subject, scope: missing[0] },
+      })
     const max = subject.declaration.maxDelegationDepth
     const depth = r.delegationDepth ?? max
-    if (!Number.isInteger(depth) || depth < 0 || depth > max) throw new DelegationDepth(`delegationDepth must be an integer from 0 to ${max} for "${r.subject}"`, { details: { agentId: r.subject } })
+    if (!Number.isInteger(depth) || depth < 0 || depth > max)
+      throw new DelegationDepth(`delegationDepth must be an integer from 0 to ${max} for "${r.subject}"`, {
+        details: { agentId: r.subject },
+      })
     const iat = Math.max(nowSeconds(), this.#minIat.get(r.subject) ?? 0)
     const claims: CapabilityClaims = {
       iss: this.id,
@@ -325,13 +396,16 @@ export class Authority implements CapabilityIssuer {
 
   #lifetime(ttl: number | undefined): number {
     const t = ttl ?? this.#ttl
-    if (!Number.isInteger(t) || t < 1 || t > MAX_TOKEN_LIFETIME_SECONDS) throw new TokenLifetime('ttlSeconds must be an integer from 1 to 300')
+    if (!Number.isInteger(t) || t < 1 || t > MAX_TOKEN_LIFETIME_SECONDS)
+      throw new TokenLifetime('ttlSeconds must be an integer from 1 to 300')
     return t
   }
 
   #checkScopes(scope: readonly string[]): string[] {
-    if (!Array.isArray(scope) || scope.length === 0 || scope.length > MAX_SCOPES_PER_TOKEN) throw new ScopeInvalid('a token needs 1-32 exact scopes')
-    for (const s of scope) if (!isExactScope(s)) throw new ScopeInvalid('tokens carry exact scopes only: no wildcards, segments of [A-Za-z0-9._@/+-]')
+    if (!Array.isArray(scope) || scope.length === 0 || scope.length > MAX_SCOPES_PER_TOKEN)
+      throw new ScopeInvalid('a token needs 1-32 exact scopes')
+    for (const s of scope)
+      if (!isExactScope(s)) throw new ScopeInvalid('tokens carry exact scopes only: no wildcards, segments of [A-Za-z0-9._@/+-]')
     return [...new Set(scope)]
   }
 
@@ -352,7 +426,8 @@ export class Authority implements CapabilityIssuer {
 
   #knownAgent(id: string): AgentState {
     const a = typeof id === 'string' ? this.registry.get(id) : undefined
-    if (a === undefined) throw new AgentUnknown(`agent "${String(id).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(id).slice(0, 64) } })
+    if (a === undefined)
+      throw new AgentUnknown(`agent "${String(id).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(id).slice(0, 64) } })
     return a
   }
 
@@ -369,18 +444,25 @@ export class Authority implements CapabilityIssuer {
     try {
       // Over the network the holder is the authenticated caller; the token was bound to the
       // agent that presented it *to* the holder, so step 4 does not apply here.
-      if (r.peer !== undefined && r.peer.agentId !== r.holder) throw new TokenBinding('the exchanging holder is not the authenticated peer', { details: { agentId: r.peer.agentId } })
+      if (r.peer !== undefined && r.peer.agentId !== r.holder)
+        throw new TokenBinding('the exchanging holder is not the authenticated peer', { details: { agentId: r.peer.agentId } })
       const verified = await this.#core.verify(r.token, { audience: r.holder, consume: false, holderRedeems: true })
       parent = verified.claims
       const holder = this.#activeAgent(r.holder)
-      if (!mayRedelegate(holder.level)) throw new TrustLevelDenied(`agent "${r.holder}" is ${holder.level} and may not re-delegate`, { details: { agentId: r.holder } })
-      if (parent.delegation_depth < 1) throw new DelegationDepth('this capability may not be re-delegated (delegation_depth is 0)', { details: { jti: parent.jti } })
+      if (!mayRedelegate(holder.level))
+        throw new TrustLevelDenied(`agent "${r.holder}" is ${holder.level} and may not re-delegate`, { details: { agentId: r.holder } })
+      if (parent.delegation_depth < 1)
+        throw new DelegationDepth('this capability may not be re-delegated (delegation_depth is 0)', { details: { jti: parent.jti } })
       const chain = [...(parent.chain ?? []), parent.jti]
-      if (chain.length > MAX_DELEGATION_CHAIN) throw new DelegationDepth('the delegation chain is too long', { details: { jti: parent.jti } })
+      if (chain.length > MAX_DELEGATION_CHAIN)
+        throw new DelegationDepth('the delegation chain is too long', { details: { jti: parent.jti } })
       this.#activeAgent(r.audience)
       const scope = r.scope === undefined ? [...parent.scope] : this.#checkScopes(r.scope)
       const extra = scope.filter((s) => !parent!.scope.includes(s))
-      if (extra.length > 0) throw new ScopeEscalation('the exchanged token may only carry scopes of the presented token', { details: { scope: extra[0], jti: parent.jti } })
+      if (extra.length > 0)
+        throw new ScopeEscalation('the exchanged token may only carry scopes of the presented token', {
+          details: { scope: extra[0], jti: parent.jti },
+        })
       const now = Math.max(nowSeconds(), this.#minIat.get(r.holder) ?? 0)
       const exp = Math.min(now + this.#lifetime(r.ttlSeconds), parent.exp)
       if (exp <= now) throw new TokenLifetime('the presented token expires too soon to delegate', { details: { jti: parent.jti } })
@@ -402,10 +484,29 @@ export class Authority implements CapabilityIssuer {
         ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
       }
       const token = await this.#sign(claims)
-      this.#record({ action: 'exchange', decision: 'allow', origin: r.holder, destination: r.audience, capability: scope, jti: claims.jti, trustLevel: claims.trust_level, context: claims.context, chain, actors: agentsOf(claims).slice(1).reverse() })
+      this.#record({
+        action: 'exchange',
+        decision: 'allow',
+        origin: r.holder,
+        destination: r.audience,
+        capability: scope,
+        jti: claims.jti,
+        trustLevel: claims.trust_level,
+        context: claims.context,
+        chain,
+        actors: agentsOf(claims).slice(1).reverse(),
+      })
       return token
     } catch (e) {
-      throw this.#deny(e, { action: 'exchange', origin: r?.holder, destination: r?.audience, capability: r?.scope, jti: parent?.jti, context: parent?.context, chain: parent?.chain })
+      throw this.#deny(e, {
+        action: 'exchange',
+        origin: r?.holder,
+        destination: r?.audience,
+        capability: r?.scope,
+        jti: parent?.jti,
+        context: parent?.context,
+        chain: parent?.chain,
+      })
     }
   }
 
@@ -415,32 +516,52 @@ export class Authority implements CapabilityIssuer {
   async spawn(r: SpawnRequest): Promise<AgentDeclaration> {
     try {
       const parent = typeof r?.parent === 'string' ? this.registry.get(r.parent) : undefined
-      if (parent === undefined) throw new SpawnDenied(`parent "${String(r?.parent).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(r?.parent).slice(0, 64) } })
+      if (parent === undefined)
+        throw new SpawnDenied(`parent "${String(r?.parent).slice(0, 64)}" is not in the manifest`, {
+          details: { agentId: String(r?.parent).slice(0, 64) },
+        })
       if (parent.revoked) throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
-      if (!maySpawn(parent.level)) throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
+      if (!maySpawn(parent.level))
+        throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
       // Levels are checked before the schema: "L4" or "root" is an escalation attempt, not a typo.
       const asked = (r.child as { trustLevel?: unknown } | undefined)?.trustLevel
       if (!isTrustLevel(asked) || levelRank(asked) > levelRank(parent.level)) {
-        throw new SpawnEscalation(`a child of an ${parent.level} agent must have a level from L0 to ${parent.level}`, { details: { agentId: String(r.child?.id).slice(0, 64) } })
+        throw new SpawnEscalation(`a child of an ${parent.level} agent must have a level from L0 to ${parent.level}`, {
+          details: { agentId: String(r.child?.id).slice(0, 64) },
+        })
       }
       const parsed = AgentSchema.safeParse({ ...r.child, parent: r.parent })
-      if (!parsed.success) throw new SpawnDenied('the child declaration is invalid: ' + parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))
+      if (!parsed.success)
+        throw new SpawnDenied(
+          'the child declaration is invalid: ' + parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+        )
       const child = parsed.data
       if (this.registry.has(child.id)) throw new SpawnDenied(`agent id "${child.id}" is already taken`, { details: { agentId: child.id } })
       if (levelRank(child.trustLevel) > levelRank(parent.level)) {
         throw new SpawnEscalation(`a child of an ${parent.level} agent may not be ${child.trustLevel}`, { details: { agentId: child.id } })
       }
       const extra = uncovered(child.grants, parent.declaration.grants)
-      if (extra.length > 0) throw new ScopeEscalation('the child asks for grants its parent does not hold', { details: { agentId: child.id, scope: extra[0] } })
+      if (extra.length > 0)
+        throw new ScopeEscalation('the child asks for grants its parent does not hold', { details: { agentId: child.id, scope: extra[0] } })
       if (!isSubset(child.grants, parent.declaration.grants)) throw new ScopeEscalation()
       if (child.maxDelegationDepth >= parent.declaration.maxDelegationDepth && child.maxDelegationDepth > 0) {
-        throw new DelegationDepth('a child\'s maxDelegationDepth must be below its parent\'s', { details: { agentId: child.id } })
+        throw new DelegationDepth("a child's maxDelegationDepth must be below its parent's", { details: { agentId: child.id } })
       }
       for (const e of child.egress) {
-        if (!egressCovered(parent.declaration.egress, e)) throw new SpawnEscalation('the child declares an egress destination its parent does not have', { details: { agentId: child.id, rule: 'egress' } })
+        if (!egressCovered(parent.declaration.egress, e))
+          throw new SpawnEscalation('the child declares an egress destination its parent does not have', {
+            details: { agentId: child.id, rule: 'egress' },
+          })
       }
       this.registry.add(child)
-      this.#record({ action: 'spawn', decision: 'allow', origin: r.parent, destination: child.id, capability: child.grants, trustLevel: child.trustLevel })
+      this.#record({
+        action: 'spawn',
+        decision: 'allow',
+        origin: r.parent,
+        destination: child.id,
+        capability: child.grants,
+        trustLevel: child.trustLevel,
+      })
       return child
     } catch (e) {
       throw this.#deny(e, { action: 'spawn', origin: r?.parent, destination: r?.child?.id, capability: r?.child?.grants })
@@ -451,7 +572,7 @@ export class Authority implements CapabilityIssuer {
 
   /** Revoke one token by jti; its delegated descendants die with it. */
   async revokeToken(jti: string, options: { by?: string } = {}): Promise<void> {
-    if (!isJti(jti)) throw new TokenClaims('revokeToken takes the token\'s jti (a UUID v4), not the token', { details: { claim: 'jti' } })
+    if (!isJti(jti)) throw new TokenClaims("revokeToken takes the token's jti (a UUID v4), not the token", { details: { claim: 'jti' } })
     const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + this.#tolerance + 1) * 1000
     await this.store.revokeToken(jti, forgetAtMs)
     this.#record({ action: 'revoke', decision: 'allow', origin: options.by, jti, note: 'token' })
@@ -470,7 +591,14 @@ export class Authority implements CapabilityIssuer {
       if (a !== undefined) a.revoked = true
     }
     await Promise.all(ids.map((id) => this.store.revokeAgent(id, AGENT_QUARANTINED)))
-    for (const id of ids) this.#record({ action: 'revoke', decision: 'allow', origin: options.by, destination: id, note: id === agentId ? 'agent' : `descendant of ${agentId}` })
+    for (const id of ids)
+      this.#record({
+        action: 'revoke',
+        decision: 'allow',
+        origin: options.by,
+        destination: id,
+        note: id === agentId ? 'agent' : `descendant of ${agentId}`,
+      })
     return ids
   }
 
@@ -489,7 +617,8 @@ export class Authority implements CapabilityIssuer {
       const agent = this.#knownAgent(r.agentId)
       if (!isTrustLevel(r.level)) throw new TrustChangeDenied('level must be L0-L3')
       if (typeof r.reason !== 'string' || r.reason.trim().length === 0) throw new TrustChangeDenied('a trust change needs a reason')
-      if (r.level === agent.level) throw new TrustChangeDenied(`agent "${r.agentId}" is already ${r.level}`, { details: { agentId: r.agentId } })
+      if (r.level === agent.level)
+        throw new TrustChangeDenied(`agent "${r.agentId}" is already ${r.level}`, { details: { agentId: r.agentId } })
       this.#checkParentCeiling(r.agentId, r.level)
       req = {
         id: randomUUID(),
@@ -503,10 +632,21 @@ export class Authority implements CapabilityIssuer {
       }
       await this.#trustStore.add(req)
     } catch (e) {
-      throw this.#deny(e, { action: 'trust_change', origin: requestedBy, destination: typeof r?.agentId === 'string' ? r.agentId.slice(0, 255) : undefined, note: 'request refused' })
+      throw this.#deny(e, {
+        action: 'trust_change',
+        origin: requestedBy,
+        destination: typeof r?.agentId === 'string' ? r.agentId.slice(0, 255) : undefined,
+        note: 'request refused',
+      })
     }
     this.#trustChanges.set(req.id, req)
-    this.#record({ action: 'trust_change', decision: 'allow', origin: req.requestedBy, destination: req.agentId, note: `requested ${req.from}->${req.to} (${req.id})` })
+    this.#record({
+      action: 'trust_change',
+      decision: 'allow',
+      origin: req.requestedBy,
+      destination: req.agentId,
+      note: `requested ${req.from}->${req.to} (${req.id})`,
+    })
     if (this.#approver !== undefined) {
       let decision: ApprovalDecision | undefined
       try {
@@ -532,22 +672,39 @@ export class Authority implements CapabilityIssuer {
   async decideTrustChange(id: string, decision: ApprovalDecision): Promise<TrustChangeRequest> {
     let decided: TrustChangeRequest
     try {
-      if (typeof decision?.approver !== 'string' || decision.approver.trim().length === 0) throw new TrustChangeDenied('a decision must name its approver')
+      if (typeof decision?.approver !== 'string' || decision.approver.trim().length === 0)
+        throw new TrustChangeDenied('a decision must name its approver')
       decided = await this.#trustStore.decide(
         String(id),
         // Only a literal `true` approves: a truthy string from a webhook does not.
-        { approved: decision.approved === true, decidedBy: decision.approver, note: typeof decision.note === 'string' ? decision.note : undefined, decidedAt: new Date().toISOString() },
+        {
+          approved: decision.approved === true,
+          decidedBy: decision.approver,
+          note: typeof decision.note === 'string' ? decision.note : undefined,
+          decidedAt: new Date().toISOString(),
+        },
         (req, all) => {
           notStale((agentId) => this.registry.get(agentId)?.declaration.trustLevel)(req, all)
           this.#checkParentCeiling(req.agentId, req.to)
         },
       )
     } catch (e) {
-      throw this.#deny(e, { action: 'trust_change', origin: typeof decision?.approver === 'string' ? decision.approver.slice(0, 128) : undefined, note: `decision refused (${String(id).slice(0, 64)})` })
+      throw this.#deny(e, {
+        action: 'trust_change',
+        origin: typeof decision?.approver === 'string' ? decision.approver.slice(0, 128) : undefined,
+        note: `decision refused (${String(id).slice(0, 64)})`,
+      })
     }
     this.#trustChanges.set(decided.id, decided)
     if (decided.status === 'denied') {
-      this.#record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: decided.decidedBy, destination: decided.agentId, note: `denied ${decided.from}->${decided.to} (${decided.id})` })
+      this.#record({
+        action: 'trust_change',
+        decision: 'deny',
+        code: 'ERR_TRUST_CHANGE_DENIED',
+        origin: decided.decidedBy,
+        destination: decided.agentId,
+        note: `denied ${decided.from}->${decided.to} (${decided.id})`,
+      })
       return { ...decided }
     }
     await this.#applyTrustChange(decided, { revoke: true, via: 'approved' })
@@ -568,7 +725,14 @@ export class Authority implements CapabilityIssuer {
       this.#trustChanges.set(r.id, r)
       if (r.status === 'denied' && seen?.status !== 'denied') {
         // Decided elsewhere (the CLI): this authority's trail says it saw the refusal.
-        this.#record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: r.decidedBy, destination: r.agentId, note: `denied ${r.from}->${r.to} (${r.id}) (decided elsewhere)` })
+        this.#record({
+          action: 'trust_change',
+          decision: 'deny',
+          code: 'ERR_TRUST_CHANGE_DENIED',
+          origin: r.decidedBy,
+          destination: r.agentId,
+          note: `denied ${r.from}->${r.to} (${r.id}) (decided elsewhere)`,
+        })
       }
     }
     const applied: string[] = []
@@ -598,7 +762,8 @@ export class Authority implements CapabilityIssuer {
     const parentId = this.registry.get(agentId)?.declaration.parent
     if (parentId === undefined) return
     const p = this.registry.get(parentId)
-    if (p !== undefined && levelRank(level) > levelRank(p.level)) throw new TrustChangeDenied('a spawned agent may not exceed its parent\'s level', { details: { agentId } })
+    if (p !== undefined && levelRank(level) > levelRank(p.level))
+      throw new TrustChangeDenied("a spawned agent may not exceed its parent's level", { details: { agentId } })
   }
 
   async #applyTrustChange(r: TrustChangeRequest, o: { revoke: boolean; via: 'approved' | 'synced' | 'loaded' }): Promise<void> {
@@ -606,7 +771,8 @@ export class Authority implements CapabilityIssuer {
     const label = `${r.from}->${r.to} (${r.id})`
     try {
       // A spawned agent unknown to this replica has no level here to change.
-      if (agent === undefined) throw new TrustChangeDenied(`agent "${r.agentId}" is not known to this authority`, { details: { agentId: r.agentId } })
+      if (agent === undefined)
+        throw new TrustChangeDenied(`agent "${r.agentId}" is not known to this authority`, { details: { agentId: r.agentId } })
       this.#checkParentCeiling(r.agentId, r.to)
     } catch (e) {
       this.#appliedChanges.add(r.id)
@@ -623,7 +789,13 @@ export class Authority implements CapabilityIssuer {
       try {
         await this.store.revokeAgent(r.agentId, at)
       } catch (e) {
-        throw this.#deny(e, { action: 'trust_change', origin: this.id, destination: r.agentId, trustLevel: r.to, note: `revocation failed for ${label}` })
+        throw this.#deny(e, {
+          action: 'trust_change',
+          origin: this.id,
+          destination: r.agentId,
+          trustLevel: r.to,
+          note: `revocation failed for ${label}`,
+        })
       }
     }
     this.#appliedChanges.add(r.id)
@@ -635,8 +807,20 @@ export class Authority implements CapabilityIssuer {
     }
     this.#trustChanges.set(r.id, current)
     const by = o.via === 'approved' ? r.decidedBy : this.id
-    const what = o.via === 'approved' ? 'approved' : o.via === 'synced' ? `applied (approved by ${r.decidedBy ?? '?'})` : `restored (approved by ${r.decidedBy ?? '?'})`
-    this.#record({ action: 'trust_change', decision: 'allow', origin: by, destination: r.agentId, trustLevel: r.to, note: `${what} ${label}${o.revoke ? '; outstanding tokens revoked' : ''}` })
+    const what =
+      o.via === 'approved'
+        ? 'approved'
+        : o.via === 'synced'
+          ? `applied (approved by ${r.decidedBy ?? '?'})`
+          : `restored (approved by ${r.decidedBy ?? '?'})`
+    this.#record({
+      action: 'trust_change',
+      decision: 'allow',
+      origin: by,
+      destination: r.agentId,
+      trustLevel: r.to,
+      note: `${what} ${label}${o.revoke ? '; outstanding tokens revoked' : ''}`,
+    })
   }
 
   // ---- audit ---------------------------------------------------------------------------
@@ -647,7 +831,12 @@ export class Authority implements CapabilityIssuer {
 
   #deny(e: unknown, base: Omit<AuditEventInput, 'decision'>): AgentTrustError {
     const err = toAgentTrustError(e)
-    this.#record({ ...base, decision: 'deny', code: err.code, capability: Array.isArray(base.capability) ? base.capability.filter((s) => typeof s === 'string').slice(0, 32) : undefined })
+    this.#record({
+      ...base,
+      decision: 'deny',
+      code: err.code,
+      capability: Array.isArray(base.capability) ? base.capability.filter((s) => typeof s === 'string').slice(0, 32) : undefined,
+    })
     return err
   }
 }

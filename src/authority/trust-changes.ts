@@ -71,7 +71,9 @@ export function notStale(base: (agentId: string) => TrustLevel | undefined): Tru
   return (req, all) => {
     const current = effectiveLevel(req.agentId, base(req.agentId) ?? req.from, all)
     if (current !== req.from) {
-      throw new TrustChangeDenied(`the request was made for ${req.from}->${req.to} but the agent is now ${current}; file a new request`, { details: { agentId: req.agentId, rule: 'stale' } })
+      throw new TrustChangeDenied(`the request was made for ${req.from}->${req.to} but the agent is now ${current}; file a new request`, {
+        details: { agentId: req.agentId, rule: 'stale' },
+      })
     }
   }
 }
@@ -192,7 +194,10 @@ export class FileTrustChangeStore implements TrustChangeStore {
       throw new ConfigInvalid(`the trust-change store "${this.path}" is not valid JSON`)
     }
     const r = FileSchema.safeParse(json, { reportInput: false })
-    if (!r.success) throw new ConfigInvalid(`the trust-change store "${this.path}" is not a valid store file`, { details: { issues: r.error.issues.length } })
+    if (!r.success)
+      throw new ConfigInvalid(`the trust-change store "${this.path}" is not a valid store file`, {
+        details: { issues: r.error.issues.length },
+      })
     return r.data.requests as TrustChangeRequest[]
   }
 
@@ -224,13 +229,15 @@ export class FileTrustChangeStore implements TrustChangeStore {
         await h.close()
         break
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreUnavailable(`cannot lock the trust-change store "${this.path}"`, { cause: e })
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw new StoreUnavailable(`cannot lock the trust-change store "${this.path}"`, { cause: e })
         const st = await stat(lock).catch(() => undefined)
         if (st !== undefined && Date.now() - st.mtimeMs > this.#staleLockMs) {
           await rm(lock, { force: true })
           continue
         }
-        if (Date.now() > deadline) throw new StoreUnavailable(`the trust-change store "${this.path}" stayed locked for ${this.#lockTimeoutMs} ms`)
+        if (Date.now() > deadline)
+          throw new StoreUnavailable(`the trust-change store "${this.path}" stayed locked for ${this.#lockTimeoutMs} ms`)
         await new Promise((r) => setTimeout(r, 10 + Math.floor(Math.random() * 20)))
       }
     }

@@ -18,11 +18,19 @@ function parseAnchor(v: string): AuditHead {
 function describe(r: AuditVerification): string {
   const lines: string[] = []
   if (r.ok) lines.push(`audit trail OK: ${r.chains.length} chain(s), ${r.events} event(s)`)
-  else lines.push(`audit trail BROKEN: ${r.breaks.length} problem(s); first broken link at line ${r.firstBreak?.line} (${r.firstBreak?.kind}) [ERR_AUDIT_TAMPERED]`)
-  for (const b of r.breaks) lines.push(`  ${b.kind.toUpperCase()} line ${b.line}${b.chainId === undefined ? '' : ` chain ${b.chainId}`}${b.seq === undefined ? '' : ` seq ${b.seq}`}: ${b.message}`)
+  else
+    lines.push(
+      `audit trail BROKEN: ${r.breaks.length} problem(s); first broken link at line ${r.firstBreak?.line} (${r.firstBreak?.kind}) [ERR_AUDIT_TAMPERED]`,
+    )
+  for (const b of r.breaks)
+    lines.push(
+      `  ${b.kind.toUpperCase()} line ${b.line}${b.chainId === undefined ? '' : ` chain ${b.chainId}`}${b.seq === undefined ? '' : ` seq ${b.seq}`}: ${b.message}`,
+    )
   for (const c of r.chains) {
     const state = c.break !== undefined ? `broken (${c.break.kind})` : c.sealed ? 'sealed' : 'open (no seal yet)'
-    lines.push(`  chain ${c.chainId}: ${c.events} event(s), seq ${c.firstSeq}-${c.lastSeq}, ${state}; anchor ${c.chainId}:${c.lastSeq}:${c.head}`)
+    lines.push(
+      `  chain ${c.chainId}: ${c.events} event(s), seq ${c.firstSeq}-${c.lastSeq}, ${state}; anchor ${c.chainId}:${c.lastSeq}:${c.head}`,
+    )
   }
   return lines.join('\n')
 }
@@ -42,7 +50,13 @@ async function verify(ctx: Context): Promise<ExitCode> {
     const { Redis } = await import('ioredis')
     const { readAuditStream } = await import('../audit/redis-stream.js')
     const url = ctx.io.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-    const redis = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 2000, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      connectTimeout: 2000,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    })
     redis.on('error', () => undefined)
     try {
       await redis.connect().catch((cause: unknown) => {
@@ -96,10 +110,14 @@ function printLine(ctx: Context, text: string): void {
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t)
-      resolve()
-    }, { once: true })
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t)
+        resolve()
+      },
+      { once: true },
+    )
   })
 
 async function tail(ctx: Context): Promise<ExitCode> {

@@ -59,11 +59,18 @@ async function generate(ctx: Context): Promise<ExitCode> {
     withAudit(ctx, async (audit) => {
       const existing = await store.load()
       if (existing.length > 0 && ctx.values.force !== true) {
-        throw new Failed('the key store already holds keys: use `keys rotate` (or --force to replace them all, which invalidates every outstanding token)')
+        throw new Failed(
+          'the key store already holds keys: use `keys rotate` (or --force to replace them all, which invalidates every outstanding token)',
+        )
       }
       const record = await generateSigningKey()
       await store.save([record])
-      audit.record({ action: 'key', decision: 'allow', origin: operator(ctx), note: `generated ${record.kid}${existing.length > 0 ? ` replacing ${existing.length} key(s)` : ''} (cli)` })
+      audit.record({
+        action: 'key',
+        decision: 'allow',
+        origin: operator(ctx),
+        note: `generated ${record.kid}${existing.length > 0 ? ` replacing ${existing.length} key(s)` : ''} (cli)`,
+      })
       const jwks = await publicSet(store)
       ctx.print({ kid: record.kid, jwks }, `generated signing key ${record.kid}`)
       return EXIT.ok
@@ -79,9 +86,17 @@ async function rotate(ctx: Context): Promise<ExitCode> {
       const manager = await createKeyManager({ store, ...(interval === undefined ? {} : { rotationIntervalMs: interval }) })
       const immediate = ctx.values.immediate === true
       const kid = await manager.rotateNow({ immediate })
-      audit.record({ action: 'key', decision: 'allow', origin: operator(ctx), note: `rotated to ${kid}${immediate ? ' (immediate)' : ''} (cli)` })
+      audit.record({
+        action: 'key',
+        decision: 'allow',
+        origin: operator(ctx),
+        note: `rotated to ${kid}${immediate ? ' (immediate)' : ''} (cli)`,
+      })
       const jwks = manager.keys.jwks()
-      ctx.print({ kid, immediate, jwks }, `new signing key ${kid} published${immediate ? ' and signing now' : '; it starts signing after the pre-publication delay (verifiers fetch it first)'}`)
+      ctx.print(
+        { kid, immediate, jwks },
+        `new signing key ${kid} published${immediate ? ' and signing now' : '; it starts signing after the pre-publication delay (verifiers fetch it first)'}`,
+      )
       return EXIT.ok
     }),
   )
@@ -103,9 +118,17 @@ async function revoke(ctx: Context): Promise<ExitCode> {
       if ((await store.load()).length === 0) throw new Failed('the key store is empty', EXIT.invalid)
       const manager = await createKeyManager({ store })
       const removed = await manager.revoke(kid)
-      audit.record({ action: 'key', decision: removed ? 'allow' : 'deny', origin: operator(ctx), note: `${removed ? 'revoked' : 'no such key'} ${kid.slice(0, 64)} (cli)` })
+      audit.record({
+        action: 'key',
+        decision: removed ? 'allow' : 'deny',
+        origin: operator(ctx),
+        note: `${removed ? 'revoked' : 'no such key'} ${kid.slice(0, 64)} (cli)`,
+      })
       if (!removed) throw new Failed(`no key "${kid.slice(0, 64)}" in the key store`)
-      ctx.print({ revoked: kid, jwks: manager.keys.jwks() }, `revoked key ${kid}: tokens it signed are rejected as soon as verifiers refresh their JWKS`)
+      ctx.print(
+        { revoked: kid, jwks: manager.keys.jwks() },
+        `revoked key ${kid}: tokens it signed are rejected as soon as verifiers refresh their JWKS`,
+      )
       return EXIT.ok
     }),
   )
@@ -113,7 +136,7 @@ async function revoke(ctx: Context): Promise<ExitCode> {
 
 export const keysCommands: CommandGroup = {
   name: 'keys',
-  summary: 'generate, rotate, publish and revoke the authority\'s signing keys',
+  summary: "generate, rotate, publish and revoke the authority's signing keys",
   subcommands: [
     {
       name: 'generate',

@@ -17,7 +17,8 @@ Needs REDIS_URL: a revocation only matters in the store the verifiers share.`
 
 async function withRedisStore<T>(ctx: Context, fn: (store: ReplayRevocationStore) => Promise<T>): Promise<T> {
   const url = ctx.io.env.REDIS_URL
-  if (url === undefined || url === '') throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid)
+  if (url === undefined || url === '')
+    throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid)
   const { createRedisStore } = await import('../revocation/redis.js')
   const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
   const store = createRedisStore({ url, commandTimeoutMs: 2000, ...(prefix === undefined ? {} : { prefix }) })
@@ -30,7 +31,7 @@ async function withRedisStore<T>(ctx: Context, fn: (store: ReplayRevocationStore
 
 async function revokeToken(ctx: Context): Promise<ExitCode> {
   const jti = ctx.positionals[0] as string
-  if (!isJti(jti)) throw new UsageError('revoke token takes the token\'s jti (a UUID v4, see `token inspect`), never the token itself')
+  if (!isJti(jti)) throw new UsageError("revoke token takes the token's jti (a UUID v4, see `token inspect`), never the token itself")
   return withRedisStore(ctx, (store) =>
     withAudit(ctx, async (audit) => {
       // Kept until any token with this jti (or a descendant) has certainly expired.
@@ -56,7 +57,8 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
   let ids = [id]
   if (ctx.values.unlisted !== true) {
     const manifest = loadManifest(ctx)
-    if (!manifest.agents.some((a) => a.id === id)) throw new Failed(`agent "${id}" is not in the manifest (a spawned agent? pass --unlisted)`)
+    if (!manifest.agents.some((a) => a.id === id))
+      throw new Failed(`agent "${id}" is not in the manifest (a spawned agent? pass --unlisted)`)
     ids = lineage(manifest, id)
   }
   return withRedisStore(ctx, (store) =>
@@ -65,7 +67,13 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
       const at = AGENT_QUARANTINED
       for (const a of ids) {
         await store.revokeAgent(a, at)
-        audit.record({ action: 'revoke', decision: 'allow', origin: operator(ctx), destination: a, note: a === id ? 'agent (cli)' : `descendant of ${id} (cli)` })
+        audit.record({
+          action: 'revoke',
+          decision: 'allow',
+          origin: operator(ctx),
+          destination: a,
+          note: a === id ? 'agent (cli)' : `descendant of ${id} (cli)`,
+        })
       }
       ctx.print({ revoked: { agents: ids, atSeconds: at } }, `quarantined ${ids.join(', ')}: every token of theirs is rejected from now on`)
       return EXIT.ok

@@ -88,7 +88,13 @@ const COMMON_HELP = `Common options:
 Exit codes: 0 ok, 1 denied/failed, 2 usage, 3 unavailable, 4 invalid input or config, 5 internal error.`
 
 function topHelp(groups: readonly CommandGroup[]): string {
-  const lines = ['Usage: agent-trust <command> <subcommand> [options]', '', 'Operator commands for agent-trust (zero-trust for multi-agent AI systems).', '', 'Commands:']
+  const lines = [
+    'Usage: agent-trust <command> <subcommand> [options]',
+    '',
+    'Operator commands for agent-trust (zero-trust for multi-agent AI systems).',
+    '',
+    'Commands:',
+  ]
   for (const g of groups) {
     lines.push(`  ${g.name.padEnd(8)} ${g.summary}`)
     for (const s of g.subcommands) lines.push(`    ${`${g.name} ${s.name}`.padEnd(20)} ${s.summary}`)
@@ -115,13 +121,16 @@ export function classify(e: unknown): { code: ExitCode; message: string; errorCo
   if (e instanceof AgentTrustError) {
     const c = e.code as string
     if (c === 'ERR_STORE_UNAVAILABLE') return { code: EXIT.unavailable, message: e.message, errorCode: c }
-    if (c === 'ERR_CONFIG_INVALID' || c === 'ERR_KEY_INVALID' || c === 'ERR_KEY_STORE_INSECURE') return { code: EXIT.invalid, message: e.message, errorCode: c }
+    if (c === 'ERR_CONFIG_INVALID' || c === 'ERR_KEY_INVALID' || c === 'ERR_KEY_STORE_INSECURE')
+      return { code: EXIT.invalid, message: e.message, errorCode: c }
     return { code: EXIT.failed, message: e.message, errorCode: c }
   }
   const errno = (e as NodeJS.ErrnoException | undefined)?.code
   if (typeof errno === 'string' && errno.startsWith('ERR_PARSE_ARGS')) return { code: EXIT.usage, message: (e as Error).message }
-  if (errno === 'ENOENT' || errno === 'EACCES' || errno === 'EISDIR' || errno === 'EPERM') return { code: EXIT.invalid, message: (e as Error).message }
-  if (errno === 'ECONNREFUSED' || errno === 'ETIMEDOUT' || errno === 'ECONNRESET' || errno === 'EHOSTUNREACH') return { code: EXIT.unavailable, message: (e as Error).message }
+  if (errno === 'ENOENT' || errno === 'EACCES' || errno === 'EISDIR' || errno === 'EPERM')
+    return { code: EXIT.invalid, message: (e as Error).message }
+  if (errno === 'ECONNREFUSED' || errno === 'ETIMEDOUT' || errno === 'ECONNRESET' || errno === 'EHOSTUNREACH')
+    return { code: EXIT.unavailable, message: (e as Error).message }
   return { code: EXIT.internal, message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }
 }
 
@@ -130,7 +139,10 @@ export async function runCli(argv: readonly string[], io: CliIo, groups: readonl
   const json = argv.includes('--json')
   const fail = (code: ExitCode, message: string, errorCode?: string): ExitCode => {
     io.err(`agent-trust: ${message}${errorCode === undefined ? '' : ` [${errorCode}]`}\n`)
-    if (json) io.out(`${JSON.stringify({ ok: false, exitCode: code, error: { ...(errorCode === undefined ? {} : { code: errorCode }), message } })}\n`)
+    if (json)
+      io.out(
+        `${JSON.stringify({ ok: false, exitCode: code, error: { ...(errorCode === undefined ? {} : { code: errorCode }), message } })}\n`,
+      )
     return code
   }
   const [groupName, subName, ...rest] = argv
@@ -145,7 +157,8 @@ export async function runCli(argv: readonly string[], io: CliIo, groups: readonl
     return subName === undefined ? EXIT.usage : EXIT.ok
   }
   const sub = group.subcommands.find((s) => s.name === subName)
-  if (sub === undefined) return fail(EXIT.usage, `unknown subcommand "${group.name} ${subName.slice(0, 40)}" (see agent-trust ${group.name} --help)`)
+  if (sub === undefined)
+    return fail(EXIT.usage, `unknown subcommand "${group.name} ${subName.slice(0, 40)}" (see agent-trust ${group.name} --help)`)
   let values: Values
   let positionals: string[]
   try {
@@ -161,7 +174,10 @@ export async function runCli(argv: readonly string[], io: CliIo, groups: readonl
   }
   const [min, max] = typeof sub.args === 'number' ? [sub.args, sub.args] : (sub.args ?? [0, 0])
   if (positionals.length < min || positionals.length > max) {
-    return fail(EXIT.usage, `agent-trust ${group.name} ${sub.name} takes ${min === max ? min : `${min}-${max}`} argument(s), got ${positionals.length} (see --help)`)
+    return fail(
+      EXIT.usage,
+      `agent-trust ${group.name} ${sub.name} takes ${min === max ? min : `${min}-${max}`} argument(s), got ${positionals.length} (see --help)`,
+    )
   }
   const ctx: Context = {
     io,

@@ -82,7 +82,8 @@ async function loadJwks(source: string): Promise<JSONWebKeySet> {
   } catch {
     throw new ConfigInvalid('the JWKS is not JSON')
   }
-  if (typeof jwks !== 'object' || jwks === null || !Array.isArray((jwks as JSONWebKeySet).keys)) throw new ConfigInvalid('the JWKS has no "keys" array')
+  if (typeof jwks !== 'object' || jwks === null || !Array.isArray((jwks as JSONWebKeySet).keys))
+    throw new ConfigInvalid('the JWKS has no "keys" array')
   return jwks as JSONWebKeySet
 }
 
@@ -103,7 +104,8 @@ async function verify(ctx: Context): Promise<ExitCode> {
       issuer ??= m.authority.id
       tolerance = m.authority.clockToleranceSeconds
     } catch (e) {
-      if (issuer === undefined) throw new UsageError(`pass --issuer <id>, or a readable --manifest (${(e as Error).message.split('\n')[0]})`)
+      if (issuer === undefined)
+        throw new UsageError(`pass --issuer <id>, or a readable --manifest (${(e as Error).message.split('\n')[0]})`)
     }
   }
   const jwks = await loadJwks(jwksSource)
@@ -111,7 +113,11 @@ async function verify(ctx: Context): Promise<ExitCode> {
   if (ctx.values.revocation === true) {
     const { createRedisStore } = await import('../revocation/redis.js')
     const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
-    store = createRedisStore({ url: ctx.io.env.REDIS_URL ?? 'redis://127.0.0.1:6379', commandTimeoutMs: 2000, ...(prefix === undefined ? {} : { prefix }) })
+    store = createRedisStore({
+      url: ctx.io.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      commandTimeoutMs: 2000,
+      ...(prefix === undefined ? {} : { prefix }),
+    })
   }
   try {
     const core = new VerificationCore({ issuers: [{ issuer: issuer as string, jwks }], store, clockToleranceSeconds: tolerance })
@@ -119,7 +125,16 @@ async function verify(ctx: Context): Promise<ExitCode> {
     // Never consume: checking a token from the command line must not burn it.
     const cap = await core.verify(token, { audience, consume: false, ...(requirement === undefined ? {} : { requirement }) })
     const c = cap.claims
-    const checked = ['signature', 'header', 'claims', 'issuer', 'audience', 'lifetime', ...(ctx.values.revocation === true ? ['revocation (REDIS_URL)'] : []), ...(requirement === undefined ? [] : ['trust level', 'scope'])]
+    const checked = [
+      'signature',
+      'header',
+      'claims',
+      'issuer',
+      'audience',
+      'lifetime',
+      ...(ctx.values.revocation === true ? ['revocation (REDIS_URL)'] : []),
+      ...(requirement === undefined ? [] : ['trust level', 'scope']),
+    ]
     const human = [
       `VALID: ${checked.join(', ')} checked; not consumed${ctx.values.revocation === true ? '' : '; revocation not checked (use --revocation)'}`,
       `  sub ${c.sub}  aud ${c.aud}  iss ${c.iss}  level ${cap.trustLevel}  presenter ${cap.presenter}`,

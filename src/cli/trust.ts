@@ -30,7 +30,10 @@ function requestId(v: string): string {
 }
 
 function row(r: TrustChangeRequest): string {
-  const decided = r.status === 'pending' ? '' : ` by ${r.decidedBy ?? '?'} at ${r.decidedAt ?? '?'}${r.appliedAt === undefined ? (r.status === 'approved' ? ' (not applied yet)' : '') : ` (applied ${r.appliedAt})`}`
+  const decided =
+    r.status === 'pending'
+      ? ''
+      : ` by ${r.decidedBy ?? '?'} at ${r.decidedAt ?? '?'}${r.appliedAt === undefined ? (r.status === 'approved' ? ' (not applied yet)' : '') : ` (applied ${r.appliedAt})`}`
   return `${r.id}  ${r.status.toUpperCase().padEnd(8)} ${r.agentId} ${r.from} -> ${r.to} (${isRaise(r) ? 'raise' : 'lower'})  requested by ${r.requestedBy} at ${r.createdAt}: ${r.reason}${decided}`
 }
 
@@ -38,7 +41,10 @@ async function list(ctx: Context): Promise<ExitCode> {
   const status = str(ctx.values, 'status') ?? 'pending'
   if (!['pending', 'approved', 'denied', 'all'].includes(status)) throw new UsageError('--status is pending, approved, denied or all')
   const requests = await openStore(ctx).list(status === 'all' ? undefined : (status as TrustChangeStatus))
-  ctx.print({ requests }, requests.length === 0 ? `no ${status === 'all' ? '' : `${status} `}trust-change requests` : requests.map(row).join('\n'))
+  ctx.print(
+    { requests },
+    requests.length === 0 ? `no ${status === 'all' ? '' : `${status} `}trust-change requests` : requests.map(row).join('\n'),
+  )
   return EXIT.ok
 }
 
@@ -49,7 +55,8 @@ async function request(ctx: Context): Promise<ExitCode> {
   if (!isTrustLevel(level)) throw new UsageError('the level is L0, L1, L2 or L3')
   const manifest = loadManifest(ctx)
   const agent = manifest.agents.find((a) => a.id === agentId)
-  if (agent === undefined) throw new TrustChangeDenied(`agent "${agentId.slice(0, 64)}" is not in the manifest`, { details: { agentId: agentId.slice(0, 64) } })
+  if (agent === undefined)
+    throw new TrustChangeDenied(`agent "${agentId.slice(0, 64)}" is not in the manifest`, { details: { agentId: agentId.slice(0, 64) } })
   const store = openStore(ctx)
   const by = operator(ctx)
   return withAudit(ctx, async (audit) => {
@@ -57,17 +64,47 @@ async function request(ctx: Context): Promise<ExitCode> {
     try {
       if (from === level) throw new TrustChangeDenied(`agent "${agentId}" is already ${level}`, { details: { agentId } })
       if (agent.parent !== undefined) {
-        const parentLevel = effectiveLevel(agent.parent, manifest.agents.find((a) => a.id === agent.parent)?.trustLevel ?? 'L0', await store.list())
-        if (levelRank(level) > levelRank(parentLevel)) throw new TrustChangeDenied('a spawned agent may not exceed its parent\'s level', { details: { agentId } })
+        const parentLevel = effectiveLevel(
+          agent.parent,
+          manifest.agents.find((a) => a.id === agent.parent)?.trustLevel ?? 'L0',
+          await store.list(),
+        )
+        if (levelRank(level) > levelRank(parentLevel))
+          throw new TrustChangeDenied("a spawned agent may not exceed its parent's level", { details: { agentId } })
       }
     } catch (e) {
-      audit.record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: by, destination: agentId, note: 'request refused (cli)' })
+      audit.record({
+        action: 'trust_change',
+        decision: 'deny',
+        code: 'ERR_TRUST_CHANGE_DENIED',
+        origin: by,
+        destination: agentId,
+        note: 'request refused (cli)',
+      })
       throw e
     }
-    const req: TrustChangeRequest = { id: randomUUID(), agentId, from, to: level, reason: reason.slice(0, 500), requestedBy: by, createdAt: new Date().toISOString(), status: 'pending' }
+    const req: TrustChangeRequest = {
+      id: randomUUID(),
+      agentId,
+      from,
+      to: level,
+      reason: reason.slice(0, 500),
+      requestedBy: by,
+      createdAt: new Date().toISOString(),
+      status: 'pending',
+    }
     await store.add(req)
-    audit.record({ action: 'trust_change', decision: 'allow', origin: by, destination: agentId, note: `requested ${from}->${level} (${req.id}) (cli)` })
-    ctx.print({ request: req }, `requested ${req.id}: ${agentId} ${from} -> ${level}; an operator must approve it (agent-trust trust approve ${req.id})`)
+    audit.record({
+      action: 'trust_change',
+      decision: 'allow',
+      origin: by,
+      destination: agentId,
+      note: `requested ${from}->${level} (${req.id}) (cli)`,
+    })
+    ctx.print(
+      { request: req },
+      `requested ${req.id}: ${agentId} ${from} -> ${level}; an operator must approve it (agent-trust trust approve ${req.id})`,
+    )
     return EXIT.ok
   })
 }
@@ -96,9 +133,20 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
   return withAudit(ctx, async (audit) => {
     let decided: TrustChangeRequest
     try {
-      decided = await store.decide(id, { approved, decidedBy: by, ...(note === undefined ? {} : { note }), decidedAt: new Date().toISOString() }, notStale(base))
+      decided = await store.decide(
+        id,
+        { approved, decidedBy: by, ...(note === undefined ? {} : { note }), decidedAt: new Date().toISOString() },
+        notStale(base),
+      )
     } catch (e) {
-      audit.record({ action: 'trust_change', decision: 'deny', code: 'ERR_TRUST_CHANGE_DENIED', origin: by, destination: req.agentId, note: `decision refused (${id}) (cli)` })
+      audit.record({
+        action: 'trust_change',
+        decision: 'deny',
+        code: 'ERR_TRUST_CHANGE_DENIED',
+        origin: by,
+        destination: req.agentId,
+        note: `decision refused (${id}) (cli)`,
+      })
       throw e
     }
     audit.record({
@@ -136,7 +184,7 @@ ${STORE_HELP}`,
     },
     {
       name: 'request',
-      summary: 'file a request to change an agent\'s level',
+      summary: "file a request to change an agent's level",
       args: 2,
       options: { ...STORE_OPTION, ...OPERATOR_OPTIONS, reason: { type: 'string' } },
       help: `Usage: agent-trust trust request <agent-id> <L0|L1|L2|L3> --reason <text> [--by <name>]

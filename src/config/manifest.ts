@@ -19,11 +19,17 @@ import {
 import { levelRank, type Operation, type TrustLevel } from '../trust/index.js'
 
 const agentId = z.string().refine(isAgentId, { message: 'must be an agent id: ASCII letters, digits and . _ @ : / - (1-255 chars)' })
-const scopePattern = z.string().refine(isScopePattern, { message: 'is not a valid scope pattern (segments of [A-Za-z0-9._@/+-] or *, joined by :)' })
+const scopePattern = z
+  .string()
+  .refine(isScopePattern, { message: 'is not a valid scope pattern (segments of [A-Za-z0-9._@/+-] or *, joined by :)' })
 // Same parser as the egress guard (src/egress/destination.ts): a bad entry fails at start.
-const egressDestination = z.string().min(1).max(512).refine((e) => tryParseDestination(e).ok, {
-  message: 'is not a valid egress destination: scheme://host[:port] (http/https, optional "*." wildcard, optional " internal")',
-})
+const egressDestination = z
+  .string()
+  .min(1)
+  .max(512)
+  .refine((e) => tryParseDestination(e).ok, {
+    message: 'is not a valid egress destination: scheme://host[:port] (http/https, optional "*." wildcard, optional " internal")',
+  })
 const scopeTemplate = z.string().refine(
   (s) => {
     try {
@@ -44,7 +50,10 @@ export const ToolDeclarationSchema = z.strictObject({
   /** Required scope; `{arg}` segments take the call's argument values. Default `tool:<agent>:<name>`. */
   scope: scopeTemplate.optional(),
   /** Pinned hash of the tool's definition (gateway rug-pull protection). */
-  definitionHash: z.string().regex(/^[A-Za-z0-9_-]{43}$/).optional(),
+  definitionHash: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{43}$/)
+    .optional(),
 })
 
 export const AgentSchema = z.strictObject({
@@ -75,11 +84,18 @@ export const ManifestSchema = z.strictObject({
       /** Clock tolerance, seconds (max 30). */
       clockToleranceSeconds: z.int().min(0).max(MAX_CLOCK_TOLERANCE_SECONDS).default(DEFAULT_CLOCK_TOLERANCE_SECONDS),
       /** Signing key rotation interval, hours. */
-      keyRotationHours: z.number().positive().max(24 * 365).default(24),
+      keyRotationHours: z
+        .number()
+        .positive()
+        .max(24 * 365)
+        .default(24),
     })
     .prefault({}),
   /** SPIFFE trust domain for agent certificates. */
-  trustDomain: z.string().regex(/^[a-z0-9.-]{1,255}$/).default('agent-trust.local'),
+  trustDomain: z
+    .string()
+    .regex(/^[a-z0-9.-]{1,255}$/)
+    .default('agent-trust.local'),
   agents: z.array(AgentSchema).max(10_000),
 })
 
@@ -99,17 +115,20 @@ function crossCheck(m: Manifest, ctx: z.RefinementCtx): void {
   m.agents.forEach((a, i) => {
     const names = new Set<string>()
     a.tools.forEach((t, j) => {
-      if (names.has(t.name)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'tools', j, 'name'], message: 'duplicates another tool of this agent' })
+      if (names.has(t.name))
+        ctx.addIssue({ code: 'custom', path: ['agents', i, 'tools', j, 'name'], message: 'duplicates another tool of this agent' })
       names.add(t.name)
     })
     if (a.parent === undefined) return
     const p = byId.get(a.parent)
     if (p === undefined) return ctx.addIssue({ code: 'custom', path: ['agents', i, 'parent'], message: 'names no agent in the manifest' })
     if (p.trustLevel !== 'L3') ctx.addIssue({ code: 'custom', path: ['agents', i, 'parent'], message: 'only an L3 agent may be a parent' })
-    if (levelRank(a.trustLevel) > levelRank(p.trustLevel)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'trustLevel'], message: 'exceeds the parent\'s level' })
-    if (!isSubset(a.grants, p.grants)) ctx.addIssue({ code: 'custom', path: ['agents', i, 'grants'], message: 'are not a subset of the parent\'s grants' })
+    if (levelRank(a.trustLevel) > levelRank(p.trustLevel))
+      ctx.addIssue({ code: 'custom', path: ['agents', i, 'trustLevel'], message: "exceeds the parent's level" })
+    if (!isSubset(a.grants, p.grants))
+      ctx.addIssue({ code: 'custom', path: ['agents', i, 'grants'], message: "are not a subset of the parent's grants" })
     if (a.maxDelegationDepth >= p.maxDelegationDepth && a.maxDelegationDepth > 0) {
-      ctx.addIssue({ code: 'custom', path: ['agents', i, 'maxDelegationDepth'], message: 'must be below the parent\'s' })
+      ctx.addIssue({ code: 'custom', path: ['agents', i, 'maxDelegationDepth'], message: "must be below the parent's" })
     }
   })
 }

@@ -14,7 +14,8 @@ let warnedOff = false
  */
 export function resolveMode(explicit?: unknown, env: NodeJS.ProcessEnv = process.env): EnforcementMode {
   const given = explicit ?? env.AGENT_TRUST ?? 'enforce'
-  if (typeof given !== 'string') throw new ConfigInvalid('the enforcement mode must be "enforce", "audit" or "off"', { details: { rule: 'mode' } })
+  if (typeof given !== 'string')
+    throw new ConfigInvalid('the enforcement mode must be "enforce", "audit" or "off"', { details: { rule: 'mode' } })
   const raw = given.trim().toLowerCase()
   if (raw === '' || raw === 'enforce') return 'enforce'
   if (raw === 'audit') return 'audit'

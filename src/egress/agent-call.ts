@@ -27,7 +27,6 @@ import { toAgentTrustError } from '../verifier/index.js'
 import { withoutHeaders } from './headers.js'
 import { reportDispatchError } from './dispatch-error.js'
 
-
 /** An agent reachable over HTTP: its manifest id and the origin serving its endpoint. */
 export interface AgentCallTarget {
   readonly agentId: string
@@ -108,10 +107,12 @@ function targetMap(targets: AgentCapabilityOptions['targets']): Map<string, stri
       throw new ConfigInvalid(`targets[${i}] needs an agentId and an http(s) origin without userinfo`, { details: { rule: 'targets' } })
     }
     const u = new URL(t.origin)
-    if (u.pathname !== '/' || u.search !== '' || u.hash !== '') throw new ConfigInvalid(`targets[${i}].origin must be a bare origin (no path)`, { details: { rule: 'targets' } })
+    if (u.pathname !== '/' || u.search !== '' || u.hash !== '')
+      throw new ConfigInvalid(`targets[${i}].origin must be a bare origin (no path)`, { details: { rule: 'targets' } })
     const other = byOrigin.get(o)
     // Two agents on one origin: a token for one could be presented to the other's endpoint.
-    if (other !== undefined && other !== t.agentId) throw new ConfigInvalid(`targets[${i}] shares its origin with another agent`, { details: { rule: 'targets', agentId: t.agentId } })
+    if (other !== undefined && other !== t.agentId)
+      throw new ConfigInvalid(`targets[${i}] shares its origin with another agent`, { details: { rule: 'targets', agentId: t.agentId } })
     byOrigin.set(o, t.agentId)
   })
   return byOrigin
@@ -123,13 +124,29 @@ function targetMap(targets: AgentCapabilityOptions['targets']): Map<string, stri
  * {@link createEgressAgent} and {@link createAgentCallDispatcher} do this for you.
  */
 export function createAgentCapabilityInterceptor(options: AgentCapabilityOptions): Dispatcher.DispatcherComposeInterceptor {
-  const { issuer, subject, context, capability = defaultAgentCapability, ttlSeconds, certificateThumbprint } = options ?? ({} as AgentCapabilityOptions)
-  if (typeof issuer?.mint !== 'function' || typeof issuer.mintForTool !== 'function') throw new ConfigInvalid('issuer must implement mint and mintForTool', { details: { rule: 'issuer' } })
-  if (typeof subject !== 'string' || subject.length === 0) throw new ConfigInvalid('subject (the calling agent) is required', { details: { rule: 'subject' } })
-  if (typeof context !== 'function' && (typeof context !== 'object' || context === null)) throw new ConfigInvalid('context is required', { details: { rule: 'context' } })
+  const {
+    issuer,
+    subject,
+    context,
+    capability = defaultAgentCapability,
+    ttlSeconds,
+    certificateThumbprint,
+  } = options ?? ({} as AgentCapabilityOptions)
+  if (typeof issuer?.mint !== 'function' || typeof issuer.mintForTool !== 'function')
+    throw new ConfigInvalid('issuer must implement mint and mintForTool', { details: { rule: 'issuer' } })
+  if (typeof subject !== 'string' || subject.length === 0)
+    throw new ConfigInvalid('subject (the calling agent) is required', { details: { rule: 'subject' } })
+  if (typeof context !== 'function' && (typeof context !== 'object' || context === null))
+    throw new ConfigInvalid('context is required', { details: { rule: 'context' } })
   if (typeof capability !== 'function') throw new ConfigInvalid('capability must be a function', { details: { rule: 'capability' } })
-  if (certificateThumbprint !== undefined && typeof certificateThumbprint !== 'function' && (typeof certificateThumbprint !== 'string' || certificateThumbprint.length === 0)) {
-    throw new ConfigInvalid('certificateThumbprint must be a non-empty string or a function', { details: { rule: 'certificateThumbprint' } })
+  if (
+    certificateThumbprint !== undefined &&
+    typeof certificateThumbprint !== 'function' &&
+    (typeof certificateThumbprint !== 'string' || certificateThumbprint.length === 0)
+  ) {
+    throw new ConfigInvalid('certificateThumbprint must be a non-empty string or a function', {
+      details: { rule: 'certificateThumbprint' },
+    })
   }
   const byOrigin = targetMap(options.targets)
   const drop: ReadonlySet<string> = new Set([AGENT_CAPABILITY_HEADER])
@@ -138,7 +155,10 @@ export function createAgentCapabilityInterceptor(options: AgentCapabilityOptions
     const ctx = typeof context === 'function' ? context(hop) : context
     const want = capability(hop)
     const thumbprint = typeof certificateThumbprint === 'function' ? certificateThumbprint() : certificateThumbprint
-    const extra = { ...(ttlSeconds === undefined ? {} : { ttlSeconds }), ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) }
+    const extra = {
+      ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+      ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }),
+    }
     if ('tool' in want) {
       const r = await issuer.mintForTool({ subject, audience: hop.target, tool: want.tool, args: want.args, context: ctx, ...extra })
       return r.token
@@ -245,15 +265,22 @@ function mtlsConnector(tls: AgentCallTls, byOrigin: ReadonlyMap<string, string>,
  */
 export function createAgentCallDispatcher(options: AgentCallDispatcherOptions): Dispatcher {
   const { maxRedirections = 0, agentOptions = {}, tls } = options
-  if (tls === undefined) return new Agent(agentOptions).compose(createAgentCapabilityInterceptor(options), interceptors.redirect({ maxRedirections }))
-  if (typeof tls?.connect !== 'function') throw new ConfigInvalid('tls.connect must be a function (mtlsAgentCall from agent-trust/identity)', { details: { rule: 'tls' } })
-  if (agentOptions.connect !== undefined) throw new ConfigInvalid('give either tls or agentOptions.connect, not both', { details: { rule: 'tls' } })
+  if (tls === undefined)
+    return new Agent(agentOptions).compose(createAgentCapabilityInterceptor(options), interceptors.redirect({ maxRedirections }))
+  if (typeof tls?.connect !== 'function')
+    throw new ConfigInvalid('tls.connect must be a function (mtlsAgentCall from agent-trust/identity)', { details: { rule: 'tls' } })
+  if (agentOptions.connect !== undefined)
+    throw new ConfigInvalid('give either tls or agentOptions.connect, not both', { details: { rule: 'tls' } })
   const byOrigin = targetMap(options.targets)
   for (const [origin, agentId] of byOrigin) {
     // A token bound to our certificate over plain HTTP would be refused anyway; say so at start-up.
-    if (!origin.startsWith('https:')) throw new ConfigInvalid(`agent "${agentId}" is not served over https; mutual TLS needs https origins`, { details: { rule: 'tls', agentId } })
+    if (!origin.startsWith('https:'))
+      throw new ConfigInvalid(`agent "${agentId}" is not served over https; mutual TLS needs https origins`, {
+        details: { rule: 'tls', agentId },
+      })
   }
-  const thumbprint = options.certificateThumbprint ?? (typeof tls.certificateThumbprint === 'function' ? () => tls.certificateThumbprint?.() : undefined)
+  const thumbprint =
+    options.certificateThumbprint ?? (typeof tls.certificateThumbprint === 'function' ? () => tls.certificateThumbprint?.() : undefined)
   const connect = mtlsConnector(tls, byOrigin, agentOptions.connectTimeout ?? undefined)
   return new Agent({ ...agentOptions, connect }).compose(
     createAgentCapabilityInterceptor({ ...options, ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) }),

@@ -113,7 +113,8 @@ function fail(reason: string): DestinationParse {
 
 /** Parse one `egress` entry. Never throws; see {@link parseDestination} for the throwing form. */
 export function tryParseDestination(entry: unknown): DestinationParse {
-  if (typeof entry !== 'string' || entry.length === 0 || entry.length > MAX_ENTRY_LENGTH) return fail('must be a non-empty string of at most 512 chars')
+  if (typeof entry !== 'string' || entry.length === 0 || entry.length > MAX_ENTRY_LENGTH)
+    return fail('must be a non-empty string of at most 512 chars')
   const parts = entry.split(' ')
   const spec = parts[0] as string
   const flags = parts.slice(1)
@@ -143,7 +144,8 @@ export function tryParseDestination(entry: unknown): DestinationParse {
   } catch {
     return fail('the host or port is not valid')
   }
-  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') return fail('the host or port is not valid')
+  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '')
+    return fail('the host or port is not valid')
   const host = normalizeHost(url.hostname)
   if (host === undefined) return fail('the host is not a valid DNS name or IP literal')
   if (wildcard) {

@@ -36,7 +36,8 @@ export function headerPairs(headers: unknown): Array<[string, string]> {
   }
   if (typeof headers === 'object') {
     const it = (headers as { [Symbol.iterator]?: unknown })[Symbol.iterator]
-    const entries = typeof it === 'function' ? (headers as Iterable<[unknown, unknown]>) : Object.entries(headers as Record<string, unknown>)
+    const entries =
+      typeof it === 'function' ? (headers as Iterable<[unknown, unknown]>) : Object.entries(headers as Record<string, unknown>)
     for (const [k, v] of entries) push(out, k, v)
   }
   return out

@@ -64,8 +64,10 @@ const METHOD = /^[A-Z]{1,16}$/
  */
 export function createHttpTool(options: HttpToolOptions): HttpTool {
   const { maxRedirections = 3, maxResponseBytes = 262_144, timeoutMs = 10_000 } = options
-  if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 1 || maxResponseBytes > 64 * 1024 * 1024) throw new ConfigInvalid('maxResponseBytes must be an integer from 1 to 67108864', { details: { rule: 'maxResponseBytes' } })
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new ConfigInvalid('timeoutMs must be an integer from 1 to 600000', { details: { rule: 'timeoutMs' } })
+  if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 1 || maxResponseBytes > 64 * 1024 * 1024)
+    throw new ConfigInvalid('maxResponseBytes must be an integer from 1 to 67108864', { details: { rule: 'maxResponseBytes' } })
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000)
+    throw new ConfigInvalid('timeoutMs must be an integer from 1 to 600000', { details: { rule: 'timeoutMs' } })
   const mode = resolveMode(options.mode)
   const dispatcher = createEgressAgent({ ...options, mode, maxRedirections })
   // The raw string is checked before undici parses it: the URL parser silently drops tabs
@@ -81,7 +83,16 @@ export function createHttpTool(options: HttpToolOptions): HttpTool {
       const d = policy.decideUrl(input?.url, method)
       if (!d.allowed) {
         const enforced = mode === 'enforce'
-        audit.record({ action: 'egress', decision: 'deny', code: 'ERR_EGRESS_DENIED', origin: options.agentId, destination: d.origin ?? d.host, trustLevel: policy.trustLevel, enforced, note: `tool ${method} rule=${d.rule}` })
+        audit.record({
+          action: 'egress',
+          decision: 'deny',
+          code: 'ERR_EGRESS_DENIED',
+          origin: options.agentId,
+          destination: d.origin ?? d.host,
+          trustLevel: policy.trustLevel,
+          enforced,
+          note: `tool ${method} rule=${d.rule}`,
+        })
         if (enforced) throw egressDenied(d, options.agentId)
       }
     }
@@ -113,7 +124,12 @@ export function createHttpTool(options: HttpToolOptions): HttpTool {
     }
     if (truncated || size >= maxResponseBytes) res.body.destroy()
     const ct = res.headers['content-type']
-    return { status: res.statusCode, ...(typeof ct === 'string' ? { contentType: ct } : {}), body: Buffer.concat(chunks).toString('utf8'), truncated }
+    return {
+      status: res.statusCode,
+      ...(typeof ct === 'string' ? { contentType: ct } : {}),
+      body: Buffer.concat(chunks).toString('utf8'),
+      truncated,
+    }
   }
 
   return Object.assign(httpTool, {

@@ -6,13 +6,7 @@
  * Subpath: `agent-trust/egress`. Requires the optional peers `undici` (^7) and `ipaddr.js`.
  * The root entry (`agent-trust`) never imports this module.
  */
-export {
-  createEgressAgent,
-  createEgressConnector,
-  createEgressGuard,
-  installGlobalEgress,
-  systemResolver,
-} from './interceptor.js'
+export { createEgressAgent, createEgressConnector, createEgressGuard, installGlobalEgress, systemResolver } from './interceptor.js'
 export { reportDispatchError } from './dispatch-error.js'
 export type {
   EgressAgentOptions,
@@ -44,12 +38,7 @@ export type { AddressClass } from './address.js'
 export { createHttpTool } from './http-tool.js'
 export type { HttpTool, HttpToolInput, HttpToolOptions, HttpToolResult } from './http-tool.js'
 
-export {
-  createAgentCallDispatcher,
-  createAgentCapabilityInterceptor,
-  defaultAgentCapability,
-  normalizeOrigin,
-} from './agent-call.js'
+export { createAgentCallDispatcher, createAgentCapabilityInterceptor, defaultAgentCapability, normalizeOrigin } from './agent-call.js'
 export type { AgentCallDispatcherOptions, AgentCallTarget, AgentCapabilityOptions, AgentHop, CapabilityRequest } from './agent-call.js'
 
 export {
@@ -60,4 +49,10 @@ export {
   createAgentCallGuard,
   operationForMethod,
 } from '../http/agent-server.js'
-export type { AgentCallDecision, AgentCallGuard, AgentCallGuardOptions, AgentCallRequestInfo, AgentCallRequirement } from '../http/agent-server.js'
+export type {
+  AgentCallDecision,
+  AgentCallGuard,
+  AgentCallGuardOptions,
+  AgentCallRequestInfo,
+  AgentCallRequirement,
+} from '../http/agent-server.js'

@@ -158,7 +158,8 @@ function checkRequestExtras(policy: EgressPolicy, d: Allowance, opts: Dispatcher
     const port = d.origin.slice(d.origin.lastIndexOf(':') + 1)
     const m = /^(.*?)(?::(\d{1,5}))?$/.exec(v) as RegExpExecArray
     const bare = (m[1] as string).replace(/\.$/, '')
-    if (bare !== d.host || (m[2] !== undefined && String(Number(m[2])) !== port)) return { allowed: false, rule: 'host-header', host: d.host, origin: d.origin, reason: 'the Host header names another host' }
+    if (bare !== d.host || (m[2] !== undefined && String(Number(m[2])) !== port))
+      return { allowed: false, rule: 'host-header', host: d.host, origin: d.origin, reason: 'the Host header names another host' }
   }
   return d
 }
@@ -186,8 +187,16 @@ export function createEgressGuard(options: EgressGuardOptions): Dispatcher.Dispa
   return guardInterceptor(ctx)
 }
 
-type LookupCallback = (err: NodeJS.ErrnoException | null, address?: string | Array<{ address: string; family: number }>, family?: number) => void
-type LookupFunction = (hostname: string, options: { family?: number | string; all?: boolean } | LookupCallback, callback?: LookupCallback) => void
+type LookupCallback = (
+  err: NodeJS.ErrnoException | null,
+  address?: string | Array<{ address: string; family: number }>,
+  family?: number,
+) => void
+type LookupFunction = (
+  hostname: string,
+  options: { family?: number | string; all?: boolean } | LookupCallback,
+  callback?: LookupCallback,
+) => void
 
 function lookupFor(ctx: GuardContext, internal: boolean, resolver: Resolver): LookupFunction {
   return function egressLookup(hostname, options, callback) {
@@ -202,7 +211,10 @@ function lookupFor(ctx: GuardContext, internal: boolean, resolver: Resolver): Lo
           // The family is derived from the address: a resolver cannot smuggle one in as the other.
           const addresses = list.map((a) => ({ address: String(a?.address), family: isIP(String(a?.address)) }))
           const base: Allowance = { allowed: true, origin: hostname, host: hostname, destinations: [], literal: false, internal }
-          const d = ctx.policy.decideAddresses(base, addresses.map((a) => a.address))
+          const d = ctx.policy.decideAddresses(
+            base,
+            addresses.map((a) => a.address),
+          )
           record(ctx, d, 'connect')
           if (!d.allowed && ctx.mode === 'enforce') return cb(egressDenied(d, ctx.agentId))
           const usable = addresses.filter((a) => a.family !== 0 && (wanted === 0 || a.family === wanted))
@@ -211,7 +223,12 @@ function lookupFor(ctx: GuardContext, internal: boolean, resolver: Resolver): Lo
           const first = usable[0] as { address: string; family: number }
           return cb(null, first.address, first.family)
         },
-        (err: unknown) => cb(err instanceof Error ? (err as NodeJS.ErrnoException) : Object.assign(new Error(`cannot resolve ${hostname}`), { code: 'ENOTFOUND' })),
+        (err: unknown) =>
+          cb(
+            err instanceof Error
+              ? (err as NodeJS.ErrnoException)
+              : Object.assign(new Error(`cannot resolve ${hostname}`), { code: 'ENOTFOUND' }),
+          ),
       )
   }
 }
@@ -225,7 +242,8 @@ const refuseLookup: LookupFunction = (_hostname, options, callback) => {
 function checkConnectOptions(connect: EgressConnectOptions | undefined): EgressConnectOptions {
   const c = (connect ?? {}) as Record<string, unknown>
   for (const k of ['lookup', 'socketPath', 'path', 'host', 'port']) {
-    if (c[k] !== undefined) throw new ConfigInvalid(`connect.${k} would bypass the egress checks and is not accepted`, { details: { rule: 'connect' } })
+    if (c[k] !== undefined)
+      throw new ConfigInvalid(`connect.${k} would bypass the egress checks and is not accepted`, { details: { rule: 'connect' } })
   }
   return { ...c } as EgressConnectOptions
 }
@@ -284,7 +302,10 @@ class EgressAgent extends Agent {
     this.#maxRedirections = maxRedirections
     // The redirect interceptor re-dispatches every hop through the dispatch inside it: #hop.
     // `compose` on a bare object gives it undici's handler wrapping for legacy handlers.
-    this.#redirecting = Dispatcher.prototype.compose.call({ dispatch: this.#hop } as unknown as Dispatcher, interceptors.redirect({ maxRedirections }))
+    this.#redirecting = Dispatcher.prototype.compose.call(
+      { dispatch: this.#hop } as unknown as Dispatcher,
+      interceptors.redirect({ maxRedirections }),
+    )
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -316,12 +337,15 @@ export function createEgressAgent(options: EgressAgentOptions): Dispatcher {
     throw new ConfigInvalid('maxRedirections must be an integer from 0 to 20', { details: { rule: 'maxRedirections' } })
   }
   for (const k of ['connect', 'factory', 'socketPath']) {
-    if ((agentOptions as Record<string, unknown>)[k] !== undefined) throw new ConfigInvalid(`agentOptions.${k} would bypass the egress checks and is not accepted`, { details: { rule: 'agentOptions' } })
+    if ((agentOptions as Record<string, unknown>)[k] !== undefined)
+      throw new ConfigInvalid(`agentOptions.${k} would bypass the egress checks and is not accepted`, { details: { rule: 'agentOptions' } })
   }
   if (ctx.mode === 'off') {
     const capability = options.capabilities === undefined ? undefined : createAgentCapabilityInterceptor(options.capabilities)
     const redirect = interceptors.redirect({ maxRedirections })
-    return new Agent({ ...agentOptions, connect: checkConnectOptions(options.connect) }).compose(...[capability, redirect].filter((i) => i !== undefined))
+    return new Agent({ ...agentOptions, connect: checkConnectOptions(options.connect) }).compose(
+      ...[capability, redirect].filter((i) => i !== undefined),
+    )
   }
   return new EgressAgent(ctx, options, maxRedirections)
 }

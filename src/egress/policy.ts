@@ -109,7 +109,8 @@ export class EgressPolicy {
       else bad.push(`egress[${i}]: ${r.reason}`)
     })
     // Misuse is reported when the object is built: positions and reasons, never the values.
-    if (bad.length > 0) throw new ConfigInvalid(`invalid egress destinations:\n${bad.join('\n')}`, { details: { rule: 'egress', issues: bad.length } })
+    if (bad.length > 0)
+      throw new ConfigInvalid(`invalid egress destinations:\n${bad.join('\n')}`, { details: { rule: 'egress', issues: bad.length } })
     this.destinations = Object.freeze(parsed)
     for (const d of parsed) {
       if (d.wildcard) this.#wildcards.push(d)
@@ -143,7 +144,8 @@ export class EgressPolicy {
     let url: URL
     if (input instanceof URL) url = input
     else {
-      if (typeof input !== 'string' || input.length === 0 || input.length > 8192) return deny('url-invalid', 'the URL is empty, not a string or too long')
+      if (typeof input !== 'string' || input.length === 0 || input.length > 8192)
+        return deny('url-invalid', 'the URL is empty, not a string or too long')
       if (CONTROL_OR_SPACE.test(input)) return deny('control-character', 'the URL contains a control, space or invisible character')
       try {
         url = new URL(input)
@@ -151,7 +153,8 @@ export class EgressPolicy {
         return deny('url-invalid', 'the URL does not parse')
       }
     }
-    if (url.username !== '' || url.password !== '') return deny('userinfo', 'URLs with userinfo (user:password@) are refused', safeHost(url))
+    if (url.username !== '' || url.password !== '')
+      return deny('userinfo', 'URLs with userinfo (user:password@) are refused', safeHost(url))
     const d = this.decideOriginOf(url)
     if (!d.allowed) return d
     return this.#decideMethod(d, method)
@@ -198,8 +201,10 @@ export class EgressPolicy {
   }
 
   #decideBareOrigin(url: URL): EgressDecision {
-    if (url.username !== '' || url.password !== '') return deny('userinfo', 'origins with userinfo (user:password@) are refused', safeHost(url))
-    if (url.pathname !== '/' || url.search !== '' || url.hash !== '') return deny('url-invalid', 'the origin must not carry a path, query or fragment', safeHost(url))
+    if (url.username !== '' || url.password !== '')
+      return deny('userinfo', 'origins with userinfo (user:password@) are refused', safeHost(url))
+    if (url.pathname !== '/' || url.search !== '' || url.hash !== '')
+      return deny('url-invalid', 'the origin must not carry a path, query or fragment', safeHost(url))
     // Level-independent (cached); #decideMethod applies the level, L0 included.
     return this.#decideOrigin(url)
   }
@@ -225,7 +230,8 @@ export class EgressPolicy {
     if (this.destinations.length === 0) return deny('empty-allowlist', 'the agent declares no destinations', host.host, origin)
     const matched = this.match(scheme, host, port)
     if (matched.length === 0) {
-      if (host.kind !== 'name') return deny('ip-literal', 'IP-literal hosts are refused unless the exact address is declared', host.host, origin)
+      if (host.kind !== 'name')
+        return deny('ip-literal', 'IP-literal hosts are refused unless the exact address is declared', host.host, origin)
       return deny('not-declared', `no declared destination matches ${origin}`, host.host, origin)
     }
     return Object.freeze({
@@ -244,7 +250,8 @@ export class EgressPolicy {
     }
     const allowed = egressMethods(this.#level())
     if (allowed === 'none') return deny('trust-level', 'an L0 agent has no egress', d.host, d.origin)
-    if (allowed !== 'any' && !allowed.includes(method)) return deny('method', `an L1 agent may only use ${allowed.join(' and ')}`, d.host, d.origin)
+    if (allowed !== 'any' && !allowed.includes(method))
+      return deny('method', `an L1 agent may only use ${allowed.join(' and ')}`, d.host, d.origin)
     return d
   }
 
@@ -274,7 +281,9 @@ export class EgressPolicy {
     for (const a of addresses) {
       const cls = classifyAddress(a)
       if (!addressClassAllowed(cls, allowance.internal)) {
-        const why = allowance.internal ? 'is not global unicast nor an allowed internal address' : 'is not global unicast (declare the destination "internal" if it is meant to be)'
+        const why = allowance.internal
+          ? 'is not global unicast nor an allowed internal address'
+          : 'is not global unicast (declare the destination "internal" if it is meant to be)'
         return { ...deny('address', `a resolved address (${cls}) ${why}`, allowance.host, allowance.origin), addressClass: cls }
       }
     }

@@ -80,7 +80,13 @@ export interface AgentCallGuardOptions<Req = IncomingMessage | Request> {
 
 export type AgentCallDecision =
   | { readonly allowed: true; readonly enforced: boolean; readonly capability?: VerifiedCapability }
-  | { readonly allowed: false; readonly status: 401 | 403 | 500 | 503; readonly error: AgentTrustError; readonly headers: Readonly<Record<string, string>>; readonly body: string }
+  | {
+      readonly allowed: false
+      readonly status: 401 | 403 | 500 | 503
+      readonly error: AgentTrustError
+      readonly headers: Readonly<Record<string, string>>
+      readonly body: string
+    }
 
 const FORBIDDEN: ReadonlySet<AgentTrustErrorCode> = new Set(['ERR_TRUST_LEVEL', 'ERR_SCOPE_DENIED'])
 const UNAUTHORIZED: ReadonlySet<AgentTrustErrorCode> = new Set([
@@ -106,7 +112,11 @@ function quoted(v: string): string {
 }
 
 /** The HTTP answer for a denial: status, headers and a JSON body without secrets. */
-export function agentCallDenial(error: AgentTrustError, realm: string, requiredScope?: string): Extract<AgentCallDecision, { allowed: false }> {
+export function agentCallDenial(
+  error: AgentTrustError,
+  realm: string,
+  requiredScope?: string,
+): Extract<AgentCallDecision, { allowed: false }> {
   const code = error.code
   const base = `${AGENT_CAPABILITY_SCHEME} realm=${quoted(realm)}`
   const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store' }
@@ -122,7 +132,8 @@ export function agentCallDenial(error: AgentTrustError, realm: string, requiredS
     status = 403
   } else if (FORBIDDEN.has(code)) {
     status = 403
-    headers['www-authenticate'] = `${base}, error="insufficient_scope"${requiredScope === undefined ? '' : `, scope=${quoted(requiredScope)}`}`
+    headers['www-authenticate'] =
+      `${base}, error="insufficient_scope"${requiredScope === undefined ? '' : `, scope=${quoted(requiredScope)}`}`
   } else if (code === 'ERR_STORE_UNAVAILABLE') {
     status = 503
     headers['retry-after'] = '1'
@@ -146,11 +157,14 @@ export function agentCallDenial(error: AgentTrustError, realm: string, requiredS
  */
 export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallGuard {
   const { verifier, requirement, peerIdentity } = options ?? ({} as AgentCallGuardOptions)
-  if (typeof verifier?.authorize !== 'function' || typeof verifier.id !== 'string') throw new TypeError('verifier (a kernel Verifier) is required')
+  if (typeof verifier?.authorize !== 'function' || typeof verifier.id !== 'string')
+    throw new TypeError('verifier (a kernel Verifier) is required')
   if (requirement !== undefined && typeof requirement !== 'function') throw new TypeError('requirement must be a function')
   if (peerIdentity !== undefined && typeof peerIdentity !== 'function') throw new TypeError('peerIdentity must be a function')
   const realm = verifier.id
-  const need = requirement ?? ((r: AgentCallRequestInfo): AgentCallRequirement => ({ scope: agentCallScope(realm), operation: operationForMethod(r.method) }))
+  const need =
+    requirement ??
+    ((r: AgentCallRequestInfo): AgentCallRequirement => ({ scope: agentCallScope(realm), operation: operationForMethod(r.method) }))
 
   /**
    * The hook's verdict. A refusal is recorded (the verifier never sees this request) and, in
@@ -159,7 +173,9 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
   async function peerOf<R>(request: R): Promise<{ peer?: PeerIdentity; denial?: AgentCallDecision }> {
     if (peerIdentity === undefined || verifier.mode === 'off') return {}
     try {
-      return { peer: (await (peerIdentity as (r: R) => PeerIdentity | undefined | Promise<PeerIdentity | undefined>)(request)) ?? undefined }
+      return {
+        peer: (await (peerIdentity as (r: R) => PeerIdentity | undefined | Promise<PeerIdentity | undefined>)(request)) ?? undefined,
+      }
     } catch (e) {
       const err = toAgentTrustError(e)
       const rule = err.details.rule
@@ -175,16 +191,28 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
     }
   }
 
-  async function authorize(info: AgentCallRequestInfo, token: string | undefined, peer: PeerIdentity | undefined): Promise<AgentCallDecision> {
+  async function authorize(
+    info: AgentCallRequestInfo,
+    token: string | undefined,
+    peer: PeerIdentity | undefined,
+  ): Promise<AgentCallDecision> {
     let scope: string | undefined
     try {
       const req = need(info)
       scope = req.scope
-      const result = await verifier.authorize(token, { scope: req.scope, operation: req.operation, tool: req.tool, action: 'agent_call', peer })
+      const result = await verifier.authorize(token, {
+        scope: req.scope,
+        operation: req.operation,
+        tool: req.tool,
+        action: 'agent_call',
+        peer,
+      })
       // In audit mode a denial comes back as `allowed: false` after the verifier recorded
       // it; the request proceeds, unenforced.
       if (!result.allowed) return { allowed: true, enforced: false }
-      return result.capability === undefined ? { allowed: true, enforced: result.enforced } : { allowed: true, enforced: result.enforced, capability: result.capability }
+      return result.capability === undefined
+        ? { allowed: true, enforced: result.enforced }
+        : { allowed: true, enforced: result.enforced, capability: result.capability }
     } catch (e) {
       return agentCallDenial(toAgentTrustError(e), realm, scope)
     }
@@ -209,7 +237,11 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
 
   async function authorizeFetch(request: Request): Promise<AgentCallDecision> {
     const url = new URL(request.url)
-    const info: AgentCallRequestInfo = { method: request.method, path: `${url.pathname}${url.search}`, header: (n) => request.headers.get(n) ?? undefined }
+    const info: AgentCallRequestInfo = {
+      method: request.method,
+      path: `${url.pathname}${url.search}`,
+      header: (n) => request.headers.get(n) ?? undefined,
+    }
     const p = await peerOf(request)
     return p.denial ?? authorize(info, request.headers.get(AGENT_CAPABILITY_HEADER) ?? undefined, p.peer)
   }
@@ -250,7 +282,11 @@ export interface AgentCallGuard {
   authorizeNode(req: IncomingMessage): Promise<AgentCallDecision>
   authorizeFetch(request: Request): Promise<AgentCallDecision>
   /** Wrap a `node:http` request listener: it runs only for an allowed call. */
-  node(listener: (req: IncomingMessage, res: ServerResponse, capability: VerifiedCapability | undefined) => void): (req: IncomingMessage, res: ServerResponse) => void
+  node(
+    listener: (req: IncomingMessage, res: ServerResponse, capability: VerifiedCapability | undefined) => void,
+  ): (req: IncomingMessage, res: ServerResponse) => void
   /** Wrap a Fetch-API handler: it runs only for an allowed call. */
-  fetch(handler: (request: Request, capability: VerifiedCapability | undefined) => Response | Promise<Response>): (request: Request) => Promise<Response>
+  fetch(
+    handler: (request: Request, capability: VerifiedCapability | undefined) => Response | Promise<Response>,
+  ): (request: Request) => Promise<Response>
 }

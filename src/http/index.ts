@@ -12,4 +12,10 @@ export {
   createAgentCallGuard,
   operationForMethod,
 } from './agent-server.js'
-export type { AgentCallDecision, AgentCallGuard, AgentCallGuardOptions, AgentCallRequestInfo, AgentCallRequirement } from './agent-server.js'
+export type {
+  AgentCallDecision,
+  AgentCallGuard,
+  AgentCallGuardOptions,
+  AgentCallRequestInfo,
+  AgentCallRequirement,
+} from './agent-server.js'

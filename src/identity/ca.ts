@@ -97,7 +97,8 @@ export async function checkCertificateRequest(csrPem: unknown, expectedSpiffeId:
 }
 
 async function checkCsr(csrPem: unknown, expectedSpiffeId: string): Promise<x509.PublicKey> {
-  if (typeof csrPem !== 'string' || csrPem.length === 0 || csrPem.length > MAX_CSR_CHARS) throw deny('malformed', 'the CSR must be a PEM string of at most 16 KiB')
+  if (typeof csrPem !== 'string' || csrPem.length === 0 || csrPem.length > MAX_CSR_CHARS)
+    throw deny('malformed', 'the CSR must be a PEM string of at most 16 KiB')
   let csr: x509.Pkcs10CertificateRequest
   try {
     if (!csrPem.includes('-----BEGIN CERTIFICATE REQUEST-----')) throw new Error('not a PEM certificate request')
@@ -122,7 +123,7 @@ async function checkCsr(csrPem: unknown, expectedSpiffeId: string): Promise<x509
     if (sans.length !== 1) throw new Error('one SAN extension expected')
     names = new x509.SubjectAlternativeNameExtension(sans[0]!.rawData).names.items
   } catch (cause) {
-    throw deny('identity', 'the CSR must request exactly one URI SAN (the workload\'s SPIFFE ID)', cause)
+    throw deny('identity', "the CSR must request exactly one URI SAN (the workload's SPIFFE ID)", cause)
   }
   if (names.length !== 1 || names[0]!.type !== 'url' || names[0]!.value !== expectedSpiffeId) {
     throw deny('identity', 'the CSR requests an identity other than the authenticated one')
@@ -153,7 +154,13 @@ export class CertificateAuthority {
   readonly #signingKey: CryptoKey
   readonly #keyIdentifier: x509.AuthorityKeyIdentifierExtension
 
-  private constructor(trustDomain: string, certificate: x509.X509Certificate, signingKey: CryptoKey, aki: x509.AuthorityKeyIdentifierExtension, defaultTtlSeconds: number) {
+  private constructor(
+    trustDomain: string,
+    certificate: x509.X509Certificate,
+    signingKey: CryptoKey,
+    aki: x509.AuthorityKeyIdentifierExtension,
+    defaultTtlSeconds: number,
+  ) {
     this.trustDomain = trustDomain
     this.certificate = certificate
     this.certificatePem = certificate.toString('pem')
@@ -164,9 +171,14 @@ export class CertificateAuthority {
 
   /** Generate a new CA key and self-signed root for `trustDomain`. */
   static async create(options: CertificateAuthorityOptions): Promise<CertificateAuthority> {
-    const { trustDomain, validityDays = 365, defaultTtlSeconds = DEFAULT_CERTIFICATE_TTL_SECONDS } = options ?? ({} as CertificateAuthorityOptions)
+    const {
+      trustDomain,
+      validityDays = 365,
+      defaultTtlSeconds = DEFAULT_CERTIFICATE_TTL_SECONDS,
+    } = options ?? ({} as CertificateAuthorityOptions)
     if (!isTrustDomain(trustDomain)) throw new ConfigInvalid('the CA needs a trustDomain of 1-255 chars of [a-z0-9._-]')
-    if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 3650) throw new ConfigInvalid('validityDays must be an integer from 1 to 3650')
+    if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 3650)
+      throw new ConfigInvalid('validityDays must be an integer from 1 to 3650')
     checkTtl(defaultTtlSeconds)
     const keys = await generateP256()
     const now = Date.now()
@@ -197,7 +209,10 @@ export class CertificateAuthority {
    * Load an exported CA (another replica's). Checks that the key belongs to the
    * certificate and that the certificate is a CA of a SPIFFE trust domain.
    */
-  static async load(exported: { certificatePem: string; privateKeyPem: string }, options: { defaultTtlSeconds?: number } = {}): Promise<CertificateAuthority> {
+  static async load(
+    exported: { certificatePem: string; privateKeyPem: string },
+    options: { defaultTtlSeconds?: number } = {},
+  ): Promise<CertificateAuthority> {
     const { defaultTtlSeconds = DEFAULT_CERTIFICATE_TTL_SECONDS } = options
     checkTtl(defaultTtlSeconds)
     let certificate: x509.X509Certificate
@@ -211,11 +226,15 @@ export class CertificateAuthority {
     const bc = certificate.getExtension(x509.BasicConstraintsExtension)
     if (bc?.ca !== true) throw new ConfigInvalid('the exported certificate is not a CA')
     const san = certificate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? []
-    const td = san.length === 1 && san[0]!.type === 'url' && san[0]!.value.startsWith('spiffe://') ? san[0]!.value.slice('spiffe://'.length) : ''
+    const td =
+      san.length === 1 && san[0]!.type === 'url' && san[0]!.value.startsWith('spiffe://') ? san[0]!.value.slice('spiffe://'.length) : ''
     if (!isTrustDomain(td)) throw new ConfigInvalid('the exported CA certificate carries no SPIFFE trust domain')
     // The key must be the certificate's: compare the public points.
     const priv = (await provider.subtle.exportKey('jwk', key)) as webcrypto.JsonWebKey
-    const pub = (await provider.subtle.exportKey('jwk', await certificate.publicKey.export({ ...EC_KEY_ALGORITHM }, ['verify'], provider))) as webcrypto.JsonWebKey
+    const pub = (await provider.subtle.exportKey(
+      'jwk',
+      await certificate.publicKey.export({ ...EC_KEY_ALGORITHM }, ['verify'], provider),
+    )) as webcrypto.JsonWebKey
     if (priv.x !== pub.x || priv.y !== pub.y) throw new ConfigInvalid('the exported CA key does not belong to its certificate')
     const aki = await x509.AuthorityKeyIdentifierExtension.create(certificate.publicKey, false, provider)
     return new CertificateAuthority(td, certificate, key, aki, defaultTtlSeconds)
@@ -293,7 +312,10 @@ export class CertificateAuthority {
    * the CA itself (the authority service's own server certificate, an operator tool on the
    * CA host, tests). Agents elsewhere use {@link createIdentityRequest} and enroll.
    */
-  async issueLocal(workload: Workload, options: { ttlSeconds?: number; nowMs?: number } = {}): Promise<TlsCredentials & { issued: IssuedCertificate }> {
+  async issueLocal(
+    workload: Workload,
+    options: { ttlSeconds?: number; nowMs?: number } = {},
+  ): Promise<TlsCredentials & { issued: IssuedCertificate }> {
     const req = await createIdentityRequest({ trustDomain: this.trustDomain, workload })
     const issued = await this.issue({ csr: req.csr, workload, ttlSeconds: options.ttlSeconds, nowMs: options.nowMs })
     return { cert: issued.certificatePem, key: req.privateKeyPem, ca: this.certificatePem, issued }
@@ -301,7 +323,8 @@ export class CertificateAuthority {
 }
 
 function checkTtl(ttl: number): void {
-  if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_CERTIFICATE_TTL_SECONDS) throw new ConfigInvalid('certificate ttlSeconds must be an integer from 60 to 604800')
+  if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_CERTIFICATE_TTL_SECONDS)
+    throw new ConfigInvalid('certificate ttlSeconds must be an integer from 60 to 604800')
 }
 
 /** The SPIFFE trust domain named by a CA certificate's URI SAN (`spiffe://<domain>`), from a PEM bundle's first certificate. */

@@ -45,17 +45,7 @@ export interface PeerValidationOptions {
 }
 
 export type PeerRule =
-  | 'not-tls'
-  | 'missing'
-  | 'untrusted'
-  | 'malformed'
-  | 'ca'
-  | 'key-usage'
-  | 'san'
-  | 'trust-domain'
-  | 'expired'
-  | 'not-yet-valid'
-  | 'revoked'
+  'not-tls' | 'missing' | 'untrusted' | 'malformed' | 'ca' | 'key-usage' | 'san' | 'trust-domain' | 'expired' | 'not-yet-valid' | 'revoked'
 
 function refuse(rule: PeerRule, message: string, cause?: unknown): PeerUnauthenticated {
   return new PeerUnauthenticated(message, { details: { rule }, ...(cause === undefined ? {} : { cause }) })
@@ -65,7 +55,11 @@ function refuse(rule: PeerRule, message: string, cause?: unknown): PeerUnauthent
  * Structural X.509-SVID checks on a DER leaf certificate (no chain, time or revocation).
  * `usage` is what the certificate is presented for: `client` (a caller) or `server`.
  */
-export function inspectWorkloadCertificate(der: Uint8Array, trustDomain: string, usage: 'client' | 'server' = 'client'): WorkloadCertificate {
+export function inspectWorkloadCertificate(
+  der: Uint8Array,
+  trustDomain: string,
+  usage: 'client' | 'server' = 'client',
+): WorkloadCertificate {
   try {
     return inspect(der, trustDomain, usage)
   } catch (e) {
@@ -97,7 +91,8 @@ function inspect(der: Uint8Array, trustDomain: string, usage: 'client' | 'server
   if (ekuCount === 1) {
     const wanted = usage === 'client' ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth
     const eku = cert.getExtension(x509.ExtendedKeyUsageExtension)
-    if (eku === null || !eku.usages.includes(wanted)) throw refuse('key-usage', `the peer certificate is not valid for TLS ${usage} authentication`)
+    if (eku === null || !eku.usages.includes(wanted))
+      throw refuse('key-usage', `the peer certificate is not valid for TLS ${usage} authentication`)
   }
   if (count(OID_SAN) !== 1) throw refuse('san', 'the peer certificate must carry exactly one subjectAltName extension')
   let names: readonly x509.GeneralName[]
@@ -106,7 +101,8 @@ function inspect(der: Uint8Array, trustDomain: string, usage: 'client' | 'server
   } catch (cause) {
     throw refuse('san', 'the peer certificate subjectAltName could not be parsed', cause)
   }
-  if (names.length !== 1 || names[0]!.type !== 'url') throw refuse('san', 'the peer certificate must carry exactly one URI SAN and no other name')
+  if (names.length !== 1 || names[0]!.type !== 'url')
+    throw refuse('san', 'the peer certificate must carry exactly one URI SAN and no other name')
   const uri = names[0]!.value
   const workload = parseSpiffeId(uri, trustDomain)
   if (workload === undefined) {
@@ -125,7 +121,10 @@ function inspect(der: Uint8Array, trustDomain: string, usage: 'client' | 'server
 }
 
 /** Time and revocation: re-checked on every request, since connections outlive certificates. */
-export function assertCertificateCurrent(c: WorkloadCertificate, options: { revocations?: CertificateRevocationChecker; nowMs?: number } = {}): void {
+export function assertCertificateCurrent(
+  c: WorkloadCertificate,
+  options: { revocations?: CertificateRevocationChecker; nowMs?: number } = {},
+): void {
   const now = options.nowMs ?? Date.now()
   if (now < c.notBeforeMs) throw refuse('not-yet-valid', 'the peer certificate is not valid yet')
   if (now >= c.notAfterMs) throw refuse('expired', 'the peer certificate has expired')
@@ -190,7 +189,11 @@ function inspectSocket(socket: TLSSocket, options: PeerValidationOptions, usage:
  * domain, expired, revoked) or `ERR_PEER_FORBIDDEN` (a valid identity of a kind not in
  * `kinds`). Structural checks run once per connection; time and revocation every call.
  */
-export function workloadFromSocket(socket: TLSSocket, options: PeerValidationOptions, usage: 'client' | 'server' = 'client'): WorkloadCertificate {
+export function workloadFromSocket(
+  socket: TLSSocket,
+  options: PeerValidationOptions,
+  usage: 'client' | 'server' = 'client',
+): WorkloadCertificate {
   if (socket === null || typeof socket !== 'object' || typeof (socket as Partial<TLSSocket>).getPeerCertificate !== 'function') {
     throw refuse('not-tls', 'the connection is not TLS: no peer certificate to authenticate')
   }

@@ -46,7 +46,8 @@ export function isSpiffeRepresentable(id: unknown): id is string {
 /** `spiffe://<trust-domain>/<kind>/<id>`. Throws `TypeError` for an id or domain that cannot be expressed. */
 export function spiffeIdOf(trustDomain: string, workload: Workload): string {
   if (!isTrustDomain(trustDomain)) throw new TypeError('the trust domain must be 1-255 chars of [a-z0-9._-]')
-  if (!(WORKLOAD_KINDS as readonly string[]).includes(workload?.kind)) throw new TypeError('workload kind must be agent, operator or authority')
+  if (!(WORKLOAD_KINDS as readonly string[]).includes(workload?.kind))
+    throw new TypeError('workload kind must be agent, operator or authority')
   if (!isSpiffeRepresentable(workload.id)) {
     throw new TypeError('this id cannot be carried in a SPIFFE ID: use segments of [A-Za-z0-9._-] separated by "/"')
   }

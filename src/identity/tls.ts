@@ -81,7 +81,10 @@ export function mtlsClientOptions(
       const c = inspectWorkloadCertificate(cert.raw, trustDomain, 'server')
       assertCertificateCurrent(c, { revocations, nowMs: now?.() })
       if (!accepts(c.workload)) {
-        return Object.assign(new Error('the server is not the expected workload'), { code: 'ERR_PEER_UNAUTHENTICATED', rule: 'server-identity' })
+        return Object.assign(new Error('the server is not the expected workload'), {
+          code: 'ERR_PEER_UNAUTHENTICATED',
+          rule: 'server-identity',
+        })
       }
       return undefined
     } catch (e) {
@@ -157,7 +160,12 @@ export function mtlsAgentCall(
     const creds = read()
     if (cached?.creds !== creds) {
       checkCredentials(creds)
-      cached = { creds, trustDomain: options.trustDomain ?? trustDomainOf(creds.ca), thumbprint: certificateThumbprint(creds.cert), byTarget: new Map() }
+      cached = {
+        creds,
+        trustDomain: options.trustDomain ?? trustDomainOf(creds.ca),
+        thumbprint: certificateThumbprint(creds.cert),
+        byTarget: new Map(),
+      }
     }
     return cached
   }
@@ -167,7 +175,12 @@ export function mtlsAgentCall(
       let o = c.byTarget.get(target.agentId)
       if (o === undefined) {
         // The same object for the same credentials and target, so the caller can reuse one connector.
-        o = mtlsClientOptions(c.creds, { trustDomain: c.trustDomain, server: { kind: 'agent', id: target.agentId }, revocations: options.revocations, now: options.now })
+        o = mtlsClientOptions(c.creds, {
+          trustDomain: c.trustDomain,
+          server: { kind: 'agent', id: target.agentId },
+          revocations: options.revocations,
+          now: options.now,
+        })
         c.byTarget.set(target.agentId, o)
       }
       return o

@@ -37,12 +37,20 @@ export function publicJwkOf(jwk: JWK, kid: string): JWK {
 }
 
 function assertP256(jwk: JWK, needPrivate: boolean): void {
-  if (typeof jwk !== 'object' || jwk === null || jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.x !== 'string' || typeof jwk.y !== 'string') {
+  if (
+    typeof jwk !== 'object' ||
+    jwk === null ||
+    jwk.kty !== 'EC' ||
+    jwk.crv !== 'P-256' ||
+    typeof jwk.x !== 'string' ||
+    typeof jwk.y !== 'string'
+  ) {
     throw new KeyInvalid('the key must be an EC P-256 JWK (kty "EC", crv "P-256")')
   }
-  if (jwk.alg !== undefined && jwk.alg !== 'ES256') throw new KeyInvalid('the key\'s alg must be ES256')
+  if (jwk.alg !== undefined && jwk.alg !== 'ES256') throw new KeyInvalid("the key's alg must be ES256")
   if (needPrivate && typeof jwk.d !== 'string') throw new KeyInvalid('a signing key needs its private member "d"')
-  if (!needPrivate && jwk.d !== undefined) throw new KeyInvalid('a verification key must not contain the private member "d"; publish public keys only')
+  if (!needPrivate && jwk.d !== undefined)
+    throw new KeyInvalid('a verification key must not contain the private member "d"; publish public keys only')
 }
 
 /** jose imports (and validates) the JWK; the hot path wants a node:crypto `KeyObject`. */

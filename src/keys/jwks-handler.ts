@@ -35,7 +35,8 @@ function compiled(provider: JwksProvider, options: JwksHandlerOptions): { render
     throw new TypeError('createJwksHandler needs a KeySet, an Authority, or a function returning a JWKS')
   }
   const { maxAgeSeconds = 60 } = options
-  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0 || maxAgeSeconds > 3600) throw new TypeError('maxAgeSeconds must be an integer from 0 to 3600')
+  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0 || maxAgeSeconds > 3600)
+    throw new TypeError('maxAgeSeconds must be an integer from 0 to 3600')
   // Render once per JWKS object: KeySet returns the same object until its keys change.
   let last: JSONWebKeySet | undefined
   let rendered: Rendered | undefined
@@ -44,7 +45,9 @@ function compiled(provider: JwksProvider, options: JwksHandlerOptions): { render
     render(): Rendered {
       const jwks = get()
       if (jwks !== last || rendered === undefined) {
-        const keys = (Array.isArray(jwks?.keys) ? jwks.keys : []).filter((k) => typeof k?.kid === 'string').map((k) => publicJwkOf(k, k.kid as string))
+        const keys = (Array.isArray(jwks?.keys) ? jwks.keys : [])
+          .filter((k) => typeof k?.kid === 'string')
+          .map((k) => publicJwkOf(k, k.kid as string))
         const body = JSON.stringify({ keys })
         rendered = { body, etag: `"${sha256b64url(body)}"` }
         last = jwks
@@ -96,7 +99,10 @@ export function jwksFetchHandler(provider: JwksProvider, options: JwksHandlerOpt
  * http.createServer((req, res) => (req.url === '/.well-known/jwks.json' ? jwks(req, res) : notFound(res))).listen(8080)
  * ```
  */
-export function jwksNodeHandler(provider: JwksProvider, options: JwksHandlerOptions = {}): (req: IncomingMessage, res: ServerResponse) => void {
+export function jwksNodeHandler(
+  provider: JwksProvider,
+  options: JwksHandlerOptions = {},
+): (req: IncomingMessage, res: ServerResponse) => void {
   const c = compiled(provider, options)
   return function jwksHandler(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -115,7 +121,10 @@ export function jwksNodeHandler(provider: JwksProvider, options: JwksHandlerOpti
 }
 
 /** Both handlers for one provider. */
-export function createJwksHandler(provider: JwksProvider, options: JwksHandlerOptions = {}): {
+export function createJwksHandler(
+  provider: JwksProvider,
+  options: JwksHandlerOptions = {},
+): {
   fetch: (request: Request) => Response
   node: (req: IncomingMessage, res: ServerResponse) => void
 } {

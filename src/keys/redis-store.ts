@@ -59,7 +59,8 @@ export interface RedisKeyStoreOptions extends RedisConnectionOptions {
 
 /** The Redis key names for a prefix. */
 export function keyStoreKeys(prefix: string = DEFAULT_PREFIX): { readonly private: string; readonly jwks: string; readonly lock: string } {
-  if (typeof prefix !== 'string' || !PREFIX.test(prefix)) throw new TypeError('"prefix" must be 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)')
+  if (typeof prefix !== 'string' || !PREFIX.test(prefix))
+    throw new TypeError('"prefix" must be 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)')
   const tag = `{${prefix}}`
   return { private: `${tag}:private`, jwks: `${tag}:jwks`, lock: `${tag}:lock` }
 }
@@ -108,10 +109,23 @@ export class RedisKeyStore implements KeyStore {
     const token = this.#held.getStore() ?? ''
     const jwks = JSON.stringify(jwksOfRecords(records))
     try {
-      await this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_SAVE]!(this.keys.private, this.keys.jwks, this.keys.lock, serializeRecords(records), jwks, token))
+      await this.#conn.run((c) =>
+        (c as unknown as Record<string, ScriptFn>)[CMD_SAVE]!(
+          this.keys.private,
+          this.keys.jwks,
+          this.keys.lock,
+          serializeRecords(records),
+          jwks,
+          token,
+        ),
+      )
     } catch (e) {
       const lost = String((e as { cause?: { message?: unknown } }).cause?.message ?? '').startsWith('LOCKLOST')
-      if (lost) throw new StoreUnavailable('the key-store lock expired before the save; nothing was written', { details: { rule: 'lock-lost' }, cause: e })
+      if (lost)
+        throw new StoreUnavailable('the key-store lock expired before the save; nothing was written', {
+          details: { rule: 'lock-lost' },
+          cause: e,
+        })
       throw e
     }
   }

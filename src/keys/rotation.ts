@@ -55,7 +55,8 @@ export interface KeyManager {
 const DAY_MS = 24 * 3600 * 1000
 
 function ms(v: unknown, name: string, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new TypeError(`${name} must be an integer of at least ${min} (milliseconds)`)
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new TypeError(`${name} must be an integer of at least ${min} (milliseconds)`)
   return v
 }
 
@@ -94,7 +95,11 @@ class RotatingKeyManager implements KeyManager {
   #timer: NodeJS.Timeout | undefined
   #queue: Promise<unknown> = Promise.resolve()
 
-  constructor(keys: KeySet, store: KeyStore, o: { now: () => number; interval: number; prepublish: number; check: number; onError: (e: unknown) => void }) {
+  constructor(
+    keys: KeySet,
+    store: KeyStore,
+    o: { now: () => number; interval: number; prepublish: number; check: number; onError: (e: unknown) => void },
+  ) {
     this.keys = keys
     this.#store = store
     this.#now = o.now
@@ -180,7 +185,9 @@ class RotatingKeyManager implements KeyManager {
       const kid = await this.#locked(async () => {
         const loaded = await this.#adopt()
         const t = this.#now()
-        return this.#change(loaded, () => this.keys.rotate(undefined, t, { activateAtMs: options.immediate === true ? t : t + this.#prepublish }))
+        return this.#change(loaded, () =>
+          this.keys.rotate(undefined, t, { activateAtMs: options.immediate === true ? t : t + this.#prepublish }),
+        )
       }, true)
       return kid as string
     })
@@ -237,7 +244,11 @@ export async function createKeyManager(options: KeyManagerOptions = {}): Promise
   const interval = ms(options.rotationIntervalMs ?? DAY_MS, 'rotationIntervalMs', 1)
   const prepublish = ms(options.prepublishMs ?? Math.min(300_000, Math.floor(interval / 2)), 'prepublishMs', 0)
   if (prepublish >= interval) throw new TypeError('prepublishMs must be shorter than rotationIntervalMs')
-  const check = ms(options.checkIntervalMs ?? Math.min(30_000, Math.max(10, Math.floor(Math.min(interval, prepublish || interval) / 4))), 'checkIntervalMs', 1)
+  const check = ms(
+    options.checkIntervalMs ?? Math.min(30_000, Math.max(10, Math.floor(Math.min(interval, prepublish || interval) / 4))),
+    'checkIntervalMs',
+    1,
+  )
   const onError = options.onError ?? (() => undefined)
   if (typeof onError !== 'function') throw new TypeError('onError must be a function')
 

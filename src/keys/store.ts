@@ -66,9 +66,12 @@ export function parseRecords(text: string): SigningKeyRecord[] {
   return d.keys.map((k: unknown, i: number) => {
     const r = k as Partial<SigningKeyRecord> | null
     if (
-      typeof r !== 'object' || r === null ||
-      typeof r.kid !== 'string' || r.kid.length === 0 ||
-      typeof r.privateJwk !== 'object' || r.privateJwk === null ||
+      typeof r !== 'object' ||
+      r === null ||
+      typeof r.kid !== 'string' ||
+      r.kid.length === 0 ||
+      typeof r.privateJwk !== 'object' ||
+      r.privateJwk === null ||
       !isTime(r.createdAtMs) ||
       (r.retiredAtMs !== undefined && !isTime(r.retiredAtMs)) ||
       (r.activatesAtMs !== undefined && !isTime(r.activatesAtMs))
@@ -138,7 +141,8 @@ export class FileKeyStore implements KeyStore {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code
       if (code === 'ENOENT') return []
-      if (code === 'ELOOP') throw new KeyStoreInsecure('the key file is a symbolic link; point the store at the file itself', { details: { rule: 'symlink' } })
+      if (code === 'ELOOP')
+        throw new KeyStoreInsecure('the key file is a symbolic link; point the store at the file itself', { details: { rule: 'symlink' } })
       throw new KeyInvalid('the key file could not be opened', { cause: e })
     }
     try {
@@ -148,9 +152,12 @@ export class FileKeyStore implements KeyStore {
       if (process.platform !== 'win32') {
         const loose = st.mode & (this.#allowGroup ? 0o007 : 0o077)
         if (loose !== 0) {
-          throw new KeyStoreInsecure(`the key file has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; private keys must not be accessible to group or others (chmod 600)`, {
-            details: { rule: 'file-mode', mode: (st.mode & 0o777).toString(8) },
-          })
+          throw new KeyStoreInsecure(
+            `the key file has mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; private keys must not be accessible to group or others (chmod 600)`,
+            {
+              details: { rule: 'file-mode', mode: (st.mode & 0o777).toString(8) },
+            },
+          )
         }
       }
       return parseRecords(await fh.readFile('utf8'))

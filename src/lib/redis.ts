@@ -50,7 +50,8 @@ export function failClosedRedisOptions(commandTimeoutMs: number): RedisOptions {
 }
 
 export function assertTimeout(ms: unknown, name: string): number {
-  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > 60_000) throw new TypeError(`${name} must be an integer number of milliseconds from 1 to 60000`)
+  if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > 60_000)
+    throw new TypeError(`${name} must be an integer number of milliseconds from 1 to 60000`)
   return ms
 }
 
@@ -86,10 +87,12 @@ export class FailClosedConnection {
     if (given > 1) throw new TypeError('pass only one of "redis", "url", "nodes" or "sentinels"')
     const base: RedisOptions = { ...options.redisOptions, ...failClosedRedisOptions(timeoutMs) }
     if (options.redis !== undefined) {
-      if (!(options.redis instanceof Redis) && !(options.redis instanceof Cluster)) throw new TypeError('"redis" must be an ioredis Redis or Cluster client')
+      if (!(options.redis instanceof Redis) && !(options.redis instanceof Cluster))
+        throw new TypeError('"redis" must be an ioredis Redis or Cluster client')
       const prefix = options.redis instanceof Cluster ? options.redis.options.keyPrefix : options.redis.options.keyPrefix
       // Our scripts derive some key names from arguments; a client-side keyPrefix would not apply to those.
-      if (prefix !== undefined && prefix !== '') throw new TypeError('the ioredis "keyPrefix" option is not supported; use the store\'s "prefix" option')
+      if (prefix !== undefined && prefix !== '')
+        throw new TypeError('the ioredis "keyPrefix" option is not supported; use the store\'s "prefix" option')
       this.client = options.redis
       this.owned = false
     } else if (options.nodes !== undefined) {
@@ -108,7 +111,8 @@ export class FailClosedConnection {
       this.client = new Cluster([...options.nodes], clusterOptions)
       this.owned = true
     } else if (options.sentinels !== undefined) {
-      if (typeof options.name !== 'string' || options.name.length === 0) throw new TypeError('"name" (the master name Sentinel monitors) is required with "sentinels"')
+      if (typeof options.name !== 'string' || options.name.length === 0)
+        throw new TypeError('"name" (the master name Sentinel monitors) is required with "sentinels"')
       this.client = new Redis({ ...base, sentinels: [...options.sentinels], name: options.name, sentinelRetryStrategy: reconnectDelay })
       this.owned = true
     } else {

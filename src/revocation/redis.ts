@@ -159,7 +159,8 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
 
   constructor(options: RedisStoreOptions = {}) {
     const { prefix = 'agent-trust', commandTimeoutMs = DEFAULT_STORE_TIMEOUT_MS, shards = 1 } = options
-    if (typeof prefix !== 'string' || !PREFIX.test(prefix)) throw new TypeError('"prefix" must be 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)')
+    if (typeof prefix !== 'string' || !PREFIX.test(prefix))
+      throw new TypeError('"prefix" must be 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)')
     if (!Number.isInteger(shards) || shards < 1 || shards > 1024) throw new TypeError('"shards" must be an integer from 1 to 1024')
     this.prefix = prefix
     this.shards = shards
@@ -198,14 +199,21 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
     if (!Number.isFinite(forgetAtMs)) throw new TypeError('forgetAtMs must be a finite epoch time in milliseconds')
     const ttl = Math.max(1000, Math.ceil(forgetAtMs - Date.now()))
     // Every shard holds every revocation, so that a check reads its own shard only.
-    await Promise.all(this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_TOKEN]!(`${tag}:t:${jti}`, ttl))))
+    await Promise.all(
+      this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_TOKEN]!(`${tag}:t:${jti}`, ttl))),
+    )
   }
 
   async revokeAgent(agentId: string, atSeconds: number): Promise<void> {
-    if (typeof agentId !== 'string' || agentId.length === 0 || agentId.length > 512) throw new TypeError('agentId must be a non-empty string')
+    if (typeof agentId !== 'string' || agentId.length === 0 || agentId.length > 512)
+      throw new TypeError('agentId must be a non-empty string')
     if (!Number.isInteger(atSeconds) || atSeconds < 0) throw new TypeError('atSeconds must be a non-negative integer (epoch seconds)')
     await Promise.all(
-      this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_AGENT]!(`${tag}:a:${agentId}`, atSeconds, agentRevocationKeepMs(atSeconds)))),
+      this.#tags.map((tag) =>
+        this.#conn.run((c) =>
+          (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_AGENT]!(`${tag}:a:${agentId}`, atSeconds, agentRevocationKeepMs(atSeconds)),
+        ),
+      ),
     )
   }
 
@@ -217,7 +225,10 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
 
 function toVerdict(r: unknown): StoreVerdict {
   const v = typeof r === 'number' ? VERDICTS[r] : undefined
-  if (v === undefined) throw new StoreUnavailable('the replay/revocation store returned an unexpected reply; the call was denied', { details: { rule: 'reply' } })
+  if (v === undefined)
+    throw new StoreUnavailable('the replay/revocation store returned an unexpected reply; the call was denied', {
+      details: { rule: 'reply' },
+    })
   return v
 }
 

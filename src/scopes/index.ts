@@ -102,7 +102,9 @@ export function compileScopeTemplate(source: string): ScopeTemplate {
     } else if (isScopeSegment(seg)) {
       parts.push({ literal: seg })
     } else {
-      throw new ScopeInvalid('scope template segments are literal segments or {argName}; `*` is not allowed', { details: { rule: 'template' } })
+      throw new ScopeInvalid('scope template segments are literal segments or {argName}; `*` is not allowed', {
+        details: { rule: 'template' },
+      })
     }
   }
   if (placeholders.length === 0) {

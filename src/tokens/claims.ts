@@ -59,7 +59,20 @@ export function isJti(v: unknown): v is string {
 }
 
 const ALLOWED_CLAIMS = new Set([
-  'iss', 'sub', 'aud', 'iat', 'nbf', 'exp', 'jti', 'scope', 'delegation_depth', 'trust_level', 'context', 'act', 'chain', 'cnf',
+  'iss',
+  'sub',
+  'aud',
+  'iat',
+  'nbf',
+  'exp',
+  'jti',
+  'scope',
+  'delegation_depth',
+  'trust_level',
+  'context',
+  'act',
+  'chain',
+  'cnf',
 ])
 
 function fail(claim: string, reason: string): never {
@@ -98,10 +111,12 @@ export function assertCapabilityClaims(payload: unknown): asserts payload is Cap
   if (!isTime(payload.exp)) fail('exp', 'must be an integer NumericDate')
   if (!isJti(payload.jti)) fail('jti', 'must be a UUID v4')
   const scope = payload.scope
-  if (!Array.isArray(scope) || scope.length === 0 || scope.length > MAX_SCOPES_PER_TOKEN) fail('scope', 'must be a non-empty array of at most 32 scopes')
+  if (!Array.isArray(scope) || scope.length === 0 || scope.length > MAX_SCOPES_PER_TOKEN)
+    fail('scope', 'must be a non-empty array of at most 32 scopes')
   for (const s of scope) if (!isExactScope(s)) fail('scope', 'holds a scope that is not well-formed and exact')
   const dd = payload.delegation_depth
-  if (typeof dd !== 'number' || !Number.isSafeInteger(dd) || dd < 0 || dd > MAX_DELEGATION_CHAIN) fail('delegation_depth', 'must be an integer from 0 to 8')
+  if (typeof dd !== 'number' || !Number.isSafeInteger(dd) || dd < 0 || dd > MAX_DELEGATION_CHAIN)
+    fail('delegation_depth', 'must be an integer from 0 to 8')
   const tl = payload.trust_level
   if (tl !== 'L1' && tl !== 'L2' && tl !== 'L3') fail('trust_level', 'must be "L1", "L2" or "L3"')
   const ctx = payload.context
@@ -114,7 +129,8 @@ export function assertCapabilityClaims(payload: unknown): asserts payload is Cap
   if (payload.act !== undefined) validateActor(payload.act, 1)
   if (payload.chain !== undefined) {
     const chain = payload.chain
-    if (!Array.isArray(chain) || chain.length === 0 || chain.length > MAX_DELEGATION_CHAIN) fail('chain', 'must be a non-empty array of at most 8 jtis')
+    if (!Array.isArray(chain) || chain.length === 0 || chain.length > MAX_DELEGATION_CHAIN)
+      fail('chain', 'must be a non-empty array of at most 8 jtis')
     for (const j of chain) if (!isJti(j)) fail('chain', 'must hold UUID v4 jtis')
   }
   if (payload.cnf !== undefined) {

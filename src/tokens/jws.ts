@@ -143,7 +143,9 @@ function checkHeader(header: Record<string, unknown>): ProtectedHeader {
     members++
     if (k !== 'alg' && k !== 'typ' && k !== 'kid') {
       // jwk, jku, x5u, x5c, crit, b64, ... are never honoured.
-      throw new TokenMalformed('the header has a member other than alg, typ and kid', { details: { rule: 'header-member', member: k.slice(0, 32) } })
+      throw new TokenMalformed('the header has a member other than alg, typ and kid', {
+        details: { rule: 'header-member', member: k.slice(0, 32) },
+      })
     }
   }
   if (header.typ !== TOKEN_TYPE) throw new TokenMalformed(`the header typ must be "${TOKEN_TYPE}"`, { details: { rule: 'typ' } })

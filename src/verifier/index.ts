@@ -177,12 +177,14 @@ export class VerificationCore {
     if (o.holderRedeems === true) {
       // exchange: see CoreOptions.holderRedeems
     } else if (peer !== undefined) {
-      if (peer.agentId !== presenter) throw new TokenBinding('the token\'s presenter is not the authenticated peer', { details: { jti: c.jti } })
+      if (peer.agentId !== presenter)
+        throw new TokenBinding("the token's presenter is not the authenticated peer", { details: { jti: c.jti } })
       const bound = c.cnf?.['x5t#S256']
       if (bound !== undefined && bound !== peer.certificateThumbprint) {
         throw new TokenBinding('the token is bound to another certificate', { details: { jti: c.jti } })
       }
-      if (bound === undefined && this.#requireBinding) throw new TokenBinding('the token is not bound to a certificate', { details: { jti: c.jti } })
+      if (bound === undefined && this.#requireBinding)
+        throw new TokenBinding('the token is not bound to a certificate', { details: { jti: c.jti } })
     } else if (c.cnf !== undefined) {
       throw new TokenBinding('the token is bound to a certificate but none was presented', { details: { jti: c.jti } })
     }
@@ -204,7 +206,10 @@ export class VerificationCore {
     let level: TrustLevel = c.trust_level
     if (this.#localLevels !== undefined) {
       const local = this.#localLevels.get(presenter)
-      if (local === undefined) throw new TrustLevelDenied('the presenting agent is not in this verifier\'s manifest', { details: { agentId: presenter, jti: c.jti } })
+      if (local === undefined)
+        throw new TrustLevelDenied("the presenting agent is not in this verifier's manifest", {
+          details: { agentId: presenter, jti: c.jti },
+        })
       level = minLevel(level, local)
     }
     const req = o.requirement
@@ -214,7 +219,10 @@ export class VerificationCore {
           details: { agentId: presenter, rule: req.operation, jti: c.jti },
         })
       }
-      if (!c.scope.includes(req.scope)) throw new ScopeDenied('the token does not carry the scope this call requires', { details: { scope: req.scope, jti: c.jti, agentId: presenter } })
+      if (!c.scope.includes(req.scope))
+        throw new ScopeDenied('the token does not carry the scope this call requires', {
+          details: { scope: req.scope, jti: c.jti, agentId: presenter },
+        })
     }
     return { claims: c, presenter, trustLevel: level }
   }

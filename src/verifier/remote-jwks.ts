@@ -119,7 +119,10 @@ export function cachedJwksSource(
     if (age > o.cacheMaxAgeMs / 2 && pending === undefined && now - attemptedAt > Math.min(o.cooldownMs, o.cacheMaxAgeMs / 2)) quiet()
     return current
   }) as RefreshableJwksSource
-  Object.defineProperty(source, 'coolingDown', { get: () => Date.now() - Math.max(fetchedAt, attemptedAt) < o.cooldownMs, enumerable: true })
+  Object.defineProperty(source, 'coolingDown', {
+    get: () => Date.now() - Math.max(fetchedAt, attemptedAt) < o.cooldownMs,
+    enumerable: true,
+  })
   Object.defineProperty(source, 'reload', {
     value: async (): Promise<void> => {
       if (source.coolingDown) return pending === undefined ? undefined : pending.catch(() => undefined)
@@ -152,7 +155,12 @@ export function remoteJwks(url: string | URL, options: RemoteJwksOptions = {}): 
   if (maxStaleMs < cacheMaxAgeMs) throw new TypeError('maxStaleMs must be at least cacheMaxAgeMs')
   // jose does the fetching: timeout, no redirects, JWKS shape validation, de-duplication
   // of concurrent fetches. Its own cooldown/age are set to ours.
-  const set = createRemoteJWKSet(u, { cacheMaxAge: cacheMaxAgeMs, cooldownDuration: cooldownMs, timeoutDuration: timeoutMs, headers: options.headers })
+  const set = createRemoteJWKSet(u, {
+    cacheMaxAge: cacheMaxAgeMs,
+    cooldownDuration: cooldownMs,
+    timeoutDuration: timeoutMs,
+    headers: options.headers,
+  })
   return cachedJwksSource(
     async () => {
       await set.reload()

@@ -110,7 +110,11 @@ describe('audit chain: every tamper kind is detected, at the first broken link',
 
   it('inserted: a duplicated event, a forged event that links correctly, an event after the seal', async () => {
     const lines = await trail(10)
-    expect(verifyAuditLines([...lines.slice(0, 6), lines[2] as string, ...lines.slice(6)]).firstBreak).toMatchObject({ kind: 'inserted', line: 7, seq: 2 })
+    expect(verifyAuditLines([...lines.slice(0, 6), lines[2] as string, ...lines.slice(6)]).firstBreak).toMatchObject({
+      kind: 'inserted',
+      line: 7,
+      seq: 2,
+    })
     // A forgery that takes the place of seq 5 with a valid link and hash: the real seq 5 then repeats.
     const prev = parse(lines[4] as string)
     const forged = { ...parse(lines[5] as string), origin: 'attacker', prev: prev.hash }
@@ -140,7 +144,13 @@ describe('audit chain: every tamper kind is detected, at the first broken link',
     const cut = await verifyAuditTrail(file)
     expect(cut.ok).toBe(false)
     expect(cut.firstBreak).toMatchObject({ kind: 'truncated', line: 11 })
-    writeFileSync(file, lines.slice(0, 7).map((l) => `${l}\n`).join(''))
+    writeFileSync(
+      file,
+      lines
+        .slice(0, 7)
+        .map((l) => `${l}\n`)
+        .join(''),
+    )
     expect((await verifyAuditTrail(file)).ok).toBe(true) // indistinguishable from a live writer...
     expect((await verifyAuditTrail(file, { requireSealed: true })).firstBreak?.kind).toBe('truncated')
     const last = parse(lines[10] as string)
@@ -175,7 +185,10 @@ describe('audit chain: every tamper kind is detected, at the first broken link',
     const lines = await trail(3)
     const e = parse(lines[2] as string)
     expect(verifyAuditLines(lines, { anchors: [{ chainId: e.chainId as string, seq: 2, hash: e.hash as string }] }).ok).toBe(true)
-    expect(verifyAuditLines(lines, { anchors: [{ chainId: 'gone', seq: 5, hash: e.hash as string }] }).firstBreak).toMatchObject({ kind: 'deleted', chainId: 'gone' })
+    expect(verifyAuditLines(lines, { anchors: [{ chainId: 'gone', seq: 5, hash: e.hash as string }] }).firstBreak).toMatchObject({
+      kind: 'deleted',
+      chainId: 'gone',
+    })
   })
 
   it('malformed lines and foreign JSON are reported with their line number', async () => {
@@ -196,7 +209,12 @@ describe('audit chain: every tamper kind is detected, at the first broken link',
       fc.record({ op: fc.constant('delete' as const), i: fc.nat(lines.length - 1) }),
       fc.record({ op: fc.constant('duplicate' as const), i: fc.nat(lines.length - 1), j: fc.nat(lines.length) }),
       fc.record({ op: fc.constant('swap' as const), i: fc.nat(lines.length - 2) }),
-      fc.record({ op: fc.constant('edit' as const), i: fc.nat(lines.length - 1), field: fc.constantFrom('origin', 'decision', 'jti', 'time', 'tool'), value: fc.string() }),
+      fc.record({
+        op: fc.constant('edit' as const),
+        i: fc.nat(lines.length - 1),
+        field: fc.constantFrom('origin', 'decision', 'jti', 'time', 'tool'),
+        value: fc.string(),
+      }),
     )
     fc.assert(
       fc.property(mutation, (m) => {
@@ -257,7 +275,14 @@ describe('audit events: what is written', () => {
     const sink = memorySink()
     const log = createAuditLog({ sinks: [sink] })
     const jws = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl'
-    log.record({ action: 'tool_call', decision: 'allow', note: `bearer ${jws}`, origin: 'x'.repeat(5000), args: { secret: 'hunter2' }, token: jws } as unknown as AuditEventInput)
+    log.record({
+      action: 'tool_call',
+      decision: 'allow',
+      note: `bearer ${jws}`,
+      origin: 'x'.repeat(5000),
+      args: { secret: 'hunter2' },
+      token: jws,
+    } as unknown as AuditEventInput)
     await log.close()
     const line = sink.lines[0] as string
     expect(line).not.toContain('eyJhbGci')

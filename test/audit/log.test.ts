@@ -14,9 +14,14 @@ const run = promisify(execFile)
 const dir = mkdtempSync(join(tmpdir(), 'agent-trust-audit-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 const writer = fileURLToPath(new URL('./fixtures/writer.ts', import.meta.url))
-const node = (args: string[]) => run(process.execPath, ['--import', 'tsx', '--conditions=agent-trust-source', ...args], { cwd: process.cwd() })
+const node = (args: string[]) =>
+  run(process.execPath, ['--import', 'tsx', '--conditions=agent-trust-source', ...args], { cwd: process.cwd() })
 
-const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as Record<string, unknown>)
+const lines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
 
 describe('audit log with the real kernel', () => {
   it('10,000 concurrent verifications produce exactly 10,000 chained events', async () => {
@@ -26,9 +31,23 @@ describe('audit log with the real kernel', () => {
     const authority = await Authority.create({ manifest: MANIFEST, store })
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, audit, mode: 'enforce' })
     const tokens: string[] = []
-    for (let i = 0; i < 5000; i++) tokens.push(await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT }))
+    for (let i = 0; i < 5000; i++)
+      tokens.push(
+        await authority.mint({
+          subject: 'agent-summarizer-v2',
+          audience: 'agent-database-reader',
+          scope: [READ_SCOPE],
+          operation: 'read',
+          context: CONTEXT,
+        }),
+      )
     // Each token twice, all at once: 5,000 allowed, 5,000 replays denied.
-    const calls = [...tokens, ...tokens].map((t) => verifier.verify(t, { scope: READ_SCOPE, operation: 'read', tool: 'read_documents', args: { namespace: 'user-123' } }).then(() => 'allow', (e: { code: string }) => e.code))
+    const calls = [...tokens, ...tokens].map((t) =>
+      verifier.verify(t, { scope: READ_SCOPE, operation: 'read', tool: 'read_documents', args: { namespace: 'user-123' } }).then(
+        () => 'allow',
+        (e: { code: string }) => e.code,
+      ),
+    )
     const outcomes = await Promise.all(calls)
     await audit.close()
     expect(outcomes.filter((o) => o === 'allow')).toHaveLength(5000)
@@ -55,10 +74,18 @@ describe('audit log with the real kernel', () => {
     const authority = await Authority.create({ manifest: MANIFEST, store, audit: a })
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, audit: v, mode: 'enforce' })
     for (let i = 0; i < 50; i++) {
-      const t = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+      const t = await authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
       await verifier.verify(t, { scope: READ_SCOPE, operation: 'read' })
     }
-    await authority.mint({ subject: 'agent-untrusted', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT }).catch(() => undefined)
+    await authority
+      .mint({ subject: 'agent-untrusted', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+      .catch(() => undefined)
     await Promise.all([a.close(), v.close()])
     const r = await verifyAuditTrail(file, { requireSealed: true })
     expect(r.ok).toBe(true)
@@ -71,7 +98,10 @@ describe('audit sinks', () => {
   it('two processes appending to one file keep two verifiable chains', async () => {
     const file = join(dir, 'shared.jsonl')
     const barrier = join(dir, 'shared.ready')
-    const [a, b] = await Promise.all([node([writer, file, '3000', 'close', barrier, '2']), node([writer, file, '3000', 'close', barrier, '2'])])
+    const [a, b] = await Promise.all([
+      node([writer, file, '3000', 'close', barrier, '2']),
+      node([writer, file, '3000', 'close', barrier, '2']),
+    ])
     const r = await verifyAuditTrail(file, { requireSealed: true })
     expect(r.ok).toBe(true)
     expect(r.chains).toHaveLength(2)
@@ -122,7 +152,8 @@ describe('audit sinks', () => {
     stream.on('data', (c: Buffer) => chunks.push(c.toString()))
     const mem = memorySink()
     const log = createAuditLog({ sinks: [fileSink(file), stdoutSink({ stream }), mem] })
-    for (let i = 0; i < 100; i++) log.record({ action: 'egress', decision: 'deny', code: 'ERR_EGRESS_DENIED', destination: 'https://evil.example' })
+    for (let i = 0; i < 100; i++)
+      log.record({ action: 'egress', decision: 'deny', code: 'ERR_EGRESS_DENIED', destination: 'https://evil.example' })
     await log.close()
     const fromStream = chunks.join('').split('\n').filter(Boolean)
     expect(fromStream).toHaveLength(101)
@@ -151,7 +182,12 @@ describe('audit sinks', () => {
     }
     const errors: string[] = []
     const mem = memorySink()
-    const log = createAuditLog({ sinks: [flaky, throwsSync, mem], batchSize: 10, maxPendingEvents: 50, onError: (e, s) => errors.push(`${s}: ${e.message}`) })
+    const log = createAuditLog({
+      sinks: [flaky, throwsSync, mem],
+      batchSize: 10,
+      maxPendingEvents: 50,
+      onError: (e, s) => errors.push(`${s}: ${e.message}`),
+    })
     for (let i = 0; i < 40; i++) log.record({ action: 'tool_call', decision: 'allow', note: `${i}` })
     await log.flush()
     expect(errors).toContain('flaky: disk full')
@@ -175,7 +211,9 @@ describe('audit sinks', () => {
     fail = false
     await log.flush()
     await log.close()
-    const notice = got.map((l) => JSON.parse(l) as { action: string; note?: string }).find((e) => e.action === 'audit' && e.note?.includes('dropped'))
+    const notice = got
+      .map((l) => JSON.parse(l) as { action: string; note?: string })
+      .find((e) => e.action === 'audit' && e.note?.includes('dropped'))
     expect(notice?.note).toMatch(/sink flaky dropped 30 event/)
     const flakyReport = verifyAuditLines(got)
     expect(flakyReport.firstBreak?.kind).toBe('deleted') // the gap is visible, not hidden

@@ -29,7 +29,8 @@ describe.skipIf(!up && !CI)('audit sink: Redis Streams (real Redis)', () => {
     const sink = createRedisStreamSink({ url: REDIS_URL, key: key('plain') })
     const mem = memorySink()
     const log = createAuditLog({ sinks: [sink, mem], batchSize: 64 })
-    for (let i = 0; i < 500; i++) log.record({ action: 'tool_call', decision: i % 2 === 0 ? 'allow' : 'deny', origin: 'agent-a', note: `${i}` })
+    for (let i = 0; i < 500; i++)
+      log.record({ action: 'tool_call', decision: i % 2 === 0 ? 'allow' : 'deny', origin: 'agent-a', note: `${i}` })
     await log.close()
     const lines: string[] = []
     for await (const l of readAuditStream(raw, key('plain'), { pageSize: 128 })) lines.push(l)
@@ -40,7 +41,9 @@ describe.skipIf(!up && !CI)('audit sink: Redis Streams (real Redis)', () => {
   })
 
   it('several writers share one stream, each with its own chain', async () => {
-    const logs = [0, 1, 2].map(() => createAuditLog({ sinks: [createRedisStreamSink({ url: REDIS_URL, key: key('shared') })], flushIntervalMs: 1, batchSize: 8 }))
+    const logs = [0, 1, 2].map(() =>
+      createAuditLog({ sinks: [createRedisStreamSink({ url: REDIS_URL, key: key('shared') })], flushIntervalMs: 1, batchSize: 8 }),
+    )
     for (let i = 0; i < 300; i++) {
       for (const l of logs) l.record({ action: 'mint', decision: 'allow', note: `${i}` })
       if (i % 20 === 0) await new Promise((r) => setTimeout(r, 1))

@@ -50,10 +50,14 @@ describe('the revocation feed over mTLS', () => {
     await f.close()
   })
 
-  it('carries the authority\'s keys: a verifier in another process verifies with the feed\'s JWKS', async () => {
+  it("carries the authority's keys: a verifier in another process verifies with the feed's JWKS", async () => {
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [feed.trustedIssuer()], store: feed, mode: 'enforce' })
-    const token = await f.client(summarizer).mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
-    await expect(verifier.verify(token, { ...READ, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint } })).resolves.toMatchObject({ presenter: 'agent-summarizer-v2' })
+    const token = await f
+      .client(summarizer)
+      .mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    await expect(
+      verifier.verify(token, { ...READ, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint } }),
+    ).resolves.toMatchObject({ presenter: 'agent-summarizer-v2' })
   })
 
   it(`learns a token revocation within the bound (${BOUND_MS} ms): after it, never "ok"`, async () => {
@@ -77,13 +81,19 @@ describe('the revocation feed over mTLS', () => {
 
   it('learns an agent revocation and its certificate revocation within the bound', async () => {
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [feed.trustedIssuer()], store: feed, mode: 'enforce' })
-    const token = await f.client(summarizer).mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const token = await f
+      .client(summarizer)
+      .mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
     const cert = inspectWorkloadCertificate(new Uint8Array(x509.PemConverter.decodeFirst(summarizer.cert)), TRUST_DOMAIN)
     expect(feed.certificates.isRevoked(cert)).toBe(false)
     await f.service.revokeAgent('agent-summarizer-v2', { by: 'test' })
     expect(await until(() => feed.certificates.isRevoked(cert), BOUND_MS)).toBeLessThan(Number.POSITIVE_INFINITY)
-    expect(await until(async () => (await feed.check(check({ iat: Math.floor(Date.now() / 1000) - 1 }))) === 'agent-revoked', BOUND_MS)).toBeLessThan(Number.POSITIVE_INFINITY)
-    await expect(verifier.verify(token, { ...READ, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint } })).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+    expect(
+      await until(async () => (await feed.check(check({ iat: Math.floor(Date.now() / 1000) - 1 }))) === 'agent-revoked', BOUND_MS),
+    ).toBeLessThan(Number.POSITIVE_INFINITY)
+    await expect(
+      verifier.verify(token, { ...READ, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint } }),
+    ).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
     const peer = createPeerIdentity({ trustDomain: TRUST_DOMAIN, revocations: feed.certificates })
     expect(peer).toBeTypeOf('function')
   })
@@ -103,7 +113,9 @@ describe('the revocation feed over mTLS', () => {
     expect(denied).toBeLessThan(Number.POSITIVE_INFINITY)
     // Not at once: within the bound the last state is still trusted (exact edges: the clock test below).
     expect(performance.now() - t0).toBeGreaterThan(BOUND_MS / 2)
-    expect(() => feed.certificates.isRevoked({ serialNumber: 'aa', spiffeId: 'spiffe://x/agent/y', notBeforeMs: 0 })).toThrow(expect.objectContaining({ code: 'ERR_STORE_UNAVAILABLE' }))
+    expect(() => feed.certificates.isRevoked({ serialNumber: 'aa', spiffeId: 'spiffe://x/agent/y', notBeforeMs: 0 })).toThrow(
+      expect.objectContaining({ code: 'ERR_STORE_UNAVAILABLE' }),
+    )
   })
 })
 
@@ -170,7 +182,12 @@ describe('RevocationFeedStore (deterministic clock)', () => {
   it('treats a malformed page as a failed poll (nothing applied)', async () => {
     let now = 0
     let page: unknown = new RevocationFeed().read(0, undefined, 'i', { keys: [] })
-    const store = await RevocationFeedStore.start({ source: { revocations: async () => page as FeedPage }, pollIntervalMs: 1000, maxStalenessMs: 5000, now: () => now })
+    const store = await RevocationFeedStore.start({
+      source: { revocations: async () => page as FeedPage },
+      pollIntervalMs: 1000,
+      maxStalenessMs: 5000,
+      now: () => now,
+    })
     try {
       page = { ...(page as object), entries: [{ kind: 'token', jti: 5 }] }
       await expect(store.syncNow()).rejects.toThrow()

@@ -10,7 +10,15 @@ import { Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CertificateAuthority } from 'agent-trust/identity'
-import { createKeyManager, createVerifier, MemoryKeyStore, MemoryReplayRevocationStore, type KeyStore, type ReplayRevocationStore, type Verifier } from 'agent-trust'
+import {
+  createKeyManager,
+  createVerifier,
+  MemoryKeyStore,
+  MemoryReplayRevocationStore,
+  type KeyStore,
+  type ReplayRevocationStore,
+  type Verifier,
+} from 'agent-trust'
 import { createAuthorityClient } from 'agent-trust/authority-service'
 import { RedisKeyStore } from 'agent-trust/keys/redis'
 import { RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
@@ -40,7 +48,11 @@ const redisAvailable = await redisUp()
 interface Backend {
   readonly name: string
   readonly enabled: boolean
-  make(): Promise<{ stores: [ReplayRevocationStore, ReplayRevocationStore, ReplayRevocationStore]; keyStores: [KeyStore, KeyStore]; cleanup(): Promise<void> }>
+  make(): Promise<{
+    stores: [ReplayRevocationStore, ReplayRevocationStore, ReplayRevocationStore]
+    keyStores: [KeyStore, KeyStore]
+    cleanup(): Promise<void>
+  }>
 }
 
 const backends: Backend[] = [
@@ -59,7 +71,10 @@ const backends: Backend[] = [
     async make() {
       const open = () => new RedisReplayRevocationStore({ url: REDIS_URL, prefix: `${PREFIX}-rev` })
       const stores: [ReplayRevocationStore, ReplayRevocationStore, ReplayRevocationStore] = [open(), open(), open()]
-      const keyStores: [RedisKeyStore, RedisKeyStore] = [new RedisKeyStore({ url: REDIS_URL, prefix: `${PREFIX}-keys` }), new RedisKeyStore({ url: REDIS_URL, prefix: `${PREFIX}-keys` })]
+      const keyStores: [RedisKeyStore, RedisKeyStore] = [
+        new RedisKeyStore({ url: REDIS_URL, prefix: `${PREFIX}-keys` }),
+        new RedisKeyStore({ url: REDIS_URL, prefix: `${PREFIX}-keys` }),
+      ]
       return {
         stores,
         keyStores,
@@ -103,7 +118,12 @@ describe.each(backends)('authority replicas: $name', (backend) => {
     a = await startService({ ca, store: made.stores[0], keys: keysA })
     b = await startService({ ca: caB, store: made.stores[1], keys: keysB })
     // The database reader in its own process would read the JWKS from either replica and share the store.
-    verifier = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: a.authority.id, jwks: a.authority.jwks() }], store: made.stores[2], mode: 'enforce' })
+    verifier = createVerifier({
+      id: 'agent-database-reader',
+      issuers: [{ issuer: a.authority.id, jwks: a.authority.jwks() }],
+      store: made.stores[2],
+      mode: 'enforce',
+    })
   })
   afterAll(async () => {
     await a?.close()
@@ -111,7 +131,13 @@ describe.each(backends)('authority replicas: $name', (backend) => {
     await cleanup?.()
   })
 
-  const mintReq = (subject: string) => ({ subject, audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read' as const, context: CONTEXT })
+  const mintReq = (subject: string) => ({
+    subject,
+    audience: 'agent-database-reader',
+    scope: [READ_SCOPE],
+    operation: 'read' as const,
+    context: CONTEXT,
+  })
 
   it('publishes one JWKS from both replicas', () => {
     expect(b.authority.jwks()).toEqual(a.authority.jwks())
@@ -125,7 +151,9 @@ describe.each(backends)('authority replicas: $name', (backend) => {
     await b.client(alice).revokeAgent('agent-orchestrator')
     expect(a.authority.agent('agent-orchestrator')?.revoked).toBe(false)
     await expect(onA.mint(mintReq('agent-orchestrator'))).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
-    await expect(verifier.verify(earlier, { ...READ, peer: { agentId: 'agent-orchestrator', certificateThumbprint: orchestrator.issued.thumbprint } })).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+    await expect(
+      verifier.verify(earlier, { ...READ, peer: { agentId: 'agent-orchestrator', certificateThumbprint: orchestrator.issued.thumbprint } }),
+    ).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
   })
 
   it('fails over from one replica to the other while tokens keep verifying', async () => {

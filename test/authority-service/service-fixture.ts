@@ -1,5 +1,11 @@
 import { Authority, MemoryAuditLog, type ReplayRevocationStore } from 'agent-trust'
-import { createAuthorityClient, createAuthorityService, RevocationFeed, type AuthorityClient, type AuthorityService } from 'agent-trust/authority-service'
+import {
+  createAuthorityClient,
+  createAuthorityService,
+  RevocationFeed,
+  type AuthorityClient,
+  type AuthorityService,
+} from 'agent-trust/authority-service'
 import type { CertificateAuthority, TlsCredentials } from 'agent-trust/identity'
 import { makeCa, MANIFEST } from '../identity/fixtures.js'
 
@@ -17,11 +23,23 @@ export interface ServiceFixture {
   close(): Promise<void>
 }
 
-export async function startService(options: { ca?: CertificateAuthority; store?: ReplayRevocationStore; keys?: Parameters<typeof Authority.create>[0]['keys']; operators?: string[] } = {}): Promise<ServiceFixture> {
+export async function startService(
+  options: {
+    ca?: CertificateAuthority
+    store?: ReplayRevocationStore
+    keys?: Parameters<typeof Authority.create>[0]['keys']
+    operators?: string[]
+  } = {},
+): Promise<ServiceFixture> {
   const ca = options.ca ?? (await makeCa())
   const feed = new RevocationFeed(options.store)
   const audit = new MemoryAuditLog()
-  const authority = await Authority.create({ manifest: MANIFEST, store: feed, audit, ...(options.keys === undefined ? {} : { keys: options.keys }) })
+  const authority = await Authority.create({
+    manifest: MANIFEST,
+    store: feed,
+    audit,
+    ...(options.keys === undefined ? {} : { keys: options.keys }),
+  })
   const service = await createAuthorityService({ authority, ca, operators: options.operators ?? ['alice'], audit })
   const url = await service.listen()
   const enrollUrl = await service.listenEnrollment()

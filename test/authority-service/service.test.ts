@@ -10,7 +10,14 @@ import { CONTEXT, READ, READ_SCOPE, request, TRUST_DOMAIN } from '../identity/fi
 import { startService, type ServiceFixture } from './service-fixture.js'
 
 const SUMMARIZER = 'agent-summarizer-v2'
-const mintReq = (over: Record<string, unknown> = {}) => ({ subject: SUMMARIZER, audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read' as const, context: CONTEXT, ...over })
+const mintReq = (over: Record<string, unknown> = {}) => ({
+  subject: SUMMARIZER,
+  audience: 'agent-database-reader',
+  scope: [READ_SCOPE],
+  operation: 'read' as const,
+  context: CONTEXT,
+  ...over,
+})
 const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as Record<string, any>
 
 describe('the authority service', () => {
@@ -22,7 +29,11 @@ describe('the authority service', () => {
 
   beforeAll(async () => {
     f = await startService()
-    ;[summarizer, orchestrator, alice] = await Promise.all([f.credentials(SUMMARIZER), f.credentials('agent-orchestrator'), f.credentials('alice', 'operator')])
+    ;[summarizer, orchestrator, alice] = await Promise.all([
+      f.credentials(SUMMARIZER),
+      f.credentials('agent-orchestrator'),
+      f.credentials('alice', 'operator'),
+    ])
     verifier = createVerifier({ id: 'agent-database-reader', issuers: [f.authority.trustedIssuer()], store: f.feed, mode: 'enforce' })
   })
   afterAll(async () => {
@@ -40,20 +51,34 @@ describe('the authority service', () => {
       expect(identity.certificate.workload).toEqual({ kind: 'agent', id: 'agent-database-reader' })
       // The token is burnt.
       const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: { kind: 'agent', id: 'agent-database-reader' } })
-      await expect(enroll({ url: f.enrollUrl, ca: f.ca.certificatePem, token, csr })).rejects.toMatchObject({ code: 'ERR_PEER_UNAUTHENTICATED', details: { rule: 'enrollment-token' } })
+      await expect(enroll({ url: f.enrollUrl, ca: f.ca.certificatePem, token, csr })).rejects.toMatchObject({
+        code: 'ERR_PEER_UNAUTHENTICATED',
+        details: { rule: 'enrollment-token' },
+      })
     })
 
     it('refuses a CSR for another agent than the token was made for', async () => {
       const token = f.service.createEnrollmentToken(SUMMARIZER)
       const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: { kind: 'agent', id: 'agent-orchestrator' } })
-      await expect(enroll({ url: f.enrollUrl, ca: f.ca.certificatePem, token, csr })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED', details: { rule: 'identity' } })
+      await expect(enroll({ url: f.enrollUrl, ca: f.ca.certificatePem, token, csr })).rejects.toMatchObject({
+        code: 'ERR_CSR_DENIED',
+        details: { rule: 'identity' },
+      })
     })
 
     it('refuses a guessed token, and serves nothing but enrollment and the JWKS without a certificate', async () => {
       const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: { kind: 'agent', id: SUMMARIZER } })
-      await expect(enroll({ url: f.enrollUrl, ca: f.ca.certificatePem, token: 'A'.repeat(43), csr })).rejects.toMatchObject({ code: 'ERR_PEER_UNAUTHENTICATED' })
-      const plain = mtlsClientOptions({ ca: f.ca.certificatePem }, { trustDomain: TRUST_DOMAIN, server: { kind: 'authority', id: f.authority.id } })
-      expect(await request(f.enrollUrl, plain, { path: PATHS.mint, method: 'POST', body: mintReq() })).toMatchObject({ status: 404, body: { error: { code: 'ERR_REQUEST_INVALID' } } })
+      await expect(enroll({ url: f.enrollUrl, ca: f.ca.certificatePem, token: 'A'.repeat(43), csr })).rejects.toMatchObject({
+        code: 'ERR_PEER_UNAUTHENTICATED',
+      })
+      const plain = mtlsClientOptions(
+        { ca: f.ca.certificatePem },
+        { trustDomain: TRUST_DOMAIN, server: { kind: 'authority', id: f.authority.id } },
+      )
+      expect(await request(f.enrollUrl, plain, { path: PATHS.mint, method: 'POST', body: mintReq() })).toMatchObject({
+        status: 404,
+        body: { error: { code: 'ERR_REQUEST_INVALID' } },
+      })
       expect(await request(f.enrollUrl, plain, { path: PATHS.jwks })).toMatchObject({ status: 200, body: f.authority.jwks() })
     })
 
@@ -79,41 +104,69 @@ describe('the authority service', () => {
       const claims = claimsOf(token)
       expect(claims.sub).toBe(SUMMARIZER)
       expect(claims.cnf).toEqual({ 'x5t#S256': summarizer.issued.thumbprint })
-      await expect(verifier.verify(token, { ...READ, peer: { agentId: 'agent-orchestrator', certificateThumbprint: orchestrator.issued.thumbprint } })).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
-      await expect(verifier.verify(token, { ...READ, peer: { agentId: SUMMARIZER, certificateThumbprint: summarizer.issued.thumbprint } })).resolves.toMatchObject({ presenter: SUMMARIZER })
+      await expect(
+        verifier.verify(token, { ...READ, peer: { agentId: 'agent-orchestrator', certificateThumbprint: orchestrator.issued.thumbprint } }),
+      ).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
+      await expect(
+        verifier.verify(token, { ...READ, peer: { agentId: SUMMARIZER, certificateThumbprint: summarizer.issued.thumbprint } }),
+      ).resolves.toMatchObject({ presenter: SUMMARIZER })
     })
 
     it('mints for a tool call and returns its scope', async () => {
-      const r = await f.client(summarizer).mintForTool({ subject: SUMMARIZER, audience: 'agent-database-reader', tool: 'read_documents', args: { namespace: 'user-123' }, context: CONTEXT })
+      const r = await f.client(summarizer).mintForTool({
+        subject: SUMMARIZER,
+        audience: 'agent-database-reader',
+        tool: 'read_documents',
+        args: { namespace: 'user-123' },
+        context: CONTEXT,
+      })
       expect(r).toMatchObject({ scope: READ_SCOPE, operation: 'read' })
     })
 
     it('never trusts the body: another subject is refused, and so is binding to another certificate', async () => {
       const client = f.client(orchestrator)
       await expect(client.mint(mintReq())).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN', details: { rule: 'on-behalf' } })
-      await expect(client.mint(mintReq({ subject: 'agent-orchestrator', certificateThumbprint: summarizer.issued.thumbprint }))).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
+      await expect(
+        client.mint(mintReq({ subject: 'agent-orchestrator', certificateThumbprint: summarizer.issued.thumbprint })),
+      ).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
     })
 
-    it('reports the kernel\'s own denials with their codes', async () => {
+    it("reports the kernel's own denials with their codes", async () => {
       const client = f.client(summarizer)
-      await expect(client.mint(mintReq({ scope: ['db:read:documents:namespace:user-999'] }))).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
+      await expect(client.mint(mintReq({ scope: ['db:read:documents:namespace:user-999'] }))).rejects.toMatchObject({
+        code: 'ERR_SCOPE_DENIED',
+      })
       await expect(client.mint(mintReq({ audience: 'agent-nobody' }))).rejects.toMatchObject({ code: 'ERR_AGENT_UNKNOWN' })
-      await expect(client.spawn({ parent: SUMMARIZER, child: { id: 'child-x', trustLevel: 'L1' } })).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED' })
+      await expect(client.spawn({ parent: SUMMARIZER, child: { id: 'child-x', trustLevel: 'L1' } })).rejects.toMatchObject({
+        code: 'ERR_SPAWN_DENIED',
+      })
     })
 
     it('exchanges a token the caller holds, binding the new one to the caller', async () => {
       const orch = f.client(orchestrator)
-      const forSummarizer = await orch.mint({ subject: 'agent-orchestrator', audience: SUMMARIZER, scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+      const forSummarizer = await orch.mint({
+        subject: 'agent-orchestrator',
+        audience: SUMMARIZER,
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
       // The orchestrator cannot redeem a token it sent to someone else.
-      await expect(orch.exchange({ token: forSummarizer, holder: 'agent-orchestrator', audience: 'agent-database-reader' })).rejects.toMatchObject({ code: 'ERR_TOKEN_AUDIENCE' })
+      await expect(
+        orch.exchange({ token: forSummarizer, holder: 'agent-orchestrator', audience: 'agent-database-reader' }),
+      ).rejects.toMatchObject({ code: 'ERR_TOKEN_AUDIENCE' })
       const delegated = await f.client(summarizer).exchange({ token: forSummarizer, holder: SUMMARIZER, audience: 'agent-database-reader' })
       const c = claimsOf(delegated)
       expect(c).toMatchObject({ sub: 'agent-orchestrator', act: { sub: SUMMARIZER }, cnf: { 'x5t#S256': summarizer.issued.thumbprint } })
-      await expect(verifier.verify(delegated, { ...READ, peer: { agentId: SUMMARIZER, certificateThumbprint: summarizer.issued.thumbprint } })).resolves.toMatchObject({ presenter: SUMMARIZER })
+      await expect(
+        verifier.verify(delegated, { ...READ, peer: { agentId: SUMMARIZER, certificateThumbprint: summarizer.issued.thumbprint } }),
+      ).resolves.toMatchObject({ presenter: SUMMARIZER })
     })
 
     it('spawns for the calling parent', async () => {
-      const child = await f.client(orchestrator).spawn({ parent: 'agent-orchestrator', child: { id: 'agent-orchestrator-child-1', trustLevel: 'L2', grants: [READ_SCOPE] } })
+      const child = await f
+        .client(orchestrator)
+        .spawn({ parent: 'agent-orchestrator', child: { id: 'agent-orchestrator-child-1', trustLevel: 'L2', grants: [READ_SCOPE] } })
       expect(child).toMatchObject({ id: 'agent-orchestrator-child-1', parent: 'agent-orchestrator' })
     })
 
@@ -124,10 +177,16 @@ describe('the authority service', () => {
 
   describe('operators', () => {
     it('refuses operator endpoints to agents and to operators not on the list; refuses minting to operators', async () => {
-      await expect(f.client(summarizer).revokeAgent(SUMMARIZER)).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN', details: { rule: 'operator-only' } })
+      await expect(f.client(summarizer).revokeAgent(SUMMARIZER)).rejects.toMatchObject({
+        code: 'ERR_PEER_FORBIDDEN',
+        details: { rule: 'operator-only' },
+      })
       const bob = await f.credentials('bob', 'operator')
       await expect(f.client(bob).revokeAgent(SUMMARIZER)).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN' })
-      await expect(f.client(alice).mint(mintReq({ subject: 'alice' }))).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN', details: { rule: 'agent-only' } })
+      await expect(f.client(alice).mint(mintReq({ subject: 'alice' }))).rejects.toMatchObject({
+        code: 'ERR_PEER_FORBIDDEN',
+        details: { rule: 'agent-only' },
+      })
     })
 
     it('routes trust changes to a human decision', async () => {
@@ -136,7 +195,10 @@ describe('the authority service', () => {
       await expect(f.client(summarizer).decideTrustChange(req.id, { approved: true })).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN' })
       const ops = f.client(alice)
       expect((await ops.listTrustChanges('pending')).map((r) => r.id)).toContain(req.id)
-      await expect(ops.decideTrustChange(req.id, { approved: false, note: 'not now' })).resolves.toMatchObject({ status: 'denied', decidedBy: `spiffe://${TRUST_DOMAIN}/operator/alice` })
+      await expect(ops.decideTrustChange(req.id, { approved: false, note: 'not now' })).resolves.toMatchObject({
+        status: 'denied',
+        decidedBy: `spiffe://${TRUST_DOMAIN}/operator/alice`,
+      })
     })
 
     it('creates enrollment tokens for operators', async () => {
@@ -148,14 +210,26 @@ describe('the authority service', () => {
   describe('malformed requests', () => {
     it('answers coded errors for bad bodies, unknown endpoints and oversized bodies', async () => {
       const connect = mtlsClientOptions(summarizer, { trustDomain: TRUST_DOMAIN, server: { kind: 'authority', id: f.authority.id } })
-      expect(await request(f.url, connect, { path: PATHS.mint, method: 'POST', body: { audience: 7 } })).toMatchObject({ status: 400, body: { error: { code: 'ERR_REQUEST_INVALID' } } })
-      expect(await request(f.url, connect, { path: '/v1/nope', method: 'POST', body: {} })).toMatchObject({ status: 404, body: { error: { code: 'ERR_REQUEST_INVALID' } } })
-      expect(await request(f.url, connect, { path: PATHS.mint, method: 'POST', body: { pad: 'x'.repeat(70_000) } })).toMatchObject({ status: 413 })
+      expect(await request(f.url, connect, { path: PATHS.mint, method: 'POST', body: { audience: 7 } })).toMatchObject({
+        status: 400,
+        body: { error: { code: 'ERR_REQUEST_INVALID' } },
+      })
+      expect(await request(f.url, connect, { path: '/v1/nope', method: 'POST', body: {} })).toMatchObject({
+        status: 404,
+        body: { error: { code: 'ERR_REQUEST_INVALID' } },
+      })
+      expect(await request(f.url, connect, { path: PATHS.mint, method: 'POST', body: { pad: 'x'.repeat(70_000) } })).toMatchObject({
+        status: 413,
+      })
       expect(await request(f.url, connect, { path: `${PATHS.revocations}?since=-1` })).toMatchObject({ status: 400 })
     })
 
     it('refuses an agent without a certificate before any request is processed', async () => {
-      const noCert = createAuthorityClient({ url: f.url, tls: { ...summarizer, cert: undefined as never, key: undefined as never }, timeoutMs: 2000 })
+      const noCert = createAuthorityClient({
+        url: f.url,
+        tls: { ...summarizer, cert: undefined as never, key: undefined as never },
+        timeoutMs: 2000,
+      })
       try {
         await expect(noCert.mint(mintReq())).rejects.toMatchObject({ code: 'ERR_AUTHORITY_UNAVAILABLE' })
       } finally {
@@ -168,11 +242,27 @@ describe('the authority service', () => {
     it('quarantines an agent: its tokens die, its certificate is refused, it can mint nothing', async () => {
       const victim = await f.credentials('agent-orchestrator')
       const client = f.client(victim)
-      const token = await client.mint({ subject: 'agent-orchestrator', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+      const token = await client.mint({
+        subject: 'agent-orchestrator',
+        audience: 'agent-database-reader',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
       expect(await f.client(alice).revokeAgent('agent-orchestrator')).toContain('agent-orchestrator')
-      await expect(verifier.verify(token, { ...READ, peer: { agentId: 'agent-orchestrator', certificateThumbprint: victim.issued.thumbprint } })).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+      await expect(
+        verifier.verify(token, { ...READ, peer: { agentId: 'agent-orchestrator', certificateThumbprint: victim.issued.thumbprint } }),
+      ).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
       // On the kept-alive connection the per-request check answers 401; a new connection is closed at the handshake.
-      const err = await client.mint({ subject: 'agent-orchestrator', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT }).catch((e: unknown) => e)
+      const err = await client
+        .mint({
+          subject: 'agent-orchestrator',
+          audience: 'agent-database-reader',
+          scope: [READ_SCOPE],
+          operation: 'read',
+          context: CONTEXT,
+        })
+        .catch((e: unknown) => e)
       expect(['ERR_PEER_UNAUTHENTICATED', 'ERR_AUTHORITY_UNAVAILABLE']).toContain((err as { code: string }).code)
       const fresh = createAuthorityClient({ url: f.url, tls: victim, timeoutMs: 2000 })
       try {
@@ -188,7 +278,9 @@ describe('the authority service', () => {
     it('revokes one token by jti, and one certificate by serial', async () => {
       const token = await f.client(summarizer).mint(mintReq())
       await f.client(alice).revokeToken(claimsOf(token).jti)
-      await expect(verifier.verify(token, { ...READ, peer: { agentId: SUMMARIZER, certificateThumbprint: summarizer.issued.thumbprint } })).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })
+      await expect(
+        verifier.verify(token, { ...READ, peer: { agentId: SUMMARIZER, certificateThumbprint: summarizer.issued.thumbprint } }),
+      ).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })
       const leaked = await f.credentials(SUMMARIZER)
       await f.client(alice).revokeCertificate(leaked.issued.serialNumber)
       const c = createAuthorityClient({ url: f.url, tls: leaked, timeoutMs: 2000 })
@@ -208,10 +300,12 @@ describe('the authority service', () => {
       expect(JSON.stringify(f.audit.events)).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\.eyJ/)
     })
 
-    it('records each service-level denial once, and leaves the kernel\'s own denials to the authority', async () => {
+    it("records each service-level denial once, and leaves the kernel's own denials to the authority", async () => {
       const before = f.audit.events.length
       await expect(f.client(summarizer).revokeAgent('agent-database-reader')).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN' })
-      await expect(f.client(summarizer).mint(mintReq({ scope: ['db:read:documents:namespace:user-999'] }))).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
+      await expect(f.client(summarizer).mint(mintReq({ scope: ['db:read:documents:namespace:user-999'] }))).rejects.toMatchObject({
+        code: 'ERR_SCOPE_DENIED',
+      })
       const added = f.audit.events.slice(before)
       expect(added.map((e) => [e.action, e.decision, e.code])).toEqual([
         ['revoke', 'deny', 'ERR_PEER_FORBIDDEN'],

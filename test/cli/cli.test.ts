@@ -32,7 +32,17 @@ describe('agent-trust: help and usage', () => {
   })
 
   it('usage errors exit 2, with a JSON error under --json', async () => {
-    for (const args of [[], ['nope'], ['audit'], ['audit', 'nope'], ['audit', 'verify'], ['audit', 'verify', 'a', 'b'], ['audit', 'verify', 'x', '--bogus'], ['token', 'verify', 'x'], ['revoke', 'token', 'not-a-jti']]) {
+    for (const args of [
+      [],
+      ['nope'],
+      ['audit'],
+      ['audit', 'nope'],
+      ['audit', 'verify'],
+      ['audit', 'verify', 'a', 'b'],
+      ['audit', 'verify', 'x', '--bogus'],
+      ['token', 'verify', 'x'],
+      ['revoke', 'token', 'not-a-jti'],
+    ]) {
       const r = await cliInProcess([...args, '--json'], { env: { REDIS_URL: 'redis://127.0.0.1:1' } })
       expect(r.code, args.join(' ')).toBe(2)
       if (args.length >= 2) expect(JSON.parse(r.stdout.trim().split('\n').pop() as string)).toMatchObject({ ok: false, exitCode: 2 })
@@ -57,7 +67,15 @@ describe('agent-trust audit', () => {
     dir = workdir('audit')
     file = join(dir, 'trail.jsonl')
     const log = createAuditLog({ sinks: [fileSink(file)] })
-    for (let i = 0; i < 30; i++) log.record({ action: 'tool_call', decision: i % 2 === 0 ? 'allow' : 'deny', origin: 'agent-summarizer-v2', destination: 'agent-database-reader', tool: 'read_documents', note: `n${i}` })
+    for (let i = 0; i < 30; i++)
+      log.record({
+        action: 'tool_call',
+        decision: i % 2 === 0 ? 'allow' : 'deny',
+        origin: 'agent-summarizer-v2',
+        destination: 'agent-database-reader',
+        tool: 'read_documents',
+        note: `n${i}`,
+      })
     await log.close()
   })
 
@@ -80,7 +98,13 @@ describe('agent-trust audit', () => {
     const ok = await cliInProcess(['audit', 'verify', file, '--json'])
     const chain = JSON.parse(ok.stdout).chains[0]
     const cut = join(dir, 'cut.jsonl')
-    writeFileSync(cut, lines.slice(0, 20).map((l) => `${l}\n`).join(''))
+    writeFileSync(
+      cut,
+      lines
+        .slice(0, 20)
+        .map((l) => `${l}\n`)
+        .join(''),
+    )
     expect((await cliInProcess(['audit', 'verify', cut])).code).toBe(0)
     const anchored = await cliInProcess(['audit', 'verify', cut, '--anchor', `${chain.chainId}:${chain.lastSeq}:${chain.head}`])
     expect(anchored.code).toBe(1)
@@ -100,7 +124,12 @@ describe('agent-trust audit', () => {
     expect(rows[0]).toContain('(n28)')
     expect(rows[2]).toContain('(seal)')
     const raw = await cliInProcess(['audit', 'tail', file, '-n', '2', '--json'])
-    expect(raw.stdout.trim().split('\n').map((l) => JSON.parse(l).seq)).toEqual([29, 30])
+    expect(
+      raw.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).seq),
+    ).toEqual([29, 30])
     expect((await cliInProcess(['audit', 'tail', file, '-n', 'x'])).code).toBe(2)
   })
 
@@ -109,7 +138,11 @@ describe('agent-trust audit', () => {
     const log = createAuditLog({ sinks: [fileSink(live)], flushIntervalMs: 5 })
     log.record({ action: 'mint', decision: 'allow', note: 'before' })
     await log.flush()
-    const child = spawn(process.execPath, ['--import', TSX, '--conditions=agent-trust-source', MAIN, 'audit', 'tail', live, '--follow', '--json'], { cwd: dir, env: cliEnv(dir) as NodeJS.ProcessEnv })
+    const child = spawn(
+      process.execPath,
+      ['--import', TSX, '--conditions=agent-trust-source', MAIN, 'audit', 'tail', live, '--follow', '--json'],
+      { cwd: dir, env: cliEnv(dir) as NodeJS.ProcessEnv },
+    )
     let out = ''
     const seen = (text: string) =>
       new Promise<void>((resolve) => {
@@ -146,7 +179,13 @@ describe('agent-trust token', () => {
   beforeAll(async () => {
     dir = workdir('token')
     authority = await Authority.create({ manifest: MANIFEST })
-    token = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    token = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
     jwksFile = join(dir, 'jwks.json')
     writeFileSync(jwksFile, JSON.stringify(authority.jwks()))
     server = createServer((req, res) => {
@@ -173,46 +212,130 @@ describe('agent-trust token', () => {
     expect(r.stdout + r.stderr).not.toContain(sig)
     const j = await cliInProcess(['token', 'inspect', token, '--json'])
     const parsed = JSON.parse(j.stdout)
-    expect(parsed).toMatchObject({ verified: false, header: { alg: 'ES256', typ: 'agent-cap+jwt' }, payload: { aud: 'agent-database-reader' }, signatureBytes: 64, expired: false })
+    expect(parsed).toMatchObject({
+      verified: false,
+      header: { alg: 'ES256', typ: 'agent-cap+jwt' },
+      payload: { aud: 'agent-database-reader' },
+      signatureBytes: 64,
+      expired: false,
+    })
     expect(parsed.warning).toMatch(/UNVERIFIED/)
     expect(j.stdout).not.toContain(sig)
   })
 
   it('inspect: something that is not a JWS exits 4', async () => {
-    for (const bad of ['abc', 'a.b', 'e30.!!!.x', `${'a'.repeat(9000)}.b.c`]) expect((await cliInProcess(['token', 'inspect', bad])).code, bad.slice(0, 10)).toBe(4)
+    for (const bad of ['abc', 'a.b', 'e30.!!!.x', `${'a'.repeat(9000)}.b.c`])
+      expect((await cliInProcess(['token', 'inspect', bad])).code, bad.slice(0, 10)).toBe(4)
   })
 
   it('verify: valid against a JWKS file and URL (exit 0), not consumed', async () => {
-    const r = await cli(['token', 'verify', '-', '--jwks', jwksFile, '--audience', 'agent-database-reader', '--scope', READ_SCOPE, '--operation', 'read'], { cwd: dir, input: token })
+    const r = await cli(
+      ['token', 'verify', '-', '--jwks', jwksFile, '--audience', 'agent-database-reader', '--scope', READ_SCOPE, '--operation', 'read'],
+      { cwd: dir, input: token },
+    )
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^VALID/)
     expect(r.stdout).not.toContain(token.split('.')[2] as string)
-    const j = await cliInProcess(['token', 'verify', token, '--jwks', jwksUrl, '--audience', 'agent-database-reader', '--issuer', authority.id, '--json'])
+    const j = await cliInProcess([
+      'token',
+      'verify',
+      token,
+      '--jwks',
+      jwksUrl,
+      '--audience',
+      'agent-database-reader',
+      '--issuer',
+      authority.id,
+      '--json',
+    ])
     expect(j.code).toBe(0)
     expect(JSON.parse(j.stdout)).toMatchObject({ valid: true, consumed: false, claims: { sub: 'agent-summarizer-v2' } })
   })
 
   it('verify: denials exit 1 with the code; unreachable JWKS exits 3; missing --issuer without manifest exits 2', async () => {
     const env = {}
-    const aud = await cliInProcess(['token', 'verify', token, '--jwks', jwksFile, '--audience', 'agent-other-server', '--issuer', authority.id, '--json'], { env })
+    const aud = await cliInProcess(
+      ['token', 'verify', token, '--jwks', jwksFile, '--audience', 'agent-other-server', '--issuer', authority.id, '--json'],
+      { env },
+    )
     expect(aud.code).toBe(1)
     expect(JSON.parse(aud.stdout)).toMatchObject({ ok: false, error: { code: 'ERR_TOKEN_AUDIENCE' } })
     const [h, p] = token.split('.') as [string, string]
     const claims = JSON.parse(Buffer.from(p, 'base64url').toString())
     const forged = `${h}.${Buffer.from(JSON.stringify({ ...claims, trust_level: 'L3' })).toString('base64url')}.${token.split('.')[2]}`
-    const sig = await cliInProcess(['token', 'verify', forged, '--jwks', jwksFile, '--audience', 'agent-database-reader', '--issuer', authority.id, '--json'])
+    const sig = await cliInProcess([
+      'token',
+      'verify',
+      forged,
+      '--jwks',
+      jwksFile,
+      '--audience',
+      'agent-database-reader',
+      '--issuer',
+      authority.id,
+      '--json',
+    ])
     expect(JSON.parse(sig.stdout).error.code).toBe('ERR_TOKEN_SIGNATURE')
-    const wrongIss = await cliInProcess(['token', 'verify', token, '--jwks', jwksFile, '--audience', 'agent-database-reader', '--issuer', 'someone-else', '--json'])
+    const wrongIss = await cliInProcess([
+      'token',
+      'verify',
+      token,
+      '--jwks',
+      jwksFile,
+      '--audience',
+      'agent-database-reader',
+      '--issuer',
+      'someone-else',
+      '--json',
+    ])
     expect(wrongIss.code).toBe(1)
-    const scope = await cliInProcess(['token', 'verify', token, '--jwks', jwksFile, '--audience', 'agent-database-reader', '--issuer', authority.id, '--scope', 'db:read:documents:namespace:user-999', '--operation', 'read', '--json'])
+    const scope = await cliInProcess([
+      'token',
+      'verify',
+      token,
+      '--jwks',
+      jwksFile,
+      '--audience',
+      'agent-database-reader',
+      '--issuer',
+      authority.id,
+      '--scope',
+      'db:read:documents:namespace:user-999',
+      '--operation',
+      'read',
+      '--json',
+    ])
     expect(JSON.parse(scope.stdout).error.code).toBe('ERR_SCOPE_DENIED')
-    const down = await cliInProcess(['token', 'verify', token, '--jwks', 'http://127.0.0.1:1/jwks', '--audience', 'agent-database-reader', '--issuer', authority.id])
+    const down = await cliInProcess([
+      'token',
+      'verify',
+      token,
+      '--jwks',
+      'http://127.0.0.1:1/jwks',
+      '--audience',
+      'agent-database-reader',
+      '--issuer',
+      authority.id,
+    ])
     expect(down.code).toBe(3)
-    const noIssuer = await cliInProcess(['token', 'verify', token, '--jwks', jwksFile, '--audience', 'agent-database-reader', '--manifest', join(dir, 'nope.json')])
+    const noIssuer = await cliInProcess([
+      'token',
+      'verify',
+      token,
+      '--jwks',
+      jwksFile,
+      '--audience',
+      'agent-database-reader',
+      '--manifest',
+      join(dir, 'nope.json'),
+    ])
     expect(noIssuer.code).toBe(2)
     const badJwks = join(dir, 'bad-jwks.json')
     writeFileSync(badJwks, '{"nokeys":1}')
-    expect((await cliInProcess(['token', 'verify', token, '--jwks', badJwks, '--audience', 'agent-database-reader', '--issuer', authority.id])).code).toBe(4)
+    expect(
+      (await cliInProcess(['token', 'verify', token, '--jwks', badJwks, '--audience', 'agent-database-reader', '--issuer', authority.id]))
+        .code,
+    ).toBe(4)
   })
 })
 
@@ -237,12 +360,19 @@ describe('agent-trust keys', () => {
     expect(next).not.toBe(kid)
     expect(JSON.parse((await cliInProcess(['keys', 'jwks', '--key-file', keyFile], { env })).stdout).keys).toHaveLength(2)
     expect((await cliInProcess(['keys', 'revoke', kid, '--key-file', keyFile], { env })).code).toBe(0)
-    expect(JSON.parse((await cliInProcess(['keys', 'jwks', '--key-file', keyFile], { env })).stdout).keys.map((k: { kid: string }) => k.kid)).toEqual([next])
+    expect(
+      JSON.parse((await cliInProcess(['keys', 'jwks', '--key-file', keyFile], { env })).stdout).keys.map((k: { kid: string }) => k.kid),
+    ).toEqual([next])
     expect((await cliInProcess(['keys', 'revoke', 'no-such-kid', '--key-file', keyFile], { env })).code).toBe(1)
     expect((await cliInProcess(['keys', 'jwks', '--key-file', join(dir, 'empty.json')], { env })).code).toBe(4)
     const trail = await verifyAuditTrail(env.AGENT_TRUST_AUDIT_FILE as string, { requireSealed: true })
     expect(trail.ok).toBe(true)
-    const notes = readFileSync(env.AGENT_TRUST_AUDIT_FILE as string, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.action === 'key').map((e) => e.note)
+    const notes = readFileSync(env.AGENT_TRUST_AUDIT_FILE as string, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.action === 'key')
+      .map((e) => e.note)
     expect(notes.join(' ')).toMatch(/generated .*rotated to .*revoked .*no such key/)
   })
 })

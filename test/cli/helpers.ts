@@ -34,10 +34,19 @@ export function workdir(tag: string): string {
 
 /** Env for a child: only what the CLI reads, with the audit trail kept in `cwd`. */
 export function cliEnv(cwd: string, extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
-  return { PATH: process.env.PATH, HOME: process.env.HOME, AGENT_TRUST_AUDIT_FILE: join(cwd, 'cli-audit.jsonl'), AGENT_TRUST_OPERATOR: 'test-operator', ...extra }
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    AGENT_TRUST_AUDIT_FILE: join(cwd, 'cli-audit.jsonl'),
+    AGENT_TRUST_OPERATOR: 'test-operator',
+    ...extra,
+  }
 }
 
-export function cli(args: readonly string[], o: { cwd: string; env?: Record<string, string | undefined>; input?: string }): Promise<CliResult> {
+export function cli(
+  args: readonly string[],
+  o: { cwd: string; env?: Record<string, string | undefined>; input?: string },
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', TSX, '--conditions=agent-trust-source', MAIN, ...args], {
       cwd: o.cwd,

@@ -42,7 +42,8 @@ describe.skipIf(!up && !CI)('agent-trust revoke (real Redis)', () => {
   })
 
   const verifier = () => createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
-  const mint = (subject: string) => authority.mint({ subject, audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+  const mint = (subject: string) =>
+    authority.mint({ subject, audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
   const read = { scope: READ_SCOPE, operation: 'read' as const }
 
   it('revoke token <jti> in another process: the next call with it is denied; token verify --revocation sees it', async () => {
@@ -56,12 +57,15 @@ describe.skipIf(!up && !CI)('agent-trust revoke (real Redis)', () => {
     await expect(verifier().verify(other, read)).resolves.toBeDefined()
     const jwks = join(dir, 'jwks.json')
     writeFileSync(jwks, JSON.stringify(authority.jwks()))
-    const checked = await cliInProcess(['token', 'verify', t, '--jwks', jwks, '--audience', 'agent-database-reader', '--revocation', '--json'], { env })
+    const checked = await cliInProcess(
+      ['token', 'verify', t, '--jwks', jwks, '--audience', 'agent-database-reader', '--revocation', '--json'],
+      { env },
+    )
     expect(checked.code).toBe(1)
     expect(JSON.parse(checked.stdout).error.code).toBe('ERR_TOKEN_REVOKED')
   })
 
-  it('revoke agent <id>: its tokens and its declared children\'s are denied', async () => {
+  it("revoke agent <id>: its tokens and its declared children's are denied", async () => {
     const parent = await mint('moltbot-orchestrator')
     const child = await mint(CHILD.id)
     const bystander = await mint('agent-summarizer-v2')

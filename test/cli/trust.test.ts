@@ -8,7 +8,14 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { Authority, MemoryAuditLog, MemoryReplayRevocationStore, createVerifier, type TrustChangeRequest, type TrustLevel } from 'agent-trust'
+import {
+  Authority,
+  MemoryAuditLog,
+  MemoryReplayRevocationStore,
+  createVerifier,
+  type TrustChangeRequest,
+  type TrustLevel,
+} from 'agent-trust'
 import { createAuditLog, fileSink, verifyAuditTrail } from 'agent-trust/audit'
 import { FileTrustChangeStore, MemoryTrustChangeStore, effectiveLevel } from '../../src/authority/trust-changes.js'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
@@ -26,7 +33,14 @@ async function setup(tag: string) {
   const authority = await Authority.create({ manifest: MANIFEST, store, audit, trustChanges })
   const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
   const env = cliEnv(dir, { AGENT_TRUST_TRUST_STORE: storeFile, AGENT_TRUST_MANIFEST: join(dir, 'agent-trust.config.json') })
-  const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+  const mint = () =>
+    authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
   return { dir, storeFile, trustChanges, audit, auditFile, authority, verifier, env, mint }
 }
 
@@ -34,7 +48,12 @@ describe('trust changes across processes (CLI)', () => {
   it('request in the authority, approve with the CLI, applied at the next sync with outstanding tokens revoked; all audited', async () => {
     const k = await setup('approve')
     const before = await k.mint()
-    const req = await k.authority.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L3', reason: 'needs to spawn helpers', requestedBy: 'moltbot-orchestrator' })
+    const req = await k.authority.requestTrustChange({
+      agentId: 'agent-summarizer-v2',
+      level: 'L3',
+      reason: 'needs to spawn helpers',
+      requestedBy: 'moltbot-orchestrator',
+    })
     const listed = await cli(['trust', 'list', '--json'], { cwd: k.dir, env: k.env })
     expect(listed.code).toBe(0)
     expect(JSON.parse(listed.stdout).requests).toEqual([expect.objectContaining({ id: req.id, status: 'pending', from: 'L2', to: 'L3' })])
@@ -42,7 +61,10 @@ describe('trust changes across processes (CLI)', () => {
     const unconfirmed = await cli(['trust', 'approve', req.id], { cwd: k.dir, env: k.env })
     expect(unconfirmed.code).toBe(2)
     expect((await k.trustChanges.get(req.id))?.status).toBe('pending')
-    const ok = await cli(['trust', 'approve', req.id, '--yes', '--by', 'alice@example.com', '--note', 'ticket SEC-42', '--json'], { cwd: k.dir, env: k.env })
+    const ok = await cli(['trust', 'approve', req.id, '--yes', '--by', 'alice@example.com', '--note', 'ticket SEC-42', '--json'], {
+      cwd: k.dir,
+      env: k.env,
+    })
     expect(ok.code).toBe(0)
     expect(JSON.parse(ok.stdout).request).toMatchObject({ status: 'approved', decidedBy: 'alice@example.com', note: 'ticket SEC-42' })
     // Decided, but not applied until the authority syncs.
@@ -57,7 +79,12 @@ describe('trust changes across processes (CLI)', () => {
     expect((await k.trustChanges.get(req.id))?.appliedAt).toBeDefined()
     // Audited on both sides, each trail verifying.
     await k.audit.close()
-    const notes = readFileSync(k.auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.action === 'trust_change').map((e) => e.note as string)
+    const notes = readFileSync(k.auditFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.action === 'trust_change')
+      .map((e) => e.note as string)
     expect(notes[0]).toMatch(/^requested L2->L3/)
     expect(notes[1]).toMatch(/^applied \(approved by alice@example.com\) L2->L3 .*outstanding tokens revoked/)
     expect((await verifyAuditTrail(k.auditFile, { requireSealed: true })).ok).toBe(true)
@@ -68,7 +95,12 @@ describe('trust changes across processes (CLI)', () => {
 
   it('deny with the CLI: the level stays; a second decision is refused (exit 1)', async () => {
     const k = await setup('deny')
-    const req = await k.authority.requestTrustChange({ agentId: 'agent-status-reader', level: 'L2', reason: 'write access', requestedBy: 'ops' })
+    const req = await k.authority.requestTrustChange({
+      agentId: 'agent-status-reader',
+      level: 'L2',
+      reason: 'write access',
+      requestedBy: 'ops',
+    })
     const denied = await cliInProcess(['trust', 'deny', req.id, '--by', 'bob', '--json'], { env: k.env })
     expect(denied.code).toBe(0)
     expect(JSON.parse(denied.stdout).request.status).toBe('denied')
@@ -106,8 +138,12 @@ describe('trust changes across processes (CLI)', () => {
     expect(stale.stderr).toMatch(/now L3/)
     await k.authority.syncTrustChanges()
     // The authority refuses it too, and says so in its trail.
-    await expect(k.authority.decideTrustChange(down.id, { approved: true, approver: 'alice' })).rejects.toThrow(deny('ERR_TRUST_CHANGE_DENIED'))
-    const filed = await cliInProcess(['trust', 'request', 'agent-summarizer-v2', 'L2', '--reason', 'back to normal', '--json'], { env: k.env })
+    await expect(k.authority.decideTrustChange(down.id, { approved: true, approver: 'alice' })).rejects.toThrow(
+      deny('ERR_TRUST_CHANGE_DENIED'),
+    )
+    const filed = await cliInProcess(['trust', 'request', 'agent-summarizer-v2', 'L2', '--reason', 'back to normal', '--json'], {
+      env: k.env,
+    })
     expect(filed.code).toBe(0)
     const id = JSON.parse(filed.stdout).request.id as string
     expect(JSON.parse(filed.stdout).request.from).toBe('L3')
@@ -146,17 +182,32 @@ describe('trust changes across processes (CLI)', () => {
 })
 
 describe('trust-change store', () => {
-  const base: TrustChangeRequest = { id: '', agentId: 'a', from: 'L1', to: 'L2', reason: 'r', requestedBy: 'o', createdAt: new Date().toISOString(), status: 'pending' }
+  const base: TrustChangeRequest = {
+    id: '',
+    agentId: 'a',
+    from: 'L1',
+    to: 'L2',
+    reason: 'r',
+    requestedBy: 'o',
+    createdAt: new Date().toISOString(),
+    status: 'pending',
+  }
 
   it('memory and file stores: one decision wins, precondition checked atomically, markApplied once', async () => {
     const dir = workdir('store')
     for (const store of [new MemoryTrustChangeStore(), new FileTrustChangeStore(join(dir, 's.json'))]) {
       await store.add({ ...base, id: 'r1' })
       await expect(store.add({ ...base, id: 'r1' })).rejects.toThrow(deny('ERR_TRUST_CHANGE_DENIED'))
-      const results = await Promise.allSettled([1, 2, 3, 4].map((i) => store.decide('r1', { approved: i % 2 === 0, decidedBy: `op${i}`, decidedAt: new Date().toISOString() })))
+      const results = await Promise.allSettled(
+        [1, 2, 3, 4].map((i) => store.decide('r1', { approved: i % 2 === 0, decidedBy: `op${i}`, decidedAt: new Date().toISOString() })),
+      )
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
       await store.add({ ...base, id: 'r2' })
-      await expect(store.decide('r2', { approved: true, decidedBy: 'x', decidedAt: '' }, () => { throw new Error('no') })).rejects.toThrow('no')
+      await expect(
+        store.decide('r2', { approved: true, decidedBy: 'x', decidedAt: '' }, () => {
+          throw new Error('no')
+        }),
+      ).rejects.toThrow('no')
       expect((await store.get('r2'))?.status).toBe('pending')
       await expect(store.decide('r2', { approved: true, decidedBy: ' ', decidedAt: '' })).rejects.toThrow(deny('ERR_TRUST_CHANGE_DENIED'))
       await store.markApplied('r1', 't1')
@@ -180,8 +231,16 @@ describe('trust-change store', () => {
   })
 
   it('effectiveLevel follows approved changes in decision order', () => {
-    const r = (id: string, to: TrustLevel, decidedAt: string, status: TrustChangeRequest['status'] = 'approved'): TrustChangeRequest => ({ ...base, id, to, decidedAt, status })
-    expect(effectiveLevel('a', 'L1', [r('1', 'L3', '2026-01-02'), r('2', 'L0', '2026-01-01'), r('3', 'L2', '2026-01-03', 'denied')])).toBe('L3')
+    const r = (id: string, to: TrustLevel, decidedAt: string, status: TrustChangeRequest['status'] = 'approved'): TrustChangeRequest => ({
+      ...base,
+      id,
+      to,
+      decidedAt,
+      status,
+    })
+    expect(effectiveLevel('a', 'L1', [r('1', 'L3', '2026-01-02'), r('2', 'L0', '2026-01-01'), r('3', 'L2', '2026-01-03', 'denied')])).toBe(
+      'L3',
+    )
     expect(effectiveLevel('b', 'L1', [r('1', 'L3', '2026-01-02')])).toBe('L1')
   })
 })
@@ -203,7 +262,13 @@ describe('nothing in the token path changes a level', () => {
         const audit = new MemoryAuditLog()
         const trustChanges = new MemoryTrustChangeStore()
         const store = new MemoryReplayRevocationStore()
-        const authority = await Authority.create({ manifest: MANIFEST, store, audit, trustChanges, approver: async () => ({ approved: true, approver: 'should-never-be-asked' }) })
+        const authority = await Authority.create({
+          manifest: MANIFEST,
+          store,
+          audit,
+          trustChanges,
+          approver: async () => ({ approved: true, approver: 'should-never-be-asked' }),
+        })
         const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
         const tokens: string[] = []
         for (const o of ops) {
@@ -211,14 +276,37 @@ describe('nothing in the token path changes a level', () => {
           const attempt = async (): Promise<unknown> => {
             switch (o.kind) {
               case 'mint':
-                return tokens.push(await authority.mint({ subject: o.subject, audience: o.audience, scope: [READ_SCOPE], operation: 'read', context: CONTEXT, ...x } as never))
+                return tokens.push(
+                  await authority.mint({
+                    subject: o.subject,
+                    audience: o.audience,
+                    scope: [READ_SCOPE],
+                    operation: 'read',
+                    context: CONTEXT,
+                    ...x,
+                  } as never),
+                )
               case 'tool':
-                return authority.mintForTool({ subject: o.subject, audience: o.audience, tool: 'read_documents', args: { namespace: 'user-123', ...x }, context: CONTEXT } as never)
+                return authority.mintForTool({
+                  subject: o.subject,
+                  audience: o.audience,
+                  tool: 'read_documents',
+                  args: { namespace: 'user-123', ...x },
+                  context: CONTEXT,
+                } as never)
               case 'exchange': {
                 const t = tokens[tokens.length - 1]
                 // Re-sign nothing: a holder can only present what it got, claims edited or not.
-                const edited = t === undefined ? 'x.y.z' : `${t.split('.')[0]}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(t.split('.')[1] as string, 'base64url').toString()), trust_level: o.level })).toString('base64url')}.${t.split('.')[2]}`
-                return authority.exchange({ token: o.level === 'L9' ? edited : (t ?? ''), holder: o.audience, audience: o.subject, ...x } as never)
+                const edited =
+                  t === undefined
+                    ? 'x.y.z'
+                    : `${t.split('.')[0]}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(t.split('.')[1] as string, 'base64url').toString()), trust_level: o.level })).toString('base64url')}.${t.split('.')[2]}`
+                return authority.exchange({
+                  token: o.level === 'L9' ? edited : (t ?? ''),
+                  holder: o.audience,
+                  audience: o.subject,
+                  ...x,
+                } as never)
               }
               case 'spawn':
                 return authority.spawn({ parent: o.subject, child: { id: o.audience, trustLevel: o.level, ...x } } as never)

@@ -33,7 +33,14 @@ describe('manifest', () => {
     }
     expect(err).toMatchObject({ code: 'ERR_CONFIG_INVALID' })
     const msg: string = err.message
-    for (const path of ['authority.tokenTtlSeconds', 'authority.clockToleranceSeconds', 'agents[1].trustLevel', 'agents[1].grants[0]', 'agents[3].id']) expect(msg).toContain(path)
+    for (const path of [
+      'authority.tokenTtlSeconds',
+      'authority.clockToleranceSeconds',
+      'agents[1].trustLevel',
+      'agents[1].grants[0]',
+      'agents[3].id',
+    ])
+      expect(msg).toContain(path)
     expect(msg).not.toContain('sup3rs3cret')
   })
 
@@ -57,7 +64,9 @@ describe('manifest', () => {
     expect(loadManifestFile(good).agents.length).toBe(6)
     const bad = join(dir, 'bad.json')
     writeFileSync(bad, '{"agents": [ password=hunter2')
-    expect(() => loadManifestFile(bad)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID', message: expect.not.stringContaining('hunter2') }))
+    expect(() => loadManifestFile(bad)).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID', message: expect.not.stringContaining('hunter2') }),
+    )
     expect(() => loadManifestFile(join(dir, 'missing.json'))).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
 })
@@ -72,7 +81,8 @@ describe('AGENT_TRUST mode', () => {
   })
 
   it('rejects unknown values instead of weakening enforcement', () => {
-    for (const v of ['disabled', 'false', '0', 'enforcing']) expect(() => resolveMode(v, {})).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    for (const v of ['disabled', 'false', '0', 'enforcing'])
+      expect(() => resolveMode(v, {})).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
 
   it('off warns loudly, once', () => {

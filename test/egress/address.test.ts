@@ -79,8 +79,18 @@ describe('classifyAddress', () => {
   })
 
   it('internal destinations accept loopback, private, unique-local and CGNAT only', () => {
-    for (const a of ['127.0.0.1', '10.1.2.3', 'fd12::1', '100.64.1.1', '::1']) expect(addressClassAllowed(classifyAddress(a), true)).toBe(true)
-    for (const a of ['169.254.169.254', 'fd00:ec2::254', '169.254.1.1', '::ffff:127.0.0.1', '0.0.0.0', '224.0.0.1', 'fe80::1', '64:ff9b::a00:1']) {
+    for (const a of ['127.0.0.1', '10.1.2.3', 'fd12::1', '100.64.1.1', '::1'])
+      expect(addressClassAllowed(classifyAddress(a), true)).toBe(true)
+    for (const a of [
+      '169.254.169.254',
+      'fd00:ec2::254',
+      '169.254.1.1',
+      '::ffff:127.0.0.1',
+      '0.0.0.0',
+      '224.0.0.1',
+      'fe80::1',
+      '64:ff9b::a00:1',
+    ]) {
       expect(addressClassAllowed(classifyAddress(a), true)).toBe(false)
     }
     for (const a of ['127.0.0.1', '10.1.2.3', 'fd12::1', '100.64.1.1']) expect(addressClassAllowed(classifyAddress(a), false)).toBe(false)

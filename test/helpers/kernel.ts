@@ -1,6 +1,13 @@
 /** A standard kernel set-up for tests: the seed's agents, an authority, a forger. */
 import { createHmac, sign as cryptoSign, type KeyObject } from 'node:crypto'
-import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore, type ManifestInput, type VerifierOptions } from 'agent-trust'
+import {
+  Authority,
+  createVerifier,
+  MemoryAuditLog,
+  MemoryReplayRevocationStore,
+  type ManifestInput,
+  type VerifierOptions,
+} from 'agent-trust'
 
 export const CONTEXT = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' } as const
 export const READ_SCOPE = 'db:read:documents:namespace:user-123'
@@ -8,8 +15,19 @@ export const READ_SCOPE = 'db:read:documents:namespace:user-123'
 export const MANIFEST: ManifestInput = {
   authority: { id: 'moltbot-authority' },
   agents: [
-    { id: 'moltbot-orchestrator', trustLevel: 'L3', grants: ['db:read:documents:namespace:*', 'db:write:documents:namespace:*', 'tool:agent-database-reader:*'], maxDelegationDepth: 3, egress: ['https://*.internal.example'] },
-    { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123', 'tool:agent-database-reader:purge'], maxDelegationDepth: 1 },
+    {
+      id: 'moltbot-orchestrator',
+      trustLevel: 'L3',
+      grants: ['db:read:documents:namespace:*', 'db:write:documents:namespace:*', 'tool:agent-database-reader:*'],
+      maxDelegationDepth: 3,
+      egress: ['https://*.internal.example'],
+    },
+    {
+      id: 'agent-summarizer-v2',
+      trustLevel: 'L2',
+      grants: ['db:read:documents:namespace:user-123', 'tool:agent-database-reader:purge'],
+      maxDelegationDepth: 1,
+    },
     { id: 'agent-status-reader', trustLevel: 'L1', grants: ['db:read:documents:namespace:*', 'db:write:documents:namespace:*'] },
     { id: 'agent-untrusted', trustLevel: 'L0', grants: ['db:read:documents:namespace:*'] },
     {
@@ -28,9 +46,23 @@ export async function makeKernel(options: { manifest?: ManifestInput; verifier?:
   const audit = new MemoryAuditLog()
   const store = new MemoryReplayRevocationStore()
   const authority = await Authority.create({ manifest: options.manifest ?? MANIFEST, store, audit })
-  const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, audit, mode: 'enforce', ...options.verifier })
+  const verifier = createVerifier({
+    id: 'agent-database-reader',
+    issuers: [authority.trustedIssuer()],
+    store,
+    audit,
+    mode: 'enforce',
+    ...options.verifier,
+  })
   const mintRead = (over: Partial<Parameters<Authority['mint']>[0]> = {}) =>
-    authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT, ...over })
+    authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+      ...over,
+    })
   const read = { scope: READ_SCOPE, operation: 'read' as const }
   return { authority, verifier, store, audit, mintRead, read }
 }

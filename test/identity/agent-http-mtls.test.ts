@@ -19,7 +19,17 @@ import {
   type TlsCredentials,
 } from 'agent-trust/identity'
 import { startService, type ServiceFixture } from '../authority-service/service-fixture.js'
-import { agentCredentials, CONTEXT, craftCertificate, makeCa, MANIFEST, request, startMtlsServer, TRUST_DOMAIN, type TestServer } from './fixtures.js'
+import {
+  agentCredentials,
+  CONTEXT,
+  craftCertificate,
+  makeCa,
+  MANIFEST,
+  request,
+  startMtlsServer,
+  TRUST_DOMAIN,
+  type TestServer,
+} from './fixtures.js'
 
 const DB = 'agent-database-reader'
 const SUMMARIZER = 'agent-summarizer-v2'
@@ -28,9 +38,18 @@ const SCOPE = 'db:read:documents:namespace:user-123'
 type Creds = Awaited<ReturnType<typeof agentCredentials>>
 
 /** The database reader's endpoint: every GET needs `SCOPE` (read); the handler reports who called and whether the token was bound. */
-async function startAgent(verifier: Verifier, credentials: TlsCredentials, validation: PeerValidationOptions, options: { guardTls?: boolean } = {}) {
+async function startAgent(
+  verifier: Verifier,
+  credentials: TlsCredentials,
+  validation: PeerValidationOptions,
+  options: { guardTls?: boolean } = {},
+) {
   let ran = 0
-  const guard = createAgentCallGuard({ verifier, peerIdentity: createPeerIdentity(validation), requirement: () => ({ scope: SCOPE, operation: 'read' }) })
+  const guard = createAgentCallGuard({
+    verifier,
+    peerIdentity: createPeerIdentity(validation),
+    requirement: () => ({ scope: SCOPE, operation: 'read' }),
+  })
   const handler = guard.node((_req: IncomingMessage, res: ServerResponse, capability) => {
     ran++
     res.writeHead(200, { 'content-type': 'application/json' })
@@ -62,7 +81,14 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
     const validation = { trustDomain: TRUST_DOMAIN, revocations, ca: ca.certificatePem }
     const dbCreds = await agentCredentials(ca, DB)
     const verifier = createVerifier({ id: DB, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, audit, mode: 'enforce' })
-    const strictVerifier = createVerifier({ id: DB, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce', requireCertificateBinding: true })
+    const strictVerifier = createVerifier({
+      id: DB,
+      issuers: [authority.trustedIssuer()],
+      store,
+      manifest: MANIFEST,
+      mode: 'enforce',
+      requireCertificateBinding: true,
+    })
     ;[db, strict, hookOnly] = await Promise.all([
       startAgent(verifier, dbCreds, validation),
       startAgent(strictVerifier, dbCreds, validation),
@@ -76,7 +102,11 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
   })
 
   /** The egress client of `subject`, calling the database reader at `server` over mTLS with `creds`. */
-  function caller(creds: TlsCredentials, server: TestServer, options: { subject?: string; bind?: boolean; issuer?: Authority | ReturnType<ServiceFixture['client']> } = {}) {
+  function caller(
+    creds: TlsCredentials,
+    server: TestServer,
+    options: { subject?: string; bind?: boolean; issuer?: Authority | ReturnType<ServiceFixture['client']> } = {},
+  ) {
     const tls = mtlsAgentCall(creds)
     const dispatcher = createAgentCallDispatcher({
       issuer: options.issuer ?? authority,
@@ -96,9 +126,19 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
 
   /** A raw mTLS request (no interceptor) with a token of our choosing: a thief's view. */
   const present = (creds: TlsCredentials, token: string, server: TestServer = db.server) =>
-    request(server.url, mtlsClientOptions(creds, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }), { path: '/documents', headers: { 'agent-capability': token } })
+    request(server.url, mtlsClientOptions(creds, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }), {
+      path: '/documents',
+      headers: { 'agent-capability': token },
+    })
   const mint = (subject: string, thumbprint?: string) =>
-    authority.mint({ subject, audience: DB, scope: [SCOPE], operation: 'read', context: CONTEXT, ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) })
+    authority.mint({
+      subject,
+      audience: DB,
+      scope: [SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+      ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }),
+    })
 
   it('an agent with a valid certificate gets through with a fresh token bound to that certificate', async () => {
     const call = caller(summarizer, db.server)
@@ -110,8 +150,16 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
 
   it('refuses a client without a certificate at the handshake: the handler never runs', async () => {
     const ran = db.ran()
-    const noCert = { connect: () => mtlsClientOptions({ ca: ca.certificatePem }, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }) }
-    const dispatcher = createAgentCallDispatcher({ issuer: authority, subject: SUMMARIZER, targets: [{ agentId: DB, origin: db.server.url }], context: CONTEXT, tls: noCert })
+    const noCert = {
+      connect: () => mtlsClientOptions({ ca: ca.certificatePem }, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }),
+    }
+    const dispatcher = createAgentCallDispatcher({
+      issuer: authority,
+      subject: SUMMARIZER,
+      targets: [{ agentId: DB, origin: db.server.url }],
+      context: CONTEXT,
+      tls: noCert,
+    })
     dispatchers.push(dispatcher)
     await expect(dispatcher.request({ origin: db.server.url, path: '/', method: 'GET' })).rejects.toThrow()
     expect(db.ran()).toBe(ran)
@@ -134,15 +182,27 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
   })
 
   it('denies an unbound token of the summarizer presented by the orchestrator, and a token bound to an older key of the summarizer', async () => {
-    expect(await present(orchestrator, await mint(SUMMARIZER))).toMatchObject({ status: 401, body: { error: { code: 'ERR_TOKEN_BINDING' } } })
+    expect(await present(orchestrator, await mint(SUMMARIZER))).toMatchObject({
+      status: 401,
+      body: { error: { code: 'ERR_TOKEN_BINDING' } },
+    })
     const old = await mint(SUMMARIZER, summarizer.issued.thumbprint)
-    expect(await present(await agentCredentials(ca, SUMMARIZER), old)).toMatchObject({ status: 401, body: { error: { code: 'ERR_TOKEN_BINDING' } } })
+    expect(await present(await agentCredentials(ca, SUMMARIZER), old)).toMatchObject({
+      status: 401,
+      body: { error: { code: 'ERR_TOKEN_BINDING' } },
+    })
   })
 
   it('allows an unbound token presented by its own agent over mTLS, unless the verifier requires certificate binding', async () => {
     expect(await caller(summarizer, db.server, { bind: false })()).toEqual({ status: 200, body: { presenter: SUMMARIZER } })
-    expect(await caller(summarizer, strict.server, { bind: false })()).toMatchObject({ status: 401, body: { error: { code: 'ERR_TOKEN_BINDING' } } })
-    expect(await caller(summarizer, strict.server)()).toMatchObject({ status: 200, body: { presenter: SUMMARIZER, bound: summarizer.issued.thumbprint } })
+    expect(await caller(summarizer, strict.server, { bind: false })()).toMatchObject({
+      status: 401,
+      body: { error: { code: 'ERR_TOKEN_BINDING' } },
+    })
+    expect(await caller(summarizer, strict.server)()).toMatchObject({
+      status: 200,
+      body: { presenter: SUMMARIZER, bound: summarizer.issued.thumbprint },
+    })
   })
 
   it('without guardTlsServer, the peer hook still refuses a CA-signed certificate that is not a SPIFFE agent id (401, audited) and an operator certificate (403)', async () => {
@@ -151,10 +211,15 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
     const r = await present(crafted, await mint(SUMMARIZER), hookOnly.server)
     expect(r).toMatchObject({ status: 401, body: { error: { code: 'ERR_PEER_UNAUTHENTICATED' } } })
     expect(hookOnly.ran()).toBe(ran)
-    expect(audit.events.some((e) => e.action === 'agent_call' && e.code === 'ERR_PEER_UNAUTHENTICATED' && e.note === 'peer refused: san')).toBe(true)
+    expect(
+      audit.events.some((e) => e.action === 'agent_call' && e.code === 'ERR_PEER_UNAUTHENTICATED' && e.note === 'peer refused: san'),
+    ).toBe(true)
     // A valid certificate of another kind (an operator's) may not call an agent endpoint.
     const operator = await ca.issueLocal({ kind: 'operator', id: 'alice' })
-    expect(await present(operator, await mint(SUMMARIZER), hookOnly.server)).toMatchObject({ status: 403, body: { error: { code: 'ERR_PEER_FORBIDDEN' } } })
+    expect(await present(operator, await mint(SUMMARIZER), hookOnly.server)).toMatchObject({
+      status: 403,
+      body: { error: { code: 'ERR_PEER_FORBIDDEN' } },
+    })
     expect(hookOnly.ran()).toBe(ran)
   })
 
@@ -168,7 +233,7 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
     expect(hookOnly.ran()).toBe(ran)
   })
 
-  it('the client accepts only the target agent\'s certificate: an impostor on the target\'s origin never sees a token', async () => {
+  it("the client accepts only the target agent's certificate: an impostor on the target's origin never sees a token", async () => {
     let seen = 0
     const impostor = await startMtlsServer(await agentCredentials(ca, ORCHESTRATOR), (req, res) => {
       if (req.headers['agent-capability'] !== undefined) seen++
@@ -182,11 +247,14 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
     }
   })
 
-  it('uses the agent\'s certificate only for registered agent origins; other origins get plain TLS with the public roots', async () => {
+  it("uses the agent's certificate only for registered agent origins; other origins get plain TLS with the public roots", async () => {
     const other = await startMtlsServer(await agentCredentials(ca, 'agent-other'), (_q, s) => void s.end('{}'))
     const mtls = mtlsAgentCall(summarizer)
     const asked: string[] = []
-    const tls = { connect: (t: { agentId: string }) => (asked.push(t.agentId), mtls.connect(t)), certificateThumbprint: mtls.certificateThumbprint }
+    const tls = {
+      connect: (t: { agentId: string }) => (asked.push(t.agentId), mtls.connect(t)),
+      certificateThumbprint: mtls.certificateThumbprint,
+    }
     const dispatcher = createAgentCallDispatcher({
       issuer: authority,
       subject: SUMMARIZER,
@@ -212,8 +280,12 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
   it('refuses to start with plain http agent origins, or with both tls and agentOptions.connect', () => {
     const tls = mtlsAgentCall(summarizer)
     const base = { issuer: authority, subject: SUMMARIZER, context: CONTEXT, tls }
-    expect(() => createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: 'http://127.0.0.1:8080' }] })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
-    expect(() => createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: db.server.url }], agentOptions: { connect: {} } })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: 'http://127.0.0.1:8080' }] })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
+    expect(() =>
+      createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: db.server.url }], agentOptions: { connect: {} } }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
 })
 
@@ -231,7 +303,7 @@ describe('agent-to-agent HTTP over mutual TLS with the authority as a service', 
     await f.close()
   })
 
-  it('the remote authority binds each hop\'s token to the caller\'s certificate; another agent cannot use it', async () => {
+  it("the remote authority binds each hop's token to the caller's certificate; another agent cannot use it", async () => {
     const summarizer = await f.credentials(SUMMARIZER)
     const orchestrator = await f.credentials(ORCHESTRATOR)
     const dispatcher = createAgentCallDispatcher({
@@ -243,11 +315,20 @@ describe('agent-to-agent HTTP over mutual TLS with the authority as a service', 
       tls: mtlsAgentCall(summarizer),
     })
     const res = await dispatcher.request({ origin: db.server.url, path: '/', method: 'GET' })
-    expect({ status: res.statusCode, body: await res.body.json() }).toEqual({ status: 200, body: { presenter: SUMMARIZER, bound: summarizer.issued.thumbprint } })
+    expect({ status: res.statusCode, body: await res.body.json() }).toEqual({
+      status: 200,
+      body: { presenter: SUMMARIZER, bound: summarizer.issued.thumbprint },
+    })
     await dispatcher.close()
 
-    const stolen = await f.client(summarizer).mint({ subject: SUMMARIZER, audience: DB, scope: [SCOPE], operation: 'read', context: CONTEXT })
-    const r = await request(db.server.url, mtlsClientOptions(orchestrator, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }), { headers: { 'agent-capability': stolen } })
+    const stolen = await f
+      .client(summarizer)
+      .mint({ subject: SUMMARIZER, audience: DB, scope: [SCOPE], operation: 'read', context: CONTEXT })
+    const r = await request(
+      db.server.url,
+      mtlsClientOptions(orchestrator, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }),
+      { headers: { 'agent-capability': stolen } },
+    )
     expect(r).toMatchObject({ status: 401, body: { error: { code: 'ERR_TOKEN_BINDING' } } })
   })
 })

@@ -6,7 +6,18 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, createVerifier, MemoryReplayRevocationStore, type Verifier } from 'agent-trust'
 import { createPeerIdentity, mtlsClientOptions, type CertificateAuthority, type TlsCredentials } from 'agent-trust/identity'
-import { agentCredentials, CONTEXT, makeCa, MANIFEST, READ, READ_SCOPE, request, startMtlsServer, TRUST_DOMAIN, type TestServer } from './fixtures.js'
+import {
+  agentCredentials,
+  CONTEXT,
+  makeCa,
+  MANIFEST,
+  READ,
+  READ_SCOPE,
+  request,
+  startMtlsServer,
+  TRUST_DOMAIN,
+  type TestServer,
+} from './fixtures.js'
 
 describe('tokens bound to certificates', () => {
   let ca: CertificateAuthority
@@ -29,16 +40,27 @@ describe('tokens bound to certificates', () => {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ allowed: true, presenter: cap.presenter }))
     })
-    ;[summarizer, orchestrator] = await Promise.all([agentCredentials(ca, 'agent-summarizer-v2'), agentCredentials(ca, 'agent-orchestrator')])
+    ;[summarizer, orchestrator] = await Promise.all([
+      agentCredentials(ca, 'agent-summarizer-v2'),
+      agentCredentials(ca, 'agent-orchestrator'),
+    ])
   })
   afterAll(async () => {
     await server.close()
   })
 
-  const connect = (c: TlsCredentials) => mtlsClientOptions(c, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: 'agent-database-reader' } })
+  const connect = (c: TlsCredentials) =>
+    mtlsClientOptions(c, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: 'agent-database-reader' } })
   const call = (c: TlsCredentials, token: string) => request(server.url, connect(c), { headers: { authorization: `Bearer ${token}` } })
   const mintBound = (thumbprint: string, subject = 'agent-summarizer-v2') =>
-    authority.mint({ subject, audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT, certificateThumbprint: thumbprint })
+    authority.mint({
+      subject,
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+      certificateThumbprint: thumbprint,
+    })
 
   it('allows the agent the token is bound to, on its own connection', async () => {
     const token = await mintBound(summarizer.issued.thumbprint)
@@ -53,7 +75,13 @@ describe('tokens bound to certificates', () => {
   })
 
   it('denies an unbound token presented by another authenticated agent (sub must be the peer)', async () => {
-    const unbound = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const unbound = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
     expect(await call(orchestrator, unbound)).toMatchObject({ body: { error: { code: 'ERR_TOKEN_BINDING' } } })
   })
 
@@ -69,7 +97,14 @@ describe('tokens bound to certificates', () => {
   })
 
   it('lets the holder exchange a token bound to its caller, and binds the new one to the holder', async () => {
-    const forSummarizer = await authority.mint({ subject: 'agent-orchestrator', audience: 'agent-summarizer-v2', scope: [READ_SCOPE], operation: 'read', context: CONTEXT, certificateThumbprint: orchestrator.issued.thumbprint })
+    const forSummarizer = await authority.mint({
+      subject: 'agent-orchestrator',
+      audience: 'agent-summarizer-v2',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+      certificateThumbprint: orchestrator.issued.thumbprint,
+    })
     const delegated = await authority.exchange({
       token: forSummarizer,
       holder: 'agent-summarizer-v2',
@@ -81,7 +116,12 @@ describe('tokens bound to certificates', () => {
     expect(await call(summarizer, delegated)).toMatchObject({ status: 200, body: { presenter: 'agent-summarizer-v2' } })
     // An exchange by someone authenticated as another agent than the holder is refused.
     await expect(
-      authority.exchange({ token: forSummarizer, holder: 'agent-summarizer-v2', audience: 'agent-database-reader', peer: { agentId: 'agent-orchestrator' } }),
+      authority.exchange({
+        token: forSummarizer,
+        holder: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        peer: { agentId: 'agent-orchestrator' },
+      }),
     ).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
   })
 
@@ -91,7 +131,9 @@ describe('tokens bound to certificates', () => {
     await fc.assert(
       fc.asyncProperty(thumb, async (presented) => {
         const token = await mintBound(bound)
-        await expect(verifier.verify(token, { ...READ, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: presented } })).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
+        await expect(
+          verifier.verify(token, { ...READ, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: presented } }),
+        ).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
       }),
       { numRuns: 40 },
     )

@@ -20,10 +20,16 @@ const ECDSA = { name: 'ECDSA', hash: 'SHA-256' }
 const SUMMARIZER = { kind: 'agent' as const, id: 'agent-summarizer-v2' }
 
 /** A CSR with whatever SAN names and keys an attacker likes. */
-async function rawCsr(options: { names?: Array<{ type: 'url' | 'dns'; value: string }> | null; curve?: 'P-256' | 'P-384'; signWith?: webcrypto.CryptoKey } = {}): Promise<string> {
+async function rawCsr(
+  options: { names?: Array<{ type: 'url' | 'dns'; value: string }> | null; curve?: 'P-256' | 'P-384'; signWith?: webcrypto.CryptoKey } = {},
+): Promise<string> {
   const curve = options.curve ?? 'P-256'
-  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: curve }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
-  const names = options.names === undefined ? [{ type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` }] : options.names
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: curve }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair
+  const names =
+    options.names === undefined ? [{ type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` }] : options.names
   const csr = await x509.Pkcs10CertificateRequestGenerator.create(
     {
       keys: { publicKey: keys.publicKey, privateKey: options.signWith ?? keys.privateKey } as never,
@@ -64,7 +70,10 @@ describe('the internal CA', () => {
     const ku = cert.getExtension(x509.KeyUsagesExtension)!
     expect(ku.usages).toBe(x509.KeyUsageFlags.digitalSignature)
     expect(ku.critical).toBe(true)
-    expect(cert.getExtension(x509.ExtendedKeyUsageExtension)!.usages).toEqual([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth])
+    expect(cert.getExtension(x509.ExtendedKeyUsageExtension)!.usages).toEqual([
+      x509.ExtendedKeyUsage.serverAuth,
+      x509.ExtendedKeyUsage.clientAuth,
+    ])
     const lifetime = issued.notAfter.getTime() - before
     expect(Math.abs(lifetime - DEFAULT_CERTIFICATE_TTL_SECONDS * 1000)).toBeLessThan(5_000)
     expect(issued.thumbprint).toBe(createHash('sha256').update(new Uint8Array(cert.rawData)).digest('base64url'))
@@ -83,17 +92,32 @@ describe('the internal CA', () => {
     expect(serials.size).toBe(5)
   })
 
-  it('never trusts the CSR\'s claim: a CSR for another agent is refused for the authenticated one', async () => {
+  it("never trusts the CSR's claim: a CSR for another agent is refused for the authenticated one", async () => {
     const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: { kind: 'agent', id: 'agent-orchestrator' } })
     await expect(ca.issue({ csr, workload: SUMMARIZER })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED', details: { rule: 'identity' } })
     // Nor may an agent ask for an operator or authority identity with its own name.
     const op = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: { kind: 'operator', id: 'agent-summarizer-v2' } })
-    await expect(ca.issue({ csr: op.csr, workload: SUMMARIZER })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED', details: { rule: 'identity' } })
+    await expect(ca.issue({ csr: op.csr, workload: SUMMARIZER })).rejects.toMatchObject({
+      code: 'ERR_CSR_DENIED',
+      details: { rule: 'identity' },
+    })
   })
 
   it.each([
-    ['two URIs', [{ type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` }, { type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-orchestrator` }]],
-    ['a DNS name beside the URI', [{ type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` }, { type: 'dns', value: 'evil.example' }]],
+    [
+      'two URIs',
+      [
+        { type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` },
+        { type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-orchestrator` },
+      ],
+    ],
+    [
+      'a DNS name beside the URI',
+      [
+        { type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` },
+        { type: 'dns', value: 'evil.example' },
+      ],
+    ],
     ['a DNS name only', [{ type: 'dns', value: 'agent-summarizer-v2' }]],
     ['another trust domain', [{ type: 'url', value: 'spiffe://other.test/agent/agent-summarizer-v2' }]],
     ['no SAN at all', null],
@@ -103,7 +127,10 @@ describe('the internal CA', () => {
   })
 
   it('requires proof of possession: a CSR signed by another key is refused', async () => {
-    const other = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+    const other = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ])) as webcrypto.CryptoKeyPair
     const csr = await rawCsr({ signWith: other.privateKey })
     await expect(ca.issue({ csr, workload: SUMMARIZER })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED', details: { rule: 'signature' } })
   })
@@ -120,15 +147,24 @@ describe('the internal CA', () => {
     ['a non-string', 42],
   ])('refuses %s as malformed', async (_n, value) => {
     const csr = value === 'CERT' ? ca.certificatePem : value
-    await expect(ca.issue({ csr: csr as string, workload: SUMMARIZER })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED', details: { rule: 'malformed' } })
+    await expect(ca.issue({ csr: csr as string, workload: SUMMARIZER })).rejects.toMatchObject({
+      code: 'ERR_CSR_DENIED',
+      details: { rule: 'malformed' },
+    })
   })
 
   it('refuses workloads whose id cannot be a SPIFFE path, and out-of-range lifetimes', async () => {
     const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: SUMMARIZER })
     await expect(ca.issue({ csr, workload: { kind: 'agent', id: 'agent@host' } })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED' })
     await expect(ca.issue({ csr, workload: { kind: 'root' as never, id: 'x' } })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED' })
-    await expect(ca.issue({ csr, workload: SUMMARIZER, ttlSeconds: 10 })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED', details: { rule: 'ttl' } })
-    await expect(ca.issue({ csr, workload: SUMMARIZER, ttlSeconds: 30 * 86400 })).rejects.toMatchObject({ code: 'ERR_CSR_DENIED', details: { rule: 'ttl' } })
+    await expect(ca.issue({ csr, workload: SUMMARIZER, ttlSeconds: 10 })).rejects.toMatchObject({
+      code: 'ERR_CSR_DENIED',
+      details: { rule: 'ttl' },
+    })
+    await expect(ca.issue({ csr, workload: SUMMARIZER, ttlSeconds: 30 * 86400 })).rejects.toMatchObject({
+      code: 'ERR_CSR_DENIED',
+      details: { rule: 'ttl' },
+    })
   })
 
   it('exports and loads (replicas share one CA); a key of another CA is refused', async () => {
@@ -139,8 +175,12 @@ describe('the internal CA', () => {
     const issued = await replica.issue({ csr, workload: SUMMARIZER })
     expect(new NodeX509Certificate(issued.certificatePem).checkIssued(new NodeX509Certificate(ca.certificatePem))).toBe(true)
     const other = await (await makeCa()).export()
-    await expect(CertificateAuthority.load({ certificatePem: exported.certificatePem, privateKeyPem: other.privateKeyPem })).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' })
-    await expect(CertificateAuthority.load({ certificatePem: issued.certificatePem, privateKeyPem: exported.privateKeyPem })).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' })
+    await expect(
+      CertificateAuthority.load({ certificatePem: exported.certificatePem, privateKeyPem: other.privateKeyPem }),
+    ).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' })
+    await expect(
+      CertificateAuthority.load({ certificatePem: issued.certificatePem, privateKeyPem: exported.privateKeyPem }),
+    ).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' })
   })
 
   it('refuses a bad trust domain at creation', async () => {
@@ -150,7 +190,10 @@ describe('the internal CA', () => {
 
 describe('SPIFFE IDs', () => {
   const segment = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,20}$/).filter((s) => s !== '.' && s !== '..')
-  const id = fc.array(segment, { minLength: 1, maxLength: 4 }).map((s) => s.join('/')).filter((s) => s.length <= 200)
+  const id = fc
+    .array(segment, { minLength: 1, maxLength: 4 })
+    .map((s) => s.join('/'))
+    .filter((s) => s.length <= 200)
 
   it('round-trips every representable workload, one spelling per identity', () => {
     fc.assert(
@@ -165,7 +208,12 @@ describe('SPIFFE IDs', () => {
   it('accepts only canonical IDs: whatever parses re-serialises to the same string', () => {
     const noisy = fc.oneof(
       fc.string({ maxLength: 80 }),
-      fc.tuple(fc.constantFrom('spiffe://agent-trust.test/agent/', 'spiffe://agent-trust.test/', 'SPIFFE://agent-trust.test/agent/'), fc.string({ maxLength: 40 })).map(([a, b]) => a + b),
+      fc
+        .tuple(
+          fc.constantFrom('spiffe://agent-trust.test/agent/', 'spiffe://agent-trust.test/', 'SPIFFE://agent-trust.test/agent/'),
+          fc.string({ maxLength: 40 }),
+        )
+        .map(([a, b]) => a + b),
     )
     fc.assert(
       fc.property(noisy, (uri) => {
@@ -234,11 +282,13 @@ describe('hostile input never escapes as an uncoded error', () => {
   it('CSR checking: random and mutated CSRs give ERR_CSR_DENIED, never a certificate for another identity', async () => {
     const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: SUMMARIZER })
     const body = csr.replace(/-----[^-]+-----|\s/g, '')
-    const mutated = fc.tuple(fc.nat(), fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/')).map(([pos, ch]) => {
-      const i = pos % body.length
-      const b = body.slice(0, i) + ch + body.slice(i + 1)
-      return `-----BEGIN CERTIFICATE REQUEST-----\n${b}\n-----END CERTIFICATE REQUEST-----\n`
-    })
+    const mutated = fc
+      .tuple(fc.nat(), fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'))
+      .map(([pos, ch]) => {
+        const i = pos % body.length
+        const b = body.slice(0, i) + ch + body.slice(i + 1)
+        return `-----BEGIN CERTIFICATE REQUEST-----\n${b}\n-----END CERTIFICATE REQUEST-----\n`
+      })
     await fc.assert(
       fc.asyncProperty(fc.oneof(fc.string({ maxLength: 200 }), mutated), async (input) => {
         try {

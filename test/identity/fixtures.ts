@@ -6,7 +6,13 @@ import type { AddressInfo } from 'node:net'
 import * as x509 from '@peculiar/x509'
 import { Agent } from 'undici'
 import type { ManifestInput } from 'agent-trust'
-import { CertificateAuthority, guardTlsServer, mtlsServerOptions, type PeerValidationOptions, type TlsCredentials } from 'agent-trust/identity'
+import {
+  CertificateAuthority,
+  guardTlsServer,
+  mtlsServerOptions,
+  type PeerValidationOptions,
+  type TlsCredentials,
+} from 'agent-trust/identity'
 
 export const TRUST_DOMAIN = 'agent-trust.test'
 export const CONTEXT = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' } as const
@@ -16,9 +22,18 @@ export const READ = { scope: READ_SCOPE, operation: 'read' as const }
 export const MANIFEST: ManifestInput = {
   trustDomain: TRUST_DOMAIN,
   agents: [
-    { id: 'agent-orchestrator', trustLevel: 'L3', grants: ['db:read:documents:namespace:*', 'tool:agent-database-reader:*'], maxDelegationDepth: 2 },
+    {
+      id: 'agent-orchestrator',
+      trustLevel: 'L3',
+      grants: ['db:read:documents:namespace:*', 'tool:agent-database-reader:*'],
+      maxDelegationDepth: 2,
+    },
     { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 1 },
-    { id: 'agent-database-reader', trustLevel: 'L2', tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }] },
+    {
+      id: 'agent-database-reader',
+      trustLevel: 'L2',
+      tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+    },
   ],
 }
 
@@ -40,8 +55,17 @@ export async function craftCertificate(
   } = {},
 ): Promise<TlsCredentials & { der: Uint8Array }> {
   const exported = await ca.export()
-  const caKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(exported.privateKeyPem), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
-  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+  const caKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    x509.PemConverter.decodeFirst(exported.privateKeyPem),
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    false,
+    ['sign'],
+  )
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair
   const names = options.names ?? [{ type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` }]
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(options.isCa ?? false, undefined, true),
@@ -91,13 +115,15 @@ export async function startMtlsServer(
   let handled = 0
   const server = createServer(mtlsServerOptions(credentials), (req, res) => {
     handled++
-    void Promise.resolve().then(() => handler(req, res)).catch((e: unknown) => {
-      if (!res.headersSent) {
-        const code = (e as { code?: string }).code ?? 'ERR_GENERIC'
-        res.writeHead(code === 'ERR_PEER_UNAUTHENTICATED' ? 401 : 403, { 'content-type': 'application/json' })
-        res.end(JSON.stringify({ error: { code, rule: (e as { details?: { rule?: string } }).details?.rule } }))
-      }
-    })
+    void Promise.resolve()
+      .then(() => handler(req, res))
+      .catch((e: unknown) => {
+        if (!res.headersSent) {
+          const code = (e as { code?: string }).code ?? 'ERR_GENERIC'
+          res.writeHead(code === 'ERR_PEER_UNAUTHENTICATED' ? 401 : 403, { 'content-type': 'application/json' })
+          res.end(JSON.stringify({ error: { code, rule: (e as { details?: { rule?: string } }).details?.rule } }))
+        }
+      })
   })
   server.on('tlsClientError', () => undefined)
   if (guard !== undefined) guardTlsServer(server, guard)
@@ -116,7 +142,11 @@ export async function startMtlsServer(
 }
 
 /** One request through an undici Agent with the given `connect` options; resolves status and JSON body. */
-export async function request(url: string, connect: object, options: { path?: string; method?: string; body?: unknown; headers?: Record<string, string>; dispatcher?: Agent } = {}): Promise<{ status: number; body: any }> {
+export async function request(
+  url: string,
+  connect: object,
+  options: { path?: string; method?: string; body?: unknown; headers?: Record<string, string>; dispatcher?: Agent } = {},
+): Promise<{ status: number; body: any }> {
   const dispatcher = options.dispatcher ?? new Agent({ connect })
   try {
     const res = await dispatcher.request({

@@ -38,7 +38,11 @@ const denied = (code: string) => ({ code: CAPABILITY_DENIED, data: { code } })
 const readArgs = { name: 'read_documents', arguments: { namespace: 'user-123' } }
 
 /** One guarded MCP server over mTLS, counting the MCP server instances it created. */
-async function serve(verifier: Verifier, credentials: TlsCredentials, extra: { revocations?: CertificateRevocationList; audit?: MemoryAuditLog } = {}) {
+async function serve(
+  verifier: Verifier,
+  credentials: TlsCredentials,
+  extra: { revocations?: CertificateRevocationList; audit?: MemoryAuditLog } = {},
+) {
   const log: ToolLog = { calls: [] }
   let created = 0
   const http = await serveStreamableHttp(
@@ -72,7 +76,14 @@ describe('MCP over mutual TLS', () => {
     const verifier = createVerifier({ id: DB, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce' })
     main = await serve(verifier, dbCreds, { revocations, audit: tlsAudit })
     // The same server with requireCertificateBinding: unbound tokens are refused over mTLS.
-    const strictVerifier = createVerifier({ id: DB, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce', requireCertificateBinding: true })
+    const strictVerifier = createVerifier({
+      id: DB,
+      issuers: [authority.trustedIssuer()],
+      store,
+      manifest: MANIFEST,
+      mode: 'enforce',
+      requireCertificateBinding: true,
+    })
     strict = await serve(strictVerifier, dbCreds)
     ;[summarizer, orchestrator] = await Promise.all([agentCredentials(ca, SUMMARIZER), agentCredentials(ca, ORCHESTRATOR)])
   })
@@ -88,7 +99,10 @@ describe('MCP over mutual TLS', () => {
   })
 
   /** The agent's SDK client over its own mTLS connection; wrapped with capabilities bound to its certificate unless `raw`. */
-  async function agentClient(creds: TlsCredentials, options: { http?: StreamableHttpServer; raw?: boolean; bind?: boolean; issuer?: Authority | ServiceFixture['clients'][number] } = {}) {
+  async function agentClient(
+    creds: TlsCredentials,
+    options: { http?: StreamableHttpServer; raw?: boolean; bind?: boolean; issuer?: Authority | ServiceFixture['clients'][number] } = {},
+  ) {
     const t = await createMtlsClientTransport((options.http ?? main.http).url, { credentials: creds, serverId: DB })
     let client = new Client({ name: t.agentId, version: '1.0.0' })
     if (options.raw !== true) {
@@ -117,7 +131,14 @@ describe('MCP over mutual TLS', () => {
   }
 
   const bound = (thumbprint: string | undefined, subject = SUMMARIZER) =>
-    authority.mint({ subject, audience: DB, scope: [READ_SCOPE], operation: 'read', context: CONTEXT, ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) })
+    authority.mint({
+      subject,
+      audience: DB,
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+      ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }),
+    })
   const callWith = (client: Client, token: string) => client.callTool({ ...readArgs, _meta: { [META_KEY]: token } })
 
   it('serves https, and lets an agent with a valid certificate and its own bound token through', async () => {
@@ -130,7 +151,7 @@ describe('MCP over mutual TLS', () => {
     expect(main.log.calls.slice(before)).toEqual([{ tool: 'read_documents', args: { namespace: 'user-123' }, tokenVisible: false }])
   })
 
-  it('binds the tokens withCapabilities mints to the connection\'s certificate', async () => {
+  it("binds the tokens withCapabilities mints to the connection's certificate", async () => {
     const seen: Array<string | undefined> = []
     const spy = Object.create(authority) as Authority
     spy.mintForTool = (r) => {
@@ -145,10 +166,14 @@ describe('MCP over mutual TLS', () => {
   it('refuses a client without a certificate at the handshake: no MCP server is created, nothing runs', async () => {
     const created = main.created()
     const calls = main.log.calls.length
-    await expect(connectWith(mtlsClientOptions({ ca: ca.certificatePem }, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }))).rejects.toThrow()
+    await expect(
+      connectWith(mtlsClientOptions({ ca: ca.certificatePem }, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } })),
+    ).rejects.toThrow()
     expect(main.created()).toBe(created)
     expect(main.log.calls.length).toBe(calls)
-    expect(tlsAudit.events.some((e) => e.code === 'ERR_PEER_UNAUTHENTICATED' && e.destination === DB && e.note?.startsWith('handshake refused'))).toBe(true)
+    expect(
+      tlsAudit.events.some((e) => e.code === 'ERR_PEER_UNAUTHENTICATED' && e.destination === DB && e.note?.startsWith('handshake refused')),
+    ).toBe(true)
   })
 
   it('refuses a certificate from another CA (the real client helper, foreign certificate)', async () => {
@@ -161,7 +186,9 @@ describe('MCP over mutual TLS', () => {
   it('refuses a CA-signed certificate whose SAN is not a SPIFFE agent id, after the handshake and before any HTTP byte', async () => {
     const crafted = await craftCertificate(ca, { names: [{ type: 'dns', value: SUMMARIZER }] })
     const created = main.created()
-    await expect(connectWith(mtlsClientOptions(crafted, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }))).rejects.toThrow()
+    await expect(
+      connectWith(mtlsClientOptions(crafted, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } })),
+    ).rejects.toThrow()
     expect(main.created()).toBe(created)
     expect(tlsAudit.events.some((e) => e.note === 'connection refused: san')).toBe(true)
   })
@@ -202,13 +229,25 @@ describe('MCP over mutual TLS', () => {
     const { t } = await agentClient(summarizer)
     const sid = t.transport.sessionId as string
     expect(sid).toEqual(expect.any(String))
-    const dispatcher = new Agent({ connect: mtlsClientOptions(orchestrator, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }) })
+    const dispatcher = new Agent({
+      connect: mtlsClientOptions(orchestrator, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }),
+    })
     try {
       const res = await undiciFetch(main.http.url, {
         dispatcher,
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { ...readArgs, _meta: { [META_KEY]: await bound(orchestrator.issued.thumbprint, ORCHESTRATOR) } } }),
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': sid,
+          'mcp-protocol-version': '2025-06-18',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'tools/call',
+          params: { ...readArgs, _meta: { [META_KEY]: await bound(orchestrator.issued.thumbprint, ORCHESTRATOR) } },
+        }),
       })
       expect(res.status).toBe(404)
       await res.text()
@@ -236,13 +275,19 @@ describe('MCP over mutual TLS', () => {
   it('refuses to build a client transport for a plain http URL or with a fetch of its own', async () => {
     await expect(createMtlsClientTransport('http://127.0.0.1:1/mcp', { credentials: summarizer, serverId: DB })).rejects.toThrow(TypeError)
     await expect(
-      createMtlsClientTransport(main.http.url, { credentials: summarizer, serverId: DB, transportOptions: { fetch: undiciFetch } as never }),
+      createMtlsClientTransport(main.http.url, {
+        credentials: summarizer,
+        serverId: DB,
+        transportOptions: { fetch: undiciFetch } as never,
+      }),
     ).rejects.toThrow(TypeError)
   })
 
   it('refuses server credentials that are not an agent-trust certificate, and a renewal naming another server', async () => {
     const crafted = await craftCertificate(ca, { names: [{ type: 'dns', value: DB }] })
-    await expect(serveStreamableHttp(() => buildMcpServer(), { tls: { credentials: crafted, trustDomain: TRUST_DOMAIN } })).rejects.toThrow(TypeError)
+    await expect(serveStreamableHttp(() => buildMcpServer(), { tls: { credentials: crafted, trustDomain: TRUST_DOMAIN } })).rejects.toThrow(
+      TypeError,
+    )
     expect(() => main.http.updateCredentials(summarizer)).toThrow(TypeError)
     // The same server, renewed: accepted, and new connections are served with it.
     main.http.updateCredentials(await agentCredentials(ca, DB))
@@ -261,7 +306,9 @@ describe('MCP over mutual TLS with the authority as a service', () => {
   beforeAll(async () => {
     f = await startService()
     const verifier = createVerifier({ id: DB, issuers: [f.authority.trustedIssuer()], store: f.feed, manifest: MANIFEST, mode: 'enforce' })
-    http = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(log), { verifier, manifest: MANIFEST }), { tls: { credentials: await f.credentials(DB) } })
+    http = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(log), { verifier, manifest: MANIFEST }), {
+      tls: { credentials: await f.credentials(DB) },
+    })
   })
   afterAll(async () => {
     await Promise.allSettled(clients.map((c) => c.close()))
@@ -285,7 +332,7 @@ describe('MCP over mutual TLS with the authority as a service', () => {
     return client
   }
 
-  it('the remote authority binds tokens to the calling agent\'s certificate: the call goes through', async () => {
+  it("the remote authority binds tokens to the calling agent's certificate: the call goes through", async () => {
     const summarizer = await f.credentials(SUMMARIZER)
     // No thumbprint given: the service binds to the certificate of the caller by itself.
     const client = await connect(summarizer)
@@ -293,10 +340,12 @@ describe('MCP over mutual TLS with the authority as a service', () => {
     expect(log.calls.at(-1)).toMatchObject({ tool: 'read_documents' })
   })
 
-  it('a token the service minted for the summarizer is useless on the orchestrator\'s connection', async () => {
+  it("a token the service minted for the summarizer is useless on the orchestrator's connection", async () => {
     const summarizer = await f.credentials(SUMMARIZER)
     const orchestrator = await f.credentials(ORCHESTRATOR)
-    const { token } = await f.client(summarizer).mintForTool({ subject: SUMMARIZER, audience: DB, tool: 'read_documents', args: { namespace: 'user-123' }, context: CONTEXT })
+    const { token } = await f
+      .client(summarizer)
+      .mintForTool({ subject: SUMMARIZER, audience: DB, tool: 'read_documents', args: { namespace: 'user-123' }, context: CONTEXT })
     const t = await createMtlsClientTransport(http.url, { credentials: orchestrator, serverId: DB })
     transports.push(t)
     const thief = new Client({ name: 'thief', version: '1.0.0' })
@@ -305,11 +354,13 @@ describe('MCP over mutual TLS with the authority as a service', () => {
     await expect(callWithToken(thief, token)).rejects.toMatchObject(denied('ERR_TOKEN_BINDING'))
   })
 
-  it('an agent cannot have the service bind a token to another agent\'s certificate', async () => {
+  it("an agent cannot have the service bind a token to another agent's certificate", async () => {
     const summarizer = await f.credentials(SUMMARIZER)
     const orchestrator = await f.credentials(ORCHESTRATOR)
     const client = await connect(orchestrator, summarizer.issued.thumbprint)
-    await expect(client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })).rejects.toMatchObject({ code: 'ERR_TOKEN_BINDING' })
+    await expect(client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })).rejects.toMatchObject({
+      code: 'ERR_TOKEN_BINDING',
+    })
   })
 
   function callWithToken(client: Client, token: string) {
@@ -341,11 +392,19 @@ describe('the peer channel between the host and the guard', () => {
     const authority = await Authority.create({ manifest: MANIFEST, store })
     const verifier = createVerifier({ id: DB, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce' })
     const forge: HttpMiddleware = (req, _res, next) => {
-      ;(req as { auth?: unknown }).auth = { token: '', clientId: SUMMARIZER, scopes: [], extra: { [PEER_AUTH_KEY]: { agentId: SUMMARIZER } } }
+      ;(req as { auth?: unknown }).auth = {
+        token: '',
+        clientId: SUMMARIZER,
+        scopes: [],
+        extra: { [PEER_AUTH_KEY]: { agentId: SUMMARIZER } },
+      }
       next()
     }
     const log: ToolLog = { calls: [] }
-    const http = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(log), { verifier, manifest: MANIFEST, peerIdentity: requireMtlsPeerIdentity }), { middleware: forge })
+    const http = await serveStreamableHttp(
+      () => guardMcpServer(buildMcpServer(log), { verifier, manifest: MANIFEST, peerIdentity: requireMtlsPeerIdentity }),
+      { middleware: forge },
+    )
     const client = new Client({ name: 'plain', version: '1.0.0' })
     try {
       await client.connect(new StreamableHTTPClientTransport(http.url))

@@ -49,7 +49,8 @@ describe('mutual TLS between agents', () => {
     await server.close()
   })
 
-  const client = (creds: Partial<TlsCredentials> & { ca: string }, expect: typeof DB = DB) => mtlsClientOptions(creds, { trustDomain: TRUST_DOMAIN, server: expect })
+  const client = (creds: Partial<TlsCredentials> & { ca: string }, expect: typeof DB = DB) =>
+    mtlsClientOptions(creds, { trustDomain: TRUST_DOMAIN, server: expect })
 
   /** Send one request and report whether the handler ran. */
   async function attempt(creds: Partial<TlsCredentials> & { ca: string }): Promise<{ ok: boolean; status?: number; body?: unknown }> {
@@ -65,7 +66,11 @@ describe('mutual TLS between agents', () => {
 
   it('lets an agent with a valid certificate through and names it by its SPIFFE ID, with the x5t#S256 thumbprint', async () => {
     const r = await attempt(summarizer)
-    expect(r).toMatchObject({ ok: true, status: 200, body: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint } })
+    expect(r).toMatchObject({
+      ok: true,
+      status: 200,
+      body: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint },
+    })
   })
 
   it('refuses an agent without a certificate at the handshake', async () => {
@@ -100,10 +105,36 @@ describe('mutual TLS between agents', () => {
   it.each([
     ['a DNS SAN instead of a SPIFFE ID', { names: [{ type: 'dns' as const, value: 'agent-summarizer-v2' }] }, 'san'],
     ['an https URI', { names: [{ type: 'url' as const, value: 'https://agent-trust.test/agent/agent-summarizer-v2' }] }, 'san'],
-    ['a SPIFFE ID of another trust domain', { names: [{ type: 'url' as const, value: 'spiffe://other.test/agent/agent-summarizer-v2' }] }, 'trust-domain'],
-    ['a SPIFFE ID that is not an agent', { names: [{ type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/workload/agent-summarizer-v2` }] }, 'san'],
-    ['two URI SANs', { names: [{ type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` }, { type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-orchestrator` }] }, 'san'],
-    ['a URI and a DNS name', { names: [{ type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` }, { type: 'dns' as const, value: 'localhost' }] }, 'san'],
+    [
+      'a SPIFFE ID of another trust domain',
+      { names: [{ type: 'url' as const, value: 'spiffe://other.test/agent/agent-summarizer-v2' }] },
+      'trust-domain',
+    ],
+    [
+      'a SPIFFE ID that is not an agent',
+      { names: [{ type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/workload/agent-summarizer-v2` }] },
+      'san',
+    ],
+    [
+      'two URI SANs',
+      {
+        names: [
+          { type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` },
+          { type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-orchestrator` },
+        ],
+      },
+      'san',
+    ],
+    [
+      'a URI and a DNS name',
+      {
+        names: [
+          { type: 'url' as const, value: `spiffe://${TRUST_DOMAIN}/agent/agent-summarizer-v2` },
+          { type: 'dns' as const, value: 'localhost' },
+        ],
+      },
+      'san',
+    ],
     ['two SAN extensions', { sanExtensions: 2 }, 'san'],
     ['a CA certificate', { isCa: true, keyUsage: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign }, 'ca'],
     ['keyCertSign on a leaf', { keyUsage: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyCertSign }, 'key-usage'],
@@ -112,12 +143,20 @@ describe('mutual TLS between agents', () => {
     const crafted = await craftCertificate(ca, options)
     expect(await attempt(crafted)).toEqual({ ok: false })
     // And the validator names the reason.
-    expect(() => inspectWorkloadCertificate(crafted.der, TRUST_DOMAIN, 'client')).toThrow(expect.objectContaining({ code: 'ERR_PEER_UNAUTHENTICATED', details: { rule } }))
+    expect(() => inspectWorkloadCertificate(crafted.der, TRUST_DOMAIN, 'client')).toThrow(
+      expect.objectContaining({ code: 'ERR_PEER_UNAUTHENTICATED', details: { rule } }),
+    )
   })
 
   it('refuses a certificate an agent signed with its own key (a leaf is not a CA)', async () => {
     const { webcrypto } = await import('node:crypto')
-    const agentKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(summarizer.key), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign'])
+    const agentKey = await webcrypto.subtle.importKey(
+      'pkcs8',
+      x509.PemConverter.decodeFirst(summarizer.key),
+      { name: 'ECDSA', namedCurve: 'P-256' },
+      false,
+      ['sign'],
+    )
     const forged = await craftCertificate(ca, {
       names: [{ type: 'url', value: `spiffe://${TRUST_DOMAIN}/agent/agent-orchestrator` }],
       signer: { key: agentKey, issuer: new x509.X509Certificate(summarizer.cert).subject },
@@ -137,10 +176,16 @@ describe('mutual TLS between agents', () => {
       expect((await request(server.url, {}, { dispatcher })).status).toBe(200)
       // The same socket, later than notAfter: refused per request.
       clock = Date.now() + 2 * 3600_000
-      expect(await request(server.url, {}, { dispatcher })).toMatchObject({ status: 401, body: { error: { code: 'ERR_PEER_UNAUTHENTICATED', rule: 'expired' } } })
+      expect(await request(server.url, {}, { dispatcher })).toMatchObject({
+        status: 401,
+        body: { error: { code: 'ERR_PEER_UNAUTHENTICATED', rule: 'expired' } },
+      })
       clock = undefined
       revocations.revokeSerial(creds.issued.serialNumber, Date.now() + 3600_000)
-      expect(await request(server.url, {}, { dispatcher })).toMatchObject({ status: 401, body: { error: { code: 'ERR_PEER_UNAUTHENTICATED', rule: 'revoked' } } })
+      expect(await request(server.url, {}, { dispatcher })).toMatchObject({
+        status: 401,
+        body: { error: { code: 'ERR_PEER_UNAUTHENTICATED', rule: 'revoked' } },
+      })
     } finally {
       clock = undefined
       await dispatcher.close()
@@ -153,14 +198,17 @@ describe('mutual TLS between agents', () => {
       for (let i = 0; i < 3; i++) {
         // `connection: close` forces a new connection, which resumes the cached TLS session.
         const r = await request(server.url, {}, { dispatcher, headers: { connection: 'close' } })
-        expect(r).toMatchObject({ status: 200, body: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint } })
+        expect(r).toMatchObject({
+          status: 200,
+          body: { agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint },
+        })
       }
     } finally {
       await dispatcher.close()
     }
   })
 
-  it('checks the server too: a client expecting the database reader refuses another agent\'s server', async () => {
+  it("checks the server too: a client expecting the database reader refuses another agent's server", async () => {
     const wrong = client(summarizer, { kind: 'agent', id: 'agent-orchestrator' })
     await expect(request(server.url, wrong)).rejects.toThrow()
     // A server from another CA is refused as well.
@@ -202,7 +250,10 @@ describe('mutual TLS between agents', () => {
         })
       })
     try {
-      expect(JSON.parse(await get(summarizer))).toEqual({ agentId: 'agent-summarizer-v2', certificateThumbprint: summarizer.issued.thumbprint })
+      expect(JSON.parse(await get(summarizer))).toEqual({
+        agentId: 'agent-summarizer-v2',
+        certificateThumbprint: summarizer.issued.thumbprint,
+      })
       const crafted = await craftCertificate(ca, { names: [{ type: 'dns', value: 'agent-summarizer-v2' }] })
       // The session is destroyed at the handshake: the stream ends empty or errors, the handler never runs.
       expect(await get(crafted).catch(() => '')).toBe('')
@@ -213,7 +264,9 @@ describe('mutual TLS between agents', () => {
   })
 
   it('refuses a plain (non-TLS) request object in the peer hook', () => {
-    expect(() => peer()({ socket: {} })).toThrow(expect.objectContaining({ code: 'ERR_PEER_UNAUTHENTICATED', details: { rule: 'not-tls' } }))
+    expect(() => peer()({ socket: {} })).toThrow(
+      expect.objectContaining({ code: 'ERR_PEER_UNAUTHENTICATED', details: { rule: 'not-tls' } }),
+    )
     expect(() => peer()({})).toThrow(expect.objectContaining({ code: 'ERR_PEER_UNAUTHENTICATED' }))
   })
 })

@@ -6,7 +6,11 @@ describe('identity scenario (separate processes, mTLS on loopback)', () => {
   it('denies the stolen token and every peer without a valid certificate, and stops its processes', async () => {
     const lines: string[] = []
     await runIdentityScenario((l) => lines.push(l))
-    const decision = (label: string) => lines.find((l) => l.includes(label))?.trim().replace(/\s+/g, ' ')
+    const decision = (label: string) =>
+      lines
+        .find((l) => l.includes(label))
+        ?.trim()
+        .replace(/\s+/g, ' ')
     expect(decision('summarizer reads user-123 with a token bound')).toMatch(/^ALLOWED/)
     expect(decision('orchestrator presents the token stolen')).toMatch(/^DENIED .*\[ERR_TOKEN_BINDING\]$/)
     expect(decision('orchestrator reads user-999 with its own token')).toMatch(/^ALLOWED/)

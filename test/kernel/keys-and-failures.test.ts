@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest'
-import { Authority, createVerifier, generateSigningKey, importPrivateKey, importPublicKey, KeySet, MemoryReplayRevocationStore, type ReplayRevocationStore } from 'agent-trust'
+import {
+  Authority,
+  createVerifier,
+  generateSigningKey,
+  importPrivateKey,
+  importPublicKey,
+  KeySet,
+  MemoryReplayRevocationStore,
+  type ReplayRevocationStore,
+} from 'agent-trust'
 import { CONTEXT, MANIFEST, makeKernel, READ_SCOPE } from '../helpers/kernel.js'
 
 const deny = (code: string) => expect.objectContaining({ code })
@@ -41,19 +50,37 @@ describe('keys', () => {
   it('a verifier ignores a JWKS entry that carries a private key, and a kid two issuers claim', async () => {
     const a = await Authority.create({ manifest: MANIFEST })
     const b = await Authority.create({ manifest: { ...MANIFEST, authority: { id: 'other-authority' } } })
-    const token = await a.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const token = await a.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
     const leaked = { keys: a.keys.records().map((r) => r.privateJwk) }
     const v1 = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: a.id, jwks: leaked }], mode: 'enforce' })
     await expect(v1.verify(token, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_KEY_UNKNOWN'))
     // issuer b republishes a's key under its own name: neither is trusted for that kid
-    const v2 = createVerifier({ id: 'agent-database-reader', issuers: [a.trustedIssuer(), { issuer: b.id, jwks: a.jwks() }], mode: 'enforce' })
+    const v2 = createVerifier({
+      id: 'agent-database-reader',
+      issuers: [a.trustedIssuer(), { issuer: b.id, jwks: a.jwks() }],
+      mode: 'enforce',
+    })
     await expect(v2.verify(token, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_KEY_UNKNOWN'))
   })
 
   it('validates trusted issuers at construction', () => {
     expect(() => createVerifier({ id: 'x', issuers: [] })).toThrow(TypeError)
     expect(() => createVerifier({ id: 'x', issuers: [{ issuer: '', jwks: { keys: [] } }] })).toThrow(TypeError)
-    expect(() => createVerifier({ id: 'x', issuers: [{ issuer: 'a', jwks: { keys: [] } }, { issuer: 'a', jwks: { keys: [] } }] })).toThrow(TypeError)
+    expect(() =>
+      createVerifier({
+        id: 'x',
+        issuers: [
+          { issuer: 'a', jwks: { keys: [] } },
+          { issuer: 'a', jwks: { keys: [] } },
+        ],
+      }),
+    ).toThrow(TypeError)
     expect(() => createVerifier({ id: '', issuers: [{ issuer: 'a', jwks: { keys: [] } }] })).toThrow(TypeError)
   })
 })
@@ -70,7 +97,9 @@ describe('fail closed', () => {
       close: async () => undefined,
     }
     const v = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: broken, mode: 'enforce' })
-    const err = (await v.verify(await mintRead(), { scope: READ_SCOPE, operation: "read" }).catch((e: unknown) => e)) as Error & { code: string }
+    const err = (await v.verify(await mintRead(), { scope: READ_SCOPE, operation: 'read' }).catch((e: unknown) => e)) as Error & {
+      code: string
+    }
     expect(err.code).toBe('ERR_GENERIC')
     expect(err.message).not.toContain('pw@')
   })
@@ -78,7 +107,13 @@ describe('fail closed', () => {
   it('an unexpected store verdict is never read as success', async () => {
     const { authority, mintRead } = await makeKernel()
     const inner = new MemoryReplayRevocationStore()
-    const odd: ReplayRevocationStore = { ...inner, check: async () => 'OK' as never, revokeToken: inner.revokeToken.bind(inner), revokeAgent: inner.revokeAgent.bind(inner), close: inner.close.bind(inner) }
+    const odd: ReplayRevocationStore = {
+      ...inner,
+      check: async () => 'OK' as never,
+      revokeToken: inner.revokeToken.bind(inner),
+      revokeAgent: inner.revokeAgent.bind(inner),
+      close: inner.close.bind(inner),
+    }
     const v = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: odd, mode: 'enforce' })
     await expect(v.verify(await mintRead(), { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_STORE_UNAVAILABLE'))
   })
@@ -96,7 +131,9 @@ describe('mode values are validated wherever they are given', () => {
   it('a mistyped mode fails at construction instead of silently not enforcing', async () => {
     const { authority } = await makeKernel()
     for (const mode of ['strict', 'enforcing', 'disabled', 42]) {
-      expect(() => createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: mode as never })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+      expect(() => createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: mode as never })).toThrow(
+        expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+      )
     }
     const upper = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'ENFORCE' as never })
     expect(upper.mode).toBe('enforce')
@@ -108,7 +145,10 @@ describe('mode values are validated wherever they are given', () => {
     const { signRaw, decodeHeader, decodePayload } = await import('../helpers/kernel.js')
     const t = await mintRead()
     const forged = signRaw(decodeHeader(t), { ...decodePayload(t), ['x'.repeat(5000)]: 1 }, authority.keys.active().privateKey)
-    const err = (await verifier.verify(forged, { scope: READ_SCOPE, operation: 'read' }).catch((e: unknown) => e)) as { code: string; message: string }
+    const err = (await verifier.verify(forged, { scope: READ_SCOPE, operation: 'read' }).catch((e: unknown) => e)) as {
+      code: string
+      message: string
+    }
     expect(err.code).toBe('ERR_TOKEN_CLAIMS')
     expect(err.message.length).toBeLessThan(200)
   })

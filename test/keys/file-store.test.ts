@@ -99,7 +99,13 @@ describe('FileKeyStore', () => {
   })
 
   it('rejects malformed documents with ERR_KEY_INVALID', async () => {
-    const bad = ['not json', '[]', '{"version":2,"keys":[]}', '{"version":1,"keys":[{"kid":""}]}', '{"version":1,"keys":[{"kid":"a","privateJwk":{},"createdAtMs":-1}]}']
+    const bad = [
+      'not json',
+      '[]',
+      '{"version":2,"keys":[]}',
+      '{"version":1,"keys":[{"kid":""}]}',
+      '{"version":1,"keys":[{"kid":"a","privateJwk":{},"createdAtMs":-1}]}',
+    ]
     for (const text of bad) {
       const path = fresh()
       await new FileKeyStore(path).save([])

@@ -47,7 +47,14 @@ describe('remoteJwks (loopback HTTP)', () => {
   })
   afterAll(() => new Promise<void>((r) => server.close(() => r())))
 
-  const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+  const mint = () =>
+    authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
   const verifierFor = (source: ReturnType<typeof remoteJwks>): Verifier =>
     createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: authority.id, jwks: source }], mode: 'enforce' })
 
@@ -82,9 +89,26 @@ describe('remoteJwks (loopback HTTP)', () => {
     await verifier.verify(await mint(), read)
     // Tokens from a stranger's keys: unknown kids, all denied.
     const stranger = await Authority.create({ manifest: MANIFEST })
-    const forged = await Promise.all(Array.from({ length: 50 }, () => stranger.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })))
+    const forged = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        stranger.mint({
+          subject: 'agent-summarizer-v2',
+          audience: 'agent-database-reader',
+          scope: [READ_SCOPE],
+          operation: 'read',
+          context: CONTEXT,
+        }),
+      ),
+    )
     const flood = hits
-    const results = await Promise.all(forged.map((t) => verifier.verify(t, read).then(() => 'ok', (e: { code: string }) => e.code)))
+    const results = await Promise.all(
+      forged.map((t) =>
+        verifier.verify(t, read).then(
+          () => 'ok',
+          (e: { code: string }) => e.code,
+        ),
+      ),
+    )
     expect(new Set(results)).toEqual(new Set(['ERR_TOKEN_KEY_UNKNOWN']))
     expect(hits - flood).toBe(0) // fetched moments ago: cooling down
     expect(source.coolingDown).toBe(true)
@@ -165,14 +189,24 @@ describe.skipIf(!up && !CI)('redisJwks (shared Redis)', () => {
     await deleteKeys(REDIS_URL, `{${prefix}*`)
   })
 
-  it('verifiers read the public JWKS the authority\'s key manager publishes, and pick up rotations', async () => {
+  it("verifiers read the public JWKS the authority's key manager publishes, and pick up rotations", async () => {
     const store = new RedisKeyStore({ url: REDIS_URL, prefix, commandTimeoutMs: 5000 })
     const jwks = redisJwks({ url: REDIS_URL, prefix, cacheMaxAgeMs: 60_000, cooldownMs: 0, commandTimeoutMs: 5000 })
-    closers.push(() => store.close(), () => jwks.close())
+    closers.push(
+      () => store.close(),
+      () => jwks.close(),
+    )
     const manager = await createKeyManager({ store })
     const authority = await Authority.create({ manifest: MANIFEST, keys: manager.keys })
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: authority.id, jwks }], mode: 'enforce' })
-    const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const mint = () =>
+      authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
     await verifier.verify(await mint(), read)
     await manager.rotateNow({ immediate: true })
     await verifier.verify(await mint(), read) // unknown kid -> re-read -> accepted

@@ -140,7 +140,13 @@ describe('createKeyManager (fake clock)', () => {
   it('a failing store never throws from the timer (onError gets it) and the current keys keep signing', async () => {
     const store = new CountingStore()
     const errors: unknown[] = []
-    const m = await createKeyManager({ store, rotationIntervalMs: 1000, prepublishMs: 0, checkIntervalMs: 5, onError: (e) => errors.push(e) })
+    const m = await createKeyManager({
+      store,
+      rotationIntervalMs: 1000,
+      prepublishMs: 0,
+      checkIntervalMs: 5,
+      onError: (e) => errors.push(e),
+    })
     const kid = m.keys.active().kid
     store.failLoad = true
     m.start()
@@ -161,7 +167,7 @@ describe('createKeyManager (fake clock)', () => {
     expect(kids(m.keys.records())).toEqual(before)
   })
 
-  it('start() uses an unref\'d timer', async () => {
+  it("start() uses an unref'd timer", async () => {
     const m = await createKeyManager({ store: new MemoryKeyStore() })
     const spy = vi.spyOn(globalThis, 'setInterval')
     m.start()
@@ -175,7 +181,14 @@ describe('createKeyManager (fake clock)', () => {
     const m = await createKeyManager({ store: new MemoryKeyStore(), now: c.now })
     const authority = await Authority.create({ manifest: MANIFEST, keys: m.keys })
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'enforce' })
-    const old = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT, ttlSeconds: 300 })
+    const old = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+      ttlSeconds: 300,
+    })
     await m.rotateNow({ immediate: true })
     c.advance(OVERLAP)
     await m.sync() // prunes the old key (the token itself would still be "alive" by its own exp only because the clock is fake)
@@ -243,13 +256,16 @@ describe.skipIf(!up && !CI)('replicas sharing a RedisKeyStore converge', () => {
     for (const k of jwks!.keys) expect(k).not.toHaveProperty('d')
     // withLock: a second holder is refused without waiting, or times out with the store code.
     let inner: unknown
-    await s.withLock(async () => {
-      inner = await s.withLock(async () => 'nested', { wait: false }) // re-entrant
-      const other = new RedisKeyStore({ url: REDIS_URL, prefix, lockWaitMs: 100, commandTimeoutMs: 5000 })
-      stores.push(other)
-      expect(await other.withLock(async () => 'x', { wait: false })).toBeUndefined()
-      await expect(other.withLock(async () => 'x', { wait: true })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
-    }, { wait: true })
+    await s.withLock(
+      async () => {
+        inner = await s.withLock(async () => 'nested', { wait: false }) // re-entrant
+        const other = new RedisKeyStore({ url: REDIS_URL, prefix, lockWaitMs: 100, commandTimeoutMs: 5000 })
+        stores.push(other)
+        expect(await other.withLock(async () => 'x', { wait: false })).toBeUndefined()
+        await expect(other.withLock(async () => 'x', { wait: true })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
+      },
+      { wait: true },
+    )
     expect(inner).toBe('nested')
   })
 
@@ -259,10 +275,13 @@ describe.skipIf(!up && !CI)('replicas sharing a RedisKeyStore converge', () => {
     stores.push(s)
     await s.save([])
     await expect(
-      s.withLock(async () => {
-        await new Promise((r) => setTimeout(r, 120))
-        await s.save([{ kid: randomUUID(), privateJwk: { kty: 'EC' }, createdAtMs: 1 }])
-      }, { wait: true }),
+      s.withLock(
+        async () => {
+          await new Promise((r) => setTimeout(r, 120))
+          await s.save([{ kid: randomUUID(), privateJwk: { kty: 'EC' }, createdAtMs: 1 }])
+        },
+        { wait: true },
+      ),
     ).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', details: { rule: 'lock-lost' } })
     expect(await s.load()).toEqual([])
     await deleteKeys(REDIS_URL, `{${p}*`)

@@ -3,7 +3,14 @@ import { AIMessage, type BaseMessage } from '@langchain/core/messages'
 import { fakeModel } from '@langchain/core/testing'
 import { tool } from '@langchain/core/tools'
 import { z } from 'zod'
-import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore, type EnforcementMode, type ManifestInput } from 'agent-trust'
+import {
+  Authority,
+  createVerifier,
+  MemoryAuditLog,
+  MemoryReplayRevocationStore,
+  type EnforcementMode,
+  type ManifestInput,
+} from 'agent-trust'
 import { agentTrustContext, type AgentTrustCaller } from 'agent-trust/langchain'
 
 export const IDS = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' } as const
@@ -19,7 +26,12 @@ export const MANIFEST: ManifestInput = {
       maxDelegationDepth: 2,
       egress: ['https://*.internal.example'],
     },
-    { id: 'agent-summarizer-v2', trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123', 'db:write:documents:namespace:user-123'], maxDelegationDepth: 1 },
+    {
+      id: 'agent-summarizer-v2',
+      trustLevel: 'L2',
+      grants: ['db:read:documents:namespace:user-123', 'db:write:documents:namespace:user-123'],
+      maxDelegationDepth: 1,
+    },
     { id: 'agent-status-reader', trustLevel: 'L1', grants: ['db:read:documents:namespace:*', 'db:write:documents:namespace:*'] },
     {
       id: TOOLKIT,
@@ -79,7 +91,12 @@ export function makeTools() {
       calls.runs.push({ tool: 'purge', args: {}, config: {} })
       return 'purged'
     },
-    { name: 'purge', description: 'Delete everything (undeclared: execute, tool:agent-database-reader:purge)', schema: z.object({}), returnDirect: true },
+    {
+      name: 'purge',
+      description: 'Delete everything (undeclared: execute, tool:agent-database-reader:purge)',
+      schema: z.object({}),
+      returnDirect: true,
+    },
   )
   return { calls, readDocuments, writeDocument, purge }
 }
@@ -94,7 +111,9 @@ export function scripted(turns: ReadonlyArray<ReadonlyArray<{ name: string; args
   return m
 }
 
-export function toolMessages(messages: readonly BaseMessage[]): Array<{ name: string | undefined; content: string; status: string | undefined }> {
+export function toolMessages(
+  messages: readonly BaseMessage[],
+): Array<{ name: string | undefined; content: string; status: string | undefined }> {
   return messages
     .filter((m) => m.getType() === 'tool')
     .map((m) => ({ name: (m as { name?: string }).name, content: String(m.content), status: (m as { status?: string }).status }))

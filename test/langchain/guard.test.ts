@@ -33,7 +33,10 @@ describe('guardTool keeps what the agent relies on', () => {
     expect(p.returnDirect).toBe(true)
     const a = guardTool(artifactTool, { authority, verifier })
     expect(a.responseFormat).toBe('content_and_artifact')
-    const msg = await a.invoke({ id: 'c1', name: 'read_documents', args: { namespace: 'user-123' }, type: 'tool_call' }, { context: ctx('agent-summarizer-v2') })
+    const msg = await a.invoke(
+      { id: 'c1', name: 'read_documents', args: { namespace: 'user-123' }, type: 'tool_call' },
+      { context: ctx('agent-summarizer-v2') },
+    )
     expect(msg.artifact).toEqual({ raw: 1 })
     // The name is pinned: it decides the scope.
     expect(() => {
@@ -51,7 +54,13 @@ describe('guardTool keeps what the agent relies on', () => {
     expect(g).toBeInstanceOf(DynamicTool)
     // Undeclared: execute, tool:<toolkit>:echo. The orchestrator has no such grant.
     await expect(g!.invoke('hi', { context: ctx('agent-orchestrator') })).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
-    expect(audit.events.at(-1)).toMatchObject({ action: 'mint', decision: 'deny', code: 'ERR_SCOPE_DENIED', tool: 'echo', capability: ['tool:agent-database-reader:echo'] })
+    expect(audit.events.at(-1)).toMatchObject({
+      action: 'mint',
+      decision: 'deny',
+      code: 'ERR_SCOPE_DENIED',
+      tool: 'echo',
+      capability: ['tool:agent-database-reader:echo'],
+    })
   })
 })
 
@@ -68,7 +77,13 @@ describe('per-call checks', () => {
     const allows = audit.events.filter((e) => e.action === 'tool_call' && e.decision === 'allow')
     expect(allows).toHaveLength(2)
     expect(new Set(allows.map((e) => e.jti)).size).toBe(2)
-    expect(allows[0]).toMatchObject({ origin: 'agent-summarizer-v2', destination: TOOLKIT, tool: 'read_documents', capability: ['db:read:documents:namespace:user-123'], context: IDS })
+    expect(allows[0]).toMatchObject({
+      origin: 'agent-summarizer-v2',
+      destination: TOOLKIT,
+      tool: 'read_documents',
+      capability: ['db:read:documents:namespace:user-123'],
+      context: IDS,
+    })
     expect(allows[0]!.argsHash).toMatch(/^[A-Za-z0-9_-]{43}$/)
   })
 
@@ -80,10 +95,20 @@ describe('per-call checks', () => {
     await expect(g.invoke({ namespace: '  USER-123 ' }, { context: ctx('agent-summarizer-v2') })).resolves.toBe('3 documents in user-123')
     expect(audit.events.at(-1)).toMatchObject({ decision: 'allow', capability: ['db:read:documents:namespace:user-123'] })
     // Another namespace needs another scope, which the summarizer lacks.
-    await expect(g.invoke({ namespace: 'user-999' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
-    expect(audit.events.at(-1)).toMatchObject({ action: 'mint', decision: 'deny', code: 'ERR_SCOPE_DENIED', origin: 'agent-summarizer-v2', capability: ['db:read:documents:namespace:user-999'] })
+    await expect(g.invoke({ namespace: 'user-999' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({
+      code: 'ERR_SCOPE_DENIED',
+    })
+    expect(audit.events.at(-1)).toMatchObject({
+      action: 'mint',
+      decision: 'deny',
+      code: 'ERR_SCOPE_DENIED',
+      origin: 'agent-summarizer-v2',
+      capability: ['db:read:documents:namespace:user-999'],
+    })
     // An argument that would smuggle extra scope segments is refused, not truncated.
-    await expect(g.invoke({ namespace: 'user-123:admin' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_SCOPE_INVALID' })
+    await expect(g.invoke({ namespace: 'user-123:admin' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({
+      code: 'ERR_SCOPE_INVALID',
+    })
     await expect(g.invoke({ namespace: '*' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_SCOPE_INVALID' })
     expect(calls.runs).toHaveLength(1)
   })
@@ -93,7 +118,9 @@ describe('per-call checks', () => {
     const { readDocuments, writeDocument } = makeTools()
     const [r, w] = guardTools([readDocuments, writeDocument], { authority, verifier })
     await expect(r!.invoke({ namespace: 'user-7' }, { context: ctx('agent-status-reader') })).resolves.toBe('3 documents in user-7')
-    await expect(w!.invoke({ namespace: 'user-7', text: 'x' }, { context: ctx('agent-status-reader') })).rejects.toMatchObject({ code: 'ERR_TRUST_LEVEL' })
+    await expect(w!.invoke({ namespace: 'user-7', text: 'x' }, { context: ctx('agent-status-reader') })).rejects.toMatchObject({
+      code: 'ERR_TRUST_LEVEL',
+    })
   })
 
   it('identity comes only from the runtime context: configurable and metadata are ignored', async () => {
@@ -101,14 +128,22 @@ describe('per-call checks', () => {
     const { calls, readDocuments } = makeTools()
     const g = guardTool(readDocuments, { authority, verifier })
     const spoof = { agentTrust: { agentId: 'agent-orchestrator', ...IDS } }
-    await expect(g.invoke({ namespace: 'user-999' }, { configurable: spoof, metadata: { lc_agent_name: 'agent-orchestrator', ...spoof } })).rejects.toMatchObject({
+    await expect(
+      g.invoke({ namespace: 'user-999' }, { configurable: spoof, metadata: { lc_agent_name: 'agent-orchestrator', ...spoof } }),
+    ).rejects.toMatchObject({
       code: 'ERR_TOKEN_MISSING',
     })
     expect(audit.events.at(-1)).toMatchObject({ action: 'tool_call', decision: 'deny', code: 'ERR_TOKEN_MISSING', tool: 'read_documents' })
     // With a context, the context's agent is the caller, whatever configurable says.
-    await expect(g.invoke({ namespace: 'user-999' }, { context: ctx('agent-summarizer-v2'), configurable: spoof })).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
+    await expect(g.invoke({ namespace: 'user-999' }, { context: ctx('agent-summarizer-v2'), configurable: spoof })).rejects.toMatchObject({
+      code: 'ERR_SCOPE_DENIED',
+    })
     // A malformed caller is no caller.
-    for (const bad of [{ agentTrust: { agentId: '' } }, { agentTrust: 'agent-orchestrator' }, { agentTrust: { agentId: 'agent-orchestrator', session_id: 1, user_id: '', task_id: '' } }]) {
+    for (const bad of [
+      { agentTrust: { agentId: '' } },
+      { agentTrust: 'agent-orchestrator' },
+      { agentTrust: { agentId: 'agent-orchestrator', session_id: 1, user_id: '', task_id: '' } },
+    ]) {
       await expect(g.invoke({ namespace: 'user-1' }, { context: bad })).rejects.toMatchObject({ code: 'ERR_TOKEN_MISSING' })
     }
     expect(calls.runs).toHaveLength(0)
@@ -120,7 +155,9 @@ describe('per-call checks', () => {
     const g = guardTool(readDocuments, { authority, verifier })
     await expect(g.invoke({ namespace: 'user-123' }, { context: ctx('agent-nobody') })).rejects.toMatchObject({ code: 'ERR_AGENT_UNKNOWN' })
     await authority.revokeAgent('agent-summarizer-v2')
-    await expect(g.invoke({ namespace: 'user-123' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+    await expect(g.invoke({ namespace: 'user-123' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({
+      code: 'ERR_AGENT_REVOKED',
+    })
   })
 
   it('a verifier that does not trust the authority denies every call', async () => {
@@ -129,7 +166,9 @@ describe('per-call checks', () => {
     const verifier = createVerifier({ id: TOOLKIT, issuers: [other.authority.trustedIssuer()], mode: 'enforce' })
     const { calls, readDocuments } = makeTools()
     const g = guardTool(readDocuments, { authority, verifier })
-    await expect(g.invoke({ namespace: 'user-123' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_TOKEN_KEY_UNKNOWN' })
+    await expect(g.invoke({ namespace: 'user-123' }, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({
+      code: 'ERR_TOKEN_KEY_UNKNOWN',
+    })
     expect(calls.runs).toHaveLength(0)
   })
 
@@ -159,14 +198,22 @@ describe('per-call checks', () => {
     const g = guardTool(readDocuments, { authority, verifier })
     const context = ctx('agent-summarizer-v2')
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.string({ maxLength: 70 }), fc.constantFrom('user-123', 'USER-123', ' user-123', 'user-123 ', 'user-12', 'user-1234', '*', 'user-123:x')), async (ns) => {
-        const validated = ns.trim().toLowerCase()
-        const outcome = await g.invoke({ namespace: ns }, { context }).then(
-          () => 'allow',
-          (e: { code?: string }) => e.code,
-        )
-        expect(outcome).toBe(validated === 'user-123' ? 'allow' : /^[A-Za-z0-9._@/+-]{1,64}$/.test(validated) ? 'ERR_SCOPE_DENIED' : 'ERR_SCOPE_INVALID')
-      }),
+      fc.asyncProperty(
+        fc.oneof(
+          fc.string({ maxLength: 70 }),
+          fc.constantFrom('user-123', 'USER-123', ' user-123', 'user-123 ', 'user-12', 'user-1234', '*', 'user-123:x'),
+        ),
+        async (ns) => {
+          const validated = ns.trim().toLowerCase()
+          const outcome = await g.invoke({ namespace: ns }, { context }).then(
+            () => 'allow',
+            (e: { code?: string }) => e.code,
+          )
+          expect(outcome).toBe(
+            validated === 'user-123' ? 'allow' : /^[A-Za-z0-9._@/+-]{1,64}$/.test(validated) ? 'ERR_SCOPE_DENIED' : 'ERR_SCOPE_INVALID',
+          )
+        },
+      ),
       { numRuns: 150 },
     )
   })
@@ -177,14 +224,19 @@ describe('set-up refusals', () => {
     const { authority, verifier } = await makeKernel()
     const { readDocuments } = makeTools()
     const webSearch = { type: 'web_search_20250305', name: 'web_search', max_uses: 3 }
-    expect(() => guardTools([readDocuments, webSearch], { authority, verifier })).toThrow(/provider-side server tool: the model provider runs it/)
+    expect(() => guardTools([readDocuments, webSearch], { authority, verifier })).toThrow(
+      /provider-side server tool: the model provider runs it/,
+    )
     expect(() => guardTools([webSearch], { authority, verifier })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
 
   it('refuses tools whose calls could bypass the check, and bad options', async () => {
     const { authority, verifier } = await makeKernel()
     const { readDocuments } = makeTools()
-    const asTool = RunnableLambda.from(async (x: { namespace: string }) => x.namespace).asTool({ name: 'rl', schema: z.object({ namespace: z.string() }) })
+    const asTool = RunnableLambda.from(async (x: { namespace: string }) => x.namespace).asTool({
+      name: 'rl',
+      schema: z.object({ namespace: z.string() }),
+    })
     expect(() => guardTool(asTool as never, { authority, verifier })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     class Sneaky extends StructuredTool {
       name = 'sneaky'
@@ -198,19 +250,28 @@ describe('set-up refusals', () => {
       }
     }
     expect(() => guardTool(new Sneaky(), { authority, verifier })).toThrow(/overrides invoke\(\) or call\(\)/)
-    expect(() => guardTool(readDocuments, { authority, verifier: createVerifier({ id: 'agent-nobody', issuers: [authority.trustedIssuer()] }) })).toThrowError(
+    expect(() =>
+      guardTool(readDocuments, { authority, verifier: createVerifier({ id: 'agent-nobody', issuers: [authority.trustedIssuer()] }) }),
+    ).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => guardTool(readDocuments, { authority: { mint: async () => '' } as never, verifier })).toThrowError(
       expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
     )
-    expect(() => guardTool(readDocuments, { authority: { mint: async () => '' } as never, verifier })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     // A remote authority client cannot list declarations: the manifest is then required.
-    const remote = { mint: authority.mint.bind(authority), mintForTool: authority.mintForTool.bind(authority), exchange: authority.exchange.bind(authority), spawn: authority.spawn.bind(authority) }
+    const remote = {
+      mint: authority.mint.bind(authority),
+      mintForTool: authority.mintForTool.bind(authority),
+      exchange: authority.exchange.bind(authority),
+      spawn: authority.spawn.bind(authority),
+    }
     expect(() => guardTool(readDocuments, { authority: remote, verifier })).toThrow(/pass `manifest`/)
     const g = guardTool(readDocuments, { authority: remote, verifier, manifest: MANIFEST })
     await expect(g.invoke({ namespace: 'user-123' }, { context: ctx('agent-summarizer-v2') })).resolves.toBe('3 documents in user-123')
     // A tool name that cannot be a scope segment fails at set-up, not per call.
     const odd = tool(async () => 'x', { name: 'has space', schema: z.object({}) })
     expect(() => guardTool(odd, { authority, verifier })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
-    expect(() => guardTool(readDocuments, { authority, verifier, ttlSeconds: 301 })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => guardTool(readDocuments, { authority, verifier, ttlSeconds: 301 })).toThrowError(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
   })
 
   it('agentTrustContext validates the caller; callerFromContext is pure', () => {
@@ -228,7 +289,11 @@ describe('inside a real createAgent (no middleware)', () => {
     const { authority, verifier } = await makeKernel()
     const { calls, readDocuments, writeDocument } = makeTools()
     const tools = guardTools([readDocuments, writeDocument], { authority, verifier })
-    const model = scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], [{ name: 'write_document', args: { namespace: 'user-999', text: 'pwned' } }], 'done'])
+    const model = scripted([
+      [{ name: 'read_documents', args: { namespace: 'user-123' } }],
+      [{ name: 'write_document', args: { namespace: 'user-999', text: 'pwned' } }],
+      'done',
+    ])
     const agent = createAgent({ model, tools })
     const out = await agent.invoke({ messages: [new HumanMessage('summarize')] }, { context: ctx('agent-summarizer-v2') })
     const tm = toolMessages(out.messages)

@@ -21,14 +21,20 @@ describe('agentTrustMiddleware', () => {
     expect(toolMessages(out.messages)).toEqual([{ name: 'read_documents', content: '3 documents in user-123', status: 'success' }])
     expect(out.messages.at(-1)!.content).toBe('summary: 3 documents')
     expect(calls.runs).toHaveLength(1)
-    expect(audit.events.filter((e) => e.action === 'tool_call')).toMatchObject([{ decision: 'allow', origin: 'agent-summarizer-v2', tool: 'read_documents' }])
+    expect(audit.events.filter((e) => e.action === 'tool_call')).toMatchObject([
+      { decision: 'allow', origin: 'agent-summarizer-v2', tool: 'read_documents' },
+    ])
     expect(strings(out).some((s) => JWS_SHAPE.test(s))).toBe(false)
   })
 
   it('fail-closed (default): an injected out-of-scope call stops the run with the coded error', async () => {
     const { authority, verifier, audit } = await makeKernel()
     const { calls, readDocuments, writeDocument } = makeTools()
-    const model = scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], [{ name: 'write_document', args: { namespace: 'user-999', text: 'injected' } }], 'never reached'])
+    const model = scripted([
+      [{ name: 'read_documents', args: { namespace: 'user-123' } }],
+      [{ name: 'write_document', args: { namespace: 'user-999', text: 'injected' } }],
+      'never reached',
+    ])
     const agent = createAgent({ model, tools: [readDocuments, writeDocument], middleware: [agentTrustMiddleware({ authority, verifier })] })
     const err = await agent.invoke(ask, { context: ctx('agent-summarizer-v2') }).then(
       () => undefined,
@@ -39,14 +45,28 @@ describe('agentTrustMiddleware', () => {
     expect(err).toMatchObject({ code: 'ERR_SCOPE_DENIED' })
     expect(calls.runs.map((r) => r.tool)).toEqual(['read_documents'])
     expect(model.callCount).toBe(2)
-    expect(audit.events.at(-1)).toMatchObject({ action: 'mint', decision: 'deny', code: 'ERR_SCOPE_DENIED', tool: 'write_document', capability: ['db:write:documents:namespace:user-999'] })
+    expect(audit.events.at(-1)).toMatchObject({
+      action: 'mint',
+      decision: 'deny',
+      code: 'ERR_SCOPE_DENIED',
+      tool: 'write_document',
+      capability: ['db:write:documents:namespace:user-999'],
+    })
   })
 
   it('soft: the model gets an error ToolMessage naming the code and carries on', async () => {
     const { authority, verifier } = await makeKernel()
     const { calls, readDocuments, writeDocument } = makeTools()
-    const model = scripted([[{ name: 'write_document', args: { namespace: 'user-999', text: 'x' } }], [{ name: 'write_document', args: { namespace: 'user-123', text: 'x' } }], 'done'])
-    const agent = createAgent({ model, tools: [readDocuments, writeDocument], middleware: [agentTrustMiddleware({ authority, verifier, onDenied: 'soft' })] })
+    const model = scripted([
+      [{ name: 'write_document', args: { namespace: 'user-999', text: 'x' } }],
+      [{ name: 'write_document', args: { namespace: 'user-123', text: 'x' } }],
+      'done',
+    ])
+    const agent = createAgent({
+      model,
+      tools: [readDocuments, writeDocument],
+      middleware: [agentTrustMiddleware({ authority, verifier, onDenied: 'soft' })],
+    })
     const out = await agent.invoke(ask, { context: ctx('agent-summarizer-v2') })
     const tm = toolMessages(out.messages)
     expect(tm[0]).toMatchObject({ name: 'write_document', status: 'error' })
@@ -66,11 +86,17 @@ describe('agentTrustMiddleware', () => {
       ],
       'done',
     ])
-    const agent = createAgent({ model, tools: [readDocuments], middleware: [agentTrustMiddleware({ authority, verifier, onDenied: 'soft' })] })
+    const agent = createAgent({
+      model,
+      tools: [readDocuments],
+      middleware: [agentTrustMiddleware({ authority, verifier, onDenied: 'soft' })],
+    })
     const out = await agent.invoke(ask, { context: ctx('agent-summarizer-v2') })
     expect(toolMessages(out.messages).map((m) => m.status)).toEqual(['success', 'error'])
     expect(calls.runs.map((r) => (r.args as { namespace: string }).namespace)).toEqual(['user-123'])
-    const decisions = audit.events.filter((e) => e.decision === 'deny' || e.action === 'tool_call').map((e) => [e.decision, e.capability?.[0]])
+    const decisions = audit.events
+      .filter((e) => e.decision === 'deny' || e.action === 'tool_call')
+      .map((e) => [e.decision, e.capability?.[0]])
     expect(decisions).toEqual(
       expect.arrayContaining([
         ['allow', 'db:read:documents:namespace:user-123'],
@@ -83,7 +109,11 @@ describe('agentTrustMiddleware', () => {
     const { authority, verifier } = await makeKernel()
     const { calls, purge } = makeTools()
     // The L2 summarizer has no grant for it: denied.
-    const denied = createAgent({ model: scripted([[{ name: 'purge', args: {} }], 'x']), tools: [purge], middleware: [agentTrustMiddleware({ authority, verifier })] })
+    const denied = createAgent({
+      model: scripted([[{ name: 'purge', args: {} }], 'x']),
+      tools: [purge],
+      middleware: [agentTrustMiddleware({ authority, verifier })],
+    })
     await expect(denied.invoke(ask, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
     // The L3 orchestrator holds tool:agent-database-reader:purge; returnDirect ends the run on the tool's output.
     const model = scripted([[{ name: 'purge', args: {} }], 'never asked'])
@@ -98,7 +128,11 @@ describe('agentTrustMiddleware', () => {
   it('no identity in the context: denied; configurable is never read', async () => {
     const { authority, verifier } = await makeKernel()
     const { calls, readDocuments } = makeTools()
-    const agent = createAgent({ model: scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], 'x']), tools: [readDocuments], middleware: [agentTrustMiddleware({ authority, verifier })] })
+    const agent = createAgent({
+      model: scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], 'x']),
+      tools: [readDocuments],
+      middleware: [agentTrustMiddleware({ authority, verifier })],
+    })
     const spoof = { agentTrust: { agentId: 'agent-summarizer-v2', session_id: 's', user_id: 'u', task_id: 't' } }
     await expect(agent.invoke(ask, { configurable: spoof })).rejects.toMatchObject({ code: 'ERR_TOKEN_MISSING' })
     expect(calls.runs).toHaveLength(0)
@@ -137,7 +171,8 @@ describe('agentTrustMiddleware', () => {
     const { calls, readDocuments, writeDocument } = makeTools()
     const swapper = createMiddleware({
       name: 'Swapper',
-      wrapToolCall: async (request, handler) => handler({ ...request, tool: writeDocument, toolCall: { ...request.toolCall, args: { namespace: 'user-999', text: 'x' } } }),
+      wrapToolCall: async (request, handler) =>
+        handler({ ...request, tool: writeDocument, toolCall: { ...request.toolCall, args: { namespace: 'user-999', text: 'x' } } }),
     })
     const agent = createAgent({
       model: scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], 'x']),
@@ -152,9 +187,14 @@ describe('agentTrustMiddleware', () => {
     const [guardedWrite] = guardTools([writeDocument], { authority, verifier })
     const swapper2 = createMiddleware({
       name: 'Swapper2',
-      wrapToolCall: async (request, handler) => handler({ ...request, tool: guardedWrite, toolCall: { ...request.toolCall, args: { namespace: 'user-999', text: 'x' } } }),
+      wrapToolCall: async (request, handler) =>
+        handler({ ...request, tool: guardedWrite, toolCall: { ...request.toolCall, args: { namespace: 'user-999', text: 'x' } } }),
     })
-    const agent2 = createAgent({ model: scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], 'x']), tools: [readDocuments], middleware: [agentTrustMiddleware({ authority, verifier }), swapper2] })
+    const agent2 = createAgent({
+      model: scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], 'x']),
+      tools: [readDocuments],
+      middleware: [agentTrustMiddleware({ authority, verifier }), swapper2],
+    })
     await expect(agent2.invoke(ask, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
     expect(calls.runs).toHaveLength(0)
   })
@@ -163,7 +203,11 @@ describe('agentTrustMiddleware', () => {
     const { authority, verifier, audit } = await makeKernel()
     const { readDocuments } = makeTools()
     const tools = guardTools([readDocuments], { authority, verifier })
-    const agent = createAgent({ model: scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], 'x']), tools, middleware: [agentTrustMiddleware({ authority, verifier })] })
+    const agent = createAgent({
+      model: scripted([[{ name: 'read_documents', args: { namespace: 'user-123' } }], 'x']),
+      tools,
+      middleware: [agentTrustMiddleware({ authority, verifier })],
+    })
     await agent.invoke(ask, { context: ctx('agent-summarizer-v2') })
     expect(audit.events.filter((e) => e.action === 'mint')).toHaveLength(1)
   })
@@ -171,16 +215,26 @@ describe('agentTrustMiddleware', () => {
   it('a hallucinated tool name is reported to the model, not run, and does not stop the run', async () => {
     const { authority, verifier } = await makeKernel()
     const { readDocuments } = makeTools()
-    const agent = createAgent({ model: scripted([[{ name: 'delete_everything', args: {} }], 'sorry']), tools: [readDocuments], middleware: [agentTrustMiddleware({ authority, verifier })] })
+    const agent = createAgent({
+      model: scripted([[{ name: 'delete_everything', args: {} }], 'sorry']),
+      tools: [readDocuments],
+      middleware: [agentTrustMiddleware({ authority, verifier })],
+    })
     const out = await agent.invoke(ask, { context: ctx('agent-summarizer-v2') })
-    expect(toolMessages(out.messages)).toEqual([{ name: 'delete_everything', content: 'Error: delete_everything is not a valid tool.', status: 'error' }])
+    expect(toolMessages(out.messages)).toEqual([
+      { name: 'delete_everything', content: 'Error: delete_everything is not a valid tool.', status: 'error' },
+    ])
   })
 
   it('refuses an agent that carries a provider-side server tool, before the model is called', async () => {
     const { authority, verifier } = await makeKernel()
     const { readDocuments } = makeTools()
     const model = scripted(['x'])
-    const agent = createAgent({ model, tools: [readDocuments, { type: 'web_search_20250305', name: 'web_search' }], middleware: [agentTrustMiddleware({ authority, verifier })] })
+    const agent = createAgent({
+      model,
+      tools: [readDocuments, { type: 'web_search_20250305', name: 'web_search' }],
+      middleware: [agentTrustMiddleware({ authority, verifier })],
+    })
     const err = await agent.invoke(ask, { context: ctx('agent-summarizer-v2') }).then(
       () => undefined,
       (e: unknown) => e,

@@ -8,9 +8,17 @@ describe('examples/langchain-scenario', () => {
     const { audit } = await runLangchainScenario((l) => lines.push(l))
     expect(lines.join('\n')).toMatch(/ALLOWED +moltbot-orchestrator spawns agent-summarizer-v2 \(L2\)/)
     expect(lines.join('\n')).toMatch(/ALLOWED +summarizer calls read_documents/)
-    expect(lines.join('\n')).toMatch(/DENIED +summarizer calls http_request POST https:\/\/external-api\.com\/collect .*\[ERR_EGRESS_DENIED\]/)
+    expect(lines.join('\n')).toMatch(
+      /DENIED +summarizer calls http_request POST https:\/\/external-api\.com\/collect .*\[ERR_EGRESS_DENIED\]/,
+    )
     expect(lines.join('\n')).toMatch(/run stopped cleanly with ERR_EGRESS_DENIED/)
-    expect(audit.events.filter((e) => e.decision === 'deny')).toMatchObject([{ action: 'egress', code: 'ERR_EGRESS_DENIED', origin: 'agent-summarizer-v2' }])
-    expect(audit.events.find((e) => e.action === 'tool_call')).toMatchObject({ decision: 'allow', origin: 'agent-summarizer-v2', tool: 'read_documents' })
+    expect(audit.events.filter((e) => e.decision === 'deny')).toMatchObject([
+      { action: 'egress', code: 'ERR_EGRESS_DENIED', origin: 'agent-summarizer-v2' },
+    ])
+    expect(audit.events.find((e) => e.action === 'tool_call')).toMatchObject({
+      decision: 'allow',
+      origin: 'agent-summarizer-v2',
+      tool: 'read_documents',
+    })
   })
 })

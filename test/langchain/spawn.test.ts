@@ -4,7 +4,16 @@ import { tool, type StructuredToolInterface } from '@langchain/core/tools'
 import { createAgent, type AgentMiddleware } from 'langchain'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { agentAsTool, agentTrustMiddleware, callerFromContext, guardTools, handoffTool, runSubagent, taskTool, type SubagentDefinition } from 'agent-trust/langchain'
+import {
+  agentAsTool,
+  agentTrustMiddleware,
+  callerFromContext,
+  guardTools,
+  handoffTool,
+  runSubagent,
+  taskTool,
+  type SubagentDefinition,
+} from 'agent-trust/langchain'
 import { ctx, JWS_SHAPE, makeKernel, makeTools, scripted, strings, toolMessages } from './fixtures.js'
 
 const ask = { messages: [new HumanMessage('please read user-123 and user-456')] }
@@ -27,8 +36,12 @@ function makeChild(k: Kernel, turns: Parameters<typeof scripted>[0], options: { 
     { name: 'whoami', description: 'who runs', schema: z.object({}) },
   )
   const model = scripted(turns)
-  const middleware: AgentMiddleware[] = options.middleware === true ? [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier, onDenied: 'soft' })] : []
-  const tools: StructuredToolInterface[] = [...guardTools([readDocuments, writeDocument], { authority: k.authority, verifier: k.verifier }), whoami]
+  const middleware: AgentMiddleware[] =
+    options.middleware === true ? [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier, onDenied: 'soft' })] : []
+  const tools: StructuredToolInterface[] = [
+    ...guardTools([readDocuments, writeDocument], { authority: k.authority, verifier: k.verifier }),
+    whoami,
+  ]
   const agent = createAgent({ model, tools, middleware })
   return { agent, calls, seen, model }
 }
@@ -38,15 +51,34 @@ const READER: SubagentDefinition['child'] = { trustLevel: 'L2', grants: ['db:rea
 describe('agent wrapped as a tool', () => {
   it('an L3 parent spawns an L2 child that runs as itself, with a narrowed context', async () => {
     const k = await makeKernel()
-    const child = makeChild(k, [[{ name: 'whoami', args: {} }], [{ name: 'read_documents', args: { namespace: 'user-456' } }], 'child read user-456'])
-    const researcher = agentAsTool({ name: 'researcher', description: 'reads documents', agent: child.agent, child: READER }, { authority: k.authority })
+    const child = makeChild(k, [
+      [{ name: 'whoami', args: {} }],
+      [{ name: 'read_documents', args: { namespace: 'user-456' } }],
+      'child read user-456',
+    ])
+    const researcher = agentAsTool(
+      { name: 'researcher', description: 'reads documents', agent: child.agent, child: READER },
+      { authority: k.authority },
+    )
     const parentModel = scripted([[{ name: 'researcher', args: { input: 'read user-456' } }], 'parent done'])
-    const parent = createAgent({ model: parentModel, tools: [researcher], middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })] })
-    const out = await parent.invoke(ask, { context: ctx('agent-orchestrator'), configurable: { thread_id: 'parent-thread', secret_flag: 'parent-only' } })
+    const parent = createAgent({
+      model: parentModel,
+      tools: [researcher],
+      middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })],
+    })
+    const out = await parent.invoke(ask, {
+      context: ctx('agent-orchestrator'),
+      configurable: { thread_id: 'parent-thread', secret_flag: 'parent-only' },
+    })
     expect(toolMessages(out.messages)).toEqual([{ name: 'researcher', content: 'child read user-456', status: 'success' }])
 
     const spawn = k.audit.events.find((e) => e.action === 'spawn')!
-    expect(spawn).toMatchObject({ decision: 'allow', origin: 'agent-orchestrator', trustLevel: 'L2', capability: ['db:read:documents:namespace:user-456'] })
+    expect(spawn).toMatchObject({
+      decision: 'allow',
+      origin: 'agent-orchestrator',
+      trustLevel: 'L2',
+      capability: ['db:read:documents:namespace:user-456'],
+    })
     const childId = spawn.destination!
     expect(childId).toMatch(/^agent-orchestrator\.researcher\.[0-9a-f-]{36}$/)
     expect(k.authority.agent(childId)?.declaration.parent).toBe('agent-orchestrator')
@@ -59,7 +91,9 @@ describe('agent wrapped as a tool', () => {
     expect(seen.configurable.thread_id).toBeUndefined()
     expect(seen.configurable.secret_flag).toBeUndefined()
     // Nothing of the parent's: no identity, no token, no configurable value (LangChain copies those into metadata too).
-    expect(strings(child.seen).some((s) => JWS_SHAPE.test(s) || s === 'agent-orchestrator' || s === 'parent-only' || s === 'parent-thread')).toBe(false)
+    expect(
+      strings(child.seen).some((s) => JWS_SHAPE.test(s) || s === 'agent-orchestrator' || s === 'parent-only' || s === 'parent-thread'),
+    ).toBe(false)
     // Each spawn is a fresh child, never a reused id.
     const twice = makeChild(k, ['first', 'second'])
     const again = agentAsTool({ name: 'again', description: 'x', agent: twice.agent, child: READER }, { authority: k.authority })
@@ -86,14 +120,28 @@ describe('agent wrapped as a tool', () => {
     expect(callerFromContext((child.seen[0] as { context: unknown }).context)?.agentId).toBe('agent-orchestrator')
   })
 
-  it('a child that tries to use its parent\'s capabilities is denied, as itself', async () => {
+  it("a child that tries to use its parent's capabilities is denied, as itself", async () => {
     const k = await makeKernel()
     // user-123 is the parent's (db:read:documents:namespace:*), not the child's.
-    const child = makeChild(k, [[{ name: 'read_documents', args: { namespace: 'user-123' } }], [{ name: 'write_document', args: { namespace: 'user-456', text: 'x' } }], 'child gave up'], {
-      middleware: true,
+    const child = makeChild(
+      k,
+      [
+        [{ name: 'read_documents', args: { namespace: 'user-123' } }],
+        [{ name: 'write_document', args: { namespace: 'user-456', text: 'x' } }],
+        'child gave up',
+      ],
+      {
+        middleware: true,
+      },
+    )
+    const researcher = agentAsTool(
+      { name: 'researcher', description: 'reads', agent: child.agent, child: READER },
+      { authority: k.authority },
+    )
+    const parent = createAgent({
+      model: scripted([[{ name: 'researcher', args: { input: 'read user-123' } }], 'parent done']),
+      tools: [researcher],
     })
-    const researcher = agentAsTool({ name: 'researcher', description: 'reads', agent: child.agent, child: READER }, { authority: k.authority })
-    const parent = createAgent({ model: scripted([[{ name: 'researcher', args: { input: 'read user-123' } }], 'parent done']), tools: [researcher] })
     const out = await parent.invoke(ask, { context: ctx('agent-orchestrator') })
     expect(out.messages.at(-1)!.content).toBe('parent done')
     expect(child.calls.runs).toHaveLength(0)
@@ -123,7 +171,11 @@ describe('agent wrapped as a tool', () => {
         return { messages: [new HumanMessage(await read!.invoke({ namespace: 'user-456' }, { context: config?.context }))] }
       },
     }
-    const run = runSubagent({ name: 'r', description: 'r', agent: childAgent, child: READER }, { parentContext: ctx('agent-orchestrator'), messages: [] }, { authority: k.authority })
+    const run = runSubagent(
+      { name: 'r', description: 'r', agent: childAgent, child: READER },
+      { parentContext: ctx('agent-orchestrator'), messages: [] },
+      { authority: k.authority },
+    )
     await expect(run).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
     expect(k.authority.agent(childId)?.revoked).toBe(true)
   })
@@ -131,13 +183,43 @@ describe('agent wrapped as a tool', () => {
 
 describe('spawn refusals are coded and audited', () => {
   const cases: Array<{ what: string; parent: string; child: SubagentDefinition['child']; code: string }> = [
-    { what: 'an L2 agent trying to spawn', parent: 'agent-summarizer-v2', child: { trustLevel: 'L1', grants: [] }, code: 'ERR_SPAWN_DENIED' },
-    { what: 'an L1 agent trying to spawn', parent: 'agent-status-reader', child: { trustLevel: 'L1', grants: [] }, code: 'ERR_SPAWN_DENIED' },
+    {
+      what: 'an L2 agent trying to spawn',
+      parent: 'agent-summarizer-v2',
+      child: { trustLevel: 'L1', grants: [] },
+      code: 'ERR_SPAWN_DENIED',
+    },
+    {
+      what: 'an L1 agent trying to spawn',
+      parent: 'agent-status-reader',
+      child: { trustLevel: 'L1', grants: [] },
+      code: 'ERR_SPAWN_DENIED',
+    },
     { what: 'an unknown parent', parent: 'agent-nobody', child: { trustLevel: 'L1', grants: [] }, code: 'ERR_SPAWN_DENIED' },
-    { what: 'an L3 child with egress beyond its parent\'s', parent: 'agent-orchestrator', child: { trustLevel: 'L3', grants: [], egress: ['https://external-api.com'] }, code: 'ERR_SPAWN_ESCALATION' },
-    { what: 'a child with grants beyond its parent\'s', parent: 'agent-orchestrator', child: { trustLevel: 'L2', grants: ['admin:*'] }, code: 'ERR_SCOPE_ESCALATION' },
-    { what: 'a child with a wildcard wider than the parent\'s grant', parent: 'agent-orchestrator', child: { trustLevel: 'L2', grants: ['db:*:documents:namespace:*'] }, code: 'ERR_SCOPE_ESCALATION' },
-    { what: 'a child as deep as its parent', parent: 'agent-orchestrator', child: { trustLevel: 'L2', grants: [], maxDelegationDepth: 2 }, code: 'ERR_DELEGATION_DEPTH' },
+    {
+      what: "an L3 child with egress beyond its parent's",
+      parent: 'agent-orchestrator',
+      child: { trustLevel: 'L3', grants: [], egress: ['https://external-api.com'] },
+      code: 'ERR_SPAWN_ESCALATION',
+    },
+    {
+      what: "a child with grants beyond its parent's",
+      parent: 'agent-orchestrator',
+      child: { trustLevel: 'L2', grants: ['admin:*'] },
+      code: 'ERR_SCOPE_ESCALATION',
+    },
+    {
+      what: "a child with a wildcard wider than the parent's grant",
+      parent: 'agent-orchestrator',
+      child: { trustLevel: 'L2', grants: ['db:*:documents:namespace:*'] },
+      code: 'ERR_SCOPE_ESCALATION',
+    },
+    {
+      what: 'a child as deep as its parent',
+      parent: 'agent-orchestrator',
+      child: { trustLevel: 'L2', grants: [], maxDelegationDepth: 2 },
+      code: 'ERR_DELEGATION_DEPTH',
+    },
   ]
   for (const c of cases) {
     it(`${c.what}: ${c.code}`, async () => {
@@ -145,7 +227,11 @@ describe('spawn refusals are coded and audited', () => {
       const child = makeChild(k, ['never runs'])
       const sub = agentAsTool({ name: 'helper', description: 'h', agent: child.agent, child: c.child }, { authority: k.authority })
       // Fail-closed parent: the run stops with the code.
-      const parent = createAgent({ model: scripted([[{ name: 'helper', args: { input: 'go' } }], 'x']), tools: [sub], middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })] })
+      const parent = createAgent({
+        model: scripted([[{ name: 'helper', args: { input: 'go' } }], 'x']),
+        tools: [sub],
+        middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })],
+      })
       await expect(parent.invoke(ask, { context: ctx(c.parent) })).rejects.toMatchObject({ code: c.code })
       expect(child.model.callCount).toBe(0)
       expect(k.audit.events.filter((e) => e.action === 'spawn')).toMatchObject([{ decision: 'deny', code: c.code, origin: c.parent }])
@@ -156,7 +242,16 @@ describe('spawn refusals are coded and audited', () => {
   it('an L3 child of an L3 parent (equal level) is allowed: the level bound is <=', async () => {
     const k = await makeKernel()
     const child = makeChild(k, ['ok'])
-    const run = await runSubagent({ name: 'peer', description: 'p', agent: child.agent, child: { trustLevel: 'L3', grants: ['db:read:documents:namespace:*'], maxDelegationDepth: 1 } }, { parentContext: ctx('agent-orchestrator'), messages: [new HumanMessage('x')] }, { authority: k.authority })
+    const run = await runSubagent(
+      {
+        name: 'peer',
+        description: 'p',
+        agent: child.agent,
+        child: { trustLevel: 'L3', grants: ['db:read:documents:namespace:*'], maxDelegationDepth: 1 },
+      },
+      { parentContext: ctx('agent-orchestrator'), messages: [new HumanMessage('x')] },
+      { authority: k.authority },
+    )
     expect(run.child).toMatchObject({ trustLevel: 'L3', parent: 'agent-orchestrator' })
     expect(run.text).toBe('ok')
   })
@@ -164,11 +259,24 @@ describe('spawn refusals are coded and audited', () => {
   it('no parent identity in the context: ERR_SPAWN_DENIED; soft mode tells the model', async () => {
     const k = await makeKernel()
     const child = makeChild(k, ['never'])
-    await expect(runSubagent({ name: 'x', description: 'x', agent: child.agent, child: READER }, { parentContext: { configurable: 'nope' }, messages: [] }, { authority: k.authority })).rejects.toMatchObject({
+    await expect(
+      runSubagent(
+        { name: 'x', description: 'x', agent: child.agent, child: READER },
+        { parentContext: { configurable: 'nope' }, messages: [] },
+        { authority: k.authority },
+      ),
+    ).rejects.toMatchObject({
       code: 'ERR_SPAWN_DENIED',
     })
-    const sub = agentAsTool({ name: 'helper', description: 'h', agent: child.agent, child: { trustLevel: 'L1', grants: [] } }, { authority: k.authority })
-    const parent = createAgent({ model: scripted([[{ name: 'helper', args: { input: 'go' } }], 'ok then']), tools: [sub], middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier, onDenied: 'soft' })] })
+    const sub = agentAsTool(
+      { name: 'helper', description: 'h', agent: child.agent, child: { trustLevel: 'L1', grants: [] } },
+      { authority: k.authority },
+    )
+    const parent = createAgent({
+      model: scripted([[{ name: 'helper', args: { input: 'go' } }], 'ok then']),
+      tools: [sub],
+      middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier, onDenied: 'soft' })],
+    })
     const out = await parent.invoke(ask, { context: ctx('agent-summarizer-v2') })
     expect(toolMessages(out.messages)[0]!.content).toMatch(/^agent-trust denied this tool call: ERR_SPAWN_DENIED\./)
     expect(out.messages.at(-1)!.content).toBe('ok then')
@@ -177,12 +285,21 @@ describe('spawn refusals are coded and audited', () => {
   it('bad definitions fail at set-up', async () => {
     const k = await makeKernel()
     const agent = makeChild(k, ['x']).agent
-    expect(() => agentAsTool({ name: 'bad name', description: 'x', agent, child: READER }, { authority: k.authority })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
-    expect(() => agentAsTool({ name: 'ok', description: 'x', agent, child: { trustLevel: 'L9' } as never }, { authority: k.authority })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
-    expect(() => agentAsTool({ name: 'ok', description: 'x', agent, child: { ...READER, parent: 'agent-orchestrator' } as never }, { authority: k.authority })).toThrowError(
+    expect(() => agentAsTool({ name: 'bad name', description: 'x', agent, child: READER }, { authority: k.authority })).toThrowError(
       expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
     )
-    expect(() => agentAsTool({ name: 'ok', description: 'x', agent, child: READER }, {} as never)).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() =>
+      agentAsTool({ name: 'ok', description: 'x', agent, child: { trustLevel: 'L9' } as never }, { authority: k.authority }),
+    ).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() =>
+      agentAsTool(
+        { name: 'ok', description: 'x', agent, child: { ...READER, parent: 'agent-orchestrator' } as never },
+        { authority: k.authority },
+      ),
+    ).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => agentAsTool({ name: 'ok', description: 'x', agent, child: READER }, {} as never)).toThrowError(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
     expect(() => taskTool([], { authority: k.authority })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     const d = { name: 'dup', description: 'x', agent, child: READER }
     expect(() => taskTool([d, d], { authority: k.authority })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
@@ -197,13 +314,22 @@ describe('task tool and supervisor hand-offs', () => {
     const task = taskTool(
       [
         { name: 'reader', description: 'reads', agent: reader.agent, child: READER },
-        { name: 'writer', description: 'writes', agent: writer.agent, child: { trustLevel: 'L2', grants: ['db:write:documents:namespace:user-456'] } },
+        {
+          name: 'writer',
+          description: 'writes',
+          agent: writer.agent,
+          child: { trustLevel: 'L2', grants: ['db:write:documents:namespace:user-456'] },
+        },
       ],
       { authority: k.authority },
     )
     expect(task.name).toBe('task')
     const parent = createAgent({
-      model: scripted([[{ name: 'task', args: { subagent_type: 'reader', description: 'read user-456' } }], [{ name: 'task', args: { subagent_type: 'admin', description: 'x' } }], 'done']),
+      model: scripted([
+        [{ name: 'task', args: { subagent_type: 'reader', description: 'read user-456' } }],
+        [{ name: 'task', args: { subagent_type: 'admin', description: 'x' } }],
+        'done',
+      ]),
       tools: [task],
       middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier, onDenied: 'soft' })],
     })
@@ -215,14 +341,26 @@ describe('task tool and supervisor hand-offs', () => {
     expect(writer.model.callCount).toBe(0)
     expect(k.audit.events.filter((e) => e.action === 'spawn').map((e) => e.decision)).toEqual(['allow'])
     // An L2 caller cannot use the task tool to spawn either.
-    const l2 = createAgent({ model: scripted([[{ name: 'task', args: { subagent_type: 'reader', description: 'x' } }], 'x']), tools: [task], middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })] })
+    const l2 = createAgent({
+      model: scripted([[{ name: 'task', args: { subagent_type: 'reader', description: 'x' } }], 'x']),
+      tools: [task],
+      middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })],
+    })
     await expect(l2.invoke(ask, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED' })
   })
 
-  it('transfer_to_<name>: the worker is spawned as the supervisor\'s child and gets only the user\'s messages', async () => {
+  it("transfer_to_<name>: the worker is spawned as the supervisor's child and gets only the user's messages", async () => {
     const k = await makeKernel()
     const worker = makeChild(k, [[{ name: 'whoami', args: {} }], 'worker answer'])
-    const handoff = handoffTool({ name: 'math_worker', description: 'does math', agent: worker.agent, child: { trustLevel: 'L1', grants: ['db:read:documents:namespace:user-123'] } }, { authority: k.authority })
+    const handoff = handoffTool(
+      {
+        name: 'math_worker',
+        description: 'does math',
+        agent: worker.agent,
+        child: { trustLevel: 'L1', grants: ['db:read:documents:namespace:user-123'] },
+      },
+      { authority: k.authority },
+    )
     expect(handoff.name).toBe('transfer_to_math_worker')
     const supervisor = createAgent({
       model: scripted([[{ name: 'transfer_to_math_worker', args: { note: 'focus on totals' } }], 'supervisor relays: worker answer']),
@@ -239,7 +377,11 @@ describe('task tool and supervisor hand-offs', () => {
     const childId = k.audit.events.find((e) => e.action === 'spawn' && e.decision === 'allow')!.destination
     expect(callerFromContext((worker.seen[0] as { context: unknown }).context)?.agentId).toBe(childId)
     // A non-L3 supervisor cannot hand off.
-    const l2 = createAgent({ model: scripted([[{ name: 'transfer_to_math_worker', args: {} }], 'x']), tools: [handoff], middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })] })
+    const l2 = createAgent({
+      model: scripted([[{ name: 'transfer_to_math_worker', args: {} }], 'x']),
+      tools: [handoff],
+      middleware: [agentTrustMiddleware({ authority: k.authority, verifier: k.verifier })],
+    })
     await expect(l2.invoke(ask, { context: ctx('agent-summarizer-v2') })).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED' })
   })
 })

@@ -56,10 +56,18 @@ function counting(issuer: CapabilityIssuer): CapabilityIssuer & { mints: number 
 }
 
 const wrap = (issuer: CapabilityIssuer = authority, over: Partial<Parameters<typeof withCapabilities>[1]> = {}) =>
-  withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), { issuer, agentId: 'agent-summarizer-v2', serverId: SERVER_ID, context: CONTEXT, ...over })
+  withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), {
+    issuer,
+    agentId: 'agent-summarizer-v2',
+    serverId: SERVER_ID,
+    context: CONTEXT,
+    ...over,
+  })
 
-const tokenOf = (m: JSONRPCMessage) => ((m as { params?: { _meta?: Record<string, unknown> } }).params?._meta?.[META_KEY] as string | undefined)
-const claimsOf = (t: string) => JSON.parse(Buffer.from(t.split('.')[1] as string, 'base64url').toString()) as { jti: string; aud: string; scope: string[] }
+const tokenOf = (m: JSONRPCMessage) =>
+  (m as { params?: { _meta?: Record<string, unknown> } }).params?._meta?.[META_KEY] as string | undefined
+const claimsOf = (t: string) =>
+  JSON.parse(Buffer.from(t.split('.')[1] as string, 'base64url').toString()) as { jti: string; aud: string; scope: string[] }
 
 describe('withCapabilities', () => {
   it('attaches a fresh, exact token to every request and none to initialize/ping', async () => {
@@ -82,14 +90,20 @@ describe('withCapabilities', () => {
   it('overwrites a token the caller put in _meta itself', async () => {
     const client = wrap()
     const sent = await connect(client)
-    const planted = await authority.mint({ subject: 'agent-operator', audience: SERVER_ID, scope: ['db:read:documents:namespace:user-456'], operation: 'read', context: CONTEXT })
+    const planted = await authority.mint({
+      subject: 'agent-operator',
+      audience: SERVER_ID,
+      scope: ['db:read:documents:namespace:user-456'],
+      operation: 'read',
+      context: CONTEXT,
+    })
     await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' }, _meta: { [META_KEY]: planted, other: 1 } })
     const last = sent.at(-1) as JSONRPCMessage
     expect(tokenOf(last)).not.toBe(planted)
     expect((last as { params: { _meta: Record<string, unknown> } }).params._meta.other).toBe(1)
   })
 
-  it('a mint refusal rejects with the authority\'s code and sends nothing', async () => {
+  it("a mint refusal rejects with the authority's code and sends nothing", async () => {
     const client = wrap()
     const sent = await connect(client)
     const before = sent.length
@@ -129,7 +143,9 @@ describe('withCapabilities', () => {
     await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })
     await client.close()
     await connect(client, buildMcpServer(log))
-    await expect(client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })).rejects.toMatchObject({ code: 'ERR_TOKEN_AUDIENCE' })
+    await expect(client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })).rejects.toMatchObject({
+      code: 'ERR_TOKEN_AUDIENCE',
+    })
     expect(issuer.mints).toBe(1)
   })
 
@@ -139,7 +155,9 @@ describe('withCapabilities', () => {
     const sent = await connect(client)
     await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })
     await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })
-    const tasks = sent.filter((m) => tokenOf(m) !== undefined).map((m) => (claimsOf(tokenOf(m) as string) as unknown as { context: { task_id: string } }).context.task_id)
+    const tasks = sent
+      .filter((m) => tokenOf(m) !== undefined)
+      .map((m) => (claimsOf(tokenOf(m) as string) as unknown as { context: { task_id: string } }).context.task_id)
     expect(tasks).toEqual(['task-1', 'task-2'])
     expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'x' } }))).toBe('x')
   })
@@ -148,6 +166,8 @@ describe('withCapabilities', () => {
     expect(() => withCapabilities({} as Client, { issuer: authority, agentId: 'a', serverId: 's', context: CONTEXT })).toThrow(TypeError)
     expect(() => wrap(authority, { serverId: '' })).toThrow(TypeError)
     const client = wrap()
-    expect(() => withCapabilities(client, { issuer: authority, agentId: 'agent-summarizer-v2', serverId: SERVER_ID, context: CONTEXT })).toThrow(TypeError)
+    expect(() =>
+      withCapabilities(client, { issuer: authority, agentId: 'agent-summarizer-v2', serverId: SERVER_ID, context: CONTEXT }),
+    ).toThrow(TypeError)
   })
 })

@@ -19,7 +19,11 @@ import { CAPABILITY_DENIED, withCapabilities } from 'agent-trust/mcp'
 import { CONTEXT, textOf } from '../fixtures/mcp-world.js'
 
 const CLI = fileURLToPath(new URL('../../adapters/mcp/gateway-cli.ts', import.meta.url))
-const EVERYTHING = join(dirname(createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/package.json')), 'dist', 'index.js')
+const EVERYTHING = join(
+  dirname(createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/package.json')),
+  'dist',
+  'index.js',
+)
 const NODE_ARGS = ['--import', 'tsx', '--conditions=agent-trust-source', CLI]
 const dir = mkdtempSync(join(tmpdir(), 'agent-trust-mcp-gw-'))
 const manifestPath = join(dir, 'manifest.json')
@@ -39,10 +43,14 @@ let authority: Authority
 beforeAll(async () => {
   writeFileSync(manifestPath, JSON.stringify(manifestWith([])))
   // 1. The operator reviews what the upstream offers.
-  const { stdout } = await promisify(execFile)(process.execPath, [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--print-hashes', '--', process.execPath, EVERYTHING, 'stdio'], {
-    env: getDefaultEnvironment(),
-    timeout: 30_000,
-  })
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--print-hashes', '--', process.execPath, EVERYTHING, 'stdio'],
+    {
+      env: getDefaultEnvironment(),
+      timeout: 30_000,
+    },
+  )
   const review = JSON.parse(stdout) as { tools: ToolDeclaration[]; status: Array<{ name: string; state: string }> }
   expect(review.status.every((s) => s.state === 'unpinned')).toBe(true)
   // 2. ...and approves only `echo` (read-only).
@@ -63,7 +71,19 @@ afterAll(async () => {
 function gatewayTransport(): StdioClientTransport {
   return new StdioClientTransport({
     command: process.execPath,
-    args: [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--jwks', jwksPath, '--', process.execPath, EVERYTHING, 'stdio'],
+    args: [
+      ...NODE_ARGS,
+      '--manifest',
+      manifestPath,
+      '--server-id',
+      'everything',
+      '--jwks',
+      jwksPath,
+      '--',
+      process.execPath,
+      EVERYTHING,
+      'stdio',
+    ],
     env: getDefaultEnvironment(),
     stderr: 'ignore',
   })
@@ -71,24 +91,54 @@ function gatewayTransport(): StdioClientTransport {
 
 describe('agent-trust-mcp-gateway (stdio) in front of server-everything', () => {
   it('serves only the approved tool to a token holder; a caller without a token is denied', async () => {
-    const agent = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), { issuer: authority, agentId: 'agent-summarizer-v2', serverId: 'everything', context: CONTEXT })
+    const agent = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: 'agent-summarizer-v2',
+      serverId: 'everything',
+      context: CONTEXT,
+    })
     const raw = new Client({ name: 'raw', version: '1.0.0' })
     clients.push(agent, raw)
     await Promise.all([agent.connect(gatewayTransport()), raw.connect(gatewayTransport())])
     expect((await agent.listTools()).tools.map((t) => t.name)).toEqual(['echo'])
     expect(textOf(await agent.callTool({ name: 'echo', arguments: { message: 'hello' } }))).toBe('Echo: hello')
     await expect(agent.callTool({ name: 'get-env', arguments: {} })).rejects.toMatchObject({ code: 'ERR_SCOPE_DENIED' })
-    await expect(raw.callTool({ name: 'echo', arguments: { message: 'hello' } })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_MISSING' } })
-    await expect(raw.callTool({ name: 'get-env', arguments: {} })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOOL_UNDECLARED' } })
+    await expect(raw.callTool({ name: 'echo', arguments: { message: 'hello' } })).rejects.toMatchObject({
+      code: CAPABILITY_DENIED,
+      data: { code: 'ERR_TOKEN_MISSING' },
+    })
+    await expect(raw.callTool({ name: 'get-env', arguments: {} })).rejects.toMatchObject({
+      code: CAPABILITY_DENIED,
+      data: { code: 'ERR_TOOL_UNDECLARED' },
+    })
   })
 })
 
 /** Start the gateway listening on loopback HTTP; resolves with its URL and the line it logged. */
 async function startHttpGateway(extra: string[]): Promise<{ url: URL; line: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--jwks', jwksPath, '--listen', 'http://127.0.0.1:0/mcp', ...extra, '--', process.execPath, EVERYTHING, 'stdio'], {
-    env: getDefaultEnvironment(),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [
+      ...NODE_ARGS,
+      '--manifest',
+      manifestPath,
+      '--server-id',
+      'everything',
+      '--jwks',
+      jwksPath,
+      '--listen',
+      'http://127.0.0.1:0/mcp',
+      ...extra,
+      '--',
+      process.execPath,
+      EVERYTHING,
+      'stdio',
+    ],
+    {
+      env: getDefaultEnvironment(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
   children.push(child)
   let stderr = ''
   return new Promise((resolve, reject) => {
@@ -112,30 +162,71 @@ describe('agent-trust-mcp-gateway over Streamable HTTP', () => {
   it('checks signatures on the crypto thread by default when serving HTTP, and enforces the same', async () => {
     const { url, line } = await startHttpGateway([])
     expect(line).toBe('mode enforce, signatures checked on the crypto thread')
-    const agent = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), { issuer: authority, agentId: 'agent-summarizer-v2', serverId: 'everything', context: CONTEXT })
+    const agent = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: 'agent-summarizer-v2',
+      serverId: 'everything',
+      context: CONTEXT,
+    })
     const raw = new Client({ name: 'raw', version: '1.0.0' })
     clients.push(agent, raw)
     await agent.connect(new StreamableHTTPClientTransport(url))
     await raw.connect(new StreamableHTTPClientTransport(url))
-    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => agent.callTool({ name: 'echo', arguments: { message: `m${i}` } })))
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => agent.callTool({ name: 'echo', arguments: { message: `m${i}` } })),
+    )
     expect(results.map(textOf)).toEqual(Array.from({ length: 8 }, (_, i) => `Echo: m${i}`))
     // A token signed by a key the gateway does not trust, through the same thread: denied.
     const stranger = await Authority.create({ manifest: manifestWith([]) })
-    const forged = await stranger.mint({ subject: 'agent-summarizer-v2', audience: 'everything', scope: ['tool:everything:echo'], operation: 'read', context: CONTEXT })
-    await expect(raw.callTool({ name: 'echo', arguments: { message: 'x' }, _meta: { 'io.agent-trust/capability': forged } })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_KEY_UNKNOWN' } })
+    const forged = await stranger.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'everything',
+      scope: ['tool:everything:echo'],
+      operation: 'read',
+      context: CONTEXT,
+    })
+    await expect(
+      raw.callTool({ name: 'echo', arguments: { message: 'x' }, _meta: { 'io.agent-trust/capability': forged } }),
+    ).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_KEY_UNKNOWN' } })
     // A token of the trusted authority whose signature was altered: denied by the thread's check.
-    const good = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'everything', scope: ['tool:everything:echo'], operation: 'read', context: CONTEXT })
+    const good = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'everything',
+      scope: ['tool:everything:echo'],
+      operation: 'read',
+      context: CONTEXT,
+    })
     const sig = Buffer.from(good.slice(good.lastIndexOf('.') + 1), 'base64url')
     sig[7] = (sig[7] as number) ^ 0x20
     const altered = `${good.slice(0, good.lastIndexOf('.') + 1)}${sig.toString('base64url')}`
-    await expect(raw.callTool({ name: 'echo', arguments: { message: 'x' }, _meta: { 'io.agent-trust/capability': altered } })).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_SIGNATURE' } })
+    await expect(
+      raw.callTool({ name: 'echo', arguments: { message: 'x' }, _meta: { 'io.agent-trust/capability': altered } }),
+    ).rejects.toMatchObject({ code: CAPABILITY_DENIED, data: { code: 'ERR_TOKEN_SIGNATURE' } })
   })
 
   it('checks inline when told to, and refuses an unknown --crypto-offload value', async () => {
     const { line } = await startHttpGateway(['--crypto-offload', 'off'])
     expect(line).toBe('mode enforce, signatures checked inline')
     await expect(
-      promisify(execFile)(process.execPath, [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--jwks', jwksPath, '--crypto-offload', 'yes', '--', process.execPath, EVERYTHING, 'stdio'], { env: getDefaultEnvironment(), timeout: 30_000 }),
+      promisify(execFile)(
+        process.execPath,
+        [
+          ...NODE_ARGS,
+          '--manifest',
+          manifestPath,
+          '--server-id',
+          'everything',
+          '--jwks',
+          jwksPath,
+          '--crypto-offload',
+          'yes',
+          '--',
+          process.execPath,
+          EVERYTHING,
+          'stdio',
+        ],
+        { env: getDefaultEnvironment(), timeout: 30_000 },
+      ),
     ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--crypto-offload must be auto, on or off') })
   })
 })

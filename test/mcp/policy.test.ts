@@ -22,7 +22,8 @@ describe('method requirements', () => {
 })
 
 describe('mayCall (tools/list filtering)', () => {
-  const tool = (template: string, operation: 'read' | 'write' | 'execute' = 'read') => resolveTool('srv', 'x', { name: 'x', operation, scope: template })
+  const tool = (template: string, operation: 'read' | 'write' | 'execute' = 'read') =>
+    resolveTool('srv', 'x', { name: 'x', operation, scope: template })
 
   it('a placeholder matches a literal grant segment, a * grant matches anything', () => {
     const t = tool('db:read:documents:namespace:{namespace}')
@@ -56,12 +57,22 @@ describe('mayCall (tools/list filtering)', () => {
 })
 
 describe('toolDefinitionHash', () => {
-  const base = { name: 'echo', description: 'Echo a message', inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] } }
+  const base = {
+    name: 'echo',
+    description: 'Echo a message',
+    inputSchema: { type: 'object', properties: { message: { type: 'string' } }, required: ['message'] },
+  }
 
   it('is a base64url SHA-256 that ignores key order', () => {
     const h = toolDefinitionHash(base)
     expect(h).toMatch(/^[A-Za-z0-9_-]{43}$/)
-    expect(toolDefinitionHash({ inputSchema: { required: ['message'], properties: { message: { type: 'string' } }, type: 'object' }, description: 'Echo a message', name: 'echo' })).toBe(h)
+    expect(
+      toolDefinitionHash({
+        inputSchema: { required: ['message'], properties: { message: { type: 'string' } }, type: 'object' },
+        description: 'Echo a message',
+        name: 'echo',
+      }),
+    ).toBe(h)
   })
 
   it('changes with any change of name, description or schema (property)', () => {
@@ -71,7 +82,12 @@ describe('toolDefinitionHash', () => {
         fc.pre(s !== base.description && s !== base.name)
         expect(toolDefinitionHash({ ...base, description: s })).not.toBe(h)
         expect(toolDefinitionHash({ ...base, name: s })).not.toBe(h)
-        expect(toolDefinitionHash({ ...base, inputSchema: { ...base.inputSchema, properties: { message: { type: 'string', description: s } } } })).not.toBe(h)
+        expect(
+          toolDefinitionHash({
+            ...base,
+            inputSchema: { ...base.inputSchema, properties: { message: { type: 'string', description: s } } },
+          }),
+        ).not.toBe(h)
       }),
     )
     expect(toolDefinitionHash({ name: 'echo', inputSchema: base.inputSchema })).not.toBe(h)

@@ -42,7 +42,15 @@ afterEach(async () => {
 })
 
 function guard<T extends McpServer | Server>(server: T, over: Partial<Parameters<typeof guardMcpServer>[1]> = {}): T {
-  return guardMcpServer(server, { serverId: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, audit, mode: 'enforce', ...over })
+  return guardMcpServer(server, {
+    serverId: SERVER_ID,
+    issuers: [authority.trustedIssuer()],
+    store,
+    manifest: MANIFEST,
+    audit,
+    mode: 'enforce',
+    ...over,
+  })
 }
 
 async function connect(server: McpServer | Server, client = new Client({ name: 'test-client', version: '1.0.0' })): Promise<Client> {
@@ -54,7 +62,14 @@ async function connect(server: McpServer | Server, client = new Client({ name: '
 }
 
 const mintRead = (namespace = 'user-123', over: Partial<Parameters<Authority['mint']>[0]> = {}) =>
-  authority.mint({ subject: 'agent-summarizer-v2', audience: SERVER_ID, scope: [`db:read:documents:namespace:${namespace}`], operation: 'read', context: CONTEXT, ...over })
+  authority.mint({
+    subject: 'agent-summarizer-v2',
+    audience: SERVER_ID,
+    scope: [`db:read:documents:namespace:${namespace}`],
+    operation: 'read',
+    context: CONTEXT,
+    ...over,
+  })
 
 const call = (client: Client, token: unknown, args: Record<string, unknown> = { namespace: 'user-123' }, name = 'read_documents') =>
   client.callTool({ name, arguments: args, ...(token === undefined ? {} : { _meta: { [META_KEY]: token } }) })
@@ -79,14 +94,28 @@ describe('guardMcpServer on an McpServer (in memory)', () => {
 
   it('attack: a token minted for another server', async () => {
     const client = await connect(guard(buildMcpServer(log)))
-    const token = await authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-other-server', scope: ['tool:agent-other-server:echo'], operation: 'execute', context: CONTEXT })
+    const token = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-other-server',
+      scope: ['tool:agent-other-server:echo'],
+      operation: 'execute',
+      context: CONTEXT,
+    })
     await expect(call(client, token)).rejects.toMatchObject(denied('ERR_TOKEN_AUDIENCE'))
     expect(log.calls).toHaveLength(0)
   })
 
   it('attack: a token for another tool of this server', async () => {
     const client = await connect(guard(buildMcpServer(log)))
-    const echo = (await authority.mintForTool({ subject: 'agent-summarizer-v2', audience: SERVER_ID, tool: 'echo', args: { message: 'hi' }, context: CONTEXT })).token
+    const echo = (
+      await authority.mintForTool({
+        subject: 'agent-summarizer-v2',
+        audience: SERVER_ID,
+        tool: 'echo',
+        args: { message: 'hi' },
+        context: CONTEXT,
+      })
+    ).token
     await expect(call(client, echo)).rejects.toMatchObject(denied('ERR_SCOPE_DENIED'))
     expect(log.calls).toHaveLength(0)
   })
@@ -121,11 +150,24 @@ describe('guardMcpServer on an McpServer (in memory)', () => {
   it('attack: an L1 agent calling an execute tool (server side), and asking the authority for one (refused at mint)', async () => {
     const client = await connect(guard(buildMcpServer(log)))
     // The L1 agent obtains a token carrying the purge scope by asking for a "read" operation.
-    const token = await authority.mint({ subject: 'agent-status-reader', audience: SERVER_ID, scope: ['db:admin:purge:namespace:user-123'], operation: 'read', context: CONTEXT })
+    const token = await authority.mint({
+      subject: 'agent-status-reader',
+      audience: SERVER_ID,
+      scope: ['db:admin:purge:namespace:user-123'],
+      operation: 'read',
+      context: CONTEXT,
+    })
     await expect(call(client, token, { namespace: 'user-123' }, 'purge_namespace')).rejects.toMatchObject(denied('ERR_TRUST_LEVEL'))
-    const wrapped = withCapabilities(new Client({ name: 'l1', version: '1.0.0' }), { issuer: authority, agentId: 'agent-status-reader', serverId: SERVER_ID, context: CONTEXT })
+    const wrapped = withCapabilities(new Client({ name: 'l1', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: 'agent-status-reader',
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
     await connect(guard(buildMcpServer(log)), wrapped)
-    await expect(wrapped.callTool({ name: 'purge_namespace', arguments: { namespace: 'user-123' } })).rejects.toMatchObject({ code: 'ERR_TRUST_LEVEL' })
+    await expect(wrapped.callTool({ name: 'purge_namespace', arguments: { namespace: 'user-123' } })).rejects.toMatchObject({
+      code: 'ERR_TRUST_LEVEL',
+    })
     expect(log.calls).toHaveLength(0)
   })
 
@@ -159,13 +201,25 @@ describe('guardMcpServer on an McpServer (in memory)', () => {
       await expect(call(client, await mintRead(), { namespace })).rejects.toMatchObject(denied('ERR_SCOPE_INVALID'))
     }
     const event = audit.events.at(-1)
-    expect(event).toMatchObject({ action: 'tool_call', decision: 'deny', code: 'ERR_SCOPE_INVALID', destination: SERVER_ID, tool: 'read_documents' })
+    expect(event).toMatchObject({
+      action: 'tool_call',
+      decision: 'deny',
+      code: 'ERR_SCOPE_INVALID',
+      destination: SERVER_ID,
+      tool: 'read_documents',
+    })
     expect(typeof event?.argsHash).toBe('string')
   })
 
   it('an undeclared tool is execute with scope tool:<server>:<name>', async () => {
     const client = await connect(guard(buildMcpServer(log)))
-    const { token, scope, operation } = await authority.mintForTool({ subject: 'agent-summarizer-v2', audience: SERVER_ID, tool: 'echo', args: { message: 'hi' }, context: CONTEXT })
+    const { token, scope, operation } = await authority.mintForTool({
+      subject: 'agent-summarizer-v2',
+      audience: SERVER_ID,
+      tool: 'echo',
+      args: { message: 'hi' },
+      context: CONTEXT,
+    })
     expect({ scope, operation }).toEqual({ scope: 'tool:agent-database-reader:echo', operation: 'execute' })
     expect(textOf(await call(client, token, { message: 'hi' }, 'echo'))).toBe('hi')
   })
@@ -174,8 +228,15 @@ describe('guardMcpServer on an McpServer (in memory)', () => {
     const client = await connect(guard(buildMcpServer(log)))
     await expect(client.listTools()).rejects.toMatchObject(denied('ERR_TOKEN_MISSING'))
     const list = (agent: string) =>
-      authority.mint({ subject: agent, audience: SERVER_ID, scope: ['mcp:agent-database-reader:tools/list'], operation: 'read', context: CONTEXT })
-    const names = async (agent: string) => (await client.listTools({ _meta: { [META_KEY]: await list(agent) } })).tools.map((t) => t.name).sort()
+      authority.mint({
+        subject: agent,
+        audience: SERVER_ID,
+        scope: ['mcp:agent-database-reader:tools/list'],
+        operation: 'read',
+        context: CONTEXT,
+      })
+    const names = async (agent: string) =>
+      (await client.listTools({ _meta: { [META_KEY]: await list(agent) } })).tools.map((t) => t.name).sort()
     expect(await names('agent-summarizer-v2')).toEqual(['echo', 'read_documents'])
     // L1 holds the purge grant, but its level forbids execute: purge is not listed.
     expect(await names('agent-status-reader')).toEqual(['read_documents'])
@@ -189,8 +250,21 @@ describe('guardMcpServer on an McpServer (in memory)', () => {
     await call(client, token).catch(() => undefined)
     const events = audit.events.filter((e) => e.action === 'tool_call')
     expect(events).toHaveLength(2)
-    expect(events[0]).toMatchObject({ decision: 'allow', origin: 'agent-summarizer-v2', destination: SERVER_ID, tool: 'read_documents', capability: ['db:read:documents:namespace:user-123'], trustLevel: 'L2' })
-    expect(events[1]).toMatchObject({ decision: 'deny', code: 'ERR_TOKEN_REPLAYED', destination: SERVER_ID, tool: 'read_documents', jti: events[0]?.jti })
+    expect(events[0]).toMatchObject({
+      decision: 'allow',
+      origin: 'agent-summarizer-v2',
+      destination: SERVER_ID,
+      tool: 'read_documents',
+      capability: ['db:read:documents:namespace:user-123'],
+      trustLevel: 'L2',
+    })
+    expect(events[1]).toMatchObject({
+      decision: 'deny',
+      code: 'ERR_TOKEN_REPLAYED',
+      destination: SERVER_ID,
+      tool: 'read_documents',
+      jti: events[0]?.jti,
+    })
     expect(JSON.stringify(audit.events)).not.toContain(token)
   })
 
@@ -257,9 +331,9 @@ describe('guardMcpServer options', () => {
     const server = guard(buildMcpServer(log))
     expect(() => guard(server)).toThrow(TypeError)
     expect(() => guardMcpServer(buildMcpServer(log), { serverId: SERVER_ID } as never)).toThrow(TypeError)
-    expect(() => guardMcpServer(buildMcpServer(log), { serverId: 'no-such-server', issuers: [authority.trustedIssuer()], manifest: MANIFEST })).toThrow(
-      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
-    )
+    expect(() =>
+      guardMcpServer(buildMcpServer(log), { serverId: 'no-such-server', issuers: [authority.trustedIssuer()], manifest: MANIFEST }),
+    ).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], mode: 'enforce' })
     expect(() => guardMcpServer(buildMcpServer(log), { verifier, serverId: 'other' })).toThrow(TypeError)
     expect(() => guardMcpServer(buildMcpServer(log), { verifier, tools: [{ name: 'x', operation: 'delete' } as never] })).toThrow(
@@ -269,14 +343,18 @@ describe('guardMcpServer options', () => {
 
   it('takes a ready verifier and explicit tool declarations', async () => {
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, audit, mode: 'enforce' })
-    const client = await connect(guardMcpServer(buildMcpServer(log), { verifier, tools: [{ name: 'echo', operation: 'read', scope: 'echo:{message}' }] }))
-    const token = await authority.mint({ subject: 'agent-summarizer-v2', audience: SERVER_ID, scope: ['echo:hi'], operation: 'read', context: CONTEXT }).catch((e: unknown) => e)
+    const client = await connect(
+      guardMcpServer(buildMcpServer(log), { verifier, tools: [{ name: 'echo', operation: 'read', scope: 'echo:{message}' }] }),
+    )
+    const token = await authority
+      .mint({ subject: 'agent-summarizer-v2', audience: SERVER_ID, scope: ['echo:hi'], operation: 'read', context: CONTEXT })
+      .catch((e: unknown) => e)
     // The summarizer has no grant for echo:hi: the authority refuses; the operator can.
     expect(token).toMatchObject({ code: 'ERR_SCOPE_DENIED' })
     await expect(call(client, await mintRead(), { message: 'hi' }, 'echo')).rejects.toMatchObject(denied('ERR_SCOPE_DENIED'))
   })
 
-  it('passes the peerIdentity hook\'s peer to the verifier (a token presented by someone else is refused)', async () => {
+  it("passes the peerIdentity hook's peer to the verifier (a token presented by someone else is refused)", async () => {
     const client = await connect(guard(buildMcpServer(log), { peerIdentity: () => ({ agentId: 'agent-operator' }) }))
     await expect(call(client, await mintRead())).rejects.toMatchObject(denied('ERR_TOKEN_BINDING'))
     const failing = await connect(guard(buildMcpServer(log), { peerIdentity: () => Promise.reject(new Error('tls state unavailable')) }))

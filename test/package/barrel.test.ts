@@ -21,7 +21,10 @@ describe('package surface', () => {
   it('the root entry never imports undici, ioredis, the MCP SDK or LangChain', () => {
     const deps = [...importsOf(new URL('src/index.ts', root))].filter((s) => !s.startsWith('file:'))
     for (const banned of ['undici', 'ioredis', '@modelcontextprotocol/sdk', 'langchain', '@langchain/core']) {
-      expect(deps.some((d) => d === banned || d.startsWith(`${banned}/`)), banned).toBe(false)
+      expect(
+        deps.some((d) => d === banned || d.startsWith(`${banned}/`)),
+        banned,
+      ).toBe(false)
     }
   })
 

@@ -58,10 +58,16 @@ describe.skipIf(!available && !CI)('Redis Cluster (3 masters started by the test
         const store = make(`clrev${shards}`, shards)
         const other = make(`clrev${shards}`, shards) // the verifier's own connection
         const authority = await Authority.create({ manifest: MANIFEST, store })
-        const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: other, mode: 'enforce' })
+        const verifier = createVerifier({
+          id: 'agent-database-reader',
+          issuers: [authority.trustedIssuer()],
+          store: other,
+          mode: 'enforce',
+        })
         const read = { scope: READ_SCOPE, operation: 'read' as const }
         const jtiOf = (t: string): string => (JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti
-        const mint = (subject = 'agent-summarizer-v2') => authority.mint({ subject, audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+        const mint = (subject = 'agent-summarizer-v2') =>
+          authority.mint({ subject, audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
 
         const ok = await mint()
         await expect(verifier.verify(ok, read)).resolves.toBeDefined()
@@ -71,8 +77,18 @@ describe.skipIf(!available && !CI)('Redis Cluster (3 masters started by the test
         await authority.revokeToken(jtiOf(doomed))
         await expect(verifier.verify(doomed, read)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })
 
-        const root = await authority.mint({ subject: 'moltbot-orchestrator', audience: 'agent-summarizer-v2', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
-        const children = await Promise.all(Array.from({ length: 20 }, () => authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: 'agent-database-reader' })))
+        const root = await authority.mint({
+          subject: 'moltbot-orchestrator',
+          audience: 'agent-summarizer-v2',
+          scope: [READ_SCOPE],
+          operation: 'read',
+          context: CONTEXT,
+        })
+        const children = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: 'agent-database-reader' }),
+          ),
+        )
         await authority.revokeToken(jtiOf(root))
         // Children land on many shards (and so on several masters); every one is denied.
         for (const c of children) await expect(verifier.verify(c, read)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })

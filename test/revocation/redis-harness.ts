@@ -45,7 +45,13 @@ export async function sharedRedisUp(): Promise<boolean> {
   const u = new URL(REDIS_URL)
   if (u.password !== '' || u.username !== '') {
     // Authenticated URL: use ioredis for the check.
-    const r = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    const r = new Redis(REDIS_URL, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      connectTimeout: 500,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    })
     r.on('error', () => undefined)
     try {
       await r.connect()
@@ -198,14 +204,29 @@ export async function startCluster(masters = 3): Promise<RedisClusterProcesses> 
       ports.push(port)
       procs.push(
         spawnRedis([
-          '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-          '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`),
-          '--cluster-node-timeout', '2000', '--dir', dir,
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          join(dir, `nodes-${port}.conf`),
+          '--cluster-node-timeout',
+          '2000',
+          '--dir',
+          dir,
         ]),
       )
     }
     for (const port of ports) await waitUntil(() => ping('127.0.0.1', port), 10_000, `cluster node ${port}`)
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { timeout: 20_000 })
+    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      timeout: 20_000,
+    })
     await waitUntil(
       async () => {
         for (const port of ports) {

@@ -175,7 +175,7 @@ describe.skipIf(!available && !CI)('fail closed on a private redis-server', () =
     }
   })
 
-  it('the verifier denies with ERR_STORE_UNAVAILABLE during an outage and the authority\'s revocation fails loudly', async () => {
+  it("the verifier denies with ERR_STORE_UNAVAILABLE during an outage and the authority's revocation fails loudly", async () => {
     const own = await startRedis()
     const store = createRedisStore({ url: own.url, commandTimeoutMs: BOUND_MS, prefix: 'verifier' })
     stores.push(store)
@@ -183,7 +183,14 @@ describe.skipIf(!available && !CI)('fail closed on a private redis-server', () =
     const authority = await Authority.create({ manifest: MANIFEST, store })
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
     const read = { scope: READ_SCOPE, operation: 'read' as const }
-    const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const mint = () =>
+      authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
     await expect(verifier.verify(await mint(), read)).resolves.toBeDefined()
     await own.stop()
     await expect(verifier.verify(await mint(), read)).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
@@ -211,8 +218,47 @@ describe.skipIf(!available && !CI)('ACL separation: verifiers cannot lift revoca
     const admin = new Redis(server.url)
     try {
       // docs/stores.md: the two users, verbatim.
-      await admin.call('ACL', 'SETUSER', 'at-authority', 'on', '>authority-secret', 'resetkeys', '~{agent-trust:*', '~{agent-trust-keys}:*', 'resetchannels', '-@all', '+@read', '+@write', '+@scripting', '+@connection', '-@dangerous', '+info')
-      await admin.call('ACL', 'SETUSER', 'at-verifier', 'on', '>verifier-secret', 'resetkeys', '%RW~{agent-trust:*}:u:*', '%R~{agent-trust:*}:t:*', '%R~{agent-trust:*}:a:*', '%R~{agent-trust-keys}:jwks', 'resetchannels', '-@all', '+eval', '+evalsha', '+exists', '+mget', '+get', '+set', '+ping', '+info', '+@connection')
+      await admin.call(
+        'ACL',
+        'SETUSER',
+        'at-authority',
+        'on',
+        '>authority-secret',
+        'resetkeys',
+        '~{agent-trust:*',
+        '~{agent-trust-keys}:*',
+        'resetchannels',
+        '-@all',
+        '+@read',
+        '+@write',
+        '+@scripting',
+        '+@connection',
+        '-@dangerous',
+        '+info',
+      )
+      await admin.call(
+        'ACL',
+        'SETUSER',
+        'at-verifier',
+        'on',
+        '>verifier-secret',
+        'resetkeys',
+        '%RW~{agent-trust:*}:u:*',
+        '%R~{agent-trust:*}:t:*',
+        '%R~{agent-trust:*}:a:*',
+        '%R~{agent-trust-keys}:jwks',
+        'resetchannels',
+        '-@all',
+        '+eval',
+        '+evalsha',
+        '+exists',
+        '+mget',
+        '+get',
+        '+set',
+        '+ping',
+        '+info',
+        '+@connection',
+      )
     } finally {
       admin.disconnect()
     }
@@ -229,13 +275,30 @@ describe.skipIf(!available && !CI)('ACL separation: verifiers cannot lift revoca
     const verifierStore = createRedisStore({ url: url('at-verifier', 'verifier-secret'), commandTimeoutMs: 5000 })
     const keyStore = new RedisKeyStore({ url: url('at-authority', 'authority-secret'), commandTimeoutMs: 5000 })
     const jwks = redisJwks({ url: url('at-verifier', 'verifier-secret'), commandTimeoutMs: 5000 })
-    closers.push(() => authorityStore.close(), () => verifierStore.close(), () => keyStore.close(), () => jwks.close())
+    closers.push(
+      () => authorityStore.close(),
+      () => verifierStore.close(),
+      () => keyStore.close(),
+      () => jwks.close(),
+    )
 
     const manager = await createKeyManager({ store: keyStore })
     const authority = await Authority.create({ manifest: MANIFEST, keys: manager.keys, store: authorityStore })
-    const verifier = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: authority.id, jwks }], store: verifierStore, mode: 'enforce' })
+    const verifier = createVerifier({
+      id: 'agent-database-reader',
+      issuers: [{ issuer: authority.id, jwks }],
+      store: verifierStore,
+      mode: 'enforce',
+    })
     const read = { scope: READ_SCOPE, operation: 'read' as const }
-    const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const mint = () =>
+      authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
 
     // The verifier reads the public JWKS from Redis and consumes tokens.
     const t1 = await mint()
@@ -254,7 +317,9 @@ describe.skipIf(!available && !CI)('ACL separation: verifiers cannot lift revoca
     try {
       await expect(rogue.del(`{agent-trust:0}:t:${jti2}`)).rejects.toThrow(/NOPERM/)
       await expect(rogue.set(`{agent-trust:0}:t:${jti2}`, '1', 'PX', 1)).rejects.toThrow(/NOPERM/)
-      await expect(rogue.eval("return redis.call('SET', ARGV[1], '1', 'PX', 1)", 1, `{agent-trust:0}:u:${randomUUID()}`, `{agent-trust:0}:t:${jti2}`)).rejects.toThrow(/(NOPERM|can't access)/)
+      await expect(
+        rogue.eval("return redis.call('SET', ARGV[1], '1', 'PX', 1)", 1, `{agent-trust:0}:u:${randomUUID()}`, `{agent-trust:0}:t:${jti2}`),
+      ).rejects.toThrow(/(NOPERM|can't access)/)
       await expect(rogue.set(`{agent-trust:0}:a:agent-summarizer-v2`, '0')).rejects.toThrow(/NOPERM/)
       await expect(rogue.get('{agent-trust-keys}:private')).rejects.toThrow(/NOPERM/)
       const published = JSON.parse((await rogue.get('{agent-trust-keys}:jwks')) as string) as { keys: Array<Record<string, unknown>> }
@@ -277,7 +342,10 @@ describe.skipIf(!available && !CI)('Sentinel', () => {
     dir = mkdtempSync(join(tmpdir(), 'at-sentinel-'))
     const port = await freePort()
     const conf = join(dir, 'sentinel.conf')
-    writeFileSync(conf, `port ${port}\nbind 127.0.0.1\nsentinel monitor atmaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds atmaster 2000\n`)
+    writeFileSync(
+      conf,
+      `port ${port}\nbind 127.0.0.1\nsentinel monitor atmaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds atmaster 2000\n`,
+    )
     sentinel = spawnRedis([conf, '--sentinel'])
     await eventually(() => ping('127.0.0.1', port))
     ;(globalThis as { __sentinelPort?: number }).__sentinelPort = port

@@ -104,7 +104,16 @@ describe.skipIf(!up && !CI)('two verifier processes sharing one Redis', () => {
     const N = 10_000
     const tokens: string[] = []
     for (let i = 0; i < N; i++) {
-      tokens.push(await authority.mint({ subject: 'agent-summarizer-v2', audience: AUDIENCE, scope: [READ_SCOPE], operation: 'read', context: CONTEXT, ttlSeconds: 300 }))
+      tokens.push(
+        await authority.mint({
+          subject: 'agent-summarizer-v2',
+          audience: AUDIENCE,
+          scope: [READ_SCOPE],
+          operation: 'read',
+          context: CONTEXT,
+          ttlSeconds: 300,
+        }),
+      )
     }
     await Promise.all([a.request({ type: 'load', tokens }, 'loaded'), b.request({ type: 'load', tokens }, 'loaded')])
     const go = { type: 'go', concurrency: 64, scope: READ_SCOPE }
@@ -138,7 +147,13 @@ describe.skipIf(!up && !CI)('two verifier processes sharing one Redis', () => {
   })
 
   it('revoking an ancestor (exchange chain) denies the delegated token in the other process', async () => {
-    const root = await authority.mint({ subject: 'moltbot-orchestrator', audience: 'agent-summarizer-v2', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const root = await authority.mint({
+      subject: 'moltbot-orchestrator',
+      audience: 'agent-summarizer-v2',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
     const child = await authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: AUDIENCE })
     const sibling = await authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: AUDIENCE })
     expect(await verifyIn(a, sibling)).toBe('ok') // the chain works before the revocation

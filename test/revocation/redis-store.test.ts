@@ -119,9 +119,20 @@ describe.skipIf(!up && !CI)('RedisReplayRevocationStore (shared Redis)', () => {
     const jtis = Array.from({ length: 6 }, () => randomUUID())
     const agents = ['ag-0', 'ag-1', 'ag-2']
     const op = fc.oneof(
-      fc.record({ kind: fc.constant('check' as const), jti: fc.integer({ min: 0, max: 5 }), chain: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }), agents: fc.uniqueArray(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 2 }), iatOffset: fc.integer({ min: -3, max: 3 }), consume: fc.boolean() }),
+      fc.record({
+        kind: fc.constant('check' as const),
+        jti: fc.integer({ min: 0, max: 5 }),
+        chain: fc.uniqueArray(fc.integer({ min: 0, max: 5 }), { maxLength: 3 }),
+        agents: fc.uniqueArray(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 2 }),
+        iatOffset: fc.integer({ min: -3, max: 3 }),
+        consume: fc.boolean(),
+      }),
       fc.record({ kind: fc.constant('revokeToken' as const), jti: fc.integer({ min: 0, max: 5 }) }),
-      fc.record({ kind: fc.constant('revokeAgent' as const), agent: fc.integer({ min: 0, max: 2 }), atOffset: fc.integer({ min: -3, max: 3 }) }),
+      fc.record({
+        kind: fc.constant('revokeAgent' as const),
+        agent: fc.integer({ min: 0, max: 2 }),
+        atOffset: fc.integer({ min: -3, max: 3 }),
+      }),
     )
     let run = 0
     await fc.assert(
@@ -142,9 +153,15 @@ describe.skipIf(!up && !CI)('RedisReplayRevocationStore (shared Redis)', () => {
             }
             expect(await s.check(c)).toBe(await model.check(c))
           } else if (o.kind === 'revokeToken') {
-            await Promise.all([s.revokeToken(salt + jtis[o.jti], Date.now() + 60_000), model.revokeToken(salt + jtis[o.jti], Date.now() + 60_000)])
+            await Promise.all([
+              s.revokeToken(salt + jtis[o.jti], Date.now() + 60_000),
+              model.revokeToken(salt + jtis[o.jti], Date.now() + 60_000),
+            ])
           } else {
-            await Promise.all([s.revokeAgent(salt + agents[o.agent], base + o.atOffset), model.revokeAgent(salt + agents[o.agent], base + o.atOffset)])
+            await Promise.all([
+              s.revokeAgent(salt + agents[o.agent], base + o.atOffset),
+              model.revokeAgent(salt + agents[o.agent], base + o.atOffset),
+            ])
           }
         }
       }),
@@ -204,7 +221,7 @@ describe.skipIf(!up && !CI)('RedisReplayRevocationStore (shared Redis)', () => {
     prefixed.disconnect()
   })
 
-  it('a client passed in stays the caller\'s: close() does not disconnect it', async () => {
+  it("a client passed in stays the caller's: close() does not disconnect it", async () => {
     const mine = new Redis(REDIS_URL, { enableOfflineQueue: false, commandTimeout: 5000 })
     try {
       const s = createRedisStore({ redis: mine, prefix: PREFIX, commandTimeoutMs: 5000 })
@@ -248,7 +265,13 @@ describe.skipIf(!up && !CI)('RedisReplayRevocationStore (shared Redis)', () => {
       await expect(verifier.verify(t2, read)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })
 
       // ancestor: orchestrator's token to the summarizer, exchanged onward to the database reader
-      const parent = await authority.mint({ subject: 'moltbot-orchestrator', audience: 'agent-summarizer-v2', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+      const parent = await authority.mint({
+        subject: 'moltbot-orchestrator',
+        audience: 'agent-summarizer-v2',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
       const child = await authority.exchange({ token: parent, holder: 'agent-summarizer-v2', audience: 'agent-database-reader' })
       await authority.revokeToken(JSON.parse(Buffer.from(parent.split('.')[1]!, 'base64url').toString()).jti)
       await expect(verifier.verify(child, read)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })

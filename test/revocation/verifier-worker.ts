@@ -7,7 +7,16 @@ import { createVerifier, type JSONWebKeySet, type Verifier } from 'agent-trust'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 
 type Msg =
-  | { type: 'init'; url?: string; nodes?: Array<{ host: string; port: number }>; prefix: string; shards?: number; issuer: string; jwks: JSONWebKeySet; audience: string }
+  | {
+      type: 'init'
+      url?: string
+      nodes?: Array<{ host: string; port: number }>
+      prefix: string
+      shards?: number
+      issuer: string
+      jwks: JSONWebKeySet
+      audience: string
+    }
   | { type: 'load'; tokens: string[] }
   | { type: 'go'; concurrency: number; scope: string }
   | { type: 'verify'; id: number; token: string; scope: string }
@@ -33,7 +42,12 @@ async function outcome(token: string, scope: string): Promise<string> {
 process.on('message', (m: Msg) => {
   void (async () => {
     if (m.type === 'init') {
-      store = createRedisStore({ ...(m.nodes === undefined ? { url: m.url } : { nodes: m.nodes }), prefix: m.prefix, shards: m.shards ?? 1, commandTimeoutMs: 10_000 })
+      store = createRedisStore({
+        ...(m.nodes === undefined ? { url: m.url } : { nodes: m.nodes }),
+        prefix: m.prefix,
+        shards: m.shards ?? 1,
+        commandTimeoutMs: 10_000,
+      })
       verifier = createVerifier({ id: m.audience, issuers: [{ issuer: m.issuer, jwks: m.jwks }], store, mode: 'enforce' })
       send({ type: 'ready', pid: process.pid })
     } else if (m.type === 'load') {

@@ -81,11 +81,17 @@ describe('crypto thread', () => {
     const forged = Buffer.from(good)
     forged[10] = (forged[10] as number) ^ 1
     await verifyOnCryptoThread(publicKey, input, good) // the thread now holds this key under some id
-    const inFlight = Array.from({ length: 60 }, (_, i) => verifyOnCryptoThread(i % 3 === 2 ? other.publicKey : publicKey, input, i % 3 === 0 ? good : forged).then((ok) => ({ i, ok })))
+    const inFlight = Array.from({ length: 60 }, (_, i) =>
+      verifyOnCryptoThread(i % 3 === 2 ? other.publicKey : publicKey, input, i % 3 === 0 ? good : forged).then((ok) => ({ i, ok })),
+    )
     await cryptoThreadForTests.terminate()
     for (const { i, ok } of await Promise.all(inFlight)) expect({ i, ok }).toEqual({ i, ok: i % 3 === 0 })
     // A fresh thread knows no keys: ids from the old one must not be reused for other keys.
-    const fresh = await Promise.all([verifyOnCryptoThread(other.publicKey, input, good), verifyOnCryptoThread(publicKey, input, good), verifyOnCryptoThread(publicKey, input, forged)])
+    const fresh = await Promise.all([
+      verifyOnCryptoThread(other.publicKey, input, good),
+      verifyOnCryptoThread(publicKey, input, good),
+      verifyOnCryptoThread(publicKey, input, forged),
+    ])
     expect(fresh).toEqual([false, true, false])
     expect(cryptoThreadForTests.running).toBe(true)
   })
@@ -96,10 +102,13 @@ describe('crypto thread', () => {
     const good = cryptoSign('sha256', Buffer.from(input), p1363(privateKey))
     const forged = Buffer.from(good)
     forged[20] = (forged[20] as number) ^ 4
-    const verdicts = await Promise.all(Array.from({ length: 1000 }, (_, i) => verifyOnCryptoThread(publicKey, input, i % 2 === 0 ? good : forged)))
+    const verdicts = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => verifyOnCryptoThread(publicKey, input, i % 2 === 0 ? good : forged)),
+    )
     expect(verdicts).toEqual(Array.from({ length: 1000 }, (_, i) => i % 2 === 0))
     const signatures = await Promise.all(Array.from({ length: 600 }, () => signOnCryptoThread(privateKey, input)))
-    for (const sig of signatures) expect(cryptoVerify('sha256', Buffer.from(input), p1363(publicKey), Buffer.from(sig, 'base64url'))).toBe(true)
+    for (const sig of signatures)
+      expect(cryptoVerify('sha256', Buffer.from(input), p1363(publicKey), Buffer.from(sig, 'base64url'))).toBe(true)
   })
 
   it('maps every failure of a signature check to ERR_TOKEN_SIGNATURE', async () => {
@@ -107,12 +116,20 @@ describe('crypto thread', () => {
     const input = 'a.b'
     const sig = cryptoSign('sha256', Buffer.from(input), p1363(privateKey))
     await expect(assertSignatureOffloaded({ signingInput: input, signature: sig }, publicKey)).resolves.toBeUndefined()
-    await expect(assertSignatureOffloaded({ signingInput: 'a.c', signature: sig }, publicKey)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' })
-    await expect(assertSignatureOffloaded({ signingInput: input, signature: Buffer.alloc(64) }, publicKey)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' })
-    await expect(assertSignatureOffloaded({ signingInput: input, signature: Buffer.alloc(3) }, publicKey)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' })
+    await expect(assertSignatureOffloaded({ signingInput: 'a.c', signature: sig }, publicKey)).rejects.toMatchObject({
+      code: 'ERR_TOKEN_SIGNATURE',
+    })
+    await expect(assertSignatureOffloaded({ signingInput: input, signature: Buffer.alloc(64) }, publicKey)).rejects.toMatchObject({
+      code: 'ERR_TOKEN_SIGNATURE',
+    })
+    await expect(assertSignatureOffloaded({ signingInput: input, signature: Buffer.alloc(3) }, publicKey)).rejects.toMatchObject({
+      code: 'ERR_TOKEN_SIGNATURE',
+    })
     // A private key where a public one belongs, or an RSA key: the check throws, and denies.
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 })
-    await expect(assertSignatureOffloaded({ signingInput: input, signature: sig }, rsa.publicKey)).rejects.toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' })
+    await expect(assertSignatureOffloaded({ signingInput: input, signature: sig }, rsa.publicKey)).rejects.toMatchObject({
+      code: 'ERR_TOKEN_SIGNATURE',
+    })
   })
 
   it('lets a process exit when idle, and not before a pending check has answered', async () => {

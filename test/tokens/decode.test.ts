@@ -9,7 +9,8 @@ import { b64url, decodeHeader, decodePayload, makeKernel, signRaw } from '../hel
 
 const B64URL = /^[A-Za-z0-9_-]+$/
 /** The definition: in the alphabet, a possible length, and the one spelling of its bytes. */
-const canonical = (part: string) => B64URL.test(part) && part.length % 4 !== 1 && Buffer.from(part, 'base64url').toString('base64url') === part
+const canonical = (part: string) =>
+  B64URL.test(part) && part.length % 4 !== 1 && Buffer.from(part, 'base64url').toString('base64url') === part
 
 const header = b64url({ alg: 'ES256', typ: 'agent-cap+jwt', kid: 'k' })
 const alphabetChar = fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_+/= .'.split(''))
@@ -39,16 +40,20 @@ describe('step 1: canonical base64url', () => {
 
   it('rejects every flip of a spare bit in the last character', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 1, maxLength: 64 }).filter((b) => b.length % 3 !== 0), fc.integer({ min: 0, max: 3 }), (bytes, bit) => {
-        const good = Buffer.from(bytes).toString('base64url')
-        const spareBits = good.length % 4 === 2 ? 4 : 2
-        fc.pre(bit < spareBits)
-        const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
-        const last = alphabet.indexOf(good[good.length - 1] as string)
-        const bad = good.slice(0, -1) + alphabet[last ^ (1 << bit)]
-        expect(Buffer.from(bad, 'base64url').equals(Buffer.from(good, 'base64url'))).toBe(true)
-        expect(() => splitCompact(`${header}.${bad}.AA`)).toThrow(expect.objectContaining({ code: 'ERR_TOKEN_MALFORMED' }))
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 1, maxLength: 64 }).filter((b) => b.length % 3 !== 0),
+        fc.integer({ min: 0, max: 3 }),
+        (bytes, bit) => {
+          const good = Buffer.from(bytes).toString('base64url')
+          const spareBits = good.length % 4 === 2 ? 4 : 2
+          fc.pre(bit < spareBits)
+          const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+          const last = alphabet.indexOf(good[good.length - 1] as string)
+          const bad = good.slice(0, -1) + alphabet[last ^ (1 << bit)]
+          expect(Buffer.from(bad, 'base64url').equals(Buffer.from(good, 'base64url'))).toBe(true)
+          expect(() => splitCompact(`${header}.${bad}.AA`)).toThrow(expect.objectContaining({ code: 'ERR_TOKEN_MALFORMED' }))
+        },
+      ),
     )
   })
 })
@@ -82,7 +87,9 @@ describe('step 1: a remembered header', () => {
     const good = await k.mintRead()
     const [h, p, s] = good.split('.') as [string, string, string]
     decodeToken(good)
-    expect(() => decodeToken(`${h}.${p}=.${s}`)).toThrow(expect.objectContaining({ code: 'ERR_TOKEN_MALFORMED', details: expect.objectContaining({ rule: 'payload' }) }))
+    expect(() => decodeToken(`${h}.${p}=.${s}`)).toThrow(
+      expect.objectContaining({ code: 'ERR_TOKEN_MALFORMED', details: expect.objectContaining({ rule: 'payload' }) }),
+    )
     expect(() => decodeToken(`${h}.${p}.${s}A`)).toThrow(expect.objectContaining({ code: 'ERR_TOKEN_SIGNATURE' })) // 65 bytes
     expect(() => decodeToken(`${h}.${p}.${s.slice(0, 44)}`)).toThrow(expect.objectContaining({ code: 'ERR_TOKEN_SIGNATURE' }))
     expect(() => decodeToken(`${h}.${b64url('[1]')}.${s}`)).toThrow(expect.objectContaining({ code: 'ERR_TOKEN_MALFORMED' }))
@@ -90,8 +97,20 @@ describe('step 1: a remembered header', () => {
     expect(() => decodeToken(`${h}.${p}`)).toThrow(expect.objectContaining({ code: 'ERR_TOKEN_MALFORMED' }))
     // Both the payload and the signature bad: the payload is reported, as without the shortcut.
     const fresh = `${b64url({ alg: 'ES256', typ: 'agent-cap+jwt', kid: 'never-seen' })}`
-    const a = (() => { try { decodeToken(`${h}.${p}=.${s}=`) } catch (e) { return e } })()
-    const b = (() => { try { decodeToken(`${fresh}.${p}=.${s}=`) } catch (e) { return e } })()
+    const a = (() => {
+      try {
+        decodeToken(`${h}.${p}=.${s}=`)
+      } catch (e) {
+        return e
+      }
+    })()
+    const b = (() => {
+      try {
+        decodeToken(`${fresh}.${p}=.${s}=`)
+      } catch (e) {
+        return e
+      }
+    })()
     expect(a).toMatchObject({ code: 'ERR_TOKEN_MALFORMED', details: { rule: 'payload' } })
     expect(b).toMatchObject({ code: 'ERR_TOKEN_MALFORMED', details: { rule: 'payload' } })
   })

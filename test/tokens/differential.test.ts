@@ -58,12 +58,24 @@ describe('differential: node:crypto verify vs jose compactVerify', () => {
       ['r = n', withSignature(good, Buffer.concat([hex32(P256_N), hex32(s)]))],
       ['all 0xff', withSignature(good, Buffer.alloc(64, 0xff))],
       ['swapped r/s', withSignature(good, Buffer.concat([hex32(s), hex32(r)]))],
-      ['other key', withSignature(good, cryptoSign('sha256', Buffer.from(good.slice(0, good.lastIndexOf('.'))), { key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, dsaEncoding: 'ieee-p1363' }))],
+      [
+        'other key',
+        withSignature(
+          good,
+          cryptoSign('sha256', Buffer.from(good.slice(0, good.lastIndexOf('.'))), {
+            key: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+            dsaEncoding: 'ieee-p1363',
+          }),
+        ),
+      ],
       ['payload changed', `${good.split('.')[0]}.${b64url({ x: 1 })}.${good.split('.')[2]}`],
-      ['signature over another payload', (() => {
-        const input = `${good.split('.')[0]}.${b64url({ x: 1 })}`
-        return `${input}.${cryptoSign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
-      })()],
+      [
+        'signature over another payload',
+        (() => {
+          const input = `${good.split('.')[0]}.${b64url({ x: 1 })}`
+          return `${input}.${cryptoSign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+        })(),
+      ],
     ]
     for (const [name, t] of corpus) {
       const a = ours(t)
@@ -92,7 +104,12 @@ describe('differential: node:crypto verify vs jose compactVerify', () => {
   it('tokens we sign verify in jose (jwtVerify with typ and algorithms), and jose-signed tokens verify in ours', async () => {
     const { mintRead, joseKey, ours, authority, privateKey } = await setup()
     const t = await mintRead()
-    const r = await jwtVerify(t, joseKey, { algorithms: ['ES256'], typ: 'agent-cap+jwt', audience: 'agent-database-reader', issuer: 'moltbot-authority' })
+    const r = await jwtVerify(t, joseKey, {
+      algorithms: ['ES256'],
+      typ: 'agent-cap+jwt',
+      audience: 'agent-database-reader',
+      issuer: 'moltbot-authority',
+    })
     expect(r.payload.sub).toBe('agent-summarizer-v2')
     const kid = authority.keys.active().kid
     const joseSigned = await new SignJWT({ scope: ['a'] }).setProtectedHeader({ alg: 'ES256', typ: 'agent-cap+jwt', kid }).sign(privateKey)
@@ -108,7 +125,14 @@ describe('cryptoOffload: the crypto-thread path reaches the same verdicts', () =
     const offloaded = authority.createVerifier({ id: 'agent-database-reader', mode: 'enforce', cryptoOffload: true })
     const inline = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'enforce' })
     const req = { scope: READ_SCOPE, operation: 'read' as const }
-    const mint = () => authority.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const mint = () =>
+      authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
     const tokens = await Promise.all(Array.from({ length: 50 }, mint))
     const results = await Promise.all(tokens.map((t) => offloaded.verify(t, req)))
     expect(results).toHaveLength(50)

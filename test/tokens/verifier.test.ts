@@ -69,18 +69,31 @@ describe('step 1: shape and header', () => {
     const { verifier, read, sign, header, payload } = await forgeKit()
     const big = sign(header, { ...payload, pad: 'x'.repeat(MAX_TOKEN_BYTES) })
     await expect(verifier.verify(big, read)).rejects.toThrow(deny('ERR_TOKEN_MALFORMED'))
-    await expect(verifier.verify('a'.repeat(MAX_TOKEN_BYTES + 1), read)).rejects.toThrow(expect.objectContaining({ details: expect.objectContaining({ rule: 'size' }) }))
+    await expect(verifier.verify('a'.repeat(MAX_TOKEN_BYTES + 1), read)).rejects.toThrow(
+      expect.objectContaining({ details: expect.objectContaining({ rule: 'size' }) }),
+    )
   })
 
-  it.each([['none'], ['None'], ['NONE'], ['nOnE'], ['HS256'], ['RS256'], ['ES384'], ['ES256K'], ['EdDSA'], ['es256'], [''], [null], [['ES256']]])(
-    'rejects alg %j',
-    async (alg) => {
-      const { verifier, read, header, payload, sign } = await forgeKit()
-      const unsigned = `${b64url({ ...header, alg })}.${b64url(payload)}.`
-      await expect(verifier.verify(unsigned, read)).rejects.toThrow(deny('ERR_TOKEN_ALG'))
-      await expect(verifier.verify(sign({ ...header, alg }, payload), read)).rejects.toThrow(deny('ERR_TOKEN_ALG'))
-    },
-  )
+  it.each([
+    ['none'],
+    ['None'],
+    ['NONE'],
+    ['nOnE'],
+    ['HS256'],
+    ['RS256'],
+    ['ES384'],
+    ['ES256K'],
+    ['EdDSA'],
+    ['es256'],
+    [''],
+    [null],
+    [['ES256']],
+  ])('rejects alg %j', async (alg) => {
+    const { verifier, read, header, payload, sign } = await forgeKit()
+    const unsigned = `${b64url({ ...header, alg })}.${b64url(payload)}.`
+    await expect(verifier.verify(unsigned, read)).rejects.toThrow(deny('ERR_TOKEN_ALG'))
+    await expect(verifier.verify(sign({ ...header, alg }, payload), read)).rejects.toThrow(deny('ERR_TOKEN_ALG'))
+  })
 
   it('rejects a missing alg', async () => {
     const { verifier, read, header, payload, sign } = await forgeKit()
@@ -102,7 +115,8 @@ describe('step 1: shape and header', () => {
     async (member) => {
       const { verifier, read, header, payload, sign } = await forgeKit()
       const attackerKey = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-      const value = member === 'jwk' ? attackerKey.publicKey.export({ format: 'jwk' }) : member === 'crit' ? ['exp'] : 'https://attacker.example/x'
+      const value =
+        member === 'jwk' ? attackerKey.publicKey.export({ format: 'jwk' }) : member === 'crit' ? ['exp'] : 'https://attacker.example/x'
       await expect(verifier.verify(sign({ ...header, [member]: value }, payload), read)).rejects.toThrow(deny('ERR_TOKEN_MALFORMED'))
     },
   )
@@ -114,10 +128,13 @@ describe('step 1: shape and header', () => {
     await expect(verifier.verify(t, read)).rejects.toThrow(deny('ERR_TOKEN_MALFORMED'))
   })
 
-  it.each([['JWT'], ['at+jwt'], ['agent-cap+JWT'], ['application/agent-cap+jwt'], [''], [undefined]])('rejects typ %j (type confusion)', async (typ) => {
-    const { verifier, read, header, payload, sign } = await forgeKit()
-    await expect(verifier.verify(sign({ ...header, typ }, payload), read)).rejects.toThrow(deny('ERR_TOKEN_MALFORMED'))
-  })
+  it.each([['JWT'], ['at+jwt'], ['agent-cap+JWT'], ['application/agent-cap+jwt'], [''], [undefined]])(
+    'rejects typ %j (type confusion)',
+    async (typ) => {
+      const { verifier, read, header, payload, sign } = await forgeKit()
+      await expect(verifier.verify(sign({ ...header, typ }, payload), read)).rejects.toThrow(deny('ERR_TOKEN_MALFORMED'))
+    },
+  )
 
   it.each([['unknown-kid'], ['../../../../dev/null'], ["' OR 1=1 --"], ['__proto__'], ['constructor'], [''], [42], [null]])(
     'rejects kid %j that names no trusted key',
@@ -130,7 +147,13 @@ describe('step 1: shape and header', () => {
   it('rejects a token whose kid belongs to another authority it does not trust', async () => {
     const { verifier, read } = await makeKernel()
     const other = await Authority.create({ manifest: MANIFEST })
-    const t = await other.mint({ subject: 'agent-summarizer-v2', audience: 'agent-database-reader', scope: [READ_SCOPE], operation: 'read', context: CONTEXT })
+    const t = await other.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
     await expect(verifier.verify(t, read)).rejects.toThrow(deny('ERR_TOKEN_KEY_UNKNOWN'))
   })
 })
@@ -143,7 +166,9 @@ describe('step 2: signature', () => {
     await expect(verifier.verify(elevated, read)).rejects.toThrow(deny('ERR_TOKEN_SIGNATURE'))
     const sig = Buffer.from(s as string, 'base64url')
     sig[10] = (sig[10] as number) ^ 1
-    await expect(verifier.verify(`${h}.${good.split('.')[1]}.${sig.toString('base64url')}`, read)).rejects.toThrow(deny('ERR_TOKEN_SIGNATURE'))
+    await expect(verifier.verify(`${h}.${good.split('.')[1]}.${sig.toString('base64url')}`, read)).rejects.toThrow(
+      deny('ERR_TOKEN_SIGNATURE'),
+    )
     const attacker = generateKeyPairSync('ec', { namedCurve: 'P-256' })
     await expect(verifier.verify(signRaw(header, payload, attacker.privateKey), read)).rejects.toThrow(deny('ERR_TOKEN_SIGNATURE'))
   })
@@ -163,7 +188,9 @@ describe('step 3: claims', () => {
   it.each(required.map((c) => [c]))('rejects a token without %s', async (claim) => {
     const { verifier, read, header, payload, sign } = await forgeKit()
     const { [claim]: _drop, ...rest } = payload
-    await expect(verifier.verify(sign(header, rest), read)).rejects.toThrow(expect.objectContaining({ code: 'ERR_TOKEN_CLAIMS', details: expect.objectContaining({ claim }) }))
+    await expect(verifier.verify(sign(header, rest), read)).rejects.toThrow(
+      expect.objectContaining({ code: 'ERR_TOKEN_CLAIMS', details: expect.objectContaining({ claim }) }),
+    )
   })
 
   it.each([
@@ -203,7 +230,10 @@ describe('step 3: claims', () => {
     ['__proto__', { polluted: true }],
   ])('rejects %s = %j', async (claim, value) => {
     const { verifier, read, header, payload, sign } = await forgeKit()
-    const p = claim === '__proto__' ? JSON.parse(JSON.stringify(payload).replace(/^\{/, '{"__proto__":{"polluted":true},')) : { ...payload, [claim]: value }
+    const p =
+      claim === '__proto__'
+        ? JSON.parse(JSON.stringify(payload).replace(/^\{/, '{"__proto__":{"polluted":true},'))
+        : { ...payload, [claim]: value }
     await expect(verifier.verify(sign(header, p), read)).rejects.toThrow(deny('ERR_TOKEN_CLAIMS'))
   })
 
@@ -215,7 +245,9 @@ describe('step 3: claims', () => {
 
   it('rejects aud as an array, even one holding the right id', async () => {
     const { verifier, read, header, payload, sign } = await forgeKit()
-    await expect(verifier.verify(sign(header, { ...payload, aud: ['agent-database-reader'] }), read)).rejects.toThrow(deny('ERR_TOKEN_CLAIMS'))
+    await expect(verifier.verify(sign(header, { ...payload, aud: ['agent-database-reader'] }), read)).rejects.toThrow(
+      deny('ERR_TOKEN_CLAIMS'),
+    )
   })
 
   it('rejects a token for another audience', async () => {
@@ -253,7 +285,9 @@ describe('step 3: claims', () => {
     // issued 6 s in the future
     await expect(verifier.verify(at(now + 6, now + 66), read)).rejects.toThrow(deny('ERR_TOKEN_NOT_YET_VALID'))
     // nbf in the future but iat now
-    await expect(verifier.verify(sign(header, { ...payload, jti: randomUUID(), iat: now, nbf: now + 30, exp: now + 60 }), read)).rejects.toThrow(deny('ERR_TOKEN_NOT_YET_VALID'))
+    await expect(
+      verifier.verify(sign(header, { ...payload, jti: randomUUID(), iat: now, nbf: now + 30, exp: now + 60 }), read),
+    ).rejects.toThrow(deny('ERR_TOKEN_NOT_YET_VALID'))
   })
 
   it('expires real tokens after their lifetime', async () => {
@@ -274,7 +308,9 @@ describe('step 3: claims', () => {
 describe('step 4: binding', () => {
   it('requires the presenter to be the authenticated peer', async () => {
     const { verifier, read, mintRead } = await makeKernel()
-    await expect(verifier.verify(await mintRead(), { ...read, peer: { agentId: 'moltbot-orchestrator' } })).rejects.toThrow(deny('ERR_TOKEN_BINDING'))
+    await expect(verifier.verify(await mintRead(), { ...read, peer: { agentId: 'moltbot-orchestrator' } })).rejects.toThrow(
+      deny('ERR_TOKEN_BINDING'),
+    )
     await expect(verifier.verify(await mintRead(), { ...read, peer: { agentId: 'agent-summarizer-v2' } })).resolves.toBeDefined()
   })
 
@@ -283,8 +319,12 @@ describe('step 4: binding', () => {
     const thumb = 'A'.repeat(43)
     const bound = () => mintRead({ certificateThumbprint: thumb })
     await expect(verifier.verify(await bound(), read)).rejects.toThrow(deny('ERR_TOKEN_BINDING'))
-    await expect(verifier.verify(await bound(), { ...read, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: 'B'.repeat(43) } })).rejects.toThrow(deny('ERR_TOKEN_BINDING'))
-    await expect(verifier.verify(await bound(), { ...read, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: thumb } })).resolves.toBeDefined()
+    await expect(
+      verifier.verify(await bound(), { ...read, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: 'B'.repeat(43) } }),
+    ).rejects.toThrow(deny('ERR_TOKEN_BINDING'))
+    await expect(
+      verifier.verify(await bound(), { ...read, peer: { agentId: 'agent-summarizer-v2', certificateThumbprint: thumb } }),
+    ).resolves.toBeDefined()
   })
 })
 
@@ -339,13 +379,21 @@ describe('steps 5 and 6: revocation and replay', () => {
 describe('step 7: authorization', () => {
   it('rejects a token without the required scope (another namespace)', async () => {
     const { verifier, mintRead } = await makeKernel()
-    await expect(verifier.verify(await mintRead(), { scope: 'db:read:documents:namespace:user-999', operation: 'read' })).rejects.toThrow(deny('ERR_SCOPE_DENIED'))
+    await expect(verifier.verify(await mintRead(), { scope: 'db:read:documents:namespace:user-999', operation: 'read' })).rejects.toThrow(
+      deny('ERR_SCOPE_DENIED'),
+    )
   })
 
   it('rejects an L1 token for a write operation even if the scope matches', async () => {
     const { verifier, authority } = await makeKernel()
     const scope = 'db:read:documents:namespace:user-5'
-    const t = await authority.mint({ subject: 'agent-status-reader', audience: 'agent-database-reader', scope: [scope], operation: 'read', context: CONTEXT })
+    const t = await authority.mint({
+      subject: 'agent-status-reader',
+      audience: 'agent-database-reader',
+      scope: [scope],
+      operation: 'read',
+      context: CONTEXT,
+    })
     await expect(verifier.verify(t, { scope, operation: 'write' })).rejects.toThrow(deny('ERR_TRUST_LEVEL'))
   })
 
@@ -355,10 +403,16 @@ describe('step 7: authorization', () => {
     const v = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], manifest: local, mode: 'enforce' })
     const mint = (subject: string, operation: 'read' | 'write', scope: string) =>
       authority.mint({ subject, audience: 'agent-database-reader', scope: [scope], operation, context: CONTEXT })
-    await expect(v.verify(await mint('agent-summarizer-v2', 'read', READ_SCOPE), { scope: READ_SCOPE, operation: 'read' })).resolves.toMatchObject({ trustLevel: 'L1' })
+    await expect(
+      v.verify(await mint('agent-summarizer-v2', 'read', READ_SCOPE), { scope: READ_SCOPE, operation: 'read' }),
+    ).resolves.toMatchObject({ trustLevel: 'L1' })
     const purge = 'tool:agent-database-reader:purge'
-    await expect(v.verify(await mint('agent-summarizer-v2', 'write', purge), { scope: purge, operation: 'execute' })).rejects.toThrow(deny('ERR_TRUST_LEVEL'))
-    await expect(v.verify(await mint('moltbot-orchestrator', 'read', READ_SCOPE), { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TRUST_LEVEL'))
+    await expect(v.verify(await mint('agent-summarizer-v2', 'write', purge), { scope: purge, operation: 'execute' })).rejects.toThrow(
+      deny('ERR_TRUST_LEVEL'),
+    )
+    await expect(
+      v.verify(await mint('moltbot-orchestrator', 'read', READ_SCOPE), { scope: READ_SCOPE, operation: 'read' }),
+    ).rejects.toThrow(deny('ERR_TRUST_LEVEL'))
   })
 })
 
@@ -378,7 +432,13 @@ describe('modes and audit', () => {
     await verifier.verify(t, read).catch(() => undefined)
     const events = audit.events.filter((e) => e.action === 'tool_call')
     expect(events.map((e) => e.decision)).toEqual(['allow', 'deny'])
-    expect(events[0]).toMatchObject({ origin: 'agent-summarizer-v2', destination: 'agent-database-reader', tool: 'read_documents', trustLevel: 'L2', context: CONTEXT })
+    expect(events[0]).toMatchObject({
+      origin: 'agent-summarizer-v2',
+      destination: 'agent-database-reader',
+      tool: 'read_documents',
+      trustLevel: 'L2',
+      context: CONTEXT,
+    })
     expect(events[0]!.argsHash).toMatch(/^[A-Za-z0-9_-]{43}$/)
     const text = JSON.stringify(audit.events)
     expect(text).not.toContain(t.split('.')[2])
@@ -391,6 +451,11 @@ describe('audit of authorization denials', () => {
     const { verifier, audit, mintRead } = await makeKernel()
     const t = await mintRead()
     await verifier.verify(t, { scope: 'db:read:documents:namespace:user-999', operation: 'read' }).catch(() => undefined)
-    expect(audit.events.at(-1)).toMatchObject({ decision: 'deny', code: 'ERR_SCOPE_DENIED', origin: 'agent-summarizer-v2', jti: decodePayload(t).jti })
+    expect(audit.events.at(-1)).toMatchObject({
+      decision: 'deny',
+      code: 'ERR_SCOPE_DENIED',
+      origin: 'agent-summarizer-v2',
+      jti: decodePayload(t).jti,
+    })
   })
 })
