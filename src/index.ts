@@ -61,10 +61,8 @@ export {
   isScopePattern,
   isScopeSegment,
   isSubset,
-  MAX_SCOPE_SEGMENTS,
-  MAX_SCOPES_PER_TOKEN,
-} from './scopes/index.js'
-export type { ScopeTemplate } from './scopes/index.js'
+} from './policy/scopes.js'
+export type { ScopeTemplate } from './policy/scopes.js'
 
 export {
   egressMethods,
@@ -77,24 +75,31 @@ export {
   OPERATIONS,
   permitsOperation,
   TRUST_LEVELS,
-} from './trust/index.js'
-export type { Operation, TokenTrustLevel, TrustLevel } from './trust/index.js'
+} from './policy/trust.js'
+export type { Operation, TokenTrustLevel, TrustLevel } from './policy/trust.js'
 
-export { AgentSchema, loadManifestFile, ManifestSchema, parseManifest, resolveTool, ToolDeclarationSchema } from './config/manifest.js'
-export type { AgentDeclaration, AgentDeclarationInput, Manifest, ManifestInput, ResolvedTool, ToolDeclaration } from './config/manifest.js'
+export { AgentSchema, loadManifestFile, ManifestSchema, parseManifest, ToolDeclarationSchema } from './config/manifest.js'
+export { resolveTool, ToolCatalog } from './config/tools.js'
+export type { ResolvedTool } from './config/tools.js'
+export type { AgentDeclaration, AgentDeclarationInput, Manifest, ManifestInput, ToolDeclaration } from './config/manifest.js'
 export { resolveMode } from './config/mode.js'
 export type { EnforcementMode } from './config/mode.js'
 
+export { TOKEN_ALG, TOKEN_TYPE } from './policy/claims.js'
 export {
   DEFAULT_CLOCK_TOLERANCE_SECONDS,
   DEFAULT_TOKEN_LIFETIME_SECONDS,
+  MAX_AGENT_ID_LENGTH,
   MAX_CLOCK_TOLERANCE_SECONDS,
+  MAX_CONTEXT_VALUE_LENGTH,
+  MAX_DELEGATION_CHAIN,
+  MAX_SCOPE_SEGMENTS,
+  MAX_SCOPES_PER_TOKEN,
+  MAX_SEGMENT_LENGTH,
   MAX_TOKEN_BYTES,
   MAX_TOKEN_LIFETIME_SECONDS,
-  TOKEN_ALG,
-  TOKEN_TYPE,
-} from './tokens/claims.js'
-export type { ActorClaim, AuditContext, CapabilityClaims } from './tokens/claims.js'
+} from './policy/limits.js'
+export type { ActorClaim, AuditContext, CapabilityClaims } from './policy/claims.js'
 
 export { generateSigningKey, importPrivateKey, importPublicKey, KeySet, publicJwkOf } from './keys/index.js'
 export type { JSONWebKeySet, JWK, KeySetOptions, SigningKeyRecord } from './keys/index.js'
@@ -114,12 +119,7 @@ export type { AuditAction, AuditDecision, AuditEventInput, AuditLog } from './au
 
 export { Authority } from './authority/index.js'
 export { FileTrustChangeStore, MemoryTrustChangeStore } from './authority/trust-changes.js'
-export type {
-  FileTrustChangeStoreOptions,
-  TrustChangeDecisionInput,
-  TrustChangePrecondition,
-  TrustChangeStore,
-} from './authority/trust-changes.js'
+export type { FileTrustChangeStoreOptions } from './authority/trust-changes.js'
 export type {
   ApprovalDecision,
   AuthorityOptions,
@@ -129,13 +129,16 @@ export type {
   SpawnRequest,
   ToolMintRequest,
   TrustChangeApprover,
+  TrustChangeDecisionInput,
+  TrustChangePrecondition,
   TrustChangeRequest,
   TrustChangeStatus,
-} from './authority/index.js'
+  TrustChangeStore,
+} from './authority/types.js'
 
 export { createVerifier, Verifier, VerificationCore, toAgentTrustError } from './verifier/index.js'
-export { remoteJwks } from './verifier/remote-jwks.js'
-export type { RefreshableJwksSource, RemoteJwksOptions } from './verifier/remote-jwks.js'
+export { remoteJwks } from './keys/remote-jwks.js'
+export type { RefreshableJwksSource, RemoteJwksOptions } from './keys/remote-jwks.js'
 export type {
   Authorization,
   JwksSource,

@@ -16,7 +16,7 @@ import {
 import {
   ConfigInvalid,
   parseManifest,
-  resolveTool,
+  ToolCatalog,
   TokenMissing,
   toAgentTrustError,
   type AgentDeclaration,
@@ -25,7 +25,6 @@ import {
   type ManifestInput,
   type Requirement,
   type ResolvedTool,
-  type ToolDeclaration,
   type Verifier,
 } from 'agent-trust'
 import { AGENT_TRUST_CONTEXT_KEY, callerFromContext } from './context.js'
@@ -135,7 +134,7 @@ function scopeArgsOf(args: unknown): Readonly<Record<string, unknown>> {
   return {}
 }
 
-function declarationsOf(serverId: string, options: ToolGuardOptions): ReadonlyMap<string, ToolDeclaration> {
+function catalogOf(serverId: string, options: ToolGuardOptions): ToolCatalog {
   let declaration: AgentDeclaration | undefined
   if (options.manifest !== undefined) {
     declaration = parseManifest(options.manifest).agents.find((a) => a.id === serverId)
@@ -153,7 +152,7 @@ function declarationsOf(serverId: string, options: ToolGuardOptions): ReadonlyMa
       details: { agentId: serverId.slice(0, 64) },
     })
   }
-  return new Map(declaration.tools.map((t) => [t.name, t]))
+  return new ToolCatalog(serverId, declaration.tools)
 }
 
 /**
@@ -164,7 +163,7 @@ export class ToolGuard {
   readonly id: string
   readonly verifier: Verifier
   readonly #authority: CapabilityIssuer
-  readonly #declarations: ReadonlyMap<string, ToolDeclaration>
+  readonly #catalog: ToolCatalog
   readonly #ttl: number | undefined
   /** Tools wrapped on the fly by the middleware, so each is wrapped once. */
   readonly #cache = new WeakMap<object, StructuredToolInterface>()
@@ -185,13 +184,13 @@ export class ToolGuard {
     this.verifier = verifier
     this.#authority = authority
     this.#ttl = ttlSeconds
-    this.#declarations = declarationsOf(this.id, options)
+    this.#catalog = catalogOf(this.id, options)
   }
 
   /** The tool's effective declaration; a bad scope template or a name unfit for a scope fails here, at set-up. */
   resolve(name: string): ResolvedTool {
     try {
-      return resolveTool(this.id, name, this.#declarations.get(name))
+      return this.#catalog.resolve(name)
     } catch (cause) {
       throw new ConfigInvalid(
         `tool "${label({ name })}" cannot be guarded: its scope (declared, or tool:<toolkit>:<name>) is not a valid scope template`,

@@ -25,7 +25,7 @@ import {
   hashArguments,
   parseManifest,
   resolveMode,
-  resolveTool,
+  ToolCatalog,
   ScopeInvalid,
   toAgentTrustError,
   ToolDeclarationSchema,
@@ -129,9 +129,8 @@ interface GuardContext {
   readonly verifier: Verifier
   readonly mode: EnforcementMode
   readonly audit: AuditLog
-  readonly declared: ReadonlyMap<string, ResolvedTool>
-  /** Resolutions of undeclared tools (`execute`, `tool:<server>:<name>`), cached. */
-  readonly undeclared: Map<string, ResolvedTool>
+  /** This server's tools, compiled at set-up; undeclared ones resolve to `execute` / `tool:<server>:<name>`. */
+  readonly catalog: ToolCatalog
   readonly callers: ReadonlyMap<string, Caller> | undefined
   readonly peerIdentity: GuardMcpServerOptions['peerIdentity']
   readonly acceptHeader: boolean
@@ -271,8 +270,7 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
     declarations = self.tools
   }
   if (o.tools !== undefined) declarations = parseTools(o.tools)
-  const declared = new Map<string, ResolvedTool>()
-  for (const d of declarations) declared.set(d.name, resolveTool(serverId, d.name, d))
+  const catalog = new ToolCatalog(serverId, declarations)
   const callers =
     manifest === undefined ? undefined : new Map(manifest.agents.map((a) => [a.id, { grants: a.grants, level: a.trustLevel }] as const))
   if (o.peerIdentity !== undefined && typeof o.peerIdentity !== 'function')
@@ -283,8 +281,7 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
     verifier,
     mode: verifier.mode,
     audit: o.audit ?? verifier.audit,
-    declared,
-    undeclared: new Map(),
+    catalog,
     callers,
     // The default reads only a peer our own host attached (branded); without one it is undefined.
     peerIdentity: o.peerIdentity ?? mtlsPeerIdentity,
@@ -380,17 +377,9 @@ function guardToolCall(ctx: GuardContext, inner: RawHandler): RawHandler {
   }
 }
 
+/** Throws `ERR_SCOPE_INVALID` for an undeclared name that cannot be a scope segment. */
 function resolve(ctx: GuardContext, name: string): ResolvedTool {
-  const declared = ctx.declared.get(name)
-  if (declared !== undefined) return declared
-  let tool = ctx.undeclared.get(name)
-  if (tool === undefined) {
-    tool = resolveTool(ctx.serverId, name, undefined) // throws ERR_SCOPE_INVALID for a name that cannot be a segment
-    // Bounded: callers choose these names.
-    if (ctx.undeclared.size >= 1024) ctx.undeclared.clear()
-    ctx.undeclared.set(name, tool)
-  }
-  return tool
+  return ctx.catalog.resolve(name)
 }
 
 async function peerOf(ctx: GuardContext, extra: McpRequestExtra): Promise<PeerIdentity | undefined> {

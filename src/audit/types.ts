@@ -3,8 +3,8 @@
  * {@link AuditLog}; hashing, chaining and sinks live behind that interface.
  */
 import type { AgentTrustErrorCode } from '../errors.js'
-import type { AuditContext } from '../tokens/claims.js'
-import type { TrustLevel } from '../trust/index.js'
+import type { AuditContext } from '../policy/claims.js'
+import type { TrustLevel } from '../policy/trust.js'
 
 export type AuditAction =
   | 'mint'

@@ -15,11 +15,11 @@ import type {
   ToolMintRequest,
   TrustChangeRequest,
   TrustChangeStatus,
-} from '../authority/index.js'
+} from '../authority/types.js'
 import { trustDomainOf, type TlsCredentials } from '../identity/ca.js'
 import { mtlsClientOptions } from '../identity/tls.js'
 import type { JSONWebKeySet } from '../keys/index.js'
-import type { Operation, TrustLevel } from '../trust/index.js'
+import type { Operation, TrustLevel } from '../policy/trust.js'
 import type { TrustedIssuer } from '../verifier/index.js'
 import type { FeedPage, FeedSource } from './feed.js'
 import { cleanDetails, PATHS } from './wire.js'

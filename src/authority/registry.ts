@@ -2,15 +2,17 @@
  * The authority's live view of the manifest: agents added by spawn, revocations, and
  * approved trust changes. Pure in-memory state; decisions read from it.
  */
-import type { AgentDeclaration, Manifest, ToolDeclaration } from '../config/manifest.js'
-import type { TrustLevel } from '../trust/index.js'
+import type { AgentDeclaration, Manifest } from '../config/manifest.js'
+import { ToolCatalog } from '../config/tools.js'
+import type { TrustLevel } from '../policy/trust.js'
 
 export interface AgentState {
   readonly declaration: AgentDeclaration
   level: TrustLevel
   revoked: boolean
   readonly children: Set<string>
-  readonly tools: ReadonlyMap<string, ToolDeclaration>
+  /** Its tools, compiled when the agent was registered. */
+  readonly catalog: ToolCatalog
 }
 
 export class AgentRegistry {
@@ -27,7 +29,7 @@ export class AgentRegistry {
       level: declaration.trustLevel,
       revoked: false,
       children: new Set(),
-      tools: new Map(declaration.tools.map((t) => [t.name, t])),
+      catalog: new ToolCatalog(declaration.id, declaration.tools),
     }
     this.#agents.set(declaration.id, state)
     if (declaration.parent !== undefined) this.#agents.get(declaration.parent)?.children.add(declaration.id)

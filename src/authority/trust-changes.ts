@@ -1,5 +1,5 @@
 /**
- * Where trust-change requests wait for a human (DESIGN section 8). The authority writes a
+ * Where trust-change requests wait for a human. The authority writes a
  * request; an operator decides it from another process (the `agent-trust trust` command)
  * or through the authority's approver callback; the authority applies approved changes
  * when it syncs. The store is an authorization boundary: whoever can write it can approve.
@@ -10,39 +10,8 @@ import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join, basename } from 'node:path'
 import { z } from 'zod'
 import { ConfigInvalid, StoreUnavailable, TrustChangeDenied } from '../errors.js'
-import { levelRank, type TrustLevel } from '../trust/index.js'
-import type { TrustChangeRequest, TrustChangeStatus } from './index.js'
-
-export interface TrustChangeDecisionInput {
-  readonly approved: boolean
-  /** Who decided (a person). */
-  readonly decidedBy: string
-  readonly note?: string
-  /** ISO 8601. */
-  readonly decidedAt: string
-}
-
-/**
- * Checked atomically with the decision (inside the store's lock): throw a
- * `TrustChangeDenied` to refuse. `all` is every request in the store.
- */
-export type TrustChangePrecondition = (request: Readonly<TrustChangeRequest>, all: readonly Readonly<TrustChangeRequest>[]) => void
-
-export interface TrustChangeStore {
-  /** Add a new pending request. */
-  add(request: TrustChangeRequest): Promise<void>
-  get(id: string): Promise<TrustChangeRequest | undefined>
-  /** Every request (or those with `status`), oldest first. */
-  list(status?: TrustChangeStatus): Promise<TrustChangeRequest[]>
-  /**
-   * Decide a pending request, atomically: exactly one decision wins; deciding a request
-   * that is no longer pending throws `ERR_TRUST_CHANGE_DENIED`.
-   */
-  decide(id: string, decision: TrustChangeDecisionInput, precondition?: TrustChangePrecondition): Promise<TrustChangeRequest>
-  /** Note that an authority applied an approved change (first time wins; idempotent). */
-  markApplied(id: string, appliedAt: string): Promise<void>
-  close(): Promise<void>
-}
+import { levelRank, type TrustLevel } from '../policy/trust.js'
+import type { TrustChangeDecisionInput, TrustChangePrecondition, TrustChangeRequest, TrustChangeStatus, TrustChangeStore } from './types.js'
 
 // ---- pure rules ------------------------------------------------------------------------
 

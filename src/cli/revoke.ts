@@ -4,11 +4,12 @@
  * issued up to now, is denied on every verifier using that store.
  */
 import type { Manifest } from '../config/manifest.js'
-import { isAgentId, isJti, MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../tokens/claims.js'
+import { isAgentId, isJti } from '../policy/claims.js'
 import { nowSeconds } from '../lib/time.js'
 import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
 import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
+import { MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 
 const STORE_OPTIONS: OptionSpec = { prefix: { type: 'string' } }
 const STORE_HELP = `  --prefix <p>          the store's key prefix (default: AGENT_TRUST_REDIS_PREFIX, else agent-trust)

@@ -9,10 +9,10 @@ import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import { loadManifestFile } from '../config/manifest.js'
 import { ConfigInvalid } from '../errors.js'
 import type { JSONWebKeySet } from '../keys/index.js'
-import { MAX_TOKEN_BYTES } from '../tokens/claims.js'
-import { OPERATIONS, type Operation } from '../trust/index.js'
+import { OPERATIONS, type Operation } from '../policy/trust.js'
 import { VerificationCore, type Requirement } from '../verifier/index.js'
 import { argOrStdin, EXIT, Failed, manifestPath, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import { MAX_TOKEN_BYTES } from '../policy/limits.js'
 
 const UNVERIFIED = 'UNVERIFIED: decoded only, the signature was NOT checked. Do not trust these claims; use `agent-trust token verify`.'
 

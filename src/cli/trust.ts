@@ -6,9 +6,9 @@
  */
 import { randomUUID } from 'node:crypto'
 import { FileTrustChangeStore, isRaise, notStale, effectiveLevel } from '../authority/trust-changes.js'
-import type { TrustChangeRequest, TrustChangeStatus } from '../authority/index.js'
+import type { TrustChangeRequest, TrustChangeStatus } from '../authority/types.js'
 import { TrustChangeDenied } from '../errors.js'
-import { isTrustLevel, levelRank } from '../trust/index.js'
+import { isTrustLevel, levelRank } from '../policy/trust.js'
 import { EXIT, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 

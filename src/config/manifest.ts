@@ -5,24 +5,26 @@
  */
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
-import { tryParseDestination } from '../egress/destination.js'
+import { tryParseDestination } from '../policy/destination.js'
 import { ConfigInvalid } from '../errors.js'
-import { compileScopeTemplate, isScopePattern, isSubset } from '../scopes/index.js'
+import { compileScopeTemplate, isScopePattern, isSubset } from '../policy/scopes.js'
+import { isAgentId } from '../policy/claims.js'
+import { levelRank, type Operation, type TrustLevel } from '../policy/trust.js'
 import {
   DEFAULT_CLOCK_TOLERANCE_SECONDS,
   DEFAULT_TOKEN_LIFETIME_SECONDS,
-  isAgentId,
   MAX_CLOCK_TOLERANCE_SECONDS,
   MAX_DELEGATION_CHAIN,
+  MAX_MANIFEST_LIST_LENGTH,
   MAX_TOKEN_LIFETIME_SECONDS,
-} from '../tokens/claims.js'
-import { levelRank, type Operation, type TrustLevel } from '../trust/index.js'
+  MAX_TOOL_NAME_LENGTH,
+} from '../policy/limits.js'
 
 const agentId = z.string().refine(isAgentId, { message: 'must be an agent id: ASCII letters, digits and . _ @ : / - (1-255 chars)' })
 const scopePattern = z
   .string()
   .refine(isScopePattern, { message: 'is not a valid scope pattern (segments of [A-Za-z0-9._@/+-] or *, joined by :)' })
-// Same parser as the egress guard (src/egress/destination.ts): a bad entry fails at start.
+// The egress guard's own parser: a bad entry fails at start.
 const egressDestination = z
   .string()
   .min(1)
@@ -44,7 +46,7 @@ const scopeTemplate = z.string().refine(
 
 export const ToolDeclarationSchema = z.strictObject({
   /** Tool name as the server or toolkit exposes it. */
-  name: z.string().min(1).max(128),
+  name: z.string().min(1).max(MAX_TOOL_NAME_LENGTH),
   /** What the tool does: decides which trust levels may call it. */
   operation: z.enum(['read', 'write', 'execute']),
   /** Required scope; `{arg}` segments take the call's argument values. Default `tool:<agent>:<name>`. */
@@ -60,11 +62,11 @@ export const AgentSchema = z.strictObject({
   id: agentId,
   trustLevel: z.enum(['L0', 'L1', 'L2', 'L3']),
   /** Scope patterns the agent may obtain tokens for. */
-  grants: z.array(scopePattern).max(256).default([]),
+  grants: z.array(scopePattern).max(MAX_MANIFEST_LIST_LENGTH).default([]),
   /** Tools this agent serves (when it is a tool server). */
   tools: z.array(ToolDeclarationSchema).max(1024).default([]),
   /** Destinations its HTTP tool may reach: `https://host[:port]`, `https://*.domain`, `http://name:port internal`. */
-  egress: z.array(egressDestination).max(256).default([]),
+  egress: z.array(egressDestination).max(MAX_MANIFEST_LIST_LENGTH).default([]),
   /** Origin serving this agent's agent-to-agent HTTP endpoint (tokens go only there). */
   origin: z.string().url().optional(),
   /** Max `delegation_depth` of tokens minted for it (0 = its tokens cannot be re-delegated). */
@@ -170,21 +172,6 @@ export function loadManifestFile(path = 'agent-trust.config.json'): Manifest {
     throw new ConfigInvalid(`the manifest file "${path}" is not valid JSON`)
   }
   return parseManifest(json)
-}
-
-/** A tool's effective declaration: undeclared tools are `execute` with `tool:<server>:<name>`. */
-export interface ResolvedTool {
-  readonly name: string
-  readonly operation: Operation
-  readonly scope: ReturnType<typeof compileScopeTemplate>
-}
-
-export function resolveTool(serverId: string, name: string, declared: ToolDeclaration | undefined): ResolvedTool {
-  return {
-    name,
-    operation: declared?.operation ?? 'execute',
-    scope: compileScopeTemplate(declared?.scope ?? `tool:${serverId}:${name}`),
-  }
 }
 
 export type { Operation, TrustLevel }

@@ -18,10 +18,10 @@
  */
 import type { ConnectionOptions } from 'node:tls'
 import { Agent, buildConnector, interceptors, type Dispatcher } from 'undici'
-import type { CapabilityIssuer } from '../authority/index.js'
+import type { CapabilityIssuer } from '../authority/types.js'
 import { ConfigInvalid } from '../errors.js'
-import type { AuditContext } from '../tokens/claims.js'
-import type { Operation } from '../trust/index.js'
+import type { AuditContext } from '../policy/claims.js'
+import type { Operation } from '../policy/trust.js'
 import { AGENT_CAPABILITY_HEADER, agentCallScope, operationForMethod } from '../http/agent-server.js'
 import { toAgentTrustError } from '../verifier/index.js'
 import { withoutHeaders } from './headers.js'

@@ -29,8 +29,8 @@ export {
   normalizeHost,
   parseDestination,
   tryParseDestination,
-} from './destination.js'
-export type { Destination, DestinationParse, EgressScheme, HostKind, NormalizedHost } from './destination.js'
+} from '../policy/destination.js'
+export type { Destination, DestinationParse, EgressScheme, HostKind, NormalizedHost } from '../policy/destination.js'
 
 export { addressClassAllowed, classifyAddress, INTERNAL_ADDRESS_CLASSES, METADATA_ADDRESSES } from './address.js'
 export type { AddressClass } from './address.js'

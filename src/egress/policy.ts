@@ -7,7 +7,7 @@
  * Subpath: `agent-trust/egress`.
  */
 import { ConfigInvalid, EgressDenied } from '../errors.js'
-import { egressMethods, isTrustLevel, type TrustLevel } from '../trust/index.js'
+import { egressMethods, isTrustLevel, type TrustLevel } from '../policy/trust.js'
 import { addressClassAllowed, classifyAddress, type AddressClass } from './address.js'
 import {
   CONTROL_OR_SPACE,
@@ -19,7 +19,7 @@ import {
   type Destination,
   type EgressScheme,
   type NormalizedHost,
-} from './destination.js'
+} from '../policy/destination.js'
 
 /** Why a request was denied: one stable name per check, carried as `details.rule`. */
 export type EgressRule =

@@ -25,7 +25,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { ERROR_CATALOG, type AgentTrustError, type AgentTrustErrorCode } from '../errors.js'
-import type { Operation } from '../trust/index.js'
+import type { Operation } from '../policy/trust.js'
 import { toAgentTrustError, type PeerIdentity, type VerifiedCapability, type Verifier } from '../verifier/index.js'
 
 /** The request header carrying the capability token. */

@@ -7,7 +7,7 @@
  * authority service's server certificate). Kinds are disjoint so that an agent can never
  * act as an operator or impersonate the authority, whatever its id.
  */
-import { isAgentId } from '../tokens/claims.js'
+import { isAgentId } from '../policy/claims.js'
 
 export const WORKLOAD_KINDS = ['agent', 'operator', 'authority'] as const
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number]

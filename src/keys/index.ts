@@ -5,9 +5,9 @@
 import { KeyObject, type webcrypto } from 'node:crypto'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
 import { KeyInvalid } from '../errors.js'
-import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../tokens/claims.js'
 
 export type { JWK } from 'jose'
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 
 export interface JSONWebKeySet {
   readonly keys: readonly JWK[]

@@ -18,7 +18,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomUUID } from 'node:crypto'
 import { StoreUnavailable } from '../errors.js'
 import { assertTimeout, FailClosedConnection, type RedisConnectionOptions } from '../lib/redis.js'
-import { cachedJwksSource, type RefreshableJwksSource } from '../verifier/remote-jwks.js'
+import { cachedJwksSource, type RefreshableJwksSource } from './remote-jwks.js'
 import { publicJwkOf, type JSONWebKeySet, type JWK, type SigningKeyRecord } from './index.js'
 import { parseRecords, serializeRecords, type KeyStore } from './store.js'
 

@@ -8,9 +8,10 @@
  */
 import type { KeyObject } from 'node:crypto'
 import { TokenAlgorithm, TokenKeyUnknown, TokenMalformed, TokenSignature } from '../errors.js'
-import { MAX_TOKEN_BYTES, TOKEN_ALG, TOKEN_TYPE } from './claims.js'
+import { TOKEN_ALG, TOKEN_TYPE } from '../policy/claims.js'
 import { signOnCryptoThread, verifyOnCryptoThread } from './crypto-thread.js'
 import { es256Sign, es256Verify } from './es256.js'
+import { MAX_TOKEN_BYTES } from '../policy/limits.js'
 
 const B64URL = /^[A-Za-z0-9_-]+$/
 /** A P-256 signature in IEEE P1363 form is 64 bytes. */

@@ -26,20 +26,13 @@ import {
 import { hashArguments } from '../lib/hash.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
-import {
-  agentsOf,
-  assertCapabilityClaims,
-  DEFAULT_CLOCK_TOLERANCE_SECONDS,
-  MAX_CLOCK_TOLERANCE_SECONDS,
-  MAX_TOKEN_LIFETIME_SECONDS,
-  presenterOf,
-  type CapabilityClaims,
-} from '../tokens/claims.js'
+import { agentsOf, assertCapabilityClaims, presenterOf, type CapabilityClaims } from '../policy/claims.js'
 import { assertSignature, assertSignatureOffloaded, decodeToken } from '../tokens/jws.js'
-import { minLevel, permitsOperation, type Operation, type TrustLevel } from '../trust/index.js'
+import { minLevel, permitsOperation, type Operation, type TrustLevel } from '../policy/trust.js'
 import { KeyRing, type TrustedIssuer } from './key-ring.js'
 
 export type { TrustedIssuer, JwksSource } from './key-ring.js'
+import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 
 /** The authenticated peer of the connection (from its mTLS certificate), when known. */
 export interface PeerIdentity {

@@ -5,10 +5,7 @@
  * Pure functions; no I/O. Subpath: `agent-trust` (root).
  */
 import { ScopeInvalid } from '../errors.js'
-
-export const MAX_SCOPE_SEGMENTS = 16
-export const MAX_SEGMENT_LENGTH = 64
-export const MAX_SCOPES_PER_TOKEN = 32
+import { MAX_SCOPE_SEGMENTS } from './limits.js'
 
 const SEGMENT = /^[A-Za-z0-9._@/+-]{1,64}$/
 // A whole exact scope in one pass: bounded repetition keeps the regex linear.

@@ -15,8 +15,8 @@
  * `ERR_TOKEN_KEY_UNKNOWN` until the URL answers again (fail closed).
  */
 import { createRemoteJWKSet } from 'jose'
-import type { JSONWebKeySet } from '../keys/index.js'
-import type { JwksSource } from './key-ring.js'
+import type { JSONWebKeySet } from './index.js'
+import type { JwksSource } from '../verifier/key-ring.js'
 
 export interface RemoteJwksOptions {
   /** Refresh in the background once the copy is this old, ms. Default 60000 (1 minute). */

@@ -2,19 +2,12 @@
  * The capability token's claims (DESIGN section 4) and their strict validation.
  */
 import { TokenClaims } from '../errors.js'
-import { isExactScope, MAX_SCOPES_PER_TOKEN } from '../scopes/index.js'
-import type { TokenTrustLevel } from '../trust/index.js'
+import { isExactScope } from './scopes.js'
+import type { TokenTrustLevel } from './trust.js'
+import { MAX_AGENT_ID_LENGTH, MAX_CONTEXT_VALUE_LENGTH, MAX_DELEGATION_CHAIN, MAX_SCOPES_PER_TOKEN } from './limits.js'
 
 export const TOKEN_TYPE = 'agent-cap+jwt'
 export const TOKEN_ALG = 'ES256'
-export const MAX_TOKEN_BYTES = 8 * 1024
-/** Hard ceiling on `exp - iat`. */
-export const MAX_TOKEN_LIFETIME_SECONDS = 300
-export const DEFAULT_TOKEN_LIFETIME_SECONDS = 60
-export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5
-export const MAX_CLOCK_TOLERANCE_SECONDS = 30
-/** No chain of delegations longer than this is ever minted or accepted. */
-export const MAX_DELEGATION_CHAIN = 8
 
 export interface AuditContext {
   readonly session_id: string
@@ -48,7 +41,6 @@ export interface CapabilityClaims {
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,254}$/
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 const THUMBPRINT = /^[A-Za-z0-9_-]{43}$/
-const CONTEXT_VALUE_MAX = 256
 
 export function isAgentId(v: unknown): v is string {
   return typeof v === 'string' && AGENT_ID.test(v)
@@ -103,9 +95,11 @@ function validateActor(v: unknown, depth: number): void {
 export function assertCapabilityClaims(payload: unknown): asserts payload is CapabilityClaims {
   if (!isPlainObject(payload)) fail('payload', 'must be a JSON object')
   for (const k in payload) if (!ALLOWED_CLAIMS.has(k)) fail(k.slice(0, 32), 'is not allowed') // an attacker's name: bounded
-  if (typeof payload.iss !== 'string' || payload.iss.length === 0 || payload.iss.length > 255) fail('iss', 'must be a non-empty string')
+  if (typeof payload.iss !== 'string' || payload.iss.length === 0 || payload.iss.length > MAX_AGENT_ID_LENGTH)
+    fail('iss', 'must be a non-empty string')
   if (!isAgentId(payload.sub)) fail('sub', 'must be an agent id')
-  if (typeof payload.aud !== 'string' || payload.aud.length === 0 || payload.aud.length > 255) fail('aud', 'must be one string')
+  if (typeof payload.aud !== 'string' || payload.aud.length === 0 || payload.aud.length > MAX_AGENT_ID_LENGTH)
+    fail('aud', 'must be one string')
   if (!isTime(payload.iat)) fail('iat', 'must be an integer NumericDate')
   if (!isTime(payload.nbf)) fail('nbf', 'must be an integer NumericDate')
   if (!isTime(payload.exp)) fail('exp', 'must be an integer NumericDate')
@@ -124,7 +118,7 @@ export function assertCapabilityClaims(payload: unknown): asserts payload is Cap
   for (const k in ctx) if (k !== 'session_id' && k !== 'user_id' && k !== 'task_id') fail('context', 'has an unknown member')
   for (const k of ['session_id', 'user_id', 'task_id'] as const) {
     const v = ctx[k]
-    if (typeof v !== 'string' || v.length > CONTEXT_VALUE_MAX) fail('context', `must have a string "${k}"`)
+    if (typeof v !== 'string' || v.length > MAX_CONTEXT_VALUE_LENGTH) fail('context', `must have a string "${k}"`)
   }
   if (payload.act !== undefined) validateActor(payload.act, 1)
   if (payload.chain !== undefined) {

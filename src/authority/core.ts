@@ -1,0 +1,122 @@
+/**
+ * What every job of the authority shares: the manifest's live registry, the signing keys,
+ * the store revocations go to, the audit log, and the checks each job starts with (is the
+ * agent known and not quarantined, is the lifetime within bounds, are the scopes exact).
+ * Minting, delegation, revocation and approvals are functions over this state.
+ */
+import type { AuditEventInput, AuditLog } from '../audit/types.js'
+import { discardAudit } from '../audit/types.js'
+import type { Manifest } from '../config/manifest.js'
+import { AgentRevoked, AgentUnknown, ScopeInvalid, TokenClaims, TokenLifetime, type AgentTrustError } from '../errors.js'
+import type { KeySet } from '../keys/index.js'
+import { nowSeconds } from '../lib/time.js'
+import type { AuditContext, CapabilityClaims } from '../policy/claims.js'
+import { MAX_CONTEXT_VALUE_LENGTH, MAX_SCOPES_PER_TOKEN, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
+import { isExactScope } from '../policy/scopes.js'
+import { MemoryReplayRevocationStore } from '../revocation/memory.js'
+import type { ReplayRevocationStore } from '../revocation/store.js'
+import { signToken, signTokenOffloaded } from '../tokens/jws.js'
+import { toAgentTrustError, VerificationCore } from '../verifier/index.js'
+import { AgentRegistry, type AgentState } from './registry.js'
+import type { AuthorityOptions } from './types.js'
+
+export class AuthorityCore {
+  readonly id: string
+  readonly manifest: Manifest
+  readonly keys: KeySet
+  readonly store: ReplayRevocationStore
+  readonly registry: AgentRegistry
+  /** The verifier's own pipeline, for tokens handed back to the authority (exchange). */
+  readonly verification: VerificationCore
+  readonly tolerance: number
+  /** Per agent: the earliest `iat` it may be issued (after a trust change revoked its tokens). */
+  readonly minIat = new Map<string, number>()
+  readonly #audit: AuditLog
+  readonly #ttl: number
+  readonly #offload: boolean
+
+  constructor(manifest: Manifest, keys: KeySet, options: AuthorityOptions) {
+    this.manifest = manifest
+    this.id = manifest.authority.id
+    this.keys = keys
+    this.store = options.store ?? new MemoryReplayRevocationStore()
+    this.registry = new AgentRegistry(manifest)
+    this.#audit = options.audit ?? discardAudit
+    this.#ttl = manifest.authority.tokenTtlSeconds
+    this.tolerance = manifest.authority.clockToleranceSeconds
+    this.#offload = options.cryptoOffload ?? false
+    this.verification = new VerificationCore({
+      issuers: [{ issuer: this.id, jwks: () => this.keys.jwks() }],
+      store: this.store,
+      clockToleranceSeconds: this.tolerance,
+    })
+  }
+
+  sign(claims: CapabilityClaims): string | Promise<string> {
+    const { kid, privateKey } = this.keys.active()
+    return this.#offload ? signTokenOffloaded(claims, kid, privateKey) : signToken(claims, kid, privateKey)
+  }
+
+  /** `iat` for a new token of `agentId`: now, or later if a trust change revoked up to a later second. */
+  issuedAt(agentId: string): number {
+    return Math.max(nowSeconds(), this.minIat.get(agentId) ?? 0)
+  }
+
+  lifetime(ttl: number | undefined): number {
+    const t = ttl ?? this.#ttl
+    if (!Number.isInteger(t) || t < 1 || t > MAX_TOKEN_LIFETIME_SECONDS)
+      throw new TokenLifetime(`ttlSeconds must be an integer from 1 to ${MAX_TOKEN_LIFETIME_SECONDS}`)
+    return t
+  }
+
+  checkScopes(scope: readonly string[]): string[] {
+    if (!Array.isArray(scope) || scope.length === 0 || scope.length > MAX_SCOPES_PER_TOKEN)
+      throw new ScopeInvalid(`a token needs 1-${MAX_SCOPES_PER_TOKEN} exact scopes`)
+    for (const s of scope)
+      if (!isExactScope(s)) throw new ScopeInvalid('tokens carry exact scopes only: no wildcards, segments of [A-Za-z0-9._@/+-]')
+    return [...new Set(scope)]
+  }
+
+  knownAgent(id: string): AgentState {
+    const a = typeof id === 'string' ? this.registry.get(id) : undefined
+    if (a === undefined)
+      throw new AgentUnknown(`agent "${String(id).slice(0, 64)}" is not in the manifest`, { details: { agentId: String(id).slice(0, 64) } })
+    return a
+  }
+
+  activeAgent(id: string): AgentState {
+    const a = this.knownAgent(id)
+    if (a.revoked) throw new AgentRevoked(`agent "${id}" is revoked`, { details: { agentId: id } })
+    return a
+  }
+
+  record(e: AuditEventInput): void {
+    this.#audit.record(e)
+  }
+
+  /** Record a refusal and return it as a coded error (anything unexpected becomes `ERR_GENERIC`). */
+  deny(e: unknown, base: Omit<AuditEventInput, 'decision'>): AgentTrustError {
+    const err = toAgentTrustError(e)
+    this.record({
+      ...base,
+      decision: 'deny',
+      code: err.code,
+      capability: Array.isArray(base.capability) ? base.capability.filter((s) => typeof s === 'string').slice(0, 32) : undefined,
+    })
+    return err
+  }
+}
+
+/** The audit context copied into every token; its values are bounded like the verifier bounds them. */
+export function checkContext(ctx: AuditContext): AuditContext {
+  if (typeof ctx !== 'object' || ctx === null)
+    throw new TokenClaims('context {session_id, user_id, task_id} is required', { details: { claim: 'context' } })
+  const { session_id, user_id, task_id } = ctx
+  for (const v of [session_id, user_id, task_id]) {
+    if (typeof v !== 'string' || v.length > MAX_CONTEXT_VALUE_LENGTH)
+      throw new TokenClaims(`context values must be strings of at most ${MAX_CONTEXT_VALUE_LENGTH} chars`, {
+        details: { claim: 'context' },
+      })
+  }
+  return { session_id, user_id, task_id }
+}

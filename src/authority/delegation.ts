@@ -1,0 +1,146 @@
+/**
+ * Delegation. `exchange` is on-behalf-of token exchange (RFC 8693): the holder of a token
+ * it is the audience of asks for a token to a next audience, with a subset of the scopes,
+ * one less `delegation_depth`, no later `exp`, the same `context`, itself as the current
+ * actor (`act`) and the presented token's jti appended to `chain`. `spawn` registers a
+ * sub-agent of an L3 parent that never exceeds the parent: level, grants, delegation depth
+ * and egress destinations are all within the parent's.
+ */
+import { randomUUID } from 'node:crypto'
+import { AgentSchema, type AgentDeclaration } from '../config/manifest.js'
+import { DelegationDepth, ScopeEscalation, SpawnDenied, SpawnEscalation, TokenBinding, TokenLifetime, TrustLevelDenied } from '../errors.js'
+import { agentsOf, type ActorClaim, type CapabilityClaims } from '../policy/claims.js'
+import { egressCovered } from '../policy/destination.js'
+import { MAX_DELEGATION_CHAIN } from '../policy/limits.js'
+import { isSubset, uncovered } from '../policy/scopes.js'
+import { isTrustLevel, levelRank, mayRedelegate, maySpawn, minLevel, type TokenTrustLevel } from '../policy/trust.js'
+import type { AuthorityCore } from './core.js'
+import type { ExchangeRequest, SpawnRequest } from './types.js'
+
+export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise<string> {
+  let parent: CapabilityClaims | undefined
+  try {
+    // Over the network the holder is the authenticated caller; the token was bound to the
+    // agent that presented it *to* the holder, so step 4 does not apply here.
+    if (r.peer !== undefined && r.peer.agentId !== r.holder)
+      throw new TokenBinding('the exchanging holder is not the authenticated peer', { details: { agentId: r.peer.agentId } })
+    const verified = await core.verification.verify(r.token, { audience: r.holder, consume: false, holderRedeems: true })
+    parent = verified.claims
+    const holder = core.activeAgent(r.holder)
+    if (!mayRedelegate(holder.level))
+      throw new TrustLevelDenied(`agent "${r.holder}" is ${holder.level} and may not re-delegate`, { details: { agentId: r.holder } })
+    if (parent.delegation_depth < 1)
+      throw new DelegationDepth('this capability may not be re-delegated (delegation_depth is 0)', { details: { jti: parent.jti } })
+    const chain = [...(parent.chain ?? []), parent.jti]
+    if (chain.length > MAX_DELEGATION_CHAIN) throw new DelegationDepth('the delegation chain is too long', { details: { jti: parent.jti } })
+    core.activeAgent(r.audience)
+    const scope = r.scope === undefined ? [...parent.scope] : core.checkScopes(r.scope)
+    const extra = scope.filter((s) => !parent!.scope.includes(s))
+    if (extra.length > 0)
+      throw new ScopeEscalation('the exchanged token may only carry scopes of the presented token', {
+        details: { scope: extra[0], jti: parent.jti },
+      })
+    const now = core.issuedAt(r.holder)
+    const exp = Math.min(now + core.lifetime(r.ttlSeconds), parent.exp)
+    if (exp <= now) throw new TokenLifetime('the presented token expires too soon to delegate', { details: { jti: parent.jti } })
+    const act: ActorClaim = parent.act === undefined ? { sub: r.holder } : { sub: r.holder, act: parent.act }
+    const claims: CapabilityClaims = {
+      iss: core.id,
+      sub: parent.sub,
+      aud: r.audience,
+      iat: now,
+      nbf: now,
+      exp,
+      jti: randomUUID(),
+      scope,
+      delegation_depth: parent.delegation_depth - 1,
+      trust_level: minLevel(holder.level, parent.trust_level) as TokenTrustLevel,
+      context: parent.context,
+      act,
+      chain,
+      ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
+    }
+    const token = await core.sign(claims)
+    core.record({
+      action: 'exchange',
+      decision: 'allow',
+      origin: r.holder,
+      destination: r.audience,
+      capability: scope,
+      jti: claims.jti,
+      trustLevel: claims.trust_level,
+      context: claims.context,
+      chain,
+      actors: agentsOf(claims).slice(1).reverse(),
+    })
+    return token
+  } catch (e) {
+    throw core.deny(e, {
+      action: 'exchange',
+      origin: r?.holder,
+      destination: r?.audience,
+      capability: r?.scope,
+      jti: parent?.jti,
+      context: parent?.context,
+      chain: parent?.chain,
+    })
+  }
+}
+
+// ---- spawn ---------------------------------------------------------------------------
+
+/** Register a sub-agent of an L3 parent. The child never exceeds its parent. */
+export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<AgentDeclaration> {
+  try {
+    const parent = typeof r?.parent === 'string' ? core.registry.get(r.parent) : undefined
+    if (parent === undefined)
+      throw new SpawnDenied(`parent "${String(r?.parent).slice(0, 64)}" is not in the manifest`, {
+        details: { agentId: String(r?.parent).slice(0, 64) },
+      })
+    if (parent.revoked) throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
+    if (!maySpawn(parent.level))
+      throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
+    // Levels are checked before the schema: "L4" or "root" is an escalation attempt, not a typo.
+    const asked = (r.child as { trustLevel?: unknown } | undefined)?.trustLevel
+    if (!isTrustLevel(asked) || levelRank(asked) > levelRank(parent.level)) {
+      throw new SpawnEscalation(`a child of an ${parent.level} agent must have a level from L0 to ${parent.level}`, {
+        details: { agentId: String(r.child?.id).slice(0, 64) },
+      })
+    }
+    const parsed = AgentSchema.safeParse({ ...r.child, parent: r.parent })
+    if (!parsed.success)
+      throw new SpawnDenied(
+        'the child declaration is invalid: ' + parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+      )
+    const child = parsed.data
+    if (core.registry.has(child.id)) throw new SpawnDenied(`agent id "${child.id}" is already taken`, { details: { agentId: child.id } })
+    if (levelRank(child.trustLevel) > levelRank(parent.level)) {
+      throw new SpawnEscalation(`a child of an ${parent.level} agent may not be ${child.trustLevel}`, { details: { agentId: child.id } })
+    }
+    const extra = uncovered(child.grants, parent.declaration.grants)
+    if (extra.length > 0)
+      throw new ScopeEscalation('the child asks for grants its parent does not hold', { details: { agentId: child.id, scope: extra[0] } })
+    if (!isSubset(child.grants, parent.declaration.grants)) throw new ScopeEscalation()
+    if (child.maxDelegationDepth >= parent.declaration.maxDelegationDepth && child.maxDelegationDepth > 0) {
+      throw new DelegationDepth("a child's maxDelegationDepth must be below its parent's", { details: { agentId: child.id } })
+    }
+    for (const e of child.egress) {
+      if (!egressCovered(parent.declaration.egress, e))
+        throw new SpawnEscalation('the child declares an egress destination its parent does not have', {
+          details: { agentId: child.id, rule: 'egress' },
+        })
+    }
+    core.registry.add(child)
+    core.record({
+      action: 'spawn',
+      decision: 'allow',
+      origin: r.parent,
+      destination: child.id,
+      capability: child.grants,
+      trustLevel: child.trustLevel,
+    })
+    return child
+  } catch (e) {
+    throw core.deny(e, { action: 'spawn', origin: r?.parent, destination: r?.child?.id, capability: r?.child?.grants })
+  }
+}

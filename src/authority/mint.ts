@@ -1,0 +1,105 @@
+/**
+ * Minting: the authority issues a token to a registered, non-quarantined agent of level
+ * L1 or above, only for exact scopes its grants cover, and only for an operation its level
+ * permits. `mintForTool` computes the scope from the callee's tool declaration and the
+ * call's arguments, so the token carries exactly what the callee's guard will require.
+ */
+import { randomUUID } from 'node:crypto'
+import { DelegationDepth, ScopeDenied, TrustLevelDenied } from '../errors.js'
+import type { CapabilityClaims } from '../policy/claims.js'
+import { uncovered } from '../policy/scopes.js'
+import { mayHoldTokens, permitsOperation, type Operation, type TokenTrustLevel } from '../policy/trust.js'
+import { checkContext, type AuthorityCore } from './core.js'
+import type { MintRequest, ToolMintRequest } from './types.js'
+
+export async function mint(core: AuthorityCore, request: MintRequest): Promise<string> {
+  try {
+    const { token, claims } = await mintClaims(core, request)
+    core.record({
+      action: 'mint',
+      decision: 'allow',
+      origin: request.subject,
+      destination: request.audience,
+      capability: claims.scope,
+      jti: claims.jti,
+      trustLevel: claims.trust_level,
+      context: claims.context,
+    })
+    return token
+  } catch (e) {
+    throw core.deny(e, { action: 'mint', origin: request?.subject, destination: request?.audience, capability: request?.scope })
+  }
+}
+
+export async function mintForTool(
+  core: AuthorityCore,
+  request: ToolMintRequest,
+): Promise<{ token: string; scope: string; operation: Operation }> {
+  let scope: string | undefined
+  try {
+    const server = core.knownAgent(request.audience)
+    const tool = server.catalog.resolve(request.tool)
+    scope = tool.scope.fill(request.args)
+    const { token, claims } = await mintClaims(core, { ...request, scope: [scope], operation: tool.operation })
+    core.record({
+      action: 'mint',
+      decision: 'allow',
+      origin: request.subject,
+      destination: request.audience,
+      tool: request.tool,
+      capability: claims.scope,
+      jti: claims.jti,
+      trustLevel: claims.trust_level,
+      context: claims.context,
+    })
+    return { token, scope, operation: tool.operation }
+  } catch (e) {
+    throw core.deny(e, {
+      action: 'mint',
+      origin: request?.subject,
+      destination: request?.audience,
+      tool: request?.tool,
+      capability: scope === undefined ? undefined : [scope],
+    })
+  }
+}
+
+async function mintClaims(core: AuthorityCore, r: MintRequest): Promise<{ token: string; claims: CapabilityClaims }> {
+  const subject = core.activeAgent(r.subject)
+  if (!mayHoldTokens(subject.level))
+    throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not receive tokens`, { details: { agentId: r.subject } })
+  core.activeAgent(r.audience)
+  const scope = core.checkScopes(r.scope)
+  if (!permitsOperation(subject.level, r.operation)) {
+    throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not perform "${r.operation}" operations`, {
+      details: { agentId: r.subject, rule: r.operation },
+    })
+  }
+  const missing = uncovered(scope, subject.declaration.grants)
+  if (missing.length > 0)
+    throw new ScopeDenied(`agent "${r.subject}" has no grant covering the requested scope`, {
+      details: { agentId: r.subject, scope: missing[0] },
+    })
+  const max = subject.declaration.maxDelegationDepth
+  const depth = r.delegationDepth ?? max
+  if (!Number.isInteger(depth) || depth < 0 || depth > max)
+    throw new DelegationDepth(`delegationDepth must be an integer from 0 to ${max} for "${r.subject}"`, {
+      details: { agentId: r.subject },
+    })
+  const iat = core.issuedAt(r.subject)
+  const claims: CapabilityClaims = {
+    iss: core.id,
+    sub: r.subject,
+    aud: r.audience,
+    iat,
+    nbf: iat,
+    exp: iat + core.lifetime(r.ttlSeconds),
+    jti: randomUUID(),
+    scope,
+    delegation_depth: depth,
+    trust_level: subject.level as TokenTrustLevel,
+    context: checkContext(r.context),
+    ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
+  }
+  return { token: await core.sign(claims), claims }
+}

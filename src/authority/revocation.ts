@@ -1,0 +1,44 @@
+/**
+ * Revocation. A token's jti is revoked (and with it every token delegated from it, through
+ * `chain`); an agent is quarantined together with every agent it spawned: the authority mints
+ * nothing for them again and every verifier sharing the store rejects every token of theirs,
+ * issued before or after, by any authority.
+ */
+import { TokenClaims } from '../errors.js'
+import { nowSeconds } from '../lib/time.js'
+import { isJti } from '../policy/claims.js'
+import { MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
+import { AGENT_QUARANTINED } from '../revocation/store.js'
+import type { AuthorityCore } from './core.js'
+
+/** Revoke one token by jti; its delegated descendants die with it. */
+export async function revokeToken(core: AuthorityCore, jti: string, options: { by?: string } = {}): Promise<void> {
+  if (!isJti(jti)) throw new TokenClaims("revokeToken takes the token's jti (a UUID v4), not the token", { details: { claim: 'jti' } })
+  const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + core.tolerance + 1) * 1000
+  await core.store.revokeToken(jti, forgetAtMs)
+  core.record({ action: 'revoke', decision: 'allow', origin: options.by, jti, note: 'token' })
+}
+
+/**
+ * Quarantine an agent and every agent it spawned: none are minted here again, and every
+ * token of theirs, issued before or after (by any authority sharing the store), is
+ * rejected by every verifier sharing the store.
+ */
+export async function revokeAgent(core: AuthorityCore, agentId: string, options: { by?: string } = {}): Promise<string[]> {
+  core.knownAgent(agentId)
+  const ids = core.registry.lineage(agentId)
+  for (const id of ids) {
+    const a = core.registry.get(id)
+    if (a !== undefined) a.revoked = true
+  }
+  await Promise.all(ids.map((id) => core.store.revokeAgent(id, AGENT_QUARANTINED)))
+  for (const id of ids)
+    core.record({
+      action: 'revoke',
+      decision: 'allow',
+      origin: options.by,
+      destination: id,
+      note: id === agentId ? 'agent' : `descendant of ${agentId}`,
+    })
+  return ids
+}

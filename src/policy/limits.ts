@@ -1,0 +1,38 @@
+/**
+ * Every bound agent-trust enforces, in one place. Schemas, the authority (at mint) and the
+ * verifier (at verify) all read these, so a token the authority mints is one a verifier
+ * accepts, and a documented limit is the enforced one.
+ *
+ * Pure constants: no I/O, no imports.
+ */
+
+/** A compact JWS longer than this is refused before it is decoded (bytes; tokens are ASCII). */
+export const MAX_TOKEN_BYTES = 8 * 1024
+/** Hard ceiling on `exp - iat`, seconds: capability tokens live at most 5 minutes. */
+export const MAX_TOKEN_LIFETIME_SECONDS = 300
+/** `exp - iat` when a request does not ask for another lifetime, seconds. */
+export const DEFAULT_TOKEN_LIFETIME_SECONDS = 60
+/** Clock skew tolerated on `exp`/`nbf`/`iat` when none is configured, seconds. */
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5
+/** The largest clock tolerance any verifier or authority may be configured with, seconds. */
+export const MAX_CLOCK_TOLERANCE_SECONDS = 30
+/** No chain of delegations (`act` nesting, `chain` entries) longer than this is minted or accepted. */
+export const MAX_DELEGATION_CHAIN = 8
+
+/** Segments in one scope. */
+export const MAX_SCOPE_SEGMENTS = 16
+/** Characters in one scope segment. */
+export const MAX_SEGMENT_LENGTH = 64
+/** Scopes in one token. */
+export const MAX_SCOPES_PER_TOKEN = 32
+
+/** Characters in an agent id (`sub`, `aud`, actors) or an issuer id. */
+export const MAX_AGENT_ID_LENGTH = 255
+/** Characters in a key id (`kid`). */
+export const MAX_KID_LENGTH = 128
+/** Characters in each `context` value (`session_id`, `user_id`, `task_id`). */
+export const MAX_CONTEXT_VALUE_LENGTH = 256
+/** Characters in a tool name. */
+export const MAX_TOOL_NAME_LENGTH = 128
+/** Grant patterns, egress destinations and tools per agent in a manifest. */
+export const MAX_MANIFEST_LIST_LENGTH = 256
