@@ -79,7 +79,7 @@ export {
 export type { Operation, TokenTrustLevel, TrustLevel } from './policy/trust.js'
 
 export { AgentSchema, loadManifestFile, ManifestSchema, parseManifest, ToolDeclarationSchema } from './config/manifest.js'
-export { resolveTool, ToolCatalog } from './config/tools.js'
+export { resolveTool } from './config/tools.js'
 export type { ResolvedTool } from './config/tools.js'
 export type { AgentDeclaration, AgentDeclarationInput, Manifest, ManifestInput, ToolDeclaration } from './config/manifest.js'
 export { resolveMode } from './config/mode.js'
@@ -102,7 +102,7 @@ export {
 export type { ActorClaim, AuditContext, CapabilityClaims } from './policy/claims.js'
 
 export { generateSigningKey, importPrivateKey, importPublicKey, KeySet, publicJwkOf } from './keys/index.js'
-export type { JSONWebKeySet, JWK, KeySetOptions, SigningKeyRecord } from './keys/index.js'
+export type { JSONWebKeySet, JwksSource, JWK, KeySetOptions, SigningKeyRecord } from './keys/index.js'
 export { defaultKeyFile, FileKeyStore, MemoryKeyStore } from './keys/store.js'
 export type { FileKeyStoreOptions, KeyStore } from './keys/store.js'
 export { createKeyManager } from './keys/rotation.js'
@@ -136,18 +136,7 @@ export type {
   TrustChangeStore,
 } from './authority/types.js'
 
-export { createVerifier, Verifier, VerificationCore, toAgentTrustError } from './verifier/index.js'
+export { createVerifier, Verifier } from './verifier/index.js'
 export { remoteJwks } from './keys/remote-jwks.js'
 export type { RefreshableJwksSource, RemoteJwksOptions } from './keys/remote-jwks.js'
-export type {
-  Authorization,
-  JwksSource,
-  PeerIdentity,
-  Requirement,
-  TrustedIssuer,
-  VerifiedCapability,
-  VerifierOptions,
-} from './verifier/index.js'
-
-// Hashing helpers the adapters share (argument hashes for audit, MCP tool-definition pins).
-export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'
+export type { Authorization, PeerIdentity, Requirement, TrustedIssuer, VerifiedCapability, VerifierOptions } from './verifier/index.js'

@@ -16,9 +16,7 @@ import {
 import {
   ConfigInvalid,
   parseManifest,
-  ToolCatalog,
   TokenMissing,
-  toAgentTrustError,
   type AgentDeclaration,
   type CapabilityIssuer,
   type Manifest,
@@ -27,6 +25,7 @@ import {
   type ResolvedTool,
   type Verifier,
 } from 'agent-trust'
+import { ToolCatalog, toAgentTrustError } from '#internal'
 import { AGENT_TRUST_CONTEXT_KEY, callerFromContext } from './context.js'
 
 /**

@@ -4,7 +4,8 @@
  * `tools/list`), and the hash that pins a tool definition. The server guard, the client
  * wrapper and the gateway all decide through these functions, so they cannot disagree.
  */
-import { canonicalJson, isExactScope, permitsOperation, sha256b64url } from 'agent-trust'
+import { isExactScope, permitsOperation } from 'agent-trust'
+import { canonicalJson, sha256b64url } from '#internal'
 import type { Operation, ResolvedTool, TrustLevel } from 'agent-trust'
 
 /**

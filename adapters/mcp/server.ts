@@ -22,16 +22,14 @@ import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sd
 import {
   ConfigInvalid,
   createVerifier,
-  hashArguments,
   parseManifest,
   resolveMode,
-  ToolCatalog,
   ScopeInvalid,
-  toAgentTrustError,
   ToolDeclarationSchema,
   ToolUndeclared,
   Verifier,
 } from 'agent-trust'
+import { hashArguments, ToolCatalog, toAgentTrustError } from '#internal'
 import type {
   AgentTrustError,
   AuditLog,

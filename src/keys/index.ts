@@ -13,6 +13,8 @@ export interface JSONWebKeySet {
   readonly keys: readonly JWK[]
 }
 
+export type JwksSource = JSONWebKeySet | (() => JSONWebKeySet | Promise<JSONWebKeySet>)
+
 /** One signing key as persisted: private JWK plus its life cycle, times in epoch ms. */
 export interface SigningKeyRecord {
   readonly kid: string

@@ -16,7 +16,7 @@
  */
 import { createRemoteJWKSet } from 'jose'
 import type { JSONWebKeySet } from './index.js'
-import type { JwksSource } from '../verifier/key-ring.js'
+import type { JwksSource } from './index.js'
 
 export interface RemoteJwksOptions {
   /** Refresh in the background once the copy is this old, ms. Default 60000 (1 minute). */

@@ -31,7 +31,7 @@ import { assertSignature, assertSignatureOffloaded, decodeToken } from '../token
 import { minLevel, permitsOperation, type Operation, type TrustLevel } from '../policy/trust.js'
 import { KeyRing, type TrustedIssuer } from './key-ring.js'
 
-export type { TrustedIssuer, JwksSource } from './key-ring.js'
+export type { TrustedIssuer } from './key-ring.js'
 import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 
 /** The authenticated peer of the connection (from its mTLS certificate), when known. */

@@ -6,9 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto'
 import { KeyInvalid, TokenKeyUnknown } from '../errors.js'
-import { importPublicKey, type JSONWebKeySet, type JWK } from '../keys/index.js'
-
-export type JwksSource = JSONWebKeySet | (() => JSONWebKeySet | Promise<JSONWebKeySet>)
+import { importPublicKey, type JSONWebKeySet, type JwksSource, type JWK } from '../keys/index.js'
 
 /** A function source may also carry `reload()`: called once when a token names an unknown kid (see `remoteJwks`). */
 type Reloadable = { reload?: () => Promise<unknown> }

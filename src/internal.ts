@@ -1,0 +1,8 @@
+/**
+ * What the adapters (`agent-trust/mcp`, `agent-trust/langchain`) share with the kernel but
+ * users do not: reachable only from inside the package as `#internal` (package.json
+ * `imports`), never an export, so it can change without a major version.
+ */
+export { ToolCatalog } from './config/tools.js'
+export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'
+export { toAgentTrustError } from './verifier/index.js'
