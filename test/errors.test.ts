@@ -53,8 +53,11 @@ describe('errors', () => {
     expect(errorsSubpath.TokenRevoked).toBe(TokenRevoked)
   })
 
-  it('the README documents every code (Code | When | How to fix)', () => {
+  it('the README documents every code (Code | Class | HTTP | When | How to fix), as the catalogue has it', () => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-    for (const code of codes) expect(readme, code).toContain(`| \`${code}\` |`)
+    for (const code of codes) {
+      const e = ERROR_CATALOG[code]
+      expect(readme, code).toContain(`| \`${code}\` | \`${e.name}\` | ${e.status} | ${e.when} | ${e.fix} |`)
+    }
   })
 })

@@ -16,6 +16,7 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { toAgentTrustError } from '#internal'
 import type { AgentTrustError, AuditLog, PeerIdentity } from 'agent-trust'
+import { denialAnswer } from 'agent-trust/http'
 import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
 import { attachPeerIdentity } from './peer.js'
 import { CAPABILITY_DENIED } from './policy.js'
@@ -154,9 +155,8 @@ export async function serveStreamableHttp(
       } catch (e) {
         const err = toAgentTrustError(e)
         tlsContext.refuse(err, 'request')
-        res
-          .writeHead(err.code === 'ERR_PEER_FORBIDDEN' ? 403 : 401, { 'content-type': 'application/json', connection: 'close' })
-          .end(rpcDenied(err))
+        const answer = denialAnswer(err, { body: rpcDenied(err) })
+        res.writeHead(answer.status, { ...answer.headers, connection: 'close' }).end(answer.body)
         return
       }
     }

@@ -33,6 +33,7 @@ import { guardTlsServer, workloadFromSocket, type PeerValidationOptions, type Wo
 import { isSpiffeRepresentable, type Workload, type WorkloadKind } from '../identity/spiffe.js'
 import { mtlsServerOptions, tlsServerOptions } from '../identity/tls.js'
 import { toAgentTrustError } from '../verifier/index.js'
+import { denialAnswer } from '../http/denial.js'
 import { RevocationFeed } from './feed.js'
 import {
   cleanDetails,
@@ -48,7 +49,6 @@ import {
   RevokeCertificateBody,
   RevokeTokenBody,
   SpawnBody,
-  statusOf,
   TrustChangeBody,
 } from './wire.js'
 
@@ -311,7 +311,7 @@ export class AuthorityService {
       }
       const body = method === 'GET' ? undefined : await this.#readJson(req)
       const result = await route.run(caller, body, url)
-      this.#send(res, 200, result)
+      this.#send(res, 200, JSON.stringify(result ?? null))
     } catch (e) {
       const err = toAgentTrustError(e)
       if (!alreadyRecorded.has(err)) {
@@ -327,9 +327,13 @@ export class AuthorityService {
       if (!res.headersSent) {
         // ERR_GENERIC keeps its cause here: what leaves the process stays generic.
         const message = err.code === 'ERR_GENERIC' ? 'the authority could not complete the request; it was denied' : err.message
-        this.#send(res, err.details.rule === 'size' ? 413 : err.details.rule === 'route' ? 404 : statusOf(err.code), {
-          error: { code: err.code, message, details: cleanDetails(err.details) },
+        const answer = denialAnswer(err, {
+          realm: this.authority.id,
+          body: JSON.stringify({ error: { code: err.code, message, details: cleanDetails(err.details) } }),
         })
+        // Two transport refusals keep their own statuses (RFC 9110 15.5.14, 15.5.5).
+        const status = err.details.rule === 'size' ? 413 : err.details.rule === 'route' ? 404 : answer.status
+        this.#send(res, status, answer.body, answer.headers)
       }
     }
   }
@@ -365,12 +369,12 @@ export class AuthorityService {
     }
   }
 
-  #send(res: ServerResponse, status: number, body: unknown): void {
-    const json = JSON.stringify(body ?? null)
+  #send(res: ServerResponse, status: number, json: string, headers: Readonly<Record<string, string>> = {}): void {
     res.writeHead(status, {
       'content-type': 'application/json',
-      'content-length': Buffer.byteLength(json),
       'cache-control': 'no-store',
+      ...headers,
+      'content-length': Buffer.byteLength(json),
       ...(status === 413 ? { connection: 'close' } : {}),
     })
     res.end(json)

@@ -1,9 +1,9 @@
 /**
- * The wire format of the authority service: request schemas (pure, zod) and the mapping
- * between coded errors and HTTP statuses. Shared by the server and the client.
+ * The wire format of the authority service: request schemas (pure, zod) and the error body.
+ * Shared by the server and the client; statuses come from the one denial table (`http/denial.ts`).
  */
 import { z } from 'zod'
-import type { AgentTrustErrorCode, ErrorDetails } from '../errors.js'
+import type { ErrorDetails } from '../errors.js'
 
 /** Protocol version prefix of every path. */
 export const API_PREFIX = '/v1'
@@ -75,23 +75,6 @@ export const DecideBody = z.strictObject({ id: z.string().min(1).max(64), approv
 export const EnrollmentTokenBody = z.strictObject({ agentId: id, ttlSeconds: z.int().min(60).max(86_400).optional() })
 export const EnrollBody = z.strictObject({ token: z.string().min(16).max(256), csr: z.string().min(1).max(16_384) })
 export const RenewBody = z.strictObject({ csr: z.string().min(1).max(16_384) })
-
-/** HTTP status for a denial code. Everything not listed is 403 (the request was understood and refused). */
-export function statusOf(code: AgentTrustErrorCode): number {
-  switch (code) {
-    case 'ERR_PEER_UNAUTHENTICATED':
-      return 401
-    case 'ERR_REQUEST_INVALID':
-      return 400
-    case 'ERR_STORE_UNAVAILABLE':
-    case 'ERR_AUTHORITY_UNAVAILABLE':
-      return 503
-    case 'ERR_GENERIC':
-      return 500
-    default:
-      return 403
-  }
-}
 
 export interface WireError {
   readonly code: string

@@ -43,7 +43,6 @@ export type { AgentCallDispatcherOptions, AgentCallTarget, AgentCapabilityOption
 
 export {
   AGENT_CAPABILITY_HEADER,
-  AGENT_CAPABILITY_SCHEME,
   agentCallDenial,
   agentCallScope,
   createAgentCallGuard,

@@ -6,32 +6,21 @@
  * The token arrives in the `Agent-Capability` header (see `agent-trust/egress` for why not
  * `Authorization`). The kernel's {@link Verifier} decides (signature, claims, audience,
  * binding, revocation, replay, trust level, scope) under its enforcement mode, and records
- * an `agent_call` audit event. Denials answer:
- *
- * | status | when | `WWW-Authenticate` |
- * |---|---|---|
- * | 401 | no token | `AgentCapability realm="<id>"` |
- * | 401 | a token that does not verify (malformed, expired, replayed, revoked, wrong audience, bound to another certificate or agent, ...) | `..., error="invalid_token"` |
- * | 401 | the `peerIdentity` hook refused the connection's certificate (`ERR_PEER_UNAUTHENTICATED`: none, expired, revoked, ...) | `AgentCapability realm="<id>"` |
- * | 403 | a valid token without the level or the scope this request needs | `..., error="insufficient_scope", scope="..."` |
- * | 403 | the peer's certificate names a workload that may not call (`ERR_PEER_FORBIDDEN`) | none |
- * | 503 | the replay/revocation store did not answer (`ERR_STORE_UNAVAILABLE`, fail closed) | none; `Retry-After: 1` |
- * | 500 | anything unexpected (`ERR_GENERIC`, denied) | none |
- *
- * The body is `{"error":{"code":"ERR_...","message":"..."}}` with the catalogue's generic
- * text: never the token, never internal details.
+ * an `agent_call` audit event. Denials answer through the one denial table (`denial.ts`):
+ * 401 with a Bearer `invalid_token` challenge for a token that does not verify, 403
+ * `insufficient_scope` for a valid token without the level or scope, 503 with `Retry-After`
+ * when the store does not answer.
  *
  * Subpath: `agent-trust/egress` (and `agent-trust/http` once mapped).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { ERROR_CATALOG, type AgentTrustError, type AgentTrustErrorCode } from '../errors.js'
+import type { AgentTrustError } from '../errors.js'
+import { denialAnswer, type DenialAnswer } from './denial.js'
 import type { Operation } from '../policy/trust.js'
 import { toAgentTrustError, type PeerIdentity, type VerifiedCapability, type Verifier } from '../verifier/index.js'
 
 /** The request header carrying the capability token. */
 export const AGENT_CAPABILITY_HEADER = 'agent-capability'
-/** The authentication scheme named in `WWW-Authenticate`. */
-export const AGENT_CAPABILITY_SCHEME = 'AgentCapability'
 
 /** GET, HEAD and OPTIONS read; every other method asks the agent to act (`execute`). */
 export function operationForMethod(method: string): Operation {
@@ -82,65 +71,19 @@ export type AgentCallDecision =
   | { readonly allowed: true; readonly enforced: boolean; readonly capability?: VerifiedCapability }
   | {
       readonly allowed: false
-      readonly status: 401 | 403 | 500 | 503
+      readonly status: DenialAnswer['status']
       readonly error: AgentTrustError
       readonly headers: Readonly<Record<string, string>>
       readonly body: string
     }
 
-const FORBIDDEN: ReadonlySet<AgentTrustErrorCode> = new Set(['ERR_TRUST_LEVEL', 'ERR_SCOPE_DENIED'])
-const UNAUTHORIZED: ReadonlySet<AgentTrustErrorCode> = new Set([
-  'ERR_TOKEN_MISSING',
-  'ERR_TOKEN_MALFORMED',
-  'ERR_TOKEN_ALG',
-  'ERR_TOKEN_KEY_UNKNOWN',
-  'ERR_TOKEN_SIGNATURE',
-  'ERR_TOKEN_CLAIMS',
-  'ERR_TOKEN_EXPIRED',
-  'ERR_TOKEN_NOT_YET_VALID',
-  'ERR_TOKEN_AUDIENCE',
-  'ERR_TOKEN_ISSUER',
-  'ERR_TOKEN_LIFETIME',
-  'ERR_TOKEN_BINDING',
-  'ERR_TOKEN_REVOKED',
-  'ERR_AGENT_REVOKED',
-  'ERR_TOKEN_REPLAYED',
-])
-
-function quoted(v: string): string {
-  return `"${v.replace(/[^\x20-\x7e]|["\\]/g, '')}"`
-}
-
-/** The HTTP answer for a denial: status, headers and a JSON body without secrets. */
+/** The HTTP answer for a denial: the one denial table's status, headers and body. */
 export function agentCallDenial(
   error: AgentTrustError,
   realm: string,
   requiredScope?: string,
 ): Extract<AgentCallDecision, { allowed: false }> {
-  const code = error.code
-  const base = `${AGENT_CAPABILITY_SCHEME} realm=${quoted(realm)}`
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store' }
-  let status: 401 | 403 | 500 | 503
-  if (UNAUTHORIZED.has(code)) {
-    status = 401
-    headers['www-authenticate'] = code === 'ERR_TOKEN_MISSING' ? base : `${base}, error="invalid_token"`
-  } else if (code === 'ERR_PEER_UNAUTHENTICATED') {
-    // The connection, not the token, failed: no token error to report.
-    status = 401
-    headers['www-authenticate'] = base
-  } else if (code === 'ERR_PEER_FORBIDDEN') {
-    status = 403
-  } else if (FORBIDDEN.has(code)) {
-    status = 403
-    headers['www-authenticate'] =
-      `${base}, error="insufficient_scope"${requiredScope === undefined ? '' : `, scope=${quoted(requiredScope)}`}`
-  } else if (code === 'ERR_STORE_UNAVAILABLE') {
-    status = 503
-    headers['retry-after'] = '1'
-  } else {
-    status = 500
-  }
-  const body = JSON.stringify({ error: { code, message: ERROR_CATALOG[code].when } })
+  const { status, headers, body } = denialAnswer(error, { realm, requiredScope })
   return { allowed: false, status, error, headers, body }
 }
 

@@ -4,14 +4,7 @@
  *
  * Subpath: `agent-trust/http` (also re-exported from `agent-trust/egress`).
  */
-export {
-  AGENT_CAPABILITY_HEADER,
-  AGENT_CAPABILITY_SCHEME,
-  agentCallDenial,
-  agentCallScope,
-  createAgentCallGuard,
-  operationForMethod,
-} from './agent-server.js'
+export { AGENT_CAPABILITY_HEADER, agentCallDenial, agentCallScope, createAgentCallGuard, operationForMethod } from './agent-server.js'
 export type {
   AgentCallDecision,
   AgentCallGuard,
@@ -19,3 +12,5 @@ export type {
   AgentCallRequestInfo,
   AgentCallRequirement,
 } from './agent-server.js'
+export { bearerChallenge, denialAnswer, RETRY_AFTER_SECONDS, statusOf } from './denial.js'
+export type { DenialAnswer, DenialOptions } from './denial.js'

@@ -211,7 +211,7 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
     const r = await request(`${dbOrigin}/documents`, { dispatcher: d })
     expect(r.statusCode).toBe(403)
     expect(r.headers['www-authenticate']).toBe(
-      'AgentCapability realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"',
+      'Bearer realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"',
     )
     expect(await r.body.json()).toMatchObject({ error: { code: 'ERR_SCOPE_DENIED' } })
     await d.close()
@@ -271,13 +271,13 @@ describe('server: 401/403 with WWW-Authenticate and the coded error', () => {
     const token = await mint()
     expect(await call({ token })).toMatchObject({ status: 200, body: 'secret documents' })
     const replay = await call({ token })
-    expect(replay).toMatchObject({ status: 401, www: 'AgentCapability realm="agent-database-reader", error="invalid_token"' })
+    expect(replay).toMatchObject({ status: 401, www: 'Bearer realm="agent-database-reader", error="invalid_token"' })
     expect(JSON.parse(replay.body)).toMatchObject({ error: { code: 'ERR_TOKEN_REPLAYED' } })
     expect(replay.body).not.toContain(token)
   })
 
   it('401 without a token, with a malformed one, with two of them', async () => {
-    expect(await call()).toMatchObject({ status: 401, www: 'AgentCapability realm="agent-database-reader"' })
+    expect(await call()).toMatchObject({ status: 401, www: 'Bearer realm="agent-database-reader"' })
     expect(JSON.parse((await call()).body)).toEqual({ error: { code: 'ERR_TOKEN_MISSING', message: expect.any(String) } })
     const bad = await call({ token: 'not.a.token' })
     expect(bad).toMatchObject({ status: 401, www: expect.stringContaining('invalid_token') })
@@ -294,7 +294,7 @@ describe('server: 401/403 with WWW-Authenticate and the coded error', () => {
     const wrongScope = await call({ token: await mint('agent-summarizer-v2', 'db:read:documents:namespace:user-123') })
     expect(wrongScope).toMatchObject({
       status: 403,
-      www: 'AgentCapability realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"',
+      www: 'Bearer realm="agent-database-reader", error="insufficient_scope", scope="agent:agent-database-reader:call"',
     })
     // An L1 agent's read token presented for a POST (execute): its level does not permit it.
     const l1 = await call({ method: 'POST', body: 'x', token: await mint('agent-status-reader') })
@@ -321,7 +321,7 @@ describe('server: 401/403 with WWW-Authenticate and the coded error', () => {
     const before = db.seen.length
     const r = await request(`http://127.0.0.1:${db.port}/documents`)
     expect(r.statusCode).toBe(401)
-    expect(r.headers['www-authenticate']).toBe('AgentCapability realm="agent-database-reader"')
+    expect(r.headers['www-authenticate']).toBe('Bearer realm="agent-database-reader"')
     expect(await r.body.json()).toMatchObject({ error: { code: 'ERR_TOKEN_MISSING' } })
     expect(db.seen.length).toBe(before + 1)
     expect(audit.events.some((e) => e.action === 'agent_call' && e.code === 'ERR_TOKEN_MISSING')).toBe(true)
