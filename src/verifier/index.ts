@@ -24,6 +24,8 @@ import {
   TrustLevelDenied,
 } from '../errors.js'
 import { hashArguments } from '../lib/hash.js'
+import { parseOptions, withMethods } from '../lib/options.js'
+import { z } from 'zod'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
 import { agentsOf, assertCapabilityClaims, presenterOf, type CapabilityClaims } from '../policy/claims.js'
@@ -32,7 +34,12 @@ import { minLevel, permitsOperation, type Operation, type TrustLevel } from '../
 import { KeyRing, type TrustedIssuer } from './key-ring.js'
 
 export type { TrustedIssuer } from './key-ring.js'
-import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
+import {
+  DEFAULT_CLOCK_TOLERANCE_SECONDS,
+  MAX_AGENT_ID_LENGTH,
+  MAX_CLOCK_TOLERANCE_SECONDS,
+  MAX_TOKEN_LIFETIME_SECONDS,
+} from '../policy/limits.js'
 
 /** The authenticated peer of the connection (from its mTLS certificate), when known. */
 export interface PeerIdentity {
@@ -221,6 +228,26 @@ export class VerificationCore {
   }
 }
 
+const jwksSource = z.custom<TrustedIssuer['jwks']>(
+  (v) => typeof v === 'function' || (typeof v === 'object' && v !== null && Array.isArray((v as { keys?: unknown }).keys)),
+  { message: 'must be a JWKS object ({ keys: [...] }) or a function returning one' },
+)
+
+/** {@link VerifierOptions}, checked once when the verifier is built. */
+const VerifierOptionsSchema = z.strictObject({
+  id: z.string().min(1).max(MAX_AGENT_ID_LENGTH),
+  issuers: z
+    .array(z.strictObject({ issuer: z.string().min(1).max(MAX_AGENT_ID_LENGTH), jwks: jwksSource }))
+    .min(1, 'needs at least one trusted issuer'),
+  clockToleranceSeconds: z.int().min(0).max(MAX_CLOCK_TOLERANCE_SECONDS).optional(),
+  store: withMethods<ReplayRevocationStore>('check', 'revokeToken', 'revokeAgent').optional(),
+  manifest: z.unknown().optional(),
+  audit: withMethods<AuditLog>('record').optional(),
+  mode: z.unknown().optional(),
+  requireCertificateBinding: z.boolean().optional(),
+  cryptoOffload: z.boolean().optional(),
+})
+
 /**
  * A verifier bound to one audience (its own id). Create it once, at start.
  *
@@ -236,14 +263,14 @@ export class Verifier {
   readonly core: VerificationCore
   readonly #audit: AuditLog
 
-  constructor(options: VerifierOptions) {
-    if (typeof options?.id !== 'string' || options.id.length === 0) throw new TypeError('verifier "id" (its own audience) is required')
+  constructor(input: VerifierOptions) {
+    const options = parseOptions('createVerifier', VerifierOptionsSchema, input)
     this.id = options.id
     // An explicit mode is validated like the environment's: a typo must not weaken enforcement.
-    this.mode = resolveMode(options.mode)
+    this.mode = resolveMode(options.mode as EnforcementMode | undefined)
     let localLevels: Map<string, TrustLevel> | undefined
     if (options.manifest !== undefined) {
-      const m = parseManifest(options.manifest)
+      const m = parseManifest(options.manifest as Manifest | ManifestInput)
       localLevels = new Map(m.agents.map((a) => [a.id, a.trustLevel]))
     }
     this.core = new VerificationCore({

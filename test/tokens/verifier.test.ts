@@ -301,7 +301,39 @@ describe('step 3: claims', () => {
 
   it('refuses a tolerance above 30 s at construction', async () => {
     const { authority } = await makeKernel()
-    expect(() => createVerifier({ id: 'x', issuers: [authority.trustedIssuer()], clockToleranceSeconds: 31 })).toThrow(TypeError)
+    expect(() => createVerifier({ id: 'x', issuers: [authority.trustedIssuer()], clockToleranceSeconds: 31 })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
+  })
+
+  it('validates options: every misuse is one ERR_CONFIG_INVALID naming the path, never a value', async () => {
+    const { authority } = await makeKernel()
+    const issuers = [authority.trustedIssuer()]
+    const bad: Array<[unknown, string]> = [
+      [undefined, 'id'],
+      [{}, 'id'],
+      [{ id: '', issuers }, 'id'],
+      [{ id: 'x' }, 'issuers'],
+      [{ id: 'x', issuers: [] }, 'issuers'],
+      [{ id: 'x', issuers: [{ issuer: 'a', jwks: null }] }, 'issuers.0.jwks'],
+      [{ id: 'x', issuers: [{ issuer: 'a', jwks: { keys: [] }, extra: 1 }] }, 'issuers.0'],
+      [{ id: 'x', issuers, clockToleranceSeconds: 1.5 }, 'clockToleranceSeconds'],
+      [{ id: 'x', issuers, store: {} }, 'store'],
+      [{ id: 'x', issuers, audit: { record: 'no' } }, 'audit'],
+      [{ id: 'x', issuers, requireCertificateBinding: 'yes' }, 'requireCertificateBinding'],
+      [{ id: 'x', issuers, idd: 'typo' }, ''],
+    ]
+    for (const [options, path] of bad) {
+      let err: any
+      try {
+        createVerifier(options as any)
+      } catch (e) {
+        err = e
+      }
+      expect(err, JSON.stringify(options)).toMatchObject({ code: 'ERR_CONFIG_INVALID', details: { rule: 'options' } })
+      expect(String(err.details.path), JSON.stringify(options)).toBe(path)
+      expect(err.message).not.toContain('typo')
+    }
   })
 })
 
