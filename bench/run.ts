@@ -13,13 +13,13 @@ import { benchMcp } from './mcp.js'
 import { benchRedis } from './redis.js'
 
 const sections: Array<[string, () => Promise<Row[]>]> = [
-  ['Kernel (issue 2)', benchKernel],
-  ['Redis store (issue 3)', benchRedis],
-  ['Audit (issue 3)', benchAudit],
-  ['MCP (issue 4)', benchMcp],
-  ['Egress (issue 5)', benchEgress],
-  ['LangChain (issue 6)', benchLangchain],
-  ['Identity (issue 7)', benchIdentity],
+  ['Kernel', benchKernel],
+  ['Redis store', benchRedis],
+  ['Audit', benchAudit],
+  ['MCP', benchMcp],
+  ['Egress', benchEgress],
+  ['LangChain', benchLangchain],
+  ['Identity', benchIdentity],
 ]
 
 const only = process.argv[2]
