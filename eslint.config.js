@@ -13,7 +13,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['examples/**', 'bench/**', 'src/cli/**', 'test/fixtures/**'],
+    files: ['examples/**', 'bench/**', 'src/cli/**', 'test/support/**'],
     rules: { 'no-console': 'off' },
   },
   {

@@ -18,12 +18,12 @@ import { requireBearerAuth } from '@modelcontextprotocol/sdk/server/auth/middlew
 import { exportJWK, generateKeyPair, jwtVerify, SignJWT, type JWK } from 'jose'
 import { Authority, createVerifier, MemoryReplayRevocationStore } from 'agent-trust'
 import { guardMcpServer, serveStreamableHttp, withCapabilities, type HttpMiddleware } from 'agent-trust/mcp'
-import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID } from '../test/fixtures/mcp-world.js'
+import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID } from '../test/support/mcp-world.js'
 import { compare, row, type Op, type Row } from './lib.js'
 
 const AGENT = 'agent-summarizer-v2'
 const ECHO_SCOPE = `tool:${SERVER_ID}:echo`
-const FIXTURE = fileURLToPath(new URL('../test/fixtures/mcp-stdio-server.ts', import.meta.url))
+const FIXTURE = fileURLToPath(new URL('../test/support/mcp-stdio-server.ts', import.meta.url))
 const CONCURRENCY = 8
 
 const echo = (client: Client, meta?: Record<string, unknown>) =>

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import { Authority, createVerifier } from 'agent-trust'
 import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag } from 'agent-trust/revocation/redis'
 import { compare, row, type Row } from './lib.js'
-import { sharedRedisUp } from '../test/revocation/redis-harness.js'
+import { sharedRedisUp } from '../test/support/redis.js'
 
 const URL_ = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const IN_FLIGHT = 64

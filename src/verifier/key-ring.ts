@@ -5,7 +5,7 @@
  * takes effect on the next call at no cost). Remote JWKS URLs plug in as functions too.
  */
 import type { KeyObject } from 'node:crypto'
-import { KeyInvalid, TokenKeyUnknown } from '../errors.js'
+import { ConfigInvalid, KeyInvalid, TokenKeyUnknown } from '../errors.js'
 import { importPublicKey, type JSONWebKeySet, type JwksSource, type JWK } from '../keys/index.js'
 
 /** A function source may also carry `reload()`: called once when a token names an unknown kid (see `remoteJwks`). */
@@ -43,14 +43,18 @@ export class KeyRing {
   #reloading: Promise<void> | undefined
 
   constructor(issuers: readonly TrustedIssuer[]) {
-    if (!Array.isArray(issuers) || issuers.length === 0) throw new TypeError('at least one trusted issuer is required')
+    if (!Array.isArray(issuers) || issuers.length === 0)
+      throw new ConfigInvalid('at least one trusted issuer is required', { details: { rule: 'issuers' } })
     const seen = new Set<string>()
     for (const i of issuers) {
-      if (typeof i?.issuer !== 'string' || i.issuer.length === 0) throw new TypeError('each trusted issuer needs a non-empty "issuer"')
-      if (seen.has(i.issuer)) throw new TypeError(`issuer "${i.issuer}" is listed twice`)
+      if (typeof i?.issuer !== 'string' || i.issuer.length === 0)
+        throw new ConfigInvalid('each trusted issuer needs a non-empty "issuer"', { details: { rule: 'issuers' } })
+      if (seen.has(i.issuer)) throw new ConfigInvalid(`issuer "${i.issuer}" is listed twice`, { details: { rule: 'issuers' } })
       seen.add(i.issuer)
       if (typeof i.jwks !== 'function' && !Array.isArray((i.jwks as JSONWebKeySet | undefined)?.keys)) {
-        throw new TypeError(`issuer "${i.issuer}": jwks must be a JWKS object or a function returning one`)
+        throw new ConfigInvalid(`issuer "${i.issuer}": jwks must be a JWKS object or a function returning one`, {
+          details: { rule: 'issuers' },
+        })
       }
     }
     this.#sources = issuers.map((i) => ({ issuer: i.issuer, source: i.jwks, last: undefined }))

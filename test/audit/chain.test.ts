@@ -6,11 +6,10 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createAuditLog, memorySink, verifyAuditLines, verifyAuditTrail, type AuditEventInput } from 'agent-trust/audit'
 import { canonicalEvent, chainEvent, auditDigest, sanitizeAuditInput } from '../../src/audit/chain.js'
 import { canonicalJson } from '../../src/lib/hash.js'
+import { CONTEXT } from '../support/seed.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-trust-chain-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-const CONTEXT = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' }
 
 function event(i: number): AuditEventInput {
   return {

@@ -8,12 +8,12 @@ import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Authority, createVerifier, MemoryReplayRevocationStore } from 'agent-trust'
 import { createAuditLog, fileSink, memorySink, stdoutSink, verifyAuditTrail, verifyAuditLines, type AuditSink } from 'agent-trust/audit'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 
 const run = promisify(execFile)
 const dir = mkdtempSync(join(tmpdir(), 'agent-trust-audit-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
-const writer = fileURLToPath(new URL('./fixtures/writer.ts', import.meta.url))
+const writer = fileURLToPath(new URL('../support/audit-writer.ts', import.meta.url))
 const node = (args: string[]) =>
   run(process.execPath, ['--import', 'tsx', '--conditions=agent-trust-source', ...args], { cwd: process.cwd() })
 

@@ -5,7 +5,7 @@
 import { createServer } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../revocation/redis-harness.js'
+import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 import { createAuditLog, memorySink, verifyAuditLines, verifyAuditTrail } from 'agent-trust/audit'
 import { createRedisStreamSink, readAuditStream } from 'agent-trust/audit/redis'
 

@@ -9,8 +9,8 @@ import { createVerifier } from 'agent-trust'
 import { RevocationFeed, RevocationFeedStore, type FeedPage, type FeedSource } from 'agent-trust/authority-service'
 import { createPeerIdentity, inspectWorkloadCertificate } from 'agent-trust/identity'
 import * as x509 from '@peculiar/x509'
-import { CONTEXT, READ, READ_SCOPE, TRUST_DOMAIN } from '../identity/fixtures.js'
-import { startService, type ServiceFixture } from './service-fixture.js'
+import { CONTEXT, READ, READ_SCOPE, TRUST_DOMAIN } from '../support/identity.js'
+import { startService, type ServiceFixture } from '../support/authority-service.js'
 
 const POLL_MS = 50
 const BOUND_MS = 1000

@@ -22,8 +22,8 @@ import {
 import { createAuthorityClient } from 'agent-trust/authority-service'
 import { RedisKeyStore } from 'agent-trust/keys/redis'
 import { RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CONTEXT, makeCa, READ, READ_SCOPE } from '../identity/fixtures.js'
-import { startService, type ServiceFixture } from './service-fixture.js'
+import { CONTEXT, makeCa, READ, READ_SCOPE } from '../support/identity.js'
+import { startService, type ServiceFixture } from '../support/authority-service.js'
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const CI = process.env.CI === 'true'

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createVerifier, type Verifier } from 'agent-trust'
 import { createAuthorityClient, enroll, PATHS } from 'agent-trust/authority-service'
 import { AgentIdentity, createIdentityRequest, mtlsClientOptions, type TlsCredentials } from 'agent-trust/identity'
-import { CONTEXT, READ, READ_SCOPE, request, TRUST_DOMAIN } from '../identity/fixtures.js'
-import { startService, type ServiceFixture } from './service-fixture.js'
+import { CONTEXT, READ, READ_SCOPE, request, TRUST_DOMAIN } from '../support/identity.js'
+import { startService, type ServiceFixture } from '../support/authority-service.js'
 
 const SUMMARIZER = 'agent-summarizer-v2'
 const mintReq = (over: Record<string, unknown> = {}) => ({

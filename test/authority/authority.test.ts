@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Authority, createVerifier, type TrustLevel } from 'agent-trust'
-import { CONTEXT, decodeHeader, decodePayload, makeKernel, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
+import { CONTEXT, decodeHeader, decodePayload, makeKernel, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 
 const deny = (code: string) => expect.objectContaining({ code })
 

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority } from 'agent-trust'
 import { createAuditLog, fileSink, verifyAuditTrail } from 'agent-trust/audit'
 import { COMMANDS } from '../../src/cli/main.js'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { cli, cliEnv, cliInProcess, MAIN, workdir } from './helpers.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { cli, cliEnv, cliInProcess, MAIN, workdir } from '../support/cli.js'
 
 const TSX = import.meta.resolve('tsx')
 

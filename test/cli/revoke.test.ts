@@ -7,11 +7,11 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../revocation/redis-harness.js'
+import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 import { Authority, createVerifier } from 'agent-trust'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { cli, cliEnv, cliInProcess, workdir } from './helpers.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { cli, cliEnv, cliInProcess, workdir } from '../support/cli.js'
 
 const up = await sharedRedisUp()
 const PREFIX = randomPrefix('cli')

@@ -18,8 +18,8 @@ import {
 } from 'agent-trust'
 import { createAuditLog, fileSink, verifyAuditTrail } from 'agent-trust/audit'
 import { FileTrustChangeStore, MemoryTrustChangeStore, effectiveLevel } from '../../src/authority/trust-changes.js'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { cli, cliEnv, cliInProcess, workdir } from './helpers.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { cli, cliEnv, cliInProcess, workdir } from '../support/cli.js'
 
 const deny = (code: string) => expect.objectContaining({ code })
 

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { loadManifestFile, parseManifest, resolveMode } from 'agent-trust'
 import { resetModeWarning } from '../../src/config/mode.js'
-import { MANIFEST } from '../helpers/kernel.js'
+import { MANIFEST } from '../support/kernel.js'
 
 describe('manifest', () => {
   it('parses the seed manifest with defaults and freezes it', () => {

@@ -14,9 +14,8 @@ import {
   createAgentCapabilityInterceptor,
   createEgressAgent,
 } from 'agent-trust/egress'
-import { scriptedResolver, startServer, type TestServer } from './helpers.js'
-
-const CONTEXT = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' }
+import { scriptedResolver, startServer, type TestServer } from '../support/egress.js'
+import { CONTEXT } from '../support/seed.js'
 
 let db: TestServer
 let evil: TestServer

@@ -9,7 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent, Client, fetch, interceptors, request, type Dispatcher } from 'undici'
 import { MemoryAuditLog } from 'agent-trust'
 import { createEgressAgent, createEgressConnector, createEgressGuard, installGlobalEgress } from 'agent-trust/egress'
-import { redirectTo, scriptedResolver, selfSignedCert, startHttpsServer, startServer, type TestCert, type TestServer } from './helpers.js'
+import {
+  redirectTo,
+  scriptedResolver,
+  selfSignedCert,
+  startHttpsServer,
+  startServer,
+  type TestCert,
+  type TestServer,
+} from '../support/egress.js'
 
 let ok: TestServer
 let evil: TestServer

@@ -10,7 +10,7 @@ import { createAgent } from 'langchain'
 import { MemoryAuditLog } from 'agent-trust'
 import { createHttpTool, type HttpTool } from 'agent-trust/egress'
 import { createLangChainHttpTool } from 'agent-trust/langchain/http'
-import { redirectTo, scriptedResolver, startServer, type TestServer } from './helpers.js'
+import { redirectTo, scriptedResolver, startServer, type TestServer } from '../support/egress.js'
 
 let db: TestServer
 let external: TestServer

@@ -18,7 +18,7 @@ import {
   type PeerValidationOptions,
   type TlsCredentials,
 } from 'agent-trust/identity'
-import { startService, type ServiceFixture } from '../authority-service/service-fixture.js'
+import { startService, type ServiceFixture } from '../support/authority-service.js'
 import {
   agentCredentials,
   CONTEXT,
@@ -29,7 +29,7 @@ import {
   startMtlsServer,
   TRUST_DOMAIN,
   type TestServer,
-} from './fixtures.js'
+} from '../support/identity.js'
 
 const DB = 'agent-database-reader'
 const SUMMARIZER = 'agent-summarizer-v2'

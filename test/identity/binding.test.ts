@@ -17,7 +17,7 @@ import {
   startMtlsServer,
   TRUST_DOMAIN,
   type TestServer,
-} from './fixtures.js'
+} from '../support/identity.js'
 
 describe('tokens bound to certificates', () => {
   let ca: CertificateAuthority

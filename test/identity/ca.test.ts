@@ -13,7 +13,7 @@ import {
   trustDomainOf,
   WORKLOAD_KINDS,
 } from 'agent-trust/identity'
-import { makeCa, TRUST_DOMAIN } from './fixtures.js'
+import { makeCa, TRUST_DOMAIN } from '../support/identity.js'
 
 const crypto = webcrypto as never
 const ECDSA = { name: 'ECDSA', hash: 'SHA-256' }

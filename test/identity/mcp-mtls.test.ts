@@ -25,9 +25,9 @@ import {
   type MtlsClientTransport,
   type StreamableHttpServer,
 } from 'agent-trust/mcp'
-import { buildMcpServer, META_KEY, type ToolLog } from '../fixtures/mcp-world.js'
-import { startService, type ServiceFixture } from '../authority-service/service-fixture.js'
-import { agentCredentials, CONTEXT, craftCertificate, makeCa, MANIFEST, READ_SCOPE, TRUST_DOMAIN } from './fixtures.js'
+import { buildMcpServer, META_KEY, type ToolLog } from '../support/mcp-world.js'
+import { startService, type ServiceFixture } from '../support/authority-service.js'
+import { agentCredentials, CONTEXT, craftCertificate, makeCa, MANIFEST, READ_SCOPE, TRUST_DOMAIN } from '../support/identity.js'
 
 const DB = 'agent-database-reader'
 const SUMMARIZER = 'agent-summarizer-v2'

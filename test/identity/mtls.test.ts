@@ -16,7 +16,7 @@ import {
   type CertificateAuthority,
   type TlsCredentials,
 } from 'agent-trust/identity'
-import { agentCredentials, craftCertificate, makeCa, request, startMtlsServer, TRUST_DOMAIN, type TestServer } from './fixtures.js'
+import { agentCredentials, craftCertificate, makeCa, request, startMtlsServer, TRUST_DOMAIN, type TestServer } from '../support/identity.js'
 
 const DB = { kind: 'agent' as const, id: 'agent-database-reader' }
 

@@ -7,8 +7,8 @@ import { createServer, type Server } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, createKeyManager, createVerifier, jwksNodeHandler, remoteJwks, type JSONWebKeySet, type Verifier } from 'agent-trust'
 import { RedisKeyStore, redisJwks } from 'agent-trust/keys/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../revocation/redis-harness.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 
 const read = { scope: READ_SCOPE, operation: 'read' as const }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

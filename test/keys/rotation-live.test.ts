@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Authority, createKeyManager, createVerifier, FileKeyStore, jwksNodeHandler, remoteJwks, type KeyManager } from 'agent-trust'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 
 const DURATION_MS = 30_000
 const read = { scope: READ_SCOPE, operation: 'read' as const }

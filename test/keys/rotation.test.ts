@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { Authority, createKeyManager, createVerifier, MemoryKeyStore, type KeyStore, type SigningKeyRecord } from 'agent-trust'
 import { RedisKeyStore } from 'agent-trust/keys/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../revocation/redis-harness.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 
 const HOUR = 3600_000
 const OVERLAP = 330_000

@@ -8,8 +8,8 @@ import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, createVerifier, type StoreCheck } from 'agent-trust'
 import { createRedisStore, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { CI, killAll, redisServerAvailable, startCluster, type RedisClusterProcesses } from './redis-harness.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { CI, killAll, redisServerAvailable, startCluster, type RedisClusterProcesses } from '../support/redis.js'
 
 const available = redisServerAvailable()
 

@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, createKeyManager, createVerifier, type StoreCheck } from 'agent-trust'
 import { RedisKeyStore, redisJwks } from 'agent-trust/keys/redis'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { CI, freePort, killAll, ping, redisServerAvailable, spawnRedis, startRedis, type RedisProcess } from './redis-harness.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { CI, freePort, killAll, ping, redisServerAvailable, spawnRedis, startRedis, type RedisProcess } from '../support/redis.js'
 
 const available = redisServerAvailable()
 const BOUND_MS = 200

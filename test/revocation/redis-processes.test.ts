@@ -9,11 +9,11 @@ import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, type JSONWebKeySet } from 'agent-trust'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from './redis-harness.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 
 const up = await sharedRedisUp()
-const WORKER = fileURLToPath(new URL('./verifier-worker.ts', import.meta.url))
+const WORKER = fileURLToPath(new URL('../support/verifier-worker.ts', import.meta.url))
 const PREFIX = randomPrefix('procs')
 const AUDIENCE = 'agent-database-reader'
 

@@ -9,8 +9,8 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, createVerifier, MemoryReplayRevocationStore, type StoreCheck } from 'agent-trust'
 import { CHECK_SCRIPT, createRedisStore, shardOf, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../helpers/kernel.js'
-import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from './redis-harness.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 
 const up = await sharedRedisUp()
 const PREFIX = randomPrefix('store')

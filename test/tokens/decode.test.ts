@@ -5,7 +5,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { decodeToken, splitCompact } from '../../src/tokens/jws.js'
-import { b64url, decodeHeader, decodePayload, makeKernel, signRaw } from '../helpers/kernel.js'
+import { b64url, decodeHeader, decodePayload, makeKernel, signRaw } from '../support/kernel.js'
 
 const B64URL = /^[A-Za-z0-9_-]+$/
 /** The definition: in the alphabet, a possible length, and the one spelling of its bytes. */

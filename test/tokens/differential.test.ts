@@ -7,7 +7,7 @@ import fc from 'fast-check'
 import { compactVerify, importJWK, jwtVerify, SignJWT } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { assertSignature, decodeToken } from '../../src/tokens/jws.js'
-import { b64url, makeKernel } from '../helpers/kernel.js'
+import { b64url, makeKernel } from '../support/kernel.js'
 
 const P256_N = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551')
 
@@ -120,7 +120,7 @@ describe('differential: node:crypto verify vs jose compactVerify', () => {
 describe('cryptoOffload: the crypto-thread path reaches the same verdicts', () => {
   it('signs and verifies on the crypto thread exactly as inline', async () => {
     const { Authority, createVerifier } = await import('agent-trust')
-    const { MANIFEST, CONTEXT, READ_SCOPE } = await import('../helpers/kernel.js')
+    const { MANIFEST, CONTEXT, READ_SCOPE } = await import('../support/kernel.js')
     const authority = await Authority.create({ manifest: MANIFEST, cryptoOffload: true })
     const offloaded = authority.createVerifier({ id: 'agent-database-reader', mode: 'enforce', cryptoOffload: true })
     const inline = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], mode: 'enforce' })

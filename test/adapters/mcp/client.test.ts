@@ -8,7 +8,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Authority, MemoryReplayRevocationStore, type CapabilityIssuer } from 'agent-trust'
 import { capabilityErrorCode, guardMcpServer, withCapabilities } from 'agent-trust/mcp'
-import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../fixtures/mcp-world.js'
+import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 
 let authority: Authority
 let store: MemoryReplayRevocationStore

@@ -16,8 +16,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { Authority, MemoryAuditLog, MemoryReplayRevocationStore, type ManifestInput, type ToolDeclaration } from 'agent-trust'
 import { CAPABILITY_DENIED, McpGateway, toolDefinitionHash, withCapabilities, type ToolPinStatus } from 'agent-trust/mcp'
-import { CONTEXT, META_KEY, textOf } from '../fixtures/mcp-world.js'
-import { cryptoThreadForTests } from '../../src/tokens/crypto-thread.js'
+import { CONTEXT, META_KEY, textOf } from '../../support/mcp-world.js'
+import { cryptoThreadForTests } from '../../../src/tokens/crypto-thread.js'
 
 const GW = 'tools-gateway'
 const cleanup: Array<() => Promise<unknown>> = []

@@ -12,8 +12,9 @@ import {
   type ManifestInput,
 } from 'agent-trust'
 import { agentTrustContext, type AgentTrustCaller } from 'agent-trust/langchain'
+import { CONTEXT, READ_DOCUMENTS, WRITE_DOCUMENT } from './seed.js'
 
-export const IDS = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' } as const
+export const IDS = CONTEXT
 export const TOOLKIT = 'agent-database-reader'
 
 export const MANIFEST: ManifestInput = {
@@ -36,10 +37,7 @@ export const MANIFEST: ManifestInput = {
     {
       id: TOOLKIT,
       trustLevel: 'L2',
-      tools: [
-        { name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' },
-        { name: 'write_document', operation: 'write', scope: 'db:write:documents:namespace:{namespace}' },
-      ],
+      tools: [READ_DOCUMENTS, WRITE_DOCUMENT],
     },
   ],
 }

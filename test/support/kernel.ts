@@ -8,9 +8,9 @@ import {
   type ManifestInput,
   type VerifierOptions,
 } from 'agent-trust'
+import { CONTEXT, READ_DOCUMENTS, READ_SCOPE, WRITE_DOCUMENT } from './seed.js'
 
-export const CONTEXT = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' } as const
-export const READ_SCOPE = 'db:read:documents:namespace:user-123'
+export { CONTEXT, READ_SCOPE }
 
 export const MANIFEST: ManifestInput = {
   authority: { id: 'moltbot-authority' },
@@ -33,10 +33,7 @@ export const MANIFEST: ManifestInput = {
     {
       id: 'agent-database-reader',
       trustLevel: 'L2',
-      tools: [
-        { name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' },
-        { name: 'write_document', operation: 'write', scope: 'db:write:documents:namespace:{namespace}' },
-      ],
+      tools: [READ_DOCUMENTS, WRITE_DOCUMENT],
     },
     { id: 'agent-other-server', trustLevel: 'L2' },
   ],

@@ -4,7 +4,7 @@ import { createAgent, createMiddleware, MiddlewareError } from 'langchain'
 import { describe, expect, it } from 'vitest'
 import { isAgentTrustError, ScopeDenied } from 'agent-trust'
 import { agentTrustMiddleware, guardTools } from 'agent-trust/langchain'
-import { ctx, JWS_SHAPE, makeKernel, makeTools, scripted, strings, toolMessages } from './fixtures.js'
+import { ctx, JWS_SHAPE, makeKernel, makeTools, scripted, strings, toolMessages } from '../../support/langchain.js'
 
 const ask = { messages: [new HumanMessage('summarize my documents')] }
 

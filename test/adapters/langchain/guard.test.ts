@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { createVerifier } from 'agent-trust'
 import { agentTrustContext, callerFromContext, guardTool, guardTools, isGuardedTool } from 'agent-trust/langchain'
-import { ctx, IDS, JWS_SHAPE, makeKernel, makeTools, MANIFEST, scripted, strings, TOOLKIT, toolMessages } from './fixtures.js'
+import { ctx, IDS, JWS_SHAPE, makeKernel, makeTools, MANIFEST, scripted, strings, TOOLKIT, toolMessages } from '../../support/langchain.js'
 
 describe('guardTool keeps what the agent relies on', () => {
   it('name, description, schema, returnDirect, responseFormat, instanceof', async () => {

@@ -14,7 +14,7 @@ import {
   taskTool,
   type SubagentDefinition,
 } from 'agent-trust/langchain'
-import { ctx, JWS_SHAPE, makeKernel, makeTools, scripted, strings, toolMessages } from './fixtures.js'
+import { ctx, JWS_SHAPE, makeKernel, makeTools, scripted, strings, toolMessages } from '../../support/langchain.js'
 
 const ask = { messages: [new HumanMessage('please read user-123 and user-456')] }
 

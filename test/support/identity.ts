@@ -13,9 +13,11 @@ import {
   type PeerValidationOptions,
   type TlsCredentials,
 } from 'agent-trust/identity'
+import { CONTEXT, READ_DOCUMENTS } from './seed.js'
+
+export { CONTEXT }
 
 export const TRUST_DOMAIN = 'agent-trust.test'
-export const CONTEXT = { session_id: 'sess-xyz', user_id: 'user-123', task_id: 'task-456' } as const
 export const READ_SCOPE = 'db:read:documents:namespace:user-123'
 export const READ = { scope: READ_SCOPE, operation: 'read' as const }
 
@@ -32,7 +34,7 @@ export const MANIFEST: ManifestInput = {
     {
       id: 'agent-database-reader',
       trustLevel: 'L2',
-      tools: [{ name: 'read_documents', operation: 'read', scope: 'db:read:documents:namespace:{namespace}' }],
+      tools: [READ_DOCUMENTS],
     },
   ],
 }

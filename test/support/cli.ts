@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { afterAll } from 'vitest'
 import { run } from '../../src/cli/main.js'
 import type { CliIo } from '../../src/cli/run.js'
-import { MANIFEST } from '../helpers/kernel.js'
+import { MANIFEST } from './kernel.js'
 
 export const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url))
 const TSX = import.meta.resolve('tsx')

@@ -9,7 +9,7 @@ import {
   MemoryReplayRevocationStore,
   type ReplayRevocationStore,
 } from 'agent-trust'
-import { CONTEXT, MANIFEST, makeKernel, READ_SCOPE } from '../helpers/kernel.js'
+import { CONTEXT, MANIFEST, makeKernel, READ_SCOPE } from '../support/kernel.js'
 
 const deny = (code: string) => expect.objectContaining({ code })
 
@@ -70,8 +70,10 @@ describe('keys', () => {
   })
 
   it('validates trusted issuers at construction', () => {
-    expect(() => createVerifier({ id: 'x', issuers: [] })).toThrow(TypeError)
-    expect(() => createVerifier({ id: 'x', issuers: [{ issuer: '', jwks: { keys: [] } }] })).toThrow(TypeError)
+    expect(() => createVerifier({ id: 'x', issuers: [] })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => createVerifier({ id: 'x', issuers: [{ issuer: '', jwks: { keys: [] } }] })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
     expect(() =>
       createVerifier({
         id: 'x',
@@ -80,8 +82,10 @@ describe('keys', () => {
           { issuer: 'a', jwks: { keys: [] } },
         ],
       }),
-    ).toThrow(TypeError)
-    expect(() => createVerifier({ id: '', issuers: [{ issuer: 'a', jwks: { keys: [] } }] })).toThrow(TypeError)
+    ).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    expect(() => createVerifier({ id: '', issuers: [{ issuer: 'a', jwks: { keys: [] } }] })).toThrow(
+      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    )
   })
 })
 
@@ -142,7 +146,7 @@ describe('mode values are validated wherever they are given', () => {
 
   it('an unknown claim name is bounded in the error', async () => {
     const { verifier, authority, mintRead } = await makeKernel()
-    const { signRaw, decodeHeader, decodePayload } = await import('../helpers/kernel.js')
+    const { signRaw, decodeHeader, decodePayload } = await import('../support/kernel.js')
     const t = await mintRead()
     const forged = signRaw(decodeHeader(t), { ...decodePayload(t), ['x'.repeat(5000)]: 1 }, authority.keys.active().privateKey)
     const err = (await verifier.verify(forged, { scope: READ_SCOPE, operation: 'read' }).catch((e: unknown) => e)) as {

@@ -1,6 +1,6 @@
 /** The `npm start` LangChain scenario keeps telling the seed's story. */
 import { describe, expect, it } from 'vitest'
-import { runLangchainScenario } from '../../examples/langchain-scenario.js'
+import { runLangchainScenario } from '../../../examples/langchain-scenario.js'
 
 describe('examples/langchain-scenario', () => {
   it('spawns the summarizer, allows the read, denies the injected exfiltration, ends cleanly', async () => {

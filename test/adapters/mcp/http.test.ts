@@ -15,7 +15,7 @@ import {
   type HttpMiddleware,
   type StreamableHttpServer,
 } from 'agent-trust/mcp'
-import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../fixtures/mcp-world.js'
+import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 
 let authority: Authority
 let http: StreamableHttpServer

@@ -8,9 +8,9 @@ import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotoc
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority } from 'agent-trust'
 import { CAPABILITY_DENIED, withCapabilities } from 'agent-trust/mcp'
-import { CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf } from '../fixtures/mcp-world.js'
+import { CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf } from '../../support/mcp-world.js'
 
-const FIXTURE = fileURLToPath(new URL('../fixtures/mcp-stdio-server.ts', import.meta.url))
+const FIXTURE = fileURLToPath(new URL('../../support/mcp-stdio-server.ts', import.meta.url))
 let authority: Authority
 let raw: Client
 let wrapped: Client

@@ -22,7 +22,7 @@ import {
   SERVER_ID,
   textOf,
   type ToolLog,
-} from '../fixtures/mcp-world.js'
+} from '../../support/mcp-world.js'
 
 let authority: Authority
 let store: MemoryReplayRevocationStore

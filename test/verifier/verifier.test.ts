@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Authority, createVerifier, MAX_TOKEN_BYTES, TokenReplayed } from 'agent-trust'
-import { b64url, CONTEXT, decodeHeader, decodePayload, hmacRaw, makeKernel, MANIFEST, READ_SCOPE, signRaw } from '../helpers/kernel.js'
+import { b64url, CONTEXT, decodeHeader, decodePayload, hmacRaw, makeKernel, MANIFEST, READ_SCOPE, signRaw } from '../support/kernel.js'
 
 afterEach(() => {
   vi.useRealTimers()

@@ -15,7 +15,7 @@ import { z } from 'zod'
 import { Authority, MemoryAuditLog, MemoryReplayRevocationStore, TrustLevelDenied, type ManifestInput } from 'agent-trust'
 import { CAPABILITY_META_KEY, guardMcpServer } from 'agent-trust/mcp'
 import { agentTrustMiddleware, guardMcpClient, guardMcpTools, isGuardedTool } from 'agent-trust/langchain'
-import { ctx, JWS_SHAPE, scripted, strings, toolMessages } from './fixtures.js'
+import { ctx, JWS_SHAPE, scripted, strings, toolMessages } from '../../support/langchain.js'
 
 const SERVER = 'agent-database-reader'
 const TOOLS = [

@@ -16,9 +16,9 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Authority, type ManifestInput, type ToolDeclaration } from 'agent-trust'
 import { CAPABILITY_DENIED, withCapabilities } from 'agent-trust/mcp'
-import { CONTEXT, textOf } from '../fixtures/mcp-world.js'
+import { CONTEXT, textOf } from '../../support/mcp-world.js'
 
-const CLI = fileURLToPath(new URL('../../adapters/mcp/gateway-cli.ts', import.meta.url))
+const CLI = fileURLToPath(new URL('../../../adapters/mcp/gateway-cli.ts', import.meta.url))
 const EVERYTHING = join(
   dirname(createRequire(import.meta.url).resolve('@modelcontextprotocol/server-everything/package.json')),
   'dist',

@@ -7,7 +7,7 @@ import {
   type AuthorityService,
 } from 'agent-trust/authority-service'
 import type { CertificateAuthority, TlsCredentials } from 'agent-trust/identity'
-import { makeCa, MANIFEST } from '../identity/fixtures.js'
+import { makeCa, MANIFEST } from './identity.js'
 
 export interface ServiceFixture {
   readonly ca: CertificateAuthority
