@@ -1,8 +1,8 @@
 /** Rewrites the README error table from the error catalogue (npm run docs:errors). */
 import { readFileSync, writeFileSync } from 'node:fs'
-import { ERROR_CATALOG } from '../src/errors.js'
+import { ERROR_CATALOG, type CatalogEntry } from '../src/errors.js'
 const rows = Object.entries(ERROR_CATALOG).map(
-  ([code, e]: [string, any]) => `| \`${code}\` | \`${e.name}\` | ${e.status} | ${e.when} | ${e.fix} |`,
+  ([code, e]: [string, CatalogEntry]) => `| \`${code}\` | \`${e.name}\` | ${e.status} | ${e.when} | ${e.fix} |`,
 )
 const table = ['| Code | Class | HTTP | When | How to fix |', '|---|---|---|---|---|', ...rows].join('\n')
 const readme = readFileSync('README.md', 'utf8')
