@@ -41,13 +41,7 @@ export type { HttpTool, HttpToolInput, HttpToolOptions, HttpToolResult } from '.
 export { createAgentCallDispatcher, createAgentCapabilityInterceptor, defaultAgentCapability, normalizeOrigin } from './agent-call.js'
 export type { AgentCallDispatcherOptions, AgentCallTarget, AgentCapabilityOptions, AgentHop, CapabilityRequest } from './agent-call.js'
 
-export {
-  AGENT_CAPABILITY_HEADER,
-  agentCallDenial,
-  agentCallScope,
-  createAgentCallGuard,
-  operationForMethod,
-} from '../http/agent-server.js'
+export { AGENT_CAPABILITY_HEADER, agentCallDenial, agentCallScope, createAgentCallGuard, operationForMethod } from '../http/agent-server.js'
 export type {
   AgentCallDecision,
   AgentCallGuard,
