@@ -232,6 +232,12 @@ export const ERROR_CATALOG = {
     when: 'The replay/revocation store (Redis) did not answer within its bound.',
     fix: 'Check Redis; calls are denied until it answers and recover by themselves.',
   },
+  ERR_STORE_BUSY: {
+    name: 'StoreBusy',
+    status: 503,
+    when: 'The replay/revocation store had too many calls in flight and queued; this call was refused before anything was sent (the token was not consumed).',
+    fix: 'Retry the same call after `Retry-After`; raise `maxInFlight`/`maxQueued` or add capacity if it persists.',
+  },
   ERR_EGRESS_DENIED: {
     name: 'EgressDenied',
     status: 403,
@@ -359,6 +365,7 @@ export class SpawnEscalation extends defineError('ERR_SPAWN_ESCALATION') {}
 export class AgentUnknown extends defineError('ERR_AGENT_UNKNOWN') {}
 export class ToolUndeclared extends defineError('ERR_TOOL_UNDECLARED') {}
 export class StoreUnavailable extends defineError('ERR_STORE_UNAVAILABLE') {}
+export class StoreBusy extends defineError('ERR_STORE_BUSY') {}
 export class EgressDenied extends defineError('ERR_EGRESS_DENIED') {}
 export class TrustChangeDenied extends defineError('ERR_TRUST_CHANGE_DENIED') {}
 export class KeyInvalid extends defineError('ERR_KEY_INVALID') {}
@@ -401,6 +408,7 @@ export const ERROR_CLASSES: {
   ERR_AGENT_UNKNOWN: AgentUnknown,
   ERR_TOOL_UNDECLARED: ToolUndeclared,
   ERR_STORE_UNAVAILABLE: StoreUnavailable,
+  ERR_STORE_BUSY: StoreBusy,
   ERR_EGRESS_DENIED: EgressDenied,
   ERR_TRUST_CHANGE_DENIED: TrustChangeDenied,
   ERR_KEY_INVALID: KeyInvalid,

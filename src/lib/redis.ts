@@ -4,7 +4,7 @@
  * Shared by the revocation store and the Redis key store. Never exported from the package.
  */
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis'
-import { StoreUnavailable } from '../errors.js'
+import { StoreBusy, StoreUnavailable } from '../errors.js'
 
 /** How a component reaches Redis: pass exactly one of `redis`, `url`, `nodes`, `sentinels`. */
 export interface RedisConnectionOptions {
@@ -39,7 +39,8 @@ function reconnectDelay(times: number): number {
  */
 export function failClosedRedisOptions(commandTimeoutMs: number): RedisOptions {
   return {
-    commandTimeout: commandTimeoutMs,
+    // A backstop only: the connection's own deadline (which lets arrived replies be read first) decides.
+    commandTimeout: commandTimeoutMs * 2 + 100,
     connectTimeout: Math.max(1000, commandTimeoutMs * 5),
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
@@ -55,34 +56,95 @@ export function assertTimeout(ms: unknown, name: string): number {
   return ms
 }
 
+function busy(rule: string): StoreBusy {
+  return new StoreBusy(undefined, { details: { rule, retryable: true } })
+}
+
 function unavailable(rule: string, cause?: unknown): StoreUnavailable {
   // ioredis error messages name hosts and commands, never values we sent; still, keep the
   // message generic and the original as `cause`.
   return new StoreUnavailable(undefined, { details: { rule }, ...(cause === undefined ? {} : { cause }) })
 }
 
+/** Admission control of one connection: how many commands may be outstanding, and how many calls may wait for a slot. */
+export interface AdmissionOptions {
+  /**
+   * Commands sent and not yet answered on the connection, at most. A call beyond it waits
+   * in the queue; nothing is sent for it until a slot frees. Default 128.
+   */
+  readonly maxInFlight?: number
+  /**
+   * Calls waiting for a slot (or for the connection to become ready), at most. A call beyond
+   * it is refused at once with `ERR_STORE_BUSY`. A waiting call that reaches its deadline is
+   * refused too, before anything was sent. Default 1024.
+   */
+  readonly maxQueued?: number
+  /**
+   * After this many consecutive sent commands without a reply in time, the connection is
+   * treated as dead: it is dropped (its outstanding commands settle as outcome unknown) and
+   * re-established. Default 5.
+   */
+  readonly deadAfterTimeouts?: number
+}
+
+export const DEFAULT_MAX_IN_FLIGHT = 128
+export const DEFAULT_MAX_QUEUED = 1024
+export const DEFAULT_DEAD_AFTER_TIMEOUTS = 5
+
+function assertCount(v: unknown, name: string, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new TypeError(`${name} must be an integer from 1 to ${max}`)
+  return v
+}
+
+/** Redis answered the command with an error: it ran (or failed) there, the outcome is known. */
+function isReplyError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'ReplyError'
+}
+
+interface Waiter {
+  /** Starts the call if it is still waiting; false when it already settled. */
+  readonly start: () => boolean
+  readonly closed: () => void
+}
+
 /**
- * A client plus the rules every call goes through: wait for readiness at most until the
- * deadline, never queue while disconnected, settle within `timeoutMs` whatever happens.
+ * A client plus the rules every call goes through:
+ * - admission: at most `maxInFlight` commands outstanding; up to `maxQueued` calls wait for
+ *   a slot or for readiness, each until its deadline; a call refused while waiting gets
+ *   `ERR_STORE_BUSY` (queue full or deadline passed with the store up) or
+ *   `ERR_STORE_UNAVAILABLE` rule `not-ready` (the connection is down). Nothing was sent for
+ *   either, so a retry of the same call is safe.
+ * - a sent command's deadline starts when it is handed to the socket, and a timer that fires
+ *   first lets the event loop read replies that already arrived before it denies (a busy
+ *   loop must not turn answered commands into denials). A sent command that still has no
+ *   reply is denied with `ERR_STORE_UNAVAILABLE` rule `outcome-unknown`: it may have run.
+ * - `deadAfterTimeouts` consecutive outcome-unknown commands drop and re-establish the connection.
  */
 export class FailClosedConnection {
   readonly client: Redis | Cluster
   readonly owned: boolean
   readonly timeoutMs: number
+  readonly maxInFlight: number
+  readonly maxQueued: number
+  readonly deadAfterTimeouts: number
   #closed = false
-  readonly #waiting = new Set<() => void>()
+  #inFlight = 0
+  #consecutiveTimeouts = 0
+  #queue: Waiter[] = []
+  #queued = 0
   readonly #onReady = (): void => {
-    const waiting = [...this.#waiting]
-    this.#waiting.clear()
-    for (const start of waiting) start()
+    this.#drain()
   }
   readonly #onError = (): void => {
     // Connection errors surface as denials of the calls they affect; the event itself must
     // never reach Node's default handler (which would print, or crash an EventEmitter user).
   }
 
-  constructor(options: RedisConnectionOptions, timeoutMs: number) {
+  constructor(options: RedisConnectionOptions & AdmissionOptions, timeoutMs: number) {
     this.timeoutMs = timeoutMs
+    this.maxInFlight = assertCount(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, 'maxInFlight', 100_000)
+    this.maxQueued = assertCount(options.maxQueued ?? DEFAULT_MAX_QUEUED, 'maxQueued', 1_000_000)
+    this.deadAfterTimeouts = assertCount(options.deadAfterTimeouts ?? DEFAULT_DEAD_AFTER_TIMEOUTS, 'deadAfterTimeouts', 1000)
     const given = [options.redis, options.url, options.nodes, options.sentinels].filter((v) => v !== undefined).length
     if (given > 1) throw new TypeError('pass only one of "redis", "url", "nodes" or "sentinels"')
     const base: RedisOptions = { ...options.redisOptions, ...failClosedRedisOptions(timeoutMs) }
@@ -125,56 +187,115 @@ export class FailClosedConnection {
     this.client.on('ready', this.#onReady)
   }
 
+  /** Commands sent and not yet settled, and calls waiting: for metrics and tests. */
+  get load(): { inFlight: number; queued: number } {
+    return { inFlight: this.#inFlight, queued: this.#queued }
+  }
+
   /**
-   * Run `fn` with the client: resolves with its result, or rejects with `StoreUnavailable`
-   * within `timeoutMs` in every failure case (not ready, refused, reset, timed out, closed,
-   * a Redis error reply). The underlying promise is always observed, so a late failure can
-   * never become an unhandled rejection.
+   * Run `fn` with the client: resolves with its result, or rejects with `StoreBusy` or
+   * `StoreUnavailable` in every failure case (see the class comment), within about
+   * `timeoutMs` of admission and of sending. The underlying promise is always observed, so a
+   * late failure can never become an unhandled rejection.
    */
   run<T>(fn: (client: Redis | Cluster) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(unavailable('closed'))
     return new Promise<T>((resolve, reject) => {
-      let settled = false
-      const finish = (): void => {
-        settled = true
-        clearTimeout(timer)
-        this.#waiting.delete(start)
+      let state: 'queued' | 'sent' | 'done' = 'queued'
+      let sendTimer: ReturnType<typeof setTimeout> | undefined
+      // eslint-disable-next-line prefer-const -- set only when the call has to wait; read by leaveQueue before that
+      let queueTimer: ReturnType<typeof setTimeout> | undefined
+      const leaveQueue = (): void => {
+        clearTimeout(queueTimer)
+        this.#queued--
       }
-      const timer = setTimeout(() => {
-        if (settled) return
-        finish()
-        reject(unavailable('timeout'))
-      }, this.timeoutMs)
-      const ok = (v: T): void => {
-        if (settled) return
-        finish()
-        resolve(v)
+      const done = (): void => {
+        state = 'done'
+        clearTimeout(sendTimer)
+        this.#inFlight--
+        this.#drain()
       }
-      const fail = (e: unknown): void => {
-        if (settled) return
-        finish()
-        reject(e instanceof StoreUnavailable ? e : unavailable('error', e))
-      }
-      const start = (): void => {
-        if (settled) return
-        if (this.#closed) return fail(unavailable('closed'))
+      const start = (): boolean => {
+        if (state !== 'queued') return false
+        leaveQueue()
+        state = 'sent'
+        this.#inFlight++
         let p: Promise<T>
         try {
           p = fn(this.client)
         } catch (e) {
-          return fail(e)
+          done()
+          reject(unavailable('error', e))
+          return true
         }
-        p.then(ok, fail)
+        sendTimer = setTimeout(() => {
+          // Let the poll phase read replies that arrived while the loop was busy, then decide.
+          setImmediate(() => {
+            if (state !== 'sent') return
+            done()
+            this.#timedOut()
+            reject(unavailable('outcome-unknown'))
+          })
+        }, this.timeoutMs)
+        p.then(
+          (v) => {
+            if (state !== 'sent') return
+            this.#consecutiveTimeouts = 0
+            done()
+            resolve(v)
+          },
+          (e: unknown) => {
+            if (state !== 'sent') return
+            done()
+            // A Redis error reply is an answer; a dropped connection leaves the outcome open.
+            reject(isReplyError(e) ? unavailable('error', e) : unavailable('outcome-unknown', e))
+          },
+        )
+        return true
       }
+      const closed = (): void => {
+        if (state !== 'queued') return
+        state = 'done'
+        leaveQueue()
+        reject(unavailable('closed'))
+      }
+      this.#queued++
       const status = this.client.status
-      if (status === 'ready') return start()
-      if (status === 'end' && !this.owned) return fail(unavailable('closed'))
+      if (status === 'end' && !this.owned) return closed()
       if (status === 'wait') this.client.connect().catch(() => undefined) // a lazyConnect client we were given
-      // Connecting or reconnecting: start when ready, but never past the deadline. A waiter
-      // leaves the set when its call settles, so an outage holds at most one bound's worth
-      // of calls in memory.
-      this.#waiting.add(start)
+      if (status === 'ready' && this.#inFlight < this.maxInFlight && this.#queue.length === 0) {
+        start()
+        return
+      }
+      if (this.#queued > this.maxQueued) {
+        state = 'done'
+        leaveQueue()
+        return reject(busy('queue-full'))
+      }
+      queueTimer = setTimeout(() => {
+        if (state !== 'queued') return
+        state = 'done'
+        leaveQueue()
+        reject(this.client.status === 'ready' ? busy('queue-deadline') : unavailable('not-ready'))
+      }, this.timeoutMs)
+      this.#queue.push({ start, closed })
     })
+  }
+
+  /** Start waiting calls while there are free slots and the connection is ready. */
+  #drain(): void {
+    if (this.#closed || this.client.status !== 'ready') return
+    let i = 0
+    while (i < this.#queue.length && this.#inFlight < this.maxInFlight) this.#queue[i++]!.start()
+    if (i > 0) this.#queue = this.#queue.slice(i)
+  }
+
+  #timedOut(): void {
+    if (++this.#consecutiveTimeouts < this.deadAfterTimeouts) return
+    this.#consecutiveTimeouts = 0
+    // Treat the connection as dead: drop it (outstanding commands reject as outcome unknown)
+    // and reconnect. A client we were given is left to its owner.
+    if (this.owned) this.client.disconnect(true)
   }
 
   /** `true` once the client answered since it last (re)connected. */
@@ -190,7 +311,9 @@ export class FailClosedConnection {
       this.client.disconnect()
     }
     this.client.off('ready', this.#onReady)
-    for (const start of [...this.#waiting]) start() // each sees #closed and settles as 'closed'
+    const waiting = this.#queue
+    this.#queue = []
+    for (const w of waiting) w.closed()
     // Keep swallowing late error events from a client we created; a borrowed client gets its listener back.
     if (!this.owned) this.client.off('error', this.#onError)
   }

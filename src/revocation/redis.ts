@@ -8,9 +8,14 @@
  *   SHA (ioredis sends EVALSHA and falls back to EVAL, which reloads it, on `NOSCRIPT`).
  *   It tests the token's jti, its chain ancestors and every agent it speaks for, then
  *   consumes the jti with `SET NX PX` when asked to.
- * - Fails closed: every call settles within `commandTimeoutMs` (default 200 ms); a call
- *   while Redis is down, slow or unreachable is denied with `ERR_STORE_UNAVAILABLE`; nothing
- *   is queued while disconnected; the client reconnects by itself.
+ * - Fails closed: every call settles within about `commandTimeoutMs` (default 200 ms) of
+ *   admission and again of sending; the client reconnects by itself.
+ * - Admission control: at most `maxInFlight` commands outstanding per connection; up to
+ *   `maxQueued` calls wait for a slot. A call refused before anything was sent is denied with
+ *   `ERR_STORE_BUSY` (or `ERR_STORE_UNAVAILABLE` rule `not-ready` while disconnected): the
+ *   token was not consumed and a retry succeeds. A sent consume with no reply in time is
+ *   `ERR_STORE_UNAVAILABLE` rule `outcome-unknown`; its marker carries this instance's
+ *   per-attempt nonce, so a retry of the same token here is recognised as that attempt.
  * - Standalone, Sentinel and Cluster. All keys one check touches share one hash tag, so a
  *   script never crosses slots (see `shards` for the Cluster trade-off).
  *
@@ -25,32 +30,38 @@
  */
 import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
-import { assertTimeout, FailClosedConnection, type RedisConnectionOptions } from '../lib/redis.js'
+import { randomUUID } from 'node:crypto'
+import { assertTimeout, FailClosedConnection, type AdmissionOptions, type RedisConnectionOptions } from '../lib/redis.js'
 import { agentRevocationKeepMs, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from './store.js'
 
 export { failClosedRedisOptions } from '../lib/redis.js'
-export type { RedisConnectionOptions } from '../lib/redis.js'
+export type { AdmissionOptions, RedisConnectionOptions } from '../lib/redis.js'
 
 /** Default bound on every store call, in milliseconds. */
 export const DEFAULT_STORE_TIMEOUT_MS = 200
 /** An agent revocation is kept far longer than any token (300 s) can live. */
 /** A marker never lives longer than this, whatever `forgetAtMs` says (tokens live <= 300 s). */
 const MAX_MARKER_MS = 3600 * 1000
+/** Consumes whose outcome is unknown, remembered for a retry (oldest forgotten first beyond this). */
+const MAX_UNSETTLED = 100_000
 const PREFIX = /^[A-Za-z0-9._:/@+-]{1,64}$/
 
 // KEYS[1]: the jti's single-use marker. ARGV: tag, consume ('1'|'0'), marker ttl ms, iat,
-// number of token ids n, then n token ids (the jti first, then its ancestors), then agents.
-// Revocation keys are derived from the tag: same hash slot as KEYS[1] by construction.
+// attempt nonce, number of token ids n, then n token ids (the jti first, then its
+// ancestors), then agents. Revocation keys are derived from the tag: same hash slot as
+// KEYS[1] by construction. The marker holds the nonce of the attempt that consumed it: a
+// retry carrying the same nonce (the same store instance, after an attempt whose reply was
+// lost) is that attempt, not a replay.
 const CHECK_LUA = `
 local tag = ARGV[1]
-local n = tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
 local tk = {}
-for i = 1, n do tk[i] = tag .. ':t:' .. ARGV[5 + i] end
+for i = 1, n do tk[i] = tag .. ':t:' .. ARGV[6 + i] end
 if redis.call('EXISTS', unpack(tk)) > 0 then return 1 end
-local na = #ARGV - 5 - n
+local na = #ARGV - 6 - n
 if na > 0 then
   local ak = {}
-  for i = 1, na do ak[i] = tag .. ':a:' .. ARGV[5 + n + i] end
+  for i = 1, na do ak[i] = tag .. ':a:' .. ARGV[6 + n + i] end
   local at = redis.call('MGET', unpack(ak))
   local iat = tonumber(ARGV[4])
   for i = 1, na do
@@ -59,7 +70,9 @@ if na > 0 then
   end
 end
 if ARGV[2] == '1' then
-  if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[3], 'NX') then return 3 end
+  if not redis.call('SET', KEYS[1], ARGV[5], 'PX', ARGV[3], 'NX') then
+    if redis.call('GET', KEYS[1]) ~= ARGV[5] then return 3 end
+  end
 end
 return 0
 `
@@ -95,13 +108,13 @@ const VERDICTS: readonly StoreVerdict[] = ['ok', 'token-revoked', 'agent-revoked
 export const CHECK_SCRIPT: string = CHECK_LUA
 
 // Names under which the scripts are defined on the client (versioned: a changed script gets a new name).
-const CMD_CHECK = 'agentTrustCheckV1'
+const CMD_CHECK = 'agentTrustCheckV2'
 const CMD_REVOKE_TOKEN = 'agentTrustRevokeTokenV1'
 const CMD_REVOKE_AGENT = 'agentTrustRevokeAgentV1'
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
 
-export interface RedisStoreOptions extends RedisConnectionOptions {
+export interface RedisStoreOptions extends RedisConnectionOptions, AdmissionOptions {
   /**
    * Key prefix, so several deployments share one Redis: 1-64 chars of `[A-Za-z0-9._:/@+-]`
    * (no braces: the store adds its own hash tag). Default `agent-trust`.
@@ -154,8 +167,12 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
   readonly prefix: string
   readonly shards: number
   readonly commandTimeoutMs: number
+  readonly maxInFlight: number
+  readonly maxQueued: number
   readonly #conn: FailClosedConnection
   readonly #tags: readonly string[]
+  /** jti -> nonce of a consume this instance sent without learning its outcome, and when to forget it. */
+  readonly #unsettled = new Map<string, { nonce: string; untilMs: number }>()
 
   constructor(options: RedisStoreOptions = {}) {
     const { prefix = 'agent-trust', commandTimeoutMs = DEFAULT_STORE_TIMEOUT_MS, shards = 1 } = options
@@ -167,6 +184,8 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
     this.commandTimeoutMs = assertTimeout(commandTimeoutMs, 'commandTimeoutMs')
     this.#tags = Array.from({ length: shards }, (_, i) => shardTag(prefix, i))
     this.#conn = new FailClosedConnection(options, this.commandTimeoutMs)
+    this.maxInFlight = this.#conn.maxInFlight
+    this.maxQueued = this.#conn.maxQueued
     const c = this.#conn.client
     // defineCommand: EVALSHA by SHA1, EVAL (which loads the script) on NOSCRIPT or on a new connection.
     c.defineCommand(CMD_CHECK, { lua: CHECK_LUA })
@@ -179,6 +198,11 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
     return this.#conn.client
   }
 
+  /** Commands outstanding and calls waiting for a slot, now. */
+  get load(): { inFlight: number; queued: number } {
+    return this.#conn.load
+  }
+
   /** Whether the connection is up now. A `false` here means calls are being denied. */
   get ready(): boolean {
     return this.#conn.ready
@@ -188,10 +212,35 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
     const { jti, chain, agents, iat, forgetAtMs, consume } = input
     const tag = this.#tags[shardOf(jti, this.shards)] as string
     const ttl = Math.min(MAX_MARKER_MS, Math.max(1000, Math.ceil(forgetAtMs - Date.now())))
-    const args: Array<string | number> = [1, `${tag}:u:${jti}`, tag, consume ? '1' : '0', ttl, iat, chain.length + 1, jti]
+    // A retry after an attempt with no reply reuses that attempt's nonce (taken, so only one
+    // retry at a time can claim it); every other consume gets a fresh one.
+    let nonce = '-'
+    if (consume) {
+      const prior = this.#unsettled.get(jti)
+      if (prior !== undefined) this.#unsettled.delete(jti)
+      nonce = prior !== undefined && prior.untilMs > Date.now() ? prior.nonce : randomUUID()
+    }
+    const args: Array<string | number> = [1, `${tag}:u:${jti}`, tag, consume ? '1' : '0', ttl, iat, nonce, chain.length + 1, jti]
     for (const a of chain) args.push(a)
     for (const a of agents) args.push(a)
-    return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_CHECK]!(...args)).then(toVerdict)
+    const p = this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_CHECK]!(...args))
+    if (!consume) return p.then(toVerdict)
+    return p.then(toVerdict, (e: unknown) => {
+      // Not answered: the marker may or may not hold this nonce. Remember it, so that this
+      // instance's retry of the same token is recognised as the same attempt.
+      this.#remember(jti, nonce, forgetAtMs)
+      throw e
+    })
+  }
+
+  #remember(jti: string, nonce: string, untilMs: number): void {
+    const m = this.#unsettled
+    if (m.size >= MAX_UNSETTLED) {
+      const now = Date.now()
+      for (const [k, v] of m) if (v.untilMs <= now) m.delete(k)
+      if (m.size >= MAX_UNSETTLED) m.delete(m.keys().next().value as string)
+    }
+    m.set(jti, { nonce, untilMs })
   }
 
   async revokeToken(jti: string, forgetAtMs: number): Promise<void> {
