@@ -49,6 +49,7 @@ export const MintForToolBody = z.strictObject({
   args: z.record(z.string(), z.unknown()).optional(),
   context,
   ttlSeconds: ttl,
+  delegationDepth: z.int().min(0).max(8).optional(),
   certificateThumbprint: thumbprint,
 })
 

@@ -8,7 +8,17 @@
  */
 import { randomUUID } from 'node:crypto'
 import { AgentSchema, type AgentDeclaration } from '../config/manifest.js'
-import { DelegationDepth, ScopeEscalation, SpawnDenied, SpawnEscalation, TokenBinding, TokenLifetime, TrustLevelDenied } from '../errors.js'
+import {
+  DelegationDepth,
+  ScopeEscalation,
+  SpawnDenied,
+  SpawnEscalation,
+  StoreUnavailable,
+  TokenBinding,
+  TokenLifetime,
+  TokenReplayed,
+  TrustLevelDenied,
+} from '../errors.js'
 import { agentsOf, type ActorClaim, type CapabilityClaims } from '../policy/claims.js'
 import { egressCovered } from '../policy/destination.js'
 import { MAX_DELEGATION_CHAIN } from '../policy/limits.js'
@@ -43,6 +53,22 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
     const now = core.issuedAt(r.holder)
     const exp = Math.min(now + core.lifetime(r.ttlSeconds), parent.exp)
     if (exp <= now) throw new TokenLifetime('the presented token expires too soon to delegate', { details: { jti: parent.jti } })
+    // Last check before signing (a refused exchange spends nothing). One exchange per presented token: the exchange consumes a marker of its own, in the shared
+    // store, so a second exchange of the same token (in any process) is a replay, while the
+    // holder's own verifier may still consume the token's jti for the call it was sent for.
+    const once = await core.store.check({
+      jti: `exchange:${parent.jti}`,
+      chain: [],
+      agents: [],
+      iat: parent.iat,
+      forgetAtMs: (parent.exp + 61) * 1000,
+      consume: true,
+    })
+    if (once === 'replayed')
+      throw new TokenReplayed('this token was already exchanged (one exchange per presented token)', {
+        details: { jti: parent.jti, rule: 'exchange-once' },
+      })
+    if (once !== 'ok') throw new StoreUnavailable('the replay/revocation store gave no valid answer', { details: { jti: parent.jti } })
     const act: ActorClaim = parent.act === undefined ? { sub: r.holder } : { sub: r.holder, act: parent.act }
     const claims: CapabilityClaims = {
       iss: core.id,

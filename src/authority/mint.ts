@@ -40,7 +40,14 @@ export async function mintForTool(
     const server = core.knownAgent(request.audience)
     const tool = server.catalog.resolve(request.tool)
     scope = tool.scope.fill(request.args)
-    const { token, claims } = await mintClaims(core, { ...request, scope: [scope], operation: tool.operation })
+    // Least delegation: a tool-call token is for the callee's own use (delegation_depth 0)
+    // unless the call asks for more, within the subject's maxDelegationDepth.
+    const { token, claims } = await mintClaims(core, {
+      ...request,
+      scope: [scope],
+      operation: tool.operation,
+      delegationDepth: request.delegationDepth ?? 0,
+    })
     core.record({
       action: 'mint',
       decision: 'allow',

@@ -39,6 +39,8 @@ export interface ToolMintRequest {
   readonly args?: Readonly<Record<string, unknown>>
   readonly context: AuditContext
   readonly ttlSeconds?: number
+  /** `delegation_depth`; default 0 (the callee may not re-delegate), at most the agent's `maxDelegationDepth`. */
+  readonly delegationDepth?: number
   readonly certificateThumbprint?: string
 }
 

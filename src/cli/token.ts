@@ -13,6 +13,7 @@ import { OPERATIONS, type Operation } from '../policy/trust.js'
 import { VerificationCore, type Requirement } from '../verifier/index.js'
 import { argOrStdin, EXIT, Failed, manifestPath, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 import { MAX_TOKEN_BYTES } from '../policy/limits.js'
+import { parseStrictJson, StrictJsonError } from '../lib/strict-json.js'
 
 const UNVERIFIED = 'UNVERIFIED: decoded only, the signature was NOT checked. Do not trust these claims; use `agent-trust token verify`.'
 
@@ -20,9 +21,12 @@ function decodePart(part: string, what: string): Record<string, unknown> {
   if (!/^[A-Za-z0-9_-]*$/.test(part)) throw new Failed(`the ${what} is not base64url`, EXIT.invalid)
   let v: unknown
   try {
-    v = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'))
-  } catch {
-    throw new Failed(`the ${what} is not JSON`, EXIT.invalid)
+    // The verifier's reading: strict UTF-8, no member named twice (inspect shows what verify would read).
+    v = parseStrictJson(Buffer.from(part, 'base64url'))
+  } catch (e) {
+    const rule = e instanceof StrictJsonError ? e.rule : 'syntax'
+    const why = rule === 'utf8' ? 'is not valid UTF-8' : rule === 'duplicate' ? 'names a JSON member twice' : 'is not JSON'
+    throw new Failed(`the ${what} ${why}`, EXIT.invalid)
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Failed(`the ${what} is not a JSON object`, EXIT.invalid)
   return v as Record<string, unknown>

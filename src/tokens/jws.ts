@@ -12,6 +12,7 @@ import { TOKEN_ALG, TOKEN_TYPE } from '../policy/claims.js'
 import { signOnCryptoThread, verifyOnCryptoThread } from './crypto-thread.js'
 import { es256Sign, es256Verify } from './es256.js'
 import { MAX_TOKEN_BYTES } from '../policy/limits.js'
+import { parseStrictJson, StrictJsonError } from '../lib/strict-json.js'
 
 const B64URL = /^[A-Za-z0-9_-]+$/
 /** A P-256 signature in IEEE P1363 form is 64 bytes. */
@@ -61,12 +62,23 @@ function decodeStrict(part: string, what: string, allowEmpty = false): Buffer {
   return Buffer.from(part, 'base64url')
 }
 
+/**
+ * One reading of the header or payload (see lib/strict-json.ts): strict UTF-8 and no member named
+ * twice at any depth, so no other JSON reader sees a different `alg`, `kid`, `aud` or `trust_level`.
+ */
 function parseJsonObject(bytes: Buffer, what: string): Record<string, unknown> {
   let value: unknown
   try {
-    value = JSON.parse(bytes.toString('utf8'))
-  } catch {
-    throw new TokenMalformed(`the ${what} is not JSON`, { details: { rule: what } })
+    value = parseStrictJson(bytes)
+  } catch (e) {
+    const reason = e instanceof StrictJsonError ? e.rule : 'syntax'
+    const text =
+      reason === 'utf8'
+        ? `the ${what} is not valid UTF-8`
+        : reason === 'duplicate'
+          ? `the ${what} names a JSON member twice`
+          : `the ${what} is not JSON`
+    throw new TokenMalformed(text, { details: { rule: what, reason } })
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new TokenMalformed(`the ${what} is not a JSON object`, { details: { rule: what } })

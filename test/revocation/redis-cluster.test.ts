@@ -77,19 +77,22 @@ describe.skipIf(!available && !CI)('Redis Cluster (3 masters started by the test
         await authority.revokeToken(jtiOf(doomed))
         await expect(verifier.verify(doomed, read)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })
 
-        const root = await authority.mint({
-          subject: 'moltbot-orchestrator',
-          audience: 'agent-summarizer-v2',
-          scope: [READ_SCOPE],
-          operation: 'read',
-          context: CONTEXT,
-        })
-        const children = await Promise.all(
+        // A token is exchanged once: 20 roots, one child each; children and roots land on many shards.
+        const roots = await Promise.all(
           Array.from({ length: 20 }, () =>
-            authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: 'agent-database-reader' }),
+            authority.mint({
+              subject: 'moltbot-orchestrator',
+              audience: 'agent-summarizer-v2',
+              scope: [READ_SCOPE],
+              operation: 'read',
+              context: CONTEXT,
+            }),
           ),
         )
-        await authority.revokeToken(jtiOf(root))
+        const children = await Promise.all(
+          roots.map((root) => authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: 'agent-database-reader' })),
+        )
+        for (const root of roots) await authority.revokeToken(jtiOf(root))
         // Children land on many shards (and so on several masters); every one is denied.
         for (const c of children) await expect(verifier.verify(c, read)).rejects.toMatchObject({ code: 'ERR_TOKEN_REVOKED' })
 

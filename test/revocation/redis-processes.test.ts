@@ -154,8 +154,16 @@ describe.skipIf(!up && !CI)('two verifier processes sharing one Redis', () => {
       operation: 'read',
       context: CONTEXT,
     })
+    const otherRoot = await authority.mint({
+      subject: 'moltbot-orchestrator',
+      audience: 'agent-summarizer-v2',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
+    // A token is exchanged once; the control is a child of another root, built the same way.
     const child = await authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: AUDIENCE })
-    const sibling = await authority.exchange({ token: root, holder: 'agent-summarizer-v2', audience: AUDIENCE })
+    const sibling = await authority.exchange({ token: otherRoot, holder: 'agent-summarizer-v2', audience: AUDIENCE })
     expect(await verifyIn(a, sibling)).toBe('ok') // the chain works before the revocation
     await authority.revokeToken(jtiOf(root))
     expect(await verifyIn(b, child)).toBe('ERR_TOKEN_REVOKED')
