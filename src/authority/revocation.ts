@@ -25,7 +25,7 @@ export async function revokeToken(core: AuthorityCore, jti: string, options: { b
  * rejected by every verifier sharing the store.
  */
 export async function revokeAgent(core: AuthorityCore, agentId: string, options: { by?: string } = {}): Promise<string[]> {
-  core.knownAgent(agentId)
+  await core.resolveAgent(agentId)
   const ids = core.registry.lineage(agentId)
   for (const id of ids) {
     const a = core.registry.get(id)

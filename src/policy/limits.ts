@@ -25,6 +25,17 @@ export const MAX_CLOCK_TOLERANCE_SECONDS = 30
 export const MARKER_GRACE_SECONDS = 2 * MAX_CLOCK_TOLERANCE_SECONDS
 /** No chain of delegations (`act` nesting, `chain` entries) longer than this is minted or accepted. */
 export const MAX_DELEGATION_CHAIN = 8
+/**
+ * Spawn generations below a manifest agent: a spawned agent has at most this many ancestors,
+ * and the `anc` claim (the ancestors of every agent a token speaks for) holds at most
+ * `MAX_ANCESTRY_CLAIM` ids.
+ */
+export const MAX_SPAWN_DEPTH = 8
+export const MAX_ANCESTRY_CLAIM = 32
+/** Children one parent may have spawned (`AuthorityOptions.maxChildrenPerParent` default). */
+export const DEFAULT_MAX_CHILDREN_PER_PARENT = 1000
+/** The largest `maxChildrenPerParent` an authority accepts. */
+export const MAX_CHILDREN_PER_PARENT = 100_000
 
 /** Segments in one scope. */
 export const MAX_SCOPE_SEGMENTS = 16

@@ -193,7 +193,8 @@ export class VerificationCore {
     const verdict = await this.store.check({
       jti: c.jti,
       chain: c.chain ?? [],
-      agents: c.act === undefined ? [c.sub] : agentsOf(c),
+      // The token's agents and their spawn ancestors: quarantining an ancestor refuses it in the same round trip.
+      agents: c.act === undefined && c.anc === undefined ? [c.sub] : [...agentsOf(c), ...(c.anc ?? [])],
       iat: c.iat,
       forgetAtMs: (c.exp + MARKER_GRACE_SECONDS + 1) * 1000,
       consume: o.consume,
