@@ -24,7 +24,7 @@ import { StoreUnavailable } from '../errors.js'
 import { CertificateRevocationList, type CertificateRevocationChecker, type CertificateStatusInput } from '../identity/revocations.js'
 import type { JSONWebKeySet } from '../keys/index.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
-import type { ReplayRevocationStore, StoreCheck, StoreVerdict } from '../revocation/store.js'
+import { isLineageStore, type LineageStore, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from '../revocation/store.js'
 import type { TrustedIssuer } from '../verifier/index.js'
 
 /** How long agent revocations stay in the feed (the memory store keeps them as long). */
@@ -89,11 +89,23 @@ export class RevocationFeed implements ReplayRevocationStore {
   constructor(store: ReplayRevocationStore = new MemoryReplayRevocationStore(), options: { now?: () => number } = {}) {
     this.store = store
     this.#now = options.now ?? Date.now
+    if (isLineageStore(store)) {
+      this.registerAgent = (r, max) => store.registerAgent(r, max)
+      this.anyQuarantined = (ids) => store.anyQuarantined(ids)
+      this.spawnedAgent = (id) => store.spawnedAgent(id)
+      this.spawnedAgents = () => store.spawnedAgents()
+    }
   }
 
   check(input: StoreCheck): Promise<StoreVerdict> {
     return this.store.check(input)
   }
+
+  // Lineage goes to the underlying store (shared by every replica); absent when that store has none.
+  readonly registerAgent?: LineageStore['registerAgent']
+  readonly anyQuarantined?: LineageStore['anyQuarantined']
+  readonly spawnedAgent?: LineageStore['spawnedAgent']
+  readonly spawnedAgents?: LineageStore['spawnedAgents']
 
   async revokeToken(jti: string, forgetAtMs: number): Promise<void> {
     // The store first: the feed never announces what the store did not record.

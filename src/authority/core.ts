@@ -7,14 +7,32 @@
 import type { AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import type { Manifest } from '../config/manifest.js'
-import { AgentRevoked, AgentUnknown, ScopeInvalid, TokenClaims, TokenLifetime, type AgentTrustError } from '../errors.js'
+import { AgentSchema } from '../config/manifest.js'
+import {
+  AgentRevoked,
+  AgentUnknown,
+  ConfigInvalid,
+  DelegationDepth,
+  ScopeInvalid,
+  StoreUnavailable,
+  TokenClaims,
+  TokenLifetime,
+  type AgentTrustError,
+} from '../errors.js'
 import type { KeySet } from '../keys/index.js'
 import { nowSeconds } from '../lib/time.js'
-import type { AuditContext, CapabilityClaims } from '../policy/claims.js'
-import { MAX_CONTEXT_VALUE_LENGTH, MAX_SCOPES_PER_TOKEN, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
+import { isAgentId, type AuditContext, type CapabilityClaims } from '../policy/claims.js'
+import {
+  DEFAULT_MAX_CHILDREN_PER_PARENT,
+  MAX_ANCESTRY_CLAIM,
+  MAX_CHILDREN_PER_PARENT,
+  MAX_CONTEXT_VALUE_LENGTH,
+  MAX_SCOPES_PER_TOKEN,
+  MAX_TOKEN_LIFETIME_SECONDS,
+} from '../policy/limits.js'
 import { isExactScope } from '../policy/scopes.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
-import type { ReplayRevocationStore } from '../revocation/store.js'
+import { isLineageStore, type LineageStore, type ReplayRevocationStore, type SpawnedAgentRecord } from '../revocation/store.js'
 import { signToken, signTokenOffloaded } from '../tokens/jws.js'
 import { toAgentTrustError, VerificationCore } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
@@ -31,6 +49,9 @@ export class AuthorityCore {
   readonly tolerance: number
   /** Per agent: the earliest `iat` it may be issued (after a trust change revoked its tokens). */
   readonly minIat = new Map<string, number>()
+  /** The store's lineage side, when it has one (both built-in stores do). */
+  readonly lineage: LineageStore | undefined
+  readonly maxChildren: number
   readonly #audit: AuditLog
   readonly #ttl: number
   readonly #offload: boolean
@@ -41,6 +62,13 @@ export class AuthorityCore {
     this.keys = keys
     this.store = options.store ?? new MemoryReplayRevocationStore()
     this.registry = new AgentRegistry(manifest)
+    this.lineage = isLineageStore(this.store) ? this.store : undefined
+    const max = options.maxChildrenPerParent ?? DEFAULT_MAX_CHILDREN_PER_PARENT
+    if (!Number.isInteger(max) || max < 1 || max > MAX_CHILDREN_PER_PARENT)
+      throw new ConfigInvalid(`Authority.create: maxChildrenPerParent must be an integer from 1 to ${MAX_CHILDREN_PER_PARENT}`, {
+        details: { rule: 'maxChildrenPerParent' },
+      })
+    this.maxChildren = max
     this.#audit = options.audit ?? discardAudit
     this.#ttl = manifest.authority.tokenTtlSeconds
     this.tolerance = manifest.authority.clockToleranceSeconds
@@ -88,6 +116,62 @@ export class AuthorityCore {
     const a = this.knownAgent(id)
     if (a.revoked) throw new AgentRevoked(`agent "${id}" is revoked`, { details: { agentId: id } })
     return a
+  }
+
+  /**
+   * An agent known here or spawned by another authority sharing the store (then loaded from
+   * the store, ancestors first). Unknown anywhere: `ERR_AGENT_UNKNOWN`.
+   */
+  async resolveAgent(id: string): Promise<AgentState> {
+    const local = typeof id === 'string' ? this.registry.get(id) : undefined
+    if (local !== undefined || this.lineage === undefined || !isAgentId(id)) return local ?? this.knownAgent(id)
+    const record = await this.lineage.spawnedAgent(id)
+    if (record === undefined) return this.knownAgent(id)
+    for (const a of [...record.ancestors].reverse()) if (!this.registry.has(a)) await this.resolveAgent(a)
+    this.restore(record)
+    return this.knownAgent(id)
+  }
+
+  /** Add a spawned agent read from the store (validated again: the store is data). */
+  restore(record: SpawnedAgentRecord): void {
+    if (this.registry.has(record.id)) return
+    const parsed = AgentSchema.safeParse(record.declaration)
+    if (
+      !parsed.success ||
+      parsed.data.id !== record.id ||
+      parsed.data.parent !== record.ancestors[0] ||
+      !this.registry.has(record.ancestors[0] ?? '')
+    )
+      throw new StoreUnavailable('a spawned agent record in the store is invalid; the call was denied', { details: { rule: 'lineage' } })
+    this.registry.add(parsed.data)
+  }
+
+  /**
+   * The agents (and their spawn ancestors) are known and none is quarantined, here or in
+   * the store (one round trip). Returns their states, in order.
+   */
+  async activeAgents(ids: readonly string[]): Promise<AgentState[]> {
+    const states: AgentState[] = []
+    for (const id of ids) states.push(await this.resolveAgent(id))
+    const all = new Set<string>()
+    for (const s of states) {
+      all.add(s.declaration.id)
+      for (const a of s.ancestors) all.add(a)
+    }
+    for (const id of all) this.activeAgent(id)
+    if (this.lineage !== undefined && (await this.lineage.anyQuarantined([...all]))) {
+      const id = ids[0] as string
+      throw new AgentRevoked(`agent "${id}" or one of its ancestors is revoked`, { details: { agentId: id } })
+    }
+    return states
+  }
+
+  /** The `anc` claim for a token speaking for these agents (undefined when none has a parent). */
+  ancestry(states: readonly AgentState[], inherited: readonly string[] = []): string[] | undefined {
+    const out = new Set<string>(inherited)
+    for (const s of states) for (const a of s.ancestors) out.add(a)
+    if (out.size > MAX_ANCESTRY_CLAIM) throw new DelegationDepth('the agents of this token have too many ancestors')
+    return out.size === 0 ? undefined : [...out]
   }
 
   record(e: AuditEventInput): void {

@@ -21,10 +21,11 @@ import {
 } from '../errors.js'
 import { agentsOf, type ActorClaim, type CapabilityClaims } from '../policy/claims.js'
 import { egressCovered } from '../policy/destination.js'
-import { MAX_DELEGATION_CHAIN } from '../policy/limits.js'
+import { MAX_DELEGATION_CHAIN, MAX_SPAWN_DEPTH } from '../policy/limits.js'
 import { isSubset, uncovered } from '../policy/scopes.js'
 import { isTrustLevel, levelRank, mayRedelegate, maySpawn, minLevel, type TokenTrustLevel } from '../policy/trust.js'
 import type { AuthorityCore } from './core.js'
+import type { AgentState } from './registry.js'
 import type { ExchangeRequest, SpawnRequest } from './types.js'
 
 export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise<string> {
@@ -36,14 +37,13 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
       throw new TokenBinding('the exchanging holder is not the authenticated peer', { details: { agentId: r.peer.agentId } })
     const verified = await core.verification.verify(r.token, { audience: r.holder, consume: false, holderRedeems: true })
     parent = verified.claims
-    const holder = core.activeAgent(r.holder)
+    const [holder] = (await core.activeAgents([r.holder, r.audience, ...agentsOf(parent)])) as [AgentState]
     if (!mayRedelegate(holder.level))
       throw new TrustLevelDenied(`agent "${r.holder}" is ${holder.level} and may not re-delegate`, { details: { agentId: r.holder } })
     if (parent.delegation_depth < 1)
       throw new DelegationDepth('this capability may not be re-delegated (delegation_depth is 0)', { details: { jti: parent.jti } })
     const chain = [...(parent.chain ?? []), parent.jti]
     if (chain.length > MAX_DELEGATION_CHAIN) throw new DelegationDepth('the delegation chain is too long', { details: { jti: parent.jti } })
-    core.activeAgent(r.audience)
     const scope = r.scope === undefined ? [...parent.scope] : core.checkScopes(r.scope)
     const extra = scope.filter((s) => !parent!.scope.includes(s))
     if (extra.length > 0)
@@ -69,6 +69,7 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
         details: { jti: parent.jti, rule: 'exchange-once' },
       })
     if (once !== 'ok') throw new StoreUnavailable('the replay/revocation store gave no valid answer', { details: { jti: parent.jti } })
+    const anc = core.ancestry([holder], parent.anc)
     const act: ActorClaim = parent.act === undefined ? { sub: r.holder } : { sub: r.holder, act: parent.act }
     const claims: CapabilityClaims = {
       iss: core.id,
@@ -84,6 +85,7 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
       context: parent.context,
       act,
       chain,
+      ...(anc === undefined ? {} : { anc }),
       ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
     }
     const token = await core.sign(claims)
@@ -118,12 +120,16 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
 /** Register a sub-agent of an L3 parent. The child never exceeds its parent. */
 export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<AgentDeclaration> {
   try {
-    const parent = typeof r?.parent === 'string' ? core.registry.get(r.parent) : undefined
+    const parent = typeof r?.parent === 'string' ? await core.resolveAgent(r.parent).catch(() => undefined) : undefined
     if (parent === undefined)
       throw new SpawnDenied(`parent "${String(r?.parent).slice(0, 64)}" is not in the manifest`, {
         details: { agentId: String(r?.parent).slice(0, 64) },
       })
-    if (parent.revoked) throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
+    const lineage = [r.parent, ...parent.ancestors]
+    if (parent.revoked || lineage.some((a) => core.registry.get(a)?.revoked === true))
+      throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
+    if (parent.ancestors.length >= MAX_SPAWN_DEPTH)
+      throw new SpawnDenied(`agents may be spawned at most ${MAX_SPAWN_DEPTH} generations deep`, { details: { agentId: r.parent } })
     if (!maySpawn(parent.level))
       throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
     // Levels are checked before the schema: "L4" or "root" is an escalation attempt, not a typo.
@@ -155,6 +161,21 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
         throw new SpawnEscalation('the child declares an egress destination its parent does not have', {
           details: { agentId: child.id, rule: 'egress' },
         })
+    }
+    if (core.lineage !== undefined) {
+      // One atomic step in the store: the id is free everywhere, no ancestor is quarantined,
+      // the parent is under its cap. Only then is the child known here.
+      const verdict = await core.lineage.registerAgent({ id: child.id, ancestors: lineage, declaration: child }, core.maxChildren)
+      if (verdict === 'exists') throw new SpawnDenied(`agent id "${child.id}" is already taken`, { details: { agentId: child.id } })
+      if (verdict === 'quarantined') throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
+      if (verdict === 'too-many-children')
+        throw new SpawnDenied(`parent "${r.parent}" already has ${core.maxChildren} children`, {
+          details: { agentId: r.parent, rule: 'maxChildrenPerParent' },
+        })
+    } else if (parent.children.size >= core.maxChildren) {
+      throw new SpawnDenied(`parent "${r.parent}" already has ${core.maxChildren} children`, {
+        details: { agentId: r.parent, rule: 'maxChildrenPerParent' },
+      })
     }
     core.registry.add(child)
     core.record({

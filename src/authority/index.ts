@@ -71,6 +71,12 @@ export class Authority implements CapabilityIssuer {
       keys = manager.keys
     }
     const core = new AuthorityCore(manifest, keys, options)
+    if (core.lineage !== undefined) {
+      // Spawned agents survive a restart: parents before children (fewer ancestors first).
+      const records = await core.lineage.spawnedAgents()
+      records.sort((a, b) => a.ancestors.length - b.ancestors.length)
+      for (const r of records) core.restore(r)
+    }
     const approvals = new TrustChangeWorkflow(core, options.trustChanges ?? new MemoryTrustChangeStore(), options.approver)
     if (options.trustChanges !== undefined) await approvals.load()
     return new Authority(core, approvals, manager)

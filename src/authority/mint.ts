@@ -10,6 +10,7 @@ import type { CapabilityClaims } from '../policy/claims.js'
 import { uncovered } from '../policy/scopes.js'
 import { mayHoldTokens, permitsOperation, type Operation, type TokenTrustLevel } from '../policy/trust.js'
 import { checkContext, type AuthorityCore } from './core.js'
+import type { AgentState } from './registry.js'
 import type { MintRequest, ToolMintRequest } from './types.js'
 
 export async function mint(core: AuthorityCore, request: MintRequest): Promise<string> {
@@ -37,7 +38,7 @@ export async function mintForTool(
 ): Promise<{ token: string; scope: string; operation: Operation }> {
   let scope: string | undefined
   try {
-    const server = core.knownAgent(request.audience)
+    const server = await core.resolveAgent(request.audience)
     const tool = server.catalog.resolve(request.tool)
     scope = tool.scope.fill(request.args)
     // Least delegation: a tool-call token is for the callee's own use (delegation_depth 0)
@@ -72,10 +73,10 @@ export async function mintForTool(
 }
 
 async function mintClaims(core: AuthorityCore, r: MintRequest): Promise<{ token: string; claims: CapabilityClaims }> {
-  const subject = core.activeAgent(r.subject)
+  // The subject, the audience and their spawn ancestors: known and not quarantined anywhere (one store round trip).
+  const [subject] = (await core.activeAgents([r.subject, r.audience])) as [AgentState, AgentState]
   if (!mayHoldTokens(subject.level))
     throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not receive tokens`, { details: { agentId: r.subject } })
-  core.activeAgent(r.audience)
   const scope = core.checkScopes(r.scope)
   if (!permitsOperation(subject.level, r.operation)) {
     throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not perform "${r.operation}" operations`, {
@@ -94,6 +95,7 @@ async function mintClaims(core: AuthorityCore, r: MintRequest): Promise<{ token:
       details: { agentId: r.subject },
     })
   const iat = core.issuedAt(r.subject)
+  const anc = core.ancestry([subject])
   const claims: CapabilityClaims = {
     iss: core.id,
     sub: r.subject,
@@ -106,6 +108,7 @@ async function mintClaims(core: AuthorityCore, r: MintRequest): Promise<{ token:
     delegation_depth: depth,
     trust_level: subject.level as TokenTrustLevel,
     context: checkContext(r.context),
+    ...(anc === undefined ? {} : { anc }),
     ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
   }
   return { token: await core.sign(claims), claims }

@@ -11,6 +11,8 @@ export interface AgentState {
   level: TrustLevel
   revoked: boolean
   readonly children: Set<string>
+  /** Spawn ancestors, parent first (empty for an agent without a parent). */
+  readonly ancestors: readonly string[]
   /** Its tools, compiled when the agent was registered. */
   readonly catalog: ToolCatalog
 }
@@ -24,11 +26,13 @@ export class AgentRegistry {
   }
 
   add(declaration: AgentDeclaration): AgentState {
+    const parent = declaration.parent === undefined ? undefined : this.#agents.get(declaration.parent)
     const state: AgentState = {
       declaration,
       level: declaration.trustLevel,
       revoked: false,
       children: new Set(),
+      ancestors: declaration.parent === undefined ? [] : [declaration.parent, ...(parent?.ancestors ?? [])],
       catalog: new ToolCatalog(declaration.id, declaration.tools),
     }
     this.#agents.set(declaration.id, state)
@@ -44,15 +48,18 @@ export class AgentRegistry {
     return this.#agents.has(id)
   }
 
-  /** The agent and all its descendants, parents first. */
+  /** The agent and all its descendants, parents first. O(descendants), no recursion. */
   lineage(id: string): string[] {
-    const out: string[] = []
-    const visit = (a: string): void => {
-      if (out.includes(a)) return
-      out.push(a)
-      for (const c of this.#agents.get(a)?.children ?? []) visit(c)
+    if (!this.#agents.has(id)) return []
+    const seen = new Set<string>([id])
+    const out: string[] = [id]
+    for (let i = 0; i < out.length; i++) {
+      for (const c of this.#agents.get(out[i] as string)?.children ?? []) {
+        if (seen.has(c)) continue
+        seen.add(c)
+        out.push(c)
+      }
     }
-    if (this.#agents.has(id)) visit(id)
     return out
   }
 

@@ -7,14 +7,14 @@
 import { TokenClaims } from '../errors.js'
 import { nowSeconds } from '../lib/time.js'
 import { isJti } from '../policy/claims.js'
-import { MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
+import { MARKER_GRACE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 import { AGENT_QUARANTINED } from '../revocation/store.js'
 import type { AuthorityCore } from './core.js'
 
 /** Revoke one token by jti; its delegated descendants die with it. */
 export async function revokeToken(core: AuthorityCore, jti: string, options: { by?: string } = {}): Promise<void> {
   if (!isJti(jti)) throw new TokenClaims("revokeToken takes the token's jti (a UUID v4), not the token", { details: { claim: 'jti' } })
-  const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + core.tolerance + 1) * 1000
+  const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + MARKER_GRACE_SECONDS + 1) * 1000
   await core.store.revokeToken(jti, forgetAtMs)
   core.record({ action: 'revoke', decision: 'allow', origin: options.by, jti, note: 'token' })
 }
@@ -25,7 +25,7 @@ export async function revokeToken(core: AuthorityCore, jti: string, options: { b
  * rejected by every verifier sharing the store.
  */
 export async function revokeAgent(core: AuthorityCore, agentId: string, options: { by?: string } = {}): Promise<string[]> {
-  core.knownAgent(agentId)
+  await core.resolveAgent(agentId)
   const ids = core.registry.lineage(agentId)
   for (const id of ids) {
     const a = core.registry.get(id)

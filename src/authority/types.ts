@@ -111,6 +111,11 @@ export interface AuthorityOptions {
   readonly keys?: KeySet | readonly SigningKeyRecord[]
   /** Where revocations are written (shared with verifiers). Default: in-memory. */
   readonly store?: ReplayRevocationStore
+  /**
+   * Children one parent may spawn, across every authority sharing the store (counted by the
+   * store, atomically with the spawn). Default 1000, at most 100,000.
+   */
+  readonly maxChildrenPerParent?: number
   readonly audit?: AuditLog
   /** Human approval for trust changes. Without one, requests wait for `decideTrustChange`. */
   readonly approver?: TrustChangeApprover

@@ -4,7 +4,7 @@
 import { TokenClaims } from '../errors.js'
 import { isExactScope } from './scopes.js'
 import type { TokenTrustLevel } from './trust.js'
-import { MAX_AGENT_ID_LENGTH, MAX_CONTEXT_VALUE_LENGTH, MAX_DELEGATION_CHAIN, MAX_SCOPES_PER_TOKEN } from './limits.js'
+import { MAX_AGENT_ID_LENGTH, MAX_ANCESTRY_CLAIM, MAX_CONTEXT_VALUE_LENGTH, MAX_DELEGATION_CHAIN, MAX_SCOPES_PER_TOKEN } from './limits.js'
 
 export const TOKEN_TYPE = 'agent-cap+jwt'
 export const TOKEN_ALG = 'ES256'
@@ -35,6 +35,12 @@ export interface CapabilityClaims {
   readonly context: AuditContext
   readonly act?: ActorClaim
   readonly chain?: readonly string[]
+  /**
+   * Ancestry: the spawn ancestors (parents, grandparents...) of the agents the token speaks
+   * for. The store's check treats them like the token's agents, so quarantining an ancestor
+   * refuses the token with no further lookup.
+   */
+  readonly anc?: readonly string[]
   readonly cnf?: { readonly 'x5t#S256': string }
 }
 
@@ -64,6 +70,7 @@ const ALLOWED_CLAIMS = new Set([
   'context',
   'act',
   'chain',
+  'anc',
   'cnf',
 ])
 
@@ -126,6 +133,12 @@ export function assertCapabilityClaims(payload: unknown): asserts payload is Cap
     if (!Array.isArray(chain) || chain.length === 0 || chain.length > MAX_DELEGATION_CHAIN)
       fail('chain', 'must be a non-empty array of at most 8 jtis')
     for (const j of chain) if (!isJti(j)) fail('chain', 'must hold UUID v4 jtis')
+  }
+  if (payload.anc !== undefined) {
+    const anc = payload.anc
+    if (!Array.isArray(anc) || anc.length === 0 || anc.length > MAX_ANCESTRY_CLAIM)
+      fail('anc', `must be a non-empty array of at most ${MAX_ANCESTRY_CLAIM} agent ids`)
+    for (const a of anc) if (!isAgentId(a)) fail('anc', 'must hold agent ids')
   }
   if (payload.cnf !== undefined) {
     const cnf = payload.cnf

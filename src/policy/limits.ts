@@ -16,8 +16,26 @@ export const DEFAULT_TOKEN_LIFETIME_SECONDS = 60
 export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5
 /** The largest clock tolerance any verifier or authority may be configured with, seconds. */
 export const MAX_CLOCK_TOLERANCE_SECONDS = 30
+/**
+ * How long past a token's `exp` every revocation and single-use marker is kept, seconds:
+ * the largest tolerance any verifier may apply on `exp`, plus the same again for an `iat`
+ * up to that far in the future. A marker kept by the tolerance of the process that wrote it
+ * would be forgotten while a verifier with a larger tolerance still accepts the token.
+ */
+export const MARKER_GRACE_SECONDS = 2 * MAX_CLOCK_TOLERANCE_SECONDS
 /** No chain of delegations (`act` nesting, `chain` entries) longer than this is minted or accepted. */
 export const MAX_DELEGATION_CHAIN = 8
+/**
+ * Spawn generations below a manifest agent: a spawned agent has at most this many ancestors,
+ * and the `anc` claim (the ancestors of every agent a token speaks for) holds at most
+ * `MAX_ANCESTRY_CLAIM` ids.
+ */
+export const MAX_SPAWN_DEPTH = 8
+export const MAX_ANCESTRY_CLAIM = 32
+/** Children one parent may have spawned (`AuthorityOptions.maxChildrenPerParent` default). */
+export const DEFAULT_MAX_CHILDREN_PER_PARENT = 1000
+/** The largest `maxChildrenPerParent` an authority accepts. */
+export const MAX_CHILDREN_PER_PARENT = 100_000
 
 /** Segments in one scope. */
 export const MAX_SCOPE_SEGMENTS = 16

@@ -1,4 +1,13 @@
-import { agentRevocationKeepMs, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from './store.js'
+import {
+  AGENT_QUARANTINED,
+  agentRevocationKeepMs,
+  type LineageStore,
+  type ReplayRevocationStore,
+  type SpawnedAgentRecord,
+  type SpawnVerdict,
+  type StoreCheck,
+  type StoreVerdict,
+} from './store.js'
 
 /**
  * In-memory store: the default, for one process. Every operation runs synchronously inside
@@ -6,10 +15,12 @@ import { agentRevocationKeepMs, type ReplayRevocationStore, type StoreCheck, typ
  * the process. Expired entries are swept incrementally, so memory stays bounded by the
  * number of tokens alive at once.
  */
-export class MemoryReplayRevocationStore implements ReplayRevocationStore {
+export class MemoryReplayRevocationStore implements ReplayRevocationStore, LineageStore {
   readonly #used = new Map<string, number>()
   readonly #revokedTokens = new Map<string, number>()
   readonly #revokedAgents = new Map<string, { atSeconds: number; forgetAtMs: number }>()
+  readonly #spawned = new Map<string, SpawnedAgentRecord>()
+  readonly #childCount = new Map<string, number>()
   #nextSweepMs = 0
   readonly #now: () => number
 
@@ -48,6 +59,35 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore {
       atSeconds: Math.max(prev?.atSeconds ?? 0, atSeconds),
       forgetAtMs: Math.max(prev?.forgetAtMs ?? 0, this.#now() + agentRevocationKeepMs(atSeconds)),
     })
+  }
+
+  async registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict> {
+    if (this.#spawned.has(record.id)) return 'exists'
+    if (this.#quarantined(record.ancestors)) return 'quarantined'
+    const parent = record.ancestors[0] as string
+    const n = this.#childCount.get(parent) ?? 0
+    if (n >= maxChildren) return 'too-many-children'
+    this.#spawned.set(record.id, structuredClone(record))
+    this.#childCount.set(parent, n + 1)
+    return 'ok'
+  }
+
+  async anyQuarantined(ids: readonly string[]): Promise<boolean> {
+    return this.#quarantined(ids)
+  }
+
+  async spawnedAgent(id: string): Promise<SpawnedAgentRecord | undefined> {
+    const r = this.#spawned.get(id)
+    return r === undefined ? undefined : structuredClone(r)
+  }
+
+  async spawnedAgents(): Promise<SpawnedAgentRecord[]> {
+    return [...this.#spawned.values()].map((r) => structuredClone(r))
+  }
+
+  #quarantined(ids: readonly string[]): boolean {
+    for (const id of ids) if ((this.#revokedAgents.get(id)?.atSeconds ?? 0) >= AGENT_QUARANTINED) return true
+    return false
   }
 
   async close(): Promise<void> {

@@ -23,6 +23,8 @@
  *   `<tag>:u:<jti>`   single-use marker, expires at the token's `exp` + tolerance
  *   `<tag>:t:<jti>`   revoked token (and so its descendants), expires when the token would have
  *   `<tag>:a:<agent>` revoked agent: the latest revocation time, epoch seconds; kept 24 h (a quarantine: a year)
+ *   `<tag0>:ag`       hash: spawned agent id -> `{ancestors, declaration}` JSON (shard 0 only; no expiry)
+ *   `<tag0>:ch:<id>`  number of children the agent has spawned (shard 0 only)
  *
  * The check script declares only the marker key and derives the revocation keys from the
  * same tag, so that a verifier's Redis user can be given read-only access to revocations
@@ -32,7 +34,16 @@ import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { randomUUID } from 'node:crypto'
 import { assertTimeout, FailClosedConnection, type AdmissionOptions, type RedisConnectionOptions } from '../lib/redis.js'
-import { agentRevocationKeepMs, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from './store.js'
+import {
+  AGENT_QUARANTINED,
+  agentRevocationKeepMs,
+  type LineageStore,
+  type ReplayRevocationStore,
+  type SpawnedAgentRecord,
+  type SpawnVerdict,
+  type StoreCheck,
+  type StoreVerdict,
+} from './store.js'
 
 export { failClosedRedisOptions } from '../lib/redis.js'
 export type { AdmissionOptions, RedisConnectionOptions } from '../lib/redis.js'
@@ -102,6 +113,26 @@ redis.call('SET', KEYS[1], string.format('%d', at), 'PX', keep)
 return 0
 `
 
+// KEYS[1]: the spawned-agents hash. ARGV: tag, id, record JSON, max children, then the
+// ancestors, parent first. Refuses an existing id, a quarantined ancestor, a full parent.
+const REGISTER_LUA = `
+local tag = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 1 end
+local ak = {}
+for i = 5, #ARGV do ak[#ak + 1] = tag .. ':a:' .. ARGV[i] end
+local at = redis.call('MGET', unpack(ak))
+for i = 1, #ak do
+  local v = at[i]
+  if v and tonumber(v) >= ${2 ** 40} then return 2 end
+end
+local ck = tag .. ':ch:' .. ARGV[5]
+if tonumber(redis.call('GET', ck) or '0') >= tonumber(ARGV[4]) then return 3 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('INCR', ck)
+return 0
+`
+const SPAWN_VERDICTS: readonly SpawnVerdict[] = ['ok', 'exists', 'quarantined', 'too-many-children']
+
 const VERDICTS: readonly StoreVerdict[] = ['ok', 'token-revoked', 'agent-revoked', 'replayed']
 
 /** The Lua source of the check, for benchmarks and operators who pre-load scripts. */
@@ -111,6 +142,7 @@ export const CHECK_SCRIPT: string = CHECK_LUA
 const CMD_CHECK = 'agentTrustCheckV2'
 const CMD_REVOKE_TOKEN = 'agentTrustRevokeTokenV1'
 const CMD_REVOKE_AGENT = 'agentTrustRevokeAgentV1'
+const CMD_REGISTER = 'agentTrustRegisterAgentV1'
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
 
@@ -163,7 +195,7 @@ export function shardOf(jti: string, shards: number): number {
  * await store.close()
  * ```
  */
-export class RedisReplayRevocationStore implements ReplayRevocationStore {
+export class RedisReplayRevocationStore implements ReplayRevocationStore, LineageStore {
   readonly prefix: string
   readonly shards: number
   readonly commandTimeoutMs: number
@@ -191,6 +223,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
     c.defineCommand(CMD_CHECK, { lua: CHECK_LUA })
     c.defineCommand(CMD_REVOKE_TOKEN, { lua: REVOKE_TOKEN_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REVOKE_AGENT, { lua: REVOKE_AGENT_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_REGISTER, { lua: REGISTER_LUA, numberOfKeys: 1 })
   }
 
   /** The ioredis client (for health checks and metrics; do not change its options). */
@@ -266,10 +299,60 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore {
     )
   }
 
+  async registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict> {
+    if (record.ancestors.length === 0) throw new TypeError('a spawned agent has a parent')
+    const tag = this.#tags[0] as string
+    const json = JSON.stringify({ ancestors: record.ancestors, declaration: record.declaration })
+    const r = await this.#conn.run((c) =>
+      (c as unknown as Record<string, ScriptFn>)[CMD_REGISTER]!(`${tag}:ag`, tag, record.id, json, maxChildren, ...record.ancestors),
+    )
+    const v = typeof r === 'number' ? SPAWN_VERDICTS[r] : undefined
+    if (v === undefined)
+      throw new StoreUnavailable('the store returned an unexpected reply; the spawn was refused', { details: { rule: 'reply' } })
+    return v
+  }
+
+  async anyQuarantined(ids: readonly string[]): Promise<boolean> {
+    if (ids.length === 0) return false
+    const tag = this.#tags[0] as string
+    const at = await this.#conn.run((c) => c.mget(...ids.map((id) => `${tag}:a:${id}`)))
+    return at.some((v) => v !== null && Number(v) >= AGENT_QUARANTINED)
+  }
+
+  async spawnedAgent(id: string): Promise<SpawnedAgentRecord | undefined> {
+    const tag = this.#tags[0] as string
+    const v = await this.#conn.run((c) => c.hget(`${tag}:ag`, id))
+    return v === null ? undefined : toRecord(id, v)
+  }
+
+  async spawnedAgents(): Promise<SpawnedAgentRecord[]> {
+    const tag = this.#tags[0] as string
+    const out: SpawnedAgentRecord[] = []
+    let cursor = '0'
+    // HSCAN pages, so that a large lineage never needs one huge reply (each page is bounded by the timeout).
+    do {
+      const [next, flat] = await this.#conn.run((c) => c.hscan(`${tag}:ag`, cursor, 'COUNT', 1000))
+      for (let i = 0; i + 1 < flat.length; i += 2) out.push(toRecord(flat[i] as string, flat[i + 1] as string))
+      cursor = next
+    } while (cursor !== '0')
+    return out
+  }
+
   /** Disconnect (only a client this store created; a client you passed stays yours). */
   async close(): Promise<void> {
     await this.#conn.close()
   }
+}
+
+function toRecord(id: string, json: string): SpawnedAgentRecord {
+  try {
+    const o = JSON.parse(json) as { ancestors?: unknown; declaration?: unknown }
+    if (Array.isArray(o.ancestors) && o.ancestors.every((a) => typeof a === 'string'))
+      return { id, ancestors: o.ancestors as string[], declaration: o.declaration }
+  } catch {
+    // fall through
+  }
+  throw new StoreUnavailable('a spawned agent record in the store is malformed; the call was denied', { details: { rule: 'lineage' } })
 }
 
 function toVerdict(r: unknown): StoreVerdict {

@@ -35,6 +35,48 @@ export function agentRevocationKeepMs(atSeconds: number): number {
   return atSeconds >= AGENT_QUARANTINED ? 366 * 24 * 3600 * 1000 : 24 * 3600 * 1000
 }
 
+/**
+ * An agent registered by `Authority.spawn`, as the store keeps it: its declaration (plain
+ * JSON, validated again when read) and its ancestors, parent first.
+ */
+export interface SpawnedAgentRecord {
+  readonly id: string
+  readonly ancestors: readonly string[]
+  readonly declaration: unknown
+}
+
+/** `registerAgent` outcome: recorded, or why not (nothing is written unless `ok`). */
+export type SpawnVerdict = 'ok' | 'exists' | 'quarantined' | 'too-many-children'
+
+/**
+ * Lineage: spawned agents and their parent links, shared by every authority using the store
+ * and kept across restarts. Both built-in stores implement it; an authority over a store
+ * without it keeps spawned agents in its own memory only.
+ */
+export interface LineageStore {
+  /**
+   * Atomically: refuse an id already registered, refuse when any ancestor is quarantined,
+   * refuse when the parent (`ancestors[0]`) already has `maxChildren` children; else record.
+   */
+  registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict>
+  /** Whether any of `ids` is quarantined (one round trip). */
+  anyQuarantined(ids: readonly string[]): Promise<boolean>
+  /** One spawned agent, or undefined. */
+  spawnedAgent(id: string): Promise<SpawnedAgentRecord | undefined>
+  /** Every spawned agent (at start-up). */
+  spawnedAgents(): Promise<SpawnedAgentRecord[]>
+}
+
+export function isLineageStore(s: unknown): s is LineageStore {
+  const o = s as Partial<LineageStore> | undefined
+  return (
+    typeof o?.registerAgent === 'function' &&
+    typeof o.anyQuarantined === 'function' &&
+    typeof o.spawnedAgent === 'function' &&
+    typeof o.spawnedAgents === 'function'
+  )
+}
+
 export interface ReplayRevocationStore {
   /** Atomic check (and consume). Throws `ERR_STORE_UNAVAILABLE` when the backend cannot answer in time. */
   check(input: StoreCheck): Promise<StoreVerdict>

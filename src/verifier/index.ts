@@ -37,6 +37,7 @@ export type { TrustedIssuer } from './key-ring.js'
 import {
   DEFAULT_CLOCK_TOLERANCE_SECONDS,
   MAX_AGENT_ID_LENGTH,
+  MARKER_GRACE_SECONDS,
   MAX_CLOCK_TOLERANCE_SECONDS,
   MAX_TOKEN_LIFETIME_SECONDS,
 } from '../policy/limits.js'
@@ -192,9 +193,10 @@ export class VerificationCore {
     const verdict = await this.store.check({
       jti: c.jti,
       chain: c.chain ?? [],
-      agents: c.act === undefined ? [c.sub] : agentsOf(c),
+      // The token's agents and their spawn ancestors: quarantining an ancestor refuses it in the same round trip.
+      agents: c.act === undefined && c.anc === undefined ? [c.sub] : [...agentsOf(c), ...(c.anc ?? [])],
       iat: c.iat,
-      forgetAtMs: (c.exp + tol + 1) * 1000,
+      forgetAtMs: (c.exp + MARKER_GRACE_SECONDS + 1) * 1000,
       consume: o.consume,
     })
     if (verdict === 'token-revoked') throw new TokenRevoked(undefined, { details: { jti: c.jti } })

@@ -1,0 +1,32 @@
+/**
+ * An authority in its own process, driven over IPC by the lineage tests: a real
+ * `Authority.create` over the Redis store and a Redis key store shared with its siblings.
+ * Run with: node --import tsx --conditions=agent-trust-source test/support/authority-worker.ts
+ */
+import { Authority, createKeyManager } from 'agent-trust'
+import { RedisKeyStore } from 'agent-trust/keys/redis'
+import { createRedisStore } from 'agent-trust/revocation/redis'
+import { MANIFEST } from './kernel.js'
+
+type Msg = { id: number; op: 'init'; url: string; prefix: string } | { id: number; op: 'call'; method: string; args: unknown[] }
+
+let authority: Authority | undefined
+
+process.on('message', (m: Msg) => {
+  void (async () => {
+    try {
+      if (m.op === 'init') {
+        const store = createRedisStore({ url: m.url, prefix: `${m.prefix}-rev` })
+        const keys = (await createKeyManager({ store: new RedisKeyStore({ url: m.url, prefix: `${m.prefix}-keys` }) })).keys
+        authority = await Authority.create({ manifest: MANIFEST, store, keys })
+        process.send?.({ id: m.id, ok: true, value: { jwks: authority.jwks(), issuer: authority.id } })
+        return
+      }
+      const fn = (authority as unknown as Record<string, (...a: unknown[]) => unknown>)[m.method]!
+      const value = await fn.apply(authority, m.args)
+      process.send?.({ id: m.id, ok: true, value: value ?? null })
+    } catch (e) {
+      process.send?.({ id: m.id, ok: false, code: (e as { code?: string }).code ?? String(e) })
+    }
+  })()
+})
