@@ -107,6 +107,12 @@ export interface GuardMcpServerOptions {
    * withholds tools whose definition is not the pinned one). Called per request.
    */
   readonly withheld?: (tool: string) => boolean
+  /**
+   * Return the server's `instructions` in the `initialize` result. `initialize` carries no
+   * token, so whatever it returns goes to any peer that can connect. Default `false`: the
+   * field is dropped (free text that reaches a model unauthenticated).
+   */
+  readonly initializeInstructions?: boolean
 }
 
 type Meta = Record<string, unknown>
@@ -133,6 +139,7 @@ interface GuardContext {
   readonly peerIdentity: GuardMcpServerOptions['peerIdentity']
   readonly acceptHeader: boolean
   readonly withheld: ((tool: string) => boolean) | undefined
+  readonly initializeInstructions: boolean
 }
 
 const kGuarded = Symbol.for('agent-trust.mcp.guarded')
@@ -285,6 +292,7 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
     peerIdentity: o.peerIdentity ?? mtlsPeerIdentity,
     acceptHeader: o.acceptHeader ?? true,
     withheld: o.withheld,
+    initializeInstructions: o.initializeInstructions === true,
   }
 }
 
@@ -322,6 +330,14 @@ function wrapFallback(ctx: GuardContext, handler: RawHandler | undefined): RawHa
 }
 
 function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): RawHandler {
+  if (method === 'initialize' && !ctx.initializeInstructions) {
+    return async function withoutInstructions(request, extra) {
+      const result = await inner(request, extra)
+      if (typeof result !== 'object' || result === null || !('instructions' in result)) return result
+      const { instructions: _dropped, ...rest } = result as Record<string, unknown>
+      return rest
+    }
+  }
   if (UNGUARDED_METHODS.has(method)) return inner
   if (method === 'tools/call') return guardToolCall(ctx, inner)
   const scope = methodScope(ctx.serverId, method)
