@@ -55,7 +55,7 @@ import {
   methodScope,
   UNGUARDED_METHODS,
 } from './policy.js'
-import { mtlsPeerIdentity } from './peer.js'
+import { mtlsPeerIdentity, proveSession, SESSION_AUTH_KEY } from './peer.js'
 
 /** What the SDK passes a request handler as its second argument. */
 export type McpRequestExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
@@ -411,6 +411,8 @@ async function authorize(
   req: Requirement,
 ): Promise<VerifiedCapability | undefined> {
   const r = await ctx.verifier.authorize(tokenOf(ctx, request, extra), req)
+  // A verified capability (not an audit-mode pass): the host stops counting the session as token-less.
+  if (r.allowed && r.capability !== undefined) proveSession(extra)
   return r.allowed ? r.capability : undefined
 }
 
@@ -465,6 +467,12 @@ function stripExtra(extra: McpRequestExtra): McpRequestExtra {
   if (headers !== undefined && Object.prototype.hasOwnProperty.call(headers, CAPABILITY_HEADER)) {
     const { [CAPABILITY_HEADER]: _token, ...rest } = headers
     out = { ...out, requestInfo: { ...extra.requestInfo, headers: rest } }
+  }
+  const authExtra = extra?.authInfo?.extra
+  if (authExtra !== undefined && Object.prototype.hasOwnProperty.call(authExtra, SESSION_AUTH_KEY)) {
+    // The host's session hook is for the guard only.
+    const { [SESSION_AUTH_KEY]: _hook, ...rest } = authExtra
+    out = { ...out, authInfo: { ...(extra.authInfo as NonNullable<McpRequestExtra['authInfo']>), extra: rest } }
   }
   return out
 }
