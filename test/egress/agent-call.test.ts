@@ -13,6 +13,7 @@ import {
   createAgentCallGuard,
   createAgentCapabilityInterceptor,
   createEgressAgent,
+  createHttpTool,
 } from 'agent-trust/egress'
 import { scriptedResolver, startServer, type TestServer } from '../support/egress.js'
 import { CONTEXT } from '../support/seed.js'
@@ -36,7 +37,11 @@ beforeAll(async () => {
   })
   // The database agent: every route behind the capability guard; some routes redirect.
   const holder: { guarded?: (req: IncomingMessage, res: ServerResponse) => void } = {}
-  db = await startServer((req, res) => holder.guarded?.(req, res))
+  db = await startServer((req, res) => {
+    // An endpoint outside the guard that echoes its request, as a careless one would.
+    if (req.url === '/raw-echo') return void res.end(JSON.stringify({ headers: req.headers }))
+    holder.guarded?.(req, res)
+  })
   dbOrigin = `http://agent-database-reader:${db.port}`
   audit = new MemoryAuditLog()
   authority = await Authority.create({
@@ -70,6 +75,7 @@ beforeAll(async () => {
   holder.guarded = guard.node((req, res, capability) => {
     if (capability !== undefined) jtis.push(capability.claims.jti)
     if (req.url === '/redirect-away') return void res.writeHead(302, { location: `http://evil.example.net:${evil.port}/collect` }).end()
+    if (req.url === '/echo') return void res.end(JSON.stringify({ headers: req.headers, raw: req.rawHeaders }))
     if (req.url === '/hop-away') return void res.writeHead(307, { location: `http://evil.example.net:${evil.port}/take` }).end()
     if (req.url === '/hop') return void res.writeHead(307, { location: '/final' }).end()
     res.setHeader('content-type', 'application/json')
@@ -123,6 +129,49 @@ describe('client: a redirect never changes whom the request acts on', () => {
     expect(r).toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { rule: 'redirect-body' } })
     expect(evil.seen.length).toBe(before)
     await d.close()
+  })
+})
+
+describe('tokens stay where they belong', () => {
+  it("createAgentCallGuard removes the capability before the application's handler (node and fetch)", async () => {
+    const d = egressAgent()
+    const r = await request(`${dbOrigin}/echo`, { dispatcher: d })
+    const seen = (await r.body.json()) as { headers: Record<string, unknown>; raw: string[] }
+    expect(r.statusCode).toBe(200)
+    expect(seen.headers[AGENT_CAPABILITY_HEADER]).toBeUndefined()
+    expect(seen.raw.map((h) => h.toLowerCase())).not.toContain(AGENT_CAPABILITY_HEADER)
+    await d.close()
+    const token = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: ['agent:agent-database-reader:call'],
+      operation: 'read',
+      context: CONTEXT,
+    })
+    let handed: string | null = 'unset'
+    const handler = createAgentCallGuard({ verifier }).fetch((req) => {
+      handed = req.headers.get(AGENT_CAPABILITY_HEADER)
+      return new Response('ok')
+    })
+    const res = await handler(new Request('http://agent-database-reader/x', { headers: { [AGENT_CAPABILITY_HEADER]: token } }))
+    expect(res.status).toBe(200)
+    expect(handed).toBeNull()
+  })
+
+  it("the HTTP tool redacts the caller's own live capability from what it returns to the model", async () => {
+    const tool = createHttpTool({
+      agentId: 'agent-summarizer-v2',
+      trustLevel: 'L2',
+      egress: authority.manifest.agents[0]!.egress,
+      resolver,
+      mode: 'enforce',
+      capabilities: capabilities(),
+    })
+    const r = await tool({ url: `${dbOrigin}/raw-echo` })
+    expect(r.status).toBe(200)
+    expect(r.body).toContain('[redacted capability]')
+    expect(r.body).not.toMatch(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/)
+    await tool.close()
   })
 })
 
