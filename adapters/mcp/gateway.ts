@@ -143,8 +143,8 @@ export class McpGateway {
    */
   createServer(): Server {
     if (this.#closed) throw new TypeError('McpGateway: closed')
-    const upstreamVersion = this.#upstream.getServerVersion()?.version ?? '0.0.0'
-    const server = new Server({ name: this.serverId, version: upstreamVersion }, { capabilities: { tools: { listChanged: true } } })
+    // The upstream's version string is unpinned free text: it is not relayed (nor are its instructions).
+    const server = new Server({ name: this.serverId, version: '0.0.0' }, { capabilities: { tools: { listChanged: true } } })
     server.setRequestHandler(ListToolsRequestSchema, async () => {
       await this.refresh()
       const tools: Tool[] = []
