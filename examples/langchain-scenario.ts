@@ -87,9 +87,7 @@ export async function runLangchainScenario(print: Print, options: LangchainScena
   const http =
     options.httpTool ??
     createLangChainHttpTool({
-      agentId: summarizerId,
-      trustLevel: summarizerChild.trustLevel,
-      egress: summarizerChild.egress ?? [],
+      authority,
       audit,
       mode: 'enforce',
     })

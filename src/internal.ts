@@ -4,5 +4,6 @@
  * `imports`), never an export, so it can change without a major version.
  */
 export { ToolCatalog } from './config/tools.js'
+export { readTrustFile, readTrustFileSync } from './config/trust-file.js'
 export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'
 export { toAgentTrustError } from './verifier/index.js'

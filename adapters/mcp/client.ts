@@ -10,7 +10,7 @@
  * Subpath: `agent-trust/mcp`.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { TokenAudience } from 'agent-trust'
+import { ConfigInvalid, TokenAudience } from 'agent-trust'
 import type { AuditContext, CapabilityIssuer } from 'agent-trust'
 import {
   AUDIENCE_CAPABILITY_KEY,
@@ -148,6 +148,14 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
   function assertBound(): void {
     const transport = target.transport
     if (transport === undefined) return // not connected: the SDK rejects the request itself
+    // The SDK's HTTP transports with `redirectPolicy: 'follow'` let fetch follow a redirect
+    // to any origin, carrying the message and its capability token there.
+    if ((transport as { _followRedirects?: unknown })._followRedirects === true) {
+      throw new ConfigInvalid(
+        "the transport was built with redirectPolicy 'follow', which would carry capability tokens to another origin; use the default 'same-origin'",
+        { details: { rule: 'redirect-policy' } },
+      )
+    }
     if (boundTransport === undefined) boundTransport = transport
     else if (boundTransport !== transport) {
       throw new TokenAudience(

@@ -13,7 +13,6 @@
  *
  * stdout is the MCP channel when listening on stdio: everything else goes to stderr.
  */
-import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
@@ -21,6 +20,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { loadManifestFile, resolveMode } from 'agent-trust'
 import type { AuditLog, JSONWebKeySet, ReplayRevocationStore } from 'agent-trust'
+import { readTrustFileSync } from '#internal'
 import { McpGateway, serveStreamableHttp, type ToolPinStatus } from 'agent-trust/mcp'
 
 const USAGE = `usage: agent-trust-mcp-gateway --manifest <file> --server-id <id> --jwks <file> [--issuer <id>]
@@ -74,8 +74,16 @@ const mode = resolveMode(values.mode)
 
 function readJwks(path: string): JSONWebKeySet {
   let jwks: unknown
+  let text: string
   try {
-    jwks = JSON.parse(readFileSync(path, 'utf8'))
+    // It decides whose tokens are accepted: refused when anyone but us can write it (every reload too).
+    text = readTrustFileSync(path, 'JWKS file')
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'ERR_CONFIG_INVALID') fail((e as Error).message)
+    fail(`cannot read a JWKS from "${path}"`)
+  }
+  try {
+    jwks = JSON.parse(text)
   } catch {
     fail(`cannot read a JWKS from "${path}"`)
   }
@@ -90,9 +98,15 @@ if (values.jwks !== undefined) {
   // Pick up rotated keys: re-read the file every 30 s (a rotated key is published before it signs).
   setInterval(() => {
     try {
-      jwks = readJwks(path)
-    } catch {
-      // keep the last good set
+      const next: unknown = JSON.parse(readTrustFileSync(path, 'JWKS file'))
+      if (Array.isArray((next as JSONWebKeySet | undefined)?.keys)) jwks = next as JSONWebKeySet
+    } catch (e) {
+      if ((e as { code?: unknown }).code === 'ERR_CONFIG_INVALID') {
+        // Someone else can now write the file: trust no key from it until it is fixed.
+        jwks = { keys: [] }
+        log(`refusing every token: ${(e as Error).message}`)
+      }
+      // Otherwise (unreadable, half-written): keep the last good set.
     }
   }, 30_000).unref()
 } else if (!values['print-hashes']) {

@@ -21,10 +21,10 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { CallToolRequestSchema, ListToolsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
 import type { Tool } from '@modelcontextprotocol/sdk/types.js'
-import { ConfigInvalid, createVerifier, parseManifest, resolveMode } from 'agent-trust'
+import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
 import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
-import { guardMcpServer, type GuardMcpServerOptions } from './server.js'
+import { capabilityDenied, guardMcpServer, type GuardMcpServerOptions } from './server.js'
 
 export type ToolPinState = 'approved' | 'changed' | 'unpinned' | 'missing'
 
@@ -79,6 +79,11 @@ export class McpGateway {
   readonly #reported = new Map<string, string>()
   readonly #servers = new Set<Server>()
   #refreshing: Promise<readonly ToolPinStatus[]> | undefined
+  /** Change notices received; a refresh confirms the pins only if none arrived after it started. */
+  #notices = 0
+  /** The notice count the last successful refresh started at. */
+  #confirmed = 0
+  #again = false
   #closed = false
 
   private constructor(options: McpGatewayOptions, manifest: Manifest, verifier: Verifier) {
@@ -126,7 +131,7 @@ export class McpGateway {
     }
     const gateway = new McpGateway(options, manifest, verifier)
     options.upstream.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
-      await gateway.refresh().catch(() => undefined)
+      await gateway.#changeNotice()
     })
     await gateway.refresh()
     return gateway
@@ -138,8 +143,8 @@ export class McpGateway {
    */
   createServer(): Server {
     if (this.#closed) throw new TypeError('McpGateway: closed')
-    const upstreamVersion = this.#upstream.getServerVersion()?.version ?? '0.0.0'
-    const server = new Server({ name: this.serverId, version: upstreamVersion }, { capabilities: { tools: { listChanged: true } } })
+    // The upstream's version string is unpinned free text: it is not relayed (nor are its instructions).
+    const server = new Server({ name: this.serverId, version: '0.0.0' }, { capabilities: { tools: { listChanged: true } } })
     server.setRequestHandler(ListToolsRequestSchema, async () => {
       await this.refresh()
       const tools: Tool[] = []
@@ -150,6 +155,15 @@ export class McpGateway {
       return { tools }
     })
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+      // The pin holds in every enforcement mode (`audit`/`off` relax capability checks only):
+      // an unapproved or unconfirmed definition is never called.
+      if (!this.#approved(request.params.name)) {
+        throw capabilityDenied(
+          new ToolUndeclared('the tool is withheld: its definition is not the approved one, or not yet confirmed after a change', {
+            details: { rule: 'pin' },
+          }),
+        )
+      }
       // A fresh request: only the name and arguments cross; never the caller's token or _meta.
       return this.#upstream.callTool({ name: request.params.name, arguments: request.params.arguments }, undefined, {
         signal: extra.signal,
@@ -168,11 +182,50 @@ export class McpGateway {
     // One refresh at a time; callers that arrive meanwhile share its result.
     this.#refreshing ??= this.#refresh().finally(() => {
       this.#refreshing = undefined
+      // A change notice arrived during that refresh: what it read may predate the change.
+      if (this.#again && !this.#closed) {
+        this.#again = false
+        this.refresh().catch(() => undefined)
+      }
     })
     return this.#refreshing
   }
 
+  /**
+   * `tools/list_changed` from the upstream: every tool is withheld until a listing that
+   * started after this notice confirms its pin. A notice during a refresh schedules another.
+   */
+  async #changeNotice(): Promise<void> {
+    this.#notices++
+    this.#audit.record({
+      action: 'tool_call',
+      decision: 'deny',
+      code: 'ERR_TOOL_UNDECLARED',
+      destination: this.serverId,
+      note: 'upstream tools changed: withheld until re-read',
+    })
+    for (const server of this.#servers) server.sendToolListChanged().catch(() => undefined)
+    if (this.#refreshing !== undefined) this.#again = true
+    await this.refresh().catch(() => undefined)
+  }
+
   async #refresh(): Promise<readonly ToolPinStatus[]> {
+    const started = this.#notices
+    try {
+      return await this.#read(started)
+    } catch (e) {
+      this.#audit.record({
+        action: 'tool_call',
+        decision: 'deny',
+        code: 'ERR_TOOL_UNDECLARED',
+        destination: this.serverId,
+        note: `upstream tools could not be read${this.#confirmed === this.#notices ? '' : ': changed tools stay withheld'}`,
+      })
+      throw e
+    }
+  }
+
+  async #read(started: number): Promise<readonly ToolPinStatus[]> {
     const before = this.#approvedSet()
     const current = new Map<string, { definition: PinnedDefinition; hash: string }>()
     let cursor: string | undefined
@@ -190,6 +243,8 @@ export class McpGateway {
       if (cursor === undefined) break
     }
     this.#current = current
+    if (started === this.#notices) this.#confirmed = started
+    else this.#again = true
     const statuses = this.status()
     for (const s of statuses) this.#report(s)
     const after = this.#approvedSet()
@@ -257,6 +312,7 @@ export class McpGateway {
   }
 
   #approved(name: string): boolean {
+    if (this.#confirmed !== this.#notices) return false
     const cur = this.#current.get(name)
     return cur !== undefined && this.#pins.get(name) === cur.hash
   }

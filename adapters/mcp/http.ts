@@ -18,7 +18,7 @@ import { toAgentTrustError } from '#internal'
 import type { AgentTrustError, AuditLog, PeerIdentity } from 'agent-trust'
 import { denialAnswer } from 'agent-trust/http'
 import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
-import { attachPeerIdentity } from './peer.js'
+import { attachPeerIdentity, attachSessionProof } from './peer.js'
 import { CAPABILITY_DENIED } from './policy.js'
 
 /** Connect-style middleware, e.g. the SDK's `requireBearerAuth` for the server's own OAuth. */
@@ -31,8 +31,22 @@ export interface ServeStreamableHttpOptions {
   readonly port?: number
   /** The MCP endpoint path. Default `/mcp`. */
   readonly path?: string
-  /** At most this many open sessions; more get HTTP 503. Default 1000. */
+  /**
+   * At most this many open sessions. When full, the oldest session that never carried a valid
+   * capability is ended to make room; only when every session has carried one do new
+   * sessions get HTTP 503. Default 1000.
+   */
   readonly maxSessions?: number
+  /**
+   * At most this many sessions that have not (yet) carried a valid capability per peer (the
+   * mTLS agent id, else the remote address); opening one more ends that peer's oldest.
+   * `initialize` carries no token, so this is what stops a token-less flood. Default 16.
+   */
+  readonly maxTokenlessSessionsPerPeer?: number
+  /** A session that has not carried a valid capability ends after this long idle, ms. Default 30000 (30 s). */
+  readonly tokenlessIdleMs?: number
+  /** Any session ends after this long idle, ms. Default 1800000 (30 min). */
+  readonly idleMs?: number
   /** Largest accepted request body, bytes. Default 4 MiB. */
   readonly maxBodyBytes?: number
   /** Answer with JSON instead of an SSE stream when a request needs no streaming. Default false (SDK default). */
@@ -101,6 +115,17 @@ interface Session {
   readonly server: AnyServer
   /** Over mTLS: the agent that opened the session, the only one it answers. */
   readonly owner: string | undefined
+  /** Who opened it: `mtls:<agent id>` or `addr:<remote address>`; the only peer it answers. */
+  readonly peer: string
+  /** True once a request in it was allowed on a verified capability. */
+  proven: boolean
+  lastSeen: number
+}
+
+function boundedInt(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new TypeError(`serveStreamableHttp: ${name} must be an integer from ${min} to ${max}`)
+  return v
 }
 
 /**
@@ -130,10 +155,59 @@ export async function serveStreamableHttp(
     enableJsonResponse = false,
     middleware,
     tls,
+    maxTokenlessSessionsPerPeer = 16,
+    tokenlessIdleMs = 30_000,
+    idleMs = 1_800_000,
   } = options
   if (typeof createServer !== 'function') throw new TypeError('serveStreamableHttp: createServer must be a function')
   if (!path.startsWith('/')) throw new TypeError('serveStreamableHttp: path must start with "/"')
+  boundedInt('maxSessions', maxSessions, 1, 1_000_000)
+  boundedInt('maxTokenlessSessionsPerPeer', maxTokenlessSessionsPerPeer, 1, 1_000_000)
+  boundedInt('tokenlessIdleMs', tokenlessIdleMs, 100, 86_400_000)
+  boundedInt('idleMs', idleMs, 100, 7 * 86_400_000)
   const sessions = new Map<string, Session>()
+  /** Per peer, its sessions that have not carried a valid capability, oldest first. */
+  const tokenless = new Map<string, Set<string>>()
+
+  const forget = (id: string): void => {
+    const s = sessions.get(id)
+    if (s === undefined) return
+    sessions.delete(id)
+    const set = tokenless.get(s.peer)
+    if (set !== undefined) {
+      set.delete(id)
+      if (set.size === 0) tokenless.delete(s.peer)
+    }
+  }
+  const end = (id: string): void => {
+    const s = sessions.get(id)
+    if (s === undefined) return
+    forget(id)
+    void Promise.resolve()
+      .then(() => s.server.close())
+      .catch(() => undefined)
+  }
+  const prove = (id: string): void => {
+    const s = sessions.get(id)
+    if (s === undefined || s.proven) return
+    s.proven = true
+    const set = tokenless.get(s.peer)
+    set?.delete(id)
+    if (set !== undefined && set.size === 0) tokenless.delete(s.peer)
+  }
+  /** The oldest token-less session of anyone (Map order is insertion order). */
+  const oldestTokenless = (): string | undefined => {
+    for (const [id, s] of sessions) if (!s.proven) return id
+    return undefined
+  }
+  const sweep = (): void => {
+    const now = Date.now()
+    for (const [id, s] of sessions) {
+      if (now - s.lastSeen > (s.proven ? idleMs : tokenlessIdleMs)) end(id)
+    }
+  }
+  const sweeper = setInterval(sweep, Math.max(50, Math.min(tokenlessIdleMs, idleMs) / 2))
+  sweeper.unref()
   let allowedHosts: string[] = []
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
@@ -168,14 +242,18 @@ export async function serveStreamableHttp(
     if (middleware !== undefined && !(await runMiddleware(middleware, req, res))) return
     // After the middleware, so an OAuth middleware's req.auth is kept and the peer added to it.
     if (peer !== undefined) attachPeerIdentity(req, peer)
+    const peerKey = peer !== undefined ? `mtls:${peer.agentId}` : `addr:${req.socket.remoteAddress ?? ''}`
     const sid = req.headers['mcp-session-id']
     if (typeof sid === 'string') {
       const session = sessions.get(sid)
-      // Another agent holding the session id is answered as if the session did not exist.
-      if (session === undefined || session.owner !== peer?.agentId) {
+      // Another agent (or, without mTLS, another address) holding the session id is answered
+      // as if the session did not exist: it can neither use, read (GET stream) nor end (DELETE) it.
+      if (session === undefined || session.owner !== peer?.agentId || session.peer !== peerKey) {
         res.writeHead(404, { 'content-type': 'application/json' }).end(rpcError(-32001, 'Session not found'))
         return
       }
+      session.lastSeen = Date.now()
+      attachSessionProof(req, () => prove(sid))
       await session.transport.handleRequest(req, res)
       return
     }
@@ -183,14 +261,23 @@ export async function serveStreamableHttp(
       res.writeHead(400, { 'content-type': 'application/json' }).end(rpcError(-32000, 'Bad Request: no session'))
       return
     }
-    if (sessions.size >= maxSessions) {
-      res.writeHead(503, { 'content-type': 'application/json' }).end(rpcError(-32000, 'Too many sessions'))
-      return
-    }
     const body = await readJson(req, maxBodyBytes)
     if (body === undefined) {
       res.writeHead(400, { 'content-type': 'application/json' }).end(rpcError(-32700, 'Parse error'))
       return
+    }
+    // Room for one more token-less session of this peer, then overall: the oldest token-less
+    // session goes first; sessions that carried a capability are never pushed out by them.
+    const mine = tokenless.get(peerKey)
+    if (mine !== undefined && mine.size >= maxTokenlessSessionsPerPeer) end(mine.values().next().value as string)
+    if (sessions.size >= maxSessions) sweep()
+    if (sessions.size >= maxSessions) {
+      const victim = oldestTokenless()
+      if (victim === undefined) {
+        res.writeHead(503, { 'content-type': 'application/json' }).end(rpcError(-32000, 'Too many sessions'))
+        return
+      }
+      end(victim)
     }
     const server = await createServer()
     const transport = new StreamableHTTPServerTransport({
@@ -199,14 +286,17 @@ export async function serveStreamableHttp(
       enableDnsRebindingProtection: true,
       allowedHosts,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, server, owner: peer?.agentId })
+        sessions.set(id, { transport, server, owner: peer?.agentId, peer: peerKey, proven: false, lastSeen: Date.now() })
+        const set = tokenless.get(peerKey) ?? new Set<string>()
+        set.add(id)
+        tokenless.set(peerKey, set)
       },
       onsessionclosed: (id) => {
-        sessions.delete(id)
+        forget(id)
       },
     })
     transport.onclose = () => {
-      if (transport.sessionId !== undefined) sessions.delete(transport.sessionId)
+      if (transport.sessionId !== undefined) forget(transport.sessionId)
     }
     await server.connect(transport)
     await transport.handleRequest(req, res, body)
@@ -236,8 +326,10 @@ export async function serveStreamableHttp(
       tlsContext.update(credentials)
     },
     async close() {
+      clearInterval(sweeper)
       const open = [...sessions.values()]
       sessions.clear()
+      tokenless.clear()
       await Promise.allSettled(open.map((s) => s.server.close()))
       await new Promise<void>((resolve) => {
         http.close(() => resolve())

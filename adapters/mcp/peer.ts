@@ -72,3 +72,31 @@ export function requireMtlsPeerIdentity(extra: { readonly authInfo?: AuthInfo } 
     })
   return peer
 }
+
+/** The `authInfo.extra` key under which the Streamable HTTP host puts the session's proof hook. */
+export const SESSION_AUTH_KEY = 'io.agent-trust/session'
+
+const kSession = Symbol.for('agent-trust.mcp.session')
+
+interface SessionProof {
+  readonly [kSession]: () => void
+}
+
+/**
+ * Give the MCP handlers of `req` a way to tell the host that this session carried a valid
+ * capability (the host then no longer counts it as token-less). Branded like the peer: data
+ * cannot forge it. Used by `serveStreamableHttp`.
+ */
+export function attachSessionProof(req: IncomingMessage, prove: () => void): void {
+  const r = req as IncomingMessage & { auth?: AuthInfo }
+  const proof: SessionProof = Object.freeze({ [kSession]: prove })
+  const base: AuthInfo = r.auth ?? { token: '', clientId: '', scopes: [] }
+  r.auth = { ...base, extra: { ...base.extra, [SESSION_AUTH_KEY]: proof } }
+}
+
+/** Called by the guard after a request was allowed on a verified capability. */
+export function proveSession(extra: { readonly authInfo?: AuthInfo } | undefined): void {
+  const v = extra?.authInfo?.extra?.[SESSION_AUTH_KEY] as Partial<SessionProof> | undefined
+  const prove = typeof v === 'object' && v !== null ? v[kSession] : undefined
+  if (typeof prove === 'function') prove()
+}

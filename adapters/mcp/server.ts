@@ -55,7 +55,7 @@ import {
   methodScope,
   UNGUARDED_METHODS,
 } from './policy.js'
-import { mtlsPeerIdentity } from './peer.js'
+import { mtlsPeerIdentity, proveSession, SESSION_AUTH_KEY } from './peer.js'
 
 /** What the SDK passes a request handler as its second argument. */
 export type McpRequestExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
@@ -107,6 +107,12 @@ export interface GuardMcpServerOptions {
    * withholds tools whose definition is not the pinned one). Called per request.
    */
   readonly withheld?: (tool: string) => boolean
+  /**
+   * Return the server's `instructions` in the `initialize` result. `initialize` carries no
+   * token, so whatever it returns goes to any peer that can connect. Default `false`: the
+   * field is dropped (free text that reaches a model unauthenticated).
+   */
+  readonly initializeInstructions?: boolean
 }
 
 type Meta = Record<string, unknown>
@@ -133,6 +139,7 @@ interface GuardContext {
   readonly peerIdentity: GuardMcpServerOptions['peerIdentity']
   readonly acceptHeader: boolean
   readonly withheld: ((tool: string) => boolean) | undefined
+  readonly initializeInstructions: boolean
 }
 
 const kGuarded = Symbol.for('agent-trust.mcp.guarded')
@@ -285,6 +292,7 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
     peerIdentity: o.peerIdentity ?? mtlsPeerIdentity,
     acceptHeader: o.acceptHeader ?? true,
     withheld: o.withheld,
+    initializeInstructions: o.initializeInstructions === true,
   }
 }
 
@@ -322,6 +330,14 @@ function wrapFallback(ctx: GuardContext, handler: RawHandler | undefined): RawHa
 }
 
 function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): RawHandler {
+  if (method === 'initialize' && !ctx.initializeInstructions) {
+    return async function withoutInstructions(request, extra) {
+      const result = await inner(request, extra)
+      if (typeof result !== 'object' || result === null || !('instructions' in result)) return result
+      const { instructions: _dropped, ...rest } = result as Record<string, unknown>
+      return rest
+    }
+  }
   if (UNGUARDED_METHODS.has(method)) return inner
   if (method === 'tools/call') return guardToolCall(ctx, inner)
   const scope = methodScope(ctx.serverId, method)
@@ -395,6 +411,8 @@ async function authorize(
   req: Requirement,
 ): Promise<VerifiedCapability | undefined> {
   const r = await ctx.verifier.authorize(tokenOf(ctx, request, extra), req)
+  // A verified capability (not an audit-mode pass): the host stops counting the session as token-less.
+  if (r.allowed && r.capability !== undefined) proveSession(extra)
   return r.allowed ? r.capability : undefined
 }
 
@@ -449,6 +467,12 @@ function stripExtra(extra: McpRequestExtra): McpRequestExtra {
   if (headers !== undefined && Object.prototype.hasOwnProperty.call(headers, CAPABILITY_HEADER)) {
     const { [CAPABILITY_HEADER]: _token, ...rest } = headers
     out = { ...out, requestInfo: { ...extra.requestInfo, headers: rest } }
+  }
+  const authExtra = extra?.authInfo?.extra
+  if (authExtra !== undefined && Object.prototype.hasOwnProperty.call(authExtra, SESSION_AUTH_KEY)) {
+    // The host's session hook is for the guard only.
+    const { [SESSION_AUTH_KEY]: _hook, ...rest } = authExtra
+    out = { ...out, authInfo: { ...(extra.authInfo as NonNullable<McpRequestExtra['authInfo']>), extra: rest } }
   }
   return out
 }

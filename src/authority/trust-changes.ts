@@ -6,7 +6,8 @@
  * Keep its file (mode 0600 by default) or Redis ACL to the authority and the operators.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises'
+import { readTrustFile } from '../config/trust-file.js'
 import { dirname, join, basename } from 'node:path'
 import { z } from 'zod'
 import { ConfigInvalid, StoreUnavailable, TrustChangeDenied } from '../errors.js'
@@ -151,9 +152,10 @@ export class FileTrustChangeStore implements TrustChangeStore {
   async #read(): Promise<TrustChangeRequest[]> {
     let text: string
     try {
-      text = await readFile(this.path, 'utf8')
+      text = await readTrustFile(this.path, 'trust-change store')
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []
+      if (e instanceof ConfigInvalid) throw e
       throw new StoreUnavailable(`cannot read the trust-change store "${this.path}"`, { cause: e })
     }
     let json: unknown

@@ -3,10 +3,10 @@
  * and the destinations they may reach. Validated once at start; any problem throws one
  * `ERR_CONFIG_INVALID` listing every issue with its path, never echoing a value.
  */
-import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import { tryParseDestination } from '../policy/destination.js'
 import { ConfigInvalid } from '../errors.js'
+import { readTrustFileSync } from './trust-file.js'
 import { compileScopeTemplate, isScopePattern, isSubset } from '../policy/scopes.js'
 import { isAgentId } from '../policy/claims.js'
 import { levelRank, type Operation, type TrustLevel } from '../policy/trust.js'
@@ -160,8 +160,9 @@ export function parseManifest(input: unknown): Manifest {
 export function loadManifestFile(path = 'agent-trust.config.json'): Manifest {
   let text: string
   try {
-    text = readFileSync(path, 'utf8')
+    text = readTrustFileSync(path, 'manifest file')
   } catch (cause) {
+    if (cause instanceof ConfigInvalid) throw cause
     throw new ConfigInvalid(`cannot read the manifest file "${path}"`, { cause })
   }
   let json: unknown

@@ -118,6 +118,11 @@ function targetMap(targets: AgentCapabilityOptions['targets']): Map<string, stri
   return byOrigin
 }
 
+/** The registered agent origins of a `targets` option (normalized). */
+export function agentTargetOrigins(targets: AgentCapabilityOptions['targets']): ReadonlySet<string> {
+  return new Set(targetMap(targets).keys())
+}
+
 /**
  * The client-side interceptor. Compose it *inside* the redirect interceptor (listed before
  * it) so each hop is handled, e.g. `agent.compose(createAgentCapabilityInterceptor(o), interceptors.redirect())`;

@@ -69,7 +69,42 @@ export function createHttpTool(options: HttpToolOptions): HttpTool {
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000)
     throw new ConfigInvalid('timeoutMs must be an integer from 1 to 600000', { details: { rule: 'timeoutMs' } })
   const mode = resolveMode(options.mode)
-  const dispatcher = createEgressAgent({ ...options, mode, maxRedirections })
+  // Tokens this tool minted, so that an endpoint echoing its request (headers, body) cannot
+  // put the caller's still-valid capability into the model's context.
+  const minted = new Map<string, number>()
+  const remember = (token: string): string => {
+    const now = Date.now()
+    for (const [t, at] of minted) if (now - at > 600_000 || minted.size > 1024) minted.delete(t)
+    minted.set(token, now)
+    return token
+  }
+  const capabilities =
+    options.capabilities === undefined
+      ? undefined
+      : {
+          ...options.capabilities,
+          issuer: {
+            ...options.capabilities.issuer,
+            mint: async (...a: Parameters<typeof options.capabilities.issuer.mint>) =>
+              remember(await (options.capabilities as NonNullable<typeof options.capabilities>).issuer.mint(...a)),
+            mintForTool: async (...a: Parameters<typeof options.capabilities.issuer.mintForTool>) => {
+              const r = await (options.capabilities as NonNullable<typeof options.capabilities>).issuer.mintForTool(...a)
+              remember(r.token)
+              return r
+            },
+          },
+        }
+  const redact = (text: string): string => {
+    let out = text
+    for (const t of minted.keys()) if (out.includes(t)) out = out.split(t).join('[redacted capability]')
+    return out
+  }
+  const dispatcher = createEgressAgent({
+    ...options,
+    mode,
+    maxRedirections,
+    ...(capabilities === undefined ? {} : { capabilities: capabilities as typeof options.capabilities & object }),
+  })
   // The raw string is checked before undici parses it: the URL parser silently drops tabs
   // and newlines, and undici's `request` silently drops userinfo.
   const policy = new EgressPolicy({ egress: options.egress, trustLevel: options.trustLevel })
@@ -126,8 +161,8 @@ export function createHttpTool(options: HttpToolOptions): HttpTool {
     const ct = res.headers['content-type']
     return {
       status: res.statusCode,
-      ...(typeof ct === 'string' ? { contentType: ct } : {}),
-      body: Buffer.concat(chunks).toString('utf8'),
+      ...(typeof ct === 'string' ? { contentType: redact(ct) } : {}),
+      body: redact(Buffer.concat(chunks).toString('utf8')),
       truncated,
     }
   }

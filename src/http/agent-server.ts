@@ -197,7 +197,7 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
       return function agentCallNode(req, res) {
         authorizeNode(req).then(
           (d) => {
-            if (d.allowed) return listener(req, res, d.capability)
+            if (d.allowed) return listener(withoutCapabilityNode(req), res, d.capability)
             res.writeHead(d.status, d.headers)
             res.end(d.body)
           },
@@ -213,10 +213,30 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
       return async function agentCallFetch(request) {
         const d = await authorizeFetch(request)
         if (!d.allowed) return new Response(d.body, { status: d.status, headers: d.headers })
-        return handler(request, d.capability)
+        return handler(withoutCapabilityFetch(request), d.capability)
       }
     },
   }
+}
+
+/**
+ * The application's handler never sees the capability: it was for this check only, and an
+ * application that logs or echoes request headers would otherwise hand a live token on.
+ */
+function withoutCapabilityNode(req: IncomingMessage): IncomingMessage {
+  delete req.headers[AGENT_CAPABILITY_HEADER]
+  const raw = req.rawHeaders
+  for (let i = raw.length - 2; i >= 0; i -= 2) {
+    if ((raw[i] as string).toLowerCase() === AGENT_CAPABILITY_HEADER) raw.splice(i, 2)
+  }
+  return req
+}
+
+function withoutCapabilityFetch(request: Request): Request {
+  if (!request.headers.has(AGENT_CAPABILITY_HEADER)) return request
+  const headers = new Headers(request.headers)
+  headers.delete(AGENT_CAPABILITY_HEADER)
+  return new Request(request, { headers })
 }
 
 export interface AgentCallGuard {

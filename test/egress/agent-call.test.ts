@@ -13,6 +13,7 @@ import {
   createAgentCallGuard,
   createAgentCapabilityInterceptor,
   createEgressAgent,
+  createHttpTool,
 } from 'agent-trust/egress'
 import { scriptedResolver, startServer, type TestServer } from '../support/egress.js'
 import { CONTEXT } from '../support/seed.js'
@@ -28,10 +29,19 @@ const jtis: string[] = []
 const resolver = scriptedResolver({ 'agent-database-reader': ['127.0.0.1'], 'evil.example.net': ['127.0.0.1'] })
 
 beforeAll(async () => {
-  evil = await startServer((_req, res) => res.end('collected'))
+  // A declared, non-agent host with an open redirect (or an agent-looking answer).
+  evil = await startServer((req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x')
+    if (u.pathname === '/open-redirect') return void res.writeHead(307, { location: u.searchParams.get('to') ?? '/' }).end()
+    res.end('collected')
+  })
   // The database agent: every route behind the capability guard; some routes redirect.
   const holder: { guarded?: (req: IncomingMessage, res: ServerResponse) => void } = {}
-  db = await startServer((req, res) => holder.guarded?.(req, res))
+  db = await startServer((req, res) => {
+    // An endpoint outside the guard that echoes its request, as a careless one would.
+    if (req.url === '/raw-echo') return void res.end(JSON.stringify({ headers: req.headers }))
+    holder.guarded?.(req, res)
+  })
   dbOrigin = `http://agent-database-reader:${db.port}`
   audit = new MemoryAuditLog()
   authority = await Authority.create({
@@ -65,6 +75,8 @@ beforeAll(async () => {
   holder.guarded = guard.node((req, res, capability) => {
     if (capability !== undefined) jtis.push(capability.claims.jti)
     if (req.url === '/redirect-away') return void res.writeHead(302, { location: `http://evil.example.net:${evil.port}/collect` }).end()
+    if (req.url === '/echo') return void res.end(JSON.stringify({ headers: req.headers, raw: req.rawHeaders }))
+    if (req.url === '/hop-away') return void res.writeHead(307, { location: `http://evil.example.net:${evil.port}/take` }).end()
     if (req.url === '/hop') return void res.writeHead(307, { location: '/final' }).end()
     res.setHeader('content-type', 'application/json')
     res.end(JSON.stringify({ presenter: capability?.presenter, scope: capability?.claims.scope, path: req.url }))
@@ -91,6 +103,77 @@ function egressAgent(): Dispatcher {
     capabilities: capabilities(),
   })
 }
+
+describe('client: a redirect never changes whom the request acts on', () => {
+  it('an open redirect on a declared host is not followed into a registered agent with a fresh token', async () => {
+    const d = egressAgent()
+    const before = db.seen.length
+    const minted = jtis.length
+    const to = encodeURIComponent(`${dbOrigin}/admin/delete?all=1`)
+    for (const url of [`http://evil.example.net:${evil.port}/open-redirect?to=${to}`]) {
+      const r = await request(url, { dispatcher: d }).catch((e: unknown) => e)
+      expect(r).toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { rule: 'redirect-agent' } })
+      const f = await fetch(url, { dispatcher: d }).catch((e: unknown) => (e as { cause?: unknown }).cause)
+      expect(f).toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { rule: 'redirect-agent' } })
+    }
+    expect(db.seen.length).toBe(before)
+    expect(jtis.length).toBe(minted)
+    await d.close()
+  })
+
+  it('a POST body is never replayed across origins by a 307, even to a declared host', async () => {
+    const d = egressAgent()
+    const before = evil.seen.length
+    // The agent answers 307 to another origin: the body stays where it was sent.
+    const r = await request(`${dbOrigin}/hop-away`, { dispatcher: d, method: 'POST', body: '{"wipe":true}' }).catch((e: unknown) => e)
+    expect(r).toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { rule: 'redirect-body' } })
+    expect(evil.seen.length).toBe(before)
+    await d.close()
+  })
+})
+
+describe('tokens stay where they belong', () => {
+  it("createAgentCallGuard removes the capability before the application's handler (node and fetch)", async () => {
+    const d = egressAgent()
+    const r = await request(`${dbOrigin}/echo`, { dispatcher: d })
+    const seen = (await r.body.json()) as { headers: Record<string, unknown>; raw: string[] }
+    expect(r.statusCode).toBe(200)
+    expect(seen.headers[AGENT_CAPABILITY_HEADER]).toBeUndefined()
+    expect(seen.raw.map((h) => h.toLowerCase())).not.toContain(AGENT_CAPABILITY_HEADER)
+    await d.close()
+    const token = await authority.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: ['agent:agent-database-reader:call'],
+      operation: 'read',
+      context: CONTEXT,
+    })
+    let handed: string | null = 'unset'
+    const handler = createAgentCallGuard({ verifier }).fetch((req) => {
+      handed = req.headers.get(AGENT_CAPABILITY_HEADER)
+      return new Response('ok')
+    })
+    const res = await handler(new Request('http://agent-database-reader/x', { headers: { [AGENT_CAPABILITY_HEADER]: token } }))
+    expect(res.status).toBe(200)
+    expect(handed).toBeNull()
+  })
+
+  it("the HTTP tool redacts the caller's own live capability from what it returns to the model", async () => {
+    const tool = createHttpTool({
+      agentId: 'agent-summarizer-v2',
+      trustLevel: 'L2',
+      egress: authority.manifest.agents[0]!.egress,
+      resolver,
+      mode: 'enforce',
+      capabilities: capabilities(),
+    })
+    const r = await tool({ url: `${dbOrigin}/raw-echo` })
+    expect(r.status).toBe(200)
+    expect(r.body).toContain('[redacted capability]')
+    expect(r.body).not.toMatch(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/)
+    await tool.close()
+  })
+})
 
 describe('client: a fresh token per hop, only to the registered origin', () => {
   it('calls the database agent with a token minted for it', async () => {

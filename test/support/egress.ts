@@ -16,6 +16,8 @@ export interface Seen {
 export interface TestServer {
   readonly port: number
   readonly seen: Seen[]
+  /** TCP connections accepted so far (a refused hop opens none). */
+  readonly connections: number
   close(): Promise<void>
 }
 
@@ -34,11 +36,16 @@ function track(server: Server, handler: Handler, seen: Seen[]): void {
 }
 
 async function listen(server: Server, seen: Seen[]): Promise<TestServer> {
+  let connections = 0
+  server.on('connection', () => connections++)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const port = (server.address() as AddressInfo).port
   return {
     port,
     seen,
+    get connections() {
+      return connections
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections?.()

@@ -4,7 +4,7 @@
  * HTTP in front of @modelcontextprotocol/server-everything, and agents call it with the SDK's Client.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -112,6 +112,25 @@ describe('agent-trust-mcp-gateway (stdio) in front of server-everything', () => 
       data: { code: 'ERR_TOOL_UNDECLARED' },
     })
   })
+})
+
+describe('agent-trust-mcp-gateway refuses trust files others can write', () => {
+  it('a world-writable --jwks file is refused at start, with a message that says how to fix it', async () => {
+    const loose = join(dir, 'loose-jwks.json')
+    writeFileSync(loose, JSON.stringify(authority.jwks()))
+    chmodSync(loose, 0o666)
+    const run = promisify(execFile)(
+      process.execPath,
+      [...NODE_ARGS, '--manifest', manifestPath, '--server-id', 'everything', '--jwks', loose, '--', process.execPath, EVERYTHING, 'stdio'],
+      { env: getDefaultEnvironment(), timeout: 30_000 },
+    )
+    const err = (await run.then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as { code?: number; stderr?: string }
+    expect(err?.code).toBe(2)
+    expect(err?.stderr).toMatch(/must not be writable by group or others/)
+  }, 60_000)
 })
 
 /** Start the gateway listening on loopback HTTP; resolves with its URL and the line it logged. */

@@ -209,3 +209,22 @@ describe('guarded server over Streamable HTTP', () => {
     expect(status).toBe(403)
   })
 })
+
+describe("withCapabilities and the SDK's redirectPolicy", () => {
+  it("refuses a transport built with redirectPolicy 'follow': nothing is minted or sent", async () => {
+    const client = withCapabilities(new Client({ name: 'summarizer', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: 'agent-summarizer-v2',
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
+    await client.connect(new StreamableHTTPClientTransport(http.url, { redirectPolicy: 'follow' }))
+    clients.push(client)
+    const before = log.calls.length
+    await expect(client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })).rejects.toMatchObject({
+      code: 'ERR_CONFIG_INVALID',
+      details: { rule: 'redirect-policy' },
+    })
+    expect(log.calls.length).toBe(before)
+  })
+})

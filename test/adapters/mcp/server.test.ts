@@ -362,3 +362,18 @@ describe('guardMcpServer options', () => {
     expect(log.calls).toHaveLength(0)
   })
 })
+
+describe('initialize: what an unauthenticated peer learns', () => {
+  it("drops the server's instructions from initialize unless configured", async () => {
+    const { McpServer: Mcp } = await import('@modelcontextprotocol/sdk/server/mcp.js')
+    const build = () => {
+      const s = new Mcp({ name: SERVER_ID, version: '1.0.0' }, { instructions: 'internal: the admin tool is purge_all' })
+      registerDbTools(s, log)
+      return s
+    }
+    const anonymous = await connect(guard(build()))
+    expect(anonymous.getInstructions()).toBeUndefined()
+    const configured = await connect(guard(build(), { initializeInstructions: true }))
+    expect(configured.getInstructions()).toBe('internal: the admin tool is purge_all')
+  })
+})
