@@ -128,11 +128,12 @@ describe('McpGateway', () => {
     )
     const tools = (await agent.listTools()).tools
     expect(tools.map((t) => t.name).sort()).toEqual(['echo', 'get_weather'])
-    // title and annotations are not pinned, so they are not served.
+    // title and annotations are not pinned, so they are not served; _meta only names the scope a call needs.
     expect(tools.find((t) => t.name === 'get_weather')).toEqual({
       name: 'get_weather',
       description: 'Weather for a city',
       inputSchema: expect.any(Object),
+      _meta: { 'io.agent-trust/scope': 'weather:read:{city}', 'io.agent-trust/operation': 'read' },
     })
     expect(textOf(await agent.callTool({ name: 'get_weather', arguments: { city: 'oslo' } }))).toBe('sunny in oslo')
     expect(textOf(await agent.callTool({ name: 'echo', arguments: { message: 'hi' } }))).toBe('hi')
