@@ -13,7 +13,9 @@
  * What it serves of each tool is exactly what it pins: name, description, input schema.
  * Title, annotations (`readOnlyHint` can make a client auto-approve), output schema, icons
  * and the upstream's `instructions` are dropped: an unpinned field would be a way around
- * the pin. It never forwards the caller's token (or any `_meta`) upstream.
+ * the pin. It never forwards the caller's token upstream; of the request's `_meta` only the
+ * W3C trace context (`traceparent`, `tracestate`, `baggage`, validated and size-capped)
+ * crosses, so one trace spans the agent, the gateway and the upstream.
  *
  * Subpath: `agent-trust/mcp`.
  */
@@ -23,6 +25,7 @@ import { CallToolRequestSchema, ListToolsRequestSchema, ToolListChangedNotificat
 import type { Tool } from '@modelcontextprotocol/sdk/types.js'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
+import { forwardableTraceContext } from '#internal'
 import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
 import { capabilityDenied, guardMcpServer, type GuardMcpServerOptions } from './server.js'
 
@@ -164,8 +167,14 @@ export class McpGateway {
           }),
         )
       }
-      // A fresh request: only the name and arguments cross; never the caller's token or _meta.
-      return this.#upstream.callTool({ name: request.params.name, arguments: request.params.arguments }, undefined, {
+      // A fresh request: only the name, the arguments and valid trace context cross; never the caller's token or other _meta.
+      const trace = forwardableTraceContext(request.params._meta)
+      const params = {
+        name: request.params.name,
+        arguments: request.params.arguments,
+        ...(trace === undefined ? {} : { _meta: { ...trace } }),
+      }
+      return this.#upstream.callTool(params, undefined, {
         signal: extra.signal,
       })
     })

@@ -15,11 +15,12 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { toAgentTrustError } from '#internal'
-import type { AgentTrustError, AuditLog, PeerIdentity } from 'agent-trust'
+import { AgentTrustError, ERROR_CATALOG } from 'agent-trust'
+import type { AgentTrustErrorCode, AuditLog, PeerIdentity } from 'agent-trust'
 import { denialAnswer } from 'agent-trust/http'
 import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
 import { attachPeerIdentity, attachSessionProof } from './peer.js'
-import { CAPABILITY_DENIED } from './policy.js'
+import { CAPABILITY_DENIED, CAPABILITY_META_KEY } from './policy.js'
 
 /** Connect-style middleware, e.g. the SDK's `requireBearerAuth` for the server's own OAuth. */
 export type HttpMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void | Promise<void>
@@ -65,6 +66,38 @@ export interface ServeStreamableHttpOptions {
    * certificate (`ERR_TOKEN_BINDING`); a session answers only the agent that opened it.
    */
   readonly tls?: StreamableHttpTlsOptions
+  /**
+   * What the RFC 9728 protected-resource metadata document says (served at
+   * `/.well-known/oauth-protected-resource` and `/.well-known/oauth-protected-resource<path>`,
+   * and named by every `WWW-Authenticate` challenge's `resource_metadata`).
+   */
+  readonly resourceMetadata?: ProtectedResourceMetadataOptions
+  /**
+   * Answer a guard denial of a request whose capability is not in `params._meta` (none at
+   * all, or the `Agent-Trust-Capability` header) with the authorization specification's
+   * HTTP signals: 401 `invalid_token`, 403 `insufficient_scope` with `scope`, 503 with
+   * `Retry-After`, each with `resource_metadata`; the body is the same JSON-RPC error.
+   * A capability sent in `params._meta` (what `withCapabilities` does) is a JSON-RPC-level
+   * credential: its denial stays a JSON-RPC error on HTTP 200, so SDK clients read
+   * `data.code` as on every other transport. Default `true`.
+   */
+  readonly httpSignals?: boolean
+}
+
+/** The RFC 9728 document of a {@link serveStreamableHttp} endpoint. */
+export interface ProtectedResourceMetadataOptions {
+  /** The resource identifier. Default: the endpoint URL (set it behind a reverse proxy). */
+  readonly resource?: string
+  /** The issuing authorities' URLs (an authority service's base URL): `authorization_servers`. */
+  readonly authorizationServers?: readonly string[]
+  /** Where the authorities' signing keys are (`/.well-known/jwks.json` of the authority service): `jwks_uri`. */
+  readonly jwksUri?: string
+  /** The scopes this server's tools need (`scopes_supported`), e.g. the templates `tools/list` advertises. */
+  readonly scopesSupported?: readonly string[]
+  /** A human-readable name (`resource_name`). */
+  readonly resourceName?: string
+  /** The challenge's `realm` (this server's agent id). Default: none. */
+  readonly realm?: string
 }
 
 /** Mutual TLS for {@link serveStreamableHttp}. */
@@ -158,6 +191,8 @@ export async function serveStreamableHttp(
     maxTokenlessSessionsPerPeer = 16,
     tokenlessIdleMs = 30_000,
     idleMs = 1_800_000,
+    resourceMetadata = {},
+    httpSignals = true,
   } = options
   if (typeof createServer !== 'function') throw new TypeError('serveStreamableHttp: createServer must be a function')
   if (!path.startsWith('/')) throw new TypeError('serveStreamableHttp: path must start with "/"')
@@ -209,6 +244,10 @@ export async function serveStreamableHttp(
   const sweeper = setInterval(sweep, Math.max(50, Math.min(tokenlessIdleMs, idleMs) / 2))
   sweeper.unref()
   let allowedHosts: string[] = []
+  // Both set once the port is known.
+  let metadataUrl = ''
+  let metadataBody = ''
+  const metadataPaths = new Set(['/.well-known/oauth-protected-resource', `/.well-known/oauth-protected-resource${path}`])
 
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch(() => {
@@ -229,12 +268,18 @@ export async function serveStreamableHttp(
       } catch (e) {
         const err = toAgentTrustError(e)
         tlsContext.refuse(err, 'request')
-        const answer = denialAnswer(err, { body: rpcDenied(err) })
+        const answer = denialAnswer(err, { body: rpcDenied(err), resourceMetadata: metadataUrl, realm: resourceMetadata.realm })
         res.writeHead(answer.status, { ...answer.headers, connection: 'close' }).end(answer.body)
         return
       }
     }
     const url = new URL(req.url ?? '/', 'http://localhost')
+    if (metadataPaths.has(url.pathname) && (req.method === 'GET' || req.method === 'HEAD')) {
+      res
+        .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=300' })
+        .end(req.method === 'HEAD' ? undefined : metadataBody)
+      return
+    }
     if (url.pathname !== path) {
       res.writeHead(404).end()
       return
@@ -254,7 +299,16 @@ export async function serveStreamableHttp(
       }
       session.lastSeen = Date.now()
       attachSessionProof(req, () => prove(sid))
-      await session.transport.handleRequest(req, res)
+      if (req.method !== 'POST') {
+        await session.transport.handleRequest(req, res)
+        return
+      }
+      const parsed = await readJson(req, maxBodyBytes)
+      if (parsed === undefined) {
+        res.writeHead(400, { 'content-type': 'application/json' }).end(rpcError(-32700, 'Parse error'))
+        return
+      }
+      await session.transport.handleRequest(req, signalDenials(res, parsed), parsed)
       return
     }
     if (req.method !== 'POST') {
@@ -299,7 +353,7 @@ export async function serveStreamableHttp(
       if (transport.sessionId !== undefined) forget(transport.sessionId)
     }
     await server.connect(transport)
-    await transport.handleRequest(req, res, body)
+    await transport.handleRequest(req, signalDenials(res, body), body)
     // Anything but an initialize request opens no session: release the server at once.
     if (transport.sessionId === undefined || !sessions.has(transport.sessionId)) await server.close()
   }
@@ -315,6 +369,18 @@ export async function serveStreamableHttp(
   const hostPart = host.includes(':') ? `[${host}]` : host
   allowedHosts = [...new Set([`${hostPart}:${bound}`, `localhost:${bound}`, `127.0.0.1:${bound}`, `[::1]:${bound}`])]
   const url = new URL(`${tlsContext === undefined ? 'http' : 'https'}://${hostPart}:${bound}${path}`)
+  const resource = resourceMetadata.resource ?? url.href
+  // RFC 9728 section 3.1: the well-known segment goes between the host and the resource's path.
+  const resourceUrl = new URL(resource)
+  metadataUrl = new URL(`/.well-known/oauth-protected-resource${resourceUrl.pathname === '/' ? '' : resourceUrl.pathname}`, resourceUrl)
+    .href
+  metadataBody = JSON.stringify(protectedResourceMetadata(resource, resourceMetadata))
+  const challenge = (code: AgentTrustErrorCode, scope: string | undefined) => {
+    const error = new AgentTrustError()
+    error.code = code
+    return denialAnswer(error, { resourceMetadata: metadataUrl, realm: resourceMetadata.realm, requiredScope: scope })
+  }
+  const signalDenials = (res: ServerResponse, body: unknown): ServerResponse => (httpSignals ? holdForDenial(res, body, challenge) : res)
 
   return {
     url,
@@ -337,6 +403,103 @@ export async function serveStreamableHttp(
       })
     },
   }
+}
+
+/** The RFC 9728 section 2 document. */
+function protectedResourceMetadata(resource: string, o: ProtectedResourceMetadataOptions): Record<string, unknown> {
+  return {
+    resource,
+    ...(o.authorizationServers === undefined ? {} : { authorization_servers: [...o.authorizationServers] }),
+    ...(o.jwksUri === undefined ? {} : { jwks_uri: o.jwksUri }),
+    ...(o.scopesSupported === undefined ? {} : { scopes_supported: [...o.scopesSupported] }),
+    // The capability travels in the Agent-Trust-Capability header (or in params._meta, which HTTP does not see).
+    bearer_methods_supported: ['header'],
+    resource_signing_alg_values_supported: ['ES256'],
+    ...(o.resourceName === undefined ? {} : { resource_name: o.resourceName }),
+  }
+}
+
+type Challenge = (code: AgentTrustErrorCode, scope: string | undefined) => ReturnType<typeof denialAnswer>
+
+/**
+ * The authorization specification's HTTP signals for a guard denial. A POST carrying one
+ * JSON-RPC request whose answer is the guard's denial (`-32003`, `data.code` an agent-trust
+ * code) is answered with the denial table's status and `WWW-Authenticate` challenge (401
+ * `invalid_token`, 403 `insufficient_scope` with `scope`, 503 with `Retry-After`) and the
+ * same JSON-RPC error as an `application/json` body. The transport's response head is held
+ * back until its first bytes show whether they are that denial; anything else (a result,
+ * a notification first, a batch) goes out unchanged.
+ */
+function holdForDenial(res: ServerResponse, body: unknown, challenge: Challenge): ServerResponse {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return res
+  const { id, method, params } = body as { id?: unknown; method?: unknown; params?: { _meta?: unknown } }
+  if ((typeof id !== 'string' && typeof id !== 'number') || typeof method !== 'string') return res
+  const meta = params?._meta
+  if (typeof meta === 'object' && meta !== null && Object.hasOwn(meta, CAPABILITY_META_KEY)) return res
+  const r = res as unknown as Record<'writeHead' | 'flushHeaders' | 'write' | 'end', (...args: unknown[]) => unknown>
+  const original = { writeHead: r.writeHead, flushHeaders: r.flushHeaders, write: r.write, end: r.end }
+  let head: unknown[] | undefined
+  const restore = (): void => {
+    Object.assign(r, original)
+  }
+  const release = (): void => {
+    restore()
+    if (head !== undefined) original.writeHead.apply(r, head)
+  }
+  const decide = (chunk: unknown): boolean => {
+    const denial = denialIn(chunk, id)
+    if (denial === undefined) return false
+    const answer = challenge(denial.code, denial.scope)
+    restore()
+    original.writeHead.call(r, answer.status, answer.headers)
+    original.end.call(r, JSON.stringify(denial.message))
+    return true
+  }
+  r.writeHead = (...args: unknown[]) => {
+    head = args
+    return r
+  }
+  r.flushHeaders = () => undefined
+  r.write = (chunk: unknown, ...rest: unknown[]) => {
+    if (decide(chunk)) return true
+    release()
+    return original.write.call(r, chunk, ...rest)
+  }
+  r.end = (chunk?: unknown, ...rest: unknown[]) => {
+    if (chunk !== undefined && typeof chunk !== 'function' && decide(chunk)) return r
+    release()
+    return original.end.call(r, chunk, ...rest)
+  }
+  return res
+}
+
+/** The guard's denial of request `id` in a JSON body or the first SSE event, if that is what the bytes are. */
+function denialIn(
+  chunk: unknown,
+  id: string | number,
+): { code: AgentTrustErrorCode; scope: string | undefined; message: unknown } | undefined {
+  const text = typeof chunk === 'string' ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : undefined
+  if (text === undefined || text.length > 64 * 1024) return undefined
+  let json = text.trim()
+  if (!json.startsWith('{')) {
+    const data = json
+      .split(/\r?\n/)
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(5).trimStart())
+    if (data.length === 0) return undefined
+    json = data.join('\n')
+  }
+  let message: { id?: unknown; error?: { code?: unknown; data?: { code?: unknown; scope?: unknown } } }
+  try {
+    message = JSON.parse(json) as typeof message
+  } catch {
+    return undefined
+  }
+  const code = message?.error?.data?.code
+  if (message?.id !== id || message.error?.code !== CAPABILITY_DENIED || typeof code !== 'string' || !Object.hasOwn(ERROR_CATALOG, code))
+    return undefined
+  const scope = message.error.data?.scope
+  return { code: code as AgentTrustErrorCode, scope: typeof scope === 'string' ? scope : undefined, message }
 }
 
 function rpcError(code: number, message: string): string {

@@ -31,6 +31,8 @@ export {
   methodOperation,
   methodScope,
   toolDefinitionHash,
+  TOOL_OPERATION_META_KEY,
+  TOOL_SCOPE_META_KEY,
   UNGUARDED_METHODS,
 } from './policy.js'
 export type { PinnedDefinition } from './policy.js'

@@ -26,6 +26,15 @@ export const CAPABILITY_META_KEY = 'io.agent-trust/capability'
 export const CAPABILITY_HEADER = 'agent-trust-capability'
 
 /**
+ * The `_meta` keys of a `Tool` entry in `tools/list` that advertise what calling it needs:
+ * the scope template (e.g. `tool:db:read:{namespace}`; placeholders are filled from the
+ * call's arguments) and the operation (`read`, `write`, `execute`, ...). Clients use them
+ * to ask the authority for the right capability before the first call.
+ */
+export const TOOL_SCOPE_META_KEY = 'io.agent-trust/scope'
+export const TOOL_OPERATION_META_KEY = 'io.agent-trust/operation'
+
+/**
  * The key under `capabilities.experimental` where a guarded server advertises its audience,
  * so a client wrapper bound to another server id notices before it mints anything.
  */

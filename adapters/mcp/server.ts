@@ -53,6 +53,8 @@ import {
   mayCall,
   methodOperation,
   methodScope,
+  TOOL_OPERATION_META_KEY,
+  TOOL_SCOPE_META_KEY,
   UNGUARDED_METHODS,
 } from './policy.js'
 import { mtlsPeerIdentity, proveSession, SESSION_AUTH_KEY } from './peer.js'
@@ -314,8 +316,13 @@ function parseTools(tools: readonly ToolDeclaration[]): ToolDeclaration[] {
 }
 
 /** The JSON-RPC error a denial becomes: stable code in `data.code`, never the token. */
-export function capabilityDenied(error: AgentTrustError): McpError {
-  const e = new McpError(CAPABILITY_DENIED, error.message, { code: error.code, details: error.details })
+export function capabilityDenied(error: AgentTrustError, requiredScope?: string): McpError {
+  // The scope the call needed rides along for the HTTP host's `insufficient_scope` challenge (RFC 6750 section 3.1).
+  const e = new McpError(CAPABILITY_DENIED, error.message, {
+    code: error.code,
+    details: error.details,
+    ...(requiredScope === undefined ? {} : { scope: requiredScope }),
+  })
   // McpError prefixes "MCP error -32003: "; the client adds that itself, so send the plain text.
   e.message = error.message
   return e
@@ -357,7 +364,8 @@ function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): Raw
       deny(ctx, e, !verifying, { scope })
     }
     const result = await inner(stripRequest(request), stripExtra(extra))
-    return filterList && ctx.mode === 'enforce' && capability !== undefined ? filterTools(ctx, result, capability) : result
+    if (!filterList) return result
+    return advertiseScopes(ctx, ctx.mode === 'enforce' && capability !== undefined ? filterTools(ctx, result, capability) : result)
   }
 }
 
@@ -435,7 +443,7 @@ function deny(ctx: GuardContext, e: unknown, record: boolean, info: { tool?: str
       enforced: ctx.mode === 'enforce',
     })
   }
-  if (ctx.mode === 'enforce') throw capabilityDenied(err)
+  if (ctx.mode === 'enforce') throw capabilityDenied(err, info.scope)
 }
 
 function tokenOf(ctx: GuardContext, request: RawRequest, extra: McpRequestExtra): unknown {
@@ -475,6 +483,24 @@ function stripExtra(extra: McpRequestExtra): McpRequestExtra {
     out = { ...out, authInfo: { ...(extra.authInfo as NonNullable<McpRequestExtra['authInfo']>), extra: rest } }
   }
   return out
+}
+
+/** Each `Tool` entry names the scope template and operation a call needs, under `_meta` ({@link TOOL_SCOPE_META_KEY}). */
+function advertiseScopes(ctx: GuardContext, result: unknown): unknown {
+  const tools = (result as { tools?: unknown })?.tools
+  if (!Array.isArray(tools)) return result
+  const advertised = tools.map((t: { name?: unknown; _meta?: unknown }) => {
+    if (typeof t?.name !== 'string') return t
+    let tool: ResolvedTool
+    try {
+      tool = resolve(ctx, t.name)
+    } catch {
+      return t
+    }
+    const meta = typeof t._meta === 'object' && t._meta !== null ? t._meta : {}
+    return { ...t, _meta: { ...meta, [TOOL_SCOPE_META_KEY]: tool.scope.source, [TOOL_OPERATION_META_KEY]: tool.operation } }
+  })
+  return { ...(result as object), tools: advertised }
 }
 
 /** `tools/list` shows only the tools this caller may call (and never a withheld one). */

@@ -87,7 +87,31 @@ interface Route {
   readonly run: (caller: Caller | undefined, body: unknown, url: URL) => Promise<unknown>
 }
 
-const ENROLLMENT_PATHS = new Set<string>([PATHS.enroll, PATHS.jwks])
+const ENROLLMENT_PATHS = new Set<string>([PATHS.enroll, PATHS.jwks, PATHS.wellKnownJwks, PATHS.wellKnownMetadata])
+
+/** A Host header fit to name this service in its metadata document; anything else is not echoed. */
+const HOST_HEADER = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/
+
+/**
+ * The RFC 8414 document: where the keys and endpoints are. `issuer` is the URL the client
+ * reached (RFC 8414 asks for an https URL); `agent_trust_issuer` is the `iss` of the tokens
+ * this authority signs. Clients authenticate with their certificate (RFC 8705
+ * `tls_client_auth`), and tokens are bound to it.
+ */
+function authorizationServerMetadata(authorityId: string, origin: string): Record<string, unknown> {
+  return {
+    issuer: origin,
+    agent_trust_issuer: authorityId,
+    jwks_uri: `${origin}${PATHS.wellKnownJwks}`,
+    token_endpoint: `${origin}${PATHS.mint}`,
+    revocation_endpoint: `${origin}${PATHS.revokeToken}`,
+    grant_types_supported: ['urn:ietf:params:oauth:grant-type:token-exchange'],
+    token_endpoint_auth_methods_supported: ['tls_client_auth'],
+    tls_client_certificate_bound_access_tokens: true,
+    token_endpoint_auth_signing_alg_values_supported: ['ES256'],
+    response_types_supported: [],
+  }
+}
 
 /** Errors already in the audit log (the Authority's own mint/exchange/spawn denials, certificate refusals): not recorded twice. */
 const alreadyRecorded = new WeakSet<object>()
@@ -295,7 +319,8 @@ export class AuthorityService {
     let route: Route | undefined
     let caller: Caller | undefined
     try {
-      const url = new URL(req.url ?? '/', 'https://authority.invalid')
+      const host = req.headers.host
+      const url = new URL(req.url ?? '/', `https://${typeof host === 'string' && HOST_HEADER.test(host) ? host : 'authority.invalid'}`)
       const method = req.method ?? 'GET'
       route = this.#routes.get(`${method} ${url.pathname}`)
       if (route === undefined || (listener === 'enrollment' && !ENROLLMENT_PATHS.has(url.pathname))) {
@@ -453,6 +478,11 @@ export class AuthorityService {
     }
     const routes: Array<[string, Route]> = [
       ['GET ' + PATHS.jwks, { access: 'public', action: 'key', run: async () => a.jwks() }],
+      ['GET ' + PATHS.wellKnownJwks, { access: 'public', action: 'key', run: async () => a.jwks() }],
+      [
+        'GET ' + PATHS.wellKnownMetadata,
+        { access: 'public', action: 'key', run: async (_c, _b, url) => authorizationServerMetadata(a.id, url.origin) },
+      ],
       [
         'POST ' + PATHS.enroll,
         {

@@ -23,6 +23,10 @@ export const PATHS = {
   trustChanges: '/v1/trust-changes',
   decideTrustChange: '/v1/trust-changes/decide',
   enrollmentTokens: '/v1/enrollment-tokens',
+  /** The signing keys at the well-known location resource servers look for (same set as `jwks`). */
+  wellKnownJwks: '/.well-known/jwks.json',
+  /** RFC 8414 authorization server metadata. */
+  wellKnownMetadata: '/.well-known/oauth-authorization-server',
 } as const
 
 const id = z.string().min(1).max(255)

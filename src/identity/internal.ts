@@ -5,6 +5,7 @@
  * than installed in the library's global provider, so importing this module changes nothing
  * for anyone else using @peculiar/x509 in the same process.
  */
+import './reflect-metadata.js'
 import { webcrypto } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
 import { sha256b64url } from '../lib/hash.js'

@@ -54,3 +54,12 @@ export const MAX_CONTEXT_VALUE_LENGTH = 256
 export const MAX_TOOL_NAME_LENGTH = 128
 /** Grant patterns, egress destinations and tools per agent in a manifest. */
 export const MAX_MANIFEST_LIST_LENGTH = 256
+
+/** Characters of a W3C Trace Context `tracestate` forwarded (the minimum the spec asks vendors to propagate). */
+export const MAX_TRACESTATE_LENGTH = 512
+/** List members of a `tracestate` (W3C Trace Context section 3.3.1). */
+export const MAX_TRACESTATE_MEMBERS = 32
+/** Bytes of a W3C Baggage value forwarded (the spec's minimum a platform must propagate). */
+export const MAX_BAGGAGE_LENGTH = 8192
+/** List members of a `baggage` value (W3C Baggage section 3.3). */
+export const MAX_BAGGAGE_MEMBERS = 180

@@ -82,6 +82,30 @@ describe('the authority service', () => {
       expect(await request(f.enrollUrl, plain, { path: PATHS.jwks })).toMatchObject({ status: 200, body: f.authority.jwks() })
     })
 
+    it('publishes its keys at /.well-known/jwks.json and an RFC 8414 metadata document, without a client certificate', async () => {
+      const plain = mtlsClientOptions(
+        { ca: f.ca.certificatePem },
+        { trustDomain: TRUST_DOMAIN, server: { kind: 'authority', id: f.authority.id } },
+      )
+      expect(await request(f.enrollUrl, plain, { path: '/.well-known/jwks.json' })).toMatchObject({ status: 200, body: f.authority.jwks() })
+      const origin = new URL(f.enrollUrl).origin
+      const metadata = await request(f.enrollUrl, plain, { path: '/.well-known/oauth-authorization-server' })
+      expect(metadata).toMatchObject({
+        status: 200,
+        body: {
+          issuer: origin,
+          agent_trust_issuer: f.authority.id,
+          jwks_uri: `${origin}/.well-known/jwks.json`,
+          token_endpoint: `${origin}${PATHS.mint}`,
+          token_endpoint_auth_methods_supported: ['tls_client_auth'],
+          tls_client_certificate_bound_access_tokens: true,
+        },
+      })
+      // A Host header that is not a host name is never echoed into the document.
+      const forged = await request(f.enrollUrl, plain, { path: '/.well-known/oauth-authorization-server', headers: { host: 'evil"<x>' } })
+      expect(JSON.stringify(forged.body)).not.toContain('evil')
+    })
+
     it('does not enroll unknown agents', () => {
       expect(() => f.service.createEnrollmentToken('agent-nobody')).toThrow(expect.objectContaining({ code: 'ERR_AGENT_UNKNOWN' }))
     })

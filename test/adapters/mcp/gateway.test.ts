@@ -120,6 +120,33 @@ const pin = (defs: Tool[], name: string, extra: Partial<ToolDeclaration> = {}): 
 const denied = (code: string) => ({ code: CAPABILITY_DENIED, data: { code } })
 
 describe('McpGateway', () => {
+  it('forwards valid W3C trace context upstream, never the capability or any other _meta key', async () => {
+    const seen: Array<Record<string, unknown> | undefined> = []
+    const { agent } = await setup((d) => [pin(d, 'echo')], weatherUpstream(seen).server)
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    const trace = { traceparent, tracestate: 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7', baggage: 'userId=alice,region=eu' }
+    await agent.callTool({ name: 'echo', arguments: { message: 'hi' }, _meta: { ...trace, 'vendor.example/secret': 'x', progressHint: 1 } })
+    expect(seen.at(-1)).toEqual(trace)
+    // Attack: malformed or oversized values are dropped, and a tracestate never travels without a valid traceparent.
+    await agent.callTool({
+      name: 'echo',
+      arguments: { message: 'hi' },
+      _meta: {
+        traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+        tracestate: 'a=b',
+        baggage: 'k=' + 'v'.repeat(9000),
+      },
+    })
+    expect(seen.at(-1)).toBeUndefined()
+    await agent.callTool({
+      name: 'echo',
+      arguments: { message: 'hi' },
+      _meta: { traceparent: `${traceparent}\r\nx-injected: 1`, baggage: 'a=b\nc' },
+    })
+    expect(seen.at(-1)).toBeUndefined()
+    expect(JSON.stringify(seen)).not.toContain(META_KEY)
+  })
+
   it('serves pinned tools (only their pinned fields) and checks every call; the upstream never sees the token', async () => {
     const seen: Array<Record<string, unknown> | undefined> = []
     const { agent, raw } = await setup(
@@ -128,11 +155,12 @@ describe('McpGateway', () => {
     )
     const tools = (await agent.listTools()).tools
     expect(tools.map((t) => t.name).sort()).toEqual(['echo', 'get_weather'])
-    // title and annotations are not pinned, so they are not served.
+    // title and annotations are not pinned, so they are not served; _meta only names the scope a call needs.
     expect(tools.find((t) => t.name === 'get_weather')).toEqual({
       name: 'get_weather',
       description: 'Weather for a city',
       inputSchema: expect.any(Object),
+      _meta: { 'io.agent-trust/scope': 'weather:read:{city}', 'io.agent-trust/operation': 'read' },
     })
     expect(textOf(await agent.callTool({ name: 'get_weather', arguments: { city: 'oslo' } }))).toBe('sunny in oslo')
     expect(textOf(await agent.callTool({ name: 'echo', arguments: { message: 'hi' } }))).toBe('hi')

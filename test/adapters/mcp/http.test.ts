@@ -76,6 +76,8 @@ const mintRead = (namespace = 'user-123') =>
 const read = (client: Client, token?: string, namespace = 'user-123') =>
   client.callTool({ name: 'read_documents', arguments: { namespace }, ...(token === undefined ? {} : { _meta: { [META_KEY]: token } }) })
 const denied = (code: string) => ({ code: CAPABILITY_DENIED, data: { code } })
+/** Without a capability in _meta the host answers with the HTTP status (the SDK client's StreamableHTTPError); the body still names the code. */
+const challenged = (status: number, code: string) => ({ code: status, message: expect.stringContaining(code) as unknown })
 
 describe('guarded server over Streamable HTTP', () => {
   it('the wrapped client gets its documents; the tool never sees the token', async () => {
@@ -98,7 +100,7 @@ describe('guarded server over Streamable HTTP', () => {
 
   it('attacks: no token, another server, other arguments, replay', async () => {
     const client = await connect(raw())
-    await expect(read(client)).rejects.toMatchObject(denied('ERR_TOKEN_MISSING'))
+    await expect(read(client)).rejects.toMatchObject(challenged(401, 'ERR_TOKEN_MISSING'))
     const other = await authority.mint({
       subject: 'agent-summarizer-v2',
       audience: 'agent-other-server',
@@ -140,18 +142,18 @@ describe('guarded server over Streamable HTTP', () => {
     const token = await mintRead()
     const stuck = await connect(raw(), http.url, { headers: { 'agent-trust-capability': token } })
     await read(stuck)
-    await expect(read(stuck)).rejects.toMatchObject(denied('ERR_TOKEN_REPLAYED'))
+    await expect(read(stuck)).rejects.toMatchObject(challenged(401, 'ERR_TOKEN_REPLAYED'))
   })
 
   it("never reads a capability from Authorization (it belongs to the server's OAuth)", async () => {
     const client = await connect(raw(), http.url, { headers: { authorization: `Bearer ${await mintRead()}` } })
-    await expect(read(client)).rejects.toMatchObject(denied('ERR_TOKEN_MISSING'))
+    await expect(read(client)).rejects.toMatchObject(challenged(401, 'ERR_TOKEN_MISSING'))
   })
 
   it("composes with the SDK's requireBearerAuth: OAuth in Authorization AND a capability in _meta", async () => {
     await expect(connect(raw(), oauthHttp.url)).rejects.toThrow()
     const client = await connect(raw(), oauthHttp.url, { headers: { authorization: 'Bearer oauth-access-token' } })
-    await expect(read(client)).rejects.toMatchObject(denied('ERR_TOKEN_MISSING'))
+    await expect(read(client)).rejects.toMatchObject(challenged(401, 'ERR_TOKEN_MISSING'))
     expect(JSON.parse(textOf(await read(client, await mintRead())))).toHaveLength(2)
   })
 
