@@ -195,5 +195,21 @@ export function capabilityErrorCode(error: unknown): string | undefined {
   const e = error as { code?: unknown; data?: { code?: unknown } }
   if (typeof e.code === 'string' && e.code.startsWith('ERR_')) return e.code
   if (e.code === CAPABILITY_DENIED && typeof e.data?.code === 'string' && e.data.code.startsWith('ERR_')) return e.data.code
+  // Over Streamable HTTP a token-less or header-token denial is an HTTP 401/403/503 (the MCP
+  // authorization spec); SDK client transports surface it as an error whose `code` is the HTTP
+  // status and whose message carries the JSON-RPC body.
+  if (typeof e.code === 'number' && error instanceof Error) return deniedInBody(error.message)
   return undefined
+}
+
+function deniedInBody(message: string): string | undefined {
+  const start = message.indexOf('{')
+  if (start < 0) return undefined
+  try {
+    const body = JSON.parse(message.slice(start)) as { error?: { code?: unknown; data?: { code?: unknown } } }
+    const code = body.error?.data?.code
+    return body.error?.code === CAPABILITY_DENIED && typeof code === 'string' && /^ERR_[A-Z_]+$/.test(code) ? code : undefined
+  } catch {
+    return undefined
+  }
 }
