@@ -244,6 +244,12 @@ export const ERROR_CATALOG = {
     when: "An outbound HTTP request (or a redirect hop, or a resolved address) is outside the agent's declared destinations.",
     fix: "Declare the destination in the agent's `egress` list if it is legitimate.",
   },
+  ERR_SANDBOX_UNAVAILABLE: {
+    name: 'SandboxUnavailable',
+    status: 503,
+    when: 'A network sandbox could not be set up: not Linux, not root (no CAP_NET_ADMIN), `nft` or `ip` missing, or the kernel refused a step.',
+    fix: 'Run as root (or with CAP_NET_ADMIN) on Linux with nftables and iproute2 installed (`apt-get install nftables iproute2`).',
+  },
   ERR_TRUST_CHANGE_DENIED: {
     name: 'TrustChangeDenied',
     status: 403,
@@ -367,6 +373,7 @@ export class ToolUndeclared extends defineError('ERR_TOOL_UNDECLARED') {}
 export class StoreUnavailable extends defineError('ERR_STORE_UNAVAILABLE') {}
 export class StoreBusy extends defineError('ERR_STORE_BUSY') {}
 export class EgressDenied extends defineError('ERR_EGRESS_DENIED') {}
+export class SandboxUnavailable extends defineError('ERR_SANDBOX_UNAVAILABLE') {}
 export class TrustChangeDenied extends defineError('ERR_TRUST_CHANGE_DENIED') {}
 export class KeyInvalid extends defineError('ERR_KEY_INVALID') {}
 export class KeyStoreInsecure extends defineError('ERR_KEY_STORE_INSECURE') {}
@@ -410,6 +417,7 @@ export const ERROR_CLASSES: {
   ERR_STORE_UNAVAILABLE: StoreUnavailable,
   ERR_STORE_BUSY: StoreBusy,
   ERR_EGRESS_DENIED: EgressDenied,
+  ERR_SANDBOX_UNAVAILABLE: SandboxUnavailable,
   ERR_TRUST_CHANGE_DENIED: TrustChangeDenied,
   ERR_KEY_INVALID: KeyInvalid,
   ERR_KEY_STORE_INSECURE: KeyStoreInsecure,

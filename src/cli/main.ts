@@ -10,11 +10,19 @@ import { fileURLToPath } from 'node:url'
 import { auditCommands } from './audit.js'
 import { keysCommands } from './keys.js'
 import { revokeCommands } from './revoke.js'
+import { sandboxCommands } from './sandbox.js'
 import { runCli, type CliIo, type CommandGroup, type ExitCode } from './run.js'
 import { tokenCommands } from './token.js'
 import { trustCommands } from './trust.js'
 
-export const COMMANDS: readonly CommandGroup[] = [keysCommands, revokeCommands, auditCommands, trustCommands, tokenCommands]
+export const COMMANDS: readonly CommandGroup[] = [
+  keysCommands,
+  revokeCommands,
+  auditCommands,
+  trustCommands,
+  tokenCommands,
+  sandboxCommands,
+]
 
 /** Run the CLI in this process with the given I/O (tests, embedding). */
 export function run(argv: readonly string[], io: CliIo): Promise<ExitCode> {

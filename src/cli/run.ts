@@ -120,7 +120,8 @@ export function classify(e: unknown): { code: ExitCode; message: string; errorCo
   if (e instanceof Failed) return { code: e.code, message: e.message }
   if (e instanceof AgentTrustError) {
     const c = e.code as string
-    if (c === 'ERR_STORE_UNAVAILABLE') return { code: EXIT.unavailable, message: e.message, errorCode: c }
+    if (c === 'ERR_STORE_UNAVAILABLE' || c === 'ERR_SANDBOX_UNAVAILABLE')
+      return { code: EXIT.unavailable, message: e.message, errorCode: c }
     if (c === 'ERR_CONFIG_INVALID' || c === 'ERR_KEY_INVALID' || c === 'ERR_KEY_STORE_INSECURE')
       return { code: EXIT.invalid, message: e.message, errorCode: c }
     return { code: EXIT.failed, message: e.message, errorCode: c }

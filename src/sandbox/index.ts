@@ -1,0 +1,224 @@
+/**
+ * Network isolation from the manifest (Linux): each agent process in a network namespace of
+ * its own, where only the agent's declared destinations are reachable.
+ *
+ * - a veth pair to the host on a per-sandbox /30 (checked against the host's routes);
+ * - nftables rulesets inside and on the host side, each applied atomically, that drop every
+ *   packet (IPv4 and IPv6, TCP, UDP, ICMP) except TCP to the egress proxy and to the
+ *   declared direct peers (IP literals and `internal` names, resolved once at start and
+ *   written into the namespace's own hosts file); no DNS server is reachable inside;
+ * - an HTTP forward proxy on the host side of the veth that decides every request with the
+ *   in-process guard's own policy and audits every decision;
+ * - an L0 agent gets loopback only.
+ *
+ * Subpath: `agent-trust/sandbox`.
+ *
+ * @example
+ * ```ts
+ * const sandbox = await startSandbox({ agent: 'agent-summarizer-v2', manifest, audit })
+ * const child = sandbox.spawn('node', ['summarize.js'], { stdio: 'inherit' })
+ * child.on('exit', () => void sandbox.close())
+ * ```
+ */
+import { spawn as spawnChild, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { lookup } from 'node:dns/promises'
+import { z } from 'zod'
+import type { AuditLog } from '../audit/types.js'
+import { discardAudit } from '../audit/types.js'
+import type { AgentDeclaration, Manifest } from '../config/manifest.js'
+import { AgentUnknown, ConfigInvalid, SandboxUnavailable } from '../errors.js'
+import { EgressPolicy } from '../egress/policy.js'
+import { fn, parseOptions, withMethods } from '../lib/options.js'
+import {
+  DEFAULT_SUBNET_RANGE,
+  directEntries,
+  networkPolicy,
+  proxyEnv,
+  type DirectPeer,
+  type SandboxNames,
+  type SandboxSubnet,
+} from './plan.js'
+import { startEgressProxy, type EgressProxy, type ProxyResolver } from './proxy.js'
+import { applyRules, createNetwork, destroyNetwork, gcSandboxes, planNetwork, preflight, type Tools } from './system.js'
+
+export interface SandboxOptions {
+  /** The agent id (its manifest entry gives the trust level and the egress list). */
+  readonly agent: string
+  readonly manifest: Manifest
+  /** Where proxy decisions go (use `createAuditLog` for the hash-chained trail). */
+  readonly audit?: AuditLog
+  /** IPv4 range the sandbox's /30 is taken from. Default 10.250.0.0/16. */
+  readonly subnetRange?: string
+  /** Name resolution for the proxy and for internal names at start (default: the system resolver). */
+  readonly resolver?: ProxyResolver
+}
+
+export interface Sandbox {
+  readonly agent: string
+  readonly names: SandboxNames
+  /** Absent for a loopback-only (L0) sandbox. */
+  readonly subnet?: SandboxSubnet
+  /** The proxy (`http://address:port`), absent for L0. */
+  readonly proxy?: { readonly address: string; readonly port: number }
+  /** The environment every spawned command gets (proxy variables, AGENT_TRUST_AGENT_ID). */
+  readonly env: Readonly<Record<string, string>>
+  /** Run a command inside the namespace, without capabilities (it cannot change its own network). */
+  spawn(command: string, args?: readonly string[], options?: SpawnOptions): ChildProcess
+  /** Kill what still runs inside, stop the proxy, remove namespace, veth and tables. Idempotent. */
+  close(): Promise<void>
+}
+
+const OptionsSchema = z.strictObject({
+  agent: z.string().min(1).max(255),
+  manifest: z.custom<Manifest>((v) => typeof v === 'object' && v !== null && Array.isArray((v as Manifest).agents), {
+    message: 'must be a parsed manifest (parseManifest / loadManifestFile)',
+  }),
+  audit: withMethods<AuditLog>('record').optional(),
+  subnetRange: z.string().max(18).optional(),
+  resolver: fn<ProxyResolver>().optional(),
+})
+
+const systemResolver: ProxyResolver = (h) => lookup(h, { all: true, verbatim: true })
+
+/** Resolve the direct peers once, each address checked by the guard's address rules. */
+export async function resolveDirect(agent: AgentDeclaration, resolver: ProxyResolver = systemResolver): Promise<DirectPeer[]> {
+  const policy = new EgressPolicy({ egress: agent.egress, trustLevel: agent.trustLevel === 'L0' ? 'L1' : agent.trustLevel })
+  const out: DirectPeer[] = []
+  for (const d of directEntries(agent.egress)) {
+    if (d.kind === 'ipv4') {
+      out.push({ address: d.host, port: d.port, entry: d.text })
+      continue
+    }
+    const allowance = policy.decideConnect(`${d.scheme}:`, d.host, d.port)
+    if (!allowance.allowed) continue
+    let addresses: string[]
+    try {
+      addresses = (await resolver(d.host)).map((a) => String(a.address))
+    } catch {
+      throw new SandboxUnavailable(`the internal destination ${d.text} does not resolve (it is resolved once, at start)`, {
+        details: { rule: 'resolve-failed' },
+      })
+    }
+    const v = policy.decideAddresses(allowance, addresses)
+    if (!v.allowed)
+      throw new ConfigInvalid(`the internal destination ${d.text} resolves to an address refused by the egress rules (${v.reason})`)
+    for (const a of addresses) if (!a.includes(':')) out.push({ address: a, port: d.port, entry: d.text, name: d.host })
+  }
+  return out
+}
+
+/**
+ * Start a sandbox for one agent of the manifest. Throws AgentUnknown (unknown agent),
+ * ConfigInvalid (bad options or egress) or SandboxUnavailable (not Linux, not root, tools
+ * missing, a kernel step refused); a failed start leaves nothing behind.
+ */
+export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
+  const o = parseOptions('startSandbox', OptionsSchema, options)
+  const agent = o.manifest.agents.find((a) => a.id === o.agent)
+  if (agent === undefined) throw new AgentUnknown(`agent "${o.agent.slice(0, 64)}" is not in the manifest`, { details: { rule: 'agent' } })
+  const tools: Tools = preflight()
+  const audit = o.audit ?? discardAudit
+  const resolver = o.resolver ?? systemResolver
+  const l0 = agent.trustLevel === 'L0'
+  const direct = l0 ? [] : await resolveDirect(agent, resolver)
+  const key = randomBytes(4).toString('hex')
+  const plan = await planNetwork(tools, key, o.subnetRange ?? DEFAULT_SUBNET_RANGE, l0, direct)
+  let proxy: EgressProxy | undefined
+  const atExit = (): void => destroyNetwork(tools, key)
+  process.on('exit', atExit)
+  try {
+    await createNetwork(tools, plan)
+    if (plan.subnet !== undefined) {
+      proxy = await startEgressProxy({
+        agentId: agent.id,
+        egress: agent.egress,
+        trustLevel: agent.trustLevel,
+        audit,
+        host: plan.subnet.hostIp,
+        resolver,
+      })
+    }
+    await applyRules(tools, plan, proxy?.port)
+  } catch (e) {
+    await proxy?.close()
+    destroyNetwork(tools, key)
+    process.off('exit', atExit)
+    throw e
+  }
+  audit.record({
+    action: 'egress',
+    decision: 'allow',
+    origin: agent.id,
+    trustLevel: agent.trustLevel,
+    note: `sandbox start netns=${plan.names.netns}${plan.subnet === undefined ? ' loopback-only' : ` subnet=${plan.subnet.cidr}`} direct=${direct.length}`,
+  })
+  const p = proxy === undefined ? undefined : { address: proxy.address, port: proxy.port }
+  const env = { ...proxyEnv(p, direct), AGENT_TRUST_AGENT_ID: agent.id }
+  let closed: Promise<void> | undefined
+  return {
+    agent: agent.id,
+    names: plan.names,
+    ...(plan.subnet === undefined ? {} : { subnet: plan.subnet }),
+    ...(p === undefined ? {} : { proxy: p }),
+    env,
+    spawn(command, args = [], spawnOptions = {}) {
+      if (closed !== undefined) throw new SandboxUnavailable('the sandbox is closed')
+      const base = spawnOptions.env ?? process.env
+      return spawnChild(
+        tools.ip,
+        [
+          'netns',
+          'exec',
+          plan.names.netns,
+          tools.setpriv,
+          '--bounding-set=-all',
+          '--inh-caps=-all',
+          '--ambient-caps=-all',
+          '--no-new-privs',
+          '--',
+          command,
+          ...args,
+        ],
+        { ...spawnOptions, env: { ...base, ...env } },
+      )
+    },
+    close() {
+      closed ??= (async () => {
+        await proxy?.close()
+        destroyNetwork(tools, key)
+        process.off('exit', atExit)
+        audit.record({
+          action: 'egress',
+          decision: 'allow',
+          origin: agent.id,
+          trustLevel: agent.trustLevel,
+          note: `sandbox stop netns=${plan.names.netns}`,
+        })
+      })()
+      return closed
+    },
+  }
+}
+
+/** Remove sandboxes left by launchers that were killed (`all`: every sandbox, live ones too). */
+export function gcSandbox(options: { all?: boolean } = {}): { removed: string[]; kept: string[] } {
+  return gcSandboxes(preflight(), options)
+}
+
+export { preflight, hasNetAdmin } from './system.js'
+export { chooseSubnet, hostRuleset, innerRuleset, networkPolicy, sandboxNames, DEFAULT_SUBNET_RANGE } from './plan.js'
+
+/** The Kubernetes NetworkPolicy of one manifest agent (see {@link networkPolicy}). */
+export function networkPolicyFor(agent: AgentDeclaration, proxyPort = 3128, namespace?: string): Record<string, unknown> {
+  return networkPolicy({
+    agentId: agent.id,
+    trustLevel: agent.trustLevel,
+    egress: agent.egress,
+    proxyPort,
+    ...(namespace === undefined ? {} : { namespace }),
+  })
+}
+export type { DirectPeer, SandboxNames, SandboxSubnet } from './plan.js'
+export { startEgressProxy } from './proxy.js'
+export type { EgressProxy, EgressProxyOptions, ProxyResolver } from './proxy.js'
