@@ -1,5 +1,5 @@
 /**
- * The audit trail's cost per event at the default durability (issue 3, section 7): target
+ * The audit trail's cost per event at the default durability: target
  * <= 15 µs added per call. Two views:
  *   - verify with the audit log (JSONL file sink, 100 ms flush + fdatasync) against verify
  *     without one, interleaved batch by batch; each audited batch includes the time to

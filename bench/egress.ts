@@ -1,5 +1,5 @@
 /**
- * Egress guard throughput (issue 5, section 5): requests per second to a loopback server
+ * Egress guard throughput: requests per second to a loopback server
  * through the guarded dispatcher against a plain undici `Agent`, same run, interleaved.
  * Each op is a batch of concurrent keep-alive requests, so the ratio is a throughput ratio.
  * The loopback server is declared as an IP-literal destination (it is internal by nature).

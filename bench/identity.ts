@@ -1,5 +1,5 @@
 /**
- * Issue 7, section 5: a token mint through the remote authority over mTLS with keep-alive,
+ * A token mint through the remote authority over mTLS with keep-alive,
  * against an in-process mint, in the same run; and verification with the `cnf` (certificate
  * binding) check against without it.
  */

@@ -1,4 +1,4 @@
-/** Kernel hot paths against raw node:crypto ECDSA P-256 (issue 2, section 7). */
+/** Kernel hot paths against raw node:crypto ECDSA P-256. */
 import { sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
 import { Authority, createVerifier, MemoryReplayRevocationStore } from '../src/index.js'
 import { compare, type Row } from './lib.js'
@@ -41,7 +41,7 @@ export async function benchKernel(): Promise<Row[]> {
   let next = 0
   const requirement = { scope, operation: 'read' as const }
   rows.push(
-    await compare('verify (DESIGN §5, memory store)', () => verifier.verify(pool[next++], requirement), 'node:crypto.verify', verifyFloor, {
+    await compare('verify', () => verifier.verify(pool[next++], requirement), 'node:crypto.verify', verifyFloor, {
       maxRatio: 1.5,
     }),
   )

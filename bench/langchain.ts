@@ -1,5 +1,5 @@
 /**
- * LangChain adapter (issue 6, section 5): a guarded tool's `invoke` against the same tool
+ * LangChain adapter: a guarded tool's `invoke` against the same tool
  * unwrapped, in the same run, and the kernel's mint + verify for one call. The guard's added
  * median should stay within 1.2x of mint + verify: the wrapper itself is nearly free.
  */

@@ -1,5 +1,5 @@
 /**
- * MCP `tools/call` guarded against unguarded (issue 4, section 5): the same server (the
+ * MCP `tools/call` guarded against unguarded: the same server (the
  * database-reader's `echo` tool on an `McpServer`), the same run, over Streamable HTTP on
  * loopback (client and server in this process) and over stdio (server in a child process).
  * For comparison, the approach the SDK offers on its own: a per-call jose ES256 JWT, minted

@@ -1,5 +1,5 @@
 /**
- * Verify with the Redis store (issue 3, section 7), at 1 and at 64 calls in flight, against
+ * Verify with the Redis store, at 1 and at 64 calls in flight, against
  * the floor of `node:crypto.verify` plus the same Lua round trip (raw ioredis EVALSHA of the
  * store's check script, same arguments), measured the same way and interleaved.
  * Needs Redis at REDIS_URL (default redis://127.0.0.1:6379); skipped with a warning otherwise.

@@ -1,5 +1,5 @@
 /**
- * Audit trail and human-approved trust changes (issue 3, sections 4-5), on the seed: every
+ * Audit trail and human-approved trust changes, on the seed: every
  * decision lands in a hash-chained JSONL file; a prompt-injected orchestrator can only
  * *request* more trust for its summarizer, and an operator (here: the store the
  * `agent-trust trust deny` command writes) refuses; whoever edits the trail afterwards to

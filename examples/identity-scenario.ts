@@ -1,5 +1,5 @@
 /**
- * Identity across processes (issue 7): the authority, the orchestrator, the summarizer and
+ * Identity across processes: the authority, the orchestrator, the summarizer and
  * the database reader run as four separate processes on loopback and talk over mutual TLS
  * only. Each agent generates its own key and enrolls with a single-use join token; tokens
  * are bound to the certificate of the agent they were minted for, so a token stolen from

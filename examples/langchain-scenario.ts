@@ -1,5 +1,5 @@
 /**
- * The LangChain part of `npm start` (issue 6): the orchestrator and the summarizer are real
+ * The LangChain part of `npm start`: the orchestrator and the summarizer are real
  * `createAgent` agents driven by scripted fake models (no LLM). The orchestrator (L3) starts
  * the summarizer through a `task` tool (a spawn the authority decides: L2, one namespace);
  * the summarizer reads the documents, one of which carries the injected instruction, and

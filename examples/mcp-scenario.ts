@@ -1,5 +1,5 @@
 /**
- * The MCP part of `npm start` (issue 4): the database-reader is a real MCP server
+ * The MCP part of `npm start`: the database-reader is a real MCP server
  * (Streamable HTTP on loopback), the summarizer calls it through the client wrapper, and
  * the attacks of the kernel demo happen over MCP.
  *

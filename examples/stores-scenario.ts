@@ -1,5 +1,5 @@
 /**
- * The demo's "shared state" part (issue 3): two verifier instances on one Redis, revocation
+ * The demo's "shared state" part: two verifier instances on one Redis, revocation
  * reaching both, fail-closed on an outage, key rotation and a compromised key.
  * Prerequisites: `npm install`; Redis at REDIS_URL (default redis://127.0.0.1:6379) for the
  * Redis steps (skipped with a note if it is not there).

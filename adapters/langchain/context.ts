@@ -19,7 +19,7 @@ export const AGENT_TRUST_CONTEXT_KEY = 'agentTrust'
 
 /**
  * The calling agent and the audit context copied into every token it gets
- * (`context` claim, DESIGN section 4).
+ * (the `context` claim).
  */
 export interface AgentTrustCaller {
   /** The agent's id in the manifest (`agent-summarizer-v2`). */

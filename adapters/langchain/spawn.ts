@@ -1,5 +1,5 @@
 /**
- * Sub-agents under DESIGN section 6: every spawn goes through `authority.spawn` (only an L3
+ * Sub-agents: every spawn goes through `authority.spawn` (only an L3
  * parent; the child at most its level, grants and egress; depth below its parent's), and
  * the child runs as itself, in a context that carries nothing of its parent but the audit ids.
  *

@@ -1,5 +1,5 @@
 /**
- * The tamper-evident audit trail (DESIGN section 10).
+ * The tamper-evident audit trail.
  *
  * Subpath: `agent-trust/audit`.
  *

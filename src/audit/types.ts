@@ -1,5 +1,5 @@
 /**
- * Audit events (DESIGN section 10). The kernel only builds events and hands them to an
+ * Audit events. The kernel only builds events and hands them to an
  * {@link AuditLog}; hashing, chaining and sinks live behind that interface.
  */
 import type { AgentTrustErrorCode } from '../errors.js'

@@ -1,5 +1,5 @@
 /**
- * Revocation reaches every verifier (issue 7, section 6).
+ * Revocation reaches every verifier.
  *
  * - {@link RevocationFeed} (authority side) is the authority's store: it forwards to the real
  *   store (memory or Redis) and keeps a log of every revocation (tokens, agents, certificates)

@@ -1,5 +1,5 @@
 /**
- * The authority as a service (issue 7, sections 3 and 6): an mTLS HTTPS server in front of
+ * The authority as a service: an mTLS HTTPS server in front of
  * an {@link Authority}, its client (a `CapabilityIssuer`), and the revocation feed that
  * carries revocations to verifiers in other processes within a stated bound.
  *

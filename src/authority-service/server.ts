@@ -1,5 +1,5 @@
 /**
- * The authority as a service (issue 7, section 3): an HTTPS server whose callers are
+ * The authority as a service: an HTTPS server whose callers are
  * authenticated by mutual TLS and identified *only* by their certificate.
  *
  * Two listeners:

@@ -183,7 +183,7 @@ the process list. Exit 0 when it decodes, 4 when it is not a compact JWS.`,
       },
       help: `Usage: agent-trust token verify <token | -> --jwks <file|url> --audience <id> [options]
 
-Runs the verifier's checks (DESIGN section 5): shape and header, ES256 signature against
+Runs the verifier's checks: shape and header, ES256 signature against
 the JWKS, claims, issuer, audience, lifetime and clock. The jti is NOT consumed, so the
 token stays usable. Exit 0 when valid, 1 with the denial code when not, 3 when the JWKS
 URL or Redis does not answer.

@@ -1,6 +1,5 @@
 /**
- * `agent-trust trust list|request|approve|deny`: the human side of trust changes (DESIGN
- * section 8). The CLI only records requests and decisions in the shared store; the
+ * `agent-trust trust list|request|approve|deny`: the human side of trust changes. The CLI only records requests and decisions in the shared store; the
  * authority applies an approved change (and revokes the agent's outstanding tokens) at its
  * next `syncTrustChanges()`.
  */

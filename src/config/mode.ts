@@ -1,5 +1,5 @@
 /**
- * The on switch (DESIGN section 11): `AGENT_TRUST=enforce` (default), `audit` (decide and
+ * The on switch: `AGENT_TRUST=enforce` (default), `audit` (decide and
  * log, never block), `off` (no checks; warns loudly at start).
  */
 import { ConfigInvalid } from '../errors.js'

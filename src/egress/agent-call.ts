@@ -1,5 +1,5 @@
 /**
- * Agent-to-agent HTTP, client side (DESIGN section 9: "never forwards a capability token to
+ * Agent-to-agent HTTP, client side ("never forwards a capability token to
  * an origin other than the one it was minted for").
  *
  * Every hop whose origin is the origin registered for an agent (manifest `origin`) gets a

@@ -1,5 +1,5 @@
 /**
- * Egress control for agents (DESIGN section 9): an agent's HTTP reaches only the
+ * Egress control for agents: an agent's HTTP reaches only the
  * destinations it declared, every redirect hop and every resolved address is checked, and
  * agent-to-agent calls carry fresh capability tokens that never leave their origin.
  *

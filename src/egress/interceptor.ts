@@ -1,5 +1,5 @@
 /**
- * The egress guard for undici (DESIGN section 9), in three parts that each check on their own:
+ * The egress guard for undici, in three parts that each check on their own:
  *
  * 1. {@link createEgressGuard}: an interceptor that decides every dispatch (every redirect
  *    hop when composed *inside* the redirect interceptor) on scheme, host, port, method,

@@ -1,5 +1,5 @@
 /**
- * The egress policy (DESIGN section 9): pure decisions, no sockets. Given an agent's declared
+ * The egress policy: pure decisions, no sockets. Given an agent's declared
  * destinations and trust level, decide a request (URL + method), a connection (scheme, host,
  * port) and the addresses a name resolved to. The undici interceptor and connector in
  * `interceptor.ts` only feed these functions and report their verdicts.

@@ -1,5 +1,5 @@
 /**
- * The internal CA (issue 7, section 1): one self-signed P-256 root per trust domain that
+ * The internal CA: one self-signed P-256 root per trust domain that
  * signs short-lived X.509-SVID leaf certificates from CSRs.
  *
  * The CA never generates an agent's key and never trusts what a CSR claims: the caller

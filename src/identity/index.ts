@@ -1,5 +1,5 @@
 /**
- * Agent identity across processes (issue 7): an internal CA issuing short-lived X.509-SVID
+ * Agent identity across processes: an internal CA issuing short-lived X.509-SVID
  * certificates from CSRs, mutual-TLS options for servers and clients, and the peer's agent
  * identity for certificate-bound tokens (RFC 8705).
  *

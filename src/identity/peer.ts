@@ -1,5 +1,5 @@
 /**
- * Who is on the other end of a TLS connection (issue 7, section 2).
+ * Who is on the other end of a TLS connection.
  *
  * Node verifies the chain against the CA bundle and the validity dates during the
  * handshake (`requestCert` + `rejectUnauthorized`). It does not know what an agent is: this
@@ -220,8 +220,7 @@ export function workloadFromSocket(
 }
 
 /**
- * The agent identity of a TLS socket's peer, for the verifier's binding check (DESIGN
- * section 5, step 4): `{agentId, certificateThumbprint}`. Throws like {@link workloadFromSocket}.
+ * The agent identity of a TLS socket's peer, for the verifier's binding check: `{agentId, certificateThumbprint}`. Throws like {@link workloadFromSocket}.
  */
 export function peerIdentityFromSocket(socket: TLSSocket, options: PeerValidationOptions): PeerIdentity {
   const c = workloadFromSocket(socket, { ...options, kinds: ['agent'] })

@@ -1,5 +1,5 @@
 /**
- * TLS options for mutual TLS between agents (issue 7, section 2): plain objects for
+ * TLS options for mutual TLS between agents: plain objects for
  * `https.createServer` / `http2.createSecureServer`, and for `tls.connect`, `https.request`
  * or an undici `Agent({ connect })`. No undici import here: the client options are the
  * `connect` object undici passes to `tls.connect`.

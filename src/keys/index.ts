@@ -1,5 +1,5 @@
 /**
- * ES256 signing keys (DESIGN section 7): generation and import through jose, a key set that
+ * ES256 signing keys: generation and import through jose, a key set that
  * rotates with overlap, and the public JWKS that verifiers trust.
  */
 import { KeyObject, type webcrypto } from 'node:crypto'

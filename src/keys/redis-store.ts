@@ -1,5 +1,5 @@
 /**
- * Signing keys in Redis, for several authority replicas (DESIGN section 7), and the public
+ * Signing keys in Redis, for several authority replicas, and the public
  * JWKS published next to them for verifiers.
  *
  * Subpath: `agent-trust/keys/redis` (needs the optional peer `ioredis` 5).

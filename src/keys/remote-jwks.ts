@@ -1,5 +1,5 @@
 /**
- * A verifier's JWKS from a URL (DESIGN section 7): jose's remote key set (fetch, timeout,
+ * A verifier's JWKS from a URL: jose's remote key set (fetch, timeout,
  * cache age, cooldown) wrapped as a {@link JwksSource} for the key ring.
  *
  * The key ring compares JWKS objects by identity on every call, so this source hands back

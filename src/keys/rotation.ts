@@ -1,5 +1,5 @@
 /**
- * Scheduled key rotation (DESIGN section 7): every `rotationIntervalMs` (24 h by default) a
+ * Scheduled key rotation: every `rotationIntervalMs` (24 h by default) a
  * new key takes over; the one it replaces stays published for the overlap (max token
  * lifetime + clock tolerance) so that no token it signed is falsely rejected; a
  * compromised key is dropped at once with `revoke(kid)`.

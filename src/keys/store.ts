@@ -1,5 +1,5 @@
 /**
- * Where the authority's signing keys persist (DESIGN section 7): a file by default (mode
+ * Where the authority's signing keys persist: a file by default (mode
  * 0600, atomic replace), in memory for tests, Redis for several authority replicas
  * (`agent-trust/keys/redis`).
  *

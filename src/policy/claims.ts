@@ -1,5 +1,5 @@
 /**
- * The capability token's claims (DESIGN section 4) and their strict validation.
+ * The capability token's claims and their strict validation.
  */
 import { TokenClaims } from '../errors.js'
 import { isExactScope } from './scopes.js'

@@ -1,5 +1,5 @@
 /**
- * Declared egress destinations: parsing, host normalization and coverage (DESIGN section 9).
+ * Declared egress destinations: parsing, host normalization and coverage.
  * Pure and dependency-free (the WHATWG `URL` host parser only), so the authority can use it
  * from the root entry to check that a spawned child's destinations are within its parent's,
  * and the egress guard (`agent-trust/egress`) uses exactly the same semantics per request.

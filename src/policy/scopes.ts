@@ -1,5 +1,5 @@
 /**
- * Scopes (DESIGN section 3). A scope is 1-16 segments joined by `:`; a segment is 1-64
+ * Scopes. A scope is 1-16 segments joined by `:`; a segment is 1-64
  * chars of `[A-Za-z0-9._@/+-]`, or `*` in a grant pattern. Compared byte for byte.
  *
  * Pure functions; no I/O. Subpath: `agent-trust` (root).

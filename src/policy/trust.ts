@@ -1,5 +1,5 @@
 /**
- * Trust levels and what each permits (DESIGN section 2). Pure.
+ * Trust levels and what each permits. Pure.
  */
 export type TrustLevel = 'L0' | 'L1' | 'L2' | 'L3'
 export type Operation = 'read' | 'write' | 'execute'

@@ -1,5 +1,5 @@
 /**
- * The Redis replay/revocation store (DESIGN section 5, steps 5 and 6), for several
+ * The Redis replay/revocation store, for several
  * verifiers and authority replicas on several machines.
  *
  * Subpath: `agent-trust/revocation/redis` (needs the optional peer `ioredis` 5).

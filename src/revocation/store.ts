@@ -1,5 +1,5 @@
 /**
- * The replay and revocation store (DESIGN section 5, steps 5 and 6). One interface, two
+ * The replay and revocation store. One interface, two
  * implementations: in-memory (default, one process) and Redis (`agent-trust/revocation/redis`).
  *
  * `check` is the only per-call operation and must be one atomic step (one round trip for

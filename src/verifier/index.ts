@@ -1,5 +1,5 @@
 /**
- * The verifier (DESIGN section 5): runs inside the callee and decides, in this order,
+ * The verifier: runs inside the callee and decides, in this order,
  * cheapest first: shape and header, signature, claims, binding, revocation, replay,
  * authorization. Every denial is a coded error; the token never appears in one.
  */

@@ -1,5 +1,5 @@
 /**
- * Trust changes need a human (DESIGN section 8), across processes: the authority files a
+ * Trust changes need a human, across processes: the authority files a
  * request in a shared store, an operator decides it with the CLI in another process, the
  * authority applies it at its next sync. Plus the store's own guarantees, and a property
  * test that nothing in the token path changes a level.

@@ -1,5 +1,5 @@
 /**
- * Issue 3, section 3: rotate every second for 30 seconds while calls run continuously.
+ * Key rotation under load: rotate every second for 30 seconds while calls run continuously.
  * Zero false rejections, for an in-process verifier (JWKS by identity) and for a remote
  * verifier reading the JWKS over loopback HTTP with a cache (it learns each key only from
  * its background refresh: its unknown-kid cooldown is longer than the test, so this
