@@ -94,7 +94,7 @@ export async function benchRedis(): Promise<Row[]> {
     const floor = (): Promise<unknown> => {
       cryptoVerify('sha256', signingInput, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)
       const jti = randomUUID()
-      return raw.evalsha(sha, 1, `${tag}:u:${jti}`, tag, '1', 300_000, iat, 1, jti, 'agent-summarizer-v2')
+      return raw.evalsha(sha, 1, `${tag}:u:${jti}`, tag, '1', 300_000, iat, randomUUID(), 1, jti, 'agent-summarizer-v2')
     }
 
     // Single-use tokens: mint them all before timing.
