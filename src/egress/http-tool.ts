@@ -7,12 +7,11 @@
  * Subpath: `agent-trust/egress`. The LangChain tool is `createLangChainHttpTool` in
  * `agent-trust/langchain`.
  */
-import { request, type Dispatcher } from 'undici'
-import { discardAudit } from '../audit/types.js'
+import type { Dispatcher } from 'undici'
 import { resolveMode } from '../config/mode.js'
 import { ConfigInvalid } from '../errors.js'
 import { createEgressAgent, type EgressAgentOptions } from './interceptor.js'
-import { egressDenied, EgressPolicy } from './policy.js'
+import { request } from './entry.js'
 
 export interface HttpToolInput {
   /** Absolute http(s) URL. */
@@ -105,36 +104,15 @@ export function createHttpTool(options: HttpToolOptions): HttpTool {
     maxRedirections,
     ...(capabilities === undefined ? {} : { capabilities: capabilities as typeof options.capabilities & object }),
   })
-  // The raw string is checked before undici parses it: the URL parser silently drops tabs
-  // and newlines, and undici's `request` silently drops userinfo.
-  const policy = new EgressPolicy({ egress: options.egress, trustLevel: options.trustLevel })
-  const audit = options.audit ?? discardAudit
-
   async function httpTool(input: HttpToolInput): Promise<HttpToolResult> {
     const raw = input?.method ?? 'GET'
     const method = typeof raw === 'string' ? raw.toUpperCase() : ''
     if (!METHOD.test(method)) throw new TypeError('method must be an HTTP method such as GET or POST')
-    if (mode !== 'off') {
-      const d = policy.decideUrl(input?.url, method)
-      if (!d.allowed) {
-        const enforced = mode === 'enforce'
-        audit.record({
-          action: 'egress',
-          decision: 'deny',
-          code: 'ERR_EGRESS_DENIED',
-          origin: options.agentId,
-          destination: d.origin ?? d.host,
-          trustLevel: policy.trustLevel,
-          enforced,
-          note: `tool ${method} rule=${d.rule}`,
-        })
-        if (enforced) throw egressDenied(d, options.agentId)
-      }
-    }
     const headers: Record<string, string> = {}
     for (const [k, v] of Object.entries(input?.headers ?? {})) if (typeof v === 'string') headers[k] = v
-    // Denials from the guard (a redirect hop, a resolved address) reject with the coded error.
-    const res = await request(input.url, {
+    // The raw string is decided before undici parses it (see ./entry.ts); denials from the
+    // guard (a redirect hop, a resolved address) reject with the same coded error.
+    const res = await request(input?.url, {
       dispatcher,
       method: method as Dispatcher.HttpMethod,
       headers,

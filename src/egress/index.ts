@@ -8,6 +8,7 @@
  */
 export { createEgressAgent, createEgressConnector, createEgressGuard, installGlobalEgress, systemResolver } from './interceptor.js'
 export { reportDispatchError } from './dispatch-error.js'
+export { fetch, request } from './entry.js'
 export type {
   EgressAgentOptions,
   EgressConnectOptions,

@@ -116,7 +116,25 @@ function contextOf(options: EgressGuardOptions & { capabilities?: AgentCapabilit
   }
 }
 
-function record(ctx: GuardContext, d: EgressDecision, stage: 'request' | 'connect', method?: unknown): void {
+/** The guard context of every egress agent, so the URL-taking entry points can decide with it. */
+const contexts = new WeakMap<Dispatcher, GuardContext>()
+
+/**
+ * Decide the URL string a caller handed to `fetch`/`request` before undici parses it (see
+ * `./entry.ts`): the same rules as a redirect hop's raw `Location`. Undefined when
+ * `dispatcher` is not an egress agent.
+ */
+export function decideCallerUrl(dispatcher: Dispatcher, url: unknown, method: string): { allowed: true } | { error: Error } | undefined {
+  const ctx = contexts.get(dispatcher)
+  if (ctx === undefined) return undefined
+  if (ctx.mode === 'off') return { allowed: true }
+  const d = ctx.policy.decideUrl(url as string, method)
+  if (d.allowed) return { allowed: true }
+  record(ctx, d, 'url', method)
+  return ctx.mode === 'enforce' ? { error: egressDenied(d, ctx.agentId) } : { allowed: true }
+}
+
+function record(ctx: GuardContext, d: EgressDecision, stage: 'request' | 'connect' | 'url', method?: unknown): void {
   if (ctx.audit === discardAudit) return
   const m = typeof method === 'string' && METHOD_FOR_NOTE.test(method) ? ` ${method}` : ''
   const why = d.allowed ? '' : ` rule=${d.rule}${d.addressClass === undefined ? '' : ` class=${d.addressClass}`}`
@@ -500,11 +518,15 @@ export function createEgressAgent(options: EgressAgentOptions): Dispatcher {
   if (ctx.mode === 'off') {
     const capability = options.capabilities === undefined ? undefined : createAgentCapabilityInterceptor(options.capabilities)
     const redirect = interceptors.redirect({ maxRedirections })
-    return new Agent({ ...agentOptions, connect: checkConnectOptions(options.connect) }).compose(
+    const plain = new Agent({ ...agentOptions, connect: checkConnectOptions(options.connect) }).compose(
       ...[capability, redirect].filter((i) => i !== undefined),
     )
+    contexts.set(plain, ctx)
+    return plain
   }
-  return new EgressAgent(ctx, options, maxRedirections)
+  const agent = new EgressAgent(ctx, options, maxRedirections)
+  contexts.set(agent, ctx)
+  return agent
 }
 
 export interface InstalledEgress {
