@@ -456,12 +456,20 @@ function tokenOf(ctx: GuardContext, request: RawRequest, extra: McpRequestExtra)
   return Array.isArray(h) && h.length === 1 ? h[0] : h
 }
 
-/** The request without our token, so a handler can never forward it to another server. */
+/**
+ * The request without our token, so a handler can never forward it to another server. The
+ * token is removed from the request object itself: the SDK keeps that object for what it
+ * hands on besides the handler's arguments (`extra.taskStore.createTask` persists its
+ * `params`, `extra._meta` is its `_meta`), and a durable task store would keep a live token.
+ */
 function stripRequest(request: RawRequest): RawRequest {
   const meta = request?.params?._meta
   if (typeof meta !== 'object' || meta === null || !Object.prototype.hasOwnProperty.call(meta, CAPABILITY_META_KEY)) return request
-  const { [CAPABILITY_META_KEY]: _token, ...rest } = meta
-  return { ...request, params: { ...request.params, _meta: rest } }
+  if (Object.isFrozen(meta) || !Reflect.deleteProperty(meta, CAPABILITY_META_KEY)) {
+    const { [CAPABILITY_META_KEY]: _token, ...rest } = meta
+    return { ...request, params: { ...request.params, _meta: rest } }
+  }
+  return request
 }
 
 function stripExtra(extra: McpRequestExtra): McpRequestExtra {
