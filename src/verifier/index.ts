@@ -10,6 +10,7 @@ import { resolveMode, type EnforcementMode } from '../config/mode.js'
 import {
   AgentRevoked,
   AgentTrustError,
+  ConfigInvalid,
   ScopeDenied,
   StoreUnavailable,
   TokenAudience,
@@ -30,7 +31,7 @@ import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
 import { agentsOf, assertCapabilityClaims, presenterOf, type CapabilityClaims } from '../policy/claims.js'
 import { assertSignature, assertSignatureOffloaded, decodeToken } from '../tokens/jws.js'
-import { minLevel, permitsOperation, type Operation, type TrustLevel } from '../policy/trust.js'
+import { minLevel, OPERATIONS, permitsOperation, type Operation, type TrustLevel } from '../policy/trust.js'
 import { KeyRing, type TrustedIssuer } from './key-ring.js'
 
 export type { TrustedIssuer } from './key-ring.js'
@@ -207,12 +208,20 @@ export class VerificationCore {
     // 7. authorization
     let level: TrustLevel = c.trust_level
     if (this.#localLevels !== undefined) {
-      const local = this.#localLevels.get(presenter)
-      if (local === undefined)
-        throw new TrustLevelDenied("the presenting agent is not in this verifier's manifest", {
-          details: { agentId: presenter, jti: c.jti },
-        })
-      level = minLevel(level, local)
+      // Every agent the token speaks for (the subject and each actor, the presenter last) is
+      // held to this verifier's own manifest, and the lowest level wins: otherwise a principal
+      // restricted here acts through a listed helper by exchanging a token to it.
+      for (const agent of c.act === undefined ? [c.sub] : agentsOf(c)) {
+        const local = this.#localLevels.get(agent)
+        if (local === undefined)
+          throw new TrustLevelDenied(
+            agent === presenter
+              ? "the presenting agent is not in this verifier's manifest"
+              : "an agent the token acts for is not in this verifier's manifest",
+            { details: { agentId: agent, jti: c.jti } },
+          )
+        level = minLevel(level, local)
+      }
     }
     const req = o.requirement
     if (req !== undefined) {
@@ -228,6 +237,24 @@ export class VerificationCore {
     }
     return { claims: c, presenter, trustLevel: level }
   }
+}
+
+/**
+ * A call without a requirement would skip authorization (step 7) and accept any valid token
+ * for this audience: refused as a programming error before the token is read or consumed.
+ */
+function assertRequirement(requirement: Requirement): void {
+  const r = requirement as Partial<Requirement> | null | undefined
+  if (typeof r !== 'object' || r === null)
+    throw new ConfigInvalid('verify/authorize need a requirement: { scope, operation } of the call being authorized', {
+      details: { rule: 'requirement' },
+    })
+  if (typeof r.scope !== 'string' || r.scope.length === 0)
+    throw new ConfigInvalid('requirement.scope must be the exact scope the call needs (a non-empty string)', {
+      details: { rule: 'requirement.scope' },
+    })
+  if (!OPERATIONS.includes(r.operation as Operation))
+    throw new ConfigInvalid('requirement.operation must be read, write or execute', { details: { rule: 'requirement.operation' } })
 }
 
 const jwksSource = z.custom<TrustedIssuer['jwks']>(
@@ -300,6 +327,7 @@ export class Verifier {
    * with a coded {@link AgentTrustError}. Ignores `mode`: see {@link authorize}.
    */
   async verify(token: unknown, requirement: Requirement): Promise<VerifiedCapability> {
+    assertRequirement(requirement)
     try {
       const cap = await this.core.verify(token, { audience: this.id, consume: true, requirement })
       this.#record(requirement, 'allow', cap, undefined)
@@ -317,6 +345,7 @@ export class Verifier {
    * `off` allows without checking.
    */
   async authorize(token: unknown, requirement: Requirement): Promise<Authorization> {
+    assertRequirement(requirement)
     if (this.mode === 'off') return { allowed: true, enforced: false }
     if (this.mode === 'enforce') return { allowed: true, enforced: true, capability: await this.verify(token, requirement) }
     try {

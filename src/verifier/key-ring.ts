@@ -6,6 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto'
 import { ConfigInvalid, KeyInvalid, TokenKeyUnknown } from '../errors.js'
+import { printable } from '../lib/printable.js'
 import { importPublicKey, type JSONWebKeySet, type JwksSource, type JWK } from '../keys/index.js'
 
 /** A function source may also carry `reload()`: called once when a token names an unknown kid (see `remoteJwks`). */
@@ -41,6 +42,7 @@ export class KeyRing {
   readonly #reloadable: ReadonlyArray<() => Promise<unknown>>
   #pending: Promise<void> | undefined
   #reloading: Promise<void> | undefined
+  readonly #reported = new Set<string>()
 
   constructor(issuers: readonly TrustedIssuer[]) {
     if (!Array.isArray(issuers) || issuers.length === 0)
@@ -80,6 +82,14 @@ export class KeyRing {
     }
     if (k === undefined) throw new TokenKeyUnknown(undefined, { details: { kid: kid.slice(0, 64) } })
     return k
+  }
+
+  /** A JWKS problem, as a process warning once per issuer, problem and kid (escaped: a remote set is data). */
+  #report(issuer: string, problem: string, kid?: string): void {
+    const line = `agent-trust: trusted issuer "${printable(issuer, 255)}" ${problem}${kid === undefined ? '' : ` (kid "${printable(kid, 64)}")`}`
+    if (this.#reported.has(line) || this.#reported.size > 256) return
+    this.#reported.add(line)
+    process.emitWarning(line, { code: 'AGENT_TRUST_JWKS' })
   }
 
   async #reload(): Promise<void> {
@@ -124,44 +134,61 @@ export class KeyRing {
 
   async #rebuild(fetched: Array<JSONWebKeySet | undefined>): Promise<void> {
     const next = new Map<string, ResolvedKey>()
-    const owners = new Map<string, string>()
+    const owners = new Map<string, { issuer: string; id: string }>()
     const contested = new Set<string>()
-    // Two issuers claiming one kid: trust neither, rather than guess, whatever the order.
-    const claim = (kid: string, issuer: string): boolean => {
+    // A kid names one key. Published by two issuers, the first-listed issuer keeps it and the
+    // other's entry is ignored (a co-trusted issuer cannot void the primary's key, and a token
+    // is accepted only under the issuer of its key). One issuer publishing two different keys
+    // under one kid is ambiguous: neither is trusted.
+    const claim = (kid: string, issuer: string, id: string): boolean => {
+      if (contested.has(kid)) return false
       const owner = owners.get(kid)
-      if (contested.has(kid) || (owner !== undefined && owner !== issuer)) {
-        contested.add(kid)
-        next.delete(kid)
+      if (owner === undefined) {
+        owners.set(kid, { issuer, id })
+        return true
+      }
+      if (owner.issuer !== issuer) {
+        this.#report(issuer, `publishes a kid that issuer "${owner.issuer}", listed earlier, publishes too: its entry is ignored`, kid)
         return false
       }
-      owners.set(kid, issuer)
-      return true
+      if (owner.id === id) return false
+      this.#report(issuer, 'publishes two different keys under one kid: neither is trusted', kid)
+      contested.add(kid)
+      next.delete(kid)
+      return false
     }
     for (let i = 0; i < this.#sources.length; i++) {
       const s = this.#sources[i] as SourceState
       const jwks = fetched[i]
       if (jwks === undefined || !Array.isArray(jwks.keys)) {
         // An unreachable source keeps the keys it had (remote JWKS caching rules apply there).
-        for (const [kid, k] of this.#byKid) if (k.issuer === s.issuer && claim(kid, s.issuer)) next.set(kid, k)
+        for (const [kid, k] of this.#byKid) if (k.issuer === s.issuer && claim(kid, s.issuer, `kept|${kid}`)) next.set(kid, k)
         continue
       }
-      for (const jwk of jwks.keys) {
-        if (typeof jwk.kid !== 'string' || jwk.kid.length === 0) continue
-        if (jwk.alg !== undefined && jwk.alg !== 'ES256') continue
-        if (jwk.use !== undefined && jwk.use !== 'sig') continue
-        if (!claim(jwk.kid, s.issuer)) continue
-        const id = jwkIdentity(jwk)
+      for (const jwk of jwks.keys as unknown[]) {
+        // RFC 7517 section 5: a JWK Set's "keys" member is an array of JWK objects; anything
+        // else in it is skipped, so one bad entry never fails the other keys or issuers.
+        if (typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) {
+          this.#report(s.issuer, 'publishes a JWKS entry that is not a JSON object: it is skipped')
+          continue
+        }
+        const entry = jwk as JWK
+        if (typeof entry.kid !== 'string' || entry.kid.length === 0) continue
+        if (entry.alg !== undefined && entry.alg !== 'ES256') continue
+        if (entry.use !== undefined && entry.use !== 'sig') continue
+        const id = jwkIdentity(entry)
+        if (!claim(entry.kid, s.issuer, id)) continue
         let key = this.#imported.get(id)
         if (key === undefined) {
           try {
-            key = await importPublicKey(jwk)
+            key = await importPublicKey(entry)
           } catch (e) {
             if (e instanceof KeyInvalid) continue
             throw e
           }
           this.#imported.set(id, key)
         }
-        next.set(jwk.kid, { issuer: s.issuer, key })
+        next.set(entry.kid, { issuer: s.issuer, key })
       }
       s.last = jwks
     }

@@ -14,15 +14,6 @@ const deny = (code: string) => expect.objectContaining({ code })
 describe('mintForTool: delegation_depth 0 unless asked', () => {
   it('an ordinary tool-call token carries delegation_depth 0 and its callee cannot exchange it', async () => {
     const { authority, verifier } = await makeKernel()
-    const r = await authority
-      .mintForTool({
-        subject: 'moltbot-orchestrator',
-        audience: 'agent-summarizer-v2',
-        tool: 'read_documents',
-        args: { namespace: 'user-123' },
-        context: CONTEXT,
-      })
-      .catch(() => undefined)
     // The orchestrator (maxDelegationDepth 3) calling the database reader's tool:
     const t = await authority.mintForTool({
       subject: 'moltbot-orchestrator',
@@ -31,7 +22,6 @@ describe('mintForTool: delegation_depth 0 unless asked', () => {
       args: { namespace: 'user-123' },
       context: CONTEXT,
     })
-    expect(r === undefined || decodePayload(r.token).delegation_depth === 0).toBe(true)
     expect(decodePayload(t.token)).toMatchObject({ delegation_depth: 0 })
     await expect(authority.exchange({ token: t.token, holder: 'agent-database-reader', audience: 'agent-summarizer-v2' })).rejects.toThrow(
       expect.objectContaining({ code: expect.stringMatching(/^ERR_(DELEGATION_DEPTH|TRUST_LEVEL_DENIED)$/) }),

@@ -60,13 +60,88 @@ describe('keys', () => {
     const leaked = { keys: a.keys.records().map((r) => r.privateJwk) }
     const v1 = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: a.id, jwks: leaked }], mode: 'enforce' })
     await expect(v1.verify(token, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_KEY_UNKNOWN'))
-    // issuer b republishes a's key under its own name: neither is trusted for that kid
-    const v2 = createVerifier({
+    // issuer b republishes a's key under its own name: the first-listed issuer keeps the kid
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(w.message)
+    process.on('warning', onWarning)
+    try {
+      const v2 = createVerifier({
+        id: 'agent-database-reader',
+        issuers: [a.trustedIssuer(), { issuer: b.id, jwks: a.jwks() }],
+        mode: 'enforce',
+      })
+      await expect(v2.verify(token, { scope: READ_SCOPE, operation: 'read' })).resolves.toBeDefined()
+      // Listed the other way round, b owns the kid and a token of a's under it is not b's.
+      const v3 = createVerifier({
+        id: 'agent-database-reader',
+        issuers: [{ issuer: b.id, jwks: a.jwks() }, a.trustedIssuer()],
+        mode: 'enforce',
+      })
+      await expect(v3.verify(token, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_ISSUER'))
+      await new Promise((r) => setImmediate(r))
+      expect(warnings.some((w) => w.includes('listed earlier'))).toBe(true)
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
+  it('skips JWKS entries that are not objects, keeping every other key and issuer', async () => {
+    const a = await Authority.create({ manifest: MANIFEST })
+    const token = await a.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(w.message)
+    process.on('warning', onWarning)
+    try {
+      for (const junk of [null, 1, 'k', [], true]) {
+        const v = createVerifier({
+          id: 'agent-database-reader',
+          issuers: [
+            { issuer: 'junk-issuer\u001b[2K', jwks: { keys: [junk] } as never },
+            { issuer: a.id, jwks: { keys: [junk, ...a.jwks().keys] } as never },
+          ],
+          mode: 'enforce',
+        })
+        await expect(v.verify(token, { scope: READ_SCOPE, operation: 'read' })).resolves.toBeDefined()
+      }
+      await new Promise((r) => setImmediate(r))
+      expect(warnings.some((w) => w.includes('not a JSON object'))).toBe(true)
+      // The issuer name reaches the warning escaped.
+      expect(warnings.every((w) => !w.includes('\u001b'))).toBe(true)
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
+  it('trusts neither key when one issuer publishes two different keys under one kid', async () => {
+    const a = await Authority.create({ manifest: MANIFEST })
+    const b = await Authority.create({ manifest: MANIFEST })
+    const token = await a.mint({
+      subject: 'agent-summarizer-v2',
+      audience: 'agent-database-reader',
+      scope: [READ_SCOPE],
+      operation: 'read',
+      context: CONTEXT,
+    })
+    const [mine] = a.jwks().keys
+    const [other] = b.jwks().keys
+    const v = createVerifier({
       id: 'agent-database-reader',
-      issuers: [a.trustedIssuer(), { issuer: b.id, jwks: a.jwks() }],
+      issuers: [{ issuer: a.id, jwks: { keys: [mine, { ...other, kid: mine?.kid }] } as never }],
       mode: 'enforce',
     })
-    await expect(v2.verify(token, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_KEY_UNKNOWN'))
+    const warn = process.emitWarning
+    process.emitWarning = () => undefined
+    try {
+      await expect(v.verify(token, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_KEY_UNKNOWN'))
+    } finally {
+      process.emitWarning = warn
+    }
   })
 
   it('validates trusted issuers at construction', () => {

@@ -1,0 +1,33 @@
+/**
+ * Strings that came from outside (an agent's reason, an id, a tool name, a remote key id) are
+ * data. Before they reach a terminal, a log line or a prompt, every character that could move
+ * the cursor, erase a line, change colours or reorder text is written as a visible escape:
+ * C0 and C1 controls and DEL (ECMA-48 introduces control sequences with them), and Unicode
+ * format characters: bidirectional embeddings, overrides and isolates (UAX #9, the "Trojan
+ * Source" class, CVE-2021-42574), zero-width characters, the soft hyphen and the BOM.
+ */
+
+/**
+ * Characters never written raw: controls (Cc: C0, DEL, C1), format characters (Cf: bidi
+ * controls, zero-width characters, soft hyphen, BOM, tag characters), line and paragraph
+ * separators, lone surrogates, and every Default_Ignorable_Code_Point (fillers and variation
+ * selectors that render as nothing; Unicode Standard section 5.21).
+ */
+export const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Default_Ignorable_Code_Point}]/u
+
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'gu')
+
+/** True when `s` holds a character {@link printable} would escape. */
+export function hasUnprintable(s: string): boolean {
+  return UNPRINTABLE.test(s)
+}
+
+/**
+ * `s` with every unprintable character written as `\u{hex}` (and backslashes doubled, so an
+ * escape in the output is always ours), cut to `max` characters with an ellipsis.
+ */
+export function printable(s: unknown, max = 512): string {
+  const text = typeof s === 'string' ? s : String(s)
+  const cut = text.length > max ? `${text.slice(0, max)}…` : text
+  return cut.replace(/\\/g, '\\\\').replace(UNPRINTABLE_ALL, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`)
+}
