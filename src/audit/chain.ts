@@ -10,6 +10,7 @@
 import { createHmac, hash } from 'node:crypto'
 import { canonicalJson } from '../lib/hash.js'
 import type { AuditEventInput } from './types.js'
+import { withoutUnprintable } from '../lib/printable.js'
 
 /** The format version written in every event (`v`). */
 export const AUDIT_FORMAT_VERSION = 1
@@ -82,6 +83,9 @@ function clean(v: unknown, max = MAX_STRING): string | undefined {
   let s = typeof v === 'string' ? v : String(v)
   // Defence in depth: the kernel never hands us a token, but an application's `note` might.
   if (s.length >= 16 && s.includes('eyJ')) s = s.replace(JWS_LIKE, '[redacted-token]')
+  // Caller-chosen strings (an id, a tool name, a reason) never carry a raw control or bidi
+  // character into the trail, whatever later prints it.
+  s = withoutUnprintable(s)
   return s.length > max ? `${s.slice(0, max)}...` : s
 }
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import type { ErrorDetails } from '../errors.js'
+import { hasUnprintable } from '../lib/printable.js'
 
 /** Protocol version prefix of every path. */
 export const API_PREFIX = '/v1'
@@ -75,8 +76,13 @@ export const SpawnBody = z.strictObject({
 export const RevokeAgentBody = z.strictObject({ agentId: id })
 export const RevokeTokenBody = z.strictObject({ jti: z.string().min(1).max(64) })
 export const RevokeCertificateBody = z.strictObject({ serialNumber: z.string().regex(/^[0-9a-fA-F]{1,40}$/) })
-export const TrustChangeBody = z.strictObject({ agentId: id, level: z.enum(['L0', 'L1', 'L2', 'L3']), reason: z.string().min(1).max(500) })
-export const DecideBody = z.strictObject({ id: z.string().min(1).max(64), approved: z.boolean(), note: z.string().max(500).optional() })
+/** Text a human reads when approving: plain characters only. */
+const plainText = z
+  .string()
+  .max(500)
+  .refine((s) => !hasUnprintable(s), { message: 'must be plain text: no control, bidi or invisible characters' })
+export const TrustChangeBody = z.strictObject({ agentId: id, level: z.enum(['L0', 'L1', 'L2', 'L3']), reason: plainText.min(1) })
+export const DecideBody = z.strictObject({ id: z.string().min(1).max(64), approved: z.boolean(), note: plainText.optional() })
 export const EnrollmentTokenBody = z.strictObject({ agentId: id, ttlSeconds: z.int().min(60).max(86_400).optional() })
 export const EnrollBody = z.strictObject({ token: z.string().min(16).max(256), csr: z.string().min(1).max(16_384) })
 export const RenewBody = z.strictObject({ csr: z.string().min(1).max(16_384) })

@@ -13,6 +13,7 @@ import { isTrustLevel, levelRank, type TrustLevel } from '../policy/trust.js'
 import type { AuthorityCore } from './core.js'
 import { approvedInOrder, notStale } from './trust-changes.js'
 import type { ApprovalDecision, TrustChangeApprover, TrustChangeRequest, TrustChangeStatus, TrustChangeStore } from './types.js'
+import { hasUnprintable } from '../lib/printable.js'
 
 export class TrustChangeWorkflow {
   readonly #core: AuthorityCore
@@ -42,6 +43,12 @@ export class TrustChangeWorkflow {
       const agent = this.#core.knownAgent(r.agentId)
       if (!isTrustLevel(r.level)) throw new TrustChangeDenied('level must be L0-L3')
       if (typeof r.reason !== 'string' || r.reason.trim().length === 0) throw new TrustChangeDenied('a trust change needs a reason')
+      // The reason and the requester are shown to the approving human: no character in them
+      // may move the cursor, erase a line or reorder text on that screen.
+      if (hasUnprintable(r.reason) || hasUnprintable(requestedBy))
+        throw new TrustChangeDenied('the reason and requester must be plain text: no control, bidi or invisible characters', {
+          details: { rule: 'unprintable' },
+        })
       if (r.level === agent.level)
         throw new TrustChangeDenied(`agent "${r.agentId}" is already ${r.level}`, { details: { agentId: r.agentId } })
       this.#checkParentCeiling(r.agentId, r.level)

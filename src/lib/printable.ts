@@ -31,3 +31,12 @@ export function printable(s: unknown, max = 512): string {
   const cut = text.length > max ? `${text.slice(0, max)}…` : text
   return cut.replace(/\\/g, '\\\\').replace(UNPRINTABLE_ALL, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`)
 }
+
+/**
+ * `s` with every unprintable character written as `\u{hex}`, backslashes left alone: for
+ * stored records (the audit trail), where the text stays data and a terminal never sees a
+ * raw control even if a reader prints a field without {@link printable}.
+ */
+export function withoutUnprintable(s: string): string {
+  return UNPRINTABLE.test(s) ? s.replace(UNPRINTABLE_ALL, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`) : s
+}

@@ -7,7 +7,7 @@
  * holds the two to identical verdicts on a corpus of valid and invalid tokens.
  */
 import type { KeyObject } from 'node:crypto'
-import { TokenAlgorithm, TokenKeyUnknown, TokenMalformed, TokenSignature } from '../errors.js'
+import { RequestInvalid, TokenAlgorithm, TokenKeyUnknown, TokenMalformed, TokenSignature } from '../errors.js'
 import { TOKEN_ALG, TOKEN_TYPE } from '../policy/claims.js'
 import { signOnCryptoThread, verifyOnCryptoThread } from './crypto-thread.js'
 import { es256Sign, es256Verify } from './es256.js'
@@ -204,8 +204,19 @@ function signingInputOf(payload: object, kid: string): string {
     if (encodedHeaders.size > 64) encodedHeaders.clear()
     encodedHeaders.set(kid, h)
   }
-  return `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+  const input = `${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`
+  // Never sign what no verifier accepts: a token over the size bound is refused before it
+  // is decoded, so minting it would hand out a capability that can never be used.
+  if (input.length + ES256_SIGNATURE_SUFFIX > MAX_TOKEN_BYTES)
+    throw new RequestInvalid(
+      `the token would be ${input.length + ES256_SIGNATURE_SUFFIX} bytes, over the ${MAX_TOKEN_BYTES} a verifier accepts: ask for fewer or shorter scopes or context values`,
+      { details: { rule: 'token-size' } },
+    )
+  return input
 }
+
+/** `.` plus the base64url of a 64-byte IEEE P1363 ES256 signature. */
+const ES256_SIGNATURE_SUFFIX = 1 + 86
 
 /** Sign `payload` as a compact JWS with header `{alg:ES256, typ, kid}`. */
 export function signToken(payload: object, kid: string, privateKey: KeyObject): string {

@@ -134,7 +134,29 @@ describe('audit sinks', () => {
     const r = await verifyAuditTrail(file, { requireSealed: true })
     expect(r.ok).toBe(true)
     expect(r.events).toBe(3001)
-    expect(lines(file)[2999]).toMatchObject({ destination: 'https://bücher.example/2999', note })
+    // Non-ASCII text is kept; the line separator, which a terminal acts on, is stored escaped.
+    expect(lines(file)[2999]).toMatchObject({ destination: 'https://bücher.example/2999', note: note.replace('\u2028', '\\u{2028}') })
+  })
+
+  it('stores caller-chosen strings without a raw control, bidi or invisible character', async () => {
+    const file = join(dir, 'hostile.jsonl')
+    const log = createAuditLog({ sinks: [fileSink(file)] })
+    const hostile = 'agent\u001b[1A\u001b[2K\u009b2J\u202eevil\u200b'
+    log.record({
+      action: 'mint',
+      decision: 'deny',
+      origin: hostile,
+      destination: hostile,
+      tool: hostile,
+      note: hostile,
+      context: { session_id: hostile, user_id: 'u', task_id: 't' },
+    })
+    await log.close()
+    expect((await verifyAuditTrail(file, { requireSealed: true })).ok).toBe(true)
+    const raw = readFileSync(file, 'utf8')
+    // eslint-disable-next-line no-control-regex -- the test looks for raw controls
+    expect(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u200b]/.test(raw)).toBe(false)
+    expect(lines(file)[0]).toMatchObject({ origin: 'agent\\u{1b}[1A\\u{1b}[2K\\u{9b}2J\\u{202e}evil\\u{200b}' })
   })
 
   it('creates the file with mode 0600', async () => {

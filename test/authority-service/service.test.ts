@@ -213,6 +213,18 @@ describe('the authority service', () => {
       })
     })
 
+    it("refuses a trust-change reason or decision note that could paint the approver's screen", async () => {
+      for (const reason of ['lower\u001b[1A\u001b[2KApprove lowering', 'ok\u202eL0 ot', 'a\u200bb', 'x\u009b2J', 'line\nbreak']) {
+        await expect(f.client(summarizer).requestTrustChange({ agentId: SUMMARIZER, level: 'L1', reason })).rejects.toMatchObject({
+          code: 'ERR_REQUEST_INVALID',
+        })
+      }
+      const req = await f.client(summarizer).requestTrustChange({ agentId: SUMMARIZER, level: 'L1', reason: 'plain reason' })
+      await expect(f.client(alice).decideTrustChange(req.id, { approved: false, note: 'no\u001b[2K' })).rejects.toMatchObject({
+        code: 'ERR_REQUEST_INVALID',
+      })
+    })
+
     it('routes trust changes to a human decision', async () => {
       const req = await f.client(summarizer).requestTrustChange({ agentId: SUMMARIZER, level: 'L1', reason: 'reduce exposure' })
       expect(req).toMatchObject({ status: 'pending', requestedBy: `spiffe://${TRUST_DOMAIN}/agent/${SUMMARIZER}` })

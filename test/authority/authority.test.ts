@@ -262,6 +262,29 @@ describe('spawn', () => {
     }
   })
 
+  it('refuses a trust-change reason or requester with control, bidi or invisible characters (property)', async () => {
+    const { default: fc } = await import('fast-check')
+    const authority = await Authority.create({ manifest: MANIFEST })
+    const hostile = fc
+      .tuple(
+        fc.string({ maxLength: 20 }),
+        fc.constantFrom('\u001b[2K', '\u001b]0;x\u0007', '\u009b', '\u202e', '\u2066', '\u200b', '\u00ad', '\r', '\u0000', '\u{e0041}'),
+        fc.string({ maxLength: 20 }),
+      )
+      .map(([a, c, b]) => `${a}${c}${b}`)
+    await fc.assert(
+      fc.asyncProperty(hostile, fc.boolean(), async (text, asRequester) => {
+        const r = authority.requestTrustChange({
+          agentId: 'moltbot-orchestrator',
+          level: 'L2',
+          reason: asRequester ? 'incident' : text,
+          requestedBy: asRequester ? text : 'ops',
+        })
+        await expect(r).rejects.toMatchObject({ code: 'ERR_TRUST_CHANGE_DENIED', details: { rule: 'unprintable' } })
+      }),
+      { numRuns: 100 },
+    )
+  })
   it('an L3 agent lowered to L2 by an approved trust change can no longer spawn', async () => {
     const { authority } = await makeKernel()
     const req = await authority.requestTrustChange({ agentId: 'moltbot-orchestrator', level: 'L2', reason: 'incident', requestedBy: 'ops' })
