@@ -522,6 +522,13 @@ export class AuditTrailVerifier {
         ...(c.brk === undefined ? {} : { break: { ...c.brk } }),
       })
     }
+    if (this.#options.requireSealed === true && this.#chains.size === 0 && this.#anchors.size === 0)
+      breaks.push({
+        kind: 'truncated',
+        line: 0,
+        seq: 0,
+        message: 'the trail holds no chain at all: it was emptied, or nothing was ever written to it',
+      })
     for (const [chainId, anchors] of this.#anchors) {
       if (this.#chains.has(chainId)) continue
       breaks.push({

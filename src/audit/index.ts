@@ -42,6 +42,15 @@ import type { AuditEventInput, AuditLog } from './types.js'
 export { AUDIT_FORMAT_VERSION, AuditTrailVerifier, GENESIS_PREV, SEAL_NOTE, verifyAuditLines } from './chain.js'
 export type { AuditBreak, AuditBreakKind, AuditChainReport, AuditEvent, AuditHead, AuditVerification, AuditVerifyOptions } from './chain.js'
 export { fileSink, memorySink, stdoutSink } from './sinks.js'
+export {
+  CHECKPOINT_TYPE,
+  createCheckpointSigner,
+  readCheckpoints,
+  signCheckpoint,
+  verifyCheckpoint,
+  withCheckpoints,
+} from './checkpoint.js'
+export type { AuditCheckpoint, CheckpointedLog, CheckpointOptions, CheckpointSigner } from './checkpoint.js'
 export type { AuditRecord, AuditSink, FileSinkOptions, StreamSinkOptions } from './sinks.js'
 export { discardAudit, MemoryAuditLog } from './types.js'
 export type { AuditAction, AuditDecision, AuditEventInput, AuditLog } from './types.js'
