@@ -1,6 +1,8 @@
 /** `agent-trust audit verify|tail`: check and read the hash-chained audit trail. */
 import { readFile, stat } from 'node:fs/promises'
-import { readAuditLines, verifyAuditTrail, type AuditHead, type AuditVerification } from '../audit/index.js'
+import { readAuditLines, readCheckpoints, verifyAuditTrail, type AuditHead, type AuditVerification } from '../audit/index.js'
+import { ConfigInvalid } from '../errors.js'
+import type { JSONWebKeySet } from '../keys/index.js'
 import { EXIT, Failed, str, strs, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 
 function parseAnchor(v: string): AuditHead {
@@ -35,6 +37,22 @@ function describe(r: AuditVerification): string {
   return lines.join('\n')
 }
 
+/** `--checkpoints <file> --jwks <file>`: the latest verified checkpoint of each chain, as anchors. */
+async function checkpointAnchors(ctx: Context): Promise<AuditHead[]> {
+  const file = str(ctx.values, 'checkpoints')
+  const jwksFile = str(ctx.values, 'jwks')
+  if (file === undefined && jwksFile === undefined) return []
+  if (file === undefined || jwksFile === undefined) throw new UsageError('--checkpoints <file> and --jwks <file> go together')
+  let jwks: JSONWebKeySet
+  try {
+    jwks = JSON.parse(await readFile(jwksFile, 'utf8')) as JSONWebKeySet
+  } catch (e) {
+    throw new ConfigInvalid(`--jwks ${JSON.stringify(jwksFile)} is not a readable JWKS file (${(e as Error).message.slice(0, 120)})`)
+  }
+  // A checkpoint that does not verify is itself evidence of tampering: ERR_AUDIT_TAMPERED.
+  return readCheckpoints(await readFile(file, 'utf8'), jwks)
+}
+
 async function verify(ctx: Context): Promise<ExitCode> {
   const target = ctx.positionals[0] as string
   const keyFile = str(ctx.values, 'hmac-key-file')
@@ -42,7 +60,7 @@ async function verify(ctx: Context): Promise<ExitCode> {
   const options = {
     requireSealed: ctx.values['require-sealed'] === true,
     allowTrimmedStart: ctx.values['allow-trimmed-start'] === true,
-    anchors: strs(ctx.values, 'anchor').map(parseAnchor),
+    anchors: [...strs(ctx.values, 'anchor').map(parseAnchor), ...(await checkpointAnchors(ctx))],
     ...(hmacKey === undefined ? {} : { hmacKey }),
   }
   let report: AuditVerification
@@ -175,6 +193,8 @@ export const auditCommands: CommandGroup = {
         'hmac-key-file': { type: 'string' },
         'allow-trimmed-start': { type: 'boolean' },
         stream: { type: 'boolean' },
+        checkpoints: { type: 'string' },
+        jwks: { type: 'string' },
       },
       help: `Usage: agent-trust audit verify <file> [options]
        agent-trust audit verify --stream <key> [options]     (a Redis stream at REDIS_URL)
@@ -188,6 +208,9 @@ Options:
                           use it on the files of processes that have exited
   --anchor <id:seq:hash>  a head recorded elsewhere (repeatable): detects a cut tail and a
                           chain re-hashed from scratch
+  --checkpoints <file>    signed checkpoints (withCheckpoints); each is verified with --jwks and
+                          the latest per chain is an anchor (a line that does not verify fails)
+  --jwks <file>           the checkpoint key's public JWKS
   --hmac-key-file <file>  the key the writer used (hmacKey), for keyed chains
   --allow-trimmed-start   accept chains that do not start at seq 0 (trimmed streams)
   --stream                read the Redis stream <key> (REDIS_URL) instead of a file`,

@@ -174,3 +174,43 @@ describe('signed audit checkpoints', () => {
     await log.close()
   })
 })
+
+describe('agent-trust audit verify --checkpoints --jwks', () => {
+  it('passes an untouched trail, fails a deleted chain and a forged checkpoint, refuses half the options', async () => {
+    const { cliInProcess } = await import('../support/cli.js')
+    const t = await trail()
+    const jwksFile = join(dir, 'checkpoint-jwks.json')
+    writeFileSync(jwksFile, JSON.stringify(t.jwks))
+    const args = ['audit', 'verify', t.file, '--require-sealed', '--checkpoints', t.checkpoints, '--jwks', jwksFile]
+    expect((await cliInProcess(args)).code).toBe(0)
+    const victim = t.chainIds[0] as string
+    writeFileSync(
+      t.file,
+      `${lines(t.file)
+        .filter((l) => !l.includes(victim))
+        .join('\n')}\n`,
+    )
+    expect((await cliInProcess(['audit', 'verify', t.file, '--require-sealed'])).code).toBe(0)
+    const cut = await cliInProcess([...args, '--json'])
+    expect(cut.code).toBe(1)
+    expect(cut.stdout).toContain('ERR_AUDIT_TAMPERED')
+    const other = await signer()
+    writeFileSync(jwksFile, JSON.stringify(other.jwks()))
+    const forged = await cliInProcess([...args, '--json'])
+    expect(forged.code).toBe(1)
+    expect(JSON.parse(forged.stdout)).toMatchObject({ error: { code: 'ERR_AUDIT_TAMPERED' } })
+    expect((await cliInProcess(['audit', 'verify', t.file, '--checkpoints', t.checkpoints])).code).toBe(2)
+    const missing = await cliInProcess([
+      'audit',
+      'verify',
+      t.file,
+      '--checkpoints',
+      t.checkpoints,
+      '--jwks',
+      join(dir, 'nope.json'),
+      '--json',
+    ])
+    expect(missing.code).toBe(4)
+    expect(JSON.parse(missing.stdout)).toMatchObject({ error: { code: 'ERR_CONFIG_INVALID' } })
+  })
+})
