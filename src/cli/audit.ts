@@ -60,7 +60,7 @@ async function verify(ctx: Context): Promise<ExitCode> {
     redis.on('error', () => undefined)
     try {
       await redis.connect().catch((cause: unknown) => {
-        throw new Failed(`Redis is unreachable (${(cause as Error).message})`, EXIT.unavailable)
+        throw new Failed(`Redis is unreachable (${(cause as Error).message})`, EXIT.unavailable, 'ERR_STORE_UNAVAILABLE')
       })
       report = await verifyAuditTrail(readAuditStream(redis, target), options)
     } finally {
@@ -70,8 +70,17 @@ async function verify(ctx: Context): Promise<ExitCode> {
     await stat(target) // a missing file is invalid input (exit 4), not an empty trail
     report = await verifyAuditTrail(target, options)
   }
-  ctx.print(report.ok ? report : { ...report, code: 'ERR_AUDIT_TAMPERED' }, describe(report))
-  return report.ok ? EXIT.ok : EXIT.failed
+  if (report.ok) {
+    ctx.print(report, describe(report))
+    return EXIT.ok
+  }
+  const message = `audit trail BROKEN: first broken link at line ${report.firstBreak?.line} (${report.firstBreak?.kind})`
+  ctx.print(
+    { ...report, code: 'ERR_AUDIT_TAMPERED', exitCode: EXIT.failed, error: { code: 'ERR_AUDIT_TAMPERED', message } },
+    describe(report),
+  )
+  ctx.io.err(`agent-trust: ${message} [ERR_AUDIT_TAMPERED]\n`)
+  return EXIT.failed
 }
 
 function formatEvent(e: Record<string, unknown>): string {

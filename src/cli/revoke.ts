@@ -7,7 +7,7 @@ import type { Manifest } from '../config/manifest.js'
 import { isAgentId, isJti } from '../policy/claims.js'
 import { nowSeconds } from '../lib/time.js'
 import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
-import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
+import { EXIT, Failed, quote, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 import { MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 
@@ -19,7 +19,7 @@ Needs REDIS_URL: a revocation only matters in the store the verifiers share.`
 async function withRedisStore<T>(ctx: Context, fn: (store: ReplayRevocationStore) => Promise<T>): Promise<T> {
   const url = ctx.io.env.REDIS_URL
   if (url === undefined || url === '')
-    throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid)
+    throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid, 'ERR_CONFIG_INVALID')
   const { createRedisStore } = await import('../revocation/redis.js')
   const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
   const store = createRedisStore({ url, commandTimeoutMs: 2000, ...(prefix === undefined ? {} : { prefix }) })
@@ -59,7 +59,7 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
   if (ctx.values.unlisted !== true) {
     const manifest = loadManifest(ctx)
     if (!manifest.agents.some((a) => a.id === id))
-      throw new Failed(`agent "${id}" is not in the manifest (a spawned agent? pass --unlisted)`)
+      throw new Failed(`agent ${quote(id)} is not in the manifest (a spawned agent? pass --unlisted)`, EXIT.failed, 'ERR_AGENT_UNKNOWN')
     ids = lineage(manifest, id)
   }
   return withRedisStore(ctx, (store) =>

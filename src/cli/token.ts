@@ -18,7 +18,7 @@ import { parseStrictJson, StrictJsonError } from '../lib/strict-json.js'
 const UNVERIFIED = 'UNVERIFIED: decoded only, the signature was NOT checked. Do not trust these claims; use `agent-trust token verify`.'
 
 function decodePart(part: string, what: string): Record<string, unknown> {
-  if (!/^[A-Za-z0-9_-]*$/.test(part)) throw new Failed(`the ${what} is not base64url`, EXIT.invalid)
+  if (!/^[A-Za-z0-9_-]*$/.test(part)) throw new Failed(`the ${what} is not base64url`, EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   let v: unknown
   try {
     // The verifier's reading: strict UTF-8, no member named twice (inspect shows what verify would read).
@@ -26,9 +26,10 @@ function decodePart(part: string, what: string): Record<string, unknown> {
   } catch (e) {
     const rule = e instanceof StrictJsonError ? e.rule : 'syntax'
     const why = rule === 'utf8' ? 'is not valid UTF-8' : rule === 'duplicate' ? 'names a JSON member twice' : 'is not JSON'
-    throw new Failed(`the ${what} ${why}`, EXIT.invalid)
+    throw new Failed(`the ${what} ${why}`, EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Failed(`the ${what} is not a JSON object`, EXIT.invalid)
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new Failed(`the ${what} is not a JSON object`, EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   return v as Record<string, unknown>
 }
 
@@ -46,9 +47,9 @@ function when(epoch: unknown, nowS: number): string {
 
 async function inspect(ctx: Context): Promise<ExitCode> {
   const token = await argOrStdin(ctx, ctx.positionals[0] as string)
-  if (token.length > MAX_TOKEN_BYTES) throw new Failed('the token exceeds 8 KiB', EXIT.invalid)
+  if (token.length > MAX_TOKEN_BYTES) throw new Failed('the token exceeds 8 KiB', EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   const parts = token.split('.')
-  if (parts.length !== 3) throw new Failed('not a compact JWS (three dot-separated parts)', EXIT.invalid)
+  if (parts.length !== 3) throw new Failed('not a compact JWS (three dot-separated parts)', EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   const header = decodePart(parts[0] as string, 'header')
   const payload = decodePart(parts[1] as string, 'payload')
   const signatureBytes = Buffer.from(parts[2] as string, 'base64url').length
@@ -73,9 +74,9 @@ async function loadJwks(source: string): Promise<JSONWebKeySet> {
     try {
       res = await fetch(source, { signal: AbortSignal.timeout(5000), headers: { accept: 'application/json' }, redirect: 'error' })
     } catch (cause) {
-      throw new Failed(`the JWKS URL did not answer (${(cause as Error).name})`, EXIT.unavailable)
+      throw new Failed(`the JWKS URL did not answer (${(cause as Error).name})`, EXIT.unavailable, 'ERR_AUTHORITY_UNAVAILABLE')
     }
-    if (!res.ok) throw new Failed(`the JWKS URL answered HTTP ${res.status}`, EXIT.unavailable)
+    if (!res.ok) throw new Failed(`the JWKS URL answered HTTP ${res.status}`, EXIT.unavailable, 'ERR_AUTHORITY_UNAVAILABLE')
     text = await res.text()
   } else {
     text = await readFile(source, 'utf8')

@@ -119,8 +119,7 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
     const question = `Approve ${isRaise(req) ? 'RAISING' : 'lowering'} ${req.agentId} from ${req.from} to ${req.to}?\n  requested by ${req.requestedBy}: ${req.reason}\nType "yes" to approve: `
     if (ctx.io.confirm === undefined) throw new UsageError('stdin is not a terminal: pass --yes to approve non-interactively')
     if (!(await ctx.io.confirm(question))) {
-      ctx.io.err('agent-trust: not approved (nothing changed)\n')
-      return EXIT.failed
+      throw new TrustChangeDenied('not approved (nothing changed)', { details: { rule: 'not-approved' } })
     }
   }
   // Stale check against the manifest the authority uses, when it is readable here.
