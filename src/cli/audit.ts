@@ -1,7 +1,7 @@
 /** `agent-trust audit verify|tail`: check and read the hash-chained audit trail. */
 import { readFile, stat } from 'node:fs/promises'
 import { readAuditLines, verifyAuditTrail, type AuditHead, type AuditVerification } from '../audit/index.js'
-import { EXIT, Failed, str, strs, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import { escapeText, EXIT, Failed, str, strs, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 
 function parseAnchor(v: string): AuditHead {
   // chainId may itself contain ':'; seq and hash are the last two fields.
@@ -110,31 +110,69 @@ function printLine(ctx: Context, text: string): void {
   try {
     e = JSON.parse(text)
   } catch {
-    ctx.io.out(`(not JSON) ${text.slice(0, 120)}\n`)
+    ctx.io.out(`(not JSON) ${escapeText(text, { max: 120 })}\n`)
     return
   }
-  ctx.io.out(`${typeof e === 'object' && e !== null ? formatEvent(e as Record<string, unknown>) : text.slice(0, 120)}\n`)
+  // Every field may be agent-written (a note, a tool name): escaped before the terminal.
+  ctx.io.out(`${escapeText(typeof e === 'object' && e !== null ? formatEvent(e as Record<string, unknown>) : text, { max: 2000 })}\n`)
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t)
-        resolve()
-      },
-      { once: true },
-    )
+/** Wait `ms`, or less when `signal` aborts. Leaves no listener on `signal` behind either way. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted === true) return resolve()
+    const done = (): void => {
+      clearTimeout(t)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const t = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, { once: true })
   })
+}
+
+export interface FollowOptions {
+  /** Bytes already read (the start of the first line not yet printed). */
+  readonly offset: number
+  readonly pollMs?: number
+  readonly signal?: AbortSignal
+  /** Each complete new line, in order. */
+  onLine(text: string): void
+  /** The file got shorter than what was read (rotated or truncated): it is re-read from the start. */
+  onShrink?(): void
+}
+
+/** Poll `file` for complete new lines until `signal` aborts (`audit tail --follow`). */
+export async function followFile(file: string, o: FollowOptions): Promise<void> {
+  const pollMs = o.pollMs ?? 200
+  let offset = o.offset
+  let size = -1
+  const stopped = (): boolean => o.signal?.aborted === true
+  while (!stopped()) {
+    await sleep(pollMs, o.signal)
+    if (stopped()) break
+    const now = await stat(file).catch(() => undefined)
+    if (now === undefined) continue
+    if (now.size < offset) {
+      o.onShrink?.()
+      offset = 0
+    }
+    if (now.size === size && now.size === offset) continue
+    size = now.size
+    for await (const l of readAuditLines(file, { start: offset })) {
+      if (!l.complete) break
+      offset += Buffer.byteLength(l.text, 'utf8') + 1
+      o.onLine(l.text)
+    }
+  }
+}
 
 async function tail(ctx: Context): Promise<ExitCode> {
   const file = ctx.positionals[0] as string
   const nRaw = str(ctx.values, 'lines') ?? '10'
   const n = Number(nRaw)
   if (!Number.isInteger(n) || n < 0) throw new UsageError('-n takes a non-negative integer')
-  const info = await stat(file)
+  await stat(file) // a missing file is invalid input (exit 4)
   const last: string[] = []
   let offset = 0
   for await (const l of readAuditLines(file)) {
@@ -146,27 +184,12 @@ async function tail(ctx: Context): Promise<ExitCode> {
   }
   for (const l of last) printLine(ctx, l)
   if (ctx.values.follow !== true) return EXIT.ok
-  const pollMs = 200
-  const signal = ctx.io.signal
-  let size = info.size
-  const stopped = (): boolean => signal?.aborted === true
-  while (!stopped()) {
-    await sleep(pollMs, signal)
-    if (stopped()) break
-    const now = await stat(file).catch(() => undefined)
-    if (now === undefined) continue
-    if (now.size < offset) {
-      ctx.io.err('agent-trust: the file shrank (rotated or truncated); reading it from the start\n')
-      offset = 0
-    }
-    if (now.size === size && now.size === offset) continue
-    size = now.size
-    for await (const l of readAuditLines(file, { start: offset })) {
-      if (!l.complete) break
-      offset += Buffer.byteLength(l.text, 'utf8') + 1
-      printLine(ctx, l.text)
-    }
-  }
+  await followFile(file, {
+    offset,
+    ...(ctx.io.signal === undefined ? {} : { signal: ctx.io.signal }),
+    onLine: (text) => printLine(ctx, text),
+    onShrink: () => ctx.io.err('agent-trust: the file shrank (rotated or truncated); reading it from the start\n'),
+  })
   return EXIT.ok
 }
 

@@ -4,17 +4,22 @@
  * commands that change nothing. Child processes for the real bin path; in-process runs for
  * the tables (same code path).
  */
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { getEventListeners } from 'node:events'
+import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { Authority, ERROR_CATALOG } from 'agent-trust'
 import { createAuditLog, fileSink } from 'agent-trust/audit'
 import { COMMANDS } from '../../src/cli/main.js'
+import { followFile, sleep } from '../../src/cli/audit.js'
 import { escapeText } from '../../src/cli/run.js'
 import { packageVersion } from '../../src/cli/version.js'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
-import { cli, cliInProcess, workdir } from '../support/cli.js'
+import { cli, cliEnv, cliInProcess, MAIN, workdir } from '../support/cli.js'
+
+const TSX = import.meta.resolve('tsx')
 
 const PKG = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
@@ -280,5 +285,70 @@ describe('audit writes', () => {
     await cli(['trust', 'list'], { cwd, env })
     await cli(['keys', 'generate', ...keys], { cwd, env })
     expect(readFileSync(trail, 'utf8')).toBe(after)
+  })
+})
+
+describe('audit tail --follow', () => {
+  it('the poll loop leaves at most one abort listener at any time, none once stopped', async () => {
+    const dir = workdir('follow-unit')
+    const file = join(dir, 'trail.jsonl')
+    writeFileSync(file, '')
+    const controller = new AbortController()
+    const warnings: Error[] = []
+    const onWarning = (w: Error) => warnings.push(w)
+    process.on('warning', onWarning)
+    const lines: string[] = []
+    const done = followFile(file, { offset: 0, pollMs: 1, signal: controller.signal, onLine: (t) => lines.push(t) })
+    let most = 0
+    // Hundreds of polls: before, each left a listener behind (MaxListenersExceededWarning after 10).
+    for (let i = 0; i < 200; i++) {
+      if (i === 50) appendFileSync(file, '{"n":1}\n')
+      await sleep(1)
+      most = Math.max(most, getEventListeners(controller.signal, 'abort').length)
+    }
+    await vi.waitFor(() => expect(lines).toEqual(['{"n":1}']))
+    controller.abort()
+    await done
+    process.off('warning', onWarning)
+    expect(most).toBeLessThanOrEqual(1)
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0)
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([])
+  })
+
+  it('sleep removes its listener whether it times out or is aborted', async () => {
+    const c = new AbortController()
+    for (let i = 0; i < 20; i++) await sleep(1, c.signal)
+    expect(getEventListeners(c.signal, 'abort')).toHaveLength(0)
+    const pending = sleep(60_000, c.signal)
+    expect(getEventListeners(c.signal, 'abort')).toHaveLength(1)
+    c.abort()
+    await pending
+    expect(getEventListeners(c.signal, 'abort')).toHaveLength(0)
+  })
+
+  it('the real bin: --follow for 5 s prints no MaxListenersExceededWarning and exits 0 on SIGTERM', async () => {
+    const dir = workdir('follow-bin')
+    const file = join(dir, 'trail.jsonl')
+    const log = createAuditLog({ sinks: [fileSink(file)] })
+    log.record({ action: 'mint', decision: 'allow', note: 'first\u001b[2J' })
+    await log.close()
+    const child = spawn(process.execPath, ['--import', TSX, '--conditions=agent-trust-source', MAIN, 'audit', 'tail', file, '--follow'], {
+      cwd: dir,
+      env: cliEnv(dir) as NodeJS.ProcessEnv,
+    })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve))
+    await vi.waitFor(() => expect(out).toContain('first'), { timeout: 10_000 })
+    await new Promise((r) => setTimeout(r, 5000))
+    child.kill('SIGTERM')
+    expect(await closed).toBe(0)
+    expect(err).not.toContain('MaxListenersExceededWarning')
+    expect(err).toBe('')
+    // The agent-written note is escaped: no terminal sequence reaches stdout.
+    expect(out).toContain('first\\u{1b}[2J')
+    expect(out).not.toContain('\u001b')
   })
 })
