@@ -76,7 +76,11 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
           note: a === id ? 'agent (cli)' : `descendant of ${id} (cli)`,
         })
       }
-      ctx.print({ revoked: { agents: ids, atSeconds: at } }, `quarantined ${ids.join(', ')}: every token of theirs is rejected from now on`)
+      // `permanent`: a quarantine has no cut-off time (tokens minted later are rejected too).
+      ctx.print(
+        { revoked: { agents: ids, permanent: true } },
+        `quarantined ${ids.join(', ')}: every token of theirs is rejected from now on`,
+      )
       return EXIT.ok
     }),
   )
@@ -103,15 +107,16 @@ ${OPERATOR_HELP}`,
     },
     {
       name: 'agent',
-      summary: 'revoke every token issued so far to an agent and its declared children',
+      summary: 'quarantine an agent and its declared children (every token, past and future)',
       args: 1,
       options: { ...STORE_OPTIONS, ...OPERATOR_OPTIONS, unlisted: { type: 'boolean' } },
       help: `Usage: agent-trust revoke agent <agent-id> [--unlisted]
 
-Every token issued up to now to the agent (as subject or actor), and to the agents the
-manifest declares as its children, is denied from the next call on. Tokens the authority
-mints afterwards are not affected: to stop the agent for good, also lower it to L0 with
-\`agent-trust trust request <id> L0\` (approved) or remove it from the manifest.
+Quarantines the agent and the agents the manifest declares as its children: every token of
+theirs (as subject or actor), issued before or after, by any authority, is denied from the
+next call on by every verifier sharing the store. The quarantine is permanent (kept a year
+by the store); --json prints {"revoked": {"agents": [...], "permanent": true}}. Remove the
+agent from the manifest too, so that no authority keeps minting for it.
 
 Options:
   --unlisted            the agent is not in the manifest (spawned at run time)
