@@ -11,7 +11,7 @@
  *   5  internal error
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { AgentTrustError, type AgentTrustErrorCode } from '../errors.js'
+import { AgentTrustError, type AgentTrustErrorCode, type ErrorDetails } from '../errors.js'
 import { packageVersion } from './version.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, invalid: 4, internal: 5 } as const
@@ -40,10 +40,13 @@ export class Failed extends Error {
   override name = 'Failed'
   readonly code: ExitCode
   readonly errorCode: AgentTrustErrorCode
-  constructor(message: string, code: ExitCode, errorCode: AgentTrustErrorCode) {
+  /** Identifiers for `--json` (`error.details`): an errno-like reason, never a value. */
+  readonly details: ErrorDetails | undefined
+  constructor(message: string, code: ExitCode, errorCode: AgentTrustErrorCode, details?: ErrorDetails) {
     super(message)
     this.code = code
     this.errorCode = errorCode
+    this.details = details
   }
 }
 
@@ -155,9 +158,10 @@ const UNREADABLE_ERRNO: Record<string, string> = {
 }
 
 /** Map any failure to a message, an exit code and a stable error code. Messages never carry a token. */
-export function classify(e: unknown): { code: ExitCode; message: string; errorCode: AgentTrustErrorCode } {
+export function classify(e: unknown): { code: ExitCode; message: string; errorCode: AgentTrustErrorCode; details?: ErrorDetails } {
   if (e instanceof UsageError) return { code: EXIT.usage, message: e.message, errorCode: 'ERR_USAGE' }
-  if (e instanceof Failed) return { code: e.code, message: e.message, errorCode: e.errorCode }
+  if (e instanceof Failed)
+    return { code: e.code, message: e.message, errorCode: e.errorCode, ...(e.details === undefined ? {} : { details: e.details }) }
   if (e instanceof AgentTrustError) {
     const c = e.code
     if (c === 'ERR_USAGE') return { code: EXIT.usage, message: e.message, errorCode: c }
@@ -201,11 +205,14 @@ function checkOptions(args: readonly string[], options: OptionSpec, where: strin
 /** Run one command line; resolves with the exit code. Never throws. */
 export async function runCli(argv: readonly string[], io: CliIo, groups: readonly CommandGroup[]): Promise<ExitCode> {
   const json = argv.includes('--json')
-  const fail = (code: ExitCode, message: string, errorCode: AgentTrustErrorCode): ExitCode => {
+  const fail = (code: ExitCode, message: string, errorCode: AgentTrustErrorCode, details?: ErrorDetails): ExitCode => {
     // Messages may quote outside text; nothing in them reaches the terminal unescaped.
     const safe = escapeText(message, { keepNewlines: true })
     io.err(`agent-trust: ${safe} [${errorCode}]\n`)
-    if (json) io.out(`${JSON.stringify({ ok: false, exitCode: code, error: { code: errorCode, message: safe } })}\n`)
+    if (json)
+      io.out(
+        `${JSON.stringify({ ok: false, exitCode: code, error: { code: errorCode, message: safe, ...(details === undefined ? {} : { details }) } })}\n`,
+      )
     return code
   }
   const [groupName, subName, ...rest] = argv
@@ -275,7 +282,7 @@ export async function runCli(argv: readonly string[], io: CliIo, groups: readonl
     return await sub.run(ctx)
   } catch (e) {
     const c = classify(e)
-    return fail(c.code, c.message, c.errorCode)
+    return fail(c.code, c.message, c.errorCode, c.details)
   }
 }
 

@@ -11,7 +11,18 @@ import { ConfigInvalid } from '../errors.js'
 import type { JSONWebKeySet } from '../keys/index.js'
 import { OPERATIONS, type Operation } from '../policy/trust.js'
 import { VerificationCore, type Requirement } from '../verifier/index.js'
-import { argOrStdin, EXIT, Failed, manifestPath, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import {
+  argOrStdin,
+  escapeText,
+  EXIT,
+  Failed,
+  manifestPath,
+  str,
+  UsageError,
+  type CommandGroup,
+  type Context,
+  type ExitCode,
+} from './run.js'
 import { MAX_TOKEN_BYTES } from '../policy/limits.js'
 import { parseStrictJson, StrictJsonError } from '../lib/strict-json.js'
 
@@ -67,14 +78,50 @@ async function inspect(ctx: Context): Promise<ExitCode> {
   return EXIT.ok
 }
 
+const JWKS_TIMEOUT_MS = 5000
+
+const NETWORK_ERRORS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'the host name does not resolve (DNS)',
+  EAI_AGAIN: 'DNS lookup failed (temporary)',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ETIMEDOUT: 'connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  UND_ERR_SOCKET: 'the connection closed',
+}
+
+/** Why a fetch failed, as an errno-like code and a phrase (never the URL: it may carry credentials). */
+export function fetchFailure(cause: unknown): { reason: string; text: string } {
+  const e = cause as (Error & { cause?: unknown }) | undefined
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError')
+    return { reason: 'ETIMEDOUT', text: `no answer within ${JWKS_TIMEOUT_MS / 1000} s (ETIMEDOUT)` }
+  const inner = (e?.cause ?? e) as (NodeJS.ErrnoException & { errors?: readonly unknown[] }) | undefined
+  const code =
+    typeof inner?.code === 'string'
+      ? inner.code
+      : (inner?.errors?.map((x) => (x as NodeJS.ErrnoException).code).find((c): c is string => typeof c === 'string') ?? undefined)
+  if (code !== undefined)
+    return { reason: code, text: `${NETWORK_ERRORS[code] ?? 'network or TLS error'} (${escapeText(code, { max: 40 })})` }
+  // Such messages may quote the URL, credentials included: replaced before printing.
+  const message = (inner?.message ?? e?.message ?? 'unknown error').replace(/[a-z][a-z0-9+.-]*:\/\/\S*/gi, '<url>')
+  return { reason: 'EFETCH', text: escapeText(message, { max: 160 }) }
+}
+
 async function loadJwks(source: string): Promise<JSONWebKeySet> {
   let text: string
   if (/^https?:\/\//i.test(source)) {
     let res: Response
     try {
-      res = await fetch(source, { signal: AbortSignal.timeout(5000), headers: { accept: 'application/json' }, redirect: 'error' })
+      res = await fetch(source, {
+        signal: AbortSignal.timeout(JWKS_TIMEOUT_MS),
+        headers: { accept: 'application/json' },
+        redirect: 'error',
+      })
     } catch (cause) {
-      throw new Failed(`the JWKS URL did not answer (${(cause as Error).name})`, EXIT.unavailable, 'ERR_AUTHORITY_UNAVAILABLE')
+      const f = fetchFailure(cause)
+      throw new Failed(`the JWKS URL did not answer: ${f.text}`, EXIT.unavailable, 'ERR_AUTHORITY_UNAVAILABLE', { reason: f.reason })
     }
     if (!res.ok) throw new Failed(`the JWKS URL answered HTTP ${res.status}`, EXIT.unavailable, 'ERR_AUTHORITY_UNAVAILABLE')
     text = await res.text()

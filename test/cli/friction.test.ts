@@ -7,6 +7,8 @@
 import { spawn } from 'node:child_process'
 import { getEventListeners } from 'node:events'
 import { appendFileSync, chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
@@ -350,5 +352,60 @@ describe('audit tail --follow', () => {
     // The agent-written note is escaped: no terminal sequence reaches stdout.
     expect(out).toContain('first\\u{1b}[2J')
     expect(out).not.toContain('\u001b')
+  })
+})
+
+describe('token verify: a JWKS URL that does not answer names the cause', () => {
+  const args = (url: string) => [
+    'token',
+    'verify',
+    'x.y.z',
+    '--jwks',
+    url,
+    '--audience',
+    'agent-database-reader',
+    '--issuer',
+    'i',
+    '--json',
+  ]
+  const check = async (url: string, reason: RegExp, text: RegExp) => {
+    const r = await cliInProcess(args(url))
+    expectFailure(r, 3, 'ERR_AUTHORITY_UNAVAILABLE', true)
+    const e = (JSON.parse(r.stdout) as { error: { message: string; details: { reason: string } } }).error
+    expect(e.details.reason).toMatch(reason)
+    expect(e.message).toMatch(text)
+    expect(e.message).not.toContain('TypeError')
+    expect(r.stderr).not.toContain(url)
+  }
+
+  it('connection refused', async () => {
+    const server = createServer()
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const { port } = server.address() as AddressInfo
+    await new Promise<void>((r) => server.close(() => r()))
+    await check(`http://127.0.0.1:${port}/jwks`, /^ECONNREFUSED$/, /connection refused \(ECONNREFUSED\)/)
+  })
+
+  it('a URL the client refuses: the reason, never the URL or its credentials', async () => {
+    await check('http://user:secret@127.0.0.1:9/jwks', /^EFETCH$/, /includes credentials: <url>/)
+    const r = await cliInProcess(args('http://user:secret@127.0.0.1:9/jwks'))
+    expect(r.stdout + r.stderr).not.toContain('secret')
+  })
+
+  it('a host name that does not resolve', async () => {
+    await check('http://no-such-host.invalid/jwks', /^(ENOTFOUND|EAI_AGAIN)$/, /DNS/)
+  })
+
+  it('a server that accepts and never answers: timeout', async () => {
+    const sockets: Socket[] = []
+    const server = createServer().on('connection', (s) => sockets.push(s))
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const { port } = server.address() as AddressInfo
+    try {
+      await check(`http://127.0.0.1:${port}/jwks`, /^ETIMEDOUT$/, /no answer within 5 s \(ETIMEDOUT\)/)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((r) => server.close(() => r()))
+    }
   })
 })
