@@ -274,6 +274,30 @@ export const ERROR_CATALOG = {
     when: "The audit trail's hash chain does not verify.",
     fix: 'Investigate the reported first broken event; restore the trail from a copy.',
   },
+  ERR_USAGE: {
+    name: 'UsageInvalid',
+    status: 400,
+    when: 'The `agent-trust` command line is wrong: an unknown command or option, a missing or extra argument, a malformed value (exit 2).',
+    fix: 'The message names what to change; `agent-trust <command> <subcommand> --help` lists the options.',
+  },
+  ERR_FILE_UNREADABLE: {
+    name: 'FileUnreadable',
+    status: 500,
+    when: 'A file named on the `agent-trust` command line does not exist, is a directory or may not be read (exit 4).',
+    fix: 'Check the path and its permissions.',
+  },
+  ERR_KEY_NOT_FOUND: {
+    name: 'KeyNotFound',
+    status: 500,
+    when: 'The key store holds no key with this kid, or no key at all.',
+    fix: 'List the published kids with `agent-trust keys jwks`; create a first key with `agent-trust keys generate`.',
+  },
+  ERR_KEY_STORE_NOT_EMPTY: {
+    name: 'KeyStoreNotEmpty',
+    status: 500,
+    when: '`agent-trust keys generate` found keys in the store (nothing was changed).',
+    fix: 'Add a key with `agent-trust keys rotate`; `--force` replaces every key and invalidates every outstanding token.',
+  },
 } as const satisfies Record<string, CatalogEntry>
 
 export type AgentTrustErrorCode = keyof typeof ERROR_CATALOG
@@ -378,6 +402,10 @@ export class TrustChangeDenied extends defineError('ERR_TRUST_CHANGE_DENIED') {}
 export class KeyInvalid extends defineError('ERR_KEY_INVALID') {}
 export class KeyStoreInsecure extends defineError('ERR_KEY_STORE_INSECURE') {}
 export class AuditTampered extends defineError('ERR_AUDIT_TAMPERED') {}
+export class UsageInvalid extends defineError('ERR_USAGE') {}
+export class FileUnreadable extends defineError('ERR_FILE_UNREADABLE') {}
+export class KeyNotFound extends defineError('ERR_KEY_NOT_FOUND') {}
+export class KeyStoreNotEmpty extends defineError('ERR_KEY_STORE_NOT_EMPTY') {}
 
 /** Every error class by code, for tests and for rebuilding an error from a wire `code`. */
 export const ERROR_CLASSES: {
@@ -422,6 +450,10 @@ export const ERROR_CLASSES: {
   ERR_KEY_INVALID: KeyInvalid,
   ERR_KEY_STORE_INSECURE: KeyStoreInsecure,
   ERR_AUDIT_TAMPERED: AuditTampered,
+  ERR_USAGE: UsageInvalid,
+  ERR_FILE_UNREADABLE: FileUnreadable,
+  ERR_KEY_NOT_FOUND: KeyNotFound,
+  ERR_KEY_STORE_NOT_EMPTY: KeyStoreNotEmpty,
 }
 
 /** Rebuild a typed error from a code received over the wire (unknown codes become ERR_GENERIC). */

@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { readAuditLines, readCheckpoints, verifyAuditTrail, type AuditHead, type AuditVerification } from '../audit/index.js'
 import { ConfigInvalid } from '../errors.js'
 import type { JSONWebKeySet } from '../keys/index.js'
-import { EXIT, Failed, str, strs, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import { escapeText, EXIT, Failed, str, strs, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 
 function parseAnchor(v: string): AuditHead {
   // chainId may itself contain ':'; seq and hash are the last two fields.
@@ -78,7 +78,7 @@ async function verify(ctx: Context): Promise<ExitCode> {
     redis.on('error', () => undefined)
     try {
       await redis.connect().catch((cause: unknown) => {
-        throw new Failed(`Redis is unreachable (${(cause as Error).message})`, EXIT.unavailable)
+        throw new Failed(`Redis is unreachable (${(cause as Error).message})`, EXIT.unavailable, 'ERR_STORE_UNAVAILABLE')
       })
       report = await verifyAuditTrail(readAuditStream(redis, target), options)
     } finally {
@@ -88,8 +88,17 @@ async function verify(ctx: Context): Promise<ExitCode> {
     await stat(target) // a missing file is invalid input (exit 4), not an empty trail
     report = await verifyAuditTrail(target, options)
   }
-  ctx.print(report.ok ? report : { ...report, code: 'ERR_AUDIT_TAMPERED' }, describe(report))
-  return report.ok ? EXIT.ok : EXIT.failed
+  if (report.ok) {
+    ctx.print(report, describe(report))
+    return EXIT.ok
+  }
+  const message = `audit trail BROKEN: first broken link at line ${report.firstBreak?.line} (${report.firstBreak?.kind})`
+  ctx.print(
+    { ...report, code: 'ERR_AUDIT_TAMPERED', exitCode: EXIT.failed, error: { code: 'ERR_AUDIT_TAMPERED', message } },
+    describe(report),
+  )
+  ctx.io.err(`agent-trust: ${message} [ERR_AUDIT_TAMPERED]\n`)
+  return EXIT.failed
 }
 
 function formatEvent(e: Record<string, unknown>): string {
@@ -119,31 +128,69 @@ function printLine(ctx: Context, text: string): void {
   try {
     e = JSON.parse(text)
   } catch {
-    ctx.io.out(`(not JSON) ${text.slice(0, 120)}\n`)
+    ctx.io.out(`(not JSON) ${escapeText(text, { max: 120 })}\n`)
     return
   }
-  ctx.io.out(`${typeof e === 'object' && e !== null ? formatEvent(e as Record<string, unknown>) : text.slice(0, 120)}\n`)
+  // Every field may be agent-written (a note, a tool name): escaped before the terminal.
+  ctx.io.out(`${escapeText(typeof e === 'object' && e !== null ? formatEvent(e as Record<string, unknown>) : text, { max: 2000 })}\n`)
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t)
-        resolve()
-      },
-      { once: true },
-    )
+/** Wait `ms`, or less when `signal` aborts. Leaves no listener on `signal` behind either way. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted === true) return resolve()
+    const done = (): void => {
+      clearTimeout(t)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const t = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, { once: true })
   })
+}
+
+export interface FollowOptions {
+  /** Bytes already read (the start of the first line not yet printed). */
+  readonly offset: number
+  readonly pollMs?: number
+  readonly signal?: AbortSignal
+  /** Each complete new line, in order. */
+  onLine(text: string): void
+  /** The file got shorter than what was read (rotated or truncated): it is re-read from the start. */
+  onShrink?(): void
+}
+
+/** Poll `file` for complete new lines until `signal` aborts (`audit tail --follow`). */
+export async function followFile(file: string, o: FollowOptions): Promise<void> {
+  const pollMs = o.pollMs ?? 200
+  let offset = o.offset
+  let size = -1
+  const stopped = (): boolean => o.signal?.aborted === true
+  while (!stopped()) {
+    await sleep(pollMs, o.signal)
+    if (stopped()) break
+    const now = await stat(file).catch(() => undefined)
+    if (now === undefined) continue
+    if (now.size < offset) {
+      o.onShrink?.()
+      offset = 0
+    }
+    if (now.size === size && now.size === offset) continue
+    size = now.size
+    for await (const l of readAuditLines(file, { start: offset })) {
+      if (!l.complete) break
+      offset += Buffer.byteLength(l.text, 'utf8') + 1
+      o.onLine(l.text)
+    }
+  }
+}
 
 async function tail(ctx: Context): Promise<ExitCode> {
   const file = ctx.positionals[0] as string
   const nRaw = str(ctx.values, 'lines') ?? '10'
   const n = Number(nRaw)
   if (!Number.isInteger(n) || n < 0) throw new UsageError('-n takes a non-negative integer')
-  const info = await stat(file)
+  await stat(file) // a missing file is invalid input (exit 4)
   const last: string[] = []
   let offset = 0
   for await (const l of readAuditLines(file)) {
@@ -155,27 +202,12 @@ async function tail(ctx: Context): Promise<ExitCode> {
   }
   for (const l of last) printLine(ctx, l)
   if (ctx.values.follow !== true) return EXIT.ok
-  const pollMs = 200
-  const signal = ctx.io.signal
-  let size = info.size
-  const stopped = (): boolean => signal?.aborted === true
-  while (!stopped()) {
-    await sleep(pollMs, signal)
-    if (stopped()) break
-    const now = await stat(file).catch(() => undefined)
-    if (now === undefined) continue
-    if (now.size < offset) {
-      ctx.io.err('agent-trust: the file shrank (rotated or truncated); reading it from the start\n')
-      offset = 0
-    }
-    if (now.size === size && now.size === offset) continue
-    size = now.size
-    for await (const l of readAuditLines(file, { start: offset })) {
-      if (!l.complete) break
-      offset += Buffer.byteLength(l.text, 'utf8') + 1
-      printLine(ctx, l.text)
-    }
-  }
+  await followFile(file, {
+    offset,
+    ...(ctx.io.signal === undefined ? {} : { signal: ctx.io.signal }),
+    onLine: (text) => printLine(ctx, text),
+    onShrink: () => ctx.io.err('agent-trust: the file shrank (rotated or truncated); reading it from the start\n'),
+  })
   return EXIT.ok
 }
 

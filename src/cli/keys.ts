@@ -3,11 +3,23 @@
  * file (default) or the Redis key store (`--redis`, REDIS_URL). Private keys are never
  * printed; `jwks` prints the public set verifiers trust.
  */
+import { existsSync } from 'node:fs'
 import { KeySet, generateSigningKey, type JSONWebKeySet } from '../keys/index.js'
 import { createKeyManager } from '../keys/rotation.js'
 import { FileKeyStore, type KeyStore } from '../keys/store.js'
 import { loadManifestFile } from '../config/manifest.js'
-import { EXIT, Failed, manifestPath, str, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
+import {
+  escapeText,
+  EXIT,
+  Failed,
+  manifestPath,
+  quote,
+  str,
+  type CommandGroup,
+  type Context,
+  type ExitCode,
+  type OptionSpec,
+} from './run.js'
 import { operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 
 const STORE_OPTIONS: OptionSpec = {
@@ -39,18 +51,23 @@ async function withStore<T>(ctx: Context, fn: (store: KeyStore) => Promise<T>): 
   }
 }
 
-/** The rotation interval from the manifest, when one is readable (`authority.keyRotationHours`). */
+/**
+ * The rotation interval from the manifest (`authority.keyRotationHours`). Without a manifest
+ * at the default path the key manager's default applies; a manifest that was named
+ * (`--manifest`, AGENT_TRUST_MANIFEST) or exists but is missing, unreadable or invalid fails
+ * the command (exit 4) rather than rotating on a silently different schedule.
+ */
 function rotationIntervalMs(ctx: Context): number | undefined {
-  try {
-    return Math.round(loadManifestFile(manifestPath(ctx)).authority.keyRotationHours * 3600 * 1000)
-  } catch {
-    return undefined
-  }
+  const path = manifestPath(ctx)
+  const named = str(ctx.values, 'manifest') !== undefined || ctx.io.env.AGENT_TRUST_MANIFEST !== undefined
+  if (!named && !existsSync(path)) return undefined
+  return Math.round(loadManifestFile(path).authority.keyRotationHours * 3600 * 1000)
 }
 
 async function publicSet(store: KeyStore): Promise<JSONWebKeySet> {
   const records = await store.load()
-  if (records.length === 0) throw new Failed('the key store is empty: run `agent-trust keys generate` first', EXIT.invalid)
+  if (records.length === 0)
+    throw new Failed('the key store is empty: run `agent-trust keys generate` first', EXIT.invalid, 'ERR_KEY_NOT_FOUND')
   return (await KeySet.create(records)).jwks()
 }
 
@@ -61,6 +78,8 @@ async function generate(ctx: Context): Promise<ExitCode> {
       if (existing.length > 0 && ctx.values.force !== true) {
         throw new Failed(
           'the key store already holds keys: use `keys rotate` (or --force to replace them all, which invalidates every outstanding token)',
+          EXIT.failed,
+          'ERR_KEY_STORE_NOT_EMPTY',
         )
       }
       const record = await generateSigningKey()
@@ -79,10 +98,11 @@ async function generate(ctx: Context): Promise<ExitCode> {
 }
 
 async function rotate(ctx: Context): Promise<ExitCode> {
+  const interval = rotationIntervalMs(ctx)
   return withStore(ctx, (store) =>
     withAudit(ctx, async (audit) => {
-      if ((await store.load()).length === 0) throw new Failed('the key store is empty: run `agent-trust keys generate` first', EXIT.invalid)
-      const interval = rotationIntervalMs(ctx)
+      if ((await store.load()).length === 0)
+        throw new Failed('the key store is empty: run `agent-trust keys generate` first', EXIT.invalid, 'ERR_KEY_NOT_FOUND')
       const manager = await createKeyManager({ store, ...(interval === undefined ? {} : { rotationIntervalMs: interval }) })
       const immediate = ctx.values.immediate === true
       const kid = await manager.rotateNow({ immediate })
@@ -115,16 +135,16 @@ async function revoke(ctx: Context): Promise<ExitCode> {
   const kid = ctx.positionals[0] as string
   return withStore(ctx, (store) =>
     withAudit(ctx, async (audit) => {
-      if ((await store.load()).length === 0) throw new Failed('the key store is empty', EXIT.invalid)
+      if ((await store.load()).length === 0) throw new Failed('the key store is empty', EXIT.invalid, 'ERR_KEY_NOT_FOUND')
       const manager = await createKeyManager({ store })
       const removed = await manager.revoke(kid)
       audit.record({
         action: 'key',
         decision: removed ? 'allow' : 'deny',
         origin: operator(ctx),
-        note: `${removed ? 'revoked' : 'no such key'} ${kid.slice(0, 64)} (cli)`,
+        note: `${removed ? 'revoked' : 'no such key'} ${escapeText(kid, { max: 64 })} (cli)`,
       })
-      if (!removed) throw new Failed(`no key "${kid.slice(0, 64)}" in the key store`)
+      if (!removed) throw new Failed(`no key ${quote(kid)} in the key store (see agent-trust keys jwks)`, EXIT.failed, 'ERR_KEY_NOT_FOUND')
       ctx.print(
         { revoked: kid, jwks: manager.keys.jwks() },
         `revoked key ${kid}: tokens it signed are rejected as soon as verifiers refresh their JWKS`,

@@ -7,7 +7,7 @@ import type { Manifest } from '../config/manifest.js'
 import { isAgentId, isJti } from '../policy/claims.js'
 import { nowSeconds } from '../lib/time.js'
 import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
-import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
+import { EXIT, Failed, quote, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 import { MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 
@@ -19,7 +19,7 @@ Needs REDIS_URL: a revocation only matters in the store the verifiers share.`
 async function withRedisStore<T>(ctx: Context, fn: (store: ReplayRevocationStore) => Promise<T>): Promise<T> {
   const url = ctx.io.env.REDIS_URL
   if (url === undefined || url === '')
-    throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid)
+    throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid, 'ERR_CONFIG_INVALID')
   const { createRedisStore } = await import('../revocation/redis.js')
   const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
   const store = createRedisStore({ url, commandTimeoutMs: 2000, ...(prefix === undefined ? {} : { prefix }) })
@@ -59,7 +59,7 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
   if (ctx.values.unlisted !== true) {
     const manifest = loadManifest(ctx)
     if (!manifest.agents.some((a) => a.id === id))
-      throw new Failed(`agent "${id}" is not in the manifest (a spawned agent? pass --unlisted)`)
+      throw new Failed(`agent ${quote(id)} is not in the manifest (a spawned agent? pass --unlisted)`, EXIT.failed, 'ERR_AGENT_UNKNOWN')
     ids = lineage(manifest, id)
   }
   return withRedisStore(ctx, (store) =>
@@ -76,7 +76,11 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
           note: a === id ? 'agent (cli)' : `descendant of ${id} (cli)`,
         })
       }
-      ctx.print({ revoked: { agents: ids, atSeconds: at } }, `quarantined ${ids.join(', ')}: every token of theirs is rejected from now on`)
+      // `permanent`: a quarantine has no cut-off time (tokens minted later are rejected too).
+      ctx.print(
+        { revoked: { agents: ids, permanent: true } },
+        `quarantined ${ids.join(', ')}: every token of theirs is rejected from now on`,
+      )
       return EXIT.ok
     }),
   )
@@ -103,15 +107,16 @@ ${OPERATOR_HELP}`,
     },
     {
       name: 'agent',
-      summary: 'revoke every token issued so far to an agent and its declared children',
+      summary: 'quarantine an agent and its declared children (every token, past and future)',
       args: 1,
       options: { ...STORE_OPTIONS, ...OPERATOR_OPTIONS, unlisted: { type: 'boolean' } },
       help: `Usage: agent-trust revoke agent <agent-id> [--unlisted]
 
-Every token issued up to now to the agent (as subject or actor), and to the agents the
-manifest declares as its children, is denied from the next call on. Tokens the authority
-mints afterwards are not affected: to stop the agent for good, also lower it to L0 with
-\`agent-trust trust request <id> L0\` (approved) or remove it from the manifest.
+Quarantines the agent and the agents the manifest declares as its children: every token of
+theirs (as subject or actor), issued before or after, by any authority, is denied from the
+next call on by every verifier sharing the store. The quarantine is permanent (kept a year
+by the store); --json prints {"revoked": {"agents": [...], "permanent": true}}. Remove the
+agent from the manifest too, so that no authority keeps minting for it.
 
 Options:
   --unlisted            the agent is not in the manifest (spawned at run time)

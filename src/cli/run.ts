@@ -11,7 +11,9 @@
  *   5  internal error
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { AgentTrustError } from '../errors.js'
+import { AgentTrustError, type AgentTrustErrorCode, type ErrorDetails } from '../errors.js'
+import { packageVersion } from './version.js'
+import { withoutUnprintable } from '../lib/printable.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, invalid: 4, internal: 5 } as const
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT]
@@ -29,18 +31,42 @@ export interface CliIo {
   readonly signal?: AbortSignal
 }
 
+/** A wrong command line: exit 2, `ERR_USAGE`. */
 export class UsageError extends Error {
   override name = 'UsageError'
 }
 
-/** An outcome that is not an error but must exit non-zero (a broken trail, an invalid token). */
+/** An outcome that must exit non-zero, with the exit code and the stable error code to print. */
 export class Failed extends Error {
   override name = 'Failed'
   readonly code: ExitCode
-  constructor(message: string, code: ExitCode = EXIT.failed) {
+  readonly errorCode: AgentTrustErrorCode
+  /** Identifiers for `--json` (`error.details`): an errno-like reason, never a value. */
+  readonly details: ErrorDetails | undefined
+  constructor(message: string, code: ExitCode, errorCode: AgentTrustErrorCode, details?: ErrorDetails) {
     super(message)
     this.code = code
+    this.errorCode = errorCode
+    this.details = details
   }
+}
+
+/**
+ * Text that came from outside (an agent id, a kid, a file path, an audit note, an argument)
+ * made safe for a terminal or a log line: control characters (C0, DEL, C1), line and
+ * paragraph separators, bidirectional and other format characters (Unicode category Cf)
+ * become `\u{…}` escapes, so no input can move the cursor, recolour the terminal, forge a
+ * line or reorder what the operator reads. `keepNewlines` keeps `\n` (multi-line messages
+ * of the CLI's own). Long text is cut at `max` characters.
+ */
+export function escapeText(text: string, o: { max?: number; keepNewlines?: boolean } = {}): string {
+  const cut = o.max !== undefined && text.length > o.max ? `${text.slice(0, o.max)}...` : text
+  return withoutUnprintable(cut, o)
+}
+
+/** An outside string quoted for a message: escaped, cut at 64 characters. */
+export function quote(text: string, max = 64): string {
+  return `"${escapeText(text, { max })}"`
 }
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>
@@ -99,7 +125,12 @@ function topHelp(groups: readonly CommandGroup[]): string {
     lines.push(`  ${g.name.padEnd(8)} ${g.summary}`)
     for (const s of g.subcommands) lines.push(`    ${`${g.name} ${s.name}`.padEnd(20)} ${s.summary}`)
   }
-  lines.push('', 'Run `agent-trust <command> <subcommand> --help` for details.', '', COMMON_HELP)
+  lines.push(
+    '',
+    'Run `agent-trust <command> <subcommand> --help` for details; `agent-trust --version` (-V) prints the version.',
+    '',
+    COMMON_HELP,
+  )
   return lines.join('\n')
 }
 
@@ -114,60 +145,116 @@ function subHelp(s: Subcommand): string {
   return `${s.help.trim()}\n\n${COMMON_HELP}`
 }
 
-/** Map any failure to a message and an exit code. Messages never carry a token. */
-export function classify(e: unknown): { code: ExitCode; message: string; errorCode?: string } {
-  if (e instanceof UsageError) return { code: EXIT.usage, message: e.message }
-  if (e instanceof Failed) return { code: e.code, message: e.message }
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+const UNREADABLE_ERRNO: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'is a directory',
+  ENOTDIR: 'a component of the path is not a directory',
+  ELOOP: 'too many symbolic links',
+  ENAMETOOLONG: 'the name is too long',
+}
+
+/** Map any failure to a message, an exit code and a stable error code. Messages never carry a token. */
+export function classify(e: unknown): { code: ExitCode; message: string; errorCode: AgentTrustErrorCode; details?: ErrorDetails } {
+  if (e instanceof UsageError) return { code: EXIT.usage, message: e.message, errorCode: 'ERR_USAGE' }
+  if (e instanceof Failed)
+    return { code: e.code, message: e.message, errorCode: e.errorCode, ...(e.details === undefined ? {} : { details: e.details }) }
   if (e instanceof AgentTrustError) {
-    const c = e.code as string
-    if (c === 'ERR_STORE_UNAVAILABLE' || c === 'ERR_SANDBOX_UNAVAILABLE')
+    const c = e.code
+    if (c === 'ERR_USAGE') return { code: EXIT.usage, message: e.message, errorCode: c }
+    if (c === 'ERR_STORE_UNAVAILABLE' || c === 'ERR_SANDBOX_UNAVAILABLE' || c === 'ERR_AUTHORITY_UNAVAILABLE')
       return { code: EXIT.unavailable, message: e.message, errorCode: c }
-    if (c === 'ERR_CONFIG_INVALID' || c === 'ERR_KEY_INVALID' || c === 'ERR_KEY_STORE_INSECURE')
+    if (c === 'ERR_CONFIG_INVALID' || c === 'ERR_KEY_INVALID' || c === 'ERR_KEY_STORE_INSECURE' || c === 'ERR_FILE_UNREADABLE')
       return { code: EXIT.invalid, message: e.message, errorCode: c }
     return { code: EXIT.failed, message: e.message, errorCode: c }
   }
-  const errno = (e as NodeJS.ErrnoException | undefined)?.code
-  if (typeof errno === 'string' && errno.startsWith('ERR_PARSE_ARGS')) return { code: EXIT.usage, message: (e as Error).message }
-  if (errno === 'ENOENT' || errno === 'EACCES' || errno === 'EISDIR' || errno === 'EPERM')
-    return { code: EXIT.invalid, message: (e as Error).message }
-  if (errno === 'ECONNREFUSED' || errno === 'ETIMEDOUT' || errno === 'ECONNRESET' || errno === 'EHOSTUNREACH')
-    return { code: EXIT.unavailable, message: (e as Error).message }
-  return { code: EXIT.internal, message: e instanceof Error ? `${e.name}: ${e.message}` : String(e) }
+  const err = e as NodeJS.ErrnoException | undefined
+  const errno = err?.code
+  if (typeof errno === 'string' && errno.startsWith('ERR_PARSE_ARGS'))
+    return { code: EXIT.usage, message: (e as Error).message.split('\n')[0] as string, errorCode: 'ERR_USAGE' }
+  if (typeof errno === 'string' && errno in UNREADABLE_ERRNO) {
+    const path = typeof err?.path === 'string' ? ` ${quote(err.path, 256)}` : ''
+    return { code: EXIT.invalid, message: `cannot read${path}: ${UNREADABLE_ERRNO[errno]} (${errno})`, errorCode: 'ERR_FILE_UNREADABLE' }
+  }
+  if (typeof errno === 'string' && UNAVAILABLE_ERRNO.has(errno))
+    return { code: EXIT.unavailable, message: `${errno}: ${(e as Error).message}`, errorCode: 'ERR_STORE_UNAVAILABLE' }
+  return { code: EXIT.internal, message: e instanceof Error ? `${e.name}: ${e.message}` : String(e), errorCode: 'ERR_GENERIC' }
+}
+
+/**
+ * Check the command line against the options before parsing it, for one clean line per
+ * problem instead of the parser's text: an unknown option, a missing value, a value given
+ * to a flag.
+ */
+function checkOptions(args: readonly string[], options: OptionSpec, where: string): void {
+  const { tokens } = parseArgs({ args: [...args], options, allowPositionals: true, strict: false, tokens: true })
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue
+    const spec = options[t.name]
+    if (spec === undefined) throw new UsageError(`unknown option ${quote(t.rawName, 40)} (see agent-trust ${where} --help)`)
+    if (spec.type === 'string' && t.value === undefined)
+      throw new UsageError(`option ${quote(t.rawName, 40)} needs a value (see agent-trust ${where} --help)`)
+    if (spec.type === 'boolean' && t.value !== undefined)
+      throw new UsageError(`option ${quote(t.rawName, 40)} takes no value (see agent-trust ${where} --help)`)
+  }
 }
 
 /** Run one command line; resolves with the exit code. Never throws. */
 export async function runCli(argv: readonly string[], io: CliIo, groups: readonly CommandGroup[]): Promise<ExitCode> {
   const json = argv.includes('--json')
-  const fail = (code: ExitCode, message: string, errorCode?: string): ExitCode => {
-    io.err(`agent-trust: ${message}${errorCode === undefined ? '' : ` [${errorCode}]`}\n`)
+  const fail = (code: ExitCode, message: string, errorCode: AgentTrustErrorCode, details?: ErrorDetails): ExitCode => {
+    // Messages may quote outside text; nothing in them reaches the terminal unescaped.
+    const safe = escapeText(message, { keepNewlines: true })
+    io.err(`agent-trust: ${safe} [${errorCode}]\n`)
     if (json)
       io.out(
-        `${JSON.stringify({ ok: false, exitCode: code, error: { ...(errorCode === undefined ? {} : { code: errorCode }), message } })}\n`,
+        `${JSON.stringify({ ok: false, exitCode: code, error: { code: errorCode, message: safe, ...(details === undefined ? {} : { details }) } })}\n`,
       )
     return code
   }
   const [groupName, subName, ...rest] = argv
+  if (groupName === '--version' || groupName === '-V') {
+    const version = packageVersion()
+    if (version === undefined) return fail(EXIT.internal, "cannot find agent-trust's package.json", 'ERR_GENERIC')
+    io.out(argv.includes('--json') ? `${JSON.stringify({ version })}\n` : `${version}\n`)
+    return EXIT.ok
+  }
   if (groupName === undefined || groupName === '--help' || groupName === '-h' || groupName === 'help') {
     io.out(`${topHelp(groups)}\n`)
-    return groupName === undefined ? EXIT.usage : EXIT.ok
+    if (groupName === undefined) return fail(EXIT.usage, 'a command is required (see above)', 'ERR_USAGE')
+    return EXIT.ok
   }
   const group = groups.find((g) => g.name === groupName)
-  if (group === undefined) return fail(EXIT.usage, `unknown command "${groupName.slice(0, 40)}" (see agent-trust --help)`)
+  if (group === undefined) return fail(EXIT.usage, `unknown command ${quote(groupName, 40)} (see agent-trust --help)`, 'ERR_USAGE')
   if (subName === undefined || subName === '--help' || subName === '-h') {
     io.out(`${groupHelp(group)}\n`)
-    return subName === undefined ? EXIT.usage : EXIT.ok
+    if (subName === undefined) return fail(EXIT.usage, `agent-trust ${group.name} needs a subcommand (see above)`, 'ERR_USAGE')
+    return EXIT.ok
   }
   const sub = group.subcommands.find((s) => s.name === subName)
   if (sub === undefined)
-    return fail(EXIT.usage, `unknown subcommand "${group.name} ${subName.slice(0, 40)}" (see agent-trust ${group.name} --help)`)
+    return fail(
+      EXIT.usage,
+      `unknown subcommand ${quote(`${group.name} ${subName}`, 48)} (see agent-trust ${group.name} --help)`,
+      'ERR_USAGE',
+    )
   let values: Values
   let positionals: string[]
+  const options = { ...COMMON_OPTIONS, ...sub.options }
   try {
-    const parsed = parseArgs({ args: [...rest], options: { ...COMMON_OPTIONS, ...sub.options }, allowPositionals: true, strict: true })
+    checkOptions(rest, options, `${group.name} ${sub.name}`)
+    const parsed = parseArgs({ args: [...rest], options, allowPositionals: true, strict: true })
     values = parsed.values as Values
     positionals = parsed.positionals
   } catch (e) {
-    return fail(EXIT.usage, `${(e as Error).message.split('\n')[0]} (see agent-trust ${group.name} ${sub.name} --help)`)
+    const c = classify(e)
+    return fail(
+      c.code,
+      c.code === EXIT.usage && !(e instanceof UsageError) ? `${c.message} (see agent-trust ${group.name} ${sub.name} --help)` : c.message,
+      c.errorCode,
+    )
   }
   if (values.help === true) {
     io.out(`${subHelp(sub)}\n`)
@@ -178,6 +265,7 @@ export async function runCli(argv: readonly string[], io: CliIo, groups: readonl
     return fail(
       EXIT.usage,
       `agent-trust ${group.name} ${sub.name} takes ${min === max ? min : `${min}-${max}`} argument(s), got ${positionals.length} (see --help)`,
+      'ERR_USAGE',
     )
   }
   const ctx: Context = {
@@ -193,7 +281,7 @@ export async function runCli(argv: readonly string[], io: CliIo, groups: readonl
     return await sub.run(ctx)
   } catch (e) {
     const c = classify(e)
-    return fail(c.code, c.message, c.errorCode)
+    return fail(c.code, c.message, c.errorCode, c.details)
   }
 }
 

@@ -5,14 +5,14 @@ import { createAuditLog, DEFAULT_AUDIT_FILE, fileSink } from '../audit/index.js'
 import type { AgentDeclaration } from '../config/manifest.js'
 import { gcSandbox, innerRuleset, networkPolicyFor, resolveDirect, startSandbox } from '../sandbox/index.js'
 import { loadManifest } from './shared.js'
-import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import { EXIT, Failed, quote, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 
 function agentOf(ctx: Context): AgentDeclaration {
   const id = str(ctx.values, 'agent')
   if (id === undefined) throw new UsageError('--agent <id> is required')
   const manifest = loadManifest(ctx)
   const agent = manifest.agents.find((a) => a.id === id)
-  if (agent === undefined) throw new Failed(`agent "${id.slice(0, 64)}" is not in the manifest [ERR_AGENT_UNKNOWN]`, EXIT.invalid)
+  if (agent === undefined) throw new Failed(`agent ${quote(id)} is not in the manifest`, EXIT.invalid, 'ERR_AGENT_UNKNOWN')
   return agent
 }
 
@@ -39,7 +39,7 @@ async function run(ctx: Context): Promise<ExitCode> {
   const manifest = loadManifest(ctx)
   const agent = agentOf(ctx)
   if (findCommand(command, ctx.io.env.PATH) === undefined)
-    throw new Failed(`the command "${command.slice(0, 128)}" was not found or is not executable`, EXIT.invalid)
+    throw new Failed(`the command ${quote(command, 128)} was not found or is not executable`, EXIT.invalid, 'ERR_FILE_UNREADABLE')
   const file = str(ctx.values, 'audit-file') ?? ctx.io.env.AGENT_TRUST_AUDIT_FILE ?? DEFAULT_AUDIT_FILE
   const audit = createAuditLog({ sinks: [fileSink(file)] })
   try {

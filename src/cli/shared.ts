@@ -2,7 +2,7 @@
 import { userInfo } from 'node:os'
 import { createAuditLog, DEFAULT_AUDIT_FILE, fileSink, type ChainedAuditLog } from '../audit/index.js'
 import { loadManifestFile, type Manifest } from '../config/manifest.js'
-import { manifestPath, str, type Context, type OptionSpec } from './run.js'
+import { escapeText, manifestPath, quote, str, type Context, type OptionSpec } from './run.js'
 
 export const OPERATOR_OPTIONS: OptionSpec = {
   by: { type: 'string' },
@@ -11,7 +11,7 @@ export const OPERATOR_OPTIONS: OptionSpec = {
 
 export const OPERATOR_HELP = `  --by <name>           who is acting, for the audit trail (default: AGENT_TRUST_OPERATOR, else the OS user)
   --audit-file <file>   where this command's own audit events go (default: AGENT_TRUST_AUDIT_FILE,
-                        else ${DEFAULT_AUDIT_FILE}); each run is one sealed chain`
+                        else ${DEFAULT_AUDIT_FILE}); each run that records something is one sealed chain`
 
 export function loadManifest(ctx: Context): Manifest {
   return loadManifestFile(manifestPath(ctx))
@@ -27,17 +27,33 @@ export function operator(ctx: Context): string {
   }
 }
 
-/** Run `fn` with an audit log on the CLI's trail; the chain is sealed when it returns. */
-export async function withAudit<T>(ctx: Context, fn: (audit: ChainedAuditLog) => Promise<T>): Promise<T> {
+/** What a command records on the CLI's trail. */
+export type CliAudit = Pick<ChainedAuditLog, 'record'>
+
+/**
+ * Run `fn` with the CLI's audit trail. The chain is opened on the first event and sealed when
+ * `fn` returns: a run that records nothing (it changed nothing) writes nothing at all.
+ */
+export async function withAudit<T>(ctx: Context, fn: (audit: CliAudit) => Promise<T>): Promise<T> {
   const file = str(ctx.values, 'audit-file') ?? ctx.io.env.AGENT_TRUST_AUDIT_FILE ?? DEFAULT_AUDIT_FILE
   const failures: string[] = []
-  const audit = createAuditLog({ sinks: [fileSink(file)], onError: (e) => failures.push(e.message) })
+  let log: ChainedAuditLog | undefined
+  const audit: CliAudit = {
+    record(event) {
+      log ??= createAuditLog({ sinks: [fileSink(file)], onError: (e) => failures.push(e.message) })
+      log.record(event)
+    },
+  }
   try {
     return await fn(audit)
   } finally {
-    await audit.close()
-    if (audit.stats().sinks.some((s) => s.pending > 0 || s.dropped > 0)) {
-      ctx.io.err(`agent-trust: warning: the audit trail ${file} could not be written (${failures[0] ?? 'unknown error'})\n`)
+    if (log !== undefined) {
+      await log.close()
+      if (log.stats().sinks.some((s) => s.pending > 0 || s.dropped > 0)) {
+        ctx.io.err(
+          `agent-trust: warning: the audit trail ${quote(file, 256)} could not be written (${escapeText(failures[0] ?? 'unknown error', { max: 200 })})\n`,
+        )
+      }
     }
   }
 }

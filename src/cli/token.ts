@@ -11,14 +11,25 @@ import { ConfigInvalid } from '../errors.js'
 import type { JSONWebKeySet } from '../keys/index.js'
 import { OPERATIONS, type Operation } from '../policy/trust.js'
 import { VerificationCore, type Requirement } from '../verifier/index.js'
-import { argOrStdin, EXIT, Failed, manifestPath, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import {
+  argOrStdin,
+  escapeText,
+  EXIT,
+  Failed,
+  manifestPath,
+  str,
+  UsageError,
+  type CommandGroup,
+  type Context,
+  type ExitCode,
+} from './run.js'
 import { MAX_TOKEN_BYTES } from '../policy/limits.js'
 import { parseStrictJson, StrictJsonError } from '../lib/strict-json.js'
 
 const UNVERIFIED = 'UNVERIFIED: decoded only, the signature was NOT checked. Do not trust these claims; use `agent-trust token verify`.'
 
 function decodePart(part: string, what: string): Record<string, unknown> {
-  if (!/^[A-Za-z0-9_-]*$/.test(part)) throw new Failed(`the ${what} is not base64url`, EXIT.invalid)
+  if (!/^[A-Za-z0-9_-]*$/.test(part)) throw new Failed(`the ${what} is not base64url`, EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   let v: unknown
   try {
     // The verifier's reading: strict UTF-8, no member named twice (inspect shows what verify would read).
@@ -26,9 +37,10 @@ function decodePart(part: string, what: string): Record<string, unknown> {
   } catch (e) {
     const rule = e instanceof StrictJsonError ? e.rule : 'syntax'
     const why = rule === 'utf8' ? 'is not valid UTF-8' : rule === 'duplicate' ? 'names a JSON member twice' : 'is not JSON'
-    throw new Failed(`the ${what} ${why}`, EXIT.invalid)
+    throw new Failed(`the ${what} ${why}`, EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Failed(`the ${what} is not a JSON object`, EXIT.invalid)
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new Failed(`the ${what} is not a JSON object`, EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   return v as Record<string, unknown>
 }
 
@@ -46,9 +58,9 @@ function when(epoch: unknown, nowS: number): string {
 
 async function inspect(ctx: Context): Promise<ExitCode> {
   const token = await argOrStdin(ctx, ctx.positionals[0] as string)
-  if (token.length > MAX_TOKEN_BYTES) throw new Failed('the token exceeds 8 KiB', EXIT.invalid)
+  if (token.length > MAX_TOKEN_BYTES) throw new Failed('the token exceeds 8 KiB', EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   const parts = token.split('.')
-  if (parts.length !== 3) throw new Failed('not a compact JWS (three dot-separated parts)', EXIT.invalid)
+  if (parts.length !== 3) throw new Failed('not a compact JWS (three dot-separated parts)', EXIT.invalid, 'ERR_TOKEN_MALFORMED')
   const header = decodePart(parts[0] as string, 'header')
   const payload = decodePart(parts[1] as string, 'payload')
   const signatureBytes = Buffer.from(parts[2] as string, 'base64url').length
@@ -66,16 +78,52 @@ async function inspect(ctx: Context): Promise<ExitCode> {
   return EXIT.ok
 }
 
+const JWKS_TIMEOUT_MS = 5000
+
+const NETWORK_ERRORS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'the host name does not resolve (DNS)',
+  EAI_AGAIN: 'DNS lookup failed (temporary)',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ETIMEDOUT: 'connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  UND_ERR_SOCKET: 'the connection closed',
+}
+
+/** Why a fetch failed, as an errno-like code and a phrase (never the URL: it may carry credentials). */
+export function fetchFailure(cause: unknown): { reason: string; text: string } {
+  const e = cause as (Error & { cause?: unknown }) | undefined
+  if (e?.name === 'TimeoutError' || e?.name === 'AbortError')
+    return { reason: 'ETIMEDOUT', text: `no answer within ${JWKS_TIMEOUT_MS / 1000} s (ETIMEDOUT)` }
+  const inner = (e?.cause ?? e) as (NodeJS.ErrnoException & { errors?: readonly unknown[] }) | undefined
+  const code =
+    typeof inner?.code === 'string'
+      ? inner.code
+      : (inner?.errors?.map((x) => (x as NodeJS.ErrnoException).code).find((c): c is string => typeof c === 'string') ?? undefined)
+  if (code !== undefined)
+    return { reason: code, text: `${NETWORK_ERRORS[code] ?? 'network or TLS error'} (${escapeText(code, { max: 40 })})` }
+  // Such messages may quote the URL, credentials included: replaced before printing.
+  const message = (inner?.message ?? e?.message ?? 'unknown error').replace(/[a-z][a-z0-9+.-]*:\/\/\S*/gi, '<url>')
+  return { reason: 'EFETCH', text: escapeText(message, { max: 160 }) }
+}
+
 async function loadJwks(source: string): Promise<JSONWebKeySet> {
   let text: string
   if (/^https?:\/\//i.test(source)) {
     let res: Response
     try {
-      res = await fetch(source, { signal: AbortSignal.timeout(5000), headers: { accept: 'application/json' }, redirect: 'error' })
+      res = await fetch(source, {
+        signal: AbortSignal.timeout(JWKS_TIMEOUT_MS),
+        headers: { accept: 'application/json' },
+        redirect: 'error',
+      })
     } catch (cause) {
-      throw new Failed(`the JWKS URL did not answer (${(cause as Error).name})`, EXIT.unavailable)
+      const f = fetchFailure(cause)
+      throw new Failed(`the JWKS URL did not answer: ${f.text}`, EXIT.unavailable, 'ERR_AUTHORITY_UNAVAILABLE', { reason: f.reason })
     }
-    if (!res.ok) throw new Failed(`the JWKS URL answered HTTP ${res.status}`, EXIT.unavailable)
+    if (!res.ok) throw new Failed(`the JWKS URL answered HTTP ${res.status}`, EXIT.unavailable, 'ERR_AUTHORITY_UNAVAILABLE')
     text = await res.text()
   } else {
     text = await readFile(source, 'utf8')

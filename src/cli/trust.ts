@@ -8,7 +8,7 @@ import { FileTrustChangeStore, isRaise, notStale, effectiveLevel } from '../auth
 import type { TrustChangeRequest, TrustChangeStatus } from '../authority/types.js'
 import { TrustChangeDenied } from '../errors.js'
 import { isTrustLevel, levelRank } from '../policy/trust.js'
-import { EXIT, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import { escapeText, EXIT, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 
 export const DEFAULT_TRUST_STORE = 'agent-trust-trust-changes.json'
@@ -33,7 +33,10 @@ function row(r: TrustChangeRequest): string {
     r.status === 'pending'
       ? ''
       : ` by ${r.decidedBy ?? '?'} at ${r.decidedAt ?? '?'}${r.appliedAt === undefined ? (r.status === 'approved' ? ' (not applied yet)' : '') : ` (applied ${r.appliedAt})`}`
-  return `${r.id}  ${r.status.toUpperCase().padEnd(8)} ${r.agentId} ${r.from} -> ${r.to} (${isRaise(r) ? 'raise' : 'lower'})  requested by ${r.requestedBy} at ${r.createdAt}: ${r.reason}${decided}`
+  // The store is a shared file: everything in it is printed escaped.
+  return escapeText(
+    `${r.id}  ${r.status.toUpperCase().padEnd(8)} ${r.agentId} ${r.from} -> ${r.to} (${isRaise(r) ? 'raise' : 'lower'})  requested by ${r.requestedBy} at ${r.createdAt}: ${r.reason}${decided}`,
+  )
 }
 
 async function list(ctx: Context): Promise<ExitCode> {
@@ -116,11 +119,10 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
   const req = await store.get(id)
   if (req === undefined) throw new TrustChangeDenied('no such trust-change request', { details: { rule: 'unknown-request' } })
   if (approved && ctx.values.yes !== true) {
-    const question = `Approve ${isRaise(req) ? 'RAISING' : 'lowering'} ${req.agentId} from ${req.from} to ${req.to}?\n  requested by ${req.requestedBy}: ${req.reason}\nType "yes" to approve: `
+    const question = `Approve ${isRaise(req) ? 'RAISING' : 'lowering'} ${escapeText(req.agentId)} from ${req.from} to ${req.to}?\n  requested by ${escapeText(req.requestedBy)}: ${escapeText(req.reason)}\nType "yes" to approve: `
     if (ctx.io.confirm === undefined) throw new UsageError('stdin is not a terminal: pass --yes to approve non-interactively')
     if (!(await ctx.io.confirm(question))) {
-      ctx.io.err('agent-trust: not approved (nothing changed)\n')
-      return EXIT.failed
+      throw new TrustChangeDenied('not approved (nothing changed)', { details: { rule: 'not-approved' } })
     }
   }
   // Stale check against the manifest the authority uses, when it is readable here.
@@ -159,7 +161,7 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
     const human = approved
       ? `approved ${id}: ${decided.agentId} ${decided.from} -> ${decided.to}. The authority applies it, and revokes the agent's outstanding tokens, at its next sync.`
       : `denied ${id}: ${decided.agentId} stays ${decided.from}.`
-    ctx.print({ request: decided }, human)
+    ctx.print({ request: decided }, escapeText(human))
     return EXIT.ok
   })
 }

@@ -34,9 +34,10 @@ export function printable(s: unknown, max = 512): string {
 
 /**
  * `s` with every unprintable character written as `\u{hex}`, backslashes left alone: for
- * stored records (the audit trail), where the text stays data and a terminal never sees a
- * raw control even if a reader prints a field without {@link printable}.
+ * stored records (the audit trail) and terminal lines whose escapes need not round-trip. With
+ * `keepNewlines`, `\n` stays (multi-line text shown as lines).
  */
-export function withoutUnprintable(s: string): string {
-  return UNPRINTABLE.test(s) ? s.replace(UNPRINTABLE_ALL, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`) : s
+export function withoutUnprintable(s: string, o: { readonly keepNewlines?: boolean } = {}): string {
+  if (!UNPRINTABLE.test(s)) return s
+  return s.replace(UNPRINTABLE_ALL, (c) => (o.keepNewlines === true && c === '\n' ? c : `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`))
 }

@@ -72,7 +72,8 @@ describe.skipIf(!up && !CI)('agent-trust revoke (real Redis)', () => {
     await new Promise((r) => setTimeout(r, 10))
     const r = await cliInProcess(['revoke', 'agent', 'moltbot-orchestrator', '--json'], { env })
     expect(r.code).toBe(0)
-    expect(JSON.parse(r.stdout).revoked.agents).toEqual(['moltbot-orchestrator', CHILD.id])
+    // A quarantine is permanent: no sentinel timestamp in the output.
+    expect(JSON.parse(r.stdout)).toEqual({ revoked: { agents: ['moltbot-orchestrator', CHILD.id], permanent: true } })
     await expect(verifier().verify(parent, read)).rejects.toThrow(deny('ERR_AGENT_REVOKED'))
     await expect(verifier().verify(child, read)).rejects.toThrow(deny('ERR_AGENT_REVOKED'))
     await expect(verifier().verify(bystander, read)).resolves.toBeDefined()
