@@ -119,7 +119,16 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
   const req = await store.get(id)
   if (req === undefined) throw new TrustChangeDenied('no such trust-change request', { details: { rule: 'unknown-request' } })
   if (approved && ctx.values.yes !== true) {
-    const question = `Approve ${isRaise(req) ? 'RAISING' : 'lowering'} ${escapeText(req.agentId)} from ${req.from} to ${req.to}?\n  requested by ${escapeText(req.requestedBy)}: ${escapeText(req.reason)}\nType "yes" to approve: `
+    // What others wrote comes first, escaped; what the approval does is computed here from
+    // the request's levels and printed last, right above the prompt, so no text above it can
+    // stand in for it.
+    const question = [
+      `Trust-change request ${escapeText(req.id)}`,
+      `  requested by: ${escapeText(req.requestedBy, { max: 128 })}`,
+      `  reason:       ${escapeText(req.reason, { max: 500 })}`,
+      `Approving this is ${isRaise(req) ? 'RAISING' : 'LOWERING'} ${escapeText(req.agentId)} from ${req.from} to ${req.to}.`,
+      'Type "yes" to approve: ',
+    ].join('\n')
     if (ctx.io.confirm === undefined) throw new UsageError('stdin is not a terminal: pass --yes to approve non-interactively')
     if (!(await ctx.io.confirm(question))) {
       throw new TrustChangeDenied('not approved (nothing changed)', { details: { rule: 'not-approved' } })
