@@ -10,7 +10,7 @@
 import { createHmac, hash } from 'node:crypto'
 import { canonicalJson } from '../lib/hash.js'
 import type { AuditEventInput } from './types.js'
-import { withoutUnprintable } from '../lib/printable.js'
+import { withoutUnprintable } from '../policy/printable.js'
 
 /** The format version written in every event (`v`). */
 export const AUDIT_FORMAT_VERSION = 1

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod'
 import type { ErrorDetails } from '../errors.js'
-import { hasUnprintable } from '../lib/printable.js'
+import { hasUnprintable } from '../policy/printable.js'
 
 /** Protocol version prefix of every path. */
 export const API_PREFIX = '/v1'
@@ -31,7 +31,11 @@ export const PATHS = {
 } as const
 
 const id = z.string().min(1).max(255)
-const context = z.strictObject({ session_id: z.string().max(256), user_id: z.string().max(256), task_id: z.string().max(256) })
+const contextValue = z
+  .string()
+  .max(256)
+  .refine((s) => !hasUnprintable(s), { message: 'must be plain text: no control, bidi or invisible characters' })
+const context = z.strictObject({ session_id: contextValue, user_id: contextValue, task_id: contextValue })
 const scopes = z.array(z.string().min(1).max(1100)).min(1).max(32)
 const ttl = z.int().min(1).max(300).optional()
 const thumbprint = z.string().max(64).optional()

@@ -13,7 +13,7 @@ import { isTrustLevel, levelRank, type TrustLevel } from '../policy/trust.js'
 import type { AuthorityCore } from './core.js'
 import { approvedInOrder, notStale } from './trust-changes.js'
 import type { ApprovalDecision, TrustChangeApprover, TrustChangeRequest, TrustChangeStatus, TrustChangeStore } from './types.js'
-import { hasUnprintable } from '../lib/printable.js'
+import { hasUnprintable } from '../policy/printable.js'
 
 export class TrustChangeWorkflow {
   readonly #core: AuthorityCore

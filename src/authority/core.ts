@@ -37,6 +37,7 @@ import { signToken, signTokenOffloaded } from '../tokens/jws.js'
 import { toAgentTrustError, VerificationCore } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
 import type { AuthorityOptions } from './types.js'
+import { hasUnprintable } from '../policy/printable.js'
 
 export class AuthorityCore {
   readonly id: string
@@ -199,6 +200,10 @@ export function checkContext(ctx: AuditContext): AuditContext {
   for (const v of [session_id, user_id, task_id]) {
     if (typeof v !== 'string' || v.length > MAX_CONTEXT_VALUE_LENGTH)
       throw new TokenClaims(`context values must be strings of at most ${MAX_CONTEXT_VALUE_LENGTH} chars`, {
+        details: { claim: 'context' },
+      })
+    if (hasUnprintable(v))
+      throw new TokenClaims('context values must be plain text: no control, bidi or invisible characters', {
         details: { claim: 'context' },
       })
   }

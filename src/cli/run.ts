@@ -13,7 +13,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { AgentTrustError, type AgentTrustErrorCode, type ErrorDetails } from '../errors.js'
 import { packageVersion } from './version.js'
-import { withoutUnprintable } from '../lib/printable.js'
+import { withoutUnprintable } from '../policy/printable.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, invalid: 4, internal: 5 } as const
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT]

@@ -5,6 +5,7 @@ import { TokenClaims } from '../errors.js'
 import { isExactScope } from './scopes.js'
 import type { TokenTrustLevel } from './trust.js'
 import { MAX_AGENT_ID_LENGTH, MAX_ANCESTRY_CLAIM, MAX_CONTEXT_VALUE_LENGTH, MAX_DELEGATION_CHAIN, MAX_SCOPES_PER_TOKEN } from './limits.js'
+import { hasUnprintable } from './printable.js'
 
 export const TOKEN_TYPE = 'agent-cap+jwt'
 export const TOKEN_ALG = 'ES256'
@@ -126,6 +127,8 @@ export function assertCapabilityClaims(payload: unknown): asserts payload is Cap
   for (const k of ['session_id', 'user_id', 'task_id'] as const) {
     const v = ctx[k]
     if (typeof v !== 'string' || v.length > MAX_CONTEXT_VALUE_LENGTH) fail('context', `must have a string "${k}"`)
+    // Context values reach audit trails and operators' screens: plain text only.
+    if (hasUnprintable(v)) fail('context', `"${k}" must be plain text (no control, bidi or invisible characters)`)
   }
   if (payload.act !== undefined) validateActor(payload.act, 1)
   if (payload.chain !== undefined) {

@@ -6,7 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto'
 import { ConfigInvalid, KeyInvalid, TokenKeyUnknown } from '../errors.js'
-import { printable } from '../lib/printable.js'
+import { printable } from '../policy/printable.js'
 import { importPublicKey, type JSONWebKeySet, type JwksSource, type JWK } from '../keys/index.js'
 
 /** A function source may also carry `reload()`: called once when a token names an unknown kid (see `remoteJwks`). */

@@ -94,3 +94,25 @@ describe('mint and verify agree on every limit', () => {
     ).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_/) })
   })
 })
+
+describe('context values are plain text', () => {
+  it('refuses control, bidi and invisible characters in context at mint (property)', async () => {
+    const authority = await Authority.create({ manifest: MANIFEST })
+    const hostile = fc
+      .tuple(
+        fc.string({ maxLength: 10 }),
+        fc.constantFrom('\u001b[2K', '\u009b', '\u202e', '\u200b', '\u0000', '\r\n', '\u{e0041}'),
+        fc.string({ maxLength: 10 }),
+      )
+      .map(([a, c, b]) => `${a}${c}${b}`)
+    await fc.assert(
+      fc.asyncProperty(hostile, fc.constantFrom('session_id', 'user_id', 'task_id'), async (value, key) => {
+        const context = { session_id: 's', user_id: 'u', task_id: 't', [key]: value }
+        await expect(
+          authority.mint({ subject: 'wide-agent', audience: 'limits-server', scope: ['a:b:c:d'], operation: 'read', context }),
+        ).rejects.toMatchObject({ code: 'ERR_TOKEN_CLAIMS' })
+      }),
+      { numRuns: 60 },
+    )
+  })
+})

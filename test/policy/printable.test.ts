@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { hasUnprintable, printable } from '../../src/lib/printable.js'
+import { hasUnprintable, printable } from '../../src/policy/printable.js'
 
 /** What a terminal acts on: C0, DEL, C1, and Unicode format characters (general category Cf), lone surrogates. */
 const ACTS = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]|\p{Cs}/u
