@@ -6,7 +6,7 @@
  * Keep its file (mode 0600 by default) or Redis ACL to the authority and the operators.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { readTrustFile } from '../config/trust-file.js'
 import { dirname, join, basename } from 'node:path'
 import { z } from 'zod'
@@ -21,8 +21,48 @@ function byDecision(a: Readonly<TrustChangeRequest>, b: Readonly<TrustChangeRequ
 }
 
 /** Approved requests in the order they were decided: the order to apply them in. */
+/**
+ * Approved changes in the order they were decided. An approval by the requester itself (a
+ * store written by another tool, or edited) is not an approval: a human other than the one
+ * who asked must decide.
+ */
 export function approvedInOrder(all: readonly Readonly<TrustChangeRequest>[]): TrustChangeRequest[] {
-  return all.filter((r) => r.status === 'approved').sort(byDecision) as TrustChangeRequest[]
+  return all.filter((r) => r.status === 'approved' && r.decidedBy !== r.requestedBy).sort(byDecision) as TrustChangeRequest[]
+}
+
+/** Pending requests one requester may have open at once, over all agents. */
+export const MAX_PENDING_PER_REQUESTER = 16
+/** Requests a store holds (pending and decided); past it, new requests are refused until old ones are pruned. */
+export const MAX_STORED_REQUESTS = 50_000
+
+/**
+ * Whether a new request may be stored beside `all`, checked by every store inside its atomic
+ * step, before anything is written: one pending request per requester and agent, a bound on
+ * each requester's pending requests, and on the store's size, so that no agent can flood the
+ * store or the operators' queue.
+ */
+export function admitRequest(req: Readonly<TrustChangeRequest>, all: readonly Readonly<TrustChangeRequest>[]): void {
+  let pendingByRequester = 0
+  for (const r of all) {
+    if (r.id === req.id) throw new TrustChangeDenied('duplicate request id', { details: { rule: 'duplicate-id' } })
+    if (r.status !== 'pending' || r.requestedBy !== req.requestedBy) continue
+    if (r.agentId === req.agentId)
+      throw new TrustChangeDenied(
+        `a request for "${req.agentId}" by this requester is already pending (${r.id}): decide or withdraw it first`,
+        {
+          details: { agentId: req.agentId, rule: 'duplicate-pending' },
+        },
+      )
+    pendingByRequester++
+  }
+  if (pendingByRequester >= MAX_PENDING_PER_REQUESTER)
+    throw new TrustChangeDenied(`this requester already has ${MAX_PENDING_PER_REQUESTER} pending requests`, {
+      details: { rule: 'too-many-pending' },
+    })
+  if (all.length >= MAX_STORED_REQUESTS)
+    throw new TrustChangeDenied(`the trust-change store holds ${MAX_STORED_REQUESTS} requests: prune decided ones`, {
+      details: { rule: 'store-full' },
+    })
 }
 
 /** An agent's level after every approved change: the last approved `to`, else `base`. */
@@ -56,6 +96,10 @@ export function isRaise(r: Pick<TrustChangeRequest, 'from' | 'to'>): boolean {
 function applyDecision(req: TrustChangeRequest, d: TrustChangeDecisionInput): TrustChangeRequest {
   if (req.status !== 'pending') throw new TrustChangeDenied(`the request was already ${req.status}`, { details: { rule: 'not-pending' } })
   if (typeof d.decidedBy !== 'string' || d.decidedBy.trim().length === 0) throw new TrustChangeDenied('a decision must name its approver')
+  if (d.approved && d.decidedBy.slice(0, 128) === req.requestedBy)
+    throw new TrustChangeDenied('the requester cannot approve its own request: another operator must decide', {
+      details: { rule: 'self-approval' },
+    })
   return {
     ...req,
     status: d.approved ? 'approved' : 'denied',
@@ -72,7 +116,7 @@ export class MemoryTrustChangeStore implements TrustChangeStore {
   readonly #requests = new Map<string, TrustChangeRequest>()
 
   async add(request: TrustChangeRequest): Promise<void> {
-    if (this.#requests.has(request.id)) throw new TrustChangeDenied('duplicate request id')
+    admitRequest(request, [...this.#requests.values()])
     this.#requests.set(request.id, { ...request })
   }
 
@@ -173,6 +217,11 @@ export class FileTrustChangeStore implements TrustChangeStore {
   }
 
   async #write(requests: readonly TrustChangeRequest[]): Promise<void> {
+    // Never write a file this store could not read back (and so could not start from).
+    if (!FileSchema.safeParse({ version: 1, requests }, { reportInput: false }).success)
+      throw new TrustChangeDenied('the change would leave the trust-change store unreadable; nothing was written', {
+        details: { rule: 'unreadable' },
+      })
     const tmp = join(dirname(this.path), `.${basename(this.path)}.${process.pid}.${randomUUID()}.tmp`)
     const h = await open(tmp, 'wx', this.#mode)
     try {
@@ -189,6 +238,27 @@ export class FileTrustChangeStore implements TrustChangeStore {
     }
   }
 
+  /**
+   * A lock is broken only when its holder is gone: the PID it names is not a live process
+   * on this host (a killed writer), or, when it names none or cannot be read, it is older
+   * than `staleLockMs`. A slow live writer keeps its lock.
+   */
+  async #lockAbandoned(lock: string): Promise<boolean> {
+    const st = await stat(lock).catch(() => undefined)
+    if (st === undefined) return false
+    const pid = Number((await readFile(lock, 'utf8').catch(() => '')).trim())
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
+      try {
+        process.kill(pid, 0)
+        return false // alive (or alive under another user: EPERM below)
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EPERM') return false
+        return true // ESRCH: no such process
+      }
+    }
+    return Date.now() - st.mtimeMs > this.#staleLockMs
+  }
+
   async #locked<T>(fn: (all: TrustChangeRequest[]) => Promise<{ result: T; write?: TrustChangeRequest[] }>): Promise<T> {
     const lock = `${this.path}.lock`
     await mkdir(dirname(this.path), { recursive: true })
@@ -202,8 +272,7 @@ export class FileTrustChangeStore implements TrustChangeStore {
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
           throw new StoreUnavailable(`cannot lock the trust-change store "${this.path}"`, { cause: e })
-        const st = await stat(lock).catch(() => undefined)
-        if (st !== undefined && Date.now() - st.mtimeMs > this.#staleLockMs) {
+        if (await this.#lockAbandoned(lock)) {
           await rm(lock, { force: true })
           continue
         }
@@ -223,7 +292,7 @@ export class FileTrustChangeStore implements TrustChangeStore {
 
   async add(request: TrustChangeRequest): Promise<void> {
     await this.#locked(async (all) => {
-      if (all.some((r) => r.id === request.id)) throw new TrustChangeDenied('duplicate request id')
+      admitRequest(request, all)
       return { result: undefined, write: [...all, { ...request }] }
     })
   }

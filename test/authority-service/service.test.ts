@@ -223,6 +223,7 @@ describe('the authority service', () => {
       await expect(f.client(alice).decideTrustChange(req.id, { approved: false, note: 'no\u001b[2K' })).rejects.toMatchObject({
         code: 'ERR_REQUEST_INVALID',
       })
+      await f.client(alice).decideTrustChange(req.id, { approved: false, note: 'plain' })
     })
 
     it('routes trust changes to a human decision', async () => {

@@ -277,8 +277,8 @@ describe('spawn', () => {
         const r = authority.requestTrustChange({
           agentId: 'moltbot-orchestrator',
           level: 'L2',
-          reason: asRequester ? 'incident' : text,
-          requestedBy: asRequester ? text : 'ops',
+          reason: asRequester ? 'incident' : `why ${text}`,
+          requestedBy: asRequester ? `ops ${text}` : 'ops',
         })
         await expect(r).rejects.toMatchObject({ code: 'ERR_TRUST_CHANGE_DENIED', details: { rule: 'unprintable' } })
       }),

@@ -131,7 +131,7 @@ describe('trust changes across processes (CLI)', () => {
   it('a stale request (the level changed since) is refused; the CLI can file requests the authority then sees', async () => {
     const k = await setup('stale')
     const up = await k.authority.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L3', reason: 'a', requestedBy: 'ops' })
-    const down = await k.authority.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L1', reason: 'b', requestedBy: 'ops' })
+    const down = await k.authority.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L1', reason: 'b', requestedBy: 'ops-2' })
     expect((await cliInProcess(['trust', 'approve', up.id, '--yes'], { env: k.env })).code).toBe(0)
     const stale = await cliInProcess(['trust', 'approve', down.id, '--yes'], { env: k.env })
     expect(stale.code).toBe(1)

@@ -1,0 +1,135 @@
+/**
+ * The trust-change workflow's store cannot be abused: nobody approves their own request (in
+ * the kernel, and from a store file that says otherwise), one agent cannot flood the store or
+ * the operators' queue, and a lock left by a killed process is broken at once while a live
+ * holder's lock is respected.
+ */
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { Authority, FileTrustChangeStore, MemoryTrustChangeStore } from 'agent-trust'
+import { MANIFEST } from '../support/kernel.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'agent-trust-trust-store-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const deny = (rule: string) => expect.objectContaining({ code: 'ERR_TRUST_CHANGE_DENIED', details: expect.objectContaining({ rule }) })
+
+describe('approver is never the requester', () => {
+  for (const kind of ['memory', 'file'] as const) {
+    it(`refuses a self-approval in the kernel (${kind} store), and lets the requester withdraw`, async () => {
+      const trustChanges = kind === 'memory' ? new MemoryTrustChangeStore() : new FileTrustChangeStore(join(dir, `self-${kind}.json`))
+      const authority = await Authority.create({ manifest: MANIFEST, trustChanges })
+      const req = await authority.requestTrustChange({
+        agentId: 'agent-summarizer-v2',
+        level: 'L3',
+        reason: 'need more',
+        requestedBy: 'mallory',
+      })
+      await expect(authority.decideTrustChange(req.id, { approved: true, approver: 'mallory' })).rejects.toThrow(deny('self-approval'))
+      expect(authority.agent('agent-summarizer-v2')?.level).toBe('L2')
+      await expect(authority.decideTrustChange(req.id, { approved: false, approver: 'mallory' })).resolves.toMatchObject({
+        status: 'denied',
+      })
+    })
+  }
+
+  it('a store file holding a self-approved raise is not applied at start or at sync', async () => {
+    const file = join(dir, 'forged.json')
+    const now = new Date().toISOString()
+    writeFileSync(
+      file,
+      JSON.stringify({
+        version: 1,
+        requests: [
+          {
+            id: 'forged-1',
+            agentId: 'agent-summarizer-v2',
+            from: 'L2',
+            to: 'L3',
+            reason: 'self',
+            requestedBy: 'agent-summarizer-v2',
+            decidedBy: 'agent-summarizer-v2',
+            createdAt: now,
+            decidedAt: now,
+            status: 'approved',
+          },
+        ],
+      }),
+      { mode: 0o600 },
+    )
+    const authority = await Authority.create({ manifest: MANIFEST, trustChanges: new FileTrustChangeStore(file) })
+    expect(authority.agent('agent-summarizer-v2')?.level).toBe('L2')
+    expect(await authority.syncTrustChanges()).toEqual([])
+    expect(authority.agent('agent-summarizer-v2')?.level).toBe('L2')
+  })
+})
+
+describe('no flooding', () => {
+  it('100k requests from one requester are refused past the cap, before anything is written; others still file', async () => {
+    const trustChanges = new MemoryTrustChangeStore()
+    const authority = await Authority.create({ manifest: MANIFEST, trustChanges })
+    const agents = ['agent-summarizer-v2', 'agent-status-reader', 'agent-untrusted', 'agent-database-reader', 'agent-other-server']
+    const rules = new Map<string, number>()
+    let accepted = 0
+    for (let i = 0; i < 100_000; i++) {
+      try {
+        await authority.requestTrustChange({
+          agentId: agents[i % agents.length] as string,
+          level: 'L1',
+          reason: `flood ${i}`,
+          requestedBy: 'flooder',
+        })
+        accepted++
+      } catch (e) {
+        const rule = (e as { details?: { rule?: string } }).details?.rule ?? String((e as { code?: string }).code)
+        rules.set(rule, (rules.get(rule) ?? 0) + 1)
+      }
+    }
+    // One pending request per agent (the status reader is already L1: refused as a no-op).
+    expect(accepted).toBe(agents.length - 1)
+    expect(rules.get('duplicate-pending')).toBeGreaterThan(79_000)
+    expect([...rules.values()].reduce((a, b) => a + b, 0)).toBe(100_000 - accepted)
+    expect((await trustChanges.list()).length).toBe(accepted)
+    await expect(
+      authority.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L1', reason: 'ops view', requestedBy: 'alice' }),
+    ).resolves.toMatchObject({ status: 'pending' })
+  })
+
+  it('caps the pending requests of one requester over many agents', async () => {
+    const agents = Array.from({ length: 20 }, (_, i) => ({ id: `worker-${i}`, trustLevel: 'L2' as const }))
+    const authority = await Authority.create({ manifest: { ...MANIFEST, agents: [...MANIFEST.agents, ...agents] } })
+    const outcomes: string[] = []
+    for (const a of agents)
+      outcomes.push(
+        await authority.requestTrustChange({ agentId: a.id, level: 'L1', reason: 'r', requestedBy: 'flooder' }).then(
+          () => 'ok',
+          (e: { details?: { rule?: string } }) => e.details?.rule ?? 'error',
+        ),
+      )
+    expect(outcomes.filter((o) => o === 'ok')).toHaveLength(16)
+    expect(outcomes.slice(16)).toEqual(['too-many-pending', 'too-many-pending', 'too-many-pending', 'too-many-pending'])
+  })
+})
+
+describe('the file store lock', () => {
+  it('breaks a lock whose holder was killed at once, and respects a live holder', async () => {
+    const file = join(dir, 'locked.json')
+    const store = new FileTrustChangeStore(file, { lockTimeoutMs: 500, staleLockMs: 60_000 })
+    // A killed writer: a PID that was alive a moment ago and is gone now.
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' })
+    writeFileSync(`${file}.lock`, dead.stdout)
+    const t0 = Date.now()
+    const authority = await Authority.create({ manifest: MANIFEST, trustChanges: store })
+    await authority.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L1', reason: 'r', requestedBy: 'ops' })
+    expect(Date.now() - t0).toBeLessThan(30_000) // far below staleLockMs: the dead holder was detected
+    expect(JSON.parse(readFileSync(file, 'utf8')).requests).toHaveLength(1)
+    // A live holder (our parent process) keeps its lock: the store times out, fails closed.
+    writeFileSync(`${file}.lock`, String(process.ppid))
+    await expect(
+      authority.requestTrustChange({ agentId: 'agent-status-reader', level: 'L2', reason: 'r', requestedBy: 'ops' }),
+    ).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
+    rmSync(`${file}.lock`)
+  })
+})
