@@ -16,8 +16,23 @@ import type { TrustChangeDecisionInput, TrustChangePrecondition, TrustChangeRequ
 
 // ---- pure rules ------------------------------------------------------------------------
 
+/**
+ * The store's decision order. A request decided by an older store without a sequence number
+ * sorts before every sequenced one, by its recorded time.
+ */
 function byDecision(a: Readonly<TrustChangeRequest>, b: Readonly<TrustChangeRequest>): number {
-  return (a.decidedAt ?? '').localeCompare(b.decidedAt ?? '') || a.createdAt.localeCompare(b.createdAt)
+  return (
+    (a.decisionSeq ?? -1) - (b.decisionSeq ?? -1) ||
+    (a.decidedAt ?? '').localeCompare(b.decidedAt ?? '') ||
+    a.createdAt.localeCompare(b.createdAt)
+  )
+}
+
+/** The next decision sequence number of a store holding `all`. */
+function nextDecisionSeq(all: Iterable<Readonly<TrustChangeRequest>>): number {
+  let max = 0
+  for (const r of all) if (r.decisionSeq !== undefined && r.decisionSeq > max) max = r.decisionSeq
+  return max + 1
 }
 
 /** Approved requests in the order they were decided: the order to apply them in. */
@@ -93,7 +108,7 @@ export function isRaise(r: Pick<TrustChangeRequest, 'from' | 'to'>): boolean {
   return levelRank(r.to) > levelRank(r.from)
 }
 
-function applyDecision(req: TrustChangeRequest, d: TrustChangeDecisionInput): TrustChangeRequest {
+function applyDecision(req: TrustChangeRequest, d: TrustChangeDecisionInput, decisionSeq: number): TrustChangeRequest {
   if (req.status !== 'pending') throw new TrustChangeDenied(`the request was already ${req.status}`, { details: { rule: 'not-pending' } })
   if (typeof d.decidedBy !== 'string' || d.decidedBy.trim().length === 0) throw new TrustChangeDenied('a decision must name its approver')
   if (d.approved && d.decidedBy.slice(0, 128) === req.requestedBy)
@@ -105,6 +120,7 @@ function applyDecision(req: TrustChangeRequest, d: TrustChangeDecisionInput): Tr
     status: d.approved ? 'approved' : 'denied',
     decidedBy: d.decidedBy.slice(0, 128),
     decidedAt: d.decidedAt,
+    decisionSeq,
     ...(d.note === undefined ? {} : { note: d.note.slice(0, 500) }),
   }
 }
@@ -132,7 +148,7 @@ export class MemoryTrustChangeStore implements TrustChangeStore {
   async decide(id: string, decision: TrustChangeDecisionInput, precondition?: TrustChangePrecondition): Promise<TrustChangeRequest> {
     const req = this.#requests.get(id)
     if (req === undefined) throw new TrustChangeDenied('no such trust-change request', { details: { rule: 'unknown-request' } })
-    const next = applyDecision(req, decision)
+    const next = applyDecision(req, decision, nextDecisionSeq(this.#requests.values()))
     if (next.status === 'approved') precondition?.(req, [...this.#requests.values()])
     this.#requests.set(id, next)
     return { ...next }
@@ -159,6 +175,7 @@ const RequestSchema = z.object({
   status: z.enum(['pending', 'approved', 'denied']),
   decidedBy: z.string().max(128).optional(),
   decidedAt: z.string().max(40).optional(),
+  decisionSeq: z.int().min(1).optional(),
   appliedAt: z.string().max(40).optional(),
   note: z.string().max(500).optional(),
 })
@@ -310,7 +327,7 @@ export class FileTrustChangeStore implements TrustChangeStore {
       const i = all.findIndex((r) => r.id === id)
       const req = all[i]
       if (req === undefined) throw new TrustChangeDenied('no such trust-change request', { details: { rule: 'unknown-request' } })
-      const next = applyDecision(req, decision)
+      const next = applyDecision(req, decision, nextDecisionSeq(all))
       if (next.status === 'approved') precondition?.(req, all)
       const write = [...all]
       write[i] = next

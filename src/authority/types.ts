@@ -76,8 +76,14 @@ export interface TrustChangeRequest {
   readonly createdAt: string
   status: TrustChangeStatus
   decidedBy?: string
-  /** ISO 8601: when the decision was recorded. */
+  /** ISO 8601: when the decision was recorded (informative: deciders' clocks differ). */
   decidedAt?: string
+  /**
+   * The decision's place in the store's total order, assigned by the store in the same
+   * atomic step as the decision (never by a client clock): approved changes are applied in
+   * this order everywhere.
+   */
+  decisionSeq?: number
   /** ISO 8601: when an authority first applied the approved change. */
   appliedAt?: string
   note?: string

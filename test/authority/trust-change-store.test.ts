@@ -133,3 +133,30 @@ describe('the file store lock', () => {
     rmSync(`${file}.lock`)
   })
 })
+
+describe('decision order is the store order, never a decider clock', () => {
+  it('raise then lower decided on hosts 10 s apart: the lower level wins, after a restart too', async () => {
+    const file = join(dir, 'order.json')
+    const a = await Authority.create({ manifest: MANIFEST, trustChanges: new FileTrustChangeStore(file) })
+    const raise = await a.requestTrustChange({
+      agentId: 'agent-summarizer-v2',
+      level: 'L3',
+      reason: 'spawn',
+      requestedBy: 'orchestrator-ops',
+    })
+    await a.decideTrustChange(raise.id, { approved: true, approver: 'alice' })
+    const lower = await a.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L0', reason: 'incident', requestedBy: 'secops' })
+    // The second decider's clock runs 10 s behind: its decidedAt is earlier than the first.
+    const { FileTrustChangeStore: Store } = await import('agent-trust')
+    const skewed = new Store(file)
+    const behind = new Date(Date.now() - 10_000).toISOString()
+    await skewed.decide(lower.id, { approved: true, decidedBy: 'bob', decidedAt: behind })
+    const stored = (await skewed.list()).sort((x, y) => (x.decisionSeq ?? 0) - (y.decisionSeq ?? 0))
+    expect(stored.map((r) => r.to)).toEqual(['L3', 'L0'])
+    expect((stored[1]?.decidedAt ?? '') < (stored[0]?.decidedAt ?? '')).toBe(true)
+    await a.syncTrustChanges()
+    expect(a.agent('agent-summarizer-v2')?.level).toBe('L0')
+    const restarted = await Authority.create({ manifest: MANIFEST, trustChanges: new FileTrustChangeStore(file) })
+    expect(restarted.agent('agent-summarizer-v2')?.level).toBe('L0')
+  })
+})
