@@ -13,7 +13,7 @@ import { MemoryAuditLog } from '../../src/audit/types.js'
 import { parseManifest } from '../../src/config/manifest.js'
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js'
 import { cli, cliEnv, MAIN } from '../support/cli.js'
-import { kernelObjects, startTestHost, type TestHost } from '../support/netns.js'
+import { kernelObjects, makeTestCa, startTestHost, type TestHost } from '../support/netns.js'
 
 const DB = '10.251.8.2'
 const EXT = '10.251.9.2'
@@ -22,7 +22,13 @@ const MANIFEST = {
     {
       id: 'agent-summarizer-v2',
       trustLevel: 'L1',
-      egress: [`http://${DB}:8080`, 'http://reader.sandbox.test:8080 internal', 'http://public.sandbox.test'],
+      egress: [
+        `http://${DB}:8080`,
+        `https://${DB}:8443`,
+        'http://reader.sandbox.test:8080 internal',
+        'http://public.sandbox.test',
+        'http://meta.sandbox.test',
+      ],
     },
     { id: 'agent-writer', trustLevel: 'L2', egress: [`http://${DB}:8080`, `https://${DB}:8443`] },
     { id: 'agent-offline', trustLevel: 'L0', egress: [`http://${DB}:8080`] },
@@ -31,19 +37,27 @@ const MANIFEST = {
 const manifest = parseManifest(MANIFEST)
 // Test names resolve to the test hosts only; a non-internal name answering a private address is refused.
 const resolver = async (h: string) =>
-  h === 'reader.sandbox.test' || h === 'public.sandbox.test' ? [{ address: DB }] : Promise.reject(new Error('ENOTFOUND'))
+  h === 'reader.sandbox.test' || h === 'public.sandbox.test'
+    ? [{ address: DB }]
+    : h === 'meta.sandbox.test'
+      ? [{ address: '169.254.169.254' }]
+      : Promise.reject(new Error('ENOTFOUND'))
 
 let db: TestHost
 let ext: TestHost
 let dir: string
 let before: string[]
+let ca: string
 
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('the sandbox tests need root (CI runs as root)')
   before = kernelObjects()
-  db = await startTestHost(8, 'database-reader', [8080, 8443])
-  ext = await startTestHost(9, 'external', [80, 443, 8080], [53, 9999])
   dir = mkdtempSync(join(tmpdir(), 'agent-trust-sandbox-'))
+  // HTTPS on both test hosts, with certificates of a test CA only the sandboxed clients are told to trust.
+  const tls = makeTestCa(dir, [DB, EXT])
+  ca = tls.caFile
+  db = await startTestHost(8, 'database-reader', [8080], [], { ports: [8443], key: tls.key, cert: tls.cert })
+  ext = await startTestHost(9, 'external', [80, 8080], [53, 9999], { ports: [443], key: tls.key, cert: tls.cert })
   // The CLI resolves internal names with the system resolver: its manifest keeps the literals only.
   const forCli = { agents: MANIFEST.agents.map((a) => ({ ...a, egress: a.egress.filter((e) => !e.includes('sandbox.test')) })) }
   writeFileSync(join(dir, 'm.json'), JSON.stringify(forCli))
@@ -59,9 +73,9 @@ interface Ran {
   code: number | null
   out: string
 }
-function inside(sb: Sandbox, command: string, args: string[]): Promise<Ran> {
+function inside(sb: Sandbox, command: string, args: string[], env: Record<string, string> = {}): Promise<Ran> {
   return new Promise((resolve) => {
-    const c = sb.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const c = sb.spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
     let out = ''
     c.stdout?.on('data', (d: Buffer) => (out += d.toString()))
     c.stderr?.on('data', (d: Buffer) => (out += d.toString()))
@@ -70,6 +84,13 @@ function inside(sb: Sandbox, command: string, args: string[]): Promise<Ran> {
 }
 const node = (sb: Sandbox, code: string) => inside(sb, process.execPath, ['-e', code])
 const curl = (sb: Sandbox, ...args: string[]) => inside(sb, 'curl', ['-sS', '-m', '2', ...args])
+const proxyUrl = (sb: Sandbox) => `http://${sb.proxy!.address}:${sb.proxy!.port}`
+/** A raw CONNECT from inside the sandbox: the proxy's whole answer (status line, fields, body). */
+const rawConnect = (sb: Sandbox, target: string) =>
+  node(
+    sb,
+    `const s = require('node:net').connect(${sb.proxy!.port}, '${sb.proxy!.address}', () => s.write('CONNECT ${target} HTTP/1.1\\r\\nhost: ${target}\\r\\n\\r\\n')); let b = ''; s.on('data', (d) => (b += d)); s.on('close', () => console.log(b)); s.setTimeout(1500, () => s.destroy())`,
+  )
 
 describe('the seed attack: a summarizer in the sandbox', () => {
   let sb: Sandbox
@@ -153,9 +174,20 @@ describe('the seed attack: a summarizer in the sandbox', () => {
     )
     expect(post.out).toMatch(/^HTTP\/1\.1 403/)
     expect(post.out).toContain('x-agent-trust-rule: method')
-    const tunnel = await curl(sb, '-i', '-p', '--noproxy', '', '-x', `http://${sb.proxy!.address}:${sb.proxy!.port}`, `http://${DB}:8080/a`)
-    expect(tunnel.out).toContain('403')
     expect(audit.events.some((e) => e.decision === 'allow' && e.note?.startsWith('proxy request GET'))).toBe(true)
+  })
+
+  it('an L1 agent gets no CONNECT tunnel, not even to a declared https destination (the method inside TLS is invisible)', async () => {
+    const seen = (await db.events()).length
+    const tunnel = await curl(sb, '-v', '--cacert', ca, '--noproxy', '', '-x', proxyUrl(sb), `https://${DB}:8443/a`)
+    expect(tunnel.code).not.toBe(0)
+    expect(tunnel.out).toContain('< HTTP/1.1 403')
+    expect(tunnel.out).toContain('< x-agent-trust-rule: method')
+    expect(audit.events.some((e) => e.decision === 'deny' && e.note === 'proxy connect CONNECT rule=method')).toBe(true)
+    // A plain-HTTP exchange asked for as a tunnel (curl -p) is refused the same way.
+    const plain = await curl(sb, '-v', '-p', '--noproxy', '', '-x', proxyUrl(sb), `http://${DB}:8080/a`)
+    expect(plain.out).toContain('< HTTP/1.1 403')
+    expect((await db.events()).length).toBe(seen)
   })
 
   it('a declared name whose DNS answer is private is refused by the proxy (no internal flag)', async () => {
@@ -186,25 +218,41 @@ describe('levels and separation', () => {
     }
   })
 
-  it('an L2 agent tunnels to a declared https destination with CONNECT', async () => {
+  it('HTTPS through the proxy: an L2 agent tunnels to a declared destination (test CA), an undeclared one is refused with the rule; both audited', async () => {
     const audit = new MemoryAuditLog()
     const sb = await startSandbox({ agent: 'agent-writer', manifest, audit })
     try {
-      // The tunnel is opaque bytes: a plain HTTP exchange inside it shows the proxy relays them.
-      const r = await curl(sb, '-p', '--noproxy', '', '-x', `http://${sb.proxy!.address}:${sb.proxy!.port}`, `http://${DB}:8443/t`)
-      expect(r.out).toContain('hello from database-reader GET /t')
-      const refused = await curl(
+      // curl verifies the server against the test CA through the tunnel (no -k): the proxy relays TLS untouched.
+      const ok = await curl(sb, '--cacert', ca, '--noproxy', '', '-x', proxyUrl(sb), `https://${DB}:8443/t`)
+      expect(ok.out).toContain('hello from database-reader GET /t')
+      // Node trusts it through NODE_EXTRA_CA_CERTS, over a tunnel it opens itself.
+      const viaNode = await inside(
         sb,
-        '-i',
-        '-p',
-        '--noproxy',
-        '',
-        '-x',
-        `http://${sb.proxy!.address}:${sb.proxy!.port}`,
-        `http://${EXT}:443/t`,
+        process.execPath,
+        [
+          '-e',
+          `const r = require('node:http').request({ host: '${sb.proxy!.address}', port: ${sb.proxy!.port}, method: 'CONNECT', path: '${DB}:8443' }); r.on('connect', (res, socket) => require('node:https').get({ host: '${DB}', port: 8443, path: '/n', socket, agent: false }, (g) => g.on('data', (d) => console.log(String(d)))).on('error', (e) => console.log('failed', e.code))); r.end()`,
+        ],
+        { NODE_EXTRA_CA_CERTS: ca },
       )
-      expect(refused.out).toContain('403')
-      expect(audit.events.some((e) => e.decision === 'deny' && e.note === 'proxy connect CONNECT rule=ip-literal')).toBe(true)
+      expect(viaNode.out).toContain('hello from database-reader GET /n')
+      const allowed = audit.events.filter((e) => e.decision === 'allow' && e.note === 'proxy connect CONNECT')
+      expect(allowed.length).toBe(2)
+      expect(allowed[0]!.destination).toContain(`${DB}:8443`)
+
+      const refused = await curl(sb, '-v', '--cacert', ca, '--noproxy', '', '-x', proxyUrl(sb), `https://${EXT}/t`)
+      expect(refused.code).not.toBe(0)
+      expect(refused.out).toContain('< HTTP/1.1 403')
+      expect(refused.out).toContain('< x-agent-trust-rule: ip-literal')
+      const raw = await rawConnect(sb, `${EXT}:443`)
+      expect(raw.out).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/)
+      const body = JSON.parse(raw.out.slice(raw.out.indexOf('\r\n\r\n') + 4)) as { error: { code: string; rule: string; message: string } }
+      expect(body.error).toMatchObject({ code: 'ERR_EGRESS_DENIED', rule: 'ip-literal' })
+      expect(body.error.message).toContain('agent-writer')
+      const denied = audit.events.filter((e) => e.decision === 'deny' && e.note === 'proxy connect CONNECT rule=ip-literal')
+      expect(denied.length).toBe(2)
+      expect(denied[0]).toMatchObject({ code: 'ERR_EGRESS_DENIED', origin: 'agent-writer' })
+      expect(await ext.events()).toEqual([])
     } finally {
       await sb.close()
     }
