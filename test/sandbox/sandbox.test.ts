@@ -190,6 +190,38 @@ describe('the seed attack: a summarizer in the sandbox', () => {
     expect((await db.events()).length).toBe(seen)
   })
 
+  it('redirects are decided per hop: a declared host answering 302 to an undeclared one gets the proxy refusal for the second hop', async () => {
+    const packets = ext.packets()
+    const to = (u: string) => `http://${DB}:8080/redirect?to=${encodeURIComponent(u)}`
+    // Through the proxy for both hops.
+    const r = await curl(sb, '-i', '-L', '--noproxy', '', '-x', proxyUrl(sb), to(`http://${EXT}:8080/steal`))
+    expect(r.out).toMatch(/^HTTP\/1\.1 302/)
+    expect(r.out).toContain(`location: http://${EXT}:8080/steal`)
+    expect(r.out).toContain('HTTP/1.1 403')
+    expect(r.out).toContain('x-agent-trust-rule: ip-literal')
+    expect(r.out).not.toContain('hello from external')
+    // As the environment sets it up: the declared peer directly, the next hop through the proxy.
+    const env = await curl(sb, '-i', '-L', to(`http://${EXT}/steal`))
+    expect(env.out).toMatch(/^HTTP\/1\.1 302/)
+    expect(env.out).toContain('x-agent-trust-rule: ip-literal')
+    // A redirect to a declared destination is followed (each hop is its own decision).
+    const fine = await curl(sb, '-L', '--noproxy', '', '-x', proxyUrl(sb), to(`http://${DB}:8080/landed`))
+    expect(fine.out).toContain('hello from database-reader GET /landed')
+    const hops = audit.events.filter((e) => e.note?.startsWith('proxy request GET'))
+    expect(hops.some((e) => e.decision === 'allow' && e.destination === `http://${DB}:8080`)).toBe(true)
+    expect(hops.some((e) => e.decision === 'deny' && e.destination === `http://${EXT}:8080` && e.code === 'ERR_EGRESS_DENIED')).toBe(true)
+    expect(hops.some((e) => e.decision === 'deny' && e.destination === `http://${EXT}:80`)).toBe(true)
+    expect(await ext.events()).toEqual([])
+    expect(ext.packets()).toBe(packets)
+  })
+
+  it('a declared name whose DNS answer is a cloud metadata address is refused by the proxy', async () => {
+    const r = await curl(sb, '-i', 'http://meta.sandbox.test/latest/meta-data/')
+    expect(r.out).toMatch(/^HTTP\/1\.1 403/)
+    expect(r.out).toContain('x-agent-trust-rule: address')
+    expect(audit.events.some((e) => e.note?.includes('rule=address class=metadata'))).toBe(true)
+  })
+
   it('a declared name whose DNS answer is private is refused by the proxy (no internal flag)', async () => {
     const r = await curl(sb, '-i', 'http://public.sandbox.test/x')
     expect(r.out).toContain('x-agent-trust-rule: address')
