@@ -9,7 +9,10 @@
  *   written into the namespace's own hosts file); no DNS server is reachable inside;
  * - an HTTP forward proxy on the host side of the veth that decides every request with the
  *   in-process guard's own policy and audits every decision;
- * - an L0 agent gets loopback only.
+ * - an L0 agent gets loopback only;
+ * - sandboxes cannot reach each other, except where one agent declares another by its id as an
+ *   `internal` destination (`http://agent-a:7000 internal`): that name resolves to the live
+ *   sandbox of `agent-a`, whose sandbox accepts connections on port 7000 from other sandboxes.
  *
  * Subpath: `agent-trust/sandbox`.
  *
@@ -33,6 +36,7 @@ import { fn, parseOptions, withMethods } from '../lib/options.js'
 import {
   DEFAULT_SUBNET_RANGE,
   directEntries,
+  inboundPorts,
   networkPolicy,
   proxyEnv,
   type DirectPeer,
@@ -40,7 +44,16 @@ import {
   type SandboxSubnet,
 } from './plan.js'
 import { startEgressProxy, type EgressProxy, type ProxyResolver } from './proxy.js'
-import { applyRules, createNetwork, destroyNetwork, gcSandboxes, planNetwork, preflight, type Tools } from './system.js'
+import {
+  applyRules,
+  createNetwork,
+  destroyNetwork,
+  gcSandboxes,
+  liveSandboxAddresses,
+  planNetwork,
+  preflight,
+  type Tools,
+} from './system.js'
 
 export interface SandboxOptions {
   /** The agent id (its manifest entry gives the trust level and the egress list). */
@@ -121,9 +134,17 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const audit = o.audit ?? discardAudit
   const resolver = o.resolver ?? systemResolver
   const l0 = agent.trustLevel === 'L0'
-  const direct = l0 ? [] : await resolveDirect(agent, resolver)
+  // An internal name that is another agent's id resolves to that agent's live sandboxes first.
+  const peers: ProxyResolver = async (h) => {
+    const live = liveSandboxAddresses(h)
+    return live.length > 0 ? live.map((address) => ({ address })) : resolver(h)
+  }
+  const direct = l0 ? [] : await resolveDirect(agent, peers)
   const key = randomBytes(4).toString('hex')
-  const plan = await planNetwork(tools, key, o.subnetRange ?? DEFAULT_SUBNET_RANGE, l0, direct)
+  const plan = await planNetwork(tools, key, o.subnetRange ?? DEFAULT_SUBNET_RANGE, l0, direct, {
+    agent: agent.id,
+    inbound: inboundPorts(o.manifest.agents, agent.id),
+  })
   let proxy: EgressProxy | undefined
   const atExit = (): void => destroyNetwork(tools, key)
   process.on('exit', atExit)

@@ -128,10 +128,30 @@ export function directEntries(egress: readonly string[]): Destination[] {
   return out
 }
 
+/**
+ * The TCP ports on which other agents of the manifest declare this agent as an `internal`
+ * destination by its id (`http://<agent id>:<port> internal`): the only ports on which its
+ * sandbox accepts connections, and only from sandboxes that declared it.
+ */
+export function inboundPorts(
+  agents: ReadonlyArray<{ id: string; trustLevel: string; egress: readonly string[] }>,
+  agentId: string,
+): number[] {
+  const id = agentId.toLowerCase()
+  const ports = new Set<number>()
+  for (const a of agents) {
+    if (a.id === agentId || a.trustLevel === 'L0') continue
+    for (const d of directEntries(a.egress)) if (d.kind === 'name' && d.internal && d.host === id) ports.add(d.port)
+  }
+  return [...ports].sort((x, y) => x - y)
+}
+
 export interface InnerRulesetInput {
   /** The proxy on the host side of the veth; absent for an L0 agent (loopback only). */
   readonly proxy?: { readonly address: string; readonly port: number }
   readonly direct: readonly DirectPeer[]
+  /** Ports other sandboxes that declared this agent may connect to, at the sandbox's own address. */
+  readonly inbound?: { readonly address: string; readonly ports: readonly number[] }
 }
 
 function ipv4Rule(p: { address: string; port: number }): string {
@@ -161,6 +181,7 @@ export function innerRuleset(input: InnerRulesetInput): string {
     '    type filter hook input priority 0; policy drop;',
     '    iifname "lo" accept',
     '    ct state established,related accept',
+    ...(input.inbound?.ports ?? []).map((port) => `    ${ipv4Rule({ address: input.inbound!.address, port })}`),
     '  }',
     '  chain forward {',
     '    type filter hook forward priority 0; policy drop;',
@@ -176,13 +197,16 @@ export interface HostRulesetInput {
   readonly subnet: SandboxSubnet
   readonly proxy?: { readonly address: string; readonly port: number }
   readonly direct: readonly DirectPeer[]
+  /** Ports on which the sandbox accepts connections forwarded from other sandboxes' veths. */
+  readonly inbound?: readonly number[]
 }
 
 /**
  * The host-side half, in the host namespace: the same allowlist enforced where a process in
  * the sandbox cannot change it even if it kept capabilities. Packets from the sandbox's veth
  * may reach the host only at the proxy, and be forwarded only to the direct peers (source
- * NAT'd to the host so the peer's replies come back).
+ * NAT'd to the host so the peer's replies come back). Nothing is forwarded into the sandbox
+ * but replies, and connections from other sandboxes to its `inbound` ports.
  */
 export function hostRuleset(input: HostRulesetInput): string {
   if (!HOST_TABLE_NAME.test(input.table) || !VETH_NAME.test(input.hostVeth)) throw new TypeError('not a sandbox table or veth name')
@@ -204,6 +228,10 @@ export function hostRuleset(input: HostRulesetInput): string {
     `    ${v} ct state established,related accept`,
     ...fwd,
     `    ${v} drop`,
+    // Only from another sandbox's veth (whose own table forwards only what it declared).
+    ...(input.inbound ?? []).map(
+      (port) => `    iifname "${NAME_PREFIX}*" oifname "${input.hostVeth}" ${ipv4Rule({ address: input.subnet.sandboxIp, port })}`,
+    ),
     `    oifname "${input.hostVeth}" drop`,
     '  }',
     '  chain postrouting {',

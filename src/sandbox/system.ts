@@ -107,6 +107,10 @@ export interface NetworkPlan {
   /** Absent for loopback-only sandboxes (L0). */
   readonly subnet?: SandboxSubnet
   readonly direct: readonly DirectPeer[]
+  /** Ports other agents' sandboxes that declared this agent may connect to. */
+  readonly inbound?: readonly number[]
+  /** The agent, recorded so other sandboxes that declared it find its address. */
+  readonly agent?: string
 }
 
 /**
@@ -118,6 +122,8 @@ export async function createNetwork(tools: Tools, plan: NetworkPlan, launcherPid
   const { names, subnet, direct } = plan
   mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 })
   writeFileSync(join(STATE_DIR, `${names.key}.pid`), `${launcherPid}\n`)
+  if (plan.agent !== undefined && subnet !== undefined)
+    writeFileSync(join(STATE_DIR, `${names.key}.json`), `${JSON.stringify({ agent: plan.agent, address: subnet.sandboxIp })}\n`)
   const etc = join(NETNS_ETC, names.netns)
   mkdirSync(etc, { recursive: true })
   writeFileSync(join(etc, 'hosts'), hostsFile(direct))
@@ -141,9 +147,11 @@ export async function applyRules(tools: Tools, plan: NetworkPlan, proxyPort: num
   const { names, subnet, direct } = plan
   const proxy = subnet === undefined || proxyPort === undefined ? undefined : { address: subnet.hostIp, port: proxyPort }
   const p = proxy === undefined ? {} : { proxy }
-  await exec(tools.ip, ['netns', 'exec', names.netns, tools.nft, '-f', '-'], innerRuleset({ ...p, direct }))
+  const inbound = subnet === undefined || proxy === undefined ? [] : (plan.inbound ?? [])
+  const innerIn = inbound.length === 0 || subnet === undefined ? {} : { inbound: { address: subnet.sandboxIp, ports: inbound } }
+  await exec(tools.ip, ['netns', 'exec', names.netns, tools.nft, '-f', '-'], innerRuleset({ ...p, direct, ...innerIn }))
   if (subnet === undefined) return
-  await exec(tools.nft, ['-f', '-'], hostRuleset({ table: names.hostTable, hostVeth: names.hostVeth, subnet, ...p, direct }))
+  await exec(tools.nft, ['-f', '-'], hostRuleset({ table: names.hostTable, hostVeth: names.hostVeth, subnet, ...p, direct, inbound }))
   if (direct.length > 0) writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n')
 }
 
@@ -154,13 +162,14 @@ export async function planNetwork(
   range: string,
   l0: boolean,
   direct: readonly DirectPeer[],
+  peer: { agent?: string; inbound?: readonly number[] } = {},
 ): Promise<NetworkPlan> {
   const names = sandboxNames(key)
   if (l0) return { names, direct: [] }
   const subnet = chooseSubnet(range, key, await hostPrefixes(tools))
   if (subnet === undefined)
     throw new SandboxUnavailable(`no free /30 subnet left in ${range} (set another range)`, { details: { rule: 'subnet' } })
-  return { names, subnet, direct }
+  return { names, subnet, direct, ...peer }
 }
 
 function quiet(file: string, args: readonly string[]): void {
@@ -194,6 +203,30 @@ export function destroyNetwork(tools: Pick<Tools, 'ip' | 'nft'>, key: string): v
   quiet(tools.nft, ['delete', 'table', 'inet', names.hostTable])
   rmSync(join(NETNS_ETC, names.netns), { recursive: true, force: true })
   rmSync(join(STATE_DIR, `${key}.pid`), { force: true })
+  rmSync(join(STATE_DIR, `${key}.json`), { force: true })
+}
+
+/** Sandbox addresses of the live sandboxes of `agentId` (for the agents that declared it `internal`). */
+export function liveSandboxAddresses(agentId: string): string[] {
+  const out: string[] = []
+  let files: string[] = []
+  try {
+    files = readdirSync(STATE_DIR)
+  } catch {
+    return out
+  }
+  for (const f of files) {
+    const m = /^([0-9a-f]{8})\.json$/.exec(f)
+    if (m === null || liveLauncher(m[1] as string) === undefined) continue
+    try {
+      const r = JSON.parse(readFileSync(join(STATE_DIR, f), 'utf8')) as { agent?: unknown; address?: unknown }
+      if (typeof r.agent === 'string' && r.agent.toLowerCase() === agentId.toLowerCase() && typeof r.address === 'string')
+        out.push(r.address)
+    } catch {
+      // being written or removed
+    }
+  }
+  return out
 }
 
 function alive(pid: number): boolean {

@@ -8,6 +8,7 @@ import {
   directEntries,
   hostRuleset,
   hostsFile,
+  inboundPorts,
   innerRuleset,
   labelValue,
   networkPolicy,
@@ -91,6 +92,28 @@ describe('rulesets', () => {
       hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, proxy: { address: '10.250.0.1', port: 3128 }, direct }),
     )
     nftCheck(hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [] }))
+  })
+  it('opens inbound ports only where another agent declared this one, only from sandbox veths, and passes nft -c', () => {
+    const agents = [
+      { id: 'agent-a', trustLevel: 'L2', egress: [] },
+      {
+        id: 'agent-b',
+        trustLevel: 'L1',
+        egress: ['http://agent-a:7000 internal', 'http://agent-a:7001', 'http://agent-a.example:7002 internal'],
+      },
+      { id: 'agent-c', trustLevel: 'L0', egress: ['http://agent-a:7003 internal'] },
+      { id: 'agent-d', trustLevel: 'L2', egress: ['https://AGENT-A:7443 internal'] },
+    ]
+    // Not internal (7001), another name (7002), an L0 agent that has no network (7003): no port.
+    expect(inboundPorts(agents, 'agent-a')).toEqual([7000, 7443])
+    expect(inboundPorts(agents, 'agent-b')).toEqual([])
+    const host = hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [], inbound: [7000] })
+    expect(host).toContain('iifname "atsb*" oifname "atsb0a1b2c3dh" ip daddr 10.250.0.2 tcp dport 7000 accept')
+    expect(host.indexOf('tcp dport 7000 accept')).toBeLessThan(host.indexOf('oifname "atsb0a1b2c3dh" drop'))
+    nftCheck(host)
+    const inner = innerRuleset({ direct: [], inbound: { address: '10.250.0.2', ports: [7000] } })
+    expect(inner).toContain('ip daddr 10.250.0.2 tcp dport 7000 accept')
+    nftCheck(inner)
   })
   it('never writes a peer that is not a strict IPv4 address and port (no injection into the ruleset)', () => {
     for (const address of ['10.0.0.1; flush ruleset', '::1', '010.0.0.1', '10.0.0.256', 'example.com'])

@@ -32,6 +32,9 @@ const MANIFEST = {
     },
     { id: 'agent-writer', trustLevel: 'L2', egress: [`http://${DB}:8080`, `https://${DB}:8443`] },
     { id: 'agent-offline', trustLevel: 'L0', egress: [`http://${DB}:8080`] },
+    // agent-peer-client declares agent-peer-server (by its id) on port 7000, nothing else.
+    { id: 'agent-peer-server', trustLevel: 'L2', egress: [`http://${DB}:8080`] },
+    { id: 'agent-peer-client', trustLevel: 'L2', egress: ['http://agent-peer-server:7000 internal'] },
   ],
 }
 const manifest = parseManifest(MANIFEST)
@@ -319,6 +322,41 @@ describe('levels and separation', () => {
       await b.close()
     }
   })
+  it('two different agents at once: separate namespaces; one reaches the other only on the port it declared', async () => {
+    const server = await startSandbox({ agent: 'agent-peer-server', manifest, resolver })
+    const client = await startSandbox({ agent: 'agent-peer-client', manifest, resolver })
+    const other = await startSandbox({ agent: 'agent-writer', manifest, resolver })
+    const dial = (sb: Sandbox, host: string, port: number) =>
+      node(
+        sb,
+        `const s = require('node:net').connect(${port}, '${host}', () => { console.log('REACHED'); s.destroy() }); s.on('data', (d) => console.log('got', String(d))); s.on('error', (e) => console.log('failed', e.code)); s.setTimeout(1500, () => s.destroy())`,
+      )
+    try {
+      expect(new Set([server.names.netns, client.names.netns, other.names.netns]).size).toBe(3)
+      const listener = server.spawn(
+        process.execPath,
+        ['-e', `for (const p of [7000, 7001]) require('node:net').createServer((s) => s.end('S')).listen(p, '0.0.0.0'); console.log('up')`],
+        { stdio: ['ignore', 'pipe', 'ignore'] },
+      )
+      await new Promise((r) => listener.stdout?.once('data', r))
+      // The declared name is the server agent's id; it resolves to its live sandbox.
+      expect(readFileSync(`/etc/netns/${client.names.netns}/hosts`, 'utf8')).toContain(`${server.subnet!.sandboxIp} agent-peer-server`)
+      expect((await dial(client, 'agent-peer-server', 7000)).out).toContain('REACHED')
+      expect((await dial(client, server.subnet!.sandboxIp, 7001)).out).not.toContain('REACHED')
+      expect((await dial(other, server.subnet!.sandboxIp, 7000)).out).not.toContain('REACHED')
+      const back = client.spawn(
+        process.execPath,
+        ['-e', `require('node:net').createServer((s) => s.end('C')).listen(7000, '0.0.0.0'); console.log('up')`],
+        {
+          stdio: ['ignore', 'pipe', 'ignore'],
+        },
+      )
+      await new Promise((r) => back.stdout?.once('data', r))
+      expect((await dial(server, client.subnet!.sandboxIp, 7000)).out).not.toContain('REACHED')
+    } finally {
+      await Promise.all([server.close(), client.close(), other.close()])
+    }
+  }, 20_000)
 })
 
 describe('agent-trust sandbox run (the CLI)', () => {
@@ -410,6 +448,12 @@ describe('cleanup is certain', () => {
     new Promise<void>((resolve) => c.stdout.on('data', (d: Buffer) => d.toString().includes('started') && resolve()))
   const exited = (c: ReturnType<typeof launch>) => new Promise<number | null>((resolve) => c.on('exit', (code) => resolve(code)))
 
+  it('after a normal exit', async () => {
+    const r = await run(['--agent', 'agent-writer', '--', 'sh', '-c', 'exit 0'])
+    expect(r.code).toBe(0)
+    expect(kernelObjects()).toEqual(before)
+  }, 20_000)
+
   it('after SIGKILL of the command', async () => {
     const r = await run(['--agent', 'agent-writer', '--', 'sh', '-c', 'kill -9 $$'])
     expect(r.code).toBe(137)
@@ -419,7 +463,9 @@ describe('cleanup is certain', () => {
   it('after SIGTERM of the launcher', async () => {
     const c = launch(['--agent', 'agent-writer', '--', 'sh', '-c', 'echo started; sleep 30'])
     await started(c)
-    expect(kernelObjects().length).toBeGreaterThan(before.length)
+    // While it runs: its namespace, veth, table and the proxy's listener exist.
+    const during = kernelObjects().filter((o) => !before.includes(o))
+    expect(during.map((o) => o.split(' ')[0]).sort()).toEqual(['link', 'listen', 'netns', 'table'])
     c.kill('SIGTERM')
     await exited(c)
     expect(kernelObjects()).toEqual(before)
