@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MemoryAuditLog } from '../../src/audit/types.js'
 import { parseManifest } from '../../src/config/manifest.js'
@@ -486,4 +487,20 @@ describe('cleanup is certain', () => {
   function run(args: string[]) {
     return cli(['sandbox', 'run', '--manifest', 'm.json', ...args], { cwd: dir, env: cliEnv(dir) })
   }
+})
+
+describe('examples/sandbox-spawn.ts', () => {
+  it('runs the spawned summarizer in a sandbox: the declared reader answers, the rest is refused or dropped; nothing left behind', async () => {
+    const example = fileURLToPath(new URL('../../examples/sandbox-spawn.ts', import.meta.url))
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), '--conditions=agent-trust-source', example], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    })
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('GET http://agent-database-reader:8080/  -> 200 documents of user-123')
+    expect(r.stdout).toContain('(proxy)  -> 403 rule=not-declared')
+    expect(r.stdout).toMatch(/198\.51\.100\.7:443 {2}-> (dropped|failed)/)
+    expect(r.stdout).toContain('deny agent-summarizer-v2 -> http://external-api.com:80 ERR_EGRESS_DENIED')
+    expect(kernelObjects()).toEqual(before)
+  }, 40_000)
 })
