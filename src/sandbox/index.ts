@@ -149,18 +149,23 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const atExit = (): void => destroyNetwork(tools, key)
   process.on('exit', atExit)
   try {
-    await createNetwork(tools, plan)
-    if (plan.subnet !== undefined) {
-      proxy = await startEgressProxy({
-        agentId: agent.id,
-        egress: agent.egress,
-        trustLevel: agent.trustLevel,
-        audit,
-        host: plan.subnet.hostIp,
-        resolver,
-      })
-    }
-    await applyRules(tools, plan, proxy?.port)
+    const subnet = plan.subnet
+    // Once the host side exists: the proxy listens on it, then both rulesets go in (they match
+    // interfaces by name), while the inside is set up. Nothing runs inside before all of it.
+    await createNetwork(tools, plan, {
+      alongside: async () => {
+        if (subnet !== undefined)
+          proxy = await startEgressProxy({
+            agentId: agent.id,
+            egress: agent.egress,
+            trustLevel: agent.trustLevel,
+            audit,
+            host: subnet.hostIp,
+            resolver,
+          })
+        await applyRules(tools, plan, proxy?.port)
+      },
+    })
   } catch (e) {
     await proxy?.close()
     destroyNetwork(tools, key)
