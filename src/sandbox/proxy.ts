@@ -15,7 +15,15 @@
  *   `{"error":{"code":"ERR_EGRESS_DENIED","message":...,"rule":...}}`, for CONNECT too.
  */
 import { lookup } from 'node:dns/promises'
-import { createServer, request as httpRequest, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import {
+  Agent as HttpAgent,
+  createServer,
+  request as httpRequest,
+  STATUS_CODES,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
 import { connect, isIP, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { AuditLog } from '../audit/types.js'
@@ -138,6 +146,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
         path: `${url.pathname}${url.search}`,
         headers,
         setHost: false,
+        agent: upstream,
       })
       up.on('response', (r) => {
         const out: Record<string, string | string[]> = {}
@@ -185,6 +194,8 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
       tunnels.add(client)
       client.on('close', () => tunnels.delete(client))
       up.on('connect', () => {
+        up.setNoDelay(true)
+        ;(client as Socket).setNoDelay?.(true)
         client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
         if (head.length > 0) up.write(head)
         up.pipe(client)
@@ -196,6 +207,8 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
   }
 
   const tunnels = new Set<Duplex>()
+  // Upstream connections are kept alive per pinned address and port (the key of Node's agent).
+  const upstream = new HttpAgent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 })
   const server: Server = createServer({ keepAlive: true }, onRequest)
   server.on('connect', onConnect)
   server.on('clientError', (_e, socket) => socket.destroy())
@@ -213,6 +226,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
         server.close(() => resolve())
         server.closeAllConnections()
         for (const t of tunnels) t.destroy()
+        upstream.destroy()
       }),
   }
 }
