@@ -168,7 +168,8 @@ nft: the ruleset applied inside the agent's namespace (nft -f), with the proxy a
 k8s: a networking.k8s.io/v1 NetworkPolicy (JSON; kubectl apply -f accepts it): default-deny
      egress for pods labelled agent-trust.io/agent=<id>, allowing the declared internal peers'
      pods (labelled with the declared name), declared IP literals, and the egress proxy
-     (pods labelled agent-trust.io/role=egress-proxy, --proxy-port) for everything else.
+     the agent's own egress proxy (pods labelled agent-trust.io/role=egress-proxy and
+     agent-trust.io/agent=<id>, --proxy-port) for everything else.
      --namespace <ns> sets metadata.namespace.`,
       run: exportRules,
     },

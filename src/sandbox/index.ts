@@ -136,7 +136,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const l0 = agent.trustLevel === 'L0'
   // An internal name that is another agent's id resolves to that agent's live sandboxes first.
   const peers: ProxyResolver = async (h) => {
-    const live = liveSandboxAddresses(h)
+    const live = await liveSandboxAddresses(tools, h)
     return live.length > 0 ? live.map((address) => ({ address })) : resolver(h)
   }
   const direct = l0 ? [] : await resolveDirect(agent, peers)

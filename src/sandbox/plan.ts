@@ -9,6 +9,7 @@
  * - veth pair `atsbKh` (host side) / `atsbKc` (sandbox side), 13 chars (IFNAMSIZ is 16);
  * - nft table `inet atsb_K` in the host namespace and `inet agent_trust_sandbox` inside.
  */
+import { createHash } from 'node:crypto'
 import { tryParseDestination, type Destination } from '../policy/destination.js'
 
 export const NAME_PREFIX = 'atsb'
@@ -199,7 +200,15 @@ export interface HostRulesetInput {
   readonly direct: readonly DirectPeer[]
   /** Ports on which the sandbox accepts connections forwarded from other sandboxes' veths. */
   readonly inbound?: readonly number[]
+  /** {@link agentTag} of the sandbox's agent, kept as an empty chain: the host-side record of whose sandbox it is. */
+  readonly agentTag?: string
 }
+
+/** The agent's record in its sandbox's host table: `id_` and 64 hex digits (SHA-256 of the lower-cased id). */
+export function agentTag(agentId: string): string {
+  return `id_${createHash('sha256').update(agentId.toLowerCase()).digest('hex')}`
+}
+const AGENT_TAG = /^id_[0-9a-f]{64}$/
 
 /**
  * The host-side half, in the host namespace: the same allowlist enforced where a process in
@@ -210,6 +219,7 @@ export interface HostRulesetInput {
  */
 export function hostRuleset(input: HostRulesetInput): string {
   if (!HOST_TABLE_NAME.test(input.table) || !VETH_NAME.test(input.hostVeth)) throw new TypeError('not a sandbox table or veth name')
+  if (input.agentTag !== undefined && !AGENT_TAG.test(input.agentTag)) throw new TypeError('not an agent tag')
   const v = `iifname "${input.hostVeth}"`
   const fwd = input.direct.map((p) => `    ${v} ${ipv4Rule(p)}`)
   const nat = input.direct.map((p) => `    ip saddr ${input.subnet.sandboxIp} ip daddr ${p.address} tcp dport ${p.port} masquerade`)
@@ -238,6 +248,7 @@ export function hostRuleset(input: HostRulesetInput): string {
     '    type nat hook postrouting priority 100; policy accept;',
     ...nat,
     '  }',
+    ...(input.agentTag === undefined ? [] : [`  chain ${input.agentTag} {`, '  }']),
     '}',
     '',
   ].join('\n')
@@ -292,7 +303,7 @@ export interface NetworkPolicyInput {
   readonly agentId: string
   readonly trustLevel: string
   readonly egress: readonly string[]
-  /** Port of the egress proxy service (pods labelled `agent-trust.io/role: egress-proxy`). */
+  /** Port of the agent's egress proxy (pods labelled `agent-trust.io/role: egress-proxy` and the agent's label). */
   readonly proxyPort: number
   readonly namespace?: string
 }
@@ -300,7 +311,8 @@ export interface NetworkPolicyInput {
 /**
  * A `networking.k8s.io/v1` NetworkPolicy: default-deny egress for the agent's pods; allowed:
  * the declared internal peers (pods labelled with the declared name, on the declared port),
- * declared IP literals (an /32 ipBlock), and the egress proxy for every other destination.
+ * declared IP literals (an /32 ipBlock), and the agent's own egress proxy (pods labelled
+ * `agent-trust.io/role: egress-proxy` and `agent-trust.io/agent: <id>`) for every other destination.
  * An L0 agent gets no egress rule at all. DNS is not allowed (names come from the proxy).
  */
 export function networkPolicy(input: NetworkPolicyInput): Record<string, unknown> {
@@ -320,7 +332,8 @@ export function networkPolicy(input: NetworkPolicyInput): Record<string, unknown
     }
     if (viaProxy)
       rules.push({
-        to: [{ podSelector: { matchLabels: { [K8S_ROLE_LABEL]: 'egress-proxy' } } }],
+        // The agent's own proxy only: a proxy decides for one agent's egress list.
+        to: [{ podSelector: { matchLabels: { [K8S_ROLE_LABEL]: 'egress-proxy', [K8S_AGENT_LABEL]: labelValue(input.agentId) } } }],
         ports: [{ protocol: 'TCP', port: input.proxyPort }],
       })
   }

@@ -8,7 +8,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path'
 import { SandboxUnavailable } from '../errors.js'
 import {
+  agentTag,
   chooseSubnet,
+  intToIpv4,
+  ipv4ToInt,
   hostRuleset,
   hostsFile,
   HOST_TABLE_NAME,
@@ -117,7 +120,7 @@ export interface NetworkPlan {
   readonly direct: readonly DirectPeer[]
   /** Ports other agents' sandboxes that declared this agent may connect to. */
   readonly inbound?: readonly number[]
-  /** The agent, recorded so other sandboxes that declared it find its address. */
+  /** The agent, recorded in the host table (see agentTag) so sandboxes that declared it find its address. */
   readonly agent?: string
 }
 
@@ -136,8 +139,6 @@ export async function createNetwork(
   const { names, subnet, direct } = plan
   mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 })
   writeFileSync(join(STATE_DIR, `${names.key}.pid`), `${launcherPid}\n`)
-  if (plan.agent !== undefined && subnet !== undefined)
-    writeFileSync(join(STATE_DIR, `${names.key}.json`), `${JSON.stringify({ agent: plan.agent, address: subnet.sandboxIp })}\n`)
   const etc = join(NETNS_ETC, names.netns)
   mkdirSync(etc, { recursive: true })
   writeFileSync(join(etc, 'hosts'), hostsFile(direct))
@@ -177,7 +178,19 @@ export async function applyRules(tools: Tools, plan: NetworkPlan, proxyPort: num
   const steps = [nftInside(tools, names.netns, innerRuleset({ ...p, direct, ...innerIn }))]
   if (subnet !== undefined)
     steps.push(
-      exec(tools.nft, ['-f', '-'], hostRuleset({ table: names.hostTable, hostVeth: names.hostVeth, subnet, ...p, direct, inbound })),
+      exec(
+        tools.nft,
+        ['-f', '-'],
+        hostRuleset({
+          table: names.hostTable,
+          hostVeth: names.hostVeth,
+          subnet,
+          ...p,
+          direct,
+          inbound,
+          ...(plan.agent === undefined ? {} : { agentTag: agentTag(plan.agent) }),
+        }),
+      ),
     )
   const results = await Promise.allSettled(steps)
   for (const r of results) if (r.status === 'rejected') throw r.reason
@@ -232,27 +245,36 @@ export function destroyNetwork(tools: Pick<Tools, 'ip' | 'nft'>, key: string): v
   quiet(tools.nft, ['delete', 'table', 'inet', names.hostTable])
   rmSync(join(NETNS_ETC, names.netns), { recursive: true, force: true })
   rmSync(join(STATE_DIR, `${key}.pid`), { force: true })
-  rmSync(join(STATE_DIR, `${key}.json`), { force: true })
 }
 
-/** Sandbox addresses of the live sandboxes of `agentId` (for the agents that declared it `internal`). */
-export function liveSandboxAddresses(agentId: string): string[] {
-  const out: string[] = []
-  let files: string[] = []
+/**
+ * Sandbox addresses of the live sandboxes of `agentId` (for the agents that declared it
+ * `internal`). Read from the host namespace only, which a command inside cannot change: the
+ * agent's tag chain in a sandbox's host table, and that sandbox's host-side veth address.
+ */
+export async function liveSandboxAddresses(tools: Pick<Tools, 'ip' | 'nft'>, agentId: string): Promise<string[]> {
+  const tag = agentTag(agentId)
+  let chains: Array<{ chain?: { family?: string; table?: string; name?: string } }>
   try {
-    files = readdirSync(STATE_DIR)
+    chains = (JSON.parse(await exec(tools.nft, ['-j', 'list', 'chains', 'inet'])) as { nftables?: typeof chains }).nftables ?? []
   } catch {
-    return out
+    return []
   }
-  for (const f of files) {
-    const m = /^([0-9a-f]{8})\.json$/.exec(f)
-    if (m === null || liveLauncher(m[1] as string) === undefined) continue
+  const out: string[] = []
+  for (const c of chains) {
+    const m = HOST_TABLE_NAME.exec(c.chain?.table ?? '')
+    if (m === null || c.chain?.name !== tag) continue
+    const key = m[1] as string
+    if (liveLauncher(key) === undefined) continue
     try {
-      const r = JSON.parse(readFileSync(join(STATE_DIR, f), 'utf8')) as { agent?: unknown; address?: unknown }
-      if (typeof r.agent === 'string' && r.agent.toLowerCase() === agentId.toLowerCase() && typeof r.address === 'string')
-        out.push(r.address)
+      const link = JSON.parse(await exec(tools.ip, ['-j', '-4', 'addr', 'show', 'dev', sandboxNames(key).hostVeth])) as Array<{
+        addr_info?: Array<{ local?: string; prefixlen?: number }>
+      }>
+      const local = link[0]?.addr_info?.find((i) => i.prefixlen === 30)?.local
+      const n = local === undefined ? undefined : ipv4ToInt(local)
+      if (n !== undefined) out.push(intToIpv4(n + 1))
     } catch {
-      // being written or removed
+      // being removed
     }
   }
   return out

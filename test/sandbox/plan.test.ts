@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
+  agentTag,
   chooseSubnet,
   cidrsOverlap,
   directEntries,
@@ -111,6 +112,14 @@ describe('rulesets', () => {
     expect(host).toContain('iifname "atsb*" oifname "atsb0a1b2c3dh" ip daddr 10.250.0.2 tcp dport 7000 accept')
     expect(host.indexOf('tcp dport 7000 accept')).toBeLessThan(host.indexOf('oifname "atsb0a1b2c3dh" drop'))
     nftCheck(host)
+    // Whose sandbox it is: a tag chain in the host table, which nothing inside the sandbox can change.
+    const tagged = hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [], agentTag: agentTag('Agent-A') })
+    expect(tagged).toContain(`chain ${agentTag('agent-a')} {`)
+    expect(agentTag('agent-a')).toMatch(/^id_[0-9a-f]{64}$/)
+    nftCheck(tagged)
+    expect(() =>
+      hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [], agentTag: 'x; flush ruleset' }),
+    ).toThrow(TypeError)
     const inner = innerRuleset({ direct: [], inbound: { address: '10.250.0.2', ports: [7000] } })
     expect(inner).toContain('ip daddr 10.250.0.2 tcp dport 7000 accept')
     nftCheck(inner)
@@ -161,7 +170,10 @@ describe('NetworkPolicy export', () => {
         ports: [{ protocol: 'TCP', port: 8080 }],
       },
       { to: [{ ipBlock: { cidr: '10.251.8.2/32' } }], ports: [{ protocol: 'TCP', port: 8080 }] },
-      { to: [{ podSelector: { matchLabels: { 'agent-trust.io/role': 'egress-proxy' } } }], ports: [{ protocol: 'TCP', port: 3128 }] },
+      {
+        to: [{ podSelector: { matchLabels: { 'agent-trust.io/role': 'egress-proxy', 'agent-trust.io/agent': 'agent-summarizer-v2' } } }],
+        ports: [{ protocol: 'TCP', port: 3128 }],
+      },
     ])
     const l0 = networkPolicy({ agentId: 'a', trustLevel: 'L0', egress: ['https://api.example.com'], proxyPort: 3128 }) as {
       spec: { egress: unknown[] }
