@@ -40,13 +40,17 @@ async function run(ctx: Context): Promise<ExitCode> {
   const agent = agentOf(ctx)
   if (findCommand(command, ctx.io.env.PATH) === undefined)
     throw new Failed(`the command "${command.slice(0, 128)}" was not found or is not executable`, EXIT.invalid)
+  const userText = str(ctx.values, 'user')
+  const um = userText === undefined ? null : /^(\d{1,10})(?::(\d{1,10}))?$/.exec(userText)
+  if (userText !== undefined && um === null) throw new UsageError('--user takes <uid>[:<gid>] (numbers)')
+  const user = um === null ? {} : { uid: Number(um[1]), gid: Number(um[2] ?? um[1]) }
   const file = str(ctx.values, 'audit-file') ?? ctx.io.env.AGENT_TRUST_AUDIT_FILE ?? DEFAULT_AUDIT_FILE
   const audit = createAuditLog({ sinks: [fileSink(file)] })
   try {
     const range = str(ctx.values, 'subnet-range')
     const sandbox = await startSandbox({ agent: agent.id, manifest, audit, ...(range === undefined ? {} : { subnetRange: range }) })
     try {
-      const child = sandbox.spawn(command, args, { stdio: 'inherit', env: { ...ctx.io.env } as NodeJS.ProcessEnv })
+      const child = sandbox.spawn(command, args, { stdio: 'inherit', env: { ...ctx.io.env } as NodeJS.ProcessEnv, ...user })
       const onAbort = (): void => {
         child.kill('SIGTERM')
         setTimeout(() => child.kill('SIGKILL'), 2000).unref()
@@ -121,8 +125,13 @@ export const sandboxCommands: CommandGroup = {
       name: 'run',
       summary: 'run a command as an agent, network-isolated',
       args: [1, 4096],
-      options: { agent: { type: 'string' }, 'audit-file': { type: 'string' }, 'subnet-range': { type: 'string' } },
-      help: `Usage: agent-trust sandbox run --agent <id> [--manifest <file>] [--audit-file <file>] -- <command> [args...]
+      options: {
+        agent: { type: 'string' },
+        'audit-file': { type: 'string' },
+        'subnet-range': { type: 'string' },
+        user: { type: 'string' },
+      },
+      help: `Usage: agent-trust sandbox run --agent <id> [--manifest <file>] [--audit-file <file>] [--user <uid>[:<gid>]] -- <command> [args...]
 
 Runs the command in a network namespace of its own, without capabilities. Every packet out is
 dropped (IPv4 and IPv6, TCP, UDP, ICMP; no DNS) except TCP to the agent's declared IP-literal
@@ -134,6 +143,7 @@ Options:
   --agent <id>            the agent (its manifest entry decides)
   --audit-file <file>     the audit trail (default: AGENT_TRUST_AUDIT_FILE, else ${DEFAULT_AUDIT_FILE})
   --subnet-range <cidr>   IPv4 range for the per-sandbox /30 (default 10.250.0.0/16)
+  --user <uid>[:<gid>]    run the command as this user (recommended; gid defaults to uid)
 
 Exit: the command's exit code (128+N if killed by signal N); 3 when the sandbox cannot be set
 up (not Linux, not root / no CAP_NET_ADMIN, nft or ip missing); 4 for an unknown agent, a

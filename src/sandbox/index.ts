@@ -76,7 +76,11 @@ export interface Sandbox {
   readonly proxy?: { readonly address: string; readonly port: number }
   /** The environment every spawned command gets (proxy variables, AGENT_TRUST_AGENT_ID). */
   readonly env: Readonly<Record<string, string>>
-  /** Run a command inside the namespace, without capabilities (it cannot change its own network). */
+  /**
+   * Run a command inside the namespace, without capabilities (it cannot change its own network).
+   * `uid`/`gid` in the options run the command as that user (recommended: uid 0 without
+   * capabilities still owns root's files).
+   */
   spawn(command: string, args?: readonly string[], options?: SpawnOptions): ChildProcess
   /** Kill what still runs inside, stop the proxy, remove namespace, veth and tables. Idempotent. */
   close(): Promise<void>
@@ -190,7 +194,17 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     env,
     spawn(command, args = [], spawnOptions = {}) {
       if (closed !== undefined) throw new SandboxUnavailable('the sandbox is closed')
-      const base = spawnOptions.env ?? process.env
+      const { uid, gid, ...rest } = spawnOptions
+      const ids = [uid, gid].filter((v) => v !== undefined)
+      if (ids.some((v) => !Number.isSafeInteger(v) || (v as number) < 0 || (v as number) > 0xfffffffe))
+        throw new ConfigInvalid('uid and gid must be integers 0-4294967294')
+      // uid/gid apply to the command (setpriv switches after entering the namespace), not to `ip`.
+      const who = [
+        ...(uid === undefined ? [] : [`--reuid=${uid}`]),
+        ...(gid === undefined ? [] : [`--regid=${gid}`]),
+        ...(uid === undefined && gid === undefined ? [] : ['--clear-groups']),
+      ]
+      const base = rest.env ?? process.env
       return spawnChild(
         tools.ip,
         [
@@ -198,6 +212,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           'exec',
           plan.names.netns,
           tools.setpriv,
+          ...who,
           '--bounding-set=-all',
           '--inh-caps=-all',
           '--ambient-caps=-all',
@@ -206,7 +221,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
           command,
           ...args,
         ],
-        { ...spawnOptions, env: { ...base, ...env } },
+        { ...rest, env: { ...base, ...env } },
       )
     },
     close() {

@@ -232,6 +232,19 @@ describe('the seed attack: a summarizer in the sandbox', () => {
     expect(audit.events.some((e) => e.note?.includes('rule=address class=private'))).toBe(true)
   })
 
+  it('uid and gid run the command as that user, still without capabilities', async () => {
+    const c = sb.spawn('sh', ['-c', 'id -u; id -g; grep CapEff /proc/self/status'], {
+      uid: 65534,
+      gid: 65534,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    c.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+    await new Promise((r) => c.on('exit', r))
+    expect(out).toMatch(/^65534\n65534\nCapEff:\s+0+\n$/)
+    expect(() => sb.spawn('true', [], { uid: -1 })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+  })
+
   it('the command has no capabilities: it cannot change its own rules', async () => {
     const r = await inside(sb, 'nft', ['flush', 'ruleset'])
     expect(r.code).not.toBe(0)
@@ -393,6 +406,10 @@ describe('agent-trust sandbox run (the CLI)', () => {
     const missing = await run(['--agent', 'agent-writer', '--', 'no-such-command-here'])
     expect(missing.code).toBe(4)
     expect(missing.stderr).toContain('was not found')
+    expect((await run(['--agent', 'agent-writer', '--user', 'nobody', '--', 'true'])).code).toBe(2)
+    const asUser = await run(['--agent', 'agent-writer', '--user', '65534', '--', 'id', '-u'])
+    expect(asUser.code).toBe(0)
+    expect(asUser.stdout.trim()).toBe('65534')
     // Not root: the same CLI with every capability dropped.
     const tsx = import.meta.resolve('tsx')
     const r = spawnSync(
