@@ -82,6 +82,12 @@ export interface Sandbox {
    * capabilities still owns root's files).
    */
   spawn(command: string, args?: readonly string[], options?: SpawnOptions): ChildProcess
+  /**
+   * The argv that runs `command` inside, without capabilities, for launchers that spawn
+   * processes themselves (an MCP SDK stdio transport); give them {@link env} too.
+   * `setpriv` takes extra setpriv options (`--reuid=<uid>`, `--regid=<gid>`, `--clear-groups`).
+   */
+  command(command: string, args?: readonly string[], setpriv?: readonly string[]): { command: string; args: string[] }
   /** Kill what still runs inside, stop the proxy, remove namespace, veth and tables. Idempotent. */
   close(): Promise<void>
 }
@@ -186,6 +192,23 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const p = proxy === undefined ? undefined : { address: proxy.address, port: proxy.port }
   const env = { ...proxyEnv(p, direct), AGENT_TRUST_AGENT_ID: agent.id }
   let closed: Promise<void> | undefined
+  const argvOf = (command: string, args: readonly string[], setpriv: readonly string[]) => ({
+    command: tools.ip,
+    args: [
+      'netns',
+      'exec',
+      plan.names.netns,
+      tools.setpriv,
+      ...setpriv,
+      '--bounding-set=-all',
+      '--inh-caps=-all',
+      '--ambient-caps=-all',
+      '--no-new-privs',
+      '--',
+      command,
+      ...args,
+    ],
+  })
   return {
     agent: agent.id,
     names: plan.names,
@@ -205,24 +228,15 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         ...(uid === undefined && gid === undefined ? [] : ['--clear-groups']),
       ]
       const base = rest.env ?? process.env
-      return spawnChild(
-        tools.ip,
-        [
-          'netns',
-          'exec',
-          plan.names.netns,
-          tools.setpriv,
-          ...who,
-          '--bounding-set=-all',
-          '--inh-caps=-all',
-          '--ambient-caps=-all',
-          '--no-new-privs',
-          '--',
-          command,
-          ...args,
-        ],
-        { ...rest, env: { ...base, ...env } },
-      )
+      const argv = argvOf(command, args, who)
+      return spawnChild(argv.command, argv.args, { ...rest, env: { ...base, ...env } })
+    },
+    command(command, args = [], setpriv = []) {
+      if (closed !== undefined) throw new SandboxUnavailable('the sandbox is closed')
+      // Only user switches: nothing that could give capabilities back.
+      if (!setpriv.every((o) => /^--(?:reuid|regid)=\d{1,10}$|^--clear-groups$/.test(o)))
+        throw new ConfigInvalid('setpriv options may only be --reuid=<uid>, --regid=<gid> and --clear-groups')
+      return argvOf(command, args, setpriv)
     },
     close() {
       closed ??= (async () => {

@@ -9,11 +9,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Authority, type ManifestInput, type ToolDeclaration } from 'agent-trust'
+import { withCapabilities } from 'agent-trust/mcp'
 import { MemoryAuditLog } from '../../src/audit/types.js'
 import { parseManifest } from '../../src/config/manifest.js'
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js'
 import { cli, cliEnv, MAIN } from '../support/cli.js'
+import { CONTEXT, textOf } from '../support/mcp-world.js'
 import { kernelObjects, makeTestCa, startTestHost, type TestHost } from '../support/netns.js'
 
 const DB = '10.251.8.2'
@@ -520,4 +525,121 @@ describe('examples/sandbox-spawn.ts', () => {
     expect(r.stdout).toContain('deny agent-summarizer-v2 -> http://external-api.com:80 ERR_EGRESS_DENIED')
     expect(kernelObjects()).toEqual(before)
   }, 40_000)
+})
+
+describe('agent-trust-mcp-gateway --isolate', () => {
+  const GATEWAY = fileURLToPath(new URL('../../adapters/mcp/gateway-cli.ts', import.meta.url))
+  const SERVER = fileURLToPath(new URL('../support/mcp-egress-server.ts', import.meta.url))
+  const tsx = import.meta.resolve('tsx')
+  const gatewayArgs = (extra: string[]) => [
+    '--import',
+    tsx,
+    '--conditions=agent-trust-source',
+    GATEWAY,
+    '--manifest',
+    join(dir, 'gw.json'),
+    '--server-id',
+    'egress-test',
+    '--isolate',
+    ...extra,
+    '--',
+    process.execPath,
+    '--import',
+    tsx,
+    SERVER,
+  ]
+  const gwManifest = (tools: ToolDeclaration[]) => ({
+    agents: [
+      { id: 'agent-caller', trustLevel: 'L2', grants: ['mcp:*:tools/list', 'tool:egress-test:fetch_url'] },
+      { id: 'egress-test', trustLevel: 'L2', egress: [`http://${DB}:8080`], tools },
+    ],
+  })
+
+  it('runs the stdio upstream in a sandbox from its manifest entry: its tool reaches the declared host only', async () => {
+    writeFileSync(join(dir, 'gw.json'), JSON.stringify(gwManifest([])))
+    const review = spawnSync(process.execPath, gatewayArgs(['--print-hashes']), {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: getDefaultEnvironment(),
+    })
+    expect(review.status).toBe(0)
+    const tool = (JSON.parse(review.stdout) as { tools: ToolDeclaration[] }).tools.find((t) => t.name === 'fetch_url')!
+    const pinned = gwManifest([{ ...tool, operation: 'read' }])
+    writeFileSync(join(dir, 'gw.json'), JSON.stringify(pinned))
+    const authority = await Authority.create({ manifest: pinned as ManifestInput })
+    writeFileSync(join(dir, 'gw-jwks.json'), JSON.stringify(authority.jwks()))
+    const client = withCapabilities(new Client({ name: 'caller', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: 'agent-caller',
+      serverId: 'egress-test',
+      context: CONTEXT,
+    })
+    const seen = (await db.events()).length
+    await client.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: gatewayArgs(['--jwks', join(dir, 'gw-jwks.json'), '--audit-file', join(dir, 'gw-audit.jsonl')]),
+        env: getDefaultEnvironment(),
+        stderr: 'ignore',
+      }),
+    )
+    try {
+      expect(kernelObjects().length).toBeGreaterThan(before.length)
+      const ok = textOf(await client.callTool({ name: 'fetch_url', arguments: { url: `http://${DB}:8080/docs` } }))
+      expect(ok).toContain('direct: 200 hello from database-reader GET /docs')
+      const bad = textOf(await client.callTool({ name: 'fetch_url', arguments: { url: `http://${EXT}:8080/steal` } }))
+      expect(bad).toMatch(/^direct: failed (TIMEOUT|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH)/)
+      expect(bad).toContain('proxy: 403 ip-literal')
+      expect((await db.events()).length).toBeGreaterThan(seen)
+      expect(await ext.events()).toEqual([])
+    } finally {
+      await client.close()
+      authority.close()
+    }
+    for (let i = 0; i < 50 && kernelObjects().length !== before.length; i++) await new Promise((r) => setTimeout(r, 100))
+    expect(kernelObjects()).toEqual(before)
+    const trail = readFileSync(join(dir, 'gw-audit.jsonl'), 'utf8')
+    expect(trail).toContain(`"destination":"http://${EXT}:8080"`)
+    expect(trail).toContain('"code":"ERR_EGRESS_DENIED"')
+  }, 60_000)
+
+  it('--isolate for an agent not in the manifest exits 4; with an HTTP upstream it is a usage error', () => {
+    const unknown = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        tsx,
+        '--conditions=agent-trust-source',
+        GATEWAY,
+        '--manifest',
+        join(dir, 'gw.json'),
+        '--server-id',
+        'nobody',
+        '--isolate',
+        '--print-hashes',
+        '--',
+        'true',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    )
+    expect(unknown.status).toBe(4)
+    expect(unknown.stderr).toContain('ERR_AGENT_UNKNOWN')
+    const http = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        tsx,
+        '--conditions=agent-trust-source',
+        GATEWAY,
+        '--server-id',
+        'egress-test',
+        '--isolate',
+        '--upstream-url',
+        'http://127.0.0.1:1/mcp',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    )
+    expect(http.status).toBe(2)
+    expect(kernelObjects()).toEqual(before)
+  }, 60_000)
 })
