@@ -3,7 +3,7 @@ import { accessSync, constants, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { createAuditLog, DEFAULT_AUDIT_FILE, fileSink } from '../audit/index.js'
 import type { AgentDeclaration } from '../config/manifest.js'
-import { gcSandbox, innerRuleset, networkPolicyFor, resolveDirect, startSandbox } from '../sandbox/index.js'
+import { gcSandbox, inboundPorts, innerRuleset, networkPolicyFor, resolveDirect, startSandbox } from '../sandbox/index.js'
 import { loadManifest } from './shared.js'
 import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 
@@ -102,8 +102,16 @@ async function exportRules(ctx: Context): Promise<ExitCode> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--proxy-port takes 1-65535')
   if (format === 'nft') {
     const address = str(ctx.values, 'proxy-address') ?? '10.250.0.1'
-    const direct = agent.trustLevel === 'L0' ? [] : await resolveDirect(agent)
-    const rules = innerRuleset({ ...(agent.trustLevel === 'L0' ? {} : { proxy: { address, port } }), direct })
+    const l0 = agent.trustLevel === 'L0'
+    const direct = l0 ? [] : await resolveDirect(agent)
+    // Ports other agents declared for this one (by its id, internal), at the sandbox's own address.
+    const ports = l0 ? [] : inboundPorts(loadManifest(ctx).agents, agent.id)
+    const sandboxAddress = str(ctx.values, 'sandbox-address') ?? '10.250.0.2'
+    const rules = innerRuleset({
+      ...(l0 ? {} : { proxy: { address, port } }),
+      direct,
+      ...(ports.length === 0 ? {} : { inbound: { address: sandboxAddress, ports } }),
+    })
     ctx.io.out(
       `# agent-trust sandbox ruleset for agent ${JSON.stringify(agent.id)} (${agent.trustLevel}); apply inside its network namespace: nft -f <file>\n${rules}`,
     )
@@ -169,12 +177,15 @@ are touched. --all removes live sandboxes too.`,
         format: { type: 'string' },
         'proxy-address': { type: 'string' },
         'proxy-port': { type: 'string' },
+        'sandbox-address': { type: 'string' },
         namespace: { type: 'string' },
       },
       help: `Usage: agent-trust sandbox export --agent <id> --format nft|k8s [options]
 
 nft: the ruleset applied inside the agent's namespace (nft -f), with the proxy at
-     --proxy-address (default 10.250.0.1) and --proxy-port (default 3128).
+     --proxy-address (default 10.250.0.1) and --proxy-port (default 3128); the ports other
+     agents declare for this one (http://<id>:<port> internal) are open at --sandbox-address
+     (default 10.250.0.2).
 k8s: a networking.k8s.io/v1 NetworkPolicy (JSON; kubectl apply -f accepts it): default-deny
      egress for pods labelled agent-trust.io/agent=<id>, allowing the declared internal peers'
      pods (labelled with the declared name), declared IP literals, and the egress proxy

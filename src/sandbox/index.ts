@@ -262,7 +262,7 @@ export function gcSandbox(options: { all?: boolean } = {}): { removed: string[];
 }
 
 export { preflight, hasNetAdmin } from './system.js'
-export { chooseSubnet, hostRuleset, innerRuleset, networkPolicy, sandboxNames, DEFAULT_SUBNET_RANGE } from './plan.js'
+export { chooseSubnet, hostRuleset, inboundPorts, innerRuleset, networkPolicy, sandboxNames, DEFAULT_SUBNET_RANGE } from './plan.js'
 
 /** The Kubernetes NetworkPolicy of one manifest agent (see {@link networkPolicy}). */
 export function networkPolicyFor(agent: AgentDeclaration, proxyPort = 3128, namespace?: string): Record<string, unknown> {

@@ -453,6 +453,14 @@ describe('agent-trust sandbox run (the CLI)', () => {
     expect(r.code).toBe(0)
     const check = spawnSync('nft', ['-c', '-f', '-'], { input: r.stdout, encoding: 'utf8' })
     expect(check.status).toBe(0)
+    // The port another agent declared for this one is open at the sandbox's address.
+    const peer = await cli(['sandbox', 'export', '--manifest', 'm.json', '--agent', 'agent-peer-server', '--format', 'nft'], {
+      cwd: dir,
+      env: cliEnv(dir),
+    })
+    expect(peer.code).toBe(0)
+    expect(peer.stdout).toContain('ip daddr 10.250.0.2 tcp dport 7000 accept')
+    expect(spawnSync('nft', ['-c', '-f', '-'], { input: peer.stdout, encoding: 'utf8' }).status).toBe(0)
   }, 20_000)
 })
 
