@@ -11,6 +11,7 @@ import { benchLangchain } from './langchain.js'
 import { printRows, type Row } from './lib.js'
 import { benchMcp } from './mcp.js'
 import { benchRedis } from './redis.js'
+import { benchSandbox } from './sandbox.js'
 
 const sections: Array<[string, () => Promise<Row[]>]> = [
   ['Kernel', benchKernel],
@@ -20,6 +21,7 @@ const sections: Array<[string, () => Promise<Row[]>]> = [
   ['Egress', benchEgress],
   ['LangChain', benchLangchain],
   ['Identity', benchIdentity],
+  ['Sandbox', benchSandbox],
 ]
 
 const only = process.argv[2]

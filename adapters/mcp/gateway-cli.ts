@@ -7,6 +7,10 @@
  *     [--audit-file audit.jsonl] [--redis-url redis://127.0.0.1:6379] [--crypto-offload auto|on|off] \
  *     ( -- <upstream command> [args...] | --upstream-url http://127.0.0.1:9000/mcp )
  *
+ *   --isolate (Linux, root): the stdio upstream runs in a network sandbox built from the
+ *     manifest entry of --server-id (agent-trust/sandbox): it reaches only its declared
+ *     destinations, and its sandbox's proxy decisions go to --audit-file.
+ *
  *   agent-trust-mcp-gateway --manifest ... --server-id everything --print-hashes -- <upstream command>
  *     prints the upstream's tool definitions and hashes (and proposed manifest declarations)
  *     for review, then exits.
@@ -15,7 +19,7 @@
  */
 import { parseArgs } from 'node:util'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { loadManifestFile, resolveMode } from 'agent-trust'
@@ -26,7 +30,7 @@ import { McpGateway, serveStreamableHttp, type ToolPinStatus } from 'agent-trust
 const USAGE = `usage: agent-trust-mcp-gateway --manifest <file> --server-id <id> --jwks <file> [--issuer <id>]
        [--listen stdio|http://127.0.0.1:<port>/<path>] [--mode enforce|audit|off]
        [--audit-file <file>] [--redis-url <url>] [--crypto-offload auto|on|off] [--print-hashes]
-       (-- <upstream command> [args...] | --upstream-url <url>)`
+       ([--isolate] -- <upstream command> [args...] | --upstream-url <url>)`
 
 function fail(message: string): never {
   process.stderr.write(`agent-trust-mcp-gateway: ${message}\n${USAGE}\n`)
@@ -53,6 +57,7 @@ const { values, positionals } = (() => {
         'upstream-url': { type: 'string' },
         'crypto-offload': { type: 'string', default: 'auto' },
         'print-hashes': { type: 'boolean', default: false },
+        isolate: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
     })
@@ -68,6 +73,7 @@ if (values.help) {
 const serverId = values['server-id'] ?? fail('--server-id is required')
 if (positionals.length > 0 === (values['upstream-url'] !== undefined))
   fail('give the upstream either as "-- <command> [args...]" or as --upstream-url')
+if (values.isolate && positionals.length === 0) fail('--isolate runs a stdio upstream: give it as "-- <command> [args...]"')
 const manifest = loadManifestFile(values.manifest)
 const issuer = values.issuer ?? manifest.authority.id
 const mode = resolveMode(values.mode)
@@ -130,12 +136,35 @@ if (values['audit-file'] !== undefined) {
   audit = createAuditLog({ sinks: [fileSink(values['audit-file'])] })
 }
 
+// --isolate: the upstream's own manifest entry decides where it may connect.
+let sandbox:
+  | { env: Readonly<Record<string, string>>; command(c: string, a: string[]): { command: string; args: string[] }; close(): Promise<void> }
+  | undefined
+if (values.isolate) {
+  const { startSandbox } = await import('agent-trust/sandbox')
+  try {
+    sandbox = await startSandbox({ agent: serverId, manifest, ...(audit === undefined ? {} : { audit }) })
+  } catch (e) {
+    const code = (e as { code?: unknown }).code
+    process.stderr.write(`agent-trust-mcp-gateway: --isolate: ${(e as Error).message}${typeof code === 'string' ? ` [${code}]` : ''}\n`)
+    process.exit(code === 'ERR_SANDBOX_UNAVAILABLE' ? 3 : 4)
+  }
+  log(`upstream "${serverId}" isolated: only its declared destinations are reachable`)
+}
+
 const upstream = new Client({ name: `agent-trust-gateway:${serverId}`, version: '1.0.0' })
+const stdioUpstream = (): StdioClientTransport => {
+  const command = positionals[0] as string
+  const args = positionals.slice(1)
+  if (sandbox === undefined) return new StdioClientTransport({ command, args, stderr: 'inherit' })
+  const inside = sandbox.command(command, args)
+  return new StdioClientTransport({ ...inside, env: { ...getDefaultEnvironment(), ...sandbox.env }, stderr: 'inherit' })
+}
 const upstreamTransport =
   values['upstream-url'] !== undefined
     ? new StreamableHTTPClientTransport(new URL(values['upstream-url']))
     : // The SDK's default environment (PATH, HOME, ...): the gateway's own secrets stay out of the upstream.
-      new StdioClientTransport({ command: positionals[0] as string, args: positionals.slice(1), stderr: 'inherit' })
+      stdioUpstream()
 await upstream.connect(upstreamTransport)
 
 const describe = (s: ToolPinStatus): string =>
@@ -160,6 +189,7 @@ const gateway = await McpGateway.create({
 async function shutdown(code: number): Promise<never> {
   await gateway.close().catch(() => undefined)
   await upstream.close().catch(() => undefined)
+  await sandbox?.close().catch(() => undefined)
   await store?.close().catch(() => undefined)
   await audit?.close?.().catch(() => undefined)
   process.exit(code)

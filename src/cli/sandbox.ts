@@ -3,7 +3,7 @@ import { accessSync, constants, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { createAuditLog, DEFAULT_AUDIT_FILE, fileSink } from '../audit/index.js'
 import type { AgentDeclaration } from '../config/manifest.js'
-import { gcSandbox, innerRuleset, networkPolicyFor, resolveDirect, startSandbox } from '../sandbox/index.js'
+import { gcSandbox, inboundPorts, innerRuleset, networkPolicyFor, resolveDirect, startSandbox } from '../sandbox/index.js'
 import { loadManifest } from './shared.js'
 import { EXIT, Failed, quote, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 
@@ -40,13 +40,17 @@ async function run(ctx: Context): Promise<ExitCode> {
   const agent = agentOf(ctx)
   if (findCommand(command, ctx.io.env.PATH) === undefined)
     throw new Failed(`the command ${quote(command, 128)} was not found or is not executable`, EXIT.invalid, 'ERR_FILE_UNREADABLE')
+  const userText = str(ctx.values, 'user')
+  const um = userText === undefined ? null : /^(\d{1,10})(?::(\d{1,10}))?$/.exec(userText)
+  if (userText !== undefined && um === null) throw new UsageError('--user takes <uid>[:<gid>] (numbers)')
+  const user = um === null ? {} : { uid: Number(um[1]), gid: Number(um[2] ?? um[1]) }
   const file = str(ctx.values, 'audit-file') ?? ctx.io.env.AGENT_TRUST_AUDIT_FILE ?? DEFAULT_AUDIT_FILE
   const audit = createAuditLog({ sinks: [fileSink(file)] })
   try {
     const range = str(ctx.values, 'subnet-range')
     const sandbox = await startSandbox({ agent: agent.id, manifest, audit, ...(range === undefined ? {} : { subnetRange: range }) })
     try {
-      const child = sandbox.spawn(command, args, { stdio: 'inherit', env: { ...ctx.io.env } as NodeJS.ProcessEnv })
+      const child = sandbox.spawn(command, args, { stdio: 'inherit', env: { ...ctx.io.env } as NodeJS.ProcessEnv, ...user })
       const onAbort = (): void => {
         child.kill('SIGTERM')
         setTimeout(() => child.kill('SIGKILL'), 2000).unref()
@@ -98,8 +102,16 @@ async function exportRules(ctx: Context): Promise<ExitCode> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--proxy-port takes 1-65535')
   if (format === 'nft') {
     const address = str(ctx.values, 'proxy-address') ?? '10.250.0.1'
-    const direct = agent.trustLevel === 'L0' ? [] : await resolveDirect(agent)
-    const rules = innerRuleset({ ...(agent.trustLevel === 'L0' ? {} : { proxy: { address, port } }), direct })
+    const l0 = agent.trustLevel === 'L0'
+    const direct = l0 ? [] : await resolveDirect(agent)
+    // Ports other agents declared for this one (by its id, internal), at the sandbox's own address.
+    const ports = l0 ? [] : inboundPorts(loadManifest(ctx).agents, agent.id)
+    const sandboxAddress = str(ctx.values, 'sandbox-address') ?? '10.250.0.2'
+    const rules = innerRuleset({
+      ...(l0 ? {} : { proxy: { address, port } }),
+      direct,
+      ...(ports.length === 0 ? {} : { inbound: { address: sandboxAddress, ports } }),
+    })
     ctx.io.out(
       `# agent-trust sandbox ruleset for agent ${JSON.stringify(agent.id)} (${agent.trustLevel}); apply inside its network namespace: nft -f <file>\n${rules}`,
     )
@@ -121,8 +133,13 @@ export const sandboxCommands: CommandGroup = {
       name: 'run',
       summary: 'run a command as an agent, network-isolated',
       args: [1, 4096],
-      options: { agent: { type: 'string' }, 'audit-file': { type: 'string' }, 'subnet-range': { type: 'string' } },
-      help: `Usage: agent-trust sandbox run --agent <id> [--manifest <file>] [--audit-file <file>] -- <command> [args...]
+      options: {
+        agent: { type: 'string' },
+        'audit-file': { type: 'string' },
+        'subnet-range': { type: 'string' },
+        user: { type: 'string' },
+      },
+      help: `Usage: agent-trust sandbox run --agent <id> [--manifest <file>] [--audit-file <file>] [--user <uid>[:<gid>]] -- <command> [args...]
 
 Runs the command in a network namespace of its own, without capabilities. Every packet out is
 dropped (IPv4 and IPv6, TCP, UDP, ICMP; no DNS) except TCP to the agent's declared IP-literal
@@ -134,6 +151,7 @@ Options:
   --agent <id>            the agent (its manifest entry decides)
   --audit-file <file>     the audit trail (default: AGENT_TRUST_AUDIT_FILE, else ${DEFAULT_AUDIT_FILE})
   --subnet-range <cidr>   IPv4 range for the per-sandbox /30 (default 10.250.0.0/16)
+  --user <uid>[:<gid>]    run the command as this user (recommended; gid defaults to uid)
 
 Exit: the command's exit code (128+N if killed by signal N); 3 when the sandbox cannot be set
 up (not Linux, not root / no CAP_NET_ADMIN, nft or ip missing); 4 for an unknown agent, a
@@ -159,16 +177,20 @@ are touched. --all removes live sandboxes too.`,
         format: { type: 'string' },
         'proxy-address': { type: 'string' },
         'proxy-port': { type: 'string' },
+        'sandbox-address': { type: 'string' },
         namespace: { type: 'string' },
       },
       help: `Usage: agent-trust sandbox export --agent <id> --format nft|k8s [options]
 
 nft: the ruleset applied inside the agent's namespace (nft -f), with the proxy at
-     --proxy-address (default 10.250.0.1) and --proxy-port (default 3128).
+     --proxy-address (default 10.250.0.1) and --proxy-port (default 3128); the ports other
+     agents declare for this one (http://<id>:<port> internal) are open at --sandbox-address
+     (default 10.250.0.2).
 k8s: a networking.k8s.io/v1 NetworkPolicy (JSON; kubectl apply -f accepts it): default-deny
      egress for pods labelled agent-trust.io/agent=<id>, allowing the declared internal peers'
      pods (labelled with the declared name), declared IP literals, and the egress proxy
-     (pods labelled agent-trust.io/role=egress-proxy, --proxy-port) for everything else.
+     the agent's own egress proxy (pods labelled agent-trust.io/role=egress-proxy and
+     agent-trust.io/agent=<id>, --proxy-port) for everything else.
      --namespace <ns> sets metadata.namespace.`,
       run: exportRules,
     },

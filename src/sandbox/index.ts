@@ -9,7 +9,10 @@
  *   written into the namespace's own hosts file); no DNS server is reachable inside;
  * - an HTTP forward proxy on the host side of the veth that decides every request with the
  *   in-process guard's own policy and audits every decision;
- * - an L0 agent gets loopback only.
+ * - an L0 agent gets loopback only;
+ * - sandboxes cannot reach each other, except where one agent declares another by its id as an
+ *   `internal` destination (`http://agent-a:7000 internal`): that name resolves to the live
+ *   sandbox of `agent-a`, whose sandbox accepts connections on port 7000 from other sandboxes.
  *
  * Subpath: `agent-trust/sandbox`.
  *
@@ -33,6 +36,7 @@ import { fn, parseOptions, withMethods } from '../lib/options.js'
 import {
   DEFAULT_SUBNET_RANGE,
   directEntries,
+  inboundPorts,
   networkPolicy,
   proxyEnv,
   type DirectPeer,
@@ -40,7 +44,16 @@ import {
   type SandboxSubnet,
 } from './plan.js'
 import { startEgressProxy, type EgressProxy, type ProxyResolver } from './proxy.js'
-import { applyRules, createNetwork, destroyNetwork, gcSandboxes, planNetwork, preflight, type Tools } from './system.js'
+import {
+  applyRules,
+  createNetwork,
+  destroyNetwork,
+  gcSandboxes,
+  liveSandboxAddresses,
+  planNetwork,
+  preflight,
+  type Tools,
+} from './system.js'
 
 export interface SandboxOptions {
   /** The agent id (its manifest entry gives the trust level and the egress list). */
@@ -63,8 +76,18 @@ export interface Sandbox {
   readonly proxy?: { readonly address: string; readonly port: number }
   /** The environment every spawned command gets (proxy variables, AGENT_TRUST_AGENT_ID). */
   readonly env: Readonly<Record<string, string>>
-  /** Run a command inside the namespace, without capabilities (it cannot change its own network). */
+  /**
+   * Run a command inside the namespace, without capabilities (it cannot change its own network).
+   * `uid`/`gid` in the options run the command as that user (recommended: uid 0 without
+   * capabilities still owns root's files).
+   */
   spawn(command: string, args?: readonly string[], options?: SpawnOptions): ChildProcess
+  /**
+   * The argv that runs `command` inside, without capabilities, for launchers that spawn
+   * processes themselves (an MCP SDK stdio transport); give them {@link env} too.
+   * `setpriv` takes extra setpriv options (`--reuid=<uid>`, `--regid=<gid>`, `--clear-groups`).
+   */
+  command(command: string, args?: readonly string[], setpriv?: readonly string[]): { command: string; args: string[] }
   /** Kill what still runs inside, stop the proxy, remove namespace, veth and tables. Idempotent. */
   close(): Promise<void>
 }
@@ -121,25 +144,38 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const audit = o.audit ?? discardAudit
   const resolver = o.resolver ?? systemResolver
   const l0 = agent.trustLevel === 'L0'
-  const direct = l0 ? [] : await resolveDirect(agent, resolver)
+  // An internal name that is another agent's id resolves to that agent's live sandboxes first.
+  const peers: ProxyResolver = async (h) => {
+    const live = await liveSandboxAddresses(tools, h)
+    return live.length > 0 ? live.map((address) => ({ address })) : resolver(h)
+  }
+  const direct = l0 ? [] : await resolveDirect(agent, peers)
   const key = randomBytes(4).toString('hex')
-  const plan = await planNetwork(tools, key, o.subnetRange ?? DEFAULT_SUBNET_RANGE, l0, direct)
+  const plan = await planNetwork(tools, key, o.subnetRange ?? DEFAULT_SUBNET_RANGE, l0, direct, {
+    agent: agent.id,
+    inbound: inboundPorts(o.manifest.agents, agent.id),
+  })
   let proxy: EgressProxy | undefined
   const atExit = (): void => destroyNetwork(tools, key)
   process.on('exit', atExit)
   try {
-    await createNetwork(tools, plan)
-    if (plan.subnet !== undefined) {
-      proxy = await startEgressProxy({
-        agentId: agent.id,
-        egress: agent.egress,
-        trustLevel: agent.trustLevel,
-        audit,
-        host: plan.subnet.hostIp,
-        resolver,
-      })
-    }
-    await applyRules(tools, plan, proxy?.port)
+    const subnet = plan.subnet
+    // Once the host side exists: the proxy listens on it, then both rulesets go in (they match
+    // interfaces by name), while the inside is set up. Nothing runs inside before all of it.
+    await createNetwork(tools, plan, {
+      alongside: async () => {
+        if (subnet !== undefined)
+          proxy = await startEgressProxy({
+            agentId: agent.id,
+            egress: agent.egress,
+            trustLevel: agent.trustLevel,
+            audit,
+            host: subnet.hostIp,
+            resolver,
+          })
+        await applyRules(tools, plan, proxy?.port)
+      },
+    })
   } catch (e) {
     await proxy?.close()
     destroyNetwork(tools, key)
@@ -156,6 +192,23 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
   const p = proxy === undefined ? undefined : { address: proxy.address, port: proxy.port }
   const env = { ...proxyEnv(p, direct), AGENT_TRUST_AGENT_ID: agent.id }
   let closed: Promise<void> | undefined
+  const argvOf = (command: string, args: readonly string[], setpriv: readonly string[]) => ({
+    command: tools.ip,
+    args: [
+      'netns',
+      'exec',
+      plan.names.netns,
+      tools.setpriv,
+      ...setpriv,
+      '--bounding-set=-all',
+      '--inh-caps=-all',
+      '--ambient-caps=-all',
+      '--no-new-privs',
+      '--',
+      command,
+      ...args,
+    ],
+  })
   return {
     agent: agent.id,
     names: plan.names,
@@ -164,24 +217,26 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     env,
     spawn(command, args = [], spawnOptions = {}) {
       if (closed !== undefined) throw new SandboxUnavailable('the sandbox is closed')
-      const base = spawnOptions.env ?? process.env
-      return spawnChild(
-        tools.ip,
-        [
-          'netns',
-          'exec',
-          plan.names.netns,
-          tools.setpriv,
-          '--bounding-set=-all',
-          '--inh-caps=-all',
-          '--ambient-caps=-all',
-          '--no-new-privs',
-          '--',
-          command,
-          ...args,
-        ],
-        { ...spawnOptions, env: { ...base, ...env } },
-      )
+      const { uid, gid, ...rest } = spawnOptions
+      const ids = [uid, gid].filter((v) => v !== undefined)
+      if (ids.some((v) => !Number.isSafeInteger(v) || (v as number) < 0 || (v as number) > 0xfffffffe))
+        throw new ConfigInvalid('uid and gid must be integers 0-4294967294')
+      // uid/gid apply to the command (setpriv switches after entering the namespace), not to `ip`.
+      const who = [
+        ...(uid === undefined ? [] : [`--reuid=${uid}`]),
+        ...(gid === undefined ? [] : [`--regid=${gid}`]),
+        ...(uid === undefined && gid === undefined ? [] : ['--clear-groups']),
+      ]
+      const base = rest.env ?? process.env
+      const argv = argvOf(command, args, who)
+      return spawnChild(argv.command, argv.args, { ...rest, env: { ...base, ...env } })
+    },
+    command(command, args = [], setpriv = []) {
+      if (closed !== undefined) throw new SandboxUnavailable('the sandbox is closed')
+      // Only user switches: nothing that could give capabilities back.
+      if (!setpriv.every((o) => /^--(?:reuid|regid)=\d{1,10}$|^--clear-groups$/.test(o)))
+        throw new ConfigInvalid('setpriv options may only be --reuid=<uid>, --regid=<gid> and --clear-groups')
+      return argvOf(command, args, setpriv)
     },
     close() {
       closed ??= (async () => {
@@ -207,7 +262,7 @@ export function gcSandbox(options: { all?: boolean } = {}): { removed: string[];
 }
 
 export { preflight, hasNetAdmin } from './system.js'
-export { chooseSubnet, hostRuleset, innerRuleset, networkPolicy, sandboxNames, DEFAULT_SUBNET_RANGE } from './plan.js'
+export { chooseSubnet, hostRuleset, inboundPorts, innerRuleset, networkPolicy, sandboxNames, DEFAULT_SUBNET_RANGE } from './plan.js'
 
 /** The Kubernetes NetworkPolicy of one manifest agent (see {@link networkPolicy}). */
 export function networkPolicyFor(agent: AgentDeclaration, proxyPort = 3128, namespace?: string): Record<string, unknown> {

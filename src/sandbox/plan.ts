@@ -9,6 +9,7 @@
  * - veth pair `atsbKh` (host side) / `atsbKc` (sandbox side), 13 chars (IFNAMSIZ is 16);
  * - nft table `inet atsb_K` in the host namespace and `inet agent_trust_sandbox` inside.
  */
+import { createHash } from 'node:crypto'
 import { tryParseDestination, type Destination } from '../policy/destination.js'
 
 export const NAME_PREFIX = 'atsb'
@@ -128,10 +129,30 @@ export function directEntries(egress: readonly string[]): Destination[] {
   return out
 }
 
+/**
+ * The TCP ports on which other agents of the manifest declare this agent as an `internal`
+ * destination by its id (`http://<agent id>:<port> internal`): the only ports on which its
+ * sandbox accepts connections, and only from sandboxes that declared it.
+ */
+export function inboundPorts(
+  agents: ReadonlyArray<{ id: string; trustLevel: string; egress: readonly string[] }>,
+  agentId: string,
+): number[] {
+  const id = agentId.toLowerCase()
+  const ports = new Set<number>()
+  for (const a of agents) {
+    if (a.id === agentId || a.trustLevel === 'L0') continue
+    for (const d of directEntries(a.egress)) if (d.kind === 'name' && d.internal && d.host === id) ports.add(d.port)
+  }
+  return [...ports].sort((x, y) => x - y)
+}
+
 export interface InnerRulesetInput {
   /** The proxy on the host side of the veth; absent for an L0 agent (loopback only). */
   readonly proxy?: { readonly address: string; readonly port: number }
   readonly direct: readonly DirectPeer[]
+  /** Ports other sandboxes that declared this agent may connect to, at the sandbox's own address. */
+  readonly inbound?: { readonly address: string; readonly ports: readonly number[] }
 }
 
 function ipv4Rule(p: { address: string; port: number }): string {
@@ -161,6 +182,7 @@ export function innerRuleset(input: InnerRulesetInput): string {
     '    type filter hook input priority 0; policy drop;',
     '    iifname "lo" accept',
     '    ct state established,related accept',
+    ...(input.inbound?.ports ?? []).map((port) => `    ${ipv4Rule({ address: input.inbound!.address, port })}`),
     '  }',
     '  chain forward {',
     '    type filter hook forward priority 0; policy drop;',
@@ -176,16 +198,28 @@ export interface HostRulesetInput {
   readonly subnet: SandboxSubnet
   readonly proxy?: { readonly address: string; readonly port: number }
   readonly direct: readonly DirectPeer[]
+  /** Ports on which the sandbox accepts connections forwarded from other sandboxes' veths. */
+  readonly inbound?: readonly number[]
+  /** {@link agentTag} of the sandbox's agent, kept as an empty chain: the host-side record of whose sandbox it is. */
+  readonly agentTag?: string
 }
+
+/** The agent's record in its sandbox's host table: `id_` and 64 hex digits (SHA-256 of the lower-cased id). */
+export function agentTag(agentId: string): string {
+  return `id_${createHash('sha256').update(agentId.toLowerCase()).digest('hex')}`
+}
+const AGENT_TAG = /^id_[0-9a-f]{64}$/
 
 /**
  * The host-side half, in the host namespace: the same allowlist enforced where a process in
  * the sandbox cannot change it even if it kept capabilities. Packets from the sandbox's veth
  * may reach the host only at the proxy, and be forwarded only to the direct peers (source
- * NAT'd to the host so the peer's replies come back).
+ * NAT'd to the host so the peer's replies come back). Nothing is forwarded into the sandbox
+ * but replies, and connections from other sandboxes to its `inbound` ports.
  */
 export function hostRuleset(input: HostRulesetInput): string {
   if (!HOST_TABLE_NAME.test(input.table) || !VETH_NAME.test(input.hostVeth)) throw new TypeError('not a sandbox table or veth name')
+  if (input.agentTag !== undefined && !AGENT_TAG.test(input.agentTag)) throw new TypeError('not an agent tag')
   const v = `iifname "${input.hostVeth}"`
   const fwd = input.direct.map((p) => `    ${v} ${ipv4Rule(p)}`)
   const nat = input.direct.map((p) => `    ip saddr ${input.subnet.sandboxIp} ip daddr ${p.address} tcp dport ${p.port} masquerade`)
@@ -204,12 +238,17 @@ export function hostRuleset(input: HostRulesetInput): string {
     `    ${v} ct state established,related accept`,
     ...fwd,
     `    ${v} drop`,
+    // Only from another sandbox's veth (whose own table forwards only what it declared).
+    ...(input.inbound ?? []).map(
+      (port) => `    iifname "${NAME_PREFIX}*" oifname "${input.hostVeth}" ${ipv4Rule({ address: input.subnet.sandboxIp, port })}`,
+    ),
     `    oifname "${input.hostVeth}" drop`,
     '  }',
     '  chain postrouting {',
     '    type nat hook postrouting priority 100; policy accept;',
     ...nat,
     '  }',
+    ...(input.agentTag === undefined ? [] : [`  chain ${input.agentTag} {`, '  }']),
     '}',
     '',
   ].join('\n')
@@ -264,7 +303,7 @@ export interface NetworkPolicyInput {
   readonly agentId: string
   readonly trustLevel: string
   readonly egress: readonly string[]
-  /** Port of the egress proxy service (pods labelled `agent-trust.io/role: egress-proxy`). */
+  /** Port of the agent's egress proxy (pods labelled `agent-trust.io/role: egress-proxy` and the agent's label). */
   readonly proxyPort: number
   readonly namespace?: string
 }
@@ -272,7 +311,8 @@ export interface NetworkPolicyInput {
 /**
  * A `networking.k8s.io/v1` NetworkPolicy: default-deny egress for the agent's pods; allowed:
  * the declared internal peers (pods labelled with the declared name, on the declared port),
- * declared IP literals (an /32 ipBlock), and the egress proxy for every other destination.
+ * declared IP literals (an /32 ipBlock), and the agent's own egress proxy (pods labelled
+ * `agent-trust.io/role: egress-proxy` and `agent-trust.io/agent: <id>`) for every other destination.
  * An L0 agent gets no egress rule at all. DNS is not allowed (names come from the proxy).
  */
 export function networkPolicy(input: NetworkPolicyInput): Record<string, unknown> {
@@ -292,7 +332,8 @@ export function networkPolicy(input: NetworkPolicyInput): Record<string, unknown
     }
     if (viaProxy)
       rules.push({
-        to: [{ podSelector: { matchLabels: { [K8S_ROLE_LABEL]: 'egress-proxy' } } }],
+        // The agent's own proxy only: a proxy decides for one agent's egress list.
+        to: [{ podSelector: { matchLabels: { [K8S_ROLE_LABEL]: 'egress-proxy', [K8S_AGENT_LABEL]: labelValue(input.agentId) } } }],
         ports: [{ protocol: 'TCP', port: input.proxyPort }],
       })
   }

@@ -5,9 +5,25 @@
  * parsing and matching, trust-level method rules, resolved-address classes. It connects to
  * exactly the address it checked (DNS pinning), and audits every decision in the same event
  * shape as the guard.
+ *
+ * - `CONNECT host:port` is decided as an `https://host:port` destination. The proxy never
+ *   terminates TLS, so it cannot see the method inside a tunnel: agents whose level limits
+ *   methods (L1: GET and HEAD only) get no tunnels at all (rule `method`); L2 and above do.
+ * - Redirects are never followed by the proxy: a 3xx answer goes back to the client, and the
+ *   request for the next hop is a new request, decided (and audited) on its own.
+ * - Every refusal is a 403 with `x-agent-trust-rule: <rule>` and a JSON body
+ *   `{"error":{"code":"ERR_EGRESS_DENIED","message":...,"rule":...}}`, for CONNECT too.
  */
 import { lookup } from 'node:dns/promises'
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import {
+  Agent as HttpAgent,
+  createServer,
+  request as httpRequest,
+  STATUS_CODES,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
 import { connect, isIP, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { AuditLog } from '../audit/types.js'
@@ -83,13 +99,18 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     return { ok: true, address: addresses[0] as string }
   }
 
-  const refuse = (res: ServerResponse, d: Denial): void => {
+  /** The refusal every route gets: 403, the rule in `x-agent-trust-rule`, a JSON body with code, message and rule. */
+  const refusal = (d: Denial) => {
     const err = egressDenied(d, agentId)
     const answer = denialAnswer(err, {
       body: JSON.stringify({ error: { code: err.code, message: err.message, rule: d.rule } }),
     })
-    res.writeHead(answer.status, { ...answer.headers, 'x-agent-trust-rule': d.rule, connection: 'close' })
-    res.end(answer.body)
+    return { status: answer.status, headers: { ...answer.headers, 'x-agent-trust-rule': d.rule, connection: 'close' }, body: answer.body }
+  }
+  const refuse = (res: ServerResponse, d: Denial): void => {
+    const r = refusal(d)
+    res.writeHead(r.status, r.headers)
+    res.end(r.body)
   }
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -125,6 +146,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
         path: `${url.pathname}${url.search}`,
         headers,
         setHost: false,
+        agent: upstream,
       })
       up.on('response', (r) => {
         const out: Record<string, string | string[]> = {}
@@ -144,8 +166,11 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     const target = req.url ?? ''
     const fail = (d: Denial): void => {
       record(d, 'connect', 'CONNECT')
-      const msg = egressDenied(d, agentId).message
-      client.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nx-agent-trust-rule: ${d.rule}\r\nconnection: close\r\n\r\n${msg}\n`)
+      const r = refusal(d)
+      const fields = Object.entries({ ...r.headers, 'content-length': String(Buffer.byteLength(r.body)) })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('')
+      client.end(`HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? 'Forbidden'}\r\n${fields}\r\n${r.body}`)
     }
     client.on('error', () => undefined)
     const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]/]+):(\d{1,5})$/.exec(target)
@@ -169,6 +194,8 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
       tunnels.add(client)
       client.on('close', () => tunnels.delete(client))
       up.on('connect', () => {
+        up.setNoDelay(true)
+        ;(client as Socket).setNoDelay?.(true)
         client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
         if (head.length > 0) up.write(head)
         up.pipe(client)
@@ -180,6 +207,8 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
   }
 
   const tunnels = new Set<Duplex>()
+  // Upstream connections are kept alive per pinned address and port (the key of Node's agent).
+  const upstream = new HttpAgent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 })
   const server: Server = createServer({ keepAlive: true }, onRequest)
   server.on('connect', onConnect)
   server.on('clientError', (_e, socket) => socket.destroy())
@@ -197,6 +226,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
         server.close(() => resolve())
         server.closeAllConnections()
         for (const t of tunnels) t.destroy()
+        upstream.destroy()
       }),
   }
 }

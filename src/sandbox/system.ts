@@ -8,7 +8,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path'
 import { SandboxUnavailable } from '../errors.js'
 import {
+  agentTag,
   chooseSubnet,
+  intToIpv4,
+  ipv4ToInt,
   hostRuleset,
   hostsFile,
   HOST_TABLE_NAME,
@@ -30,6 +33,8 @@ export interface Tools {
   readonly ip: string
   readonly nft: string
   readonly setpriv: string
+  /** util-linux nsenter, when present: enters only the network namespace (faster than `ip netns exec` for nft). */
+  readonly nsenter?: string
 }
 
 function findTool(name: string): string | undefined {
@@ -73,7 +78,14 @@ export function preflight(options: { platform?: string; status?: string } = {}):
   if (missing.length > 0 || ip === undefined || nft === undefined || setpriv === undefined) {
     throw new SandboxUnavailable(`the network sandbox needs ${missing.join(', ')}`, { details: { rule: 'tools' } })
   }
-  return { ip, nft, setpriv }
+  const nsenter = findTool('nsenter')
+  return { ip, nft, setpriv, ...(nsenter === undefined ? {} : { nsenter }) }
+}
+
+/** `nft -f -` inside the namespace `netns`. */
+function nftInside(tools: Tools, netns: string, rules: string): Promise<string> {
+  if (tools.nsenter !== undefined) return exec(tools.nsenter, [`--net=/run/netns/${netns}`, '--', tools.nft, '-f', '-'], rules)
+  return exec(tools.ip, ['netns', 'exec', netns, tools.nft, '-f', '-'], rules)
 }
 
 /** Run a tool; resolves with stdout, rejects with a SandboxUnavailable naming the step. */
@@ -90,15 +102,14 @@ export function exec(file: string, args: readonly string[], input?: string): Pro
   })
 }
 
-/** Every IPv4 prefix the host uses (routes of every table, and its own addresses). */
+/**
+ * Every IPv4 prefix the host uses: the routes of every table, which include the connected
+ * prefixes (main table) and each of the host's own addresses (local table).
+ */
 export async function hostPrefixes(tools: Tools): Promise<string[]> {
   const routes = JSON.parse(await exec(tools.ip, ['-j', '-4', 'route', 'show', 'table', 'all'])) as Array<{ dst?: string }>
-  const addrs = JSON.parse(await exec(tools.ip, ['-j', '-4', 'addr', 'show'])) as Array<{
-    addr_info?: Array<{ local?: string; prefixlen?: number }>
-  }>
   const out: string[] = []
   for (const r of routes) if (typeof r.dst === 'string' && r.dst !== 'default') out.push(r.dst.includes('/') ? r.dst : `${r.dst}/32`)
-  for (const a of addrs) for (const i of a.addr_info ?? []) if (i.local !== undefined) out.push(`${i.local}/${i.prefixlen ?? 32}`)
   return out
 }
 
@@ -107,14 +118,24 @@ export interface NetworkPlan {
   /** Absent for loopback-only sandboxes (L0). */
   readonly subnet?: SandboxSubnet
   readonly direct: readonly DirectPeer[]
+  /** Ports other agents' sandboxes that declared this agent may connect to. */
+  readonly inbound?: readonly number[]
+  /** The agent, recorded in the host table (see agentTag) so sandboxes that declared it find its address. */
+  readonly agent?: string
 }
 
 /**
- * Create the namespace (loopback only), then, unless L0, the veth pair. Both rulesets are in
- * place (denying everything but loopback) before any interface leads out of the namespace;
- * {@link applyRules} then opens the proxy and the direct peers.
+ * Create the namespace (loopback only) and, unless L0, the veth pair with its addresses and
+ * the default route inside: one `ip -batch` on each side. No process runs in the namespace
+ * until {@link applyRules} has put both rulesets in place (the launcher spawns only after
+ * `startSandbox` returns), so the short window without rules has no one to use it.
  */
-export async function createNetwork(tools: Tools, plan: NetworkPlan, launcherPid: number = process.pid): Promise<void> {
+export async function createNetwork(
+  tools: Tools,
+  plan: NetworkPlan,
+  options: { launcherPid?: number; alongside?: () => Promise<unknown> } = {},
+): Promise<void> {
+  const launcherPid = options.launcherPid ?? process.pid
   const { names, subnet, direct } = plan
   mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 })
   writeFileSync(join(STATE_DIR, `${names.key}.pid`), `${launcherPid}\n`)
@@ -123,28 +144,57 @@ export async function createNetwork(tools: Tools, plan: NetworkPlan, launcherPid
   writeFileSync(join(etc, 'hosts'), hostsFile(direct))
   // No name server inside: DNS is an exfiltration channel. Declared names are in hosts.
   writeFileSync(join(etc, 'resolv.conf'), '# agent-trust sandbox: no DNS inside; declared names are in /etc/hosts\n')
-  await exec(tools.ip, ['netns', 'add', names.netns])
-  await exec(tools.ip, ['-n', names.netns, 'link', 'set', 'lo', 'up'])
-  await applyRules(tools, { names, direct: [] }, undefined)
-  if (subnet === undefined) return
-  await applyRules(tools, { names, subnet, direct: [] }, undefined)
-  await exec(tools.ip, ['link', 'add', names.hostVeth, 'type', 'veth', 'peer', 'name', names.sandboxVeth, 'netns', names.netns])
-  await exec(tools.ip, ['addr', 'add', `${subnet.hostIp}/30`, 'dev', names.hostVeth])
-  await exec(tools.ip, ['link', 'set', names.hostVeth, 'up'])
-  await exec(tools.ip, ['-n', names.netns, 'addr', 'add', `${subnet.sandboxIp}/30`, 'dev', names.sandboxVeth])
-  await exec(tools.ip, ['-n', names.netns, 'link', 'set', names.sandboxVeth, 'up'])
-  await exec(tools.ip, ['-n', names.netns, 'route', 'add', 'default', 'via', subnet.hostIp])
+  // Every name and address below is derived (hex key, IPv4 integers): nothing else reaches the batch.
+  const host = [`netns add ${names.netns}`]
+  const inside = ['link set lo up']
+  if (subnet !== undefined) {
+    host.push(
+      `link add ${names.hostVeth} type veth peer name ${names.sandboxVeth} netns ${names.netns}`,
+      `addr add ${subnet.hostIp}/30 dev ${names.hostVeth}`,
+      `link set ${names.hostVeth} up`,
+    )
+    inside.push(
+      `addr add ${subnet.sandboxIp}/30 dev ${names.sandboxVeth}`,
+      `link set ${names.sandboxVeth} up`,
+      `route add default via ${subnet.hostIp}`,
+    )
+  }
+  await exec(tools.ip, ['-batch', '-'], `${host.join('\n')}\n`)
+  // The host side is ready (the proxy may listen on its address) while the inside is set up.
+  const steps = await Promise.allSettled([
+    exec(tools.ip, ['-n', names.netns, '-batch', '-'], `${inside.join('\n')}\n`),
+    options.alongside?.() ?? Promise.resolve(),
+  ])
+  for (const r of steps) if (r.status === 'rejected') throw r.reason
 }
 
-/** Apply both rulesets (each one atomic `nft -f` transaction) for the proxy port and the direct peers. */
+/** Apply both rulesets (each one atomic `nft -f` transaction, the two at once) for the proxy port and the direct peers. */
 export async function applyRules(tools: Tools, plan: NetworkPlan, proxyPort: number | undefined): Promise<void> {
   const { names, subnet, direct } = plan
   const proxy = subnet === undefined || proxyPort === undefined ? undefined : { address: subnet.hostIp, port: proxyPort }
   const p = proxy === undefined ? {} : { proxy }
-  await exec(tools.ip, ['netns', 'exec', names.netns, tools.nft, '-f', '-'], innerRuleset({ ...p, direct }))
-  if (subnet === undefined) return
-  await exec(tools.nft, ['-f', '-'], hostRuleset({ table: names.hostTable, hostVeth: names.hostVeth, subnet, ...p, direct }))
-  if (direct.length > 0) writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n')
+  const inbound = subnet === undefined || proxy === undefined ? [] : (plan.inbound ?? [])
+  const innerIn = inbound.length === 0 || subnet === undefined ? {} : { inbound: { address: subnet.sandboxIp, ports: inbound } }
+  const steps = [nftInside(tools, names.netns, innerRuleset({ ...p, direct, ...innerIn }))]
+  if (subnet !== undefined)
+    steps.push(
+      exec(
+        tools.nft,
+        ['-f', '-'],
+        hostRuleset({
+          table: names.hostTable,
+          hostVeth: names.hostVeth,
+          subnet,
+          ...p,
+          direct,
+          inbound,
+          ...(plan.agent === undefined ? {} : { agentTag: agentTag(plan.agent) }),
+        }),
+      ),
+    )
+  const results = await Promise.allSettled(steps)
+  for (const r of results) if (r.status === 'rejected') throw r.reason
+  if (subnet !== undefined && direct.length > 0) writeFileSync('/proc/sys/net/ipv4/ip_forward', '1\n')
 }
 
 /** Choose the subnet for a new sandbox (the host's routes checked now). */
@@ -154,13 +204,14 @@ export async function planNetwork(
   range: string,
   l0: boolean,
   direct: readonly DirectPeer[],
+  peer: { agent?: string; inbound?: readonly number[] } = {},
 ): Promise<NetworkPlan> {
   const names = sandboxNames(key)
   if (l0) return { names, direct: [] }
   const subnet = chooseSubnet(range, key, await hostPrefixes(tools))
   if (subnet === undefined)
     throw new SandboxUnavailable(`no free /30 subnet left in ${range} (set another range)`, { details: { rule: 'subnet' } })
-  return { names, subnet, direct }
+  return { names, subnet, direct, ...peer }
 }
 
 function quiet(file: string, args: readonly string[]): void {
@@ -194,6 +245,39 @@ export function destroyNetwork(tools: Pick<Tools, 'ip' | 'nft'>, key: string): v
   quiet(tools.nft, ['delete', 'table', 'inet', names.hostTable])
   rmSync(join(NETNS_ETC, names.netns), { recursive: true, force: true })
   rmSync(join(STATE_DIR, `${key}.pid`), { force: true })
+}
+
+/**
+ * Sandbox addresses of the live sandboxes of `agentId` (for the agents that declared it
+ * `internal`). Read from the host namespace only, which a command inside cannot change: the
+ * agent's tag chain in a sandbox's host table, and that sandbox's host-side veth address.
+ */
+export async function liveSandboxAddresses(tools: Pick<Tools, 'ip' | 'nft'>, agentId: string): Promise<string[]> {
+  const tag = agentTag(agentId)
+  let chains: Array<{ chain?: { family?: string; table?: string; name?: string } }>
+  try {
+    chains = (JSON.parse(await exec(tools.nft, ['-j', 'list', 'chains', 'inet'])) as { nftables?: typeof chains }).nftables ?? []
+  } catch {
+    return []
+  }
+  const out: string[] = []
+  for (const c of chains) {
+    const m = HOST_TABLE_NAME.exec(c.chain?.table ?? '')
+    if (m === null || c.chain?.name !== tag) continue
+    const key = m[1] as string
+    if (liveLauncher(key) === undefined) continue
+    try {
+      const link = JSON.parse(await exec(tools.ip, ['-j', '-4', 'addr', 'show', 'dev', sandboxNames(key).hostVeth])) as Array<{
+        addr_info?: Array<{ local?: string; prefixlen?: number }>
+      }>
+      const local = link[0]?.addr_info?.find((i) => i.prefixlen === 30)?.local
+      const n = local === undefined ? undefined : ipv4ToInt(local)
+      if (n !== undefined) out.push(intToIpv4(n + 1))
+    } catch {
+      // being removed
+    }
+  }
+  return out
 }
 
 function alive(pid: number): boolean {

@@ -55,6 +55,9 @@ describe('npm pack', () => {
       .map((f) => `docs/${f}`)
     const expected = [...compiled, ...docs, 'README.md', 'LICENSE', 'SECURITY.md', 'CHANGELOG.md', 'package.json'].sort()
     expect(files).toEqual(expected)
+    // Every part's reference ships.
+    for (const d of ['architecture', 'audit', 'cli', 'egress', 'identity', 'langchain', 'mcp', 'sandbox', 'stores'])
+      expect(files).toContain(`docs/${d}.md`)
   })
 
   it('ships no source maps and no TypeScript sources', () => {

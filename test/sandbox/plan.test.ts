@@ -3,11 +3,13 @@ import { execFileSync } from 'node:child_process'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
+  agentTag,
   chooseSubnet,
   cidrsOverlap,
   directEntries,
   hostRuleset,
   hostsFile,
+  inboundPorts,
   innerRuleset,
   labelValue,
   networkPolicy,
@@ -92,6 +94,36 @@ describe('rulesets', () => {
     )
     nftCheck(hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [] }))
   })
+  it('opens inbound ports only where another agent declared this one, only from sandbox veths, and passes nft -c', () => {
+    const agents = [
+      { id: 'agent-a', trustLevel: 'L2', egress: [] },
+      {
+        id: 'agent-b',
+        trustLevel: 'L1',
+        egress: ['http://agent-a:7000 internal', 'http://agent-a:7001', 'http://agent-a.example:7002 internal'],
+      },
+      { id: 'agent-c', trustLevel: 'L0', egress: ['http://agent-a:7003 internal'] },
+      { id: 'agent-d', trustLevel: 'L2', egress: ['https://AGENT-A:7443 internal'] },
+    ]
+    // Not internal (7001), another name (7002), an L0 agent that has no network (7003): no port.
+    expect(inboundPorts(agents, 'agent-a')).toEqual([7000, 7443])
+    expect(inboundPorts(agents, 'agent-b')).toEqual([])
+    const host = hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [], inbound: [7000] })
+    expect(host).toContain('iifname "atsb*" oifname "atsb0a1b2c3dh" ip daddr 10.250.0.2 tcp dport 7000 accept')
+    expect(host.indexOf('tcp dport 7000 accept')).toBeLessThan(host.indexOf('oifname "atsb0a1b2c3dh" drop'))
+    nftCheck(host)
+    // Whose sandbox it is: a tag chain in the host table, which nothing inside the sandbox can change.
+    const tagged = hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [], agentTag: agentTag('Agent-A') })
+    expect(tagged).toContain(`chain ${agentTag('agent-a')} {`)
+    expect(agentTag('agent-a')).toMatch(/^id_[0-9a-f]{64}$/)
+    nftCheck(tagged)
+    expect(() =>
+      hostRuleset({ table: 'atsb_0a1b2c3d', hostVeth: 'atsb0a1b2c3dh', subnet, direct: [], agentTag: 'x; flush ruleset' }),
+    ).toThrow(TypeError)
+    const inner = innerRuleset({ direct: [], inbound: { address: '10.250.0.2', ports: [7000] } })
+    expect(inner).toContain('ip daddr 10.250.0.2 tcp dport 7000 accept')
+    nftCheck(inner)
+  })
   it('never writes a peer that is not a strict IPv4 address and port (no injection into the ruleset)', () => {
     for (const address of ['10.0.0.1; flush ruleset', '::1', '010.0.0.1', '10.0.0.256', 'example.com'])
       expect(() => innerRuleset({ direct: [{ address, port: 80, entry: 'x' }] })).toThrow(TypeError)
@@ -138,7 +170,10 @@ describe('NetworkPolicy export', () => {
         ports: [{ protocol: 'TCP', port: 8080 }],
       },
       { to: [{ ipBlock: { cidr: '10.251.8.2/32' } }], ports: [{ protocol: 'TCP', port: 8080 }] },
-      { to: [{ podSelector: { matchLabels: { 'agent-trust.io/role': 'egress-proxy' } } }], ports: [{ protocol: 'TCP', port: 3128 }] },
+      {
+        to: [{ podSelector: { matchLabels: { 'agent-trust.io/role': 'egress-proxy', 'agent-trust.io/agent': 'agent-summarizer-v2' } } }],
+        ports: [{ protocol: 'TCP', port: 3128 }],
+      },
     ])
     const l0 = networkPolicy({ agentId: 'a', trustLevel: 'L0', egress: ['https://api.example.com'], proxyPort: 3128 }) as {
       spec: { egress: unknown[] }

@@ -7,6 +7,8 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 
 export interface TestHost {
   readonly netns: string
@@ -19,25 +21,64 @@ export interface TestHost {
 }
 
 const SERVER = `
-const http = require('node:http'), dgram = require('node:dgram')
+const http = require('node:http'), https = require('node:https'), dgram = require('node:dgram')
 const events = []
-const [tcp, udp] = [process.argv[1].split(',').filter(Boolean).map(Number), process.argv[2].split(',').filter(Boolean).map(Number)]
-for (const p of tcp) {
-  const s = http.createServer((req, res) => { if (req.url === '/__events') { res.end(JSON.stringify(events)); return } res.end('hello from ' + process.argv[3] + ' ' + req.method + ' ' + req.url) })
+const list = (i) => (process.argv[i] ?? '').split(',').filter(Boolean).map(Number)
+const [tcp, udp, tlsPorts] = [list(1), list(2), list(4)]
+const handler = (req, res) => {
+  if (req.url === '/__events') { res.end(JSON.stringify(events)); return }
+  if (req.url.startsWith('/redirect?to=')) { res.writeHead(302, { location: decodeURIComponent(req.url.slice(13)) }); res.end(); return }
+  res.end('hello from ' + process.argv[3] + ' ' + req.method + ' ' + req.url)
+}
+const serve = (p, s) => {
   s.on('connection', (c) => { if (c.remoteAddress !== '127.0.0.1') events.push('tcp:' + p + ':' + c.remoteAddress) })
   s.listen(p, '0.0.0.0')
 }
+for (const p of tcp) serve(p, http.createServer(handler))
+for (const p of tlsPorts) serve(p, https.createServer({ key: process.env.ATTEST_TLS_KEY, cert: process.env.ATTEST_TLS_CERT }, handler))
 for (const p of udp) { const u = dgram.createSocket('udp4'); u.on('message', (m, r) => events.push('udp:' + p + ':' + r.address)); u.bind(p, '0.0.0.0') }
 setInterval(() => {}, 1e6)
 process.stdout.write('ready\\n')
 `
 
 function sh(cmd: string, args: string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', ...(input === undefined ? {} : { input }) })
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], ...(input === undefined ? {} : { input }) })
 }
 
-/** Start a test host at 10.251.<n>.2 with HTTP on `tcp` ports and UDP listeners on `udp` ports. */
-export async function startTestHost(n: number, name: string, tcp: number[], udp: number[] = []): Promise<TestHost> {
+/** A server certificate and key (PEM) for the test hosts' HTTPS ports. */
+export interface TestTls {
+  readonly ports: readonly number[]
+  readonly key: string
+  readonly cert: string
+}
+
+/**
+ * A throwaway test CA (P-256, one day) and a server certificate signed by it for the given
+ * IP addresses (subjectAltName IP entries, RFC 5280 section 4.2.1.6), made with openssl in `dir`.
+ */
+export function makeTestCa(dir: string, ips: readonly string[]): { caFile: string; key: string; cert: string } {
+  const f = (n: string) => join(dir, n)
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+  sh('openssl', ['req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=agent-trust test CA'])
+  sh('openssl', ['req', ...ec, '-keyout', f('srv.key'), '-out', f('srv.csr'), '-subj', `/CN=${ips[0] ?? 'test'}`])
+  writeFileSync(f('srv.ext'), `subjectAltName=${ips.map((i) => `IP:${i}`).join(',')}\nextendedKeyUsage=serverAuth\n`)
+  sh(
+    'openssl',
+    ['x509', '-req', '-in', f('srv.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('srv.pem')].concat([
+      '-days',
+      '1',
+      '-extfile',
+      f('srv.ext'),
+    ]),
+  )
+  return { caFile: f('ca.pem'), key: readFileSync(f('srv.key'), 'utf8'), cert: readFileSync(f('srv.pem'), 'utf8') }
+}
+
+/**
+ * Start a test host at 10.251.<n>.2 with HTTP on `tcp` ports, HTTPS on `tls.ports` and UDP
+ * listeners on `udp` ports. `/redirect?to=<url>` answers 302 to the URL.
+ */
+export async function startTestHost(n: number, name: string, tcp: number[], udp: number[] = [], tls?: TestTls): Promise<TestHost> {
   const key = randomBytes(3).toString('hex')
   const netns = `attest-${key}`
   const hv = `att${key}h`
@@ -57,9 +98,14 @@ export async function startTestHost(n: number, name: string, tcp: number[], udp:
     ['netns', 'exec', netns, 'nft', '-f', '-'],
     'table inet rec { chain input { type filter hook input priority -300; iifname != "lo" counter; }; }\n',
   )
-  const child: ChildProcess = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', SERVER, tcp.join(','), udp.join(','), name], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+  const child: ChildProcess = spawn(
+    'ip',
+    ['netns', 'exec', netns, process.execPath, '-e', SERVER, tcp.join(','), udp.join(','), name, (tls?.ports ?? []).join(',')],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ATTEST_TLS_KEY: tls?.key ?? '', ATTEST_TLS_CERT: tls?.cert ?? '' },
+    },
+  )
   await new Promise<void>((resolve, reject) => {
     child.stdout?.once('data', () => resolve())
     child.once('exit', () => reject(new Error('test host exited')))
@@ -96,7 +142,7 @@ export async function startTestHost(n: number, name: string, tcp: number[], udp:
   }
 }
 
-/** Namespaces, links and nft tables of this machine, for before/after comparisons. */
+/** Namespaces, links, nft tables and sandbox-range TCP listeners of this machine, for before/after comparisons. */
 export function kernelObjects(): string[] {
   const ns = sh('ip', ['netns', 'list'])
     .split('\n')
@@ -108,5 +154,10 @@ export function kernelObjects(): string[] {
   const tables = sh('nft', ['list', 'tables'])
     .split('\n')
     .filter((l) => l.includes('atsb_'))
-  return [...ns.map((n) => `netns ${n}`), ...links.map((l) => `link ${l}`), ...tables]
+  // The proxies listen on the host side of the sandboxes' veths (DEFAULT_SUBNET_RANGE and the tests' ranges).
+  const listeners = sh('ss', ['-ltnH'])
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[3] ?? '')
+    .filter((a) => /^10\.25[02]\./.test(a))
+  return [...ns.map((n) => `netns ${n}`), ...links.map((l) => `link ${l}`), ...tables, ...listeners.map((a) => `listen ${a}`)]
 }
