@@ -9,7 +9,7 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fetch as undiciFetch, request as undiciRequest } from 'undici'
 import { createEgressAgent, createHttpTool, fetch, request } from 'agent-trust/egress'
-import { scriptedResolver, startServer, type TestServer } from '../support/egress.js'
+import { refusal, scriptedResolver, startServer, type TestServer } from '../support/egress.js'
 
 let api: TestServer
 let evil: TestServer
@@ -51,17 +51,6 @@ const entries: Record<string, () => { call: Call; close: () => Promise<void> }> 
       close: () => dispatcher.close(),
     }
   },
-}
-
-async function refusal(p: Promise<unknown>): Promise<{ code?: string; details?: Record<string, unknown> }> {
-  try {
-    await p
-  } catch (e) {
-    let err = e as { code?: string; cause?: unknown }
-    while (err.code === undefined && err.cause !== undefined) err = err.cause as typeof err
-    return err as { code?: string; details?: Record<string, unknown> }
-  }
-  throw new Error('expected a refusal')
 }
 
 const cases: Array<{ name: string; url: () => string; rule: string }> = [

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fetch, request } from 'undici'
 import { createEgressAgent, createHttpTool } from 'agent-trust/egress'
-import { scriptedResolver, startServer, type TestServer } from '../support/egress.js'
+import { refusal, scriptedResolver, startServer, type TestServer } from '../support/egress.js'
 
 let hub: TestServer
 let other: TestServer
@@ -90,18 +90,6 @@ const entries: Record<string, () => { call: Entry; close: () => Promise<void> }>
       close: () => dispatcher.close(),
     }
   },
-}
-
-async function refusal(p: Promise<unknown>): Promise<{ code?: string; details?: Record<string, unknown> }> {
-  try {
-    await p
-  } catch (e) {
-    let err = e as { code?: string; cause?: unknown }
-    // fetch wraps dispatcher errors in TypeError('fetch failed') with the cause.
-    while (err.code === undefined && err.cause !== undefined) err = err.cause as typeof err
-    return err as { code?: string; details?: Record<string, unknown> }
-  }
-  throw new Error('expected a refusal')
 }
 
 const hop = (to: string, status = 302) =>

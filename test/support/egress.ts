@@ -123,3 +123,18 @@ export async function selfSignedCert(names: readonly string[]): Promise<TestCert
     .replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`
   return { cert: cert.toString('pem'), key }
 }
+
+/**
+ * The coded error a refused request rejects with: `request()` rejects with it, `fetch` wraps it
+ * in `TypeError('fetch failed')` as `cause`. Throws when the request did not fail.
+ */
+export async function refusal(p: Promise<unknown>): Promise<{ code?: string; details?: Record<string, unknown> }> {
+  try {
+    await p
+  } catch (e) {
+    let err = e as { code?: string; cause?: unknown }
+    while (err.code === undefined && err.cause !== undefined) err = err.cause as typeof err
+    return err as { code?: string; details?: Record<string, unknown> }
+  }
+  throw new Error('expected a refusal')
+}

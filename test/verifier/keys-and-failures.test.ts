@@ -11,6 +11,15 @@ import {
 } from 'agent-trust'
 import { CONTEXT, MANIFEST, makeKernel, READ_SCOPE } from '../support/kernel.js'
 
+const mintRead = (authority: Authority) =>
+  authority.mint({
+    subject: 'agent-summarizer-v2',
+    audience: 'agent-database-reader',
+    scope: [READ_SCOPE],
+    operation: 'read',
+    context: CONTEXT,
+  })
+
 const deny = (code: string) => expect.objectContaining({ code })
 
 describe('keys', () => {
@@ -50,13 +59,7 @@ describe('keys', () => {
   it('a verifier ignores a JWKS entry that carries a private key, and a kid two issuers claim', async () => {
     const a = await Authority.create({ manifest: MANIFEST })
     const b = await Authority.create({ manifest: { ...MANIFEST, authority: { id: 'other-authority' } } })
-    const token = await a.mint({
-      subject: 'agent-summarizer-v2',
-      audience: 'agent-database-reader',
-      scope: [READ_SCOPE],
-      operation: 'read',
-      context: CONTEXT,
-    })
+    const token = await mintRead(a)
     const leaked = { keys: a.keys.records().map((r) => r.privateJwk) }
     const v1 = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer: a.id, jwks: leaked }], mode: 'enforce' })
     await expect(v1.verify(token, { scope: READ_SCOPE, operation: 'read' })).rejects.toThrow(deny('ERR_TOKEN_KEY_UNKNOWN'))
@@ -87,13 +90,7 @@ describe('keys', () => {
 
   it('skips JWKS entries that are not objects, keeping every other key and issuer', async () => {
     const a = await Authority.create({ manifest: MANIFEST })
-    const token = await a.mint({
-      subject: 'agent-summarizer-v2',
-      audience: 'agent-database-reader',
-      scope: [READ_SCOPE],
-      operation: 'read',
-      context: CONTEXT,
-    })
+    const token = await mintRead(a)
     const warnings: string[] = []
     const onWarning = (w: Error) => warnings.push(w.message)
     process.on('warning', onWarning)
@@ -121,13 +118,7 @@ describe('keys', () => {
   it('trusts neither key when one issuer publishes two different keys under one kid', async () => {
     const a = await Authority.create({ manifest: MANIFEST })
     const b = await Authority.create({ manifest: MANIFEST })
-    const token = await a.mint({
-      subject: 'agent-summarizer-v2',
-      audience: 'agent-database-reader',
-      scope: [READ_SCOPE],
-      operation: 'read',
-      context: CONTEXT,
-    })
+    const token = await mintRead(a)
     const [mine] = a.jwks().keys
     const [other] = b.jwks().keys
     const v = createVerifier({
