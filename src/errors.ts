@@ -274,6 +274,12 @@ export const ERROR_CATALOG = {
     when: "The audit trail's hash chain does not verify.",
     fix: 'Investigate the reported first broken event; restore the trail from a copy.',
   },
+  ERR_AUDIT_UNAVAILABLE: {
+    name: 'AuditUnavailable',
+    status: 503,
+    when: "The audit trail cannot be written (a full disk, Redis down) and the log is set to deny meanwhile (`onAuditFailure: 'deny'`), or a `durable` log could not write a decision's event before answering.",
+    fix: "Free the disk or bring the sink back (see the log's `stats()`); calls are allowed again once a write succeeds, with no restart.",
+  },
 } as const satisfies Record<string, CatalogEntry>
 
 export type AgentTrustErrorCode = keyof typeof ERROR_CATALOG
@@ -378,6 +384,7 @@ export class TrustChangeDenied extends defineError('ERR_TRUST_CHANGE_DENIED') {}
 export class KeyInvalid extends defineError('ERR_KEY_INVALID') {}
 export class KeyStoreInsecure extends defineError('ERR_KEY_STORE_INSECURE') {}
 export class AuditTampered extends defineError('ERR_AUDIT_TAMPERED') {}
+export class AuditUnavailable extends defineError('ERR_AUDIT_UNAVAILABLE') {}
 
 /** Every error class by code, for tests and for rebuilding an error from a wire `code`. */
 export const ERROR_CLASSES: {
@@ -422,6 +429,7 @@ export const ERROR_CLASSES: {
   ERR_KEY_INVALID: KeyInvalid,
   ERR_KEY_STORE_INSECURE: KeyStoreInsecure,
   ERR_AUDIT_TAMPERED: AuditTampered,
+  ERR_AUDIT_UNAVAILABLE: AuditUnavailable,
 }
 
 /** Rebuild a typed error from a code received over the wire (unknown codes become ERR_GENERIC). */

@@ -11,6 +11,7 @@ export {
   AgentTrustError,
   AgentUnknown,
   AuditTampered,
+  AuditUnavailable,
   AuthorityUnavailable,
   CertificateRequestDenied,
   ConfigInvalid,
