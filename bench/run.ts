@@ -4,6 +4,7 @@
  * sections whose title contains "mcp".
  */
 import { benchAudit } from './audit.js'
+import { benchAuditModes } from './audit-modes.js'
 import { benchEgress } from './egress.js'
 import { benchIdentity } from './identity.js'
 import { benchKernel } from './kernel.js'
@@ -17,6 +18,7 @@ const sections: Array<[string, () => Promise<Row[]>]> = [
   ['Kernel', benchKernel],
   ['Redis store', benchRedis],
   ['Audit', benchAudit],
+  ['Audit modes (deny, durable)', benchAuditModes],
   ['MCP', benchMcp],
   ['Egress', benchEgress],
   ['LangChain', benchLangchain],

@@ -298,6 +298,12 @@ export const ERROR_CATALOG = {
     when: '`agent-trust keys generate` found keys in the store (nothing was changed).',
     fix: 'Add a key with `agent-trust keys rotate`; `--force` replaces every key and invalidates every outstanding token.',
   },
+  ERR_AUDIT_UNAVAILABLE: {
+    name: 'AuditUnavailable',
+    status: 503,
+    when: "The audit trail cannot be written (a full disk, Redis down) and the log is set to deny meanwhile (`onAuditFailure: 'deny'`), or a `durable` log could not write a decision's event before answering.",
+    fix: "Free the disk or bring the sink back (see the log's `stats()`); calls are allowed again once a write succeeds, with no restart.",
+  },
 } as const satisfies Record<string, CatalogEntry>
 
 export type AgentTrustErrorCode = keyof typeof ERROR_CATALOG
@@ -406,6 +412,7 @@ export class UsageInvalid extends defineError('ERR_USAGE') {}
 export class FileUnreadable extends defineError('ERR_FILE_UNREADABLE') {}
 export class KeyNotFound extends defineError('ERR_KEY_NOT_FOUND') {}
 export class KeyStoreNotEmpty extends defineError('ERR_KEY_STORE_NOT_EMPTY') {}
+export class AuditUnavailable extends defineError('ERR_AUDIT_UNAVAILABLE') {}
 
 /** Every error class by code, for tests and for rebuilding an error from a wire `code`. */
 export const ERROR_CLASSES: {
@@ -454,6 +461,7 @@ export const ERROR_CLASSES: {
   ERR_FILE_UNREADABLE: FileUnreadable,
   ERR_KEY_NOT_FOUND: KeyNotFound,
   ERR_KEY_STORE_NOT_EMPTY: KeyStoreNotEmpty,
+  ERR_AUDIT_UNAVAILABLE: AuditUnavailable,
 }
 
 /** Rebuild a typed error from a code received over the wire (unknown codes become ERR_GENERIC). */

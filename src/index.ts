@@ -15,6 +15,7 @@ export {
   KeyNotFound,
   KeyStoreNotEmpty,
   UsageInvalid,
+  AuditUnavailable,
   AuthorityUnavailable,
   CertificateRequestDenied,
   ConfigInvalid,

@@ -36,6 +36,7 @@ import {
   type AuditVerification,
   type AuditVerifyOptions,
 } from './chain.js'
+import { AuditUnavailable } from '../errors.js'
 import { fileSink, type AuditRecord, type AuditSink } from './sinks.js'
 import type { AuditEventInput, AuditLog } from './types.js'
 
@@ -80,6 +81,22 @@ export interface AuditLogOptions {
   readonly hmacKey?: string | Uint8Array
   /** Told about every failed batch. Default: one process warning per failure streak per sink. */
   readonly onError?: (error: Error, sink: string) => void
+  /**
+   * What decisions do while the trail cannot be written (a sink's last write failed, until a
+   * retry succeeds; or the log is closed). `'allow'` (default): calls go on, events are kept
+   * and retried (then dropped and counted). `'deny'`: the authority, verifiers and the
+   * adapters through them refuse every call with `ERR_AUDIT_UNAVAILABLE` (503) meanwhile;
+   * denials are still recorded. Calls made before the first failed write are allowed (their
+   * events are in the batch being retried): use `durable` to close that window.
+   */
+  readonly onAuditFailure?: 'allow' | 'deny'
+  /**
+   * The authority answers a mint, exchange, spawn or trust-change decision only once its
+   * event is written (and, for the file sink, `fdatasync`ed) by every sink; if a sink fails
+   * first, the call is refused `ERR_AUDIT_UNAVAILABLE`. Costs a write per batch of
+   * concurrent decisions. Verifier (tool call) events stay batched. Default false.
+   */
+  readonly durable?: boolean
 }
 
 export interface AuditSinkStats {
@@ -94,6 +111,8 @@ export interface AuditSinkStats {
   readonly failures: number
   /** The last failure's message (a path or a Redis error; never event content). */
   readonly lastError?: string
+  /** The last write failed (and no retry has succeeded yet). */
+  readonly failing: boolean
 }
 
 export interface AuditLogStats {
@@ -106,6 +125,8 @@ export interface AuditLogStats {
   readonly afterClose: number
   /** `record()` calls that failed inside the log (should stay 0). */
   readonly internalErrors: number
+  /** Every sink's last write succeeded (or none was tried yet) and the log is open. */
+  readonly writable: boolean
   readonly sinks: readonly AuditSinkStats[]
 }
 
@@ -114,6 +135,11 @@ export interface ChainedAuditLog extends AuditLog {
   readonly chainId: string
   /** Synchronous, never throws, never waits on I/O. */
   record(event: AuditEventInput): void
+  /** With `onAuditFailure: 'deny'`: throws `ERR_AUDIT_UNAVAILABLE` while the trail cannot be written. */
+  admit(): void
+  readonly durable: boolean
+  /** Record and wait until every sink has written the event (rejects `ERR_AUDIT_UNAVAILABLE` if one fails first). */
+  commit(event: AuditEventInput): Promise<void>
   /** Where the chain stands now: store it elsewhere to detect a rewritten or cut trail. */
   head(): AuditHead
   stats(): AuditLogStats
@@ -133,6 +159,14 @@ interface SinkState {
   failures: number
   failing: boolean
   lastError: string | undefined
+  /** The highest seq this sink has written. */
+  confirmed: number
+}
+
+interface Waiter {
+  readonly seq: number
+  readonly resolve: () => void
+  readonly reject: (e: Error) => void
 }
 
 const CHAIN_ID = /^[A-Za-z0-9._:@/-]{1,128}$/
@@ -178,6 +212,12 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
   #kicked = false
   #timeMs = -1
   #time = ''
+  readonly durable: boolean
+  readonly #deny: boolean
+  /** Sinks whose last write failed. */
+  #failingSinks = 0
+  /** `commit()` calls waiting for their event to be written, oldest (lowest seq) first. */
+  #waiters: Waiter[] = []
 
   constructor(options: AuditLogOptions) {
     const {
@@ -188,6 +228,8 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       maxPendingEvents = 100_000,
       hmacKey,
       onError,
+      onAuditFailure = 'allow',
+      durable = false,
     } = options
     if (!Array.isArray(sinks) || sinks.length === 0) throw new TypeError('createAuditLog needs at least one sink')
     for (const s of sinks)
@@ -198,6 +240,10 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new TypeError('batchSize must be a positive integer')
     if (!Number.isInteger(maxPendingEvents) || maxPendingEvents < batchSize)
       throw new TypeError('maxPendingEvents must be an integer >= batchSize')
+    if (onAuditFailure !== 'allow' && onAuditFailure !== 'deny') throw new TypeError("onAuditFailure must be 'allow' or 'deny'")
+    if (typeof durable !== 'boolean') throw new TypeError('durable must be a boolean')
+    this.#deny = onAuditFailure === 'deny'
+    this.durable = durable
     this.chainId = chainId
     this.#digest = auditDigest(hmacKey)
     this.#batchSize = batchSize
@@ -212,6 +258,7 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       failures: 0,
       failing: false,
       lastError: undefined,
+      confirmed: -1,
     }))
     this.#onError = onError ?? warnOncePerStreak(this.#sinks)
     this.#timer = setInterval(() => this.#flushAll(), flushIntervalMs)
@@ -236,7 +283,65 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
     }
   }
 
-  #append(body: Record<string, unknown>): void {
+  admit(): void {
+    if (!this.#deny || (this.#failingSinks === 0 && !this.#closed)) return
+    throw new AuditUnavailable(
+      this.#closed
+        ? 'the audit log is closed; calls are denied (onAuditFailure: deny)'
+        : 'the audit trail cannot be written; calls are denied until a write succeeds (onAuditFailure: deny)',
+      { details: { rule: 'onAuditFailure' } },
+    )
+  }
+
+  commit(event: AuditEventInput): Promise<void> {
+    if (!this.durable) {
+      this.record(event)
+      return Promise.resolve()
+    }
+    if (this.#closed) return Promise.reject(unavailable('the audit log is closed'))
+    let queued: boolean
+    try {
+      queued = this.#append(sanitizeAuditInput(event))
+    } catch (e) {
+      this.#internalErrors++
+      return Promise.reject(unavailable('the event could not be chained', e))
+    }
+    // A sink whose queue is full dropped it: it will never be written there.
+    if (!queued) return Promise.reject(unavailable('a sink dropped the event (its queue is full while it fails)'))
+    const seq = this.#seq - 1
+    return new Promise<void>((resolve, reject) => {
+      this.#waiters.push({ seq, resolve, reject })
+      this.#kick()
+    })
+  }
+
+  /** Flush soon (once per turn of the event loop, so concurrent events share a batch). */
+  #kick(): void {
+    if (this.#kicked) return
+    this.#kicked = true
+    setImmediate(() => {
+      this.#kicked = false
+      this.#flushAll()
+    })
+  }
+
+  /** Resolve the waiters every sink has written; reject those a failing sink has not. */
+  #settle(failed?: { sink: SinkState; error: Error }): void {
+    if (this.#waiters.length === 0) return
+    let written = Number.POSITIVE_INFINITY
+    for (const s of this.#sinks) written = Math.min(written, s.confirmed)
+    const keep: Waiter[] = []
+    for (const w of this.#waiters) {
+      if (w.seq <= written) w.resolve()
+      else if (failed !== undefined && w.seq > failed.sink.confirmed)
+        w.reject(unavailable(`sink ${failed.sink.sink.name} failed (${failed.error.message.slice(0, 200)})`, failed.error))
+      else keep.push(w)
+    }
+    this.#waiters = keep
+  }
+
+  /** Chain and queue one event; false if some sink dropped it (queue full). */
+  #append(body: Record<string, unknown>): boolean {
     const ms = Date.now()
     if (ms !== this.#timeMs) {
       // Formatting a date costs about a microsecond; events within one millisecond share it.
@@ -248,21 +353,18 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
     this.#seq++
     this.#head = hash
     let full = false
+    let queued = true
     for (const s of this.#sinks) {
       if (s.queue.length >= this.#maxPending) {
         s.dropped++
+        queued = false
         continue
       }
       s.queue.push(rec)
       if (s.queue.length >= this.#batchSize) full = true
     }
-    if (full && !this.#kicked) {
-      this.#kicked = true
-      setImmediate(() => {
-        this.#kicked = false
-        this.#flushAll()
-      })
-    }
+    if (full) this.#kick()
+    return queued
   }
 
   head(): AuditHead {
@@ -276,6 +378,7 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       pending: s.queue.length,
       dropped: s.dropped,
       failures: s.failures,
+      failing: s.failing,
       ...(s.lastError === undefined ? {} : { lastError: s.lastError }),
     }))
     return {
@@ -284,6 +387,7 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       dropped: sinks.reduce((n, s) => n + s.dropped, 0) + this.#afterClose,
       afterClose: this.#afterClose,
       internalErrors: this.#internalErrors,
+      writable: this.#failingSinks === 0 && !this.#closed,
       sinks,
     }
   }
@@ -301,18 +405,23 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
     s.inflight = Promise.resolve()
       .then(() => s.sink.write(batch))
       .then(
-        () => this.#written(s, batch.length),
+        () => this.#written(s, batch),
         (e: unknown) => this.#failed(s, batch, e),
       )
       .finally(() => {
         s.inflight = undefined
+        // A durable commit queued behind this batch: write it now, not at the next interval.
+        if (this.#waiters.length > 0 && !s.failing && s.queue.length > 0) void this.#flushSink(s)
       })
     return s.inflight
   }
 
-  #written(s: SinkState, n: number): void {
-    s.written += n
+  #written(s: SinkState, batch: readonly AuditRecord[]): void {
+    s.written += batch.length
+    s.confirmed = Math.max(s.confirmed, (batch[batch.length - 1] as AuditRecord).seq)
+    if (s.failing) this.#failingSinks--
     s.failing = false
+    this.#settle()
     if (s.dropped > s.reportedDrops && !this.#closed) {
       // Say in the chain itself why this sink's copy has a gap.
       const dropped = s.dropped - s.reportedDrops
@@ -328,9 +437,11 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
 
   #failed(s: SinkState, batch: AuditRecord[], e: unknown): void {
     s.failures++
+    if (!s.failing) this.#failingSinks++
     s.failing = true
     const err = e instanceof Error ? e : new Error(String(e))
     s.lastError = err.message.slice(0, 300)
+    this.#settle({ sink: s, error: err })
     // Retry the batch first, newer events after it; what does not fit is dropped, counted.
     const merged = batch.concat(s.queue)
     if (merged.length > this.#maxPending) s.dropped += merged.length - this.#maxPending
@@ -365,6 +476,8 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
     this.#closed = true
     clearInterval(this.#timer)
     await this.flush()
+    // Whatever a failing sink still holds will not be written by this log any more.
+    for (const w of this.#waiters.splice(0)) w.reject(unavailable('the audit log was closed before the event was written'))
     openLogs.delete(this)
     await Promise.all(this.#sinks.map((s) => s.sink.close().catch(() => undefined)))
   }
@@ -382,6 +495,13 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       }
     }
   }
+}
+
+function unavailable(reason: string, cause?: unknown): AuditUnavailable {
+  return new AuditUnavailable(`the decision's audit event was not written (${reason}); the call was refused (durable)`, {
+    details: { rule: 'durable' },
+    ...(cause === undefined ? {} : { cause }),
+  })
 }
 
 function warnOncePerStreak(sinks: readonly SinkState[]): (error: Error, sink: string) => void {

@@ -3,9 +3,18 @@
  *
  * Subpath: `agent-trust/audit/redis` (needs the optional peer `ioredis`).
  *
- * Each batch is one MULTI/EXEC, so a retried batch is never half in the stream. Every
- * entry has the fields `chainId`, `seq` and `event` (the exact JSONL line, without its
- * newline), so `readAuditStream` + `verifyAuditTrail` check the stream like a file.
+ * Each batch is one Lua script, run atomically by Redis, and idempotent: next to the stream
+ * a hash `<key>:seq` holds, per chain, the last seq written, and the script skips every
+ * entry at or below it. So a batch whose call timed out on this side but still ran on the
+ * server (a stalled or paused Redis, a slow network) is not written twice by the retry, and
+ * a retry after a partial run writes only the rest. Every entry has the fields `chainId`,
+ * `seq` and `event` (the exact JSONL line, without its newline), so `readAuditStream` +
+ * `verifyAuditTrail` check the stream like a file.
+ *
+ * On Redis Cluster both keys must live in one slot: give the stream key a hash tag
+ * (`{agent-trust}:audit`, marker `{agent-trust}:audit:seq`). ACL for the writer's user:
+ * `+evalsha +eval +xadd +hget +hset ~<key> ~<key>:seq` (the commands the script runs are
+ * checked too); docs/stores.md has the full lines.
  * With `maxLen` the stream is trimmed (`MAXLEN ~`): the oldest events go, so verify with
  * `allowTrimmedStart: true`.
  *
@@ -34,6 +43,43 @@ export interface RedisStreamSinkOptions {
 
 export const DEFAULT_AUDIT_STREAM_KEY = 'agent-trust:audit'
 
+// KEYS[1]: the stream, KEYS[2]: the marker hash (chainId -> last seq written).
+// ARGV[1]: MAXLEN ('' for none); then chainId, seq, event per entry. Entries at or below the
+// chain's marker were written by an earlier run of this batch: skipped. Returns the count written.
+const APPEND_LUA = `
+local last = {}
+local written = 0
+for i = 2, #ARGV, 3 do
+  local chain = ARGV[i]
+  local seq = tonumber(ARGV[i + 1])
+  if last[chain] == nil then last[chain] = tonumber(redis.call('HGET', KEYS[2], chain) or '-1') end
+  if seq > last[chain] then
+    if ARGV[1] == '' then
+      redis.call('XADD', KEYS[1], '*', 'chainId', chain, 'seq', ARGV[i + 1], 'event', ARGV[i + 2])
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'chainId', chain, 'seq', ARGV[i + 1], 'event', ARGV[i + 2])
+    end
+    redis.call('HSET', KEYS[2], chain, ARGV[i + 1])
+    last[chain] = seq
+    written = written + 1
+  end
+end
+return written
+`
+const CMD_APPEND = 'agentTrustAuditAppendV1'
+type ScriptFn = (...args: string[]) => Promise<unknown>
+
+/** The marker hash next to a stream key: the chains' last written seq. */
+export function auditStreamSeqKey(key: string): string {
+  return `${key}:seq`
+}
+
+function hasHashTag(key: string): boolean {
+  // Redis Cluster hashes the part between the first '{' and the next '}', if not empty.
+  const open = key.indexOf('{')
+  return open >= 0 && key.indexOf('}', open + 1) > open + 1
+}
+
 /** A {@link AuditSink} that appends each event to a Redis stream. */
 export function createRedisStreamSink(
   options: RedisStreamSinkOptions = {},
@@ -54,21 +100,22 @@ export function createRedisStreamSink(
     // Without a listener ioredis reports connection errors on the console; the log counts them instead.
     redis.on('error', () => undefined)
   }
+  if ((redis as { isCluster?: boolean }).isCluster === true && !hasHashTag(key))
+    throw new TypeError(
+      'on Redis Cluster the audit stream key needs a hash tag (e.g. "{agent-trust}:audit"): its seq marker must share the slot',
+    )
+  const seqKey = auditStreamSeqKey(key)
+  redis.defineCommand(CMD_APPEND, { lua: APPEND_LUA, numberOfKeys: 2 })
+  const append = (redis as unknown as Record<string, ScriptFn>)[CMD_APPEND] as ScriptFn
   return {
     name: `redis:${key}`,
     redis,
     key,
     async write(records) {
       await ready(redis, commandTimeoutMs)
-      const m = redis.multi()
-      for (const r of records) {
-        const line = r.line.endsWith('\n') ? r.line.slice(0, -1) : r.line
-        if (maxLen === undefined) m.xadd(key, '*', 'chainId', r.chainId, 'seq', String(r.seq), 'event', line)
-        else m.xadd(key, 'MAXLEN', '~', String(maxLen), '*', 'chainId', r.chainId, 'seq', String(r.seq), 'event', line)
-      }
-      const results = await m.exec()
-      if (results === null) throw new Error('the Redis transaction was aborted')
-      for (const [err] of results) if (err) throw err
+      const args: string[] = [key, seqKey, maxLen === undefined ? '' : String(maxLen)]
+      for (const r of records) args.push(r.chainId, String(r.seq), r.line.endsWith('\n') ? r.line.slice(0, -1) : r.line)
+      await append.apply(redis, args)
     },
     async close() {
       if (owned) await redis.quit().catch(() => redis.disconnect())

@@ -85,6 +85,12 @@ function chunks(records: readonly AuditRecord[]): Buffer[] {
  * JSONL file, opened for append (`O_APPEND`): several processes may share one file, each
  * with its own chain; every batch chunk is one `write(2)` of whole lines.
  *
+ * A batch that fails part way (a full disk: `ENOSPC`; `EIO`; a failed `fdatasync`) is cut
+ * back to the file's size before it (`ftruncate`), so the log's retry writes it whole, once:
+ * the file holds only whole lines and no seq twice. The cut is made only when the file has
+ * grown by exactly this batch's bytes; a process that appended to a shared file in between
+ * keeps its lines (give each process its own file for the guarantee under a full disk).
+ *
  * Subpath: `agent-trust/audit`.
  */
 export function fileSink(path: string, options: FileSinkOptions = {}): AuditSink {
@@ -105,20 +111,46 @@ export function fileSink(path: string, options: FileSinkOptions = {}): AuditSink
     handle = undefined
     await h?.close().catch(() => undefined)
   }
+  // After a failed batch: the size before it and the size our bytes brought the file to.
+  // The next batch first cuts the file back, so a retry never leaves half a line or a line twice.
+  let repair: { readonly before: number; readonly after: number } | undefined
+  const cutBack = async (h: FileHandle): Promise<void> => {
+    if (repair === undefined) return
+    const { size } = await h.stat()
+    // Cut only if nothing but our own bytes followed (another process sharing the file may
+    // have appended since: then its lines stay, and ours remain as they were written).
+    if (size === repair.after && size > repair.before) await h.truncate(repair.before)
+    repair = undefined
+  }
   return {
     name: `file:${path}`,
     async write(records) {
       const h = await get()
+      let before = -1
+      let written = 0
       try {
+        await cutBack(h)
+        before = (await h.stat()).size
         for (const buf of chunks(records)) {
           let off = 0
           while (off < buf.length) {
             const { bytesWritten } = await h.write(buf, off, buf.length - off)
             off += bytesWritten
+            written += bytesWritten
           }
         }
         if (fsync) await h.datasync()
       } catch (e) {
+        // ENOSPC, EIO, a failed sync: the batch is retried whole, so none of it may stay.
+        if (before >= 0 && written > 0) repair = { before, after: before + written }
+        if (repair !== undefined) {
+          try {
+            await cutBack(h)
+          } catch {
+            // Kept: the next batch cuts back first, on this same file.
+            throw e
+          }
+        }
         // Reopen on the next batch (the file may have been replaced or the disk remounted).
         await drop()
         throw e

@@ -51,6 +51,16 @@ export interface AuditEventInput {
 /** A sink for decisions. `record` must not block the call path and must never throw. */
 export interface AuditLog {
   record(event: AuditEventInput): void
+  /**
+   * Optional gate, consulted by the authority and verifiers before each decision: throws a
+   * coded error (`ERR_AUDIT_UNAVAILABLE`) when no call may be allowed now, e.g. a log with
+   * `onAuditFailure: 'deny'` whose trail cannot be written. Synchronous and cheap.
+   */
+  admit?(): void
+  /** True when the authority's decisions (mint, exchange, spawn, trust change) answer only after {@link commit}. */
+  readonly durable?: boolean
+  /** Record an event and resolve once every sink has written it; reject `ERR_AUDIT_UNAVAILABLE` if one fails. */
+  commit?(event: AuditEventInput): Promise<void>
 }
 
 /** Discards everything (used when the application supplies no audit log). */

@@ -40,6 +40,7 @@ export class TrustChangeWorkflow {
     const requestedBy = String(r?.requestedBy).slice(0, 128)
     let req: TrustChangeRequest
     try {
+      this.#core.admit()
       const agent = this.#core.knownAgent(r.agentId)
       if (!isTrustLevel(r.level)) throw new TrustChangeDenied('level must be L0-L3')
       if (typeof r.reason !== 'string' || r.reason.trim().length === 0) throw new TrustChangeDenied('a trust change needs a reason')
@@ -72,7 +73,7 @@ export class TrustChangeWorkflow {
       })
     }
     this.#requests.set(req.id, req)
-    this.#core.record({
+    await this.#core.commit({
       action: 'trust_change',
       decision: 'allow',
       origin: req.requestedBy,
@@ -104,6 +105,7 @@ export class TrustChangeWorkflow {
   async decide(id: string, decision: ApprovalDecision): Promise<TrustChangeRequest> {
     let decided: TrustChangeRequest
     try {
+      this.#core.admit()
       if (typeof decision?.approver !== 'string' || decision.approver.trim().length === 0)
         throw new TrustChangeDenied('a decision must name its approver')
       decided = await this.#store.decide(
@@ -245,13 +247,16 @@ export class TrustChangeWorkflow {
         : o.via === 'synced'
           ? `applied (approved by ${r.decidedBy ?? '?'})`
           : `restored (approved by ${r.decidedBy ?? '?'})`
-    this.#core.record({
+    const applied = {
       action: 'trust_change',
       decision: 'allow',
       origin: by,
       destination: r.agentId,
       trustLevel: r.to,
       note: `${what} ${label}${o.revoke ? '; outstanding tokens revoked' : ''}`,
-    })
+    } as const
+    // The answer to `decide` waits for a durable log; changes picked up by sync/load are recorded.
+    if (o.via === 'approved') await this.#core.commit(applied)
+    else this.#core.record(applied)
   }
 }

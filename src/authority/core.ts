@@ -179,6 +179,18 @@ export class AuthorityCore {
     this.#audit.record(e)
   }
 
+  /** Before a decision: a log set to deny while its trail cannot be written refuses the call. */
+  admit(): void {
+    this.#audit.admit?.()
+  }
+
+  /** Record an allowed decision; with a `durable` log, resolve only once its event is written. */
+  commit(e: AuditEventInput): Promise<void> | undefined {
+    if (this.#audit.durable === true && typeof this.#audit.commit === 'function') return this.#audit.commit(e)
+    this.#audit.record(e)
+    return undefined
+  }
+
   /** Record a refusal and return it as a coded error (anything unexpected becomes `ERR_GENERIC`). */
   deny(e: unknown, base: Omit<AuditEventInput, 'decision'>): AgentTrustError {
     const err = toAgentTrustError(e)

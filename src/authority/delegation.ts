@@ -31,6 +31,7 @@ import type { ExchangeRequest, SpawnRequest } from './types.js'
 export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise<string> {
   let parent: CapabilityClaims | undefined
   try {
+    core.admit()
     // Over the network the holder is the authenticated caller; the token was bound to the
     // agent that presented it *to* the holder, so step 4 does not apply here.
     if (r.peer !== undefined && r.peer.agentId !== r.holder)
@@ -89,7 +90,7 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
       ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
     }
     const token = await core.sign(claims)
-    core.record({
+    await core.commit({
       action: 'exchange',
       decision: 'allow',
       origin: r.holder,
@@ -120,6 +121,7 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
 /** Register a sub-agent of an L3 parent. The child never exceeds its parent. */
 export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<AgentDeclaration> {
   try {
+    core.admit()
     const parent = typeof r?.parent === 'string' ? await core.resolveAgent(r.parent).catch(() => undefined) : undefined
     if (parent === undefined)
       throw new SpawnDenied(`parent "${String(r?.parent).slice(0, 64)}" is not in the manifest`, {
@@ -178,7 +180,9 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
       })
     }
     core.registry.add(child)
-    core.record({
+    // Durable: answered once the event is written. If that fails the call is refused, but the
+    // child stays registered (the store already holds it): the trail's allow event names it.
+    await core.commit({
       action: 'spawn',
       decision: 'allow',
       origin: r.parent,

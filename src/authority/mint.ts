@@ -15,8 +15,9 @@ import type { MintRequest, ToolMintRequest } from './types.js'
 
 export async function mint(core: AuthorityCore, request: MintRequest): Promise<string> {
   try {
+    core.admit()
     const { token, claims } = await mintClaims(core, request)
-    core.record({
+    await core.commit({
       action: 'mint',
       decision: 'allow',
       origin: request.subject,
@@ -38,6 +39,7 @@ export async function mintForTool(
 ): Promise<{ token: string; scope: string; operation: Operation }> {
   let scope: string | undefined
   try {
+    core.admit()
     const server = await core.resolveAgent(request.audience)
     const tool = server.catalog.resolve(request.tool)
     scope = tool.scope.fill(request.args)
@@ -49,7 +51,7 @@ export async function mintForTool(
       operation: tool.operation,
       delegationDepth: request.delegationDepth ?? 0,
     })
-    core.record({
+    await core.commit({
       action: 'mint',
       decision: 'allow',
       origin: request.subject,

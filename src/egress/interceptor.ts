@@ -20,7 +20,7 @@ import { Agent, buildConnector, Dispatcher, getGlobalDispatcher, interceptors, s
 import type { AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import { resolveMode, type EnforcementMode } from '../config/mode.js'
-import { ConfigInvalid } from '../errors.js'
+import { AgentTrustError, AuditUnavailable, ConfigInvalid } from '../errors.js'
 import type { TrustLevel } from '../policy/trust.js'
 import { agentTargetOrigins, createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
 import { headerPairs } from './headers.js'
@@ -154,6 +154,25 @@ function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterc
   const { policy, agentId } = ctx
   return (dispatch) =>
     function egressGuard(opts, handler) {
+      if (ctx.mode === 'enforce' && ctx.audit.admit !== undefined) {
+        // A log set to deny while its trail cannot be written: nothing leaves meanwhile.
+        try {
+          ctx.audit.admit()
+        } catch (e) {
+          const err = e instanceof AgentTrustError ? e : new AuditUnavailable(undefined, { cause: e })
+          ctx.audit.record({
+            action: 'egress',
+            decision: 'deny',
+            code: err.code,
+            origin: agentId,
+            trustLevel: policy.trustLevel,
+            enforced: true,
+            note: 'request audit-unavailable',
+          })
+          reportDispatchError(handler, err)
+          return false
+        }
+      }
       let d = policy.decideDispatch(opts.origin, opts.path, opts.method)
       if (d.allowed) d = checkRequestExtras(policy, d, opts)
       record(ctx, d, 'request', opts.method)

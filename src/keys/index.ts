@@ -11,6 +11,12 @@ import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../
 
 export interface JSONWebKeySet {
   readonly keys: readonly JWK[]
+  /**
+   * Optional: how long before it signs each new key is published (the key manager's
+   * `prepublishMs`). A JWK Set may carry other members (RFC 7517, section 5); the JWKS
+   * readers keep their cache age at most half of this one.
+   */
+  readonly prepublish_ms?: number
 }
 
 export type JwksSource = JSONWebKeySet | (() => JSONWebKeySet | Promise<JSONWebKeySet>)

@@ -6,7 +6,9 @@
  *
  * Keys (one hash tag, so the atomic save works on Cluster too; default prefix `agent-trust-keys`):
  *   `{<prefix>}:private`  the records, WITH private keys: authority replicas only
- *   `{<prefix>}:jwks`     the public JWKS (no `d` member ever): verifiers may read this one
+ *   `{<prefix>}:jwks`     the public JWKS (no `d` member ever): verifiers may read this one;
+ *                         with the manager's `prepublish_ms` (RFC 7517 section 5 lets a JWK Set
+ *                         carry other members), which `redisJwks` keeps its cache age below
  *   `{<prefix>}:lock`     a short lock so that one replica rotates at a time
  *
  * Keep private keys away from verifiers with Redis ACL users (Redis 6+): the verifier's
@@ -20,21 +22,33 @@ import { StoreUnavailable } from '../errors.js'
 import { assertTimeout, FailClosedConnection, type RedisConnectionOptions } from '../lib/redis.js'
 import { cachedJwksSource, type RefreshableJwksSource } from './remote-jwks.js'
 import { publicJwkOf, type JSONWebKeySet, type JWK, type SigningKeyRecord } from './index.js'
-import { parseRecords, serializeRecords, type KeyStore } from './store.js'
+import { parseRecords, serializeRecords, type KeySaveMeta, type KeyStore } from './store.js'
 
 export type { RedisConnectionOptions } from '../lib/redis.js'
 
 const PREFIX = /^[A-Za-z0-9._:/@+-]{1,64}$/
 const DEFAULT_PREFIX = 'agent-trust-keys'
 
-// KEYS: private, jwks, lock. ARGV: records document, JWKS document, lock token ('' when not locked).
-// Both documents change together, and only while the caller still holds the lock (fencing).
+// KEYS: private, jwks, lock. ARGV: records document, JWKS keys (a JSON array), lock token
+// ('' when not locked), prepublish ms ('' when the caller does not know it: the published
+// value is kept). Both documents change together, and only while the caller still holds
+// the lock (fencing).
 const SAVE_LUA = `
 if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then
   return redis.error_reply('LOCKLOST the key-store lock expired before the save')
 end
+local prepublish = ARGV[4]
+if prepublish == '' then
+  local old = redis.call('GET', KEYS[2])
+  if old then
+    local ok, doc = pcall(cjson.decode, old)
+    if ok and type(doc) == 'table' and type(doc.prepublish_ms) == 'number' then prepublish = string.format('%d', doc.prepublish_ms) end
+  end
+end
+local jwks = '{"keys":' .. ARGV[2]
+if prepublish ~= '' then jwks = jwks .. ',"prepublish_ms":' .. prepublish end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[2], jwks .. '}')
 return 1
 `
 // KEYS[1]: lock. ARGV[1]: token. Release only our own lock.
@@ -42,7 +56,7 @@ const UNLOCK_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `
-const CMD_SAVE = 'agentTrustKeySaveV1'
+const CMD_SAVE = 'agentTrustKeySaveV2'
 const CMD_UNLOCK = 'agentTrustKeyUnlockV1'
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
 
@@ -105,9 +119,11 @@ export class RedisKeyStore implements KeyStore {
     return text === null ? [] : parseRecords(text)
   }
 
-  async save(records: readonly SigningKeyRecord[]): Promise<void> {
+  async save(records: readonly SigningKeyRecord[], meta: KeySaveMeta = {}): Promise<void> {
     const token = this.#held.getStore() ?? ''
-    const jwks = JSON.stringify(jwksOfRecords(records))
+    const keys = JSON.stringify(jwksOfRecords(records).keys)
+    const p = meta.prepublishMs
+    const prepublish = typeof p === 'number' && Number.isSafeInteger(p) && p >= 0 ? String(p) : ''
     try {
       await this.#conn.run((c) =>
         (c as unknown as Record<string, ScriptFn>)[CMD_SAVE]!(
@@ -115,8 +131,9 @@ export class RedisKeyStore implements KeyStore {
           this.keys.jwks,
           this.keys.lock,
           serializeRecords(records),
-          jwks,
+          keys,
           token,
+          prepublish,
         ),
       )
     } catch (e) {
@@ -162,16 +179,22 @@ export class RedisKeyStore implements KeyStore {
 }
 
 function parsePublicJwks(text: string): JSONWebKeySet {
-  const doc = JSON.parse(text) as { keys?: unknown }
+  const doc = JSON.parse(text) as { keys?: unknown; prepublish_ms?: unknown }
   if (typeof doc !== 'object' || doc === null || !Array.isArray(doc.keys)) throw new TypeError('not a JWKS')
   // Defence in depth: a private member never leaves this function, whoever wrote the key.
-  return { keys: (doc.keys as JWK[]).filter((k) => typeof k === 'object' && k !== null && k.d === undefined) }
+  const keys = (doc.keys as JWK[]).filter((k) => typeof k === 'object' && k !== null && k.d === undefined)
+  const p = doc.prepublish_ms
+  return typeof p === 'number' && Number.isSafeInteger(p) && p >= 0 ? { keys, prepublish_ms: p } : { keys }
 }
 
 export interface RedisJwksOptions extends RedisConnectionOptions {
   /** The key store's prefix. Default `agent-trust-keys`. */
   readonly prefix?: string
-  /** Re-read the JWKS in the background once the copy is this old, ms. Default 5000. */
+  /**
+   * Re-read the JWKS in the background once the copy is this old, ms. Default 5000. Kept at
+   * most half of the `prepublish_ms` the key manager publishes, so a key is known before it
+   * signs whatever the two were configured with.
+   */
   readonly cacheMaxAgeMs?: number
   /** At most one re-read on an unknown kid per this many ms. Default 1000. */
   readonly cooldownMs?: number

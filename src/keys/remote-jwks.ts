@@ -9,6 +9,10 @@
  * whose `kid` is unknown triggers one refresh, unless the source is cooling down (one
  * fetch per `cooldownMs` at most, so a flood of random kids cannot become a flood of fetches).
  *
+ * A JWKS document with a `prepublish_ms` member (the Redis key store writes the key
+ * manager's `prepublishMs` there) lowers the cache age to half of it at most, so a reader
+ * always holds a key before its first token, whatever its own setting.
+ *
  * A key the authority revoked is trusted for at most `cacheMaxAgeMs` (plus one fetch) while
  * the URL answers. If it does not, the last copy is kept until `maxStaleMs` (default 10
  * minutes) and then dropped: the source publishes no keys, so every token is denied
@@ -56,6 +60,17 @@ function positive(v: unknown, name: string): number {
 }
 
 /**
+ * The cache age a reader may use: a copy younger than half the publisher's `prepublish_ms`
+ * was fetched after any key that signs now was published (the other half covers the save,
+ * the fetch and timer slack). Without the member (or 0: keys sign at once, which no cache
+ * can follow) the configured age stands.
+ */
+export function safeMaxAge(configuredMs: number, prepublishMs: unknown): number {
+  if (typeof prepublishMs !== 'number' || !Number.isSafeInteger(prepublishMs) || prepublishMs <= 0) return configuredMs
+  return Math.min(configuredMs, Math.floor(prepublishMs / 2))
+}
+
+/**
  * Internal building block shared by {@link remoteJwks} and the Redis JWKS source: keeps the
  * current snapshot (same object while unchanged), refreshes in the background when old,
  * waits for a refresh when too old, and publishes nothing when no refresh succeeds.
@@ -69,6 +84,8 @@ export function cachedJwksSource(
   let fetchedAt = Number.NEGATIVE_INFINITY
   let attemptedAt = Number.NEGATIVE_INFINITY
   let pending: Promise<void> | undefined
+  // The cache age in force: the configured one, or half the published prepublish lead if lower.
+  let maxAge = o.cacheMaxAgeMs
 
   const refresh = (): Promise<void> => {
     if (pending !== undefined) return pending
@@ -82,6 +99,7 @@ export function cachedJwksSource(
           current = deepFreeze(structuredClone(jwks))
           currentText = text
         }
+        maxAge = safeMaxAge(o.cacheMaxAgeMs, jwks.prepublish_ms)
         fetchedAt = Date.now()
       })
       .finally(() => {
@@ -106,7 +124,7 @@ export function cachedJwksSource(
         () => EMPTY,
       )
     }
-    if (age > o.cacheMaxAgeMs) {
+    if (age > maxAge) {
       // Expired: wait for the refresh, so that a revoked key is never trusted past the cache
       // age; if the URL is down, keep the last copy until maxStaleMs.
       if (failedRecently(now)) return current
@@ -116,7 +134,7 @@ export function cachedJwksSource(
       )
     }
     // Refresh ahead, in the background: under steady traffic no call ever waits.
-    if (age > o.cacheMaxAgeMs / 2 && pending === undefined && now - attemptedAt > Math.min(o.cooldownMs, o.cacheMaxAgeMs / 2)) quiet()
+    if (age > maxAge / 2 && pending === undefined && now - attemptedAt > Math.min(o.cooldownMs, maxAge / 2)) quiet()
     return current
   }) as RefreshableJwksSource
   Object.defineProperty(source, 'coolingDown', {

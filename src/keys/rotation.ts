@@ -6,8 +6,11 @@
  *
  * Zero false rejections also needs verifiers to know a key BEFORE its first token. So the
  * next key is created and published `prepublishMs` before it starts signing (default
- * 5 minutes, longer than a verifier's JWKS cache age of 1 minute): a verifier that caches
- * the JWKS (remoteJwks, redisJwks, an HTTP cache) has it by then.
+ * 5 minutes, at most half the interval): a verifier that caches the JWKS has it by then if
+ * its cache age is below `prepublishMs`. The manager hands `prepublishMs` to the store with
+ * every save; `RedisKeyStore` publishes it in the JWKS document (`prepublish_ms`) and
+ * `redisJwks`/`remoteJwks` readers keep their cache age at most half of it, whatever they
+ * were configured with, so no combination of settings rejects a valid token by design.
  *
  * Several authority replicas sharing one `RedisKeyStore` converge: each change is made
  * under the store's lock, after re-reading the store, and persisted before it is used; the
@@ -133,7 +136,7 @@ class RotatingKeyManager implements KeyManager {
   async #persist(loaded: readonly SigningKeyRecord[]): Promise<void> {
     const mine = this.keys.records()
     if (fingerprint(mine) === fingerprint(loaded)) return
-    await this.#store.save(mine)
+    await this.#store.save(mine, { prepublishMs: this.#prepublish })
   }
 
   #rotationDue(t: number): boolean {
@@ -256,7 +259,7 @@ export async function createKeyManager(options: KeyManagerOptions = {}): Promise
     const records = await store.load()
     const keys = await KeySet.create(records, { ...(options.overlapMs === undefined ? {} : { overlapMs: options.overlapMs }), now })
     // A first key (or an activated pending one) must be persisted before it signs anything.
-    if (fingerprint(keys.records()) !== fingerprint(records)) await store.save(keys.records())
+    if (fingerprint(keys.records()) !== fingerprint(records)) await store.save(keys.records(), { prepublishMs: prepublish })
     return keys
   }
   const keys = store.withLock === undefined ? await load() : await store.withLock(load, { wait: true })

@@ -15,11 +15,21 @@ import { KeyInvalid, KeyStoreInsecure } from '../errors.js'
 import type { SigningKeyRecord } from './index.js'
 
 /** Persistence for {@link SigningKeyRecord}s. */
+/** What a key manager tells the store along with the records. */
+export interface KeySaveMeta {
+  /** How long before it signs each new key is published, ms. */
+  readonly prepublishMs?: number
+}
+
 export interface KeyStore {
   /** The persisted records, oldest first; `[]` when nothing was saved yet. */
   load(): Promise<SigningKeyRecord[]>
-  /** Replace the persisted records with these, atomically. */
-  save(records: readonly SigningKeyRecord[]): Promise<void>
+  /**
+   * Replace the persisted records with these, atomically. `meta.prepublishMs` is the key
+   * manager's pre-publication lead: a store that publishes a JWKS (the Redis one) publishes
+   * it with the keys, so readers keep their cache age below it.
+   */
+  save(records: readonly SigningKeyRecord[], meta?: KeySaveMeta): Promise<void>
   /**
    * Optional: run `fn` while holding a lock shared by every replica using this store, so
    * that only one of them rotates at a time. With `wait: false` resolve `undefined` at once

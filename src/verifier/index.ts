@@ -329,6 +329,8 @@ export class Verifier {
   async verify(token: unknown, requirement: Requirement): Promise<VerifiedCapability> {
     assertRequirement(requirement)
     try {
+      // A log set to deny while its trail cannot be written: refused before the token is consumed.
+      this.#audit.admit?.()
       const cap = await this.core.verify(token, { audience: this.id, consume: true, requirement })
       this.#record(requirement, 'allow', cap, undefined)
       return cap

@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Agent, Client, fetch, interceptors, request, type Dispatcher } from 'undici'
 import { MemoryAuditLog } from 'agent-trust'
+import { createAuditLog } from 'agent-trust/audit'
 import { createEgressAgent, createEgressConnector, createEgressGuard, installGlobalEgress } from 'agent-trust/egress'
 import {
   redirectTo,
@@ -416,6 +417,30 @@ describe('audit, modes, options', () => {
     ])
     expect(egress.every((e) => e.origin === 'agent-summarizer-v2' && e.trustLevel === 'L2' && e.enforced === true)).toBe(true)
     expect(JSON.stringify(audit.events)).not.toMatch(/SECRET|private\/path|upload/)
+  })
+
+  it("an audit log with onAuditFailure 'deny' whose trail cannot be written stops every request (ERR_AUDIT_UNAVAILABLE), until a write succeeds", async () => {
+    let broken = true
+    const sink = {
+      name: 'flaky',
+      async write() {
+        if (broken) throw new Error('disk full')
+      },
+      async close() {},
+    }
+    const audit = createAuditLog({ sinks: [sink], flushIntervalMs: 5, onAuditFailure: 'deny', onError: () => undefined })
+    const d = agentFor({ audit })
+    audit.record({ action: 'mode', decision: 'allow' })
+    while (audit.stats().writable) await new Promise((r) => setTimeout(r, 5))
+    const before = ok.seen.length
+    expect(await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d }))).toMatchObject({ code: 'ERR_AUDIT_UNAVAILABLE' })
+    expect(ok.seen.length).toBe(before)
+    broken = false
+    while (!audit.stats().writable) await new Promise((r) => setTimeout(r, 5))
+    const r = await request(`http://api.example.com:${ok.port}/`, { dispatcher: d })
+    expect(await r.body.json()).toEqual({ ok: true })
+    await d.close()
+    await audit.close()
   })
 
   it('audit mode logs the denial and lets the request through', async () => {

@@ -27,7 +27,7 @@ describe('remoteJwks (loopback HTTP)', () => {
   let base: string
   let authority: Authority
   let hits = 0
-  let mode: 'ok' | 'fail' | 'leak' = 'ok'
+  let mode: 'ok' | 'fail' | 'leak' | 'lead' = 'ok'
 
   beforeAll(async () => {
     authority = await Authority.create({ manifest: MANIFEST })
@@ -39,6 +39,11 @@ describe('remoteJwks (loopback HTTP)', () => {
         // A broken authority that publishes its private key: the verifier must not trust it.
         const leaked = { keys: authority.keys.records().map((r) => ({ ...r.privateJwk, kid: r.kid, alg: 'ES256', use: 'sig' })) }
         return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(leaked))
+      }
+      if (mode === 'lead') {
+        // A publisher that announces a 200 ms pre-publication lead (RFC 7517 section 5 member).
+        const doc = { ...authority.jwks(), prepublish_ms: 200 }
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(doc))
       }
       jwks(req, res)
     })
@@ -175,6 +180,24 @@ describe('remoteJwks (loopback HTTP)', () => {
     expect(() => remoteJwks('ftp://x/jwks')).toThrow(TypeError)
     expect(() => remoteJwks(base, { cacheMaxAgeMs: -1 })).toThrow(TypeError)
     expect(() => remoteJwks(base, { cacheMaxAgeMs: 1000, maxStaleMs: 10 })).toThrow(TypeError)
+  })
+
+  it('a published prepublish_ms lowers the cache age to half of it, whatever the reader was configured with', async () => {
+    mode = 'lead'
+    try {
+      // Configured: a 60 s cache and no re-read on unknown kids within the test.
+      const source = remoteJwks(base, { cacheMaxAgeMs: 60_000, cooldownMs: 3_600_000 })
+      await source()
+      const before = hits
+      // Past 100 ms (half the lead) the copy is too old: calls wait for a re-read.
+      for (let i = 0; i < 4; i++) {
+        await sleep(130)
+        await source()
+      }
+      expect(hits - before).toBeGreaterThanOrEqual(3)
+    } finally {
+      mode = 'ok'
+    }
   })
 })
 

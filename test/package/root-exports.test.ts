@@ -15,6 +15,7 @@ describe('root entry', () => {
       'AgentTrustError',
       'AgentUnknown',
       'AuditTampered',
+      'AuditUnavailable',
       'Authority',
       'AuthorityUnavailable',
       'CertificateRequestDenied',
