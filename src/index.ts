@@ -15,6 +15,7 @@ export {
   CertificateRequestDenied,
   ConfigInvalid,
   DelegationDepth,
+  DependencyMissing,
   EgressDenied,
   ERROR_CATALOG,
   ERROR_CLASSES,

@@ -16,6 +16,7 @@ import {
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { Dispatcher } from 'undici'
 import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
+import { loadWithPeers } from '#internal'
 
 export interface MtlsClientTransportOptions {
   /** This agent's certificate and key, and the CA bundle (e.g. `identity.credentials`). */
@@ -79,7 +80,10 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
   }
   if ((transportOptions as { fetch?: unknown }).fetch !== undefined)
     throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
-  const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([import('undici'), import('agent-trust/identity')])
+  const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([
+    loadWithPeers('createMtlsClientTransport (agent-trust/mcp)', ['undici'], () => import('undici')),
+    import('agent-trust/identity'),
+  ])
   const trustDomain = options.trustDomain ?? identity.trustDomainOf(credentials.ca)
   let der: Buffer
   try {

@@ -3,9 +3,11 @@ import { accessSync, constants, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { createAuditLog, DEFAULT_AUDIT_FILE, fileSink } from '../audit/index.js'
 import type { AgentDeclaration } from '../config/manifest.js'
-import { gcSandbox, innerRuleset, networkPolicyFor, resolveDirect, startSandbox } from '../sandbox/index.js'
 import { loadManifest } from './shared.js'
 import { EXIT, Failed, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+
+// Loaded when a sandbox command runs: the other commands work without its peer (ipaddr.js).
+const sandboxModule = () => import('../sandbox/entry.js')
 
 function agentOf(ctx: Context): AgentDeclaration {
   const id = str(ctx.values, 'agent')
@@ -44,7 +46,9 @@ async function run(ctx: Context): Promise<ExitCode> {
   const audit = createAuditLog({ sinks: [fileSink(file)] })
   try {
     const range = str(ctx.values, 'subnet-range')
-    const sandbox = await startSandbox({ agent: agent.id, manifest, audit, ...(range === undefined ? {} : { subnetRange: range }) })
+    const sandbox = await (
+      await sandboxModule()
+    ).startSandbox({ agent: agent.id, manifest, audit, ...(range === undefined ? {} : { subnetRange: range }) })
     try {
       const child = sandbox.spawn(command, args, { stdio: 'inherit', env: { ...ctx.io.env } as NodeJS.ProcessEnv })
       const onAbort = (): void => {
@@ -82,7 +86,7 @@ function signalNumber(signal: NodeJS.Signals | null): number {
 }
 
 async function gc(ctx: Context): Promise<ExitCode> {
-  const r = gcSandbox({ all: ctx.values.all === true })
+  const r = (await sandboxModule()).gcSandbox({ all: ctx.values.all === true })
   ctx.print(
     r,
     `removed ${r.removed.length} sandbox(es)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}${r.kept.length ? `; kept ${r.kept.length} of live launchers` : ''}`,
@@ -98,8 +102,8 @@ async function exportRules(ctx: Context): Promise<ExitCode> {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--proxy-port takes 1-65535')
   if (format === 'nft') {
     const address = str(ctx.values, 'proxy-address') ?? '10.250.0.1'
-    const direct = agent.trustLevel === 'L0' ? [] : await resolveDirect(agent)
-    const rules = innerRuleset({ ...(agent.trustLevel === 'L0' ? {} : { proxy: { address, port } }), direct })
+    const direct = agent.trustLevel === 'L0' ? [] : await (await sandboxModule()).resolveDirect(agent)
+    const rules = (await sandboxModule()).innerRuleset({ ...(agent.trustLevel === 'L0' ? {} : { proxy: { address, port } }), direct })
     ctx.io.out(
       `# agent-trust sandbox ruleset for agent ${JSON.stringify(agent.id)} (${agent.trustLevel}); apply inside its network namespace: nft -f <file>\n${rules}`,
     )
@@ -107,7 +111,7 @@ async function exportRules(ctx: Context): Promise<ExitCode> {
   }
   if (format === 'k8s') {
     const ns = str(ctx.values, 'namespace')
-    ctx.io.out(`${JSON.stringify(networkPolicyFor(agent, port, ns), null, 2)}\n`)
+    ctx.io.out(`${JSON.stringify((await sandboxModule()).networkPolicyFor(agent, port, ns), null, 2)}\n`)
     return EXIT.ok
   }
   throw new UsageError('--format takes nft or k8s')
