@@ -20,7 +20,7 @@ export type { McpGatewayOptions, ToolPinState, ToolPinStatus } from './gateway.j
 export { serveStreamableHttp } from './http.js'
 export type { HttpMiddleware, ServeStreamableHttpOptions, StreamableHttpServer, StreamableHttpTlsOptions } from './http.js'
 export { createMtlsClientTransport } from './mtls.js'
-export type { MtlsClientTransport, MtlsClientTransportOptions } from './mtls.js'
+export type { MtlsClientTransport, MtlsClientTransportOptions, MtlsDispatcher } from './mtls.js'
 export { attachPeerIdentity, mtlsPeerIdentity, PEER_AUTH_KEY, requireMtlsPeerIdentity } from './peer.js'
 export {
   AUDIENCE_CAPABILITY_KEY,

@@ -42,7 +42,7 @@ beforeAll(() => {
 
 afterAll(() => {
   for (const d of [stage, app]) if (d) rmSync(d, { recursive: true, force: true })
-})
+}, 120_000)
 
 /** The subpaths that need an optional peer, and the peers each one names when none is installed. */
 const NEEDS: Record<string, string[]> = {
