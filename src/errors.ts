@@ -4,6 +4,8 @@
  * fix and never contain a token, a key or an argument value.
  *
  * Subpath: `agent-trust/errors` (also re-exported from `agent-trust`).
+ *
+ * @module agent-trust/errors
  */
 
 /**
