@@ -9,10 +9,25 @@ import { runIdentityScenario } from './identity-scenario.js'
 import { runKernelScenario } from './kernel-scenario.js'
 import { runLangchainScenario } from './langchain-scenario.js'
 import { mcpScenario } from './mcp-scenario.js'
+import { describeTally, tallied, type Tally } from './print.js'
 import { runStoresScenario } from './stores-scenario.js'
 
-const print = (line: string) => console.log(line)
-const section = (title: string) => console.log(`\n== ${title} ==`)
+// Every decision line goes through `print`, so the summary counts exactly what was printed.
+const { print, tally } = tallied((line: string) => console.log(line))
+const perSection: { title: string; allowed: number; denied: number }[] = []
+let before: Tally = { allowed: 0, denied: 0 }
+const closeSection = () => {
+  const last = perSection.at(-1)
+  if (last === undefined) return
+  last.allowed = tally.allowed - before.allowed
+  last.denied = tally.denied - before.denied
+}
+const section = (title: string) => {
+  closeSection()
+  before = { ...tally }
+  perSection.push({ title: title.slice(0, title.indexOf('.')), allowed: 0, denied: 0 })
+  console.log(`\n== ${title} ==`)
+}
 
 console.log('agent-trust demo: zero-trust between agents (the seed scenario)')
 
@@ -37,4 +52,6 @@ await runLangchainScenario(print)
 section('7. Identity: authority, orchestrator, summarizer and database-reader as separate processes over mTLS')
 await runIdentityScenario(print)
 
-console.log('\nEvery attempt above was decided by agent-trust and recorded in its audit log.')
+closeSection()
+console.log(`\nSummary: ${describeTally(tally)} printed above, each decided by agent-trust and recorded in its audit log.`)
+console.log(`By section: ${perSection.map((s) => `${s.title}. ${s.allowed} allowed, ${s.denied} denied`).join('; ')}.`)

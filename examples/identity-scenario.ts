@@ -11,7 +11,7 @@
 import { Agent } from 'undici'
 import { CertificateAuthority, mtlsClientOptions } from 'agent-trust/identity'
 import { Child } from './identity-ipc.js'
-import { attempt, type Print } from './print.js'
+import { attempt, describeTally, tallied, type Print } from './print.js'
 import { SUMMARIZER } from './seed-manifest.js'
 
 interface Ready {
@@ -66,7 +66,8 @@ async function probe(url: string, connect: object): Promise<void> {
   }
 }
 
-export async function runIdentityScenario(print: Print): Promise<void> {
+export async function runIdentityScenario(out: Print): Promise<void> {
+  const { print, tally } = tallied(out)
   const children: Child[] = []
   const spawnChild = (name: string, file: string, args: string[] = []) => {
     const c = new Child(name, file, args)
@@ -141,7 +142,9 @@ export async function runIdentityScenario(print: Print): Promise<void> {
       outcome(await summarizer.call('mint', { namespace: 'user-123' })),
     )
     const audit = await authority.value<{ events: number; denied: number }>('audit')
-    print(`${audit.events} decisions audited by the authority process (${audit.denied} denied).`)
+    print(
+      `${describeTally(tally)} above; the authority process audited its own ${audit.events} decisions (${audit.denied} denied), the database reader and the TLS handshake the rest.`,
+    )
   } finally {
     await Promise.allSettled(children.map((c) => c.stop()))
   }

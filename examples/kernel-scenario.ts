@@ -3,7 +3,7 @@
  * Prerequisites: none (`npm install`).
  */
 import { Authority, MemoryAuditLog, type Verifier } from 'agent-trust'
-import { attempt, type Print } from './print.js'
+import { attempt, describeTally, tallied, type Print } from './print.js'
 import { CONTEXT, SEED_MANIFEST, SUMMARIZER } from './seed-manifest.js'
 
 export async function runKernelScenario(print: Print): Promise<{ audit: MemoryAuditLog }> {
@@ -71,4 +71,10 @@ export async function runKernelScenario(print: Print): Promise<{ audit: MemoryAu
     authority.spawn({ parent: 'moltbot-orchestrator', child: { id: 'agent-root', trustLevel: 'L4' as 'L3', grants: [] } }),
   )
   return { audit }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { print, tally } = tallied((line) => console.log(line))
+  const { audit } = await runKernelScenario(print)
+  console.log(`\n${describeTally(tally)} above; the audit log holds ${audit.events.length} events (mints and spawns too).`)
 }

@@ -103,3 +103,7 @@ export async function runStoresScenario(print: Print): Promise<void> {
     await Promise.all(stores.map((s) => s.close()))
   }
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runStoresScenario((line) => console.log(line))
+}

@@ -4,6 +4,8 @@
  * fix and never contain a token, a key or an argument value.
  *
  * Subpath: `agent-trust/errors` (also re-exported from `agent-trust`).
+ *
+ * @module agent-trust/errors
  */
 
 /**
@@ -268,6 +270,12 @@ export const ERROR_CATALOG = {
     when: 'The signing-key file is not a regular file or is readable or writable by group or others.',
     fix: 'Restrict it to its owner (`chmod 600 <file>`); private keys are never loaded from a file others can read.',
   },
+  ERR_DEPENDENCY_MISSING: {
+    name: 'DependencyMissing',
+    status: 500,
+    when: 'A subpath or command was loaded without the optional peer dependency it needs (`details.packages`).',
+    fix: 'Install the named package next to agent-trust (`npm install <package>`, as the message says).',
+  },
   ERR_AUDIT_TAMPERED: {
     name: 'AuditTampered',
     status: 500,
@@ -407,6 +415,7 @@ export class SandboxUnavailable extends defineError('ERR_SANDBOX_UNAVAILABLE') {
 export class TrustChangeDenied extends defineError('ERR_TRUST_CHANGE_DENIED') {}
 export class KeyInvalid extends defineError('ERR_KEY_INVALID') {}
 export class KeyStoreInsecure extends defineError('ERR_KEY_STORE_INSECURE') {}
+export class DependencyMissing extends defineError('ERR_DEPENDENCY_MISSING') {}
 export class AuditTampered extends defineError('ERR_AUDIT_TAMPERED') {}
 export class UsageInvalid extends defineError('ERR_USAGE') {}
 export class FileUnreadable extends defineError('ERR_FILE_UNREADABLE') {}
@@ -456,6 +465,7 @@ export const ERROR_CLASSES: {
   ERR_TRUST_CHANGE_DENIED: TrustChangeDenied,
   ERR_KEY_INVALID: KeyInvalid,
   ERR_KEY_STORE_INSECURE: KeyStoreInsecure,
+  ERR_DEPENDENCY_MISSING: DependencyMissing,
   ERR_AUDIT_TAMPERED: AuditTampered,
   ERR_USAGE: UsageInvalid,
   ERR_FILE_UNREADABLE: FileUnreadable,

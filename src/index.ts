@@ -5,6 +5,8 @@
  * in-memory store, audit types). It never imports undici, ioredis, the MCP SDK or LangChain;
  * those live at `agent-trust/egress`, `agent-trust/revocation/redis`, `agent-trust/mcp`,
  * `agent-trust/langchain`.
+ *
+ * @module agent-trust
  */
 export {
   AgentRevoked,
@@ -20,6 +22,7 @@ export {
   CertificateRequestDenied,
   ConfigInvalid,
   DelegationDepth,
+  DependencyMissing,
   EgressDenied,
   ERROR_CATALOG,
   ERROR_CLASSES,
@@ -117,7 +120,7 @@ export type { JwksHandlerOptions, JwksProvider } from './keys/jwks-handler.js'
 
 export { MemoryReplayRevocationStore } from './revocation/memory.js'
 export { AGENT_QUARANTINED } from './revocation/store.js'
-export type { ReplayRevocationStore, StoreCheck, StoreVerdict } from './revocation/store.js'
+export type { LineageStore, ReplayRevocationStore, SpawnedAgentRecord, SpawnVerdict, StoreCheck, StoreVerdict } from './revocation/store.js'
 
 export { discardAudit, MemoryAuditLog } from './audit/types.js'
 export type { AuditAction, AuditDecision, AuditEventInput, AuditLog } from './audit/types.js'

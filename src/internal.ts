@@ -6,6 +6,8 @@
 export { ToolCatalog } from './config/tools.js'
 export { readTrustFile, readTrustFileSync } from './config/trust-file.js'
 export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'
+export { dependencyMissing, loadWithPeers } from './lib/peer.js'
 export { forwardableTraceContext } from './policy/trace-context.js'
 export type { TraceContext } from './policy/trace-context.js'
 export { toAgentTrustError } from './verifier/index.js'
+export type { CertificateRevocationChecker, TlsCredentials } from './identity/types.js'

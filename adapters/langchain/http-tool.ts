@@ -9,6 +9,8 @@
  * ToolNode turns it into an error `ToolMessage` for the model.
  *
  * Subpath: `agent-trust/langchain/http` (kept apart so `agent-trust/langchain` does not need undici). Peer dependencies: `@langchain/core`, `undici`.
+ *
+ * @module agent-trust/langchain/http
  */
 import { tool, type DynamicStructuredTool } from '@langchain/core/tools'
 import { z } from 'zod'

@@ -8,6 +8,8 @@
  *   spawns through the authority, each child running as itself.
  *
  * Subpath: `agent-trust/langchain`. Peer dependencies: `langchain`, `@langchain/core`.
+ *
+ * @module agent-trust/langchain
  */
 export { AGENT_TRUST_CONTEXT_KEY, agentTrustContext, callerFromContext, runIsolated } from './context.js'
 export type { AgentTrustCaller, AgentTrustRunContext } from './context.js'

@@ -18,7 +18,7 @@ import { toAgentTrustError } from '#internal'
 import { AgentTrustError, ERROR_CATALOG } from 'agent-trust'
 import type { AgentTrustErrorCode, AuditLog, PeerIdentity } from 'agent-trust'
 import { denialAnswer } from 'agent-trust/http'
-import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
+import type { CertificateRevocationChecker, TlsCredentials } from '#internal'
 import { attachPeerIdentity, attachSessionProof } from './peer.js'
 import { CAPABILITY_DENIED, CAPABILITY_META_KEY } from './policy.js'
 

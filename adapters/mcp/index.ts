@@ -12,15 +12,23 @@
  *
  * Subpath: `agent-trust/mcp`. The SDK is an optional peer dependency; the root entry never
  * imports it.
+ *
+ * @module agent-trust/mcp
  */
 export { capabilityErrorCode, withCapabilities } from './client.js'
 export type { WithCapabilitiesOptions } from './client.js'
 export { McpGateway } from './gateway.js'
 export type { McpGatewayOptions, ToolPinState, ToolPinStatus } from './gateway.js'
 export { serveStreamableHttp } from './http.js'
-export type { HttpMiddleware, ServeStreamableHttpOptions, StreamableHttpServer, StreamableHttpTlsOptions } from './http.js'
+export type {
+  HttpMiddleware,
+  ProtectedResourceMetadataOptions,
+  ServeStreamableHttpOptions,
+  StreamableHttpServer,
+  StreamableHttpTlsOptions,
+} from './http.js'
 export { createMtlsClientTransport } from './mtls.js'
-export type { MtlsClientTransport, MtlsClientTransportOptions } from './mtls.js'
+export type { MtlsClientTransport, MtlsClientTransportOptions, MtlsDispatcher } from './mtls.js'
 export { attachPeerIdentity, mtlsPeerIdentity, PEER_AUTH_KEY, requireMtlsPeerIdentity } from './peer.js'
 export {
   AUDIENCE_CAPABILITY_KEY,

@@ -1,3 +1,11 @@
+/** The connection pool of an {@link MtlsClientTransport} (an undici `Agent`). */
+export interface MtlsDispatcher {
+  /** Finish the requests in flight, then close the connections. */
+  close(): Promise<void>
+  /** Close the connections now, failing the requests in flight. */
+  destroy(): Promise<void>
+}
+
 /**
  * Client side of MCP over mutual TLS: the SDK's `StreamableHTTPClientTransport` whose
  * `fetch` goes through an undici `Agent` that presents this agent's certificate and accepts
@@ -14,8 +22,8 @@ import {
   type StreamableHTTPClientTransportOptions,
 } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
-import type { Dispatcher } from 'undici'
-import type { CertificateRevocationChecker, TlsCredentials } from 'agent-trust/identity'
+import type { CertificateRevocationChecker, TlsCredentials } from '#internal'
+import { loadWithPeers } from '#internal'
 
 export interface MtlsClientTransportOptions {
   /** This agent's certificate and key, and the CA bundle (e.g. `identity.credentials`). */
@@ -39,8 +47,11 @@ export interface MtlsClientTransport {
   readonly agentId: string
   /** RFC 8705 `x5t#S256` of the certificate: `withCapabilities`' `certificateThumbprint`. */
   readonly certificateThumbprint: string
-  /** The undici `Agent` under the transport's `fetch`. */
-  readonly dispatcher: Dispatcher
+  /**
+   * The undici `Agent` under the transport's `fetch`, typed by what it offers here so that the
+   * declarations of `agent-trust/mcp` need no undici installed.
+   */
+  readonly dispatcher: MtlsDispatcher
   /** Close the dispatcher's connections (after `client.close()`). */
   close(): Promise<void>
 }
@@ -79,7 +90,10 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
   }
   if ((transportOptions as { fetch?: unknown }).fetch !== undefined)
     throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
-  const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([import('undici'), import('agent-trust/identity')])
+  const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([
+    loadWithPeers('createMtlsClientTransport (agent-trust/mcp)', ['undici'], () => import('undici')),
+    import('agent-trust/identity'),
+  ])
   const trustDomain = options.trustDomain ?? identity.trustDomainOf(credentials.ca)
   let der: Buffer
   try {

@@ -20,6 +20,8 @@
  * await audit.close() // seals the chain
  * const report = await verifyAuditTrail('/var/log/agent-trust/audit.jsonl', { requireSealed: true })
  * ```
+ *
+ * @module agent-trust/audit
  */
 import { randomUUID } from 'node:crypto'
 import { createReadStream } from 'node:fs'

@@ -24,6 +24,8 @@
  * import { createRedisStreamSink } from 'agent-trust/audit/redis'
  * const audit = createAuditLog({ sinks: [fileSink('audit.jsonl'), createRedisStreamSink({ url: process.env.REDIS_URL })] })
  * ```
+ *
+ * @module agent-trust/audit/redis
  */
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import type { AuditSink } from './sinks.js'

@@ -29,7 +29,7 @@ export interface AuthorityClientOptions {
   readonly url: string | readonly string[]
   /**
    * This agent's (or operator's) certificate, key and the CA bundle. A function is read at
-   * every new connection, so a renewed certificate ({@link AgentIdentity}) is picked up.
+   * every new connection, so a renewed certificate (`AgentIdentity`) is picked up.
    */
   readonly tls: TlsCredentials | (() => TlsCredentials)
   /** Trust domain; default: read from the CA certificate's `spiffe://<domain>` SAN. */

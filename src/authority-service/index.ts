@@ -1,9 +1,11 @@
 /**
  * The authority as a service: an mTLS HTTPS server in front of
- * an {@link Authority}, its client (a `CapabilityIssuer`), and the revocation feed that
+ * an `Authority`, its client (a `CapabilityIssuer`), and the revocation feed that
  * carries revocations to verifiers in other processes within a stated bound.
  *
  * Subpath: `agent-trust/authority-service`. Needs `undici` (client) and `@peculiar/x509`.
+ *
+ * @module agent-trust/authority-service
  */
 export { AuthorityClient, createAuthorityClient, enroll } from './client.js'
 export type { AuthorityClientOptions } from './client.js'

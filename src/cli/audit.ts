@@ -65,8 +65,8 @@ async function verify(ctx: Context): Promise<ExitCode> {
   }
   let report: AuditVerification
   if (ctx.values.stream === true) {
+    const { readAuditStream } = await import('../audit/redis-entry.js')
     const { Redis } = await import('ioredis')
-    const { readAuditStream } = await import('../audit/redis-stream.js')
     const url = ctx.io.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
     const redis = new Redis(url, {
       lazyConnect: true,

@@ -35,7 +35,7 @@ const STORE_HELP = `  --key-file <file>     the key file (default: AGENT_TRUST_K
 
 async function openKeyStore(ctx: Context): Promise<KeyStore> {
   if (ctx.values.redis === true) {
-    const { RedisKeyStore } = await import('../keys/redis-store.js')
+    const { RedisKeyStore } = await import('../keys/redis-entry.js')
     const prefix = str(ctx.values, 'prefix')
     return new RedisKeyStore({ url: ctx.io.env.REDIS_URL ?? 'redis://127.0.0.1:6379', ...(prefix === undefined ? {} : { prefix }) })
   }

@@ -20,7 +20,7 @@ async function withRedisStore<T>(ctx: Context, fn: (store: ReplayRevocationStore
   const url = ctx.io.env.REDIS_URL
   if (url === undefined || url === '')
     throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid, 'ERR_CONFIG_INVALID')
-  const { createRedisStore } = await import('../revocation/redis.js')
+  const { createRedisStore } = await import('../revocation/redis-entry.js')
   const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
   const store = createRedisStore({ url, commandTimeoutMs: 2000, ...(prefix === undefined ? {} : { prefix }) })
   try {

@@ -3,9 +3,11 @@ import { accessSync, constants, statSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import { createAuditLog, DEFAULT_AUDIT_FILE, fileSink } from '../audit/index.js'
 import type { AgentDeclaration } from '../config/manifest.js'
-import { gcSandbox, inboundPorts, innerRuleset, networkPolicyFor, resolveDirect, startSandbox } from '../sandbox/index.js'
 import { loadManifest } from './shared.js'
 import { EXIT, Failed, quote, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+
+// Loaded when a sandbox command runs: the other commands work without its peer (ipaddr.js).
+const sandboxModule = () => import('../sandbox/entry.js')
 
 function agentOf(ctx: Context): AgentDeclaration {
   const id = str(ctx.values, 'agent')
@@ -48,7 +50,9 @@ async function run(ctx: Context): Promise<ExitCode> {
   const audit = createAuditLog({ sinks: [fileSink(file)] })
   try {
     const range = str(ctx.values, 'subnet-range')
-    const sandbox = await startSandbox({ agent: agent.id, manifest, audit, ...(range === undefined ? {} : { subnetRange: range }) })
+    const sandbox = await (
+      await sandboxModule()
+    ).startSandbox({ agent: agent.id, manifest, audit, ...(range === undefined ? {} : { subnetRange: range }) })
     try {
       const child = sandbox.spawn(command, args, { stdio: 'inherit', env: { ...ctx.io.env } as NodeJS.ProcessEnv, ...user })
       const onAbort = (): void => {
@@ -86,7 +90,7 @@ function signalNumber(signal: NodeJS.Signals | null): number {
 }
 
 async function gc(ctx: Context): Promise<ExitCode> {
-  const r = gcSandbox({ all: ctx.values.all === true })
+  const r = (await sandboxModule()).gcSandbox({ all: ctx.values.all === true })
   ctx.print(
     r,
     `removed ${r.removed.length} sandbox(es)${r.removed.length ? `: ${r.removed.join(', ')}` : ''}${r.kept.length ? `; kept ${r.kept.length} of live launchers` : ''}`,
@@ -103,11 +107,12 @@ async function exportRules(ctx: Context): Promise<ExitCode> {
   if (format === 'nft') {
     const address = str(ctx.values, 'proxy-address') ?? '10.250.0.1'
     const l0 = agent.trustLevel === 'L0'
-    const direct = l0 ? [] : await resolveDirect(agent)
+    const sandboxing = await sandboxModule()
+    const direct = l0 ? [] : await sandboxing.resolveDirect(agent)
     // Ports other agents declared for this one (by its id, internal), at the sandbox's own address.
-    const ports = l0 ? [] : inboundPorts(loadManifest(ctx).agents, agent.id)
+    const ports = l0 ? [] : sandboxing.inboundPorts(loadManifest(ctx).agents, agent.id)
     const sandboxAddress = str(ctx.values, 'sandbox-address') ?? '10.250.0.2'
-    const rules = innerRuleset({
+    const rules = sandboxing.innerRuleset({
       ...(l0 ? {} : { proxy: { address, port } }),
       direct,
       ...(ports.length === 0 ? {} : { inbound: { address: sandboxAddress, ports } }),
@@ -119,7 +124,7 @@ async function exportRules(ctx: Context): Promise<ExitCode> {
   }
   if (format === 'k8s') {
     const ns = str(ctx.values, 'namespace')
-    ctx.io.out(`${JSON.stringify(networkPolicyFor(agent, port, ns), null, 2)}\n`)
+    ctx.io.out(`${JSON.stringify((await sandboxModule()).networkPolicyFor(agent, port, ns), null, 2)}\n`)
     return EXIT.ok
   }
   throw new UsageError('--format takes nft or k8s')

@@ -163,7 +163,7 @@ async function verify(ctx: Context): Promise<ExitCode> {
   const jwks = await loadJwks(jwksSource)
   let store: ReplayRevocationStore = new MemoryReplayRevocationStore()
   if (ctx.values.revocation === true) {
-    const { createRedisStore } = await import('../revocation/redis.js')
+    const { createRedisStore } = await import('../revocation/redis-entry.js')
     const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
     store = createRedisStore({
       url: ctx.io.env.REDIS_URL ?? 'redis://127.0.0.1:6379',

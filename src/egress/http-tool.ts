@@ -11,7 +11,7 @@ import type { Dispatcher } from 'undici'
 import { resolveMode } from '../config/mode.js'
 import { ConfigInvalid } from '../errors.js'
 import { createEgressAgent, type EgressAgentOptions } from './interceptor.js'
-import { request } from './entry.js'
+import { request } from './fetch.js'
 
 export interface HttpToolInput {
   /** Absolute http(s) URL. */

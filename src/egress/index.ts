@@ -5,10 +5,12 @@
  *
  * Subpath: `agent-trust/egress`. Requires the optional peers `undici` (^7) and `ipaddr.js`.
  * The root entry (`agent-trust`) never imports this module.
+ *
+ * @module agent-trust/egress
  */
 export { createEgressAgent, createEgressConnector, createEgressGuard, installGlobalEgress, systemResolver } from './interceptor.js'
 export { reportDispatchError } from './dispatch-error.js'
-export { fetch, request } from './entry.js'
+export { fetch, request } from './fetch.js'
 export type {
   EgressAgentOptions,
   EgressConnectOptions,
@@ -40,7 +42,14 @@ export { createHttpTool } from './http-tool.js'
 export type { HttpTool, HttpToolInput, HttpToolOptions, HttpToolResult } from './http-tool.js'
 
 export { createAgentCallDispatcher, createAgentCapabilityInterceptor, defaultAgentCapability, normalizeOrigin } from './agent-call.js'
-export type { AgentCallDispatcherOptions, AgentCallTarget, AgentCapabilityOptions, AgentHop, CapabilityRequest } from './agent-call.js'
+export type {
+  AgentCallDispatcherOptions,
+  AgentCallTarget,
+  AgentCallTls,
+  AgentCapabilityOptions,
+  AgentHop,
+  CapabilityRequest,
+} from './agent-call.js'
 
 export { AGENT_CAPABILITY_HEADER, agentCallDenial, agentCallScope, createAgentCallGuard, operationForMethod } from '../http/agent-server.js'
 export type {

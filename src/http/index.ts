@@ -3,6 +3,8 @@
  * listeners and Fetch-API handlers. No undici needed.
  *
  * Subpath: `agent-trust/http` (also re-exported from `agent-trust/egress`).
+ *
+ * @module agent-trust/http
  */
 export { AGENT_CAPABILITY_HEADER, agentCallDenial, agentCallScope, createAgentCallGuard, operationForMethod } from './agent-server.js'
 export type {

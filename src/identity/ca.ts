@@ -25,16 +25,9 @@ import {
 } from './internal.js'
 import { createIdentityRequest } from './csr.js'
 import { isTrustDomain, spiffeIdOf, type Workload } from './spiffe.js'
+import type { TlsCredentials } from './types.js'
 
-/** PEM credentials for `node:tls` / `node:https` / undici `connect`. */
-export interface TlsCredentials {
-  /** The workload's certificate (PEM). */
-  readonly cert: string
-  /** Its private key (PKCS#8 PEM). Never leaves the process that generated it. */
-  readonly key: string
-  /** The trust bundle: the CA certificate(s) (PEM). */
-  readonly ca: string
-}
+export type { TlsCredentials } from './types.js'
 
 export interface IssuedCertificate {
   readonly certificatePem: string

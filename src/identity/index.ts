@@ -4,6 +4,8 @@
  * identity for certificate-bound tokens (RFC 8705).
  *
  * Subpath: `agent-trust/identity`. Needs `@peculiar/x509` (all ASN.1 goes through it).
+ *
+ * @module agent-trust/identity
  */
 export { AgentIdentity } from './agent-identity.js'
 export type { AgentIdentityOptions, CertificateRequester } from './agent-identity.js'

@@ -12,18 +12,9 @@
  * one of these in sync with the authority.
  */
 import { CERTIFICATE_BACKDATE_SECONDS, MAX_CERTIFICATE_TTL_SECONDS } from './ca.js'
+import type { CertificateRevocationChecker, CertificateStatusInput } from './types.js'
 
-/** What revocation needs to know about a presented certificate. */
-export interface CertificateStatusInput {
-  readonly serialNumber: string
-  readonly spiffeId: string
-  readonly notBeforeMs: number
-}
-
-/** Anything that can say whether a certificate is revoked, synchronously (it runs per request). */
-export interface CertificateRevocationChecker {
-  isRevoked(certificate: CertificateStatusInput, nowMs?: number): boolean
-}
+export type { CertificateRevocationChecker, CertificateStatusInput } from './types.js'
 
 export interface CertificateRevocationEntries {
   readonly serials: ReadonlyArray<{ readonly serialNumber: string; readonly forgetAtMs: number }>

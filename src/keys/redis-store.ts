@@ -15,6 +15,8 @@
  * user gets read access to `{<prefix>}:jwks` only, the authority's user all three. The
  * default prefix differs from the revocation store's (`agent-trust`), so a verifier's
  * pattern `{agent-trust:*` never matches these keys. Full ACL lines: docs/stores.md.
+ *
+ * @module agent-trust/keys/redis
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomUUID } from 'node:crypto'

@@ -29,6 +29,8 @@
  * The check script declares only the marker key and derives the revocation keys from the
  * same tag, so that a verifier's Redis user can be given read-only access to revocations
  * (a compromised verifier cannot lift one): see docs/stores.md for the ACL lines.
+ *
+ * @module agent-trust/revocation/redis
  */
 import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'

@@ -22,6 +22,8 @@
  * const child = sandbox.spawn('node', ['summarize.js'], { stdio: 'inherit' })
  * child.on('exit', () => void sandbox.close())
  * ```
+ *
+ * @module agent-trust/sandbox
  */
 import { spawn as spawnChild, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -274,6 +276,6 @@ export function networkPolicyFor(agent: AgentDeclaration, proxyPort = 3128, name
     ...(namespace === undefined ? {} : { namespace }),
   })
 }
-export type { DirectPeer, SandboxNames, SandboxSubnet } from './plan.js'
+export type { DirectPeer, HostRulesetInput, InnerRulesetInput, NetworkPolicyInput, SandboxNames, SandboxSubnet } from './plan.js'
 export { startEgressProxy } from './proxy.js'
 export type { EgressProxy, EgressProxyOptions, ProxyResolver } from './proxy.js'

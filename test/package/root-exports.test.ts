@@ -23,6 +23,7 @@ describe('root entry', () => {
       'DEFAULT_CLOCK_TOLERANCE_SECONDS',
       'DEFAULT_TOKEN_LIFETIME_SECONDS',
       'DelegationDepth',
+      'DependencyMissing',
       'ERROR_CATALOG',
       'ERROR_CLASSES',
       'EgressDenied',
