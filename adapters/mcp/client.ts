@@ -1,15 +1,19 @@
 /**
  * Client side: an SDK `Client` that carries a fresh capability on every request.
  *
- * The wrapper replaces the client's `request` method (every SDK call, `callTool`,
- * `listTools`, `readResource`, the experimental task streams, goes through it): before a
- * request leaves, it asks the issuer for a token for exactly that call and puts it in
+ * On SDK 1.x (`@modelcontextprotocol/sdk`) the wrapper replaces the client's `request` method
+ * (every SDK call, `callTool`, `listTools`, `readResource`, the experimental task streams,
+ * goes through it); on SDK 2.x (`@modelcontextprotocol/client`) it replaces the internal
+ * request funnel `_requestWithSchemaViaCodec` that `request`, the `server/discover` probe and
+ * multi-round-trip retries all pass through (a 2.x client without it falls back to `request`).
+ * Before a request leaves, it asks the issuer for a token for exactly that call and puts it in
  * `params._meta["io.agent-trust/capability"]`. One token per request, never cached, never
  * retried with; and only for the one server the wrapper is bound to.
  *
  * Subpath: `agent-trust/mcp`.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import type { Client as ClientV2 } from '@modelcontextprotocol/client'
 import { ConfigInvalid, TokenAudience } from 'agent-trust'
 import type { AuditContext, CapabilityIssuer } from 'agent-trust'
 import {
@@ -44,11 +48,13 @@ export interface WithCapabilitiesOptions {
   readonly requireAdvertisedAudience?: boolean
 }
 
-type RequestFn = (
-  request: { method: string; params?: Record<string, unknown> },
-  resultSchema: unknown,
-  options?: unknown,
-) => Promise<unknown>
+interface OutboundRequest {
+  readonly method: string
+  readonly params?: Record<string, unknown>
+}
+type RequestFn = (request: OutboundRequest, resultSchema: unknown, options?: unknown) => Promise<unknown>
+/** SDK 2.x's request funnel: `(codec, request, resultSchema, options)`. */
+type FunnelFn = (codec: unknown, request: OutboundRequest, resultSchema: unknown, options?: unknown) => Promise<unknown>
 
 const kWrapped = Symbol.for('agent-trust.mcp.with-capabilities')
 
@@ -75,7 +81,7 @@ const kWrapped = Symbol.for('agent-trust.mcp.with-capabilities')
  * await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })
  * ```
  */
-export function withCapabilities<C extends Client>(client: C, options: WithCapabilitiesOptions): C {
+export function withCapabilities<C extends Client | ClientV2>(client: C, options: WithCapabilitiesOptions): C {
   if (typeof client !== 'object' || client === null || typeof (client as { request?: unknown }).request !== 'function') {
     throw new TypeError('withCapabilities: expected an MCP SDK Client')
   }
@@ -102,7 +108,6 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
   if (typeof context !== 'function' && (typeof context !== 'object' || context === null))
     throw new TypeError('withCapabilities: "context" is required')
 
-  const send = target.request.bind(client) as RequestFn
   let boundTransport: unknown
 
   const mint = async (method: string, params: Record<string, unknown> | undefined): Promise<string> => {
@@ -133,14 +138,31 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
     })
   }
 
-  target.request = async function requestWithCapability(request, resultSchema, requestOptions) {
-    if (UNGUARDED_METHODS.has(request?.method)) return send(request, resultSchema, requestOptions)
+  const withToken = async (request: OutboundRequest): Promise<OutboundRequest> => {
     assertBound()
     const token = await mint(request.method, request.params)
     const params = request.params ?? {}
     const meta = typeof params._meta === 'object' && params._meta !== null ? (params._meta as Record<string, unknown>) : {}
     // Our key is always overwritten: a caller cannot smuggle another token through.
-    return send({ ...request, params: { ...params, _meta: { ...meta, [CAPABILITY_META_KEY]: token } } }, resultSchema, requestOptions)
+    return { ...request, params: { ...params, _meta: { ...meta, [CAPABILITY_META_KEY]: token } } }
+  }
+
+  const funnel = (client as unknown as { _requestWithSchemaViaCodec?: unknown })._requestWithSchemaViaCodec
+  if (typeof funnel === 'function') {
+    // SDK 2.x: every outbound request (`request`, the `server/discover` probe, the retry of a
+    // multi-round-trip request) leaves through this one internal method, so each gets its own token.
+    const sendVia = (funnel as FunnelFn).bind(client)
+    const wrapped: FunnelFn = async function requestWithCapability(codec, request, resultSchema, requestOptions) {
+      if (UNGUARDED_METHODS.has(request?.method)) return sendVia(codec, request, resultSchema, requestOptions)
+      return sendVia(codec, await withToken(request), resultSchema, requestOptions)
+    }
+    ;(client as unknown as { _requestWithSchemaViaCodec: FunnelFn })._requestWithSchemaViaCodec = wrapped
+  } else {
+    const send = target.request.bind(client) as RequestFn
+    target.request = async function requestWithCapability(request, resultSchema, requestOptions) {
+      if (UNGUARDED_METHODS.has(request?.method)) return send(request, resultSchema, requestOptions)
+      return send(await withToken(request), resultSchema, requestOptions)
+    }
   }
   target[kWrapped] = true
   return client
