@@ -218,9 +218,12 @@ export function capabilityErrorCode(error: unknown): string | undefined {
   if (typeof e.code === 'string' && e.code.startsWith('ERR_')) return e.code
   if (e.code === CAPABILITY_DENIED && typeof e.data?.code === 'string' && e.data.code.startsWith('ERR_')) return e.data.code
   // Over Streamable HTTP a token-less or header-token denial is an HTTP 401/403/503 (the MCP
-  // authorization spec); SDK client transports surface it as an error whose `code` is the HTTP
-  // status and whose message carries the JSON-RPC body.
+  // authorization spec); SDK 1.x client transports surface it as an error whose `code` is the
+  // HTTP status and whose message carries the JSON-RPC body.
   if (typeof e.code === 'number' && error instanceof Error) return deniedInBody(error.message)
+  // SDK 2.x client transports: an `SdkHttpError` whose `data` holds the HTTP status and the body text.
+  const http = e.data as { status?: unknown; text?: unknown } | undefined
+  if (typeof http?.status === 'number' && typeof http.text === 'string') return deniedInBody(http.text)
   return undefined
 }
 

@@ -59,6 +59,14 @@ export function isV2Protocol(protocol: object): boolean {
   return typeof (protocol as { _wrapHandler?: unknown })._wrapHandler === 'function'
 }
 
+/** Whether `target` (an `McpServer` or a `Server`) is from SDK 2.x. */
+export function isV2Server(target: unknown): boolean {
+  if (typeof target !== 'object' || target === null) return false
+  const inner = (target as { server?: unknown }).server
+  const highLevel = typeof (target as { registerTool?: unknown }).registerTool === 'function' && typeof inner === 'object' && inner !== null
+  return isV2Protocol(highLevel ? inner : target)
+}
+
 /** Refuse an SDK 2.x server whose dispatch the guard cannot sit in front of. */
 export function assertV2Dispatch(protocol: { _requestHandlers?: unknown; setRequestHandler?: unknown }): void {
   if (!(protocol._requestHandlers instanceof Map) || typeof protocol.setRequestHandler !== 'function') {

@@ -3,13 +3,24 @@
  * (`@modelcontextprotocol/server`, `@modelcontextprotocol/client`): the real SDK in memory,
  * with an attack on each check.
  */
-import { Client } from '@modelcontextprotocol/client'
+import { fileURLToPath } from 'node:url'
+import { Client, StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client'
+import {
+  getDefaultEnvironment as getDefaultEnvironmentV2,
+  StdioClientTransport as StdioClientTransportV2,
+} from '@modelcontextprotocol/client/stdio'
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js'
+import {
+  getDefaultEnvironment as getDefaultEnvironmentV1,
+  StdioClientTransport as StdioClientTransportV1,
+} from '@modelcontextprotocol/sdk/client/stdio.js'
+import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { Server } from '@modelcontextprotocol/server'
 import { InMemoryTransport, McpServer } from '@modelcontextprotocol/server'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { Authority, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
-import { CAPABILITY_DENIED, guardMcpServer, withCapabilities } from 'agent-trust/mcp'
-import { CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
+import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
+import { CAPABILITY_DENIED, capabilityErrorCode, guardMcpServer, serveStreamableHttp, withCapabilities } from 'agent-trust/mcp'
+import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 import { buildLowLevelServerV2, buildMcpServerV2 } from '../../support/mcp-world-v2.js'
 
 let authority: Authority
@@ -178,3 +189,138 @@ describe('guardMcpServer on an SDK 2.x McpServer (in memory)', () => {
 function buildGuardedPair(): McpServer {
   return guard(buildMcpServerV2(log))
 }
+
+describe('SDK 2.x over stdio (child process) and Streamable HTTP (serveStreamableHttp)', () => {
+  const V2_FIXTURE = fileURLToPath(new URL('../../support/mcp-stdio-server-v2.ts', import.meta.url))
+  const V1_FIXTURE = fileURLToPath(new URL('../../support/mcp-stdio-server.ts', import.meta.url))
+  const fixtureArgs = (file: string) => ['--import', 'tsx', '--conditions=agent-trust-source', file]
+  const fixtureEnv = (guard?: string) =>
+    JSON.stringify({ guard, serverId: SERVER_ID, issuer: authority.id, jwks: authority.jwks(), manifest: MANIFEST })
+
+  const stdioV2 = (file: string, guardName?: string) =>
+    new StdioClientTransportV2({
+      command: process.execPath,
+      args: fixtureArgs(file),
+      env: { ...getDefaultEnvironmentV2(), AGENT_TRUST_MCP_FIXTURE: fixtureEnv(guardName) },
+      stderr: 'pipe',
+    })
+  const stdioV1 = (file: string) =>
+    new StdioClientTransportV1({
+      command: process.execPath,
+      args: fixtureArgs(file),
+      env: { ...getDefaultEnvironmentV1(), AGENT_TRUST_MCP_FIXTURE: fixtureEnv() },
+      stderr: 'pipe',
+    })
+
+  async function attacks(client: { callTool: Client['callTool'] }, raw: { callTool: Client['callTool'] }): Promise<void> {
+    expect(JSON.parse(textOf(await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })))).toEqual([
+      'q3-report.txt',
+      'notes.md',
+    ])
+    // Over HTTP a token-less denial is an HTTP 401 (the MCP authorization spec); capabilityErrorCode reads both forms.
+    const read = (token: string | undefined, name = 'read_documents', namespace = 'user-123') =>
+      raw.callTool({ name, arguments: { namespace }, ...(token === undefined ? {} : { _meta: { [META_KEY]: token } }) }).then(
+        () => 'allowed',
+        (e: unknown) => capabilityErrorCode(e),
+      )
+    expect(await read(undefined)).toBe('ERR_TOKEN_MISSING')
+    expect(await read(await mintRead(), 'purge_namespace')).toBe('ERR_SCOPE_DENIED')
+    expect(await read(await mintRead(), 'read_documents', 'user-456')).toBe('ERR_SCOPE_DENIED')
+    const once = await mintRead()
+    expect(await read(once)).toBe('allowed')
+    expect(await read(once)).toBe('ERR_TOKEN_REPLAYED')
+    expect(await read('not-a-jws')).toBe('ERR_TOKEN_MALFORMED')
+  }
+
+  it('v2 client -> v2 guarded server over stdio', async () => {
+    const client = wrap()
+    const raw = new Client({ name: 'raw', version: '1.0.0' })
+    await Promise.all([client.connect(stdioV2(V2_FIXTURE)), raw.connect(stdioV2(V2_FIXTURE))])
+    open.push(client, raw)
+    expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(['echo', 'read_documents'])
+    await attacks(client, raw)
+  }, 60_000)
+
+  it('v1 client -> v2 guarded server over stdio, and v2 client -> v1 guarded server', async () => {
+    const v1 = withCapabilities(new ClientV1({ name: 'summarizer', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: 'agent-summarizer-v2',
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
+    const v1raw = new ClientV1({ name: 'raw', version: '1.0.0' })
+    await Promise.all([v1.connect(stdioV1(V2_FIXTURE)), v1raw.connect(stdioV1(V2_FIXTURE))])
+    open.push(v1, v1raw)
+    expect((await v1.listTools()).tools.map((t) => t.name).sort()).toEqual(['echo', 'read_documents'])
+    await attacks(v1 as unknown as Client, v1raw as unknown as Client)
+
+    const v2 = wrap()
+    const v2raw = new Client({ name: 'raw', version: '1.0.0' })
+    await Promise.all([v2.connect(stdioV2(V1_FIXTURE, 'agent-trust')), v2raw.connect(stdioV2(V1_FIXTURE, 'agent-trust'))])
+    open.push(v2, v2raw)
+    expect((await v2.listTools()).tools.map((t) => t.name).sort()).toEqual(['echo', 'read_documents'])
+    await attacks(v2, v2raw)
+  }, 60_000)
+
+  it('v2 guarded server hosted by serveStreamableHttp (the 2.x Node transport), v2 and v1 clients', async () => {
+    const verifier = createVerifier({
+      id: SERVER_ID,
+      issuers: [authority.trustedIssuer()],
+      store,
+      manifest: MANIFEST,
+      audit,
+      mode: 'enforce',
+    })
+    const httpLog: ToolLog = { calls: [] }
+    const http = await serveStreamableHttp(() => guardMcpServer(buildMcpServerV2(httpLog), { verifier, manifest: MANIFEST }))
+    open.push(http)
+    const client = wrap()
+    const raw = new Client({ name: 'raw', version: '1.0.0' })
+    await client.connect(new StreamableHTTPClientTransportV2(new URL(http.url)))
+    await raw.connect(new StreamableHTTPClientTransportV2(new URL(http.url)))
+    open.push(client, raw)
+    await attacks(client, raw)
+    // The header carries a token too; the tool sees neither it nor the _meta one.
+    const header = await mintRead()
+    const viaHeader = new Client({ name: 'header', version: '1.0.0' })
+    await viaHeader.connect(
+      new StreamableHTTPClientTransportV2(new URL(http.url), { requestInit: { headers: { 'agent-trust-capability': header } } }),
+    )
+    open.push(viaHeader)
+    expect(JSON.parse(textOf(await viaHeader.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })))).toEqual([
+      'q3-report.txt',
+      'notes.md',
+    ])
+    expect(httpLog.calls.every((c) => !c.tokenVisible)).toBe(true)
+    expect(httpLog.calls.length).toBe(3)
+
+    const v1 = withCapabilities(new ClientV1({ name: 'summarizer', version: '1.0.0' }), {
+      issuer: authority,
+      agentId: 'agent-summarizer-v2',
+      serverId: SERVER_ID,
+      context: CONTEXT,
+    })
+    await v1.connect(new StreamableHTTPClientTransportV1(new URL(http.url)))
+    open.push(v1)
+    expect(textOf(await v1.callTool({ name: 'echo', arguments: { message: 'across' } }))).toBe('across')
+  }, 60_000)
+
+  it('v2 client -> v1 guarded server over Streamable HTTP', async () => {
+    const verifier = createVerifier({
+      id: SERVER_ID,
+      issuers: [authority.trustedIssuer()],
+      store,
+      manifest: MANIFEST,
+      audit,
+      mode: 'enforce',
+    })
+    const http = await serveStreamableHttp(() => guardMcpServer(buildMcpServer(), { verifier, manifest: MANIFEST }))
+    open.push(http)
+    const client = wrap()
+    const raw = new Client({ name: 'raw', version: '1.0.0' })
+    await client.connect(new StreamableHTTPClientTransportV2(new URL(http.url)))
+    await raw.connect(new StreamableHTTPClientTransportV2(new URL(http.url)))
+    open.push(client, raw)
+    await attacks(client, raw)
+  }, 60_000)
+})
