@@ -157,6 +157,14 @@ export function withCapabilities<C extends Client | ClientV2>(client: C, options
       return sendVia(codec, await withToken(request), resultSchema, requestOptions)
     }
     ;(client as unknown as { _requestWithSchemaViaCodec: FunnelFn })._requestWithSchemaViaCodec = wrapped
+    // The connect-time `server/discover` probe of a negotiating client is written straight to the
+    // transport, past the funnel: give that one message its token on the transport it was handed.
+    const v2 = client as unknown as { connect(transport: unknown, ...rest: unknown[]): Promise<void> }
+    const connect = v2.connect.bind(client)
+    v2.connect = function connectWithCapability(transport: unknown, ...rest: unknown[]) {
+      probeWithToken(transport, withToken)
+      return connect(transport, ...rest)
+    }
   } else {
     const send = target.request.bind(client) as RequestFn
     target.request = async function requestWithCapability(request, resultSchema, requestOptions) {
@@ -199,6 +207,24 @@ export function withCapabilities<C extends Client | ClientV2>(client: C, options
       })
     }
   }
+}
+
+const kProbe = Symbol.for('agent-trust.mcp.discover-probe')
+
+function probeWithToken(transport: unknown, withToken: (request: OutboundRequest) => Promise<OutboundRequest>): void {
+  const t = transport as { send?: unknown; [kProbe]?: true } | undefined
+  if (typeof t !== 'object' || t === null || typeof t.send !== 'function' || t[kProbe] === true) return
+  const send = (t.send as (message: unknown, ...rest: unknown[]) => Promise<void>).bind(t)
+  t.send = async function sendWithCapability(message: unknown, ...rest: unknown[]) {
+    const m = message as { id?: unknown; method?: unknown; params?: { _meta?: unknown } } | undefined
+    const meta = m?.params?._meta
+    const carries = typeof meta === 'object' && meta !== null && Object.hasOwn(meta, CAPABILITY_META_KEY)
+    if (m?.method === 'server/discover' && m.id !== undefined && !carries) {
+      return send({ ...m, ...(await withToken(m as OutboundRequest)) }, ...rest)
+    }
+    return send(message, ...rest)
+  }
+  t[kProbe] = true
 }
 
 function advertisedAudience(capabilities: Record<string, unknown> | undefined): string | undefined {

@@ -17,8 +17,6 @@ function sawToken(ctx: ServerContext): boolean {
 
 export interface V2ServerOptions {
   readonly registerTools?: boolean
-  /** Add the 2026-07-28 revision to the supported versions (the server then answers `server/discover`). */
-  readonly modern?: boolean
   readonly instructions?: string
 }
 
@@ -26,10 +24,7 @@ export interface V2ServerOptions {
 export function buildMcpServerV2(log: ToolLog = { calls: [] }, options: V2ServerOptions = {}): McpServer {
   const server = new McpServer(
     { name: SERVER_ID, version: '1.0.0' },
-    {
-      ...(options.modern === true ? { supportedProtocolVersions: ['2026-07-28', '2025-11-25', '2025-06-18', '2025-03-26'] } : {}),
-      ...(options.instructions === undefined ? {} : { instructions: options.instructions }),
-    },
+    options.instructions === undefined ? {} : { instructions: options.instructions },
   )
   if (options.registerTools !== false) registerDbToolsV2(server, log)
   return server

@@ -3,6 +3,8 @@
  * (`@modelcontextprotocol/server`, `@modelcontextprotocol/client`): the real SDK in memory,
  * with an attack on each check.
  */
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { Client, StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client'
 import {
@@ -15,11 +17,18 @@ import {
   StdioClientTransport as StdioClientTransportV1,
 } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import type { Server } from '@modelcontextprotocol/server'
-import { InMemoryTransport, McpServer } from '@modelcontextprotocol/server'
+import { toNodeHandler } from '@modelcontextprotocol/node'
+import { createMcpHandler, InMemoryTransport, McpServer, Server } from '@modelcontextprotocol/server'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
-import { CAPABILITY_DENIED, capabilityErrorCode, guardMcpServer, serveStreamableHttp, withCapabilities } from 'agent-trust/mcp'
+import {
+  attachPeerIdentity,
+  CAPABILITY_DENIED,
+  capabilityErrorCode,
+  guardMcpServer,
+  serveStreamableHttp,
+  withCapabilities,
+} from 'agent-trust/mcp'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 import { buildLowLevelServerV2, buildMcpServerV2 } from '../../support/mcp-world-v2.js'
 
@@ -323,4 +332,88 @@ describe('SDK 2.x over stdio (child process) and Streamable HTTP (serveStreamabl
     open.push(client, raw)
     await attacks(client, raw)
   }, 60_000)
+})
+
+describe('the SDK 2.x internals the adapter relies on', () => {
+  it('a 2.x Server dispatches from a Map-valued _requestHandlers and has _wrapHandler; the client has its request funnel', () => {
+    const server = new McpServer({ name: SERVER_ID, version: '1.0.0' }).server as unknown as Record<string, unknown>
+    expect(server._requestHandlers).toBeInstanceOf(Map)
+    expect(typeof server._wrapHandler).toBe('function')
+    expect('fallbackRequestHandler' in server || server.fallbackRequestHandler === undefined).toBe(true)
+    const client = new Client({ name: 'c', version: '1.0.0' }) as unknown as Record<string, unknown>
+    expect(typeof client._requestWithSchemaViaCodec).toBe('function')
+  })
+
+  it('refuses, with a coded error, a 2.x server whose handler table is missing (never runs unguarded)', () => {
+    const server = new Server({ name: SERVER_ID, version: '1.0.0' }, { capabilities: { tools: {} } })
+    Object.defineProperty(server, '_requestHandlers', { value: undefined })
+    let error: unknown
+    try {
+      guard(server)
+    } catch (e) {
+      error = e
+    }
+    expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID', details: { rule: 'sdk-dispatch' } })
+    expect(() => guard(guard(buildMcpServerV2()))).toThrow(/already guarded/)
+  })
+})
+
+describe('protocol revision 2026-07-28: createMcpHandler, server/discover, per-request peer', () => {
+  it('each request a fresh guarded instance; server/discover needs the tools/list scope; the peer is bound per request', async () => {
+    const verifier = createVerifier({
+      id: SERVER_ID,
+      issuers: [authority.trustedIssuer()],
+      store,
+      manifest: MANIFEST,
+      audit,
+      mode: 'enforce',
+    })
+    const handler = createMcpHandler(() => guardMcpServer(buildMcpServerV2(log), { verifier, manifest: MANIFEST }), { legacy: 'reject' })
+    const node = toNodeHandler(handler)
+    // The host authenticates each request (here: a fixed peer per path) and attaches the peer to it.
+    const peers: Record<string, string> = { '/summarizer': 'agent-summarizer-v2', '/operator': 'agent-operator' }
+    const http = createServer((req, res) => {
+      const agentId = peers[req.url ?? '']
+      if (agentId !== undefined) attachPeerIdentity(req, { agentId })
+      void node(req, res)
+    })
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    open.push({ close: () => new Promise<void>((resolve) => http.close(() => resolve())) }, handler)
+    const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`
+    const modern = (agentId: string) =>
+      withCapabilities(new Client({ name: agentId, version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } }), {
+        issuer: authority,
+        agentId,
+        serverId: SERVER_ID,
+        context: CONTEXT,
+      })
+
+    const client = modern('agent-summarizer-v2')
+    await client.connect(new StreamableHTTPClientTransportV2(new URL(`${base}/summarizer`)))
+    open.push(client)
+    expect(client.getProtocolEra()).toBe('modern')
+    // The connect-time server/discover probe carried a token for the tools/list scope.
+    expect(audit.events[0]).toMatchObject({ decision: 'allow', capability: ['mcp:agent-database-reader:tools/list'] })
+    expect((await client.discover()).supportedVersions).toContain('2026-07-28')
+    expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(['echo', 'read_documents'])
+    expect(JSON.parse(textOf(await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })))).toEqual([
+      'q3-report.txt',
+      'notes.md',
+    ])
+
+    // The summarizer's token presented on a request whose authenticated peer is another agent.
+    const impostor = modern('agent-summarizer-v2')
+    // The pin-mode client reports a refused probe as a failed negotiation; the audit trail names the reason.
+    await expect(impostor.connect(new StreamableHTTPClientTransportV2(new URL(`${base}/operator`)))).rejects.toThrow(/negotiation/)
+
+    // A raw modern request without a token, straight to the handler.
+    const raw = new Client({ name: 'raw', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } })
+    await expect(raw.connect(new StreamableHTTPClientTransportV2(new URL(`${base}/summarizer`)))).rejects.toThrow(/negotiation/)
+    const denials = audit.events.filter((e) => e.decision === 'deny')
+    expect(denials.map((e) => [e.code, e.capability])).toEqual([
+      ['ERR_TOKEN_BINDING', ['mcp:agent-database-reader:tools/list']],
+      ['ERR_TOKEN_MISSING', ['mcp:agent-database-reader:tools/list']],
+    ])
+    expect(log.calls.every((c) => !c.tokenVisible)).toBe(true)
+  })
 })
