@@ -6,7 +6,12 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { Client, StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client'
+import {
+  Client,
+  SdkErrorCode,
+  SdkHttpError,
+  StreamableHTTPClientTransport as StreamableHTTPClientTransportV2,
+} from '@modelcontextprotocol/client'
 import {
   getDefaultEnvironment as getDefaultEnvironmentV2,
   StdioClientTransport as StdioClientTransportV2,
@@ -19,6 +24,7 @@ import {
 import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { toNodeHandler } from '@modelcontextprotocol/node'
 import { createMcpHandler, InMemoryTransport, McpServer, Server } from '@modelcontextprotocol/server'
+import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
 import {
@@ -415,5 +421,52 @@ describe('protocol revision 2026-07-28: createMcpHandler, server/discover, per-r
       ['ERR_TOKEN_MISSING', ['mcp:agent-database-reader:tools/list']],
     ])
     expect(log.calls.every((c) => !c.tokenVisible)).toBe(true)
+  })
+})
+
+describe('properties', () => {
+  it('capabilityErrorCode on SDK 2.x HTTP errors: any body text yields an ERR_ code or nothing, and a denial body yields its code', () => {
+    const codes = fc.stringMatching(/^ERR_[A-Z_]{1,24}$/)
+    fc.assert(
+      fc.property(fc.integer({ min: 400, max: 599 }), fc.string(), (status, text) => {
+        const got = capabilityErrorCode(new SdkHttpError(SdkErrorCode.ClientHttpNotImplemented, 'x', { status, text }))
+        return got === undefined || /^ERR_[A-Z_]+$/.test(got)
+      }),
+    )
+    fc.assert(
+      fc.property(fc.integer({ min: 400, max: 599 }), codes, fc.json(), (status, code, noise) => {
+        const text = JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: CAPABILITY_DENIED, message: noise, data: { code } } })
+        const other = JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: -32600, message: noise, data: { code } } })
+        const err = (t: string) => new SdkHttpError(SdkErrorCode.ClientHttpNotImplemented, 'x', { status, text: t })
+        return capabilityErrorCode(err(text)) === code && capabilityErrorCode(err(other)) === undefined
+      }),
+    )
+  })
+
+  it('the guard strips only its own _meta key: every other key reaches the 2.x handler unchanged', async () => {
+    let seen: Record<string, unknown> | undefined
+    const server = new Server({ name: SERVER_ID, version: '1.0.0' }, { capabilities: { tools: {} } })
+    server.setRequestHandler('tools/call', async (request, ctx) => {
+      seen = ctx.mcpReq._meta as Record<string, unknown>
+      expect(request.params._meta).toEqual(seen)
+      return { content: [] }
+    })
+    const client = await connect(guard(server))
+    const key = fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !k.startsWith('io.modelcontextprotocol/') && k !== META_KEY)
+    await fc.assert(
+      fc.asyncProperty(fc.dictionary(key, fc.jsonValue(), { maxKeys: 5 }), async (extra) => {
+        const token = await authority.mint({
+          subject: 'agent-summarizer-v2',
+          audience: SERVER_ID,
+          scope: ['tool:agent-database-reader:echo'],
+          operation: 'execute',
+          context: CONTEXT,
+        })
+        await client.callTool({ name: 'echo', arguments: {}, _meta: { ...extra, [META_KEY]: token } })
+        expect(seen).not.toHaveProperty([META_KEY])
+        expect(JSON.parse(JSON.stringify(seen))).toEqual(JSON.parse(JSON.stringify(extra)))
+      }),
+      { numRuns: 30 },
+    )
   })
 })
