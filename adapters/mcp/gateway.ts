@@ -20,14 +20,16 @@
  * Subpath: `agent-trust/mcp`.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import type { Client as ClientV2 } from '@modelcontextprotocol/client'
 import { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { CallToolRequestSchema, ListToolsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
-import type { Tool } from '@modelcontextprotocol/sdk/types.js'
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
 import { forwardableTraceContext } from '#internal'
 import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
 import { capabilityDenied, guardMcpServer, type GuardMcpServerOptions } from './server.js'
+import { isV2Protocol } from './server-v2.js'
 
 export type ToolPinState = 'approved' | 'changed' | 'unpinned' | 'missing'
 
@@ -44,8 +46,12 @@ export interface ToolPinStatus {
 }
 
 export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld' | 'tools' | 'manifest'> {
-  /** A connected SDK client to the upstream server (stdio or Streamable HTTP). The gateway owns its tool-list notifications. */
-  readonly upstream: Client
+  /**
+   * A connected SDK client to the upstream server (stdio or Streamable HTTP), from SDK 1.x
+   * (`@modelcontextprotocol/sdk`) or 2.x (`@modelcontextprotocol/client`). The gateway owns its
+   * tool-list notifications.
+   */
+  readonly upstream: Client | ClientV2
   /** The manifest: the gateway's `serverId` entry declares the served tools with their `definitionHash`. */
   readonly manifest: Manifest | ManifestInput
   /** Called when a tool becomes withheld or changes again while withheld (not for approved tools). */
@@ -55,6 +61,38 @@ export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld
    * `cryptoOffload`). Worth it when serving Streamable HTTP under load; default false.
    */
   readonly cryptoOffload?: boolean
+}
+
+/** What the gateway asks of its upstream client, the same for both SDK majors. */
+interface Upstream {
+  onToolListChanged(handler: () => Promise<void>): void
+  listTools(cursor: string | undefined): Promise<{ tools: Tool[]; nextCursor?: string }>
+  callTool(
+    params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
+    signal: AbortSignal,
+  ): Promise<CallToolResult>
+}
+
+function upstreamOf(client: Client | ClientV2): Upstream {
+  if (!isV2Protocol(client)) {
+    const v1 = client as Client
+    return {
+      onToolListChanged: (handler) => v1.setNotificationHandler(ToolListChangedNotificationSchema, handler),
+      listTools: (cursor) => v1.listTools(cursor === undefined ? undefined : { cursor }),
+      callTool: (params, signal) => v1.callTool(params, undefined, { signal }) as Promise<CallToolResult>,
+    }
+  }
+  const v2 = client as ClientV2
+  return {
+    onToolListChanged: (handler) => v2.setNotificationHandler('notifications/tools/list_changed', handler),
+    // Never a cached listing: the pins are checked against what the upstream serves now.
+    listTools: (cursor) =>
+      v2.listTools(cursor === undefined ? undefined : { cursor }, { cacheMode: 'bypass' }) as Promise<{
+        tools: Tool[]
+        nextCursor?: string
+      }>,
+    callTool: (params, signal) => v2.callTool(params, { signal }) as Promise<CallToolResult>,
+  }
 }
 
 /** Upstream tool lists are paged; stop at this many pages (a hostile upstream could page forever). */
@@ -72,7 +110,7 @@ const MAX_PAGES = 100
 export class McpGateway {
   readonly serverId: string
   readonly verifier: Verifier
-  readonly #upstream: Client
+  readonly #upstream: Upstream
   readonly #manifest: Manifest
   readonly #audit: AuditLog
   readonly #guard: GuardMcpServerOptions
@@ -90,7 +128,7 @@ export class McpGateway {
   #closed = false
 
   private constructor(options: McpGatewayOptions, manifest: Manifest, verifier: Verifier) {
-    this.#upstream = options.upstream
+    this.#upstream = upstreamOf(options.upstream)
     this.#manifest = manifest
     this.verifier = verifier
     this.serverId = verifier.id
@@ -133,7 +171,7 @@ export class McpGateway {
       throw new TypeError('McpGateway: "serverId" differs from the verifier\'s id')
     }
     const gateway = new McpGateway(options, manifest, verifier)
-    options.upstream.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+    gateway.#upstream.onToolListChanged(async () => {
       await gateway.#changeNotice()
     })
     await gateway.refresh()
@@ -174,9 +212,7 @@ export class McpGateway {
         arguments: request.params.arguments,
         ...(trace === undefined ? {} : { _meta: { ...trace } }),
       }
-      return this.#upstream.callTool(params, undefined, {
-        signal: extra.signal,
-      })
+      return this.#upstream.callTool(params, extra.signal)
     })
     guardMcpServer(server, { ...this.#guard, withheld: (name) => !this.#approved(name) })
     this.#servers.add(server)
@@ -239,7 +275,7 @@ export class McpGateway {
     const current = new Map<string, { definition: PinnedDefinition; hash: string }>()
     let cursor: string | undefined
     for (let page = 0; page < MAX_PAGES; page++) {
-      const r = await this.#upstream.listTools(cursor === undefined ? undefined : { cursor })
+      const r = await this.#upstream.listTools(cursor)
       for (const t of r.tools) {
         const definition: PinnedDefinition = {
           name: t.name,
