@@ -21,8 +21,8 @@
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import type { Client as ClientV2 } from '@modelcontextprotocol/client'
-import { Server } from '@modelcontextprotocol/sdk/server/index.js'
-import { CallToolRequestSchema, ListToolsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import type * as SdkTypes from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
@@ -73,11 +73,30 @@ interface Upstream {
   ): Promise<CallToolResult>
 }
 
-function upstreamOf(client: Client | ClientV2): Upstream {
+/** The SDK 1.x parts the gateway serves with (its downstream is an SDK 1.x `Server`, which any client can talk to). */
+interface Sdk {
+  readonly Server: typeof Server
+  readonly types: typeof SdkTypes
+}
+let sdk: Promise<Sdk> | undefined
+
+/** Loaded on first use, so that `agent-trust/mcp` loads without SDK 1.x installed. */
+function loadSdk(): Promise<Sdk> {
+  sdk ??= Promise.all([import('@modelcontextprotocol/sdk/server/index.js'), import('@modelcontextprotocol/sdk/types.js')]).then(
+    ([server, types]) => ({ Server: server.Server, types }),
+    () => {
+      sdk = undefined
+      throw new ConfigInvalid('McpGateway serves through @modelcontextprotocol/sdk (1.x); install it', { details: { rule: 'sdk-gateway' } })
+    },
+  )
+  return sdk
+}
+
+function upstreamOf(client: Client | ClientV2, sdk: Sdk): Upstream {
   if (!isV2Protocol(client)) {
     const v1 = client as Client
     return {
-      onToolListChanged: (handler) => v1.setNotificationHandler(ToolListChangedNotificationSchema, handler),
+      onToolListChanged: (handler) => v1.setNotificationHandler(sdk.types.ToolListChangedNotificationSchema, handler),
       listTools: (cursor) => v1.listTools(cursor === undefined ? undefined : { cursor }),
       callTool: (params, signal) => v1.callTool(params, undefined, { signal }) as Promise<CallToolResult>,
     }
@@ -127,8 +146,11 @@ export class McpGateway {
   #again = false
   #closed = false
 
-  private constructor(options: McpGatewayOptions, manifest: Manifest, verifier: Verifier) {
-    this.#upstream = upstreamOf(options.upstream)
+  readonly #sdk: Sdk
+
+  private constructor(options: McpGatewayOptions, manifest: Manifest, verifier: Verifier, sdk: Sdk) {
+    this.#sdk = sdk
+    this.#upstream = upstreamOf(options.upstream, sdk)
     this.#manifest = manifest
     this.verifier = verifier
     this.serverId = verifier.id
@@ -170,7 +192,7 @@ export class McpGateway {
     } else if (options.serverId !== undefined && options.serverId !== verifier.id) {
       throw new TypeError('McpGateway: "serverId" differs from the verifier\'s id')
     }
-    const gateway = new McpGateway(options, manifest, verifier)
+    const gateway = new McpGateway(options, manifest, verifier, await loadSdk())
     gateway.#upstream.onToolListChanged(async () => {
       await gateway.#changeNotice()
     })
@@ -185,8 +207,9 @@ export class McpGateway {
   createServer(): Server {
     if (this.#closed) throw new TypeError('McpGateway: closed')
     // The upstream's version string is unpinned free text: it is not relayed (nor are its instructions).
+    const { Server, types } = this.#sdk
     const server = new Server({ name: this.serverId, version: '0.0.0' }, { capabilities: { tools: { listChanged: true } } })
-    server.setRequestHandler(ListToolsRequestSchema, async () => {
+    server.setRequestHandler(types.ListToolsRequestSchema, async () => {
       await this.refresh()
       const tools: Tool[] = []
       for (const [name, cur] of this.#current) {
@@ -195,7 +218,7 @@ export class McpGateway {
       }
       return { tools }
     })
-    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    server.setRequestHandler(types.CallToolRequestSchema, async (request, extra) => {
       // The pin holds in every enforcement mode (`audit`/`off` relax capability checks only):
       // an unapproved or unconfirmed definition is never called.
       if (!this.#approved(request.params.name)) {

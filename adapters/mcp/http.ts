@@ -15,7 +15,8 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontextprotocol/server'
 import type * as NodeTransportModule from '@modelcontextprotocol/node'
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import type * as StreamableHttpModule from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { toAgentTrustError } from '#internal'
 import { AgentTrustError, ConfigInvalid, ERROR_CATALOG } from 'agent-trust'
 import type { AgentTrustErrorCode, AuditLog, PeerIdentity } from 'agent-trust'
@@ -160,7 +161,18 @@ type TransportOptions = ConstructorParameters<typeof StreamableHTTPServerTranspo
  * `req.auth` becomes the handler's `ctx.http.authInfo`).
  */
 async function transportFor(server: AnyServer, options: TransportOptions): Promise<HostedTransport> {
-  if (!isV2Server(server)) return new StreamableHTTPServerTransport(options)
+  if (!isV2Server(server)) {
+    // Loaded on first use, so that an application on SDK 2.x alone needs no SDK 1.x installed.
+    let v1: typeof StreamableHttpModule
+    try {
+      v1 = await import('@modelcontextprotocol/sdk/server/streamableHttp.js')
+    } catch {
+      throw new ConfigInvalid('serveStreamableHttp: an MCP SDK 1.x server needs the package @modelcontextprotocol/sdk; install it', {
+        details: { rule: 'sdk-transport' },
+      })
+    }
+    return new v1.StreamableHTTPServerTransport(options)
+  }
   let node: typeof NodeTransportModule
   try {
     node = await import('@modelcontextprotocol/node')

@@ -9,9 +9,9 @@
  * Subpath: `agent-trust/mcp`.
  */
 import { X509Certificate } from 'node:crypto'
-import {
+import type {
   StreamableHTTPClientTransport,
-  type StreamableHTTPClientTransportOptions,
+  StreamableHTTPClientTransportOptions,
 } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { Dispatcher } from 'undici'
@@ -79,7 +79,11 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
   }
   if ((transportOptions as { fetch?: unknown }).fetch !== undefined)
     throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
-  const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([import('undici'), import('agent-trust/identity')])
+  const [{ Agent, fetch: undiciFetch }, identity, sdk] = await Promise.all([
+    import('undici'),
+    import('agent-trust/identity'),
+    import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+  ])
   const trustDomain = options.trustDomain ?? identity.trustDomainOf(credentials.ca)
   let der: Buffer
   try {
@@ -96,7 +100,7 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
   // not accept a dispatcher from the installed undici package.
   const mtlsFetch = ((input: string | URL, init?: RequestInit) =>
     undiciFetch(input, { ...(init as object), dispatcher })) as unknown as FetchLike
-  const transport = new StreamableHTTPClientTransport(endpoint, { ...transportOptions, fetch: mtlsFetch })
+  const transport = new sdk.StreamableHTTPClientTransport(endpoint, { ...transportOptions, fetch: mtlsFetch })
   return {
     transport,
     agentId: own.workload.id,

@@ -18,7 +18,6 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontextprotocol/server'
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
-import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
 import {
   ConfigInvalid,
@@ -345,17 +344,31 @@ function parseTools(tools: readonly ToolDeclaration[]): ToolDeclaration[] {
   return out
 }
 
+/**
+ * A denial thrown from a request handler. Both SDK majors answer a thrown error with its
+ * integer `code`, its `message` and its `data` as the JSON-RPC error, so this class needs
+ * neither SDK loaded.
+ */
+export class CapabilityDeniedError extends Error {
+  /** JSON-RPC `error.code`: {@link CAPABILITY_DENIED}. */
+  readonly code: number = CAPABILITY_DENIED
+  /** JSON-RPC `error.data`: the agent-trust code, its details and the scope the call needed. */
+  readonly data: { readonly code: string; readonly details?: unknown; readonly scope?: string }
+  constructor(message: string, data: { readonly code: string; readonly details?: unknown; readonly scope?: string }) {
+    super(message)
+    this.name = 'CapabilityDeniedError'
+    this.data = data
+  }
+}
+
 /** The JSON-RPC error a denial becomes: stable code in `data.code`, never the token. */
-export function capabilityDenied(error: AgentTrustError, requiredScope?: string): McpError {
+export function capabilityDenied(error: AgentTrustError, requiredScope?: string): CapabilityDeniedError {
   // The scope the call needed rides along for the HTTP host's `insufficient_scope` challenge (RFC 6750 section 3.1).
-  const e = new McpError(CAPABILITY_DENIED, error.message, {
+  return new CapabilityDeniedError(error.message, {
     code: error.code,
     details: error.details,
     ...(requiredScope === undefined ? {} : { scope: requiredScope }),
   })
-  // McpError prefixes "MCP error -32003: "; the client adds that itself, so send the plain text.
-  e.message = error.message
-  return e
 }
 
 function wrapFallback(ctx: GuardContext, handler: RawHandler | undefined): RawHandler | undefined {

@@ -5,7 +5,7 @@
 import { McpServer, ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server'
 import type { ServerContext } from '@modelcontextprotocol/server'
 import { z } from 'zod'
-import { META_KEY, SERVER_ID, type ToolLog } from './mcp-world.js'
+import { META_KEY, SERVER_ID, type ToolLog } from './mcp-world-data.js'
 
 const DOCS: Record<string, string[]> = { 'user-123': ['q3-report.txt', 'notes.md'], 'user-456': ['salary.xlsx'] }
 

@@ -12,6 +12,11 @@ describe('method requirements', () => {
     expect(methodScope('srv', '')).toBeUndefined()
   })
 
+  it('server/discover (2026-07-28) needs the tools/list scope, as a read', () => {
+    expect(methodScope('agent-database-reader', 'server/discover')).toBe('mcp:agent-database-reader:tools/list')
+    expect(methodOperation('server/discover')).toBe('read')
+  })
+
   it('reads are read, state changes write, anything unknown execute', () => {
     expect(methodOperation('tools/list')).toBe('read')
     expect(methodOperation('resources/read')).toBe('read')

@@ -3,6 +3,7 @@
  * (`@modelcontextprotocol/server`, `@modelcontextprotocol/client`): the real SDK in memory,
  * with an attack on each check.
  */
+import { execFileSync } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -542,4 +543,21 @@ describe('McpGateway with an SDK 2.x upstream', () => {
     await expect(agent.callTool({ name: 'echo', arguments: { message: 'hi' } })).rejects.toMatchObject(denied('ERR_TOOL_UNDECLARED'))
     expect(seen.length).toBe(1)
   })
+})
+
+describe('an application on SDK 2.x alone', () => {
+  it('loads agent-trust/mcp, guards and calls without @modelcontextprotocol/sdk resolvable', () => {
+    const blocker = fileURLToPath(new URL('../../support/without-mcp-sdk-v1.mjs', import.meta.url))
+    const app = fileURLToPath(new URL('../../support/mcp-v2-only.ts', import.meta.url))
+    const out = execFileSync(process.execPath, ['--import', blocker, '--import', 'tsx', '--conditions=agent-trust-source', app], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+    expect(JSON.parse(out.trim().split('\n').at(-1) ?? '{}')).toEqual({
+      listed: ['echo', 'read_documents'],
+      called: 'alone',
+      denied: 'ERR_TOKEN_MISSING',
+      v1Loadable: false,
+    })
+  }, 60_000)
 })
