@@ -561,3 +561,43 @@ describe('an application on SDK 2.x alone', () => {
     })
   }, 60_000)
 })
+
+describe('serveStreamableHttp session limits with SDK 2.x servers', () => {
+  it('a 2.x session that carried a capability is never pushed out; 503 only when all did', async () => {
+    const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest: MANIFEST, mode: 'enforce' })
+    const h = await serveStreamableHttp(() => guardMcpServer(buildMcpServerV2(), { verifier, manifest: MANIFEST }), {
+      maxSessions: 2,
+      maxTokenlessSessionsPerPeer: 100,
+    })
+    open.push(h)
+    const agent = async () => {
+      const c = wrap()
+      await c.connect(new StreamableHTTPClientTransportV2(new URL(h.url)))
+      open.push(c)
+      await c.callTool({ name: 'echo', arguments: { message: 'proven' } })
+      return c
+    }
+    const a = await agent()
+    // A token-less 2.x session fills the host; the next agent's session pushes it out, not the proven one.
+    const idle = new Client({ name: 'idle', version: '1.0.0' })
+    await idle.connect(new StreamableHTTPClientTransportV2(new URL(h.url)))
+    open.push(idle)
+    expect(h.sessions).toBe(2)
+    const b = await agent()
+    expect(h.sessions).toBe(2)
+    const initialize = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'late', version: '1' } },
+    })
+    const r = await fetch(h.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: initialize,
+    })
+    await r.body?.cancel()
+    expect(r.status).toBe(503)
+    for (const c of [a, b]) expect(textOf(await c.callTool({ name: 'echo', arguments: { message: 'still' } }))).toBe('still')
+  })
+})
