@@ -413,15 +413,36 @@ describe('protocol revision 2026-07-28: createMcpHandler, server/discover, per-r
       'notes.md',
     ])
 
+    // Attacks on single 2026-07-28 requests: a raw client that adopted the discover result (no probe of its own).
+    const discovered = await client.discover()
+    const raw = new Client({ name: 'raw', version: '1.0.0' })
+    await raw.connect(new StreamableHTTPClientTransportV2(new URL(`${base}/summarizer`)), {
+      prior: { kind: 'modern', discover: discovered },
+    })
+    open.push(raw)
+    const read = (token: string | undefined, name = 'read_documents', namespace = 'user-123') =>
+      raw.callTool({ name, arguments: { namespace }, ...(token === undefined ? {} : { _meta: { [META_KEY]: token } }) }).then(
+        () => 'allowed',
+        (e: unknown) => capabilityErrorCode(e),
+      )
+    expect(await read(undefined)).toBe('ERR_TOKEN_MISSING')
+    expect(await read(await mintRead(), 'purge_namespace')).toBe('ERR_SCOPE_DENIED')
+    expect(await read(await mintRead(), 'read_documents', 'user-456')).toBe('ERR_SCOPE_DENIED')
+    // Every request is a fresh server instance; replay state lives in the shared verifier's store.
+    const once = await mintRead()
+    expect(await read(once)).toBe('allowed')
+    expect(await read(once)).toBe('ERR_TOKEN_REPLAYED')
+    const auditBefore = audit.events.length
+
     // The summarizer's token presented on a request whose authenticated peer is another agent.
     const impostor = modern('agent-summarizer-v2')
     // The pin-mode client reports a refused probe as a failed negotiation; the audit trail names the reason.
     await expect(impostor.connect(new StreamableHTTPClientTransportV2(new URL(`${base}/operator`)))).rejects.toThrow(/negotiation/)
 
-    // A raw modern request without a token, straight to the handler.
-    const raw = new Client({ name: 'raw', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } })
-    await expect(raw.connect(new StreamableHTTPClientTransportV2(new URL(`${base}/summarizer`)))).rejects.toThrow(/negotiation/)
-    const denials = audit.events.filter((e) => e.decision === 'deny')
+    // A pinned client without a wrapper: its probe carries no token.
+    const bare = new Client({ name: 'bare', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } })
+    await expect(bare.connect(new StreamableHTTPClientTransportV2(new URL(`${base}/summarizer`)))).rejects.toThrow(/negotiation/)
+    const denials = audit.events.slice(auditBefore).filter((e) => e.decision === 'deny')
     expect(denials.map((e) => [e.code, e.capability])).toEqual([
       ['ERR_TOKEN_BINDING', ['mcp:agent-database-reader:tools/list']],
       ['ERR_TOKEN_MISSING', ['mcp:agent-database-reader:tools/list']],
