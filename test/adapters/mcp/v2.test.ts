@@ -199,6 +199,31 @@ describe('guardMcpServer on an SDK 2.x McpServer (in memory)', () => {
     expect(client.getInstructions()).toBeUndefined()
   })
 
+  it('audit mode records the denial and lets the call through; off skips the checks', async () => {
+    const client = await connect(guard(buildMcpServerV2(log), { mode: 'audit' }))
+    expect(JSON.parse(textOf(await call(client, undefined)))).toEqual(['q3-report.txt', 'notes.md'])
+    expect(audit.events.at(-1)).toMatchObject({ decision: 'deny', code: 'ERR_TOKEN_MISSING', enforced: false })
+    const off = await connect(guard(buildMcpServerV2(log), { mode: 'off' }))
+    expect(JSON.parse(textOf(await call(off, 'not-a-jws')))).toEqual(['q3-report.txt', 'notes.md'])
+    expect(log.calls.every((c) => !c.tokenVisible)).toBe(true)
+  })
+
+  it('a wrapped 2.x client reconnected to another transport refuses before minting', async () => {
+    const client = await connect(guard(buildMcpServerV2(log)), wrap())
+    await client.callTool({ name: 'echo', arguments: { message: 'first' } })
+    await client.close()
+    const other = guard(buildMcpServerV2(log))
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair()
+    await other.connect(serverSide)
+    await client.connect(clientSide)
+    open.push(other)
+    await expect(client.callTool({ name: 'echo', arguments: { message: 'second' } })).rejects.toMatchObject({
+      code: 'ERR_TOKEN_AUDIENCE',
+      details: { rule: 'client-binding' },
+    })
+    expect(log.calls.map((c) => c.args)).toEqual([{ message: 'first' }])
+  })
+
   it('advertises its audience; a client bound to another server refuses before minting', async () => {
     const client = await connect(guard(buildMcpServerV2(log)), wrap('agent-summarizer-v2', 'agent-other-server'))
     expect(client.getServerCapabilities()?.experimental?.['io.agent-trust']).toMatchObject({ audience: SERVER_ID })
