@@ -27,6 +27,7 @@ import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from
 import { toNodeHandler } from '@modelcontextprotocol/node'
 import { createMcpHandler, InMemoryTransport, McpServer, Server } from '@modelcontextprotocol/server'
 import fc from 'fast-check'
+import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { z } from 'zod'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
@@ -43,6 +44,8 @@ import {
 } from 'agent-trust/mcp'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 import { buildLowLevelServerV2, buildMcpServerV2 } from '../../support/mcp-world-v2.js'
+import { agentCredentials, MANIFEST as ID_MANIFEST, makeCa, TRUST_DOMAIN } from '../../support/identity.js'
+import { mtlsClientOptions } from 'agent-trust/identity'
 
 let authority: Authority
 let store: MemoryReplayRevocationStore
@@ -646,4 +649,52 @@ describe('serveStreamableHttp session limits with SDK 2.x servers', () => {
     expect(r.status).toBe(503)
     for (const c of [a, b]) expect(textOf(await c.callTool({ name: 'echo', arguments: { message: 'still' } }))).toBe('still')
   })
+})
+
+describe('SDK 2.x server over mutual TLS (serveStreamableHttp({ tls }))', () => {
+  it('binds the token to the peer certificate: the owner passes, a thief presenting a stolen bound token is refused', async () => {
+    const DB = 'agent-database-reader'
+    const [ca, mtlsAuthority] = await Promise.all([makeCa(), Authority.create({ manifest: ID_MANIFEST, store })])
+    const [dbCreds, summarizer, orchestrator] = await Promise.all([
+      agentCredentials(ca, DB),
+      agentCredentials(ca, 'agent-summarizer-v2'),
+      agentCredentials(ca, 'agent-orchestrator'),
+    ])
+    const verifier = createVerifier({ id: DB, issuers: [mtlsAuthority.trustedIssuer()], store, manifest: ID_MANIFEST, mode: 'enforce' })
+    const mtlsLog: ToolLog = { calls: [] }
+    const http = await serveStreamableHttp(() => guardMcpServer(buildMcpServerV2(mtlsLog), { verifier, manifest: ID_MANIFEST }), {
+      tls: { credentials: dbCreds, trustDomain: TRUST_DOMAIN },
+    })
+    open.push(http)
+    // A 2.x client over its own mTLS connection: undici with the agent's certificate as the transport's fetch.
+    const overMtls = async (creds: typeof summarizer) => {
+      const dispatcher = new UndiciAgent({
+        connect: mtlsClientOptions(creds, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }),
+      })
+      const client = new Client({ name: 'mtls', version: '1.0.0' })
+      await client.connect(
+        new StreamableHTTPClientTransportV2(new URL(http.url), {
+          fetch: ((u: string | URL, i?: RequestInit) => undiciFetch(u, { ...(i as object), dispatcher })) as unknown as typeof fetch,
+        }),
+      )
+      open.push(client, { close: () => dispatcher.close() })
+      return client
+    }
+    const bound = () =>
+      mtlsAuthority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: DB,
+        scope: ['db:read:documents:namespace:user-123'],
+        operation: 'read',
+        context: CONTEXT,
+        certificateThumbprint: summarizer.issued.thumbprint,
+      })
+    const read = (client: Client, token: string) =>
+      client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' }, _meta: { [META_KEY]: token } })
+    const owner = await overMtls(summarizer)
+    expect(JSON.parse(textOf(await read(owner, await bound())))).toEqual(['q3-report.txt', 'notes.md'])
+    const thief = await overMtls(orchestrator)
+    await expect(read(thief, await bound())).rejects.toMatchObject(denied('ERR_TOKEN_BINDING'))
+    expect(mtlsLog.calls.length).toBe(1)
+  }, 60_000)
 })
