@@ -27,7 +27,6 @@ import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from
 import { toNodeHandler } from '@modelcontextprotocol/node'
 import { createMcpHandler, InMemoryTransport, McpServer, Server } from '@modelcontextprotocol/server'
 import fc from 'fast-check'
-import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { z } from 'zod'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
@@ -35,6 +34,7 @@ import {
   attachPeerIdentity,
   CAPABILITY_DENIED,
   capabilityErrorCode,
+  createMtlsClientTransport,
   guardMcpServer,
   McpGateway,
   serveStreamableHttp,
@@ -45,7 +45,6 @@ import {
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 import { buildLowLevelServerV2, buildMcpServerV2 } from '../../support/mcp-world-v2.js'
 import { agentCredentials, MANIFEST as ID_MANIFEST, makeCa, TRUST_DOMAIN } from '../../support/identity.js'
-import { mtlsClientOptions } from 'agent-trust/identity'
 
 let authority: Authority
 let store: MemoryReplayRevocationStore
@@ -652,7 +651,7 @@ describe('serveStreamableHttp session limits with SDK 2.x servers', () => {
 })
 
 describe('SDK 2.x server over mutual TLS (serveStreamableHttp({ tls }))', () => {
-  it('binds the token to the peer certificate: the owner passes, a thief presenting a stolen bound token is refused', async () => {
+  it('binds the token to the peer certificate (createMtlsClientTransport with sdkMajor 2): the owner passes, a thief with a stolen bound token is refused', async () => {
     const DB = 'agent-database-reader'
     const [ca, mtlsAuthority] = await Promise.all([makeCa(), Authority.create({ manifest: ID_MANIFEST, store })])
     const [dbCreds, summarizer, orchestrator] = await Promise.all([
@@ -666,18 +665,13 @@ describe('SDK 2.x server over mutual TLS (serveStreamableHttp({ tls }))', () => 
       tls: { credentials: dbCreds, trustDomain: TRUST_DOMAIN },
     })
     open.push(http)
-    // A 2.x client over its own mTLS connection: undici with the agent's certificate as the transport's fetch.
+    // A 2.x client over its own mTLS connection.
     const overMtls = async (creds: typeof summarizer) => {
-      const dispatcher = new UndiciAgent({
-        connect: mtlsClientOptions(creds, { trustDomain: TRUST_DOMAIN, server: { kind: 'agent', id: DB } }),
-      })
-      const client = new Client({ name: 'mtls', version: '1.0.0' })
-      await client.connect(
-        new StreamableHTTPClientTransportV2(new URL(http.url), {
-          fetch: ((u: string | URL, i?: RequestInit) => undiciFetch(u, { ...(i as object), dispatcher })) as unknown as typeof fetch,
-        }),
-      )
-      open.push(client, { close: () => dispatcher.close() })
+      const t = await createMtlsClientTransport(http.url, { credentials: creds, serverId: DB, sdkMajor: 2 })
+      expect(t.transport).toBeInstanceOf(StreamableHTTPClientTransportV2)
+      const client = new Client({ name: t.agentId, version: '1.0.0' })
+      await client.connect(t.transport as StreamableHTTPClientTransportV2)
+      open.push(client, t)
       return client
     }
     const bound = () =>
@@ -691,6 +685,9 @@ describe('SDK 2.x server over mutual TLS (serveStreamableHttp({ tls }))', () => 
       })
     const read = (client: Client, token: string) =>
       client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' }, _meta: { [META_KEY]: token } })
+    await expect(createMtlsClientTransport(http.url, { credentials: summarizer, serverId: DB, sdkMajor: 3 as 2 })).rejects.toThrow(
+      /sdkMajor/,
+    )
     const owner = await overMtls(summarizer)
     expect(JSON.parse(textOf(await read(owner, await bound())))).toEqual(['q3-report.txt', 'notes.md'])
     const thief = await overMtls(orchestrator)
