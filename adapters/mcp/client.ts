@@ -157,8 +157,9 @@ export function withCapabilities<C extends Client | ClientV2>(client: C, options
       return sendVia(codec, await withToken(request), resultSchema, requestOptions)
     }
     ;(client as unknown as { _requestWithSchemaViaCodec: FunnelFn })._requestWithSchemaViaCodec = wrapped
-    // The connect-time `server/discover` probe of a negotiating client is written straight to the
-    // transport, past the funnel: give that one message its token on the transport it was handed.
+    // Two requests are written straight to the transport, past the funnel: the connect-time
+    // `server/discover` probe of a negotiating client and `listen()`'s `subscriptions/listen`.
+    // Give those their token on the transport the client was handed.
     const v2 = client as unknown as { connect(transport: unknown, ...rest: unknown[]): Promise<void> }
     const connect = v2.connect.bind(client)
     v2.connect = function connectWithCapability(transport: unknown, ...rest: unknown[]) {
@@ -210,6 +211,8 @@ export function withCapabilities<C extends Client | ClientV2>(client: C, options
 }
 
 const kProbe = Symbol.for('agent-trust.mcp.discover-probe')
+/** SDK 2.x requests that a `Client` writes to its transport without its request funnel. */
+const DIRECT_METHODS: ReadonlySet<string> = new Set(['server/discover', 'subscriptions/listen'])
 
 function probeWithToken(transport: unknown, withToken: (request: OutboundRequest) => Promise<OutboundRequest>): void {
   const t = transport as { send?: unknown; [kProbe]?: true } | undefined
@@ -219,7 +222,7 @@ function probeWithToken(transport: unknown, withToken: (request: OutboundRequest
     const m = message as { id?: unknown; method?: unknown; params?: { _meta?: unknown } } | undefined
     const meta = m?.params?._meta
     const carries = typeof meta === 'object' && meta !== null && Object.hasOwn(meta, CAPABILITY_META_KEY)
-    if (m?.method === 'server/discover' && m.id !== undefined && !carries) {
+    if (typeof m?.method === 'string' && DIRECT_METHODS.has(m.method) && m.id !== undefined && !carries) {
       return send({ ...m, ...(await withToken(m as OutboundRequest)) }, ...rest)
     }
     return send(message, ...rest)

@@ -19,6 +19,8 @@
 export { capabilityErrorCode, withCapabilities } from './client.js'
 export type { WithCapabilitiesOptions } from './client.js'
 export { McpGateway } from './gateway.js'
+export { guardMcpHandler } from './handler-v2.js'
+export type { GuardMcpHandlerOptions, McpFetchHandler } from './handler-v2.js'
 export type { McpGatewayOptions, ToolPinState, ToolPinStatus } from './gateway.js'
 export { serveStreamableHttp } from './http.js'
 export type { HttpMiddleware, ServeStreamableHttpOptions, StreamableHttpServer, StreamableHttpTlsOptions } from './http.js'

@@ -53,6 +53,7 @@ export const UNGUARDED_METHODS: ReadonlySet<string> = new Set(['initialize', 'pi
 const READ_METHODS: ReadonlySet<string> = new Set([
   'tools/list',
   'server/discover',
+  'subscriptions/listen',
   'resources/list',
   'resources/templates/list',
   'resources/read',

@@ -35,6 +35,7 @@ import {
   CAPABILITY_DENIED,
   capabilityErrorCode,
   createMtlsClientTransport,
+  guardMcpHandler,
   guardMcpServer,
   McpGateway,
   serveStreamableHttp,
@@ -394,20 +395,32 @@ describe('the SDK 2.x internals the adapter relies on', () => {
     }
     expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID', details: { rule: 'sdk-dispatch' } })
     expect(() => guard(guard(buildMcpServerV2()))).toThrow(/already guarded/)
+    const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
+    expect(() => guardMcpHandler({} as never, { verifier })).toThrow(/createMcpHandler/)
+    expect(() =>
+      guardMcpHandler(
+        createMcpHandler(() => buildMcpServerV2()),
+        {} as never,
+      ),
+    ).toThrow(/verifier/)
   })
 })
 
 describe('protocol revision 2026-07-28: createMcpHandler, server/discover, per-request peer', () => {
   it('each request a fresh guarded instance; server/discover needs the tools/list scope; the peer is bound per request', async () => {
-    const verifier = createVerifier({
-      id: SERVER_ID,
-      issuers: [authority.trustedIssuer()],
-      store,
-      manifest: MANIFEST,
-      audit,
-      mode: 'enforce',
-    })
-    const handler = createMcpHandler(() => guardMcpServer(buildMcpServerV2(log), { verifier, manifest: MANIFEST }), { legacy: 'reject' })
+    // The summarizer may also listen for changes here.
+    const manifest = {
+      ...MANIFEST,
+      agents: MANIFEST.agents.map((a) =>
+        a.id === 'agent-summarizer-v2' ? { ...a, grants: [...(a.grants ?? []), 'mcp:*:subscriptions/listen'] } : a,
+      ),
+    }
+    authority = await Authority.create({ manifest, store })
+    const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest, audit, mode: 'enforce' })
+    const handler = guardMcpHandler(
+      createMcpHandler(() => guardMcpServer(buildMcpServerV2(log), { verifier, manifest }), { legacy: 'reject' }),
+      { verifier },
+    )
     const node = toNodeHandler(handler)
     // The host authenticates each request (here: a fixed peer per path) and attaches the peer to it.
     const peers: Record<string, string> = { '/summarizer': 'agent-summarizer-v2', '/operator': 'agent-operator' }
@@ -459,6 +472,12 @@ describe('protocol revision 2026-07-28: createMcpHandler, server/discover, per-r
     const once = await mintRead()
     expect(await read(once)).toBe('allowed')
     expect(await read(once)).toBe('ERR_TOKEN_REPLAYED')
+    // subscriptions/listen is answered by createMcpHandler itself; guardMcpHandler checks it in front.
+    await expect(raw.listen({ toolsListChanged: true })).rejects.toMatchObject(denied('ERR_TOKEN_MISSING'))
+    expect(audit.events.at(-1)).toMatchObject({ decision: 'deny', capability: ['mcp:agent-database-reader:subscriptions/listen'] })
+    const subscription = await client.listen({ toolsListChanged: true })
+    expect(audit.events.at(-1)).toMatchObject({ decision: 'allow', capability: ['mcp:agent-database-reader:subscriptions/listen'] })
+    await subscription.close()
     const auditBefore = audit.events.length
 
     // The summarizer's token presented on a request whose authenticated peer is another agent.
