@@ -138,8 +138,8 @@ export function withCapabilities<C extends Client | ClientV2>(client: C, options
     })
   }
 
-  const withToken = async (request: OutboundRequest): Promise<OutboundRequest> => {
-    assertBound()
+  const withToken = async (request: OutboundRequest, via?: unknown): Promise<OutboundRequest> => {
+    assertBound(via)
     const token = await mint(request.method, request.params)
     const params = request.params ?? {}
     const meta = typeof params._meta === 'object' && params._meta !== null ? (params._meta as Record<string, unknown>) : {}
@@ -176,8 +176,9 @@ export function withCapabilities<C extends Client | ClientV2>(client: C, options
   target[kWrapped] = true
   return client
 
-  function assertBound(): void {
-    const transport = target.transport
+  /** `via`: the transport a message is written to directly (SDK 2.x), when it is not yet the client's. */
+  function assertBound(via?: unknown): void {
+    const transport = via ?? target.transport
     if (transport === undefined) return // not connected: the SDK rejects the request itself
     // The SDK's HTTP transports with `redirectPolicy: 'follow'` let fetch follow a redirect
     // to any origin, carrying the message and its capability token there.
@@ -214,7 +215,7 @@ const kProbe = Symbol.for('agent-trust.mcp.discover-probe')
 /** SDK 2.x requests that a `Client` writes to its transport without its request funnel. */
 const DIRECT_METHODS: ReadonlySet<string> = new Set(['server/discover', 'subscriptions/listen'])
 
-function probeWithToken(transport: unknown, withToken: (request: OutboundRequest) => Promise<OutboundRequest>): void {
+function probeWithToken(transport: unknown, withToken: (request: OutboundRequest, via: unknown) => Promise<OutboundRequest>): void {
   const t = transport as { send?: unknown; [kProbe]?: true } | undefined
   if (typeof t !== 'object' || t === null || typeof t.send !== 'function' || t[kProbe] === true) return
   const send = (t.send as (message: unknown, ...rest: unknown[]) => Promise<void>).bind(t)
@@ -223,7 +224,8 @@ function probeWithToken(transport: unknown, withToken: (request: OutboundRequest
     const meta = m?.params?._meta
     const carries = typeof meta === 'object' && meta !== null && Object.hasOwn(meta, CAPABILITY_META_KEY)
     if (typeof m?.method === 'string' && DIRECT_METHODS.has(m.method) && m.id !== undefined && !carries) {
-      return send({ ...m, ...(await withToken(m as OutboundRequest)) }, ...rest)
+      // Bound like every request: a probe on another transport than the first one is refused.
+      return send({ ...m, ...(await withToken(m as OutboundRequest, t)) }, ...rest)
     }
     return send(message, ...rest)
   }
