@@ -6,7 +6,7 @@
 export { ToolCatalog } from './config/tools.js'
 export { readTrustFile, readTrustFileSync } from './config/trust-file.js'
 export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'
-export { dependencyMissing, loadWithPeers } from './lib/peer.js'
+export { dependencyMissing, loadWithPeers, peerInstalled } from './lib/peer.js'
 export { forwardableTraceContext } from './policy/trace-context.js'
 export type { TraceContext } from './policy/trace-context.js'
 export { toAgentTrustError } from './verifier/index.js'

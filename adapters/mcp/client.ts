@@ -1,15 +1,19 @@
 /**
  * Client side: an SDK `Client` that carries a fresh capability on every request.
  *
- * The wrapper replaces the client's `request` method (every SDK call, `callTool`,
- * `listTools`, `readResource`, the experimental task streams, goes through it): before a
- * request leaves, it asks the issuer for a token for exactly that call and puts it in
+ * On SDK 1.x (`@modelcontextprotocol/sdk`) the wrapper replaces the client's `request` method
+ * (every SDK call, `callTool`, `listTools`, `readResource`, the experimental task streams,
+ * goes through it); on SDK 2.x (`@modelcontextprotocol/client`) it replaces the internal
+ * request funnel `_requestWithSchemaViaCodec` that `request`, the `server/discover` probe and
+ * multi-round-trip retries all pass through (a 2.x client without it falls back to `request`).
+ * Before a request leaves, it asks the issuer for a token for exactly that call and puts it in
  * `params._meta["io.agent-trust/capability"]`. One token per request, never cached, never
  * retried with; and only for the one server the wrapper is bound to.
  *
  * Subpath: `agent-trust/mcp`.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import type { Client as ClientV2 } from '@modelcontextprotocol/client'
 import { ConfigInvalid, TokenAudience } from 'agent-trust'
 import type { AuditContext, CapabilityIssuer } from 'agent-trust'
 import {
@@ -44,11 +48,13 @@ export interface WithCapabilitiesOptions {
   readonly requireAdvertisedAudience?: boolean
 }
 
-type RequestFn = (
-  request: { method: string; params?: Record<string, unknown> },
-  resultSchema: unknown,
-  options?: unknown,
-) => Promise<unknown>
+interface OutboundRequest {
+  readonly method: string
+  readonly params?: Record<string, unknown>
+}
+type RequestFn = (request: OutboundRequest, resultSchema: unknown, options?: unknown) => Promise<unknown>
+/** SDK 2.x's request funnel: `(codec, request, resultSchema, options)`. */
+type FunnelFn = (codec: unknown, request: OutboundRequest, resultSchema: unknown, options?: unknown) => Promise<unknown>
 
 const kWrapped = Symbol.for('agent-trust.mcp.with-capabilities')
 
@@ -75,7 +81,7 @@ const kWrapped = Symbol.for('agent-trust.mcp.with-capabilities')
  * await client.callTool({ name: 'read_documents', arguments: { namespace: 'user-123' } })
  * ```
  */
-export function withCapabilities<C extends Client>(client: C, options: WithCapabilitiesOptions): C {
+export function withCapabilities<C extends Client | ClientV2>(client: C, options: WithCapabilitiesOptions): C {
   if (typeof client !== 'object' || client === null || typeof (client as { request?: unknown }).request !== 'function') {
     throw new TypeError('withCapabilities: expected an MCP SDK Client')
   }
@@ -102,7 +108,6 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
   if (typeof context !== 'function' && (typeof context !== 'object' || context === null))
     throw new TypeError('withCapabilities: "context" is required')
 
-  const send = target.request.bind(client) as RequestFn
   let boundTransport: unknown
 
   const mint = async (method: string, params: Record<string, unknown> | undefined): Promise<string> => {
@@ -133,20 +138,47 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
     })
   }
 
-  target.request = async function requestWithCapability(request, resultSchema, requestOptions) {
-    if (UNGUARDED_METHODS.has(request?.method)) return send(request, resultSchema, requestOptions)
-    assertBound()
+  const withToken = async (request: OutboundRequest, via?: unknown): Promise<OutboundRequest> => {
+    assertBound(via)
     const token = await mint(request.method, request.params)
     const params = request.params ?? {}
     const meta = typeof params._meta === 'object' && params._meta !== null ? (params._meta as Record<string, unknown>) : {}
     // Our key is always overwritten: a caller cannot smuggle another token through.
-    return send({ ...request, params: { ...params, _meta: { ...meta, [CAPABILITY_META_KEY]: token } } }, resultSchema, requestOptions)
+    return { ...request, params: { ...params, _meta: { ...meta, [CAPABILITY_META_KEY]: token } } }
+  }
+
+  const funnel = (client as unknown as { _requestWithSchemaViaCodec?: unknown })._requestWithSchemaViaCodec
+  if (typeof funnel === 'function') {
+    // SDK 2.x: every outbound request (`request`, the `server/discover` probe, the retry of a
+    // multi-round-trip request) leaves through this one internal method, so each gets its own token.
+    const sendVia = (funnel as FunnelFn).bind(client)
+    const wrapped: FunnelFn = async function requestWithCapability(codec, request, resultSchema, requestOptions) {
+      if (UNGUARDED_METHODS.has(request?.method)) return sendVia(codec, request, resultSchema, requestOptions)
+      return sendVia(codec, await withToken(request), resultSchema, requestOptions)
+    }
+    ;(client as unknown as { _requestWithSchemaViaCodec: FunnelFn })._requestWithSchemaViaCodec = wrapped
+    // Two requests are written straight to the transport, past the funnel: the connect-time
+    // `server/discover` probe of a negotiating client and `listen()`'s `subscriptions/listen`.
+    // Give those their token on the transport the client was handed.
+    const v2 = client as unknown as { connect(transport: unknown, ...rest: unknown[]): Promise<void> }
+    const connect = v2.connect.bind(client)
+    v2.connect = function connectWithCapability(transport: unknown, ...rest: unknown[]) {
+      probeWithToken(transport, withToken)
+      return connect(transport, ...rest)
+    }
+  } else {
+    const send = target.request.bind(client) as RequestFn
+    target.request = async function requestWithCapability(request, resultSchema, requestOptions) {
+      if (UNGUARDED_METHODS.has(request?.method)) return send(request, resultSchema, requestOptions)
+      return send(await withToken(request), resultSchema, requestOptions)
+    }
   }
   target[kWrapped] = true
   return client
 
-  function assertBound(): void {
-    const transport = target.transport
+  /** `via`: the transport a message is written to directly (SDK 2.x), when it is not yet the client's. */
+  function assertBound(via?: unknown): void {
+    const transport = via ?? target.transport
     if (transport === undefined) return // not connected: the SDK rejects the request itself
     // The SDK's HTTP transports with `redirectPolicy: 'follow'` let fetch follow a redirect
     // to any origin, carrying the message and its capability token there.
@@ -179,6 +211,27 @@ export function withCapabilities<C extends Client>(client: C, options: WithCapab
   }
 }
 
+const kProbe = Symbol.for('agent-trust.mcp.discover-probe')
+/** SDK 2.x requests that a `Client` writes to its transport without its request funnel. */
+const DIRECT_METHODS: ReadonlySet<string> = new Set(['server/discover', 'subscriptions/listen'])
+
+function probeWithToken(transport: unknown, withToken: (request: OutboundRequest, via: unknown) => Promise<OutboundRequest>): void {
+  const t = transport as { send?: unknown; [kProbe]?: true } | undefined
+  if (typeof t !== 'object' || t === null || typeof t.send !== 'function' || t[kProbe] === true) return
+  const send = (t.send as (message: unknown, ...rest: unknown[]) => Promise<void>).bind(t)
+  t.send = async function sendWithCapability(message: unknown, ...rest: unknown[]) {
+    const m = message as { id?: unknown; method?: unknown; params?: { _meta?: unknown } } | undefined
+    const meta = m?.params?._meta
+    const carries = typeof meta === 'object' && meta !== null && Object.hasOwn(meta, CAPABILITY_META_KEY)
+    if (typeof m?.method === 'string' && DIRECT_METHODS.has(m.method) && m.id !== undefined && !carries) {
+      // Bound like every request: a probe on another transport than the first one is refused.
+      return send({ ...m, ...(await withToken(m as OutboundRequest, t)) }, ...rest)
+    }
+    return send(message, ...rest)
+  }
+  t[kProbe] = true
+}
+
 function advertisedAudience(capabilities: Record<string, unknown> | undefined): string | undefined {
   const experimental = capabilities?.experimental as Record<string, unknown> | undefined
   const ours = experimental?.[AUDIENCE_CAPABILITY_KEY] as { audience?: unknown } | undefined
@@ -196,9 +249,12 @@ export function capabilityErrorCode(error: unknown): string | undefined {
   if (typeof e.code === 'string' && e.code.startsWith('ERR_')) return e.code
   if (e.code === CAPABILITY_DENIED && typeof e.data?.code === 'string' && e.data.code.startsWith('ERR_')) return e.data.code
   // Over Streamable HTTP a token-less or header-token denial is an HTTP 401/403/503 (the MCP
-  // authorization spec); SDK client transports surface it as an error whose `code` is the HTTP
-  // status and whose message carries the JSON-RPC body.
+  // authorization spec); SDK 1.x client transports surface it as an error whose `code` is the
+  // HTTP status and whose message carries the JSON-RPC body.
   if (typeof e.code === 'number' && error instanceof Error) return deniedInBody(error.message)
+  // SDK 2.x client transports: an `SdkHttpError` whose `data` holds the HTTP status and the body text.
+  const http = e.data as { status?: unknown; text?: unknown } | undefined
+  if (typeof http?.status === 'number' && typeof http.text === 'string') return deniedInBody(http.text)
   return undefined
 }
 

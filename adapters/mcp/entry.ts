@@ -4,8 +4,12 @@
  * `@modelcontextprotocol/sdk` it fails with one `ERR_DEPENDENCY_MISSING` line naming the package to install.
  * The names below are exactly the implementation's exports (a test keeps them equal).
  */
-import { loadWithPeers } from '#internal'
+import { dependencyMissing, loadWithPeers, peerInstalled } from '#internal'
 
+// The implementation loads an SDK (1.x or 2.x) only where a function needs it, so either major
+// alone is enough; with neither installed, importing this subpath names the one to install.
+const SDK_PACKAGES = ['@modelcontextprotocol/sdk', '@modelcontextprotocol/server', '@modelcontextprotocol/client']
+if (!SDK_PACKAGES.some(peerInstalled)) throw dependencyMissing('agent-trust/mcp', ['@modelcontextprotocol/sdk'])
 const m = await loadWithPeers('agent-trust/mcp', ['@modelcontextprotocol/sdk'], () => import('./index.js'))
 
 export const {
@@ -13,6 +17,7 @@ export const {
   CAPABILITY_DENIED,
   CAPABILITY_HEADER,
   CAPABILITY_META_KEY,
+  CapabilityDeniedError,
   McpGateway,
   PEER_AUTH_KEY,
   TOOL_OPERATION_META_KEY,
@@ -22,6 +27,7 @@ export const {
   capabilityDenied,
   capabilityErrorCode,
   createMtlsClientTransport,
+  guardMcpHandler,
   guardMcpServer,
   mayCall,
   methodOperation,

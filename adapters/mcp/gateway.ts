@@ -20,14 +20,16 @@
  * Subpath: `agent-trust/mcp`.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
-import { Server } from '@modelcontextprotocol/sdk/server/index.js'
-import { CallToolRequestSchema, ListToolsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js'
-import type { Tool } from '@modelcontextprotocol/sdk/types.js'
+import type { Client as ClientV2 } from '@modelcontextprotocol/client'
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import type * as SdkTypes from '@modelcontextprotocol/sdk/types.js'
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
 import { forwardableTraceContext } from '#internal'
 import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
 import { capabilityDenied, guardMcpServer, type GuardMcpServerOptions } from './server.js'
+import { isV2Protocol } from './server-v2.js'
 
 export type ToolPinState = 'approved' | 'changed' | 'unpinned' | 'missing'
 
@@ -44,8 +46,12 @@ export interface ToolPinStatus {
 }
 
 export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld' | 'tools' | 'manifest'> {
-  /** A connected SDK client to the upstream server (stdio or Streamable HTTP). The gateway owns its tool-list notifications. */
-  readonly upstream: Client
+  /**
+   * A connected SDK client to the upstream server (stdio or Streamable HTTP), from SDK 1.x
+   * (`@modelcontextprotocol/sdk`) or 2.x (`@modelcontextprotocol/client`). The gateway owns its
+   * tool-list notifications.
+   */
+  readonly upstream: Client | ClientV2
   /** The manifest: the gateway's `serverId` entry declares the served tools with their `definitionHash`. */
   readonly manifest: Manifest | ManifestInput
   /** Called when a tool becomes withheld or changes again while withheld (not for approved tools). */
@@ -55,6 +61,57 @@ export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld
    * `cryptoOffload`). Worth it when serving Streamable HTTP under load; default false.
    */
   readonly cryptoOffload?: boolean
+}
+
+/** What the gateway asks of its upstream client, the same for both SDK majors. */
+interface Upstream {
+  onToolListChanged(handler: () => Promise<void>): void
+  listTools(cursor: string | undefined): Promise<{ tools: Tool[]; nextCursor?: string }>
+  callTool(
+    params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
+    signal: AbortSignal,
+  ): Promise<CallToolResult>
+}
+
+/** The SDK 1.x parts the gateway serves with (its downstream is an SDK 1.x `Server`, which any client can talk to). */
+interface Sdk {
+  readonly Server: typeof Server
+  readonly types: typeof SdkTypes
+}
+let sdk: Promise<Sdk> | undefined
+
+/** Loaded on first use, so that `agent-trust/mcp` loads without SDK 1.x installed. */
+function loadSdk(): Promise<Sdk> {
+  sdk ??= Promise.all([import('@modelcontextprotocol/sdk/server/index.js'), import('@modelcontextprotocol/sdk/types.js')]).then(
+    ([server, types]) => ({ Server: server.Server, types }),
+    () => {
+      sdk = undefined
+      throw new ConfigInvalid('McpGateway serves through @modelcontextprotocol/sdk (1.x); install it', { details: { rule: 'sdk-gateway' } })
+    },
+  )
+  return sdk
+}
+
+function upstreamOf(client: Client | ClientV2, sdk: Sdk): Upstream {
+  if (!isV2Protocol(client)) {
+    const v1 = client as Client
+    return {
+      onToolListChanged: (handler) => v1.setNotificationHandler(sdk.types.ToolListChangedNotificationSchema, handler),
+      listTools: (cursor) => v1.listTools(cursor === undefined ? undefined : { cursor }),
+      callTool: (params, signal) => v1.callTool(params, undefined, { signal }) as Promise<CallToolResult>,
+    }
+  }
+  const v2 = client as ClientV2
+  return {
+    onToolListChanged: (handler) => v2.setNotificationHandler('notifications/tools/list_changed', handler),
+    // Never a cached listing: the pins are checked against what the upstream serves now.
+    listTools: (cursor) =>
+      v2.listTools(cursor === undefined ? undefined : { cursor }, { cacheMode: 'bypass' }) as Promise<{
+        tools: Tool[]
+        nextCursor?: string
+      }>,
+    callTool: (params, signal) => v2.callTool(params, { signal }) as Promise<CallToolResult>,
+  }
 }
 
 /** Upstream tool lists are paged; stop at this many pages (a hostile upstream could page forever). */
@@ -72,7 +129,7 @@ const MAX_PAGES = 100
 export class McpGateway {
   readonly serverId: string
   readonly verifier: Verifier
-  readonly #upstream: Client
+  readonly #upstream: Upstream
   readonly #manifest: Manifest
   readonly #audit: AuditLog
   readonly #guard: GuardMcpServerOptions
@@ -89,8 +146,11 @@ export class McpGateway {
   #again = false
   #closed = false
 
-  private constructor(options: McpGatewayOptions, manifest: Manifest, verifier: Verifier) {
-    this.#upstream = options.upstream
+  readonly #sdk: Sdk
+
+  private constructor(options: McpGatewayOptions, manifest: Manifest, verifier: Verifier, sdk: Sdk) {
+    this.#sdk = sdk
+    this.#upstream = upstreamOf(options.upstream, sdk)
     this.#manifest = manifest
     this.verifier = verifier
     this.serverId = verifier.id
@@ -132,8 +192,8 @@ export class McpGateway {
     } else if (options.serverId !== undefined && options.serverId !== verifier.id) {
       throw new TypeError('McpGateway: "serverId" differs from the verifier\'s id')
     }
-    const gateway = new McpGateway(options, manifest, verifier)
-    options.upstream.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+    const gateway = new McpGateway(options, manifest, verifier, await loadSdk())
+    gateway.#upstream.onToolListChanged(async () => {
       await gateway.#changeNotice()
     })
     await gateway.refresh()
@@ -147,8 +207,9 @@ export class McpGateway {
   createServer(): Server {
     if (this.#closed) throw new TypeError('McpGateway: closed')
     // The upstream's version string is unpinned free text: it is not relayed (nor are its instructions).
+    const { Server, types } = this.#sdk
     const server = new Server({ name: this.serverId, version: '0.0.0' }, { capabilities: { tools: { listChanged: true } } })
-    server.setRequestHandler(ListToolsRequestSchema, async () => {
+    server.setRequestHandler(types.ListToolsRequestSchema, async () => {
       await this.refresh()
       const tools: Tool[] = []
       for (const [name, cur] of this.#current) {
@@ -157,7 +218,7 @@ export class McpGateway {
       }
       return { tools }
     })
-    server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    server.setRequestHandler(types.CallToolRequestSchema, async (request, extra) => {
       // The pin holds in every enforcement mode (`audit`/`off` relax capability checks only):
       // an unapproved or unconfirmed definition is never called.
       if (!this.#approved(request.params.name)) {
@@ -174,9 +235,7 @@ export class McpGateway {
         arguments: request.params.arguments,
         ...(trace === undefined ? {} : { _meta: { ...trace } }),
       }
-      return this.#upstream.callTool(params, undefined, {
-        signal: extra.signal,
-      })
+      return this.#upstream.callTool(params, extra.signal)
     })
     guardMcpServer(server, { ...this.#guard, withheld: (name) => !this.#approved(name) })
     this.#servers.add(server)
@@ -239,7 +298,7 @@ export class McpGateway {
     const current = new Map<string, { definition: PinnedDefinition; hash: string }>()
     let cursor: string | undefined
     for (let page = 0; page < MAX_PAGES; page++) {
-      const r = await this.#upstream.listTools(cursor === undefined ? undefined : { cursor })
+      const r = await this.#upstream.listTools(cursor)
       for (const t of r.tools) {
         const definition: PinnedDefinition = {
           name: t.name,

@@ -13,14 +13,18 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net'
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontextprotocol/server'
+import type * as NodeTransportModule from '@modelcontextprotocol/node'
+import type * as StreamableHttpModule from '@modelcontextprotocol/sdk/server/streamableHttp.js'
+import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import { toAgentTrustError } from '#internal'
-import { AgentTrustError, ERROR_CATALOG } from 'agent-trust'
+import { AgentTrustError, ConfigInvalid, ERROR_CATALOG } from 'agent-trust'
 import type { AgentTrustErrorCode, AuditLog, PeerIdentity } from 'agent-trust'
 import { denialAnswer } from 'agent-trust/http'
 import type { CertificateRevocationChecker, TlsCredentials } from '#internal'
 import { attachPeerIdentity, attachSessionProof } from './peer.js'
 import { CAPABILITY_DENIED, CAPABILITY_META_KEY } from './policy.js'
+import { isV2Server } from './server-v2.js'
 
 /** Connect-style middleware, e.g. the SDK's `requireBearerAuth` for the server's own OAuth. */
 export type HttpMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void | Promise<void>
@@ -142,9 +146,46 @@ interface TlsContext {
   readonly update: (credentials: TlsCredentials) => void
 }
 
-type AnyServer = McpServer | Server
+type AnyServer = McpServer | Server | McpServerV2 | ServerV2
+/** What the host needs of a Streamable HTTP server transport: SDK 1.x's, or `@modelcontextprotocol/node`'s for SDK 2.x. */
+interface HostedTransport {
+  readonly sessionId?: string | undefined
+  onclose?: (() => void) | undefined
+  handleRequest(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void>
+}
+type TransportOptions = ConstructorParameters<typeof StreamableHTTPServerTransport>[0]
+
+/**
+ * The transport for `server`'s SDK: SDK 2.x servers get `NodeStreamableHTTPServerTransport`
+ * from `@modelcontextprotocol/node` (same options, same `handleRequest(req, res, body)`;
+ * `req.auth` becomes the handler's `ctx.http.authInfo`).
+ */
+async function transportFor(server: AnyServer, options: TransportOptions): Promise<HostedTransport> {
+  if (!isV2Server(server)) {
+    // Loaded on first use, so that an application on SDK 2.x alone needs no SDK 1.x installed.
+    let v1: typeof StreamableHttpModule
+    try {
+      v1 = await import('@modelcontextprotocol/sdk/server/streamableHttp.js')
+    } catch {
+      throw new ConfigInvalid('serveStreamableHttp: an MCP SDK 1.x server needs the package @modelcontextprotocol/sdk; install it', {
+        details: { rule: 'sdk-transport' },
+      })
+    }
+    return new v1.StreamableHTTPServerTransport(options)
+  }
+  let node: typeof NodeTransportModule
+  try {
+    node = await import('@modelcontextprotocol/node')
+  } catch {
+    throw new ConfigInvalid('serveStreamableHttp: an MCP SDK 2.x server needs the package @modelcontextprotocol/node; install it', {
+      details: { rule: 'sdk-transport' },
+    })
+  }
+  return new node.NodeStreamableHTTPServerTransport(options)
+}
+
 interface Session {
-  readonly transport: StreamableHTTPServerTransport
+  readonly transport: HostedTransport
   readonly server: AnyServer
   /** Over mTLS: the agent that opened the session, the only one it answers. */
   readonly owner: string | undefined
@@ -334,7 +375,7 @@ export async function serveStreamableHttp(
       end(victim)
     }
     const server = await createServer()
-    const transport = new StreamableHTTPServerTransport({
+    const transport = await transportFor(server, {
       sessionIdGenerator: randomUUID,
       enableJsonResponse,
       enableDnsRebindingProtection: true,
@@ -352,7 +393,7 @@ export async function serveStreamableHttp(
     transport.onclose = () => {
       if (transport.sessionId !== undefined) forget(transport.sessionId)
     }
-    await server.connect(transport)
+    await (server as unknown as { connect(t: HostedTransport): Promise<void> }).connect(transport)
     await transport.handleRequest(req, signalDenials(res, body), body)
     // Anything but an initialize request opens no session: release the server at once.
     if (transport.sessionId === undefined || !sessions.has(transport.sessionId)) await server.close()

@@ -1,5 +1,7 @@
 /**
- * agent-trust for the Model Context Protocol (`@modelcontextprotocol/sdk` 1.x).
+ * agent-trust for the Model Context Protocol: the TypeScript SDK 1.x (`@modelcontextprotocol/sdk`)
+ * and 2.x (`@modelcontextprotocol/server`, `@modelcontextprotocol/client`,
+ * `@modelcontextprotocol/node`).
  *
  * - {@link guardMcpServer}: one call turns capability checks on for an `McpServer` or a
  *   low-level `Server`, on every transport.
@@ -10,14 +12,17 @@
  * - {@link serveStreamableHttp}: a small Streamable HTTP host for guarded servers, plain or
  *   with mutual TLS (`tls`); {@link createMtlsClientTransport} is its client side.
  *
- * Subpath: `agent-trust/mcp`. The SDK is an optional peer dependency; the root entry never
- * imports it.
+ * Subpath: `agent-trust/mcp`. The SDKs are optional peer dependencies; the root entry never
+ * imports them, and this entry loads an SDK only when a function needs it (an application on
+ * one SDK major needs nothing of the other).
  *
  * @module agent-trust/mcp
  */
 export { capabilityErrorCode, withCapabilities } from './client.js'
 export type { WithCapabilitiesOptions } from './client.js'
 export { McpGateway } from './gateway.js'
+export { guardMcpHandler } from './handler-v2.js'
+export type { GuardMcpHandlerOptions, McpFetchHandler } from './handler-v2.js'
 export type { McpGatewayOptions, ToolPinState, ToolPinStatus } from './gateway.js'
 export { serveStreamableHttp } from './http.js'
 export type {
@@ -44,5 +49,5 @@ export {
   UNGUARDED_METHODS,
 } from './policy.js'
 export type { PinnedDefinition } from './policy.js'
-export { capabilityDenied, guardMcpServer } from './server.js'
-export type { GuardMcpServerOptions, McpRequestExtra } from './server.js'
+export { capabilityDenied, CapabilityDeniedError, guardMcpServer } from './server.js'
+export type { GuardMcpServerOptions, McpRequestContextV2, McpRequestExtra } from './server.js'

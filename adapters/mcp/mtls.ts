@@ -17,11 +17,12 @@ export interface MtlsDispatcher {
  * Subpath: `agent-trust/mcp`.
  */
 import { X509Certificate } from 'node:crypto'
-import {
+import type {
   StreamableHTTPClientTransport,
-  type StreamableHTTPClientTransportOptions,
+  StreamableHTTPClientTransportOptions,
 } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
+import type { StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client'
 import type { CertificateRevocationChecker, TlsCredentials } from '#internal'
 import { loadWithPeers } from '#internal'
 
@@ -38,11 +39,17 @@ export interface MtlsClientTransportOptions {
   readonly connectTimeoutMs?: number
   /** Further options for the SDK transport (`requestInit`, `sessionId`, `reconnectionOptions`, ...); `fetch` is ours. */
   readonly transportOptions?: Omit<StreamableHTTPClientTransportOptions, 'fetch'>
+  /**
+   * The SDK major of the client that will use the transport: `1` (default) builds
+   * `@modelcontextprotocol/sdk`'s `StreamableHTTPClientTransport`, `2` the one of
+   * `@modelcontextprotocol/client`.
+   */
+  readonly sdkMajor?: 1 | 2
 }
 
 export interface MtlsClientTransport {
-  /** Give it to `client.connect()`. */
-  readonly transport: StreamableHTTPClientTransport
+  /** Give it to `client.connect()` (an SDK 2.x transport with `sdkMajor: 2`). */
+  readonly transport: StreamableHTTPClientTransport | StreamableHTTPClientTransportV2
   /** This agent's id, read from its certificate's SPIFFE ID: `withCapabilities`' `agentId`. */
   readonly agentId: string
   /** RFC 8705 `x5t#S256` of the certificate: `withCapabilities`' `certificateThumbprint`. */
@@ -90,9 +97,14 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
   }
   if ((transportOptions as { fetch?: unknown }).fetch !== undefined)
     throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
-  const [{ Agent, fetch: undiciFetch }, identity] = await Promise.all([
+  const sdkMajor = options.sdkMajor ?? 1
+  if (sdkMajor !== 1 && sdkMajor !== 2) throw new TypeError('createMtlsClientTransport: "sdkMajor" must be 1 or 2')
+  const [{ Agent, fetch: undiciFetch }, identity, Transport] = await Promise.all([
     loadWithPeers('createMtlsClientTransport (agent-trust/mcp)', ['undici'], () => import('undici')),
     import('agent-trust/identity'),
+    sdkMajor === 2
+      ? import('@modelcontextprotocol/client').then((m) => m.StreamableHTTPClientTransport)
+      : import('@modelcontextprotocol/sdk/client/streamableHttp.js').then((m) => m.StreamableHTTPClientTransport),
   ])
   const trustDomain = options.trustDomain ?? identity.trustDomainOf(credentials.ca)
   let der: Buffer
@@ -110,7 +122,8 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
   // not accept a dispatcher from the installed undici package.
   const mtlsFetch = ((input: string | URL, init?: RequestInit) =>
     undiciFetch(input, { ...(init as object), dispatcher })) as unknown as FetchLike
-  const transport = new StreamableHTTPClientTransport(endpoint, { ...transportOptions, fetch: mtlsFetch })
+  // Both majors take the same `(url, { fetch, requestInit, ... })`.
+  const transport = new Transport(endpoint, { ...(transportOptions as object), fetch: mtlsFetch })
   return {
     transport,
     agentId: own.workload.id,

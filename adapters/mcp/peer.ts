@@ -2,8 +2,8 @@
  * How the mTLS peer of an HTTP request reaches `guardMcpServer`.
  *
  * The SDK hands a request handler exactly one thing from the HTTP layer besides the headers:
- * `extra.authInfo`, which it takes from `req.auth` (the slot the SDK's own OAuth middleware
- * fills). The host puts the peer there, under `authInfo.extra["io.agent-trust/peer"]`, as an
+ * `extra.authInfo` (SDK 1.x; `ctx.http.authInfo` in SDK 2.x), which it takes from `req.auth`
+ * (the slot the SDK's own OAuth middleware fills). The host puts the peer there, under `authInfo.extra["io.agent-trust/peer"]`, as an
  * object branded with a `Symbol.for` key. Data never carries a symbol: an OAuth token's
  * claims copied into `authInfo.extra`, a header or a JSON body cannot forge a peer, and a
  * value without the brand is ignored.
@@ -26,6 +26,18 @@ function isBranded(v: unknown): v is BrandedPeer {
   return (
     typeof v === 'object' && v !== null && (v as { [kPeer]?: unknown })[kPeer] === true && typeof (v as PeerIdentity).agentId === 'string'
   )
+}
+
+/**
+ * What an SDK hands a request handler besides the request: SDK 1.x's `extra` (the HTTP
+ * layer's `authInfo` at the top) or SDK 2.x's `ctx` (under `ctx.http.authInfo`).
+ */
+export type HandlerContext = { readonly authInfo?: AuthInfo } | { readonly http?: { readonly authInfo?: AuthInfo } }
+
+function authInfoOf(extra: HandlerContext | undefined): AuthInfo | undefined {
+  if (typeof extra !== 'object' || extra === null) return undefined
+  if ('authInfo' in extra) return extra.authInfo
+  return 'http' in extra ? extra.http?.authInfo : undefined
 }
 
 /**
@@ -52,8 +64,8 @@ export function attachPeerIdentity(req: IncomingMessage, peer: PeerIdentity): vo
  * `guardMcpServer` uses when no `peerIdentity` hook is given, so a server hosted by
  * `serveStreamableHttp({ tls })` checks presenters and bindings without further set-up.
  */
-export function mtlsPeerIdentity(extra: { readonly authInfo?: AuthInfo } | undefined): PeerIdentity | undefined {
-  const v = extra?.authInfo?.extra?.[PEER_AUTH_KEY]
+export function mtlsPeerIdentity(extra: HandlerContext | undefined): PeerIdentity | undefined {
+  const v = authInfoOf(extra)?.extra?.[PEER_AUTH_KEY]
   return isBranded(v) ? v : undefined
 }
 
@@ -64,7 +76,7 @@ export function mtlsPeerIdentity(extra: { readonly authInfo?: AuthInfo } | undef
  * (another transport, a misconfigured host), refuses every call instead of accepting
  * unbound tokens without a presenter check.
  */
-export function requireMtlsPeerIdentity(extra: { readonly authInfo?: AuthInfo } | undefined): PeerIdentity {
+export function requireMtlsPeerIdentity(extra: HandlerContext | undefined): PeerIdentity {
   const peer = mtlsPeerIdentity(extra)
   if (peer === undefined)
     throw new PeerUnauthenticated('this server requires mutual TLS: the request has no authenticated peer', {
@@ -95,8 +107,8 @@ export function attachSessionProof(req: IncomingMessage, prove: () => void): voi
 }
 
 /** Called by the guard after a request was allowed on a verified capability. */
-export function proveSession(extra: { readonly authInfo?: AuthInfo } | undefined): void {
-  const v = extra?.authInfo?.extra?.[SESSION_AUTH_KEY] as Partial<SessionProof> | undefined
+export function proveSession(extra: HandlerContext | undefined): void {
+  const v = authInfoOf(extra)?.extra?.[SESSION_AUTH_KEY] as Partial<SessionProof> | undefined
   const prove = typeof v === 'object' && v !== null ? v[kSession] : undefined
   if (typeof prove === 'function') prove()
 }

@@ -52,6 +52,8 @@ export const UNGUARDED_METHODS: ReadonlySet<string> = new Set(['initialize', 'pi
 
 const READ_METHODS: ReadonlySet<string> = new Set([
   'tools/list',
+  'server/discover',
+  'subscriptions/listen',
   'resources/list',
   'resources/templates/list',
   'resources/read',
@@ -72,13 +74,20 @@ export function methodOperation(method: string): Operation {
 }
 
 /**
+ * Methods that need another method's scope. `server/discover` (protocol revision
+ * 2026-07-28) tells what a server offers, as `tools/list` does: the same grant covers both.
+ */
+const SCOPE_OF_METHOD: ReadonlyMap<string, string> = new Map([['server/discover', 'tools/list']])
+
+/**
  * The exact scope an MCP method other than `tools/call` requires on server `serverId`:
- * `mcp:<serverId>:<method>` (for example `mcp:agent-database-reader:tools/list`). Grant
- * `mcp:*:tools/list` to let an agent discover tools on every server. `undefined` when the
- * method name cannot form a scope (the call is then denied with `ERR_SCOPE_INVALID`).
+ * `mcp:<serverId>:<method>` (for example `mcp:agent-database-reader:tools/list`);
+ * `server/discover` needs the `tools/list` scope. Grant `mcp:*:tools/list` to let an agent
+ * discover tools on every server. `undefined` when the method name cannot form a scope (the
+ * call is then denied with `ERR_SCOPE_INVALID`).
  */
 export function methodScope(serverId: string, method: string): string | undefined {
-  const scope = `mcp:${serverId}:${method}`
+  const scope = `mcp:${serverId}:${SCOPE_OF_METHOD.get(method) ?? method}`
   return isExactScope(scope) ? scope : undefined
 }
 

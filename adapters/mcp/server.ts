@@ -16,8 +16,8 @@
  */
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
+import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontextprotocol/server'
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js'
-import { McpError } from '@modelcontextprotocol/sdk/types.js'
 import type { ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js'
 import {
   ConfigInvalid,
@@ -58,9 +58,12 @@ import {
   UNGUARDED_METHODS,
 } from './policy.js'
 import { mtlsPeerIdentity, proveSession, SESSION_AUTH_KEY } from './peer.js'
+import { assertV2Dispatch, isV2Protocol, stripV2Context, v2HeaderToken } from './server-v2.js'
+import type { McpRequestContextV2 } from './server-v2.js'
 
-/** What the SDK passes a request handler as its second argument. */
+/** What the SDK passes a request handler as its second argument (SDK 1.x). */
 export type McpRequestExtra = RequestHandlerExtra<ServerRequest, ServerNotification>
+export type { McpRequestContextV2 }
 
 export interface GuardMcpServerOptions {
   /**
@@ -98,7 +101,7 @@ export interface GuardMcpServerOptions {
    * `serveStreamableHttp({ tls })` (or {@link attachPeerIdentity}) attached to the request,
    * if any; {@link requireMtlsPeerIdentity} also denies requests that have none.
    */
-  readonly peerIdentity?: (extra: McpRequestExtra) => PeerIdentity | undefined | Promise<PeerIdentity | undefined>
+  peerIdentity?(extra: McpRequestExtra | McpRequestContextV2): PeerIdentity | undefined | Promise<PeerIdentity | undefined>
   /**
    * Accept the token from the `Agent-Trust-Capability` HTTP header when `params._meta`
    * carries none (Streamable HTTP only). Default `true`.
@@ -142,6 +145,29 @@ interface GuardContext {
   readonly acceptHeader: boolean
   readonly withheld: ((tool: string) => boolean) | undefined
   readonly initializeInstructions: boolean
+  /** How this SDK major hands the handler the HTTP layer. */
+  readonly host: HostDialect
+}
+
+/** Where the handler context of one SDK major keeps the header token, and how to strip it. */
+interface HostDialect {
+  header(extra: McpRequestExtra): unknown
+  strip(extra: McpRequestExtra): McpRequestExtra
+}
+
+const V1_HOST: HostDialect = {
+  header: (extra) => {
+    const h = extra?.requestInfo?.headers?.[CAPABILITY_HEADER]
+    // Several header lines are ambiguous: hand the array over, the verifier rejects it as malformed.
+    return Array.isArray(h) && h.length === 1 ? h[0] : h
+  },
+  strip: (extra) => stripExtra(extra),
+}
+
+// The v2 context travels through the same code typed as the v1 extra; only these two read it.
+const V2_HOST: HostDialect = {
+  header: (extra) => v2HeaderToken(extra as unknown as McpRequestContextV2),
+  strip: (extra) => stripV2Context(extra as unknown as McpRequestContextV2) as unknown as McpRequestExtra,
 }
 
 const kGuarded = Symbol.for('agent-trust.mcp.guarded')
@@ -184,9 +210,11 @@ interface ProtocolInternals {
  * await server.connect(transport)
  * ```
  */
-export function guardMcpServer<T extends McpServer | Server>(target: T, options: GuardMcpServerOptions): T {
+export function guardMcpServer<T extends McpServer | Server | McpServerV2 | ServerV2>(target: T, options: GuardMcpServerOptions): T {
   const protocol = protocolOf(target)
   if (protocol[kGuarded] === true) throw new TypeError('guardMcpServer: this server is already guarded')
+  const v2 = isV2Protocol(protocol)
+  if (v2) assertV2Dispatch(protocol)
   const handlers = protocol._requestHandlers
   if (!(handlers instanceof Map)) {
     // The request-handler table is an SDK internal (stable across 1.x). Refuse rather than run unguarded.
@@ -194,7 +222,7 @@ export function guardMcpServer<T extends McpServer | Server>(target: T, options:
       'guardMcpServer: unsupported @modelcontextprotocol/sdk version (no request handler table); the server was not started unguarded',
     )
   }
-  const ctx = buildContext(options)
+  const ctx = buildContext(options, v2 ? V2_HOST : V1_HOST)
 
   const table = new GuardedHandlers((method, handler) => guardHandler(ctx, method, handler))
   for (const [method, handler] of handlers as Map<string, RawHandler>) table.set(method, handler)
@@ -231,7 +259,7 @@ class GuardedHandlers extends Map<string, RawHandler> {
   }
 }
 
-function protocolOf(target: McpServer | Server): ProtocolInternals {
+function protocolOf(target: McpServer | Server | McpServerV2 | ServerV2): ProtocolInternals {
   if (typeof target !== 'object' || target === null) throw new TypeError('guardMcpServer: expected an McpServer or a Server')
   // Duck-typed: an app and agent-trust may load different copies of the SDK.
   const inner = (target as { server?: unknown }).server
@@ -241,7 +269,7 @@ function protocolOf(target: McpServer | Server): ProtocolInternals {
   return target as unknown as ProtocolInternals
 }
 
-function buildContext(o: GuardMcpServerOptions): GuardContext {
+function buildContext(o: GuardMcpServerOptions, host: HostDialect): GuardContext {
   if (typeof o !== 'object' || o === null) throw new TypeError('guardMcpServer: options are required')
   let verifier: Verifier
   if (o.verifier !== undefined) {
@@ -295,6 +323,7 @@ function buildContext(o: GuardMcpServerOptions): GuardContext {
     acceptHeader: o.acceptHeader ?? true,
     withheld: o.withheld,
     initializeInstructions: o.initializeInstructions === true,
+    host,
   }
 }
 
@@ -315,17 +344,31 @@ function parseTools(tools: readonly ToolDeclaration[]): ToolDeclaration[] {
   return out
 }
 
+/**
+ * A denial thrown from a request handler. Both SDK majors answer a thrown error with its
+ * integer `code`, its `message` and its `data` as the JSON-RPC error, so this class needs
+ * neither SDK loaded.
+ */
+export class CapabilityDeniedError extends Error {
+  /** JSON-RPC `error.code`: {@link CAPABILITY_DENIED}. */
+  readonly code: number = CAPABILITY_DENIED
+  /** JSON-RPC `error.data`: the agent-trust code, its details and the scope the call needed. */
+  readonly data: { readonly code: string; readonly details?: unknown; readonly scope?: string }
+  constructor(message: string, data: { readonly code: string; readonly details?: unknown; readonly scope?: string }) {
+    super(message)
+    this.name = 'CapabilityDeniedError'
+    this.data = data
+  }
+}
+
 /** The JSON-RPC error a denial becomes: stable code in `data.code`, never the token. */
-export function capabilityDenied(error: AgentTrustError, requiredScope?: string): McpError {
+export function capabilityDenied(error: AgentTrustError, requiredScope?: string): CapabilityDeniedError {
   // The scope the call needed rides along for the HTTP host's `insufficient_scope` challenge (RFC 6750 section 3.1).
-  const e = new McpError(CAPABILITY_DENIED, error.message, {
+  return new CapabilityDeniedError(error.message, {
     code: error.code,
     details: error.details,
     ...(requiredScope === undefined ? {} : { scope: requiredScope }),
   })
-  // McpError prefixes "MCP error -32003: "; the client adds that itself, so send the plain text.
-  e.message = error.message
-  return e
 }
 
 function wrapFallback(ctx: GuardContext, handler: RawHandler | undefined): RawHandler | undefined {
@@ -351,7 +394,7 @@ function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): Raw
   const operation = methodOperation(method)
   const filterList = method === 'tools/list'
   return async function agentTrustGuard(request, extra) {
-    if (ctx.mode === 'off') return inner(stripRequest(request), stripExtra(extra))
+    if (ctx.mode === 'off') return inner(stripRequest(request), ctx.host.strip(extra))
     let capability: VerifiedCapability | undefined
     let verifying = false
     try {
@@ -363,7 +406,7 @@ function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): Raw
     } catch (e) {
       deny(ctx, e, !verifying, { scope })
     }
-    const result = await inner(stripRequest(request), stripExtra(extra))
+    const result = await inner(stripRequest(request), ctx.host.strip(extra))
     if (!filterList) return result
     return advertiseScopes(ctx, ctx.mode === 'enforce' && capability !== undefined ? filterTools(ctx, result, capability) : result)
   }
@@ -371,7 +414,7 @@ function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): Raw
 
 function guardToolCall(ctx: GuardContext, inner: RawHandler): RawHandler {
   return async function agentTrustGuardToolCall(request, extra) {
-    if (ctx.mode === 'off') return inner(stripRequest(request), stripExtra(extra))
+    if (ctx.mode === 'off') return inner(stripRequest(request), ctx.host.strip(extra))
     const params = request?.params ?? {}
     const name = params.name
     const rawArgs = params.arguments
@@ -395,7 +438,7 @@ function guardToolCall(ctx: GuardContext, inner: RawHandler): RawHandler {
     } catch (e) {
       deny(ctx, e, !verifying, { tool: typeof name === 'string' ? name.slice(0, 128) : undefined, scope, args })
     }
-    return inner(stripRequest(request), stripExtra(extra))
+    return inner(stripRequest(request), ctx.host.strip(extra))
   }
 }
 
@@ -451,9 +494,7 @@ function tokenOf(ctx: GuardContext, request: RawRequest, extra: McpRequestExtra)
   if (typeof meta === 'object' && meta !== null && Object.prototype.hasOwnProperty.call(meta, CAPABILITY_META_KEY))
     return meta[CAPABILITY_META_KEY]
   if (!ctx.acceptHeader) return undefined
-  const h = extra?.requestInfo?.headers?.[CAPABILITY_HEADER]
-  // Several header lines are ambiguous: hand the array over, the verifier rejects it as malformed.
-  return Array.isArray(h) && h.length === 1 ? h[0] : h
+  return ctx.host.header(extra)
 }
 
 /**

@@ -23,7 +23,11 @@ const pinned = (name: string): string =>
 const GROUPS: Record<string, { subpaths: string[]; peers: string[] }> = {
   root: { subpaths: ['agent-trust', 'agent-trust/errors', 'agent-trust/audit', 'agent-trust/http'], peers: [] },
   egress: { subpaths: ['agent-trust/egress', 'agent-trust/sandbox'], peers: ['undici', 'ipaddr.js'] },
-  mcp: { subpaths: ['agent-trust/mcp'], peers: ['@modelcontextprotocol/sdk'] },
+  // The declarations name the types of both SDK majors (a guarded server or client may be either).
+  mcp: {
+    subpaths: ['agent-trust/mcp'],
+    peers: ['@modelcontextprotocol/sdk', '@modelcontextprotocol/server', '@modelcontextprotocol/client', '@modelcontextprotocol/node'],
+  },
   langchain: { subpaths: ['agent-trust/langchain'], peers: ['@langchain/core', 'langchain'] },
   'langchain-http': { subpaths: ['agent-trust/langchain/http'], peers: ['@langchain/core', 'undici', 'ipaddr.js'] },
   redis: { subpaths: ['agent-trust/revocation/redis', 'agent-trust/keys/redis', 'agent-trust/audit/redis'], peers: ['ioredis'] },

@@ -12,6 +12,13 @@ describe('method requirements', () => {
     expect(methodScope('srv', '')).toBeUndefined()
   })
 
+  it('2026-07-28: server/discover needs the tools/list scope; subscriptions/listen its own; both reads', () => {
+    expect(methodScope('agent-database-reader', 'server/discover')).toBe('mcp:agent-database-reader:tools/list')
+    expect(methodOperation('server/discover')).toBe('read')
+    expect(methodScope('srv', 'subscriptions/listen')).toBe('mcp:srv:subscriptions/listen')
+    expect(methodOperation('subscriptions/listen')).toBe('read')
+  })
+
   it('reads are read, state changes write, anything unknown execute', () => {
     expect(methodOperation('tools/list')).toBe('read')
     expect(methodOperation('resources/read')).toBe('read')
