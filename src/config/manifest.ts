@@ -7,6 +7,7 @@ import { z } from 'zod'
 import { tryParseDestination } from '../policy/destination.js'
 import { ConfigInvalid } from '../errors.js'
 import { readTrustFileSync } from './trust-file.js'
+import { jsonSyntaxPosition } from '../lib/json-position.js'
 import { compileScopeTemplate, isScopePattern, isSubset } from '../policy/scopes.js'
 import { isAgentId } from '../policy/claims.js'
 import { levelRank, type Operation, type TrustLevel } from '../policy/trust.js'
@@ -169,8 +170,12 @@ export function loadManifestFile(path = 'agent-trust.config.json'): Manifest {
   try {
     json = JSON.parse(text)
   } catch {
-    // The parser's message can quote file content; keep it out.
-    throw new ConfigInvalid(`the manifest file "${path}" is not valid JSON`)
+    // The parser's message can quote file content; keep it out: where and what, in our words.
+    const at = jsonSyntaxPosition(text)
+    throw new ConfigInvalid(
+      `the manifest file "${path}" is not valid JSON${at === undefined ? '' : `: ${at.problem} at line ${at.line}, column ${at.column}`}`,
+      { details: { rule: 'json', ...(at === undefined ? {} : { line: at.line, column: at.column }) } },
+    )
   }
   return parseManifest(json)
 }

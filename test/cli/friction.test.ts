@@ -409,3 +409,14 @@ describe('token verify: a JWKS URL that does not answer names the cause', () => 
     }
   })
 })
+
+describe('manifest syntax errors', () => {
+  it('the CLI reports the line and column of a JSON syntax error, with ERR_CONFIG_INVALID (exit 4)', async () => {
+    const dir = workdir('manifest-syntax')
+    const file = join(dir, 'broken.json')
+    writeFileSync(file, '{\n  "agents": [\n    { "id": "a", "trustLevel": "L1" }\n  ]\n  "version": 1\n}\n')
+    const r = await cli(['trust', 'request', 'a', 'L2', '--reason', 'r', '--manifest', file, '--json'], { cwd: dir })
+    expectFailure(r, 4, 'ERR_CONFIG_INVALID', true)
+    expect(r.stderr).toContain("expected ',' or '}' at line 5, column 3")
+  })
+})

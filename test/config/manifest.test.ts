@@ -69,6 +69,35 @@ describe('manifest', () => {
     )
     expect(() => loadManifestFile(join(dir, 'missing.json'))).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
+
+  it('a JSON syntax error names its line and column and what is wrong there, never the text', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'at-manifest-'))
+    const cases: [string, number, number, RegExp][] = [
+      ['{\n  "agents": [\n    { "id": "a", "trustLevel": "L1", }\n  ]\n}', 3, 38, /trailing comma before '\}'/],
+      ['{\n  "agents": []\n  "version": 1\n}', 3, 3, /expected ',' or '\}'/],
+      ['{"agents": [ password=hunter2', 1, 14, /unexpected character/],
+      ['{"agents": [', 1, 13, /unexpected end of input/],
+      ["{'agents': []}", 1, 2, /double quotes/],
+      ['{"agents": "a\tb"}', 1, 14, /control character/],
+      ['{"agents": []} x', 1, 16, /after the end/],
+      ['\uFEFF{"agents": []}', 1, 1, /byte order mark/],
+    ]
+    for (const [text, line, column, problem] of cases) {
+      const file = join(dir, 'm.json')
+      writeFileSync(file, text)
+      let err: (Error & { code?: string; details?: Record<string, unknown> }) | undefined
+      try {
+        loadManifestFile(file)
+      } catch (e) {
+        err = e as typeof err
+      }
+      expect(err?.code, text).toBe('ERR_CONFIG_INVALID')
+      expect(err?.message, text).toContain(`at line ${line}, column ${column}`)
+      expect(err?.message, text).toMatch(problem)
+      expect(err?.message).not.toContain('hunter2')
+      expect(err?.details).toMatchObject({ rule: 'json', line, column })
+    }
+  })
 })
 
 describe('AGENT_TRUST mode', () => {
