@@ -18,6 +18,8 @@ import {
   TokenLifetime,
   TokenReplayed,
   TrustLevelDenied,
+  RequestInvalid,
+  ConfigInvalid,
 } from '../errors.js'
 import { agentsOf, type ActorClaim, type CapabilityClaims } from '../policy/claims.js'
 import { egressCovered } from '../policy/destination.js'
@@ -134,6 +136,14 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
       throw new SpawnDenied(`agents may be spawned at most ${MAX_SPAWN_DEPTH} generations deep`, { details: { agentId: r.parent } })
     if (!maySpawn(parent.level))
       throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
+    // A key the declaration does not have is a typo ("trustlevel") to name, not an escalation.
+    if (typeof r.child !== 'object' || r.child === null || Array.isArray(r.child))
+      throw new RequestInvalid('spawn needs a child declaration object { id, trustLevel, grants, ... }', { details: { rule: 'child' } })
+    const unknown = Object.keys(r.child).find((k) => !Object.hasOwn(AgentSchema.shape, k) || k === 'parent')
+    if (unknown !== undefined)
+      throw new ConfigInvalid(`the child declaration has an unknown key "${unknown.slice(0, 64)}"${hintFor(unknown)}`, {
+        details: { rule: 'unknown-key', agentId: String(r.child.id).slice(0, 64) },
+      })
     // Levels are checked before the schema: "L4" or "root" is an escalation attempt, not a typo.
     const asked = (r.child as { trustLevel?: unknown } | undefined)?.trustLevel
     if (!isTrustLevel(asked) || levelRank(asked) > levelRank(parent.level)) {
@@ -194,4 +204,10 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
   } catch (e) {
     throw core.deny(e, { action: 'spawn', origin: r?.parent, destination: r?.child?.id, capability: r?.child?.grants })
   }
+}
+
+/** "did you mean" for a key that differs from a declaration key only in case. */
+function hintFor(key: string): string {
+  const match = Object.keys(AgentSchema.shape).find((k) => k.toLowerCase() === key.toLowerCase())
+  return match === undefined ? '' : ` (did you mean "${match}"?)`
 }

@@ -23,6 +23,7 @@ import { mint, mintForTool } from './mint.js'
 import type { AgentRegistry } from './registry.js'
 import { revokeAgent, revokeToken } from './revocation.js'
 import { MemoryTrustChangeStore } from './trust-changes.js'
+import { RequestInvalid } from '../errors.js'
 import type {
   ApprovalDecision,
   AuthorityOptions,
@@ -144,21 +145,25 @@ export class Authority implements CapabilityIssuer {
 
   /** A token for exact scopes the subject's grants cover, for an operation its level permits. */
   mint(request: MintRequest): Promise<string> {
+    if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('mint', '{ subject, audience, scope, operation, context }'))
     return mint(this.#core, request)
   }
 
   /** A token for one tool call: the scope comes from the callee's tool declaration and the arguments. */
   mintForTool(request: ToolMintRequest): Promise<{ token: string; scope: string; operation: Operation }> {
+    if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('mintForTool', '{ subject, audience, tool, args, context }'))
     return mintForTool(this.#core, request)
   }
 
   /** On-behalf-of exchange (RFC 8693) of a token the holder received, to a next audience. */
   exchange(request: ExchangeRequest): Promise<string> {
+    if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('exchange', '{ token, holder, audience }'))
     return exchange(this.#core, request)
   }
 
   /** Register a sub-agent of an L3 parent. The child never exceeds its parent. */
   spawn(request: SpawnRequest): Promise<AgentDeclaration> {
+    if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('spawn', '{ parent, child }'))
     return spawn(this.#core, request)
   }
 
@@ -209,4 +214,13 @@ export class Authority implements CapabilityIssuer {
   syncTrustChanges(): Promise<string[]> {
     return this.#approvals.sync()
   }
+}
+
+function isRequestObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** A call without its request object is a programming error, named as such (nothing was decided). */
+function requestNotAnObject(method: string, shape: string): RequestInvalid {
+  return new RequestInvalid(`authority.${method}() needs a request object ${shape}`, { details: { rule: 'request' } })
 }

@@ -5,7 +5,7 @@
  * call's arguments, so the token carries exactly what the callee's guard will require.
  */
 import { randomUUID } from 'node:crypto'
-import { DelegationDepth, ScopeDenied, TrustLevelDenied } from '../errors.js'
+import { DelegationDepth, ScopeDenied, TrustLevelDenied, RequestInvalid } from '../errors.js'
 import type { CapabilityClaims } from '../policy/claims.js'
 import { uncovered } from '../policy/scopes.js'
 import { mayHoldTokens, permitsOperation, type Operation, type TokenTrustLevel } from '../policy/trust.js'
@@ -40,6 +40,9 @@ export async function mintForTool(
   let scope: string | undefined
   try {
     core.admit()
+    const args: unknown = request.args
+    if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args)))
+      throw new RequestInvalid("args must be the tool call's arguments object (or left out)", { details: { rule: 'args' } })
     const server = await core.resolveAgent(request.audience)
     const tool = server.catalog.resolve(request.tool)
     scope = tool.scope.fill(request.args)

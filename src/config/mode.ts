@@ -23,7 +23,7 @@ export function resolveMode(explicit?: unknown, env: NodeJS.ProcessEnv = process
     if (!warnedOff) {
       warnedOff = true
       console.warn(
-        '[agent-trust] WARNING: AGENT_TRUST=off: capability checks are DISABLED. Every tool call, spawn and HTTP request is allowed and not audited. Never use this in production.',
+        '[agent-trust] WARNING: AGENT_TRUST=off: the adapters (MCP, LangChain, agent HTTP endpoints) and the egress guard check and record nothing: every guarded tool call, sub-agent call and outbound HTTP request goes through. The authority still checks what it mints and spawns, and verifier.verify() still enforces (signature, expiry, replay, scope): only authorize() and the adapters step aside. Never use this in production.',
       )
     }
     return 'off'
