@@ -12,14 +12,20 @@ const run = promisify(execFile)
 const root = new URL('..', import.meta.url).pathname
 /** Modules the examples share, or start as child processes: not programs of their own. */
 const HELPERS = ['print.ts', 'seed-manifest.ts', 'identity-ipc.ts', 'identity-agent-process.ts', 'identity-authority-process.ts']
+/**
+ * Run by their own suites: demo.ts (read line by line in demo.test.ts) and sandbox-spawn.ts (in
+ * test/sandbox, which compares the kernel's network objects before and after, so no other file
+ * may create sandboxes while it runs).
+ */
+const OWN_SUITE = ['demo.ts', 'sandbox-spawn.ts']
 const examples = readdirSync(new URL('../examples/', import.meta.url)).filter(
-  (f) => f.endsWith('.ts') && !HELPERS.includes(f) && f !== 'demo.ts',
+  (f) => f.endsWith('.ts') && !HELPERS.includes(f) && !OWN_SUITE.includes(f),
 )
 
 describe('examples', () => {
   it('the README lists every example program', () => {
     const readme = readFileSync(new URL('../examples/README.md', import.meta.url), 'utf8')
-    for (const f of [...examples, 'demo.ts']) expect(readme, f).toContain(`[${f}](${f})`)
+    for (const f of [...examples, ...OWN_SUITE]) expect(readme, f).toContain(`[${f}](${f})`)
   })
 
   it.each(examples)(
