@@ -31,6 +31,7 @@ function seqsOf(path: string): number[] {
     .map((l) => (JSON.parse(l) as { seq: number }).seq)
 }
 
+// Mounting a tmpfs needs root: skipped for a non-root developer; CI runs as root, so it runs there.
 describe.skipIf(!root)('audit file sink on a full disk (tmpfs 256 KiB)', () => {
   const base = mkdtempSync(join(tmpdir(), 'at-audit-full-'))
   const mnt = join(base, 'mnt')

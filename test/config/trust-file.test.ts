@@ -44,6 +44,7 @@ describe('trust-deciding files', () => {
     expect(() => readTrustFileSync(link, 'manifest file')).toThrow(expect.objectContaining({ details: { rule: 'symlink' } }))
   })
 
+  // Only root can create a file owned by another user (chown): skipped for a non-root developer; CI runs as root.
   it.runIf(isRoot)('refuses a file owned by another user', () => {
     const p = file(MANIFEST, 0o644)
     chownSync(p, 65534, 65534)
