@@ -201,15 +201,13 @@ export function withCheckpoints<L extends CheckpointedLog>(log: L, options: Chec
   }
   const timer = setInterval(() => void write(false), intervalMs)
   timer.unref()
+  const checkpoint = async (): Promise<void> => {
+    await log.flush()
+    await write(false)
+  }
   const own: Record<PropertyKey, unknown> = {
-    flush: async () => {
-      await log.flush()
-      await write(false)
-    },
-    checkpoint: async () => {
-      await log.flush()
-      await write(false)
-    },
+    flush: checkpoint,
+    checkpoint,
     close: async () => {
       clearInterval(timer)
       await log.close()

@@ -328,6 +328,10 @@ export class Verifier {
    */
   async verify(token: unknown, requirement: Requirement): Promise<VerifiedCapability> {
     assertRequirement(requirement)
+    return this.#verifyAndRecord(token, requirement)
+  }
+
+  async #verifyAndRecord(token: unknown, requirement: Requirement): Promise<VerifiedCapability> {
     try {
       // A log set to deny while its trail cannot be written: refused before the token is consumed.
       this.#audit.admit?.()
@@ -349,9 +353,9 @@ export class Verifier {
   async authorize(token: unknown, requirement: Requirement): Promise<Authorization> {
     assertRequirement(requirement)
     if (this.mode === 'off') return { allowed: true, enforced: false }
-    if (this.mode === 'enforce') return { allowed: true, enforced: true, capability: await this.verify(token, requirement) }
+    if (this.mode === 'enforce') return { allowed: true, enforced: true, capability: await this.#verifyAndRecord(token, requirement) }
     try {
-      return { allowed: true, enforced: false, capability: await this.verify(token, requirement) }
+      return { allowed: true, enforced: false, capability: await this.#verifyAndRecord(token, requirement) }
     } catch (e) {
       return { allowed: false, enforced: false, error: toAgentTrustError(e) }
     }
