@@ -15,11 +15,9 @@
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer, type Server } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import type { z } from 'zod'
 import { sha256b64url } from '../lib/hash.js'
-import type { AuditAction, AuditEventInput, AuditLog } from '../audit/types.js'
+import type { AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import type { Authority } from '../authority/index.js'
 import { AgentRevoked, AgentUnknown, ConfigInvalid, PeerForbidden, PeerUnauthenticated, RequestInvalid, TokenBinding } from '../errors.js'
@@ -29,28 +27,24 @@ import {
   type CertificateAuthority,
   type TlsCredentials,
 } from '../identity/ca.js'
-import { guardTlsServer, workloadFromSocket, type PeerValidationOptions, type WorkloadCertificate } from '../identity/peer.js'
+import { guardTlsServer, workloadFromSocket, type PeerValidationOptions } from '../identity/peer.js'
 import { isSpiffeRepresentable, type Workload, type WorkloadKind } from '../identity/spiffe.js'
 import { mtlsServerOptions, tlsServerOptions } from '../identity/tls.js'
 import { toAgentTrustError } from '../verifier/index.js'
 import { denialAnswer } from '../http/denial.js'
 import { RevocationFeed } from './feed.js'
 import {
-  cleanDetails,
-  DecideBody,
-  EnrollBody,
-  EnrollmentTokenBody,
-  ExchangeBody,
-  MintBody,
-  MintForToolBody,
-  PATHS,
-  RenewBody,
-  RevokeAgentBody,
-  RevokeCertificateBody,
-  RevokeTokenBody,
-  SpawnBody,
-  TrustChangeBody,
-} from './wire.js'
+  buildRoutes,
+  ENROLLMENT_PATHS,
+  isAlreadyRecorded,
+  markRecorded,
+  type Access,
+  type Caller,
+  type IssuedCertificate,
+  type Route,
+} from './routes.js'
+import { readJsonBody, requestUrl, sendJson, startListener } from './transport.js'
+import { cleanDetails } from './wire.js'
 
 export interface AuthorityServiceOptions {
   /** The authority; create it with `store: new RevocationFeed(innerStore)` so revocations reach the feed. */
@@ -75,66 +69,6 @@ export interface AuthorityServiceOptions {
   readonly maxBodyBytes?: number
   /** Where the service records its own decisions (the authority records mint/exchange/...). */
   readonly audit?: AuditLog
-}
-
-type Caller = WorkloadCertificate
-type Access = 'public' | 'agent' | 'operator' | 'any'
-
-interface Route {
-  readonly access: Access
-  /** What the audit log calls a denial of this endpoint. */
-  readonly action: AuditAction
-  readonly run: (caller: Caller | undefined, body: unknown, url: URL) => Promise<unknown>
-}
-
-const ENROLLMENT_PATHS = new Set<string>([PATHS.enroll, PATHS.jwks, PATHS.wellKnownJwks, PATHS.wellKnownMetadata])
-
-/** A Host header fit to name this service in its metadata document; anything else is not echoed. */
-const HOST_HEADER = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/
-
-/**
- * The RFC 8414 document: where the keys and endpoints are. `issuer` is the URL the client
- * reached (RFC 8414 asks for an https URL); `agent_trust_issuer` is the `iss` of the tokens
- * this authority signs. Clients authenticate with their certificate (RFC 8705
- * `tls_client_auth`), and tokens are bound to it.
- */
-function authorizationServerMetadata(authorityId: string, origin: string): Record<string, unknown> {
-  return {
-    issuer: origin,
-    agent_trust_issuer: authorityId,
-    jwks_uri: `${origin}${PATHS.wellKnownJwks}`,
-    token_endpoint: `${origin}${PATHS.mint}`,
-    revocation_endpoint: `${origin}${PATHS.revokeToken}`,
-    grant_types_supported: ['urn:ietf:params:oauth:grant-type:token-exchange'],
-    token_endpoint_auth_methods_supported: ['tls_client_auth'],
-    tls_client_certificate_bound_access_tokens: true,
-    token_endpoint_auth_signing_alg_values_supported: ['ES256'],
-    response_types_supported: [],
-  }
-}
-
-/** Errors already in the audit log (the Authority's own mint/exchange/spawn denials, certificate refusals): not recorded twice. */
-const alreadyRecorded = new WeakSet<object>()
-
-async function kernel<T>(call: () => Promise<T>): Promise<T> {
-  try {
-    return await call()
-  } catch (e) {
-    if (typeof e === 'object' && e !== null) alreadyRecorded.add(e)
-    throw e
-  }
-}
-
-function parse<S extends z.ZodType>(schema: S, body: unknown): z.infer<S> {
-  const r = schema.safeParse(body, { reportInput: false })
-  if (!r.success) {
-    const where = r.error.issues
-      .slice(0, 5)
-      .map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`)
-      .join('; ')
-    throw new RequestInvalid(`invalid request body: ${where}`, { details: { rule: 'body' } })
-  }
-  return r.data
 }
 
 /**
@@ -177,7 +111,19 @@ export class AuthorityService {
     this.#joinTtl = options.enrollmentTokenTtlSeconds ?? 600
     this.#maxBody = options.maxBodyBytes ?? 64 * 1024
     this.#audit = options.audit ?? discardAudit
-    this.#routes = this.#buildRoutes()
+    this.#routes = buildRoutes({
+      authority: this.authority,
+      feed,
+      actingAs: (named, caller) => this.#actingAs(named, caller),
+      binding: (asked, caller) => this.#binding(asked, caller),
+      assertActive: (agentId) => this.#assertActive(agentId),
+      enroll: (token, csr) => this.#enroll(token, csr),
+      renew: (caller, csr) => this.#renew(caller, csr),
+      revokeAgent: (agentId, o) => this.revokeAgent(agentId, o),
+      revokeCertificate: (serial, o) => this.revokeCertificate(serial, o),
+      createEnrollmentToken: (agentId, o) => this.createEnrollmentToken(agentId, o),
+      record: (e) => this.#record(e),
+    })
     this.#validation = Object.freeze({
       trustDomain: this.trustDomain,
       ca: credentials.ca,
@@ -289,10 +235,6 @@ export class AuthorityService {
   // ---- plumbing ------------------------------------------------------------------------
 
   #start(server: Server, options: { port?: number; host?: string }): Promise<string> {
-    const { port = 0, host = '127.0.0.1' } = options
-    server.keepAliveTimeout = 30_000
-    server.headersTimeout = 10_000
-    server.requestTimeout = 30_000
     // Handshake failures (no certificate, another CA, expired) are normal denials, not crashes.
     server.on('tlsClientError', (err: Error & { code?: string }) => {
       this.#record({
@@ -304,23 +246,14 @@ export class AuthorityService {
       })
     })
     this.#servers.push(server)
-    return new Promise((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => {
-        server.off('error', reject)
-        const a = server.address() as AddressInfo
-        const h = a.family === 'IPv6' ? `[${a.address}]` : a.address
-        resolve(`https://${h}:${a.port}`)
-      })
-    })
+    return startListener(server, options)
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse, listener: 'api' | 'enrollment'): Promise<void> {
     let route: Route | undefined
     let caller: Caller | undefined
     try {
-      const host = req.headers.host
-      const url = new URL(req.url ?? '/', `https://${typeof host === 'string' && HOST_HEADER.test(host) ? host : 'authority.invalid'}`)
+      const url = requestUrl(req)
       const method = req.method ?? 'GET'
       route = this.#routes.get(`${method} ${url.pathname}`)
       if (route === undefined || (listener === 'enrollment' && !ENROLLMENT_PATHS.has(url.pathname))) {
@@ -334,12 +267,12 @@ export class AuthorityService {
       } else if (route.access !== 'public') {
         throw new RequestInvalid('no such endpoint', { details: { rule: 'route' } })
       }
-      const body = method === 'GET' ? undefined : await this.#readJson(req)
+      const body = method === 'GET' ? undefined : await readJsonBody(req, this.#maxBody)
       const result = await route.run(caller, body, url)
-      this.#send(res, 200, JSON.stringify(result ?? null))
+      sendJson(res, 200, JSON.stringify(result ?? null))
     } catch (e) {
       const err = toAgentTrustError(e)
-      if (!alreadyRecorded.has(err)) {
+      if (!isAlreadyRecorded(err)) {
         this.#record({
           action: route?.action ?? 'agent_call',
           decision: 'deny',
@@ -358,7 +291,7 @@ export class AuthorityService {
         })
         // Two transport refusals keep their own statuses (RFC 9110 15.5.14, 15.5.5).
         const status = err.details.rule === 'size' ? 413 : err.details.rule === 'route' ? 404 : answer.status
-        this.#send(res, status, answer.body, answer.headers)
+        sendJson(res, status, answer.body, answer.headers)
       }
     }
   }
@@ -376,35 +309,6 @@ export class AuthorityService {
     }
   }
 
-  async #readJson(req: IncomingMessage): Promise<unknown> {
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length
-      if (size > this.#maxBody) {
-        // Answer 413 and close the connection (the rest of the body is never read).
-        throw new RequestInvalid(`the request body exceeds ${this.#maxBody} bytes`, { details: { rule: 'size' } })
-      }
-      chunks.push(chunk as Buffer)
-    }
-    try {
-      return JSON.parse(Buffer.concat(chunks).toString('utf8'))
-    } catch {
-      throw new RequestInvalid('the request body is not JSON', { details: { rule: 'json' } })
-    }
-  }
-
-  #send(res: ServerResponse, status: number, json: string, headers: Readonly<Record<string, string>> = {}): void {
-    res.writeHead(status, {
-      'content-type': 'application/json',
-      'cache-control': 'no-store',
-      ...headers,
-      'content-length': Buffer.byteLength(json),
-      ...(status === 413 ? { connection: 'close' } : {}),
-    })
-    res.end(json)
-  }
-
   #record(e: AuditEventInput): void {
     this.#audit.record(e)
   }
@@ -414,7 +318,7 @@ export class AuthorityService {
     if (await this.feed.isQuarantined(agentId)) throw new AgentRevoked(`agent "${agentId}" is revoked`, { details: { agentId } })
   }
 
-  #onBehalf(named: string | undefined, caller: Caller): string {
+  #actingAs(named: string | undefined, caller: Caller): string {
     const self = caller.workload.id
     if (named !== undefined && named !== self) {
       throw new PeerForbidden('a caller may only act as itself: the request names another agent', {
@@ -430,10 +334,7 @@ export class AuthorityService {
     return this.#bind ? caller.thumbprint : undefined
   }
 
-  async #issueFor(
-    workload: Workload,
-    csr: string,
-  ): Promise<{ certificatePem: string; caPem: string; notAfter: string; serialNumber: string }> {
+  async #issueFor(workload: Workload, csr: string): Promise<IssuedCertificate> {
     try {
       const issued = await this.ca.issue({ csr, workload, ttlSeconds: this.#certTtl })
       this.#record({
@@ -459,7 +360,7 @@ export class AuthorityService {
         destination: this.authority.id,
         note: 'certificate request refused',
       })
-      alreadyRecorded.add(err)
+      markRecorded(err)
       throw err
     }
   }
@@ -470,214 +371,25 @@ export class AuthorityService {
     if (a.revoked) throw new AgentRevoked(`agent "${agentId}" is revoked`, { details: { agentId } })
   }
 
-  #buildRoutes(): ReadonlyMap<string, Route> {
-    const a = this.authority
-    const must = (c: Caller | undefined): Caller => {
-      if (c === undefined) throw new RequestInvalid('no such endpoint', { details: { rule: 'route' } })
-      return c
+  async #enroll(token: string, csr: string): Promise<IssuedCertificate> {
+    const key = sha256b64url(token)
+    const entry = this.#joinTokens.get(key)
+    // Single use, whatever happens next: a token is burnt by its first presentation.
+    this.#joinTokens.delete(key)
+    if (entry === undefined || entry.expiresAtMs <= Date.now()) {
+      throw new PeerUnauthenticated('the enrollment token is unknown, used or expired', { details: { rule: 'enrollment-token' } })
     }
-    const routes: Array<[string, Route]> = [
-      ['GET ' + PATHS.jwks, { access: 'public', action: 'key', run: async () => a.jwks() }],
-      ['GET ' + PATHS.wellKnownJwks, { access: 'public', action: 'key', run: async () => a.jwks() }],
-      [
-        'GET ' + PATHS.wellKnownMetadata,
-        { access: 'public', action: 'key', run: async (_c, _b, url) => authorizationServerMetadata(a.id, url.origin) },
-      ],
-      [
-        'POST ' + PATHS.enroll,
-        {
-          access: 'public',
-          action: 'key',
-          run: async (_c, body) => {
-            const b = parse(EnrollBody, body)
-            const key = sha256b64url(b.token)
-            const entry = this.#joinTokens.get(key)
-            // Single use, whatever happens next: a token is burnt by its first presentation.
-            this.#joinTokens.delete(key)
-            if (entry === undefined || entry.expiresAtMs <= Date.now()) {
-              throw new PeerUnauthenticated('the enrollment token is unknown, used or expired', { details: { rule: 'enrollment-token' } })
-            }
-            this.#activeAgent(entry.agentId)
-            await this.#assertActive(entry.agentId)
-            return this.#issueFor({ kind: 'agent', id: entry.agentId }, b.csr)
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.renew,
-        {
-          access: 'any',
-          action: 'key',
-          run: async (c, body) => {
-            const caller = must(c)
-            const b = parse(RenewBody, body)
-            if (caller.workload.kind === 'agent') {
-              this.#activeAgent(caller.workload.id)
-              await this.#assertActive(caller.workload.id)
-            }
-            return this.#issueFor(caller.workload, b.csr)
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.mint,
-        {
-          access: 'agent',
-          action: 'mint',
-          run: async (c, body) => {
-            const caller = must(c)
-            const b = parse(MintBody, body)
-            const subject = this.#onBehalf(b.subject, caller)
-            const certificateThumbprint = this.#binding(b.certificateThumbprint, caller)
-            await this.#assertActive(subject)
-            return { token: await kernel(() => a.mint({ ...b, subject, certificateThumbprint })) }
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.mintForTool,
-        {
-          access: 'agent',
-          action: 'mint',
-          run: async (c, body) => {
-            const caller = must(c)
-            const b = parse(MintForToolBody, body)
-            const subject = this.#onBehalf(b.subject, caller)
-            const certificateThumbprint = this.#binding(b.certificateThumbprint, caller)
-            await this.#assertActive(subject)
-            return kernel(() => a.mintForTool({ ...b, subject, certificateThumbprint }))
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.exchange,
-        {
-          access: 'agent',
-          action: 'exchange',
-          run: async (c, body) => {
-            const caller = must(c)
-            const b = parse(ExchangeBody, body)
-            const holder = this.#onBehalf(b.holder, caller)
-            const certificateThumbprint = this.#binding(b.certificateThumbprint, caller)
-            await this.#assertActive(holder)
-            const peer = { agentId: holder, certificateThumbprint: caller.thumbprint }
-            return { token: await kernel(() => a.exchange({ ...b, holder, certificateThumbprint, peer })) }
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.spawn,
-        {
-          access: 'agent',
-          action: 'spawn',
-          run: async (c, body) => {
-            const caller = must(c)
-            const b = parse(SpawnBody, body)
-            const parent = this.#onBehalf(b.parent, caller)
-            await this.#assertActive(parent)
-            return kernel(() => a.spawn({ parent, child: b.child as Parameters<Authority['spawn']>[0]['child'] }))
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.revokeAgent,
-        {
-          access: 'operator',
-          action: 'revoke',
-          run: async (c, body) => ({ revoked: await this.revokeAgent(parse(RevokeAgentBody, body).agentId, { by: must(c).spiffeId }) }),
-        },
-      ],
-      [
-        'POST ' + PATHS.revokeToken,
-        {
-          access: 'operator',
-          action: 'revoke',
-          run: async (c, body) => {
-            await a.revokeToken(parse(RevokeTokenBody, body).jti, { by: must(c).spiffeId })
-            return { revoked: true }
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.revokeCertificate,
-        {
-          access: 'operator',
-          action: 'revoke',
-          run: async (c, body) => {
-            this.revokeCertificate(parse(RevokeCertificateBody, body).serialNumber, { by: must(c).spiffeId })
-            return { revoked: true }
-          },
-        },
-      ],
-      [
-        'GET ' + PATHS.revocations,
-        {
-          access: 'any',
-          action: 'revoke',
-          run: async (_c, _b, url) => {
-            const since = Number(url.searchParams.get('since') ?? '0')
-            if (!Number.isSafeInteger(since) || since < 0)
-              throw new RequestInvalid('since must be a non-negative integer', { details: { rule: 'query' } })
-            return this.feed.read(since, url.searchParams.get('epoch') ?? undefined, a.id, a.jwks())
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.trustChanges,
-        {
-          access: 'any',
-          action: 'trust_change',
-          run: async (c, body) => {
-            const b = parse(TrustChangeBody, body)
-            return a.requestTrustChange({ ...b, requestedBy: must(c).spiffeId })
-          },
-        },
-      ],
-      [
-        'GET ' + PATHS.trustChanges,
-        {
-          access: 'operator',
-          action: 'trust_change',
-          run: async (_c, _b, url) => {
-            const status = url.searchParams.get('status') ?? undefined
-            if (status !== undefined && status !== 'pending' && status !== 'approved' && status !== 'denied')
-              throw new RequestInvalid('status must be pending, approved or denied', { details: { rule: 'query' } })
-            return a.listTrustChanges(status)
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.decideTrustChange,
-        {
-          access: 'operator',
-          action: 'trust_change',
-          run: async (c, body) => {
-            const b = parse(DecideBody, body)
-            return a.decideTrustChange(b.id, { approved: b.approved, approver: must(c).spiffeId, note: b.note })
-          },
-        },
-      ],
-      [
-        'POST ' + PATHS.enrollmentTokens,
-        {
-          access: 'operator',
-          action: 'key',
-          run: async (c, body) => {
-            const b = parse(EnrollmentTokenBody, body)
-            const token = this.createEnrollmentToken(b.agentId, { ttlSeconds: b.ttlSeconds })
-            this.#record({
-              action: 'key',
-              decision: 'allow',
-              origin: must(c).spiffeId,
-              destination: b.agentId,
-              note: 'enrollment token created',
-            })
-            return { token }
-          },
-        },
-      ],
-    ]
-    return new Map(routes)
+    this.#activeAgent(entry.agentId)
+    await this.#assertActive(entry.agentId)
+    return this.#issueFor({ kind: 'agent', id: entry.agentId }, csr)
+  }
+
+  async #renew(caller: Caller, csr: string): Promise<IssuedCertificate> {
+    if (caller.workload.kind === 'agent') {
+      this.#activeAgent(caller.workload.id)
+      await this.#assertActive(caller.workload.id)
+    }
+    return this.#issueFor(caller.workload, csr)
   }
 }
 
