@@ -13,6 +13,21 @@ export default tseslint.config(
     },
   },
   {
+    // Audit events are built by the typed builders of src/audit/events.ts, so that one kind of
+    // decision has one shape in the trail; a decision point never writes an event literal.
+    files: ['src/**/*.ts', 'adapters/**/*.ts'],
+    ignores: ['src/audit/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "ObjectExpression:has(> Property[key.name='action']):has(> Property[key.name='decision'])",
+          message: 'Build audit events with the builders of src/audit/events.ts (allowedEvent, refusedEvent, tokenIssued, ...).',
+        },
+      ],
+    },
+  },
+  {
     files: ['examples/**', 'bench/**', 'src/cli/**', 'test/support/**'],
     rules: { 'no-console': 'off' },
   },

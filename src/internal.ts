@@ -3,6 +3,7 @@
  * users do not: reachable only from inside the package as `#internal` (package.json
  * `imports`), never an export, so it can change without a major version.
  */
+export { allowedEvent, peerRefused, refusedEvent } from './audit/events.js'
 export { ToolCatalog } from './config/tools.js'
 export { readTrustFile, readTrustFileSync } from './config/trust-file.js'
 export { canonicalJson, hashArguments, sha256b64url } from './lib/hash.js'

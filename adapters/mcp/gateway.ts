@@ -26,7 +26,7 @@ import type * as SdkTypes from '@modelcontextprotocol/sdk/types.js'
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
-import { forwardableTraceContext } from '#internal'
+import { allowedEvent, forwardableTraceContext, refusedEvent } from '#internal'
 import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
 import { capabilityDenied, guardMcpServer, type GuardMcpServerOptions } from './server.js'
 import { isV2Protocol } from './server-v2.js'
@@ -265,13 +265,12 @@ export class McpGateway {
    */
   async #changeNotice(): Promise<void> {
     this.#notices++
-    this.#audit.record({
-      action: 'tool_call',
-      decision: 'deny',
-      code: 'ERR_TOOL_UNDECLARED',
-      destination: this.serverId,
-      note: 'upstream tools changed: withheld until re-read',
-    })
+    this.#audit.record(
+      refusedEvent('tool_call', 'ERR_TOOL_UNDECLARED', {
+        destination: this.serverId,
+        note: 'upstream tools changed: withheld until re-read',
+      }),
+    )
     for (const server of this.#servers) server.sendToolListChanged().catch(() => undefined)
     if (this.#refreshing !== undefined) this.#again = true
     await this.refresh().catch(() => undefined)
@@ -282,13 +281,12 @@ export class McpGateway {
     try {
       return await this.#read(started)
     } catch (e) {
-      this.#audit.record({
-        action: 'tool_call',
-        decision: 'deny',
-        code: 'ERR_TOOL_UNDECLARED',
-        destination: this.serverId,
-        note: `upstream tools could not be read${this.#confirmed === this.#notices ? '' : ': changed tools stay withheld'}`,
-      })
+      this.#audit.record(
+        refusedEvent('tool_call', 'ERR_TOOL_UNDECLARED', {
+          destination: this.serverId,
+          note: `upstream tools could not be read${this.#confirmed === this.#notices ? '' : ': changed tools stay withheld'}`,
+        }),
+      )
       throw e
     }
   }
@@ -360,14 +358,14 @@ export class McpGateway {
       throw new TypeError('approve(name, definitionHash): definitionHash is a base64url SHA-256')
     this.#pins.set(name, definitionHash)
     this.#reported.delete(name)
-    this.#audit.record({
-      action: 'tool_call',
-      decision: 'allow',
-      origin: options.by,
-      destination: this.serverId,
-      tool: name,
-      note: `definition approved ${definitionHash}`,
-    })
+    this.#audit.record(
+      allowedEvent('tool_call', {
+        origin: options.by,
+        destination: this.serverId,
+        tool: name,
+        note: `definition approved ${definitionHash}`,
+      }),
+    )
     for (const server of this.#servers) server.sendToolListChanged().catch(() => undefined)
   }
 
@@ -400,14 +398,13 @@ export class McpGateway {
     const key = `${s.state}:${s.currentHash ?? ''}`
     if (this.#reported.get(s.name) === key) return
     this.#reported.set(s.name, key)
-    this.#audit.record({
-      action: 'tool_call',
-      decision: 'deny',
-      code: 'ERR_TOOL_UNDECLARED',
-      destination: this.serverId,
-      tool: s.name,
-      note: s.state === 'missing' ? 'definition missing upstream' : `definition ${s.state} ${s.currentHash ?? ''}`.trim(),
-    })
+    this.#audit.record(
+      refusedEvent('tool_call', 'ERR_TOOL_UNDECLARED', {
+        destination: this.serverId,
+        tool: s.name,
+        note: s.state === 'missing' ? 'definition missing upstream' : `definition ${s.state} ${s.currentHash ?? ''}`.trim(),
+      }),
+    )
     this.#onReport?.(s)
   }
 }

@@ -17,7 +17,7 @@ import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontext
 import type * as NodeTransportModule from '@modelcontextprotocol/node'
 import type * as StreamableHttpModule from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
-import { toAgentTrustError } from '#internal'
+import { peerRefused, toAgentTrustError } from '#internal'
 import { AgentTrustError, ConfigInvalid, ERROR_CATALOG } from 'agent-trust'
 import type { AgentTrustErrorCode, AuditLog, PeerIdentity } from 'agent-trust'
 import { denialAnswer } from 'agent-trust/http'
@@ -584,26 +584,19 @@ async function setUpTls(tls: StreamableHttpTlsOptions, listener: (req: IncomingM
   // `ca` also pins the issuer to this bundle, whatever else the TLS stack was told to trust.
   const validation = { trustDomain, revocations, ca: credentials.ca, ...(now === undefined ? {} : { now }) }
   const refuse = (error: AgentTrustError, stage: 'connection' | 'request'): void => {
-    const rule = error.details.rule
-    audit?.record({
-      action: 'tool_call',
-      decision: 'deny',
-      code: error.code,
-      destination: serverId,
-      note: `${stage} refused${typeof rule === 'string' ? `: ${rule.slice(0, 32)}` : ''}`,
-    })
+    audit?.record(peerRefused('tool_call', error.code, { destination: serverId, stage, reason: error.details.rule }))
   }
   const server = createHttpsServer(serverOptions, listener)
   identity.guardTlsServer(server, { ...validation, onRefused: (e) => refuse(e, 'connection') })
   server.on('tlsClientError', (err: Error & { code?: unknown }) => {
     // No certificate, another CA, expired: the handshake itself failed.
-    audit?.record({
-      action: 'tool_call',
-      decision: 'deny',
-      code: 'ERR_PEER_UNAUTHENTICATED',
-      destination: serverId,
-      note: `handshake refused: ${String(err.code ?? 'tls').slice(0, 48)}`,
-    })
+    audit?.record(
+      peerRefused('tool_call', 'ERR_PEER_UNAUTHENTICATED', {
+        destination: serverId,
+        stage: 'handshake',
+        reason: String(err.code ?? 'tls'),
+      }),
+    )
   })
   return {
     server,

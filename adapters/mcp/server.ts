@@ -29,7 +29,7 @@ import {
   ToolUndeclared,
   Verifier,
 } from 'agent-trust'
-import { hashArguments, ToolCatalog, toAgentTrustError } from '#internal'
+import { hashArguments, refusedEvent, ToolCatalog, toAgentTrustError } from '#internal'
 import type {
   AgentTrustError,
   AuditLog,
@@ -475,16 +475,15 @@ async function authorize(
 function deny(ctx: GuardContext, e: unknown, record: boolean, info: { tool?: string; scope?: string; args?: unknown }): void {
   const err = toAgentTrustError(e)
   if (record) {
-    ctx.audit.record({
-      action: 'tool_call',
-      decision: 'deny',
-      code: err.code,
-      destination: ctx.serverId,
-      capability: info.scope === undefined ? undefined : [info.scope],
-      tool: info.tool,
-      argsHash: hashArguments(info.args),
-      enforced: ctx.mode === 'enforce',
-    })
+    ctx.audit.record(
+      refusedEvent('tool_call', err.code, {
+        destination: ctx.serverId,
+        capability: info.scope === undefined ? undefined : [info.scope],
+        tool: info.tool,
+        argsHash: hashArguments(info.args),
+        enforced: ctx.mode === 'enforce',
+      }),
+    )
   }
   if (ctx.mode === 'enforce') throw capabilityDenied(err, info.scope)
 }

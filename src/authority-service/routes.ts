@@ -29,6 +29,7 @@ import {
   SpawnBody,
   TrustChangeBody,
 } from './wire.js'
+import { allowedEvent } from '../audit/events.js'
 
 export type Caller = WorkloadCertificate
 export type Access = 'public' | 'agent' | 'operator' | 'any'
@@ -289,7 +290,7 @@ export function buildRoutes(host: RouteHost): ReadonlyMap<string, Route> {
       operatorRoute('key', async (by, body) => {
         const b = parseBody(EnrollmentTokenBody, body)
         const token = host.createEnrollmentToken(b.agentId, { ttlSeconds: b.ttlSeconds })
-        host.record({ action: 'key', decision: 'allow', origin: by, destination: b.agentId, note: 'enrollment token created' })
+        host.record(allowedEvent('key', { origin: by, destination: b.agentId, note: 'enrollment token created' }))
         return { token }
       }),
     ],

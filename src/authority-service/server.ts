@@ -45,6 +45,7 @@ import {
 } from './routes.js'
 import { readJsonBody, requestUrl, sendJson, startListener } from './transport.js'
 import { cleanDetails } from './wire.js'
+import { allowedEvent, peerRefused, refusedEvent, revoked } from '../audit/events.js'
 
 export interface AuthorityServiceOptions {
   /** The authority; create it with `store: new RevocationFeed(innerStore)` so revocations reach the feed. */
@@ -156,13 +157,7 @@ export class AuthorityService {
     guardTlsServer(server, {
       ...this.#validation,
       onRefused: (e) =>
-        this.#record({
-          action: 'agent_call',
-          decision: 'deny',
-          code: e.code,
-          destination: this.authority.id,
-          note: `connection refused: ${String(e.details.rule ?? '')}`,
-        }),
+        this.#record(peerRefused('agent_call', e.code, { destination: this.authority.id, stage: 'connection', reason: e.details.rule })),
     })
     return this.#start(server, options)
   }
@@ -211,12 +206,7 @@ export class AuthorityService {
   revokeCertificate(serialNumber: string, options: { by?: string } = {}): void {
     const forgetAtMs = Date.now() + (MAX_CERTIFICATE_TTL_SECONDS + CERTIFICATE_BACKDATE_SECONDS) * 1000
     this.feed.revokeCertificate(serialNumber, forgetAtMs)
-    this.#record({
-      action: 'revoke',
-      decision: 'allow',
-      origin: options.by,
-      note: `certificate ${serialNumber.toLowerCase().slice(0, 40)}`,
-    })
+    this.#record(revoked({ kind: 'certificate', serialNumber }, options.by))
   }
 
   /** Stop listening and drop every connection. */
@@ -237,13 +227,13 @@ export class AuthorityService {
   #start(server: Server, options: { port?: number; host?: string }): Promise<string> {
     // Handshake failures (no certificate, another CA, expired) are normal denials, not crashes.
     server.on('tlsClientError', (err: Error & { code?: string }) => {
-      this.#record({
-        action: 'agent_call',
-        decision: 'deny',
-        code: 'ERR_PEER_UNAUTHENTICATED',
-        destination: this.authority.id,
-        note: `handshake refused: ${String(err.code ?? 'tls').slice(0, 64)}`,
-      })
+      this.#record(
+        peerRefused('agent_call', 'ERR_PEER_UNAUTHENTICATED', {
+          destination: this.authority.id,
+          stage: 'handshake',
+          reason: String(err.code ?? 'tls'),
+        }),
+      )
     })
     this.#servers.push(server)
     return startListener(server, options)
@@ -273,14 +263,13 @@ export class AuthorityService {
     } catch (e) {
       const err = toAgentTrustError(e)
       if (!isAlreadyRecorded(err)) {
-        this.#record({
-          action: route?.action ?? 'agent_call',
-          decision: 'deny',
-          code: err.code,
-          origin: caller?.workload.id,
-          destination: this.authority.id,
-          note: `service: ${String(err.details.rule ?? err.name).slice(0, 64)}`,
-        })
+        this.#record(
+          refusedEvent(route?.action ?? 'agent_call', err.code, {
+            origin: caller?.workload.id,
+            destination: this.authority.id,
+            note: `service: ${String(err.details.rule ?? err.name).slice(0, 64)}`,
+          }),
+        )
       }
       if (!res.headersSent) {
         // ERR_GENERIC keeps its cause here: what leaves the process stays generic.
@@ -337,13 +326,13 @@ export class AuthorityService {
   async #issueFor(workload: Workload, csr: string): Promise<IssuedCertificate> {
     try {
       const issued = await this.ca.issue({ csr, workload, ttlSeconds: this.#certTtl })
-      this.#record({
-        action: 'key',
-        decision: 'allow',
-        origin: workload.id,
-        destination: this.authority.id,
-        note: `certificate issued to ${workload.kind} (serial ${issued.serialNumber})`,
-      })
+      this.#record(
+        allowedEvent('key', {
+          origin: workload.id,
+          destination: this.authority.id,
+          note: `certificate issued to ${workload.kind} (serial ${issued.serialNumber})`,
+        }),
+      )
       return {
         certificatePem: issued.certificatePem,
         caPem: issued.caPem,
@@ -352,14 +341,9 @@ export class AuthorityService {
       }
     } catch (e) {
       const err = toAgentTrustError(e)
-      this.#record({
-        action: 'key',
-        decision: 'deny',
-        code: err.code,
-        origin: workload.id,
-        destination: this.authority.id,
-        note: 'certificate request refused',
-      })
+      this.#record(
+        refusedEvent('key', err.code, { origin: workload.id, destination: this.authority.id, note: 'certificate request refused' }),
+      )
       markRecorded(err)
       throw err
     }

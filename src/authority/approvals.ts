@@ -14,6 +14,7 @@ import type { AuthorityCore } from './core.js'
 import { approvedInOrder, notStale } from './trust-changes.js'
 import type { ApprovalDecision, TrustChangeApprover, TrustChangeRequest, TrustChangeStatus, TrustChangeStore } from './types.js'
 import { hasUnprintable } from '../policy/printable.js'
+import { trustChangeApplied, trustChangeDenied, trustChangeRequested } from '../audit/events.js'
 
 export class TrustChangeWorkflow {
   readonly #core: AuthorityCore
@@ -73,13 +74,7 @@ export class TrustChangeWorkflow {
       })
     }
     this.#requests.set(req.id, req)
-    await this.#core.commit({
-      action: 'trust_change',
-      decision: 'allow',
-      origin: req.requestedBy,
-      destination: req.agentId,
-      note: `requested ${req.from}->${req.to} (${req.id})`,
-    })
+    await this.#core.commit(trustChangeRequested(req, req.requestedBy))
     if (this.#approver !== undefined) {
       let decision: ApprovalDecision | undefined
       try {
@@ -131,14 +126,7 @@ export class TrustChangeWorkflow {
     }
     this.#requests.set(decided.id, decided)
     if (decided.status === 'denied') {
-      this.#core.record({
-        action: 'trust_change',
-        decision: 'deny',
-        code: 'ERR_TRUST_CHANGE_DENIED',
-        origin: decided.decidedBy,
-        destination: decided.agentId,
-        note: `denied ${decided.from}->${decided.to} (${decided.id})`,
-      })
+      this.#core.record(trustChangeDenied(decided, decided.decidedBy))
       return { ...decided }
     }
     await this.#applyTrustChange(decided, { revoke: true, via: 'approved' })
@@ -159,14 +147,7 @@ export class TrustChangeWorkflow {
       this.#requests.set(r.id, r)
       if (r.status === 'denied' && seen?.status !== 'denied') {
         // Decided elsewhere (the CLI): this authority's trail says it saw the refusal.
-        this.#core.record({
-          action: 'trust_change',
-          decision: 'deny',
-          code: 'ERR_TRUST_CHANGE_DENIED',
-          origin: r.decidedBy,
-          destination: r.agentId,
-          note: `denied ${r.from}->${r.to} (${r.id}) (decided elsewhere)`,
-        })
+        this.#core.record(trustChangeDenied(r, r.decidedBy, { elsewhere: true }))
       }
     }
     const applied: string[] = []
@@ -241,20 +222,7 @@ export class TrustChangeWorkflow {
     }
     this.#requests.set(r.id, current)
     const by = o.via === 'approved' ? r.decidedBy : this.#core.id
-    const what =
-      o.via === 'approved'
-        ? 'approved'
-        : o.via === 'synced'
-          ? `applied (approved by ${r.decidedBy ?? '?'})`
-          : `restored (approved by ${r.decidedBy ?? '?'})`
-    const applied = {
-      action: 'trust_change',
-      decision: 'allow',
-      origin: by,
-      destination: r.agentId,
-      trustLevel: r.to,
-      note: `${what} ${label}${o.revoke ? '; outstanding tokens revoked' : ''}`,
-    } as const
+    const applied = trustChangeApplied(r, by, { applied: o.via, tokensRevoked: o.revoke })
     // The answer to `decide` waits for a durable log; changes picked up by sync/load are recorded.
     if (o.via === 'approved') await this.#core.commit(applied)
     else this.#core.record(applied)

@@ -4,7 +4,7 @@
  * agent known and not quarantined, is the lifetime within bounds, are the scopes exact).
  * Minting, delegation, revocation and approvals are functions over this state.
  */
-import type { AuditEventInput, AuditLog } from '../audit/types.js'
+import type { AuditAction, AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import type { Manifest } from '../config/manifest.js'
 import { AgentSchema } from '../config/manifest.js'
@@ -38,6 +38,7 @@ import { toAgentTrustError, VerificationCore } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
 import type { AuthorityOptions } from './types.js'
 import { hasUnprintable } from '../policy/printable.js'
+import { refusedEvent, type AuditFields } from '../audit/events.js'
 
 export class AuthorityCore {
   readonly id: string
@@ -192,14 +193,12 @@ export class AuthorityCore {
   }
 
   /** Record a refusal and return it as a coded error (anything unexpected becomes `ERR_GENERIC`). */
-  deny(e: unknown, base: Omit<AuditEventInput, 'decision'>): AgentTrustError {
+  deny(e: unknown, base: AuditFields & { readonly action: AuditAction }): AgentTrustError {
     const err = toAgentTrustError(e)
-    this.record({
-      ...base,
-      decision: 'deny',
-      code: err.code,
-      capability: Array.isArray(base.capability) ? base.capability.filter((s) => typeof s === 'string').slice(0, 32) : undefined,
-    })
+    const { action, ...fields } = base
+    // The capability comes from the request as given: only its strings, at most 32, reach the trail.
+    const capability = Array.isArray(fields.capability) ? fields.capability.filter((s) => typeof s === 'string').slice(0, 32) : undefined
+    this.record(refusedEvent(action, err.code, { ...fields, capability }))
     return err
   }
 }

@@ -29,6 +29,7 @@ import { isTrustLevel, levelRank, mayRedelegate, maySpawn, minLevel, type TokenT
 import type { AuthorityCore } from './core.js'
 import type { AgentState } from './registry.js'
 import type { ExchangeRequest, SpawnRequest } from './types.js'
+import { agentSpawned, tokenIssued } from '../audit/events.js'
 
 export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise<string> {
   let parent: CapabilityClaims | undefined
@@ -92,18 +93,9 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
       ...(r.certificateThumbprint === undefined ? {} : { cnf: { 'x5t#S256': r.certificateThumbprint } }),
     }
     const token = await core.sign(claims)
-    await core.commit({
-      action: 'exchange',
-      decision: 'allow',
-      origin: r.holder,
-      destination: r.audience,
-      capability: scope,
-      jti: claims.jti,
-      trustLevel: claims.trust_level,
-      context: claims.context,
-      chain,
-      actors: agentsOf(claims).slice(1).reverse(),
-    })
+    await core.commit(
+      tokenIssued('exchange', { holder: r.holder, audience: r.audience, claims, chain, actors: agentsOf(claims).slice(1).reverse() }),
+    )
     return token
   } catch (e) {
     throw core.deny(e, {
@@ -192,14 +184,7 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
     core.registry.add(child)
     // Durable: answered once the event is written. If that fails the call is refused, but the
     // child stays registered (the store already holds it): the trail's allow event names it.
-    await core.commit({
-      action: 'spawn',
-      decision: 'allow',
-      origin: r.parent,
-      destination: child.id,
-      capability: child.grants,
-      trustLevel: child.trustLevel,
-    })
+    await core.commit(agentSpawned(r.parent, child))
     return child
   } catch (e) {
     throw core.deny(e, { action: 'spawn', origin: r?.parent, destination: r?.child?.id, capability: r?.child?.grants })

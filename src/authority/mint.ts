@@ -12,21 +12,13 @@ import { mayHoldTokens, permitsOperation, type Operation, type TokenTrustLevel }
 import { checkContext, type AuthorityCore } from './core.js'
 import type { AgentState } from './registry.js'
 import type { MintRequest, ToolMintRequest } from './types.js'
+import { tokenIssued } from '../audit/events.js'
 
 export async function mint(core: AuthorityCore, request: MintRequest): Promise<string> {
   try {
     core.admit()
     const { token, claims } = await mintClaims(core, request)
-    await core.commit({
-      action: 'mint',
-      decision: 'allow',
-      origin: request.subject,
-      destination: request.audience,
-      capability: claims.scope,
-      jti: claims.jti,
-      trustLevel: claims.trust_level,
-      context: claims.context,
-    })
+    await core.commit(tokenIssued('mint', { holder: request.subject, audience: request.audience, claims }))
     return token
   } catch (e) {
     throw core.deny(e, { action: 'mint', origin: request?.subject, destination: request?.audience, capability: request?.scope })
@@ -54,17 +46,7 @@ export async function mintForTool(
       operation: tool.operation,
       delegationDepth: request.delegationDepth ?? 0,
     })
-    await core.commit({
-      action: 'mint',
-      decision: 'allow',
-      origin: request.subject,
-      destination: request.audience,
-      tool: request.tool,
-      capability: claims.scope,
-      jti: claims.jti,
-      trustLevel: claims.trust_level,
-      context: claims.context,
-    })
+    await core.commit(tokenIssued('mint', { holder: request.subject, audience: request.audience, claims, tool: request.tool }))
     return { token, scope, operation: tool.operation }
   } catch (e) {
     throw core.deny(e, {

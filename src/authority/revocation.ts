@@ -10,13 +10,14 @@ import { isJti } from '../policy/claims.js'
 import { MARKER_GRACE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 import { AGENT_QUARANTINED } from '../revocation/store.js'
 import type { AuthorityCore } from './core.js'
+import { revoked } from '../audit/events.js'
 
 /** Revoke one token by jti; its delegated descendants die with it. */
 export async function revokeToken(core: AuthorityCore, jti: string, options: { by?: string } = {}): Promise<void> {
   if (!isJti(jti)) throw new TokenClaims("revokeToken takes the token's jti (a UUID v4), not the token", { details: { claim: 'jti' } })
   const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + MARKER_GRACE_SECONDS + 1) * 1000
   await core.store.revokeToken(jti, forgetAtMs)
-  core.record({ action: 'revoke', decision: 'allow', origin: options.by, jti, note: 'token' })
+  core.record(revoked({ kind: 'token', jti }, options.by))
 }
 
 /**
@@ -33,12 +34,6 @@ export async function revokeAgent(core: AuthorityCore, agentId: string, options:
   }
   await Promise.all(ids.map((id) => core.store.revokeAgent(id, AGENT_QUARANTINED)))
   for (const id of ids)
-    core.record({
-      action: 'revoke',
-      decision: 'allow',
-      origin: options.by,
-      destination: id,
-      note: id === agentId ? 'agent' : `descendant of ${agentId}`,
-    })
+    core.record(revoked(id === agentId ? { kind: 'agent', agentId } : { kind: 'descendant', agentId: id, of: agentId }, options.by))
   return ids
 }

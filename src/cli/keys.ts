@@ -21,6 +21,7 @@ import {
   type OptionSpec,
 } from './run.js'
 import { operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
+import { allowedEvent, refusedEvent } from '../audit/events.js'
 
 const STORE_OPTIONS: OptionSpec = {
   'key-file': { type: 'string' },
@@ -84,12 +85,12 @@ async function generate(ctx: Context): Promise<ExitCode> {
       }
       const record = await generateSigningKey()
       await store.save([record])
-      audit.record({
-        action: 'key',
-        decision: 'allow',
-        origin: operator(ctx),
-        note: `generated ${record.kid}${existing.length > 0 ? ` replacing ${existing.length} key(s)` : ''} (cli)`,
-      })
+      audit.record(
+        allowedEvent('key', {
+          origin: operator(ctx),
+          note: `generated ${record.kid}${existing.length > 0 ? ` replacing ${existing.length} key(s)` : ''} (cli)`,
+        }),
+      )
       const jwks = await publicSet(store)
       ctx.print({ kid: record.kid, jwks }, `generated signing key ${record.kid}`)
       return EXIT.ok
@@ -106,12 +107,7 @@ async function rotate(ctx: Context): Promise<ExitCode> {
       const manager = await createKeyManager({ store, ...(interval === undefined ? {} : { rotationIntervalMs: interval }) })
       const immediate = ctx.values.immediate === true
       const kid = await manager.rotateNow({ immediate })
-      audit.record({
-        action: 'key',
-        decision: 'allow',
-        origin: operator(ctx),
-        note: `rotated to ${kid}${immediate ? ' (immediate)' : ''} (cli)`,
-      })
+      audit.record(allowedEvent('key', { origin: operator(ctx), note: `rotated to ${kid}${immediate ? ' (immediate)' : ''} (cli)` }))
       const jwks = manager.keys.jwks()
       ctx.print(
         { kid, immediate, jwks },
@@ -138,12 +134,12 @@ async function revoke(ctx: Context): Promise<ExitCode> {
       if ((await store.load()).length === 0) throw new Failed('the key store is empty', EXIT.invalid, 'ERR_KEY_NOT_FOUND')
       const manager = await createKeyManager({ store })
       const removed = await manager.revoke(kid)
-      audit.record({
-        action: 'key',
-        decision: removed ? 'allow' : 'deny',
-        origin: operator(ctx),
-        note: `${removed ? 'revoked' : 'no such key'} ${escapeText(kid, { max: 64 })} (cli)`,
-      })
+      const keyNote = `${removed ? 'revoked' : 'no such key'} ${escapeText(kid, { max: 64 })} (cli)`
+      audit.record(
+        removed
+          ? allowedEvent('key', { origin: operator(ctx), note: keyNote })
+          : refusedEvent('key', 'ERR_KEY_NOT_FOUND', { origin: operator(ctx), note: keyNote }),
+      )
       if (!removed) throw new Failed(`no key ${quote(kid)} in the key store (see agent-trust keys jwks)`, EXIT.failed, 'ERR_KEY_NOT_FOUND')
       ctx.print(
         { revoked: kid, jwks: manager.keys.jwks() },

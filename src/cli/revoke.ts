@@ -10,6 +10,7 @@ import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/sto
 import { EXIT, Failed, quote, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 import { MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
+import { revoked } from '../audit/events.js'
 
 const STORE_OPTIONS: OptionSpec = { prefix: { type: 'string' } }
 const STORE_HELP = `  --prefix <p>          the store's key prefix (default: AGENT_TRUST_REDIS_PREFIX, else agent-trust)
@@ -38,7 +39,7 @@ async function revokeToken(ctx: Context): Promise<ExitCode> {
       // Kept until any token with this jti (or a descendant) has certainly expired.
       const forgetAtMs = (nowSeconds() + MAX_TOKEN_LIFETIME_SECONDS + MAX_CLOCK_TOLERANCE_SECONDS + 1) * 1000
       await store.revokeToken(jti, forgetAtMs)
-      audit.record({ action: 'revoke', decision: 'allow', origin: operator(ctx), jti, note: 'token (cli)' })
+      audit.record(revoked({ kind: 'token', jti }, operator(ctx), 'cli'))
       ctx.print({ revoked: { jti } }, `revoked token ${jti} (and every token delegated from it)`)
       return EXIT.ok
     }),
@@ -68,13 +69,7 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
       const at = AGENT_QUARANTINED
       for (const a of ids) {
         await store.revokeAgent(a, at)
-        audit.record({
-          action: 'revoke',
-          decision: 'allow',
-          origin: operator(ctx),
-          destination: a,
-          note: a === id ? 'agent (cli)' : `descendant of ${id} (cli)`,
-        })
+        audit.record(revoked(a === id ? { kind: 'agent', agentId: a } : { kind: 'descendant', agentId: a, of: id }, operator(ctx), 'cli'))
       }
       // `permanent`: a quarantine has no cut-off time (tokens minted later are rejected too).
       ctx.print(

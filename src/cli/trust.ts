@@ -10,6 +10,7 @@ import { TrustChangeDenied } from '../errors.js'
 import { isTrustLevel, levelRank } from '../policy/trust.js'
 import { escapeText, EXIT, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
+import { trustChangeApplied, trustChangeDenied, trustChangeRefused, trustChangeRequested } from '../audit/events.js'
 
 export const DEFAULT_TRUST_STORE = 'agent-trust-trust-changes.json'
 
@@ -75,14 +76,7 @@ async function request(ctx: Context): Promise<ExitCode> {
           throw new TrustChangeDenied("a spawned agent may not exceed its parent's level", { details: { agentId } })
       }
     } catch (e) {
-      audit.record({
-        action: 'trust_change',
-        decision: 'deny',
-        code: 'ERR_TRUST_CHANGE_DENIED',
-        origin: by,
-        destination: agentId,
-        note: 'request refused (cli)',
-      })
+      audit.record(trustChangeRefused(agentId, by, 'request refused', 'cli'))
       throw e
     }
     const req: TrustChangeRequest = {
@@ -96,13 +90,7 @@ async function request(ctx: Context): Promise<ExitCode> {
       status: 'pending',
     }
     await store.add(req)
-    audit.record({
-      action: 'trust_change',
-      decision: 'allow',
-      origin: by,
-      destination: agentId,
-      note: `requested ${from}->${level} (${req.id}) (cli)`,
-    })
+    audit.record(trustChangeRequested(req, by, 'cli'))
     ctx.print(
       { request: req },
       `requested ${req.id}: ${agentId} ${from} -> ${level}; an operator must approve it (agent-trust trust approve ${req.id})`,
@@ -149,24 +137,15 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
         notStale(base),
       )
     } catch (e) {
-      audit.record({
-        action: 'trust_change',
-        decision: 'deny',
-        code: 'ERR_TRUST_CHANGE_DENIED',
-        origin: by,
-        destination: req.agentId,
-        note: `decision refused (${id}) (cli)`,
-      })
+      audit.record(trustChangeRefused(req.agentId, by, `decision refused (${id})`, 'cli'))
       throw e
     }
-    audit.record({
-      action: 'trust_change',
-      decision: approved ? 'allow' : 'deny',
-      ...(approved ? { trustLevel: decided.to } : { code: 'ERR_TRUST_CHANGE_DENIED' as const }),
-      origin: by,
-      destination: decided.agentId,
-      note: `${approved ? 'approved' : 'denied'} ${decided.from}->${decided.to} (${id}) (cli)`,
-    })
+    // The CLI decides on the store; the authorities apply the change (and revoke) at their next sync.
+    audit.record(
+      approved
+        ? trustChangeApplied(decided, by, { applied: 'approved', tokensRevoked: false, via: 'cli' })
+        : trustChangeDenied(decided, by, { via: 'cli' }),
+    )
     const human = approved
       ? `approved ${id}: ${decided.agentId} ${decided.from} -> ${decided.to}. The authority applies it, and revokes the agent's outstanding tokens, at its next sync.`
       : `denied ${id}: ${decided.agentId} stays ${decided.from}.`

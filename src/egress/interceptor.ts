@@ -26,6 +26,7 @@ import { agentTargetOrigins, createAgentCapabilityInterceptor, type AgentCapabil
 import { headerPairs } from './headers.js'
 import { decideRedirect, egressDenied, EgressPolicy, isRedirectStatus, type Allowance, type EgressDecision } from './policy.js'
 import { reportDispatchError } from './dispatch-error.js'
+import { egressDecided, refusedEvent } from '../audit/events.js'
 
 /** One resolved address. `family` is informative: it is re-derived from `address`. */
 export interface ResolvedAddress {
@@ -101,8 +102,6 @@ interface GuardContext {
   readonly agentOrigins?: ReadonlySet<string>
 }
 
-const METHOD_FOR_NOTE = /^[A-Z]{1,16}$/
-
 function contextOf(options: EgressGuardOptions & { capabilities?: AgentCapabilityOptions }): GuardContext {
   if (typeof options?.agentId !== 'string' || options.agentId.length === 0 || options.agentId.length > 255) {
     throw new ConfigInvalid('agentId is required (the agent whose egress this is)', { details: { rule: 'agentId' } })
@@ -136,18 +135,9 @@ export function decideCallerUrl(dispatcher: Dispatcher, url: unknown, method: st
 
 function record(ctx: GuardContext, d: EgressDecision, stage: 'request' | 'connect' | 'url', method?: unknown): void {
   if (ctx.audit === discardAudit) return
-  const m = typeof method === 'string' && METHOD_FOR_NOTE.test(method) ? ` ${method}` : ''
-  const why = d.allowed ? '' : ` rule=${d.rule}${d.addressClass === undefined ? '' : ` class=${d.addressClass}`}`
-  ctx.audit.record({
-    action: 'egress',
-    decision: d.allowed ? 'allow' : 'deny',
-    ...(d.allowed ? {} : { code: 'ERR_EGRESS_DENIED' as const }),
-    origin: ctx.agentId,
-    destination: d.origin ?? d.host,
-    trustLevel: ctx.policy.trustLevel,
-    enforced: ctx.mode === 'enforce',
-    note: `${stage}${m}${why}`,
-  })
+  ctx.audit.record(
+    egressDecided(d, { agentId: ctx.agentId, trustLevel: ctx.policy.trustLevel, enforced: ctx.mode === 'enforce', stage, method }),
+  )
 }
 
 function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterceptor {
@@ -160,15 +150,14 @@ function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterc
           ctx.audit.admit()
         } catch (e) {
           const err = e instanceof AgentTrustError ? e : new AuditUnavailable(undefined, { cause: e })
-          ctx.audit.record({
-            action: 'egress',
-            decision: 'deny',
-            code: err.code,
-            origin: agentId,
-            trustLevel: policy.trustLevel,
-            enforced: true,
-            note: 'request audit-unavailable',
-          })
+          ctx.audit.record(
+            refusedEvent('egress', err.code, {
+              origin: agentId,
+              trustLevel: policy.trustLevel,
+              enforced: true,
+              note: 'request audit-unavailable',
+            }),
+          )
           reportDispatchError(handler, err)
           return false
         }

@@ -18,6 +18,7 @@ import type { AgentTrustError } from '../errors.js'
 import { denialAnswer, type DenialAnswer } from './denial.js'
 import type { Operation } from '../policy/trust.js'
 import { toAgentTrustError, type PeerIdentity, type VerifiedCapability, type Verifier } from '../verifier/index.js'
+import { peerRefused } from '../audit/events.js'
 
 /** The request header carrying the capability token. */
 export const AGENT_CAPABILITY_HEADER = 'agent-capability'
@@ -122,14 +123,9 @@ export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallG
     } catch (e) {
       const err = toAgentTrustError(e)
       const rule = err.details.rule
-      verifier.audit.record({
-        action: 'agent_call',
-        decision: 'deny',
-        code: err.code,
-        destination: realm,
-        enforced: verifier.mode === 'enforce',
-        note: `peer refused${typeof rule === 'string' ? `: ${rule.slice(0, 32)}` : ''}`,
-      })
+      verifier.audit.record(
+        peerRefused('agent_call', err.code, { destination: realm, stage: 'peer', reason: rule, enforced: verifier.mode === 'enforce' }),
+      )
       return verifier.mode === 'enforce' ? { denial: agentCallDenial(err, realm) } : {}
     }
   }

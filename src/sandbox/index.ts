@@ -56,6 +56,7 @@ import {
   preflight,
   type Tools,
 } from './system.js'
+import { sandboxLifecycle } from '../audit/events.js'
 
 export interface SandboxOptions {
   /** The agent id (its manifest entry gives the trust level and the egress list). */
@@ -184,13 +185,13 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
     process.off('exit', atExit)
     throw e
   }
-  audit.record({
-    action: 'egress',
-    decision: 'allow',
-    origin: agent.id,
-    trustLevel: agent.trustLevel,
-    note: `sandbox start netns=${plan.names.netns}${plan.subnet === undefined ? ' loopback-only' : ` subnet=${plan.subnet.cidr}`} direct=${direct.length}`,
-  })
+  audit.record(
+    sandboxLifecycle(
+      agent,
+      'start',
+      `netns=${plan.names.netns}${plan.subnet === undefined ? ' loopback-only' : ` subnet=${plan.subnet.cidr}`} direct=${direct.length}`,
+    ),
+  )
   const p = proxy === undefined ? undefined : { address: proxy.address, port: proxy.port }
   const env = { ...proxyEnv(p, direct), AGENT_TRUST_AGENT_ID: agent.id }
   let closed: Promise<void> | undefined
@@ -245,13 +246,7 @@ export async function startSandbox(options: SandboxOptions): Promise<Sandbox> {
         await proxy?.close()
         destroyNetwork(tools, key)
         process.off('exit', atExit)
-        audit.record({
-          action: 'egress',
-          decision: 'allow',
-          origin: agent.id,
-          trustLevel: agent.trustLevel,
-          note: `sandbox stop netns=${plan.names.netns}`,
-        })
+        audit.record(sandboxLifecycle(agent, 'stop', `netns=${plan.names.netns}`))
       })()
       return closed
     },

@@ -30,6 +30,7 @@ import type { AuditLog } from '../audit/types.js'
 import { egressDenied, EgressPolicy, type Allowance, type Denial, type EgressDecision } from '../egress/policy.js'
 import { denialAnswer } from '../http/denial.js'
 import { egressMethods, type TrustLevel } from '../policy/trust.js'
+import { egressDecided } from '../audit/events.js'
 
 export type ProxyResolver = (hostname: string) => Promise<ReadonlyArray<{ address: string }>>
 
@@ -71,17 +72,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
   const { agentId, audit } = options
 
   const record = (d: EgressDecision, stage: string, method: string): void => {
-    const why = d.allowed ? '' : ` rule=${d.rule}${d.addressClass === undefined ? '' : ` class=${d.addressClass}`}`
-    audit.record({
-      action: 'egress',
-      decision: d.allowed ? 'allow' : 'deny',
-      ...(d.allowed ? {} : { code: 'ERR_EGRESS_DENIED' as const }),
-      origin: agentId,
-      ...((d.origin ?? d.host) ? { destination: (d.origin ?? d.host) as string } : {}),
-      trustLevel: options.trustLevel,
-      enforced: true,
-      note: `proxy ${stage} ${/^[A-Z]{1,16}$/.test(method) ? method : '?'}${why}`,
-    })
+    audit.record(egressDecided(d, { agentId, trustLevel: options.trustLevel, enforced: true, stage, method, via: 'proxy' }))
   }
 
   /** Resolve (unless literal) and check every address; the first passing address is the one dialled. */

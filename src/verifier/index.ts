@@ -3,7 +3,7 @@
  * cheapest first: shape and header, signature, claims, binding, revocation, replay,
  * authorization. Every denial is a coded error; the token never appears in one.
  */
-import type { AuditEventInput, AuditLog } from '../audit/types.js'
+import type { AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import { parseManifest, type Manifest, type ManifestInput } from '../config/manifest.js'
 import { resolveMode, type EnforcementMode } from '../config/mode.js'
@@ -42,6 +42,7 @@ import {
   MAX_CLOCK_TOLERANCE_SECONDS,
   MAX_TOKEN_LIFETIME_SECONDS,
 } from '../policy/limits.js'
+import { allowedEvent, refusedEvent, type AuditFields } from '../audit/events.js'
 
 /** The authenticated peer of the connection (from its mTLS certificate), when known. */
 export interface PeerIdentity {
@@ -365,10 +366,7 @@ export class Verifier {
     // No log, no event: spare the hot path the argument hash.
     if (this.#audit === discardAudit) return
     const c = cap?.claims
-    const event: AuditEventInput = {
-      action: req.action ?? 'tool_call',
-      decision,
-      code: err?.code,
+    const fields: AuditFields = {
       // A denial after the token verified still names who presented it.
       origin: cap?.presenter ?? (typeof err?.details.agentId === 'string' ? err.details.agentId : req.peer?.agentId),
       destination: this.id,
@@ -381,7 +379,8 @@ export class Verifier {
       argsHash: hashArguments(req.args),
       enforced: this.mode === 'enforce',
     }
-    this.#audit.record(event)
+    const action = req.action ?? 'tool_call'
+    this.#audit.record(decision === 'allow' ? allowedEvent(action, fields) : refusedEvent(action, err?.code ?? 'ERR_GENERIC', fields))
   }
 }
 
