@@ -17,16 +17,12 @@ import { promises as dns } from 'node:dns'
 import { isIP } from 'node:net'
 import type { ConnectionOptions } from 'node:tls'
 import { Agent, buildConnector, Dispatcher, getGlobalDispatcher, interceptors, setGlobalDispatcher } from 'undici'
-import type { AuditLog } from '../audit/types.js'
-import { discardAudit } from '../audit/types.js'
-import { resolveMode, type EnforcementMode } from '../config/mode.js'
 import { AgentTrustError, AuditUnavailable, ConfigInvalid } from '../errors.js'
-import type { TrustLevel } from '../policy/trust.js'
-import { agentTargetOrigins, createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
+import { createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
 import { headerPairs } from './headers.js'
-import { decideRedirect, egressDenied, EgressPolicy, isRedirectStatus, type Allowance, type EgressDecision } from './policy.js'
+import { egressDenied, type Allowance, type EgressDecision, type EgressPolicy } from './policy.js'
 import { reportDispatchError } from './dispatch-error.js'
-import { egressDecided, refusedEvent } from '../audit/events.js'
+import { refusedEvent } from '../audit/events.js'
 
 /** One resolved address. `family` is informative: it is re-derived from `address`. */
 export interface ResolvedAddress {
@@ -43,18 +39,9 @@ export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>
 
 export const systemResolver: Resolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true })
 
-export interface EgressGuardOptions {
-  /** The agent whose HTTP this is: named in audit events and errors. */
-  readonly agentId: string
-  /** Its level: L0 no egress, L1 GET/HEAD only, L2/L3 any method. A function is read per request. */
-  readonly trustLevel: TrustLevel | (() => TrustLevel)
-  /** Its declared destinations (the manifest's `egress`). Empty denies everything. */
-  readonly egress: readonly string[]
-  /** Where every decision goes (action `egress`). Default: discarded. */
-  readonly audit?: AuditLog
-  /** `enforce` (default, or `AGENT_TRUST`), `audit` (log, let through) or `off` (no checks, no events). */
-  readonly mode?: EnforcementMode
-}
+export type { EgressGuardOptions } from './guard-context.js'
+import { contextOf, recordDecision, type EgressGuardOptions, type GuardContext } from './guard-context.js'
+import { LegacyRedirectCheckedHandler, RedirectCheckedHandler } from './redirects.js'
 
 /**
  * Connect options passed to undici's `buildConnector`: TLS options (`ca`, `cert`, `key`,
@@ -92,29 +79,6 @@ export interface EgressAgentOptions extends EgressConnectorOptions {
   readonly capabilities?: AgentCapabilityOptions
 }
 
-/** What the guard, the connector and the agent share. */
-interface GuardContext {
-  readonly agentId: string
-  readonly policy: EgressPolicy
-  readonly audit: AuditLog
-  readonly mode: EnforcementMode
-  /** Registered agent origins (with `capabilities`): a redirect may not cross into one. */
-  readonly agentOrigins?: ReadonlySet<string>
-}
-
-function contextOf(options: EgressGuardOptions & { capabilities?: AgentCapabilityOptions }): GuardContext {
-  if (typeof options?.agentId !== 'string' || options.agentId.length === 0 || options.agentId.length > 255) {
-    throw new ConfigInvalid('agentId is required (the agent whose egress this is)', { details: { rule: 'agentId' } })
-  }
-  return {
-    agentId: options.agentId,
-    policy: new EgressPolicy({ egress: options.egress, trustLevel: options.trustLevel }),
-    audit: options.audit ?? discardAudit,
-    mode: resolveMode(options.mode),
-    ...(options.capabilities === undefined ? {} : { agentOrigins: agentTargetOrigins(options.capabilities.targets) }),
-  }
-}
-
 /** The guard context of every egress agent, so the URL-taking entry points can decide with it. */
 const contexts = new WeakMap<Dispatcher, GuardContext>()
 
@@ -129,15 +93,8 @@ export function decideCallerUrl(dispatcher: Dispatcher, url: unknown, method: st
   if (ctx.mode === 'off') return { allowed: true }
   const d = ctx.policy.decideUrl(url as string, method)
   if (d.allowed) return { allowed: true }
-  record(ctx, d, 'url', method)
+  recordDecision(ctx, d, 'url', method)
   return ctx.mode === 'enforce' ? { error: egressDenied(d, ctx.agentId) } : { allowed: true }
-}
-
-function record(ctx: GuardContext, d: EgressDecision, stage: 'request' | 'connect' | 'url', method?: unknown): void {
-  if (ctx.audit === discardAudit) return
-  ctx.audit.record(
-    egressDecided(d, { agentId: ctx.agentId, trustLevel: ctx.policy.trustLevel, enforced: ctx.mode === 'enforce', stage, method }),
-  )
 }
 
 function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterceptor {
@@ -164,7 +121,7 @@ function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterc
       }
       let d = policy.decideDispatch(opts.origin, opts.path, opts.method)
       if (d.allowed) d = checkRequestExtras(policy, d, opts)
-      record(ctx, d, 'request', opts.method)
+      recordDecision(ctx, d, 'request', opts.method)
       if (!d.allowed && ctx.mode === 'enforce') {
         reportDispatchError(handler, egressDenied(d, agentId))
         return false
@@ -177,146 +134,6 @@ function guardInterceptor(ctx: GuardContext): Dispatcher.DispatcherComposeInterc
           : new LegacyRedirectCheckedHandler(ctx, from, handler)
       return dispatch(opts, checked as unknown as Dispatcher.DispatchHandler)
     }
-}
-
-interface Hop {
-  readonly origin: string
-  readonly path: string
-  readonly method: string
-}
-
-/**
- * Decide a redirect answer before whoever follows it (undici's redirect interceptor, `fetch`,
- * the caller) sees it: a refused `Location` fails the request with the coded error, so no
- * later hop is dispatched and no socket is opened for it. The next hop, if followed, is
- * dispatched through the guard again.
- */
-function redirectRefusal(ctx: GuardContext, from: Hop, status: number, location: string | undefined, count: number): Error | undefined {
-  if (!isRedirectStatus(status) || count === 0) return undefined
-  const r =
-    count > 1
-      ? { decision: { allowed: false as const, rule: 'url-invalid' as const, reason: 'the redirect has more than one Location' } }
-      : decideRedirect(ctx.policy, from, status, location as string, ctx.agentOrigins)
-  const d = r.decision
-  if (d.allowed) return undefined
-  record(ctx, d, 'request', from.method)
-  if (ctx.mode !== 'enforce') return undefined
-  return egressDenied(d, ctx.agentId)
-}
-
-/** The guard's view of a response, for handlers speaking undici's handler API (`onRequestStart`, ...). */
-class RedirectCheckedHandler {
-  readonly #ctx: GuardContext
-  readonly #from: Hop
-  readonly #h: Dispatcher.DispatchHandler
-  #failed = false
-  constructor(ctx: GuardContext, from: Hop, h: Dispatcher.DispatchHandler) {
-    this.#ctx = ctx
-    this.#from = from
-    this.#h = h
-  }
-  onRequestStart(c: Dispatcher.DispatchController, context: unknown): void {
-    this.#h.onRequestStart?.(c, context)
-  }
-  onRequestUpgrade(c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeadersLike, socket: unknown): void {
-    this.#h.onRequestUpgrade?.(c, status, headers as never, socket as never)
-  }
-  onResponseStart(c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeadersLike, text: string): void {
-    if (isRedirectStatus(status)) {
-      const loc = headers.location
-      const list = loc === undefined ? [] : Array.isArray(loc) ? loc : [loc]
-      const err = redirectRefusal(this.#ctx, this.#from, status, list[0], list.length)
-      if (err !== undefined) {
-        this.#failed = true
-        c.abort(err)
-        return
-      }
-    }
-    this.#h.onResponseStart?.(c, status, headers as never, text)
-  }
-  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.#failed) this.#h.onResponseData?.(c, chunk)
-  }
-  onResponseEnd(c: Dispatcher.DispatchController, trailers: IncomingHttpHeadersLike): void {
-    if (!this.#failed) this.#h.onResponseEnd?.(c, trailers as never)
-  }
-  onResponseError(c: Dispatcher.DispatchController, err: Error): void {
-    this.#h.onResponseError?.(c, err)
-  }
-}
-
-type IncomingHttpHeadersLike = Record<string, string | string[] | undefined>
-
-/** The same, for handlers speaking the legacy API (`onConnect`, `onHeaders`, ...): `request()` and `fetch`. */
-class LegacyRedirectCheckedHandler {
-  readonly #ctx: GuardContext
-  readonly #from: Hop
-  readonly #h: LegacyHandler
-  #abort: ((err: Error) => void) | undefined
-  #failed = false
-  constructor(ctx: GuardContext, from: Hop, h: Dispatcher.DispatchHandler) {
-    this.#ctx = ctx
-    this.#from = from
-    this.#h = h as unknown as LegacyHandler
-  }
-  onConnect(abort: (err: Error) => void, context?: unknown): void {
-    this.#abort = abort
-    this.#h.onConnect?.(abort, context)
-  }
-  onUpgrade(status: number, raw: Buffer[] | string[], socket: unknown): void {
-    this.#h.onUpgrade?.(status, raw, socket)
-  }
-  onResponseStarted(): void {
-    this.#h.onResponseStarted?.()
-  }
-  onBodySent(chunk: unknown): void {
-    this.#h.onBodySent?.(chunk)
-  }
-  onRequestSent(): void {
-    this.#h.onRequestSent?.()
-  }
-  onHeaders(status: number, raw: Array<Buffer | string>, resume: () => void, text: string): boolean {
-    if (isRedirectStatus(status)) {
-      let location: string | undefined
-      let count = 0
-      for (let i = 0; i + 1 < raw.length; i += 2) {
-        const k = raw[i] as Buffer | string
-        if (k.length === 8 && k.toString().toLowerCase() === 'location') {
-          count++
-          location ??= (raw[i + 1] as Buffer | string).toString('latin1')
-        }
-      }
-      const err = redirectRefusal(this.#ctx, this.#from, status, location, count)
-      if (err !== undefined) {
-        this.#failed = true
-        if (this.#abort !== undefined) this.#abort(err)
-        else this.#h.onError?.(err)
-        return false
-      }
-    }
-    return this.#h.onHeaders?.(status, raw, resume, text) ?? true
-  }
-  onData(chunk: Buffer): boolean {
-    return this.#failed ? false : (this.#h.onData?.(chunk) ?? true)
-  }
-  onComplete(trailers: unknown): void {
-    if (!this.#failed) this.#h.onComplete?.(trailers)
-  }
-  onError(err: Error): void {
-    this.#h.onError?.(err)
-  }
-}
-
-interface LegacyHandler {
-  onConnect?(abort: (err: Error) => void, context?: unknown): void
-  onUpgrade?(status: number, raw: unknown, socket: unknown): void
-  onResponseStarted?(): void
-  onBodySent?(chunk: unknown): void
-  onRequestSent?(): void
-  onHeaders?(status: number, raw: unknown, resume: () => void, text: string): boolean
-  onData?(chunk: Buffer): boolean
-  onComplete?(trailers: unknown): void
-  onError?(err: Error): void
 }
 
 /** Checks that need the whole dispatch options: the Host header, upgrades for L1. */
@@ -390,7 +207,7 @@ function lookupFor(ctx: GuardContext, internal: boolean, resolver: Resolver): Lo
             base,
             addresses.map((a) => a.address),
           )
-          record(ctx, d, 'connect')
+          recordDecision(ctx, d, 'connect')
           if (!d.allowed && ctx.mode === 'enforce') return cb(egressDenied(d, ctx.agentId))
           const usable = addresses.filter((a) => a.family !== 0 && (wanted === 0 || a.family === wanted))
           if (usable.length === 0) return cb(Object.assign(new Error(`no usable address for ${hostname}`), { code: 'ENOTFOUND' }))
@@ -409,7 +226,7 @@ function lookupFor(ctx: GuardContext, internal: boolean, resolver: Resolver): Lo
             reason: `the name could not be resolved (${cause})`,
             cause,
           }
-          record(ctx, d, 'connect')
+          recordDecision(ctx, d, 'connect')
           cb(egressDenied(d, ctx.agentId) as unknown as NodeJS.ErrnoException)
         },
       )
@@ -443,12 +260,12 @@ function connectorFor(ctx: GuardContext, options: { resolver?: Resolver; connect
   return function egressConnect(opts, callback) {
     const d = ctx.policy.decideConnect(opts.protocol, opts.hostname, opts.port)
     if (!d.allowed) {
-      record(ctx, d, 'connect')
+      recordDecision(ctx, d, 'connect')
       if (ctx.mode === 'enforce') return callback(egressDenied(d, ctx.agentId), null)
       return globalOnly(opts, callback)
     }
     if (d.literal || isIP(opts.hostname) !== 0) {
-      record(ctx, d, 'connect')
+      recordDecision(ctx, d, 'connect')
       return literal(opts, callback)
     }
     return (d.internal ? internal : globalOnly)(opts, callback)
