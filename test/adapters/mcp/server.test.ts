@@ -8,8 +8,9 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 import fc from 'fast-check'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
+import { describe, expect, it } from 'vitest'
+import type { Authority, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
+import { createVerifier } from 'agent-trust'
 import { CAPABILITY_DENIED, guardMcpServer, withCapabilities } from 'agent-trust/mcp'
 import {
   buildLowLevelServer,
@@ -23,43 +24,17 @@ import {
   textOf,
   type ToolLog,
 } from '../../support/mcp-world.js'
+import { useMcpKit } from '../../support/mcp-kit.js'
 
 let authority: Authority
 let store: MemoryReplayRevocationStore
 let audit: MemoryAuditLog
 let log: ToolLog
-const open: Array<{ close(): Promise<void> }> = []
+const kit = useMcpKit((w) => ({ authority, store, audit, log } = w))
+const { guard } = kit
 
-beforeEach(async () => {
-  store = new MemoryReplayRevocationStore()
-  audit = new MemoryAuditLog()
-  authority = await Authority.create({ manifest: MANIFEST, store })
-  log = { calls: [] }
-})
-
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((c) => c.close()))
-})
-
-function guard<T extends McpServer | Server>(server: T, over: Partial<Parameters<typeof guardMcpServer>[1]> = {}): T {
-  return guardMcpServer(server, {
-    serverId: SERVER_ID,
-    issuers: [authority.trustedIssuer()],
-    store,
-    manifest: MANIFEST,
-    audit,
-    mode: 'enforce',
-    ...over,
-  })
-}
-
-async function connect(server: McpServer | Server, client = new Client({ name: 'test-client', version: '1.0.0' })): Promise<Client> {
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair()
-  await server.connect(serverSide)
-  await client.connect(clientSide)
-  open.push(client, server)
-  return client
-}
+const connect = (server: McpServer | Server, client = new Client({ name: 'test-client', version: '1.0.0' })): Promise<Client> =>
+  kit.connect(server, client, () => InMemoryTransport.createLinkedPair())
 
 const mintRead = (namespace = 'user-123', over: Partial<Parameters<Authority['mint']>[0]> = {}) =>
   authority.mint({

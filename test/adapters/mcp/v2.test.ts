@@ -27,9 +27,10 @@ import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from
 import { toNodeHandler } from '@modelcontextprotocol/node'
 import { createMcpHandler, InMemoryTransport, McpServer, Server } from '@modelcontextprotocol/server'
 import fc from 'fast-check'
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { z } from 'zod'
-import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
+import type { MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
+import { Authority, createVerifier } from 'agent-trust'
 import {
   attachPeerIdentity,
   CAPABILITY_DENIED,
@@ -44,6 +45,7 @@ import {
   type ToolPinStatus,
 } from 'agent-trust/mcp'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
+import { useMcpKit } from '../../support/mcp-kit.js'
 import { buildLowLevelServerV2, buildMcpServerV2 } from '../../support/mcp-world-v2.js'
 import { agentCredentials, MANIFEST as ID_MANIFEST, makeCa, TRUST_DOMAIN } from '../../support/identity.js'
 
@@ -51,39 +53,15 @@ let authority: Authority
 let store: MemoryReplayRevocationStore
 let audit: MemoryAuditLog
 let log: ToolLog
-const open: Array<{ close(): Promise<void> }> = []
-
-beforeEach(async () => {
-  store = new MemoryReplayRevocationStore()
-  audit = new MemoryAuditLog()
-  authority = await Authority.create({ manifest: MANIFEST, store })
-  log = { calls: [] }
-})
-
-afterEach(async () => {
+const kit = useMcpKit((w) => ({ authority, store, audit, log } = w))
+const { guard } = kit
+const open = { push: kit.track }
+afterEach(() => {
   vi.useRealTimers()
-  await Promise.allSettled(open.splice(0).map((c) => c.close()))
 })
 
-function guard<T extends McpServer | Server>(server: T, over: Partial<Parameters<typeof guardMcpServer>[1]> = {}): T {
-  return guardMcpServer(server, {
-    serverId: SERVER_ID,
-    issuers: [authority.trustedIssuer()],
-    store,
-    manifest: MANIFEST,
-    audit,
-    mode: 'enforce',
-    ...over,
-  })
-}
-
-async function connect(server: McpServer | Server, client = new Client({ name: 'test-client', version: '1.0.0' })): Promise<Client> {
-  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair()
-  await server.connect(serverSide)
-  await client.connect(clientSide)
-  open.push(client, server)
-  return client
-}
+const connect = (server: McpServer | Server, client = new Client({ name: 'test-client', version: '1.0.0' })): Promise<Client> =>
+  kit.connect(server, client, () => InMemoryTransport.createLinkedPair())
 
 const wrap = (agentId = 'agent-summarizer-v2', serverId = SERVER_ID) =>
   withCapabilities(new Client({ name: agentId, version: '1.0.0' }), { issuer: authority, agentId, serverId, context: CONTEXT })
