@@ -6,8 +6,8 @@
  */
 import { afterEach, beforeEach } from 'vitest'
 import { Authority, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
-import { guardMcpServer, type GuardMcpServerOptions } from 'agent-trust/mcp'
-import { MANIFEST, SERVER_ID, type ToolLog } from './mcp-world.js'
+import { CAPABILITY_DENIED, guardMcpServer, type GuardMcpServerOptions } from 'agent-trust/mcp'
+import { CONTEXT, MANIFEST, META_KEY, SERVER_ID, type ToolLog } from './mcp-world.js'
 
 interface Closeable {
   close(): Promise<unknown> | unknown
@@ -32,7 +32,24 @@ export interface McpKit {
   connect<C extends Endpoint>(server: Endpoint, client: C, createLinkedPair: () => [unknown, unknown]): Promise<C>
   /** Close these after the test. */
   track(...closeables: Closeable[]): void
+  /** From here on in this test, `guard` and `mintRead` use this authority (one created with another manifest). */
+  useAuthority(authority: Authority): void
+  /** A read token for the summarizer on the test server's namespace tool. */
+  mintRead(namespace?: string, over?: Partial<Parameters<Authority['mint']>[0]>): Promise<string>
 }
+
+/** Call a tool with `token` in `_meta` (left out when undefined), on a client of either SDK major. */
+export function callWithToken<R>(
+  client: { callTool(request: { name: string; arguments: Record<string, unknown>; _meta?: Record<string, unknown> }): Promise<R> },
+  token: unknown,
+  args: Record<string, unknown> = { namespace: 'user-123' },
+  name = 'read_documents',
+): Promise<R> {
+  return client.callTool({ name, arguments: args, ...(token === undefined ? {} : { _meta: { [META_KEY]: token } }) })
+}
+
+/** The JSON-RPC error a guarded server answers for a refusal with this code. */
+export const deniedWith = (code: string) => ({ code: CAPABILITY_DENIED, data: { code } })
 
 /** Register the per-test world; `onWorld` receives each test's fresh world before the test runs. */
 export function useMcpKit(onWorld: (world: McpWorld) => void): McpKit {
@@ -73,5 +90,17 @@ export function useMcpKit(onWorld: (world: McpWorld) => void): McpKit {
     track: (...closeables) => {
       open.push(...closeables)
     },
+    useAuthority: (authority) => {
+      world = { ...current(), authority }
+    },
+    mintRead: (namespace = 'user-123', over = {}) =>
+      current().authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: SERVER_ID,
+        scope: [`db:read:documents:namespace:${namespace}`],
+        operation: 'read',
+        context: CONTEXT,
+        ...over,
+      }),
   }
 }

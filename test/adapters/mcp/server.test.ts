@@ -24,7 +24,7 @@ import {
   textOf,
   type ToolLog,
 } from '../../support/mcp-world.js'
-import { useMcpKit } from '../../support/mcp-kit.js'
+import { callWithToken, deniedWith, useMcpKit } from '../../support/mcp-kit.js'
 
 let authority: Authority
 let store: MemoryReplayRevocationStore
@@ -36,20 +36,9 @@ const { guard } = kit
 const connect = (server: McpServer | Server, client = new Client({ name: 'test-client', version: '1.0.0' })): Promise<Client> =>
   kit.connect(server, client, () => InMemoryTransport.createLinkedPair())
 
-const mintRead = (namespace = 'user-123', over: Partial<Parameters<Authority['mint']>[0]> = {}) =>
-  authority.mint({
-    subject: 'agent-summarizer-v2',
-    audience: SERVER_ID,
-    scope: [`db:read:documents:namespace:${namespace}`],
-    operation: 'read',
-    context: CONTEXT,
-    ...over,
-  })
-
-const call = (client: Client, token: unknown, args: Record<string, unknown> = { namespace: 'user-123' }, name = 'read_documents') =>
-  client.callTool({ name, arguments: args, ...(token === undefined ? {} : { _meta: { [META_KEY]: token } }) })
-
-const denied = (code: string) => ({ code: CAPABILITY_DENIED, data: { code } })
+const { mintRead } = kit
+const call = callWithToken
+const denied = deniedWith
 
 describe('guardMcpServer on an McpServer (in memory)', () => {
   it('allows a call whose token carries the exact scope, and the tool never sees the token', async () => {

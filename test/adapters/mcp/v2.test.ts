@@ -45,7 +45,7 @@ import {
   type ToolPinStatus,
 } from 'agent-trust/mcp'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
-import { useMcpKit } from '../../support/mcp-kit.js'
+import { callWithToken, deniedWith, useMcpKit } from '../../support/mcp-kit.js'
 import { buildLowLevelServerV2, buildMcpServerV2 } from '../../support/mcp-world-v2.js'
 import { agentCredentials, MANIFEST as ID_MANIFEST, makeCa, TRUST_DOMAIN } from '../../support/identity.js'
 
@@ -66,20 +66,9 @@ const connect = (server: McpServer | Server, client = new Client({ name: 'test-c
 const wrap = (agentId = 'agent-summarizer-v2', serverId = SERVER_ID) =>
   withCapabilities(new Client({ name: agentId, version: '1.0.0' }), { issuer: authority, agentId, serverId, context: CONTEXT })
 
-const mintRead = (namespace = 'user-123', over: Partial<Parameters<Authority['mint']>[0]> = {}) =>
-  authority.mint({
-    subject: 'agent-summarizer-v2',
-    audience: SERVER_ID,
-    scope: [`db:read:documents:namespace:${namespace}`],
-    operation: 'read',
-    context: CONTEXT,
-    ...over,
-  })
-
-const call = (client: Client, token: unknown, args: Record<string, unknown> = { namespace: 'user-123' }, name = 'read_documents') =>
-  client.callTool({ name, arguments: args, ...(token === undefined ? {} : { _meta: { [META_KEY]: token } }) })
-
-const denied = (code: string) => ({ code: CAPABILITY_DENIED, data: { code } })
+const { mintRead } = kit
+const call = callWithToken
+const denied = deniedWith
 
 describe('guardMcpServer on an SDK 2.x McpServer (in memory)', () => {
   it('allows the exact capability; the tool never sees the token', async () => {
@@ -394,6 +383,7 @@ describe('protocol revision 2026-07-28: createMcpHandler, server/discover, per-r
       ),
     }
     authority = await Authority.create({ manifest, store })
+    kit.useAuthority(authority)
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, manifest, audit, mode: 'enforce' })
     const handler = guardMcpHandler(
       createMcpHandler(() => guardMcpServer(buildMcpServerV2(log), { verifier, manifest }), { legacy: 'reject' }),
