@@ -7,9 +7,9 @@
  *
  * Subpath: `agent-trust/mcp`.
  */
-import { randomUUID, X509Certificate } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http'
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
@@ -17,134 +17,25 @@ import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontext
 import type * as NodeTransportModule from '@modelcontextprotocol/node'
 import type * as StreamableHttpModule from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
-import { peerRefused, toAgentTrustError } from '#internal'
-import { AgentTrustError, ConfigInvalid, ERROR_CATALOG } from 'agent-trust'
-import type { AgentTrustErrorCode, AuditLog, PeerIdentity } from 'agent-trust'
+import { toAgentTrustError } from '#internal'
+import { AgentTrustError, ConfigInvalid } from 'agent-trust'
+import type { AgentTrustErrorCode, PeerIdentity } from 'agent-trust'
 import { denialAnswer } from 'agent-trust/http'
-import type { CertificateRevocationChecker, TlsCredentials } from '#internal'
+import type { TlsCredentials } from '#internal'
 import { attachPeerIdentity, attachSessionProof } from './peer.js'
-import { CAPABILITY_DENIED, CAPABILITY_META_KEY } from './policy.js'
 import { isV2Server } from './server-v2.js'
+import { holdForDenial, protectedResourceMetadata, rpcDenied, rpcError } from './http-signals.js'
+import { setUpTls } from './http-tls.js'
+import { readJson, runMiddleware } from './http-plumbing.js'
 
-/** Connect-style middleware, e.g. the SDK's `requireBearerAuth` for the server's own OAuth. */
-export type HttpMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void | Promise<void>
-
-export interface ServeStreamableHttpOptions {
-  /** Interface to bind. Default `127.0.0.1`. */
-  readonly host?: string
-  /** Port; `0` (default) picks a free one. */
-  readonly port?: number
-  /** The MCP endpoint path. Default `/mcp`. */
-  readonly path?: string
-  /**
-   * At most this many open sessions. When full, the oldest session that never carried a valid
-   * capability is ended to make room; only when every session has carried one do new
-   * sessions get HTTP 503. Default 1000.
-   */
-  readonly maxSessions?: number
-  /**
-   * At most this many sessions that have not (yet) carried a valid capability per peer (the
-   * mTLS agent id, else the remote address); opening one more ends that peer's oldest.
-   * `initialize` carries no token, so this is what stops a token-less flood. Default 16.
-   */
-  readonly maxTokenlessSessionsPerPeer?: number
-  /** A session that has not carried a valid capability ends after this long idle, ms. Default 30000 (30 s). */
-  readonly tokenlessIdleMs?: number
-  /** Any session ends after this long idle, ms. Default 1800000 (30 min). */
-  readonly idleMs?: number
-  /** Largest accepted request body, bytes. Default 4 MiB. */
-  readonly maxBodyBytes?: number
-  /** Answer with JSON instead of an SSE stream when a request needs no streaming. Default false (SDK default). */
-  readonly enableJsonResponse?: boolean
-  /**
-   * Runs before the MCP transport on every request (for example `requireBearerAuth` from
-   * `@modelcontextprotocol/sdk/server/auth/middleware/bearerAuth.js`: the server's own OAuth
-   * stays in `Authorization`, agent-trust capabilities travel in `_meta`).
-   */
-  readonly middleware?: HttpMiddleware
-  /**
-   * Serve HTTPS with mutual TLS (needs `@peculiar/x509`; see `agent-trust/identity`). A peer
-   * without a valid, unrevoked certificate from the trust domain is refused before any
-   * MCP message is read; each request's peer reaches `guardMcpServer`'s verifier, which then
-   * requires the token's presenter to be that agent and a bound token to match its
-   * certificate (`ERR_TOKEN_BINDING`); a session answers only the agent that opened it.
-   */
-  readonly tls?: StreamableHttpTlsOptions
-  /**
-   * What the RFC 9728 protected-resource metadata document says (served at
-   * `/.well-known/oauth-protected-resource` and `/.well-known/oauth-protected-resource<path>`,
-   * and named by every `WWW-Authenticate` challenge's `resource_metadata`).
-   */
-  readonly resourceMetadata?: ProtectedResourceMetadataOptions
-  /**
-   * Answer a guard denial of a request whose capability is not in `params._meta` (none at
-   * all, or the `Agent-Trust-Capability` header) with the authorization specification's
-   * HTTP signals: 401 `invalid_token`, 403 `insufficient_scope` with `scope`, 503 with
-   * `Retry-After`, each with `resource_metadata`; the body is the same JSON-RPC error.
-   * A capability sent in `params._meta` (what `withCapabilities` does) is a JSON-RPC-level
-   * credential: its denial stays a JSON-RPC error on HTTP 200, so SDK clients read
-   * `data.code` as on every other transport. Default `true`.
-   */
-  readonly httpSignals?: boolean
-}
-
-/** The RFC 9728 document of a {@link serveStreamableHttp} endpoint. */
-export interface ProtectedResourceMetadataOptions {
-  /** The resource identifier. Default: the endpoint URL (set it behind a reverse proxy). */
-  readonly resource?: string
-  /** The issuing authorities' URLs (an authority service's base URL): `authorization_servers`. */
-  readonly authorizationServers?: readonly string[]
-  /** Where the authorities' signing keys are (`/.well-known/jwks.json` of the authority service): `jwks_uri`. */
-  readonly jwksUri?: string
-  /** The scopes this server's tools need (`scopes_supported`), e.g. the templates `tools/list` advertises. */
-  readonly scopesSupported?: readonly string[]
-  /** A human-readable name (`resource_name`). */
-  readonly resourceName?: string
-  /** The challenge's `realm` (this server's agent id). Default: none. */
-  readonly realm?: string
-}
-
-/** Mutual TLS for {@link serveStreamableHttp}. */
-export interface StreamableHttpTlsOptions {
-  /**
-   * This server's certificate and key (an X.509-SVID naming it, e.g. `identity.credentials`
-   * or `ca.issueLocal({ kind: 'agent', id })`) and the CA bundle clients must chain to.
-   */
-  readonly credentials: TlsCredentials
-  /** Only client certificates of this trust domain. Default: the CA certificate's (`spiffe://<domain>`). */
-  readonly trustDomain?: string
-  /** Revoked certificates and identities (the authority's list or a feed-fed copy): checked after the handshake and again on every request. */
-  readonly revocations?: CertificateRevocationChecker
-  /**
-   * Where refused connections and requests are recorded (`tool_call`, `deny`, the
-   * `ERR_PEER_*` code, rule in `note`). MCP decisions are recorded by the guard.
-   */
-  readonly audit?: AuditLog
-  /** Clock, epoch ms (tests). */
-  readonly now?: () => number
-}
-
-export interface StreamableHttpServer {
-  /** The endpoint, e.g. `http://127.0.0.1:54321/mcp` (`https:` with `tls`). */
-  readonly url: URL
-  /** Open sessions. */
-  readonly sessions: number
-  /**
-   * Serve a renewed certificate from now on (`identity.onChange((c) => http.updateCredentials(c))`);
-   * it must name the same server. Throws `TypeError` without `tls`.
-   */
-  updateCredentials(credentials: TlsCredentials): void
-  close(): Promise<void>
-}
-
-/** What the request path needs from the TLS set-up. */
-interface TlsContext {
-  readonly server: HttpsServer
-  /** The request's peer; throws a coded error (expired or revoked since the handshake, ...). */
-  readonly peer: (req: IncomingMessage) => PeerIdentity
-  readonly refuse: (error: AgentTrustError, stage: 'connection' | 'request') => void
-  readonly update: (credentials: TlsCredentials) => void
-}
+export type {
+  HttpMiddleware,
+  ProtectedResourceMetadataOptions,
+  ServeStreamableHttpOptions,
+  StreamableHttpServer,
+  StreamableHttpTlsOptions,
+} from './http-options.js'
+import type { ServeStreamableHttpOptions, StreamableHttpServer } from './http-options.js'
 
 type AnyServer = McpServer | Server | McpServerV2 | ServerV2
 /** What the host needs of a Streamable HTTP server transport: SDK 1.x's, or `@modelcontextprotocol/node`'s for SDK 2.x. */
@@ -443,225 +334,5 @@ export async function serveStreamableHttp(
         http.closeAllConnections()
       })
     },
-  }
-}
-
-/** The RFC 9728 section 2 document. */
-function protectedResourceMetadata(resource: string, o: ProtectedResourceMetadataOptions): Record<string, unknown> {
-  return {
-    resource,
-    ...(o.authorizationServers === undefined ? {} : { authorization_servers: [...o.authorizationServers] }),
-    ...(o.jwksUri === undefined ? {} : { jwks_uri: o.jwksUri }),
-    ...(o.scopesSupported === undefined ? {} : { scopes_supported: [...o.scopesSupported] }),
-    // The capability travels in the Agent-Trust-Capability header (or in params._meta, which HTTP does not see).
-    bearer_methods_supported: ['header'],
-    resource_signing_alg_values_supported: ['ES256'],
-    ...(o.resourceName === undefined ? {} : { resource_name: o.resourceName }),
-  }
-}
-
-type Challenge = (code: AgentTrustErrorCode, scope: string | undefined) => ReturnType<typeof denialAnswer>
-
-/**
- * The authorization specification's HTTP signals for a guard denial. A POST carrying one
- * JSON-RPC request whose answer is the guard's denial (`-32003`, `data.code` an agent-trust
- * code) is answered with the denial table's status and `WWW-Authenticate` challenge (401
- * `invalid_token`, 403 `insufficient_scope` with `scope`, 503 with `Retry-After`) and the
- * same JSON-RPC error as an `application/json` body. The transport's response head is held
- * back until its first bytes show whether they are that denial; anything else (a result,
- * a notification first, a batch) goes out unchanged.
- */
-function holdForDenial(res: ServerResponse, body: unknown, challenge: Challenge): ServerResponse {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return res
-  const { id, method, params } = body as { id?: unknown; method?: unknown; params?: { _meta?: unknown } }
-  if ((typeof id !== 'string' && typeof id !== 'number') || typeof method !== 'string') return res
-  const meta = params?._meta
-  if (typeof meta === 'object' && meta !== null && Object.hasOwn(meta, CAPABILITY_META_KEY)) return res
-  const r = res as unknown as Record<'writeHead' | 'flushHeaders' | 'write' | 'end', (...args: unknown[]) => unknown>
-  const original = { writeHead: r.writeHead, flushHeaders: r.flushHeaders, write: r.write, end: r.end }
-  let head: unknown[] | undefined
-  const restore = (): void => {
-    Object.assign(r, original)
-  }
-  const release = (): void => {
-    restore()
-    if (head !== undefined) original.writeHead.apply(r, head)
-  }
-  const decide = (chunk: unknown): boolean => {
-    const denial = denialIn(chunk, id)
-    if (denial === undefined) return false
-    const answer = challenge(denial.code, denial.scope)
-    restore()
-    original.writeHead.call(r, answer.status, answer.headers)
-    original.end.call(r, JSON.stringify(denial.message))
-    return true
-  }
-  r.writeHead = (...args: unknown[]) => {
-    head = args
-    return r
-  }
-  r.flushHeaders = () => undefined
-  r.write = (chunk: unknown, ...rest: unknown[]) => {
-    if (decide(chunk)) return true
-    release()
-    return original.write.call(r, chunk, ...rest)
-  }
-  r.end = (chunk?: unknown, ...rest: unknown[]) => {
-    if (chunk !== undefined && typeof chunk !== 'function' && decide(chunk)) return r
-    release()
-    return original.end.call(r, chunk, ...rest)
-  }
-  return res
-}
-
-/** The guard's denial of request `id` in a JSON body or the first SSE event, if that is what the bytes are. */
-function denialIn(
-  chunk: unknown,
-  id: string | number,
-): { code: AgentTrustErrorCode; scope: string | undefined; message: unknown } | undefined {
-  const text = typeof chunk === 'string' ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : undefined
-  if (text === undefined || text.length > 64 * 1024) return undefined
-  let json = text.trim()
-  if (!json.startsWith('{')) {
-    const data = json
-      .split(/\r?\n/)
-      .filter((l) => l.startsWith('data:'))
-      .map((l) => l.slice(5).trimStart())
-    if (data.length === 0) return undefined
-    json = data.join('\n')
-  }
-  let message: { id?: unknown; error?: { code?: unknown; data?: { code?: unknown; scope?: unknown } } }
-  try {
-    message = JSON.parse(json) as typeof message
-  } catch {
-    return undefined
-  }
-  const code = message?.error?.data?.code
-  if (message?.id !== id || message.error?.code !== CAPABILITY_DENIED || typeof code !== 'string' || !Object.hasOwn(ERROR_CATALOG, code))
-    return undefined
-  const scope = message.error.data?.scope
-  return { code: code as AgentTrustErrorCode, scope: typeof scope === 'string' ? scope : undefined, message }
-}
-
-function rpcError(code: number, message: string): string {
-  return JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null })
-}
-
-/** A refused peer, shaped like the guard's denials: `data.code` is the agent-trust code. */
-function rpcDenied(error: AgentTrustError): string {
-  const rule = error.details.rule
-  return JSON.stringify({
-    jsonrpc: '2.0',
-    error: {
-      code: CAPABILITY_DENIED,
-      message: error.message,
-      data: { code: error.code, ...(typeof rule === 'string' ? { details: { rule } } : {}) },
-    },
-    id: null,
-  })
-}
-
-/**
- * The HTTPS server and its peer checks. `agent-trust/identity` (and with it
- * `@peculiar/x509`) is loaded only here, so plain-HTTP users of `agent-trust/mcp` need neither.
- */
-async function setUpTls(tls: StreamableHttpTlsOptions, listener: (req: IncomingMessage, res: ServerResponse) => void): Promise<TlsContext> {
-  if (typeof tls !== 'object' || tls === null) throw new TypeError('serveStreamableHttp: tls must be an object')
-  const identity = await import('agent-trust/identity')
-  const { credentials, revocations, audit, now } = tls
-  const serverOptions = identity.mtlsServerOptions(credentials) // TypeError for anything but PEM credentials
-  const trustDomain = tls.trustDomain ?? identity.trustDomainOf(credentials.ca)
-  const serverIdOf = (c: TlsCredentials): string => {
-    try {
-      return identity.inspectWorkloadCertificate(new X509Certificate(c.cert).raw, trustDomain, 'server').workload.id
-    } catch (cause) {
-      throw new TypeError(`serveStreamableHttp: tls.credentials.cert is not an agent-trust certificate of trust domain "${trustDomain}"`, {
-        cause,
-      })
-    }
-  }
-  const serverId = serverIdOf(credentials)
-  // `ca` also pins the issuer to this bundle, whatever else the TLS stack was told to trust.
-  const validation = { trustDomain, revocations, ca: credentials.ca, ...(now === undefined ? {} : { now }) }
-  const refuse = (error: AgentTrustError, stage: 'connection' | 'request'): void => {
-    audit?.record(peerRefused('tool_call', error.code, { destination: serverId, stage, reason: error.details.rule }))
-  }
-  const server = createHttpsServer(serverOptions, listener)
-  identity.guardTlsServer(server, { ...validation, onRefused: (e) => refuse(e, 'connection') })
-  server.on('tlsClientError', (err: Error & { code?: unknown }) => {
-    // No certificate, another CA, expired: the handshake itself failed.
-    audit?.record(
-      peerRefused('tool_call', 'ERR_PEER_UNAUTHENTICATED', {
-        destination: serverId,
-        stage: 'handshake',
-        reason: String(err.code ?? 'tls'),
-      }),
-    )
-  })
-  return {
-    server,
-    peer: identity.createPeerIdentity(validation),
-    refuse,
-    update(next: TlsCredentials) {
-      const options = identity.mtlsServerOptions(next)
-      if (serverIdOf(next) !== serverId) throw new TypeError('updateCredentials: the new certificate names another server')
-      server.setSecureContext(options)
-    },
-  }
-}
-
-/** Resolves true when the middleware called next(), false when it answered the request itself. */
-function runMiddleware(mw: HttpMiddleware, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-  return new Promise<boolean>((resolve, reject) => {
-    const answered = () => resolve(false)
-    res.once('finish', answered)
-    res.once('close', answered)
-    const next = (error?: unknown) => {
-      res.off('finish', answered)
-      res.off('close', answered)
-      if (error !== undefined) reject(error instanceof Error ? error : new Error('middleware failed'))
-      else resolve(true)
-    }
-    Promise.resolve()
-      .then(() => mw(req, withExpressHelpers(res), next))
-      .catch(reject)
-  })
-}
-
-/** Connect/express middleware answers through `res.status().json()` and `res.set()`: provide them on a plain Node response. */
-function withExpressHelpers(res: ServerResponse): ServerResponse {
-  const r = res as ServerResponse & { status?: unknown; set?: unknown; json?: unknown }
-  if (typeof r.status !== 'function') {
-    Object.assign(r, {
-      status(code: number) {
-        res.statusCode = code
-        return r
-      },
-      set(name: string, value: string) {
-        res.setHeader(name, value)
-        return r
-      },
-      json(value: unknown) {
-        if (!res.headersSent) res.setHeader('content-type', 'application/json')
-        res.end(JSON.stringify(value))
-        return r
-      },
-    })
-  }
-  return res
-}
-
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length
-    if (size > limit) return undefined
-    chunks.push(chunk as Buffer)
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
-  } catch {
-    return undefined
   }
 }
