@@ -42,7 +42,7 @@ interface RpcRequest {
  * scope, as `withCapabilities` mints it) and, when the server answers 403 `insufficient_scope`,
  * gets one token for the challenged scope and resends the request once. Bound to the first
  * endpoint it is used with: a request to another URL is refused with `ERR_TOKEN_AUDIENCE`
- * before anything is minted.
+ * before anything is minted; fetch itself never follows a redirect with a token.
  *
  * @example
  * ```ts
@@ -126,10 +126,15 @@ function rpcRequestOf(init: RequestInit | undefined): RpcRequest | undefined {
   return { method: m.method, params }
 }
 
+/**
+ * `init` with the token in the header, and redirects not followed by fetch: a followed 307/308
+ * would resend the header (fetch drops only `Authorization` across origins) to wherever the
+ * `Location` points. The SDK transports follow same-origin redirects themselves, through this fetch.
+ */
 function withCapability(init: RequestInit | undefined, token: string): RequestInit {
   const headers = new Headers(init?.headers)
   headers.set(CAPABILITY_HEADER, token)
-  return { ...init, headers }
+  return { ...init, headers, redirect: 'manual' }
 }
 
 /**

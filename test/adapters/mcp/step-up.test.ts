@@ -188,6 +188,26 @@ describe('capabilityFetch on its own', () => {
     expect(hits).toHaveLength(0)
   })
 
+  it('a redirect is not followed with the token: the other origin receives nothing', async () => {
+    let elsewhere = 0
+    const other = createServer((_req, res) => {
+      elsewhere++
+      res.writeHead(200).end('{}')
+    })
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r))
+    const redirecting = createServer((_req, res) => {
+      res.writeHead(307, { location: `http://127.0.0.1:${(other.address() as AddressInfo).port}/mcp` }).end()
+    })
+    await new Promise<void>((r) => redirecting.listen(0, '127.0.0.1', r))
+    try {
+      const res = await post(stepUp(), new URL(`http://127.0.0.1:${(redirecting.address() as AddressInfo).port}/mcp`), call)
+      expect(res.status).toBe(307)
+      expect(elsewhere).toBe(0)
+    } finally {
+      await Promise.all([new Promise((r) => other.close(r)), new Promise((r) => redirecting.close(r))])
+    }
+  })
+
   it('initialize, notifications and non-POST requests pass untouched', async () => {
     await post(stepUp(), rawUrl, { jsonrpc: '2.0', id: 0, method: 'initialize', params: {} })
     await post(stepUp(), rawUrl, { jsonrpc: '2.0', method: 'notifications/initialized' })
