@@ -7,7 +7,7 @@
  *
  * - unguarded;
  * - bare floor: one node:crypto ES256 sign (client) and verify (server, in the tool, where the
- *   guard sits) per call, no other check;
+ *   guard sits) per call of a token with agent-trust's header and claims, no other check;
  * - agent-trust inline and on the crypto thread (`cryptoOffload`, both sides);
  * - jose: a per-call jose ES256 JWT, verified by the SDK's `requireBearerAuth` on HTTP (1.x:
  *   the Express middleware; 2.x: the framework-free `requireBearerAuth` of
@@ -124,11 +124,26 @@ async function makeKeys(): Promise<Keys> {
   const verifier = createVerifier(verifierOptions)
   const offloadVerifier = createVerifier({ ...verifierOptions, cryptoOffload: true })
 
+  // The floor signs what agent-trust signs (the same header and claims, so the same size) and
+  // checks nothing but the signature.
   const bare = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-  const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'JWT' })).toString('base64url')
+  const bareKid = randomUUID()
+  const header = Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'agent-cap+jwt', kid: bareKid })).toString('base64url')
   const bareToken = (): string => {
     const now = Math.floor(Date.now() / 1000)
-    const claims = { iss: 'bench', sub: AGENT, aud: SERVER_ID, iat: now, exp: now + 60, jti: randomUUID(), scope: [ECHO_SCOPE] }
+    const claims = {
+      iss: authority.id,
+      sub: AGENT,
+      aud: SERVER_ID,
+      iat: now,
+      nbf: now,
+      exp: now + 60,
+      jti: randomUUID(),
+      scope: [ECHO_SCOPE],
+      delegation_depth: 0,
+      trust_level: 'L2',
+      context: CONTEXT,
+    }
     const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
     const sig = cryptoSign('sha256', Buffer.from(input), { key: bare.privateKey, dsaEncoding: 'ieee-p1363' })
     return `${input}.${sig.toString('base64url')}`
