@@ -182,7 +182,9 @@ export function withCapabilities<C extends Client | ClientV2>(client: C, options
     if (transport === undefined) return // not connected: the SDK rejects the request itself
     // The SDK's HTTP transports with `redirectPolicy: 'follow'` let fetch follow a redirect
     // to any origin, carrying the message and its capability token there.
-    if ((transport as { _followRedirects?: unknown })._followRedirects === true) {
+    // SDK 1.x keeps the policy as `_followRedirects`, SDK 2.x as `_redirectPolicy`.
+    const t = transport as { _followRedirects?: unknown; _redirectPolicy?: unknown }
+    if (t._followRedirects === true || t._redirectPolicy === 'follow') {
       throw new ConfigInvalid(
         "the transport was built with redirectPolicy 'follow', which would carry capability tokens to another origin; use the default 'same-origin'",
         { details: { rule: 'redirect-policy' } },

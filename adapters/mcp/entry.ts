@@ -26,6 +26,8 @@ export const {
   attachPeerIdentity,
   capabilityDenied,
   capabilityErrorCode,
+  capabilityFetch,
+  challengedScopes,
   createMtlsClientTransport,
   guardMcpHandler,
   guardMcpServer,

@@ -50,4 +50,6 @@ export {
 } from './policy.js'
 export type { PinnedDefinition } from './policy.js'
 export { capabilityDenied, CapabilityDeniedError, guardMcpServer } from './server.js'
+export { capabilityFetch, challengedScopes } from './step-up.js'
+export type { CapabilityFetchOptions } from './step-up.js'
 export type { GuardMcpServerOptions, McpRequestContextV2, McpRequestExtra } from './server.js'

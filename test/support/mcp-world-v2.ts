@@ -20,6 +20,20 @@ export interface V2ServerOptions {
   readonly instructions?: string
 }
 
+/** The 2.x counterpart of `buildCheckedEchoServer` (mcp-world.ts): `echo` runs `check` on the `_meta` token first. */
+export function buildCheckedEchoServerV2(check: (token: string) => Promise<void>): McpServer {
+  const server = new McpServer({ name: SERVER_ID, version: '1.0.0' })
+  server.registerTool(
+    'echo',
+    { description: 'Echo a message', inputSchema: z.object({ message: z.string() }) },
+    async ({ message }, ctx) => {
+      await check(String((ctx.mcpReq._meta as Record<string, unknown> | undefined)?.[META_KEY]))
+      return { content: [{ type: 'text', text: message }] }
+    },
+  )
+  return server
+}
+
 /** The database-reader as a 2.x `McpServer`. */
 export function buildMcpServerV2(log: ToolLog = { calls: [] }, options: V2ServerOptions = {}): McpServer {
   const server = new McpServer(
