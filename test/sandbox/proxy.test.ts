@@ -4,6 +4,7 @@
  * let through. Destinations are local servers; the declared ones are IP literals or
  * `internal` names (loopback is an internal address class); nothing leaves this machine.
  */
+import { createHash, randomBytes } from 'node:crypto'
 import { createServer as createHttpServer, request, Agent, type IncomingMessage, type Server } from 'node:http'
 import { connect, createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -308,6 +309,65 @@ describe('kept DNS verdicts', () => {
     } finally {
       agent.destroy()
       await p.close()
+    }
+  })
+})
+
+describe('CONNECT tunnels', () => {
+  it('relay every byte unchanged both ways, with a slow reader (flow control) and a fast one', async () => {
+    const down = randomBytes(8 * 1024 * 1024 + 123)
+    const server: NetServer = createServer((c) => {
+      const h = createHash('sha256')
+      let up = 0
+      c.on('data', (d: Buffer) => {
+        h.update(d)
+        up += d.length
+        if (up === 3 * 1024 * 1024 + 7) c.end(Buffer.concat([Buffer.from(`${h.digest('hex')}\n`), down]))
+      })
+      c.on('error', () => undefined)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+    const port = (server.address() as AddressInfo).port
+    const p = await startEgressProxy({
+      agentId: 'agent-proxy-test',
+      trustLevel: 'L2',
+      egress: [`https://127.0.0.1:${port}`],
+      audit,
+      host: '127.0.0.1',
+    })
+    try {
+      for (const slow of [true, false]) {
+        const upload = randomBytes(3 * 1024 * 1024 + 7)
+        const got = await new Promise<Buffer>((resolve, reject) => {
+          const r = request({ host: p.address, port: p.port, method: 'CONNECT', path: `127.0.0.1:${port}` })
+          r.on('connect', (res, socket) => {
+            if (res.statusCode !== 200) return reject(new Error(`CONNECT ${res.statusCode}`))
+            const parts: Buffer[] = []
+            socket.on('data', (d: Buffer) => {
+              parts.push(d)
+              if (slow && parts.length % 8 === 0) {
+                socket.pause()
+                setTimeout(() => socket.resume(), 5)
+              }
+            })
+            socket.on('end', () => resolve(Buffer.concat(parts)))
+            socket.on('error', reject)
+            socket.write(upload)
+          })
+          r.on('error', reject)
+          r.end()
+        })
+        const nl = got.indexOf(10)
+        expect(got.subarray(0, nl).toString()).toBe(createHash('sha256').update(upload).digest('hex'))
+        expect(
+          createHash('sha256')
+            .update(got.subarray(nl + 1))
+            .digest('hex'),
+        ).toBe(createHash('sha256').update(down).digest('hex'))
+      }
+    } finally {
+      await p.close()
+      server.close()
     }
   })
 })
