@@ -66,6 +66,7 @@ export class ClientConnection implements UpstreamHandler {
   #minor: 0 | 1 = 1
   #reuse = false
   #closeAfter = false
+  #ended = false
   #sent = false
   #resUntilClose = false
   #waitingDrain = false
@@ -77,6 +78,8 @@ export class ClientConnection implements UpstreamHandler {
     this.#ctx = ctx
     client.on('data', this.#onData)
     client.on('error', () => client.destroy())
+    // A client that is done sending still gets the answer to its last request (RFC 9112 section 9.6).
+    client.on('end', this.#onEnd)
     client.on('close', () => {
       const up = this.#up
       this.#up = undefined
@@ -98,10 +101,19 @@ export class ClientConnection implements UpstreamHandler {
     else this.#next()
   }
 
+  readonly #onEnd = (): void => {
+    this.#ended = true
+    this.#closeAfter = true
+    if (!this.#busy) this.#next()
+  }
+
   #next(): void {
-    if (this.#closing || this.#pending.length === 0) return
-    const r = parseRequestHead(this.#pending)
-    if (r === undefined) return
+    if (this.#closing) return
+    const r = this.#pending.length === 0 ? undefined : parseRequestHead(this.#pending)
+    if (r === undefined) {
+      if (this.#ended) this.#end()
+      return
+    }
     if (!r.ok) return this.#malformed(r.error, r.error.includes('too large') ? 431 : 400)
     this.#pending = this.#pending.subarray(r.head.size)
     this.#busy = true
@@ -148,7 +160,7 @@ export class ClientConnection implements UpstreamHandler {
     const port = url.port === '' ? 80 : Number(url.port)
     this.#method = head.method
     this.#minor = head.minor
-    this.#closeAfter = head.minor === 0 || listValues(head.fields, 'connection').includes('close')
+    this.#closeAfter = this.#ended || head.minor === 0 || listValues(head.fields, 'connection').includes('close')
     this.#reuse = false
     this.#sent = false
     this.#rbuf = EMPTY
@@ -365,6 +377,7 @@ export class ClientConnection implements UpstreamHandler {
       if (!p.ok) return fail(p.denial)
       this.#ctx.record(d, 'connect', 'CONNECT')
       this.#client.removeListener('data', this.#onData)
+      this.#client.removeListener('end', this.#onEnd)
       this.#client.setTimeout(0)
       openTunnel(this.#client, p.address, Number(m[2]), this.#pending, this.#ctx.tunnels)
       this.#pending = EMPTY

@@ -89,7 +89,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     pool,
     tunnels,
   }
-  const server: Server = createServer({ noDelay: true }, (socket) => {
+  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     clients.add(socket)
     socket.on('close', () => clients.delete(socket))
     new ClientConnection(socket, ctx)

@@ -371,3 +371,17 @@ describe('CONNECT tunnels', () => {
     }
   })
 })
+
+describe('a client that half-closes', () => {
+  it('still gets the answer to the request it sent before its FIN', async () => {
+    const A = `127.0.0.1:${a.port}`
+    const out = await new Promise<string>((resolve) => {
+      const s = connect(proxy.port, '127.0.0.1', () => s.end(get(`http://${A}/half`, A)))
+      let b = ''
+      s.on('data', (d: Buffer) => (b += d.toString()))
+      s.on('close', () => resolve(b))
+    })
+    expect(out).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
+    expect(out).toContain('hello GET /half')
+  })
+})
