@@ -37,6 +37,7 @@ export interface ProxyContext {
 const EMPTY = Buffer.alloc(0)
 /** A kept-alive client connection with no request in flight is closed after this long. */
 const CLIENT_IDLE_MS = 60_000
+const SAFE = new Set(['GET', 'HEAD', 'OPTIONS'])
 const BAD_GATEWAY = plain(502, 'Bad Gateway', 'agent-trust sandbox proxy: the upstream did not answer or answered malformed HTTP\n')
 
 function plain(status: number, phrase: string, body: string): string {
@@ -184,7 +185,8 @@ export class ClientConnection implements UpstreamHandler {
     this.#pending = this.#pending.subarray(n)
     if (req.error !== undefined) return this.#malformed(req.error, 400)
     const key = `${d.origin}|${p.address}|${port}`
-    this.#retry = framing.kind === 'none' ? { first, key, address: p.address, port } : undefined
+    // Only a safe method without a body is sent again (RFC 9112 section 9.3.1, RFC 9110 section 9.2.1).
+    this.#retry = framing.kind === 'none' && SAFE.has(head.method) ? { first, key, address: p.address, port } : undefined
     this.#dial(key, p.address, port, first, false)
     if (!req.done) this.#client.resume()
   }

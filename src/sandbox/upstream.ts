@@ -73,6 +73,8 @@ export class UpstreamPool {
     const list = this.#idle.get(c.key) ?? []
     if (list.length >= MAX_IDLE_PER_KEY) return void c.socket.destroy()
     c.idleSince = performance.now()
+    // Reading on: an idle connection that receives anything is closed (the data handler above).
+    c.socket.resume()
     list.push(c)
     this.#idle.set(c.key, list)
   }
