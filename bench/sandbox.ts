@@ -6,20 +6,26 @@
  *   first instruction (`printf` writing a byte), p50 and p95. Target p50 <= 150 ms.
  * - HTTP through the proxy vs direct: added p50 latency of one keep-alive request, and the
  *   throughput of batches of 8 concurrent keep-alive requests. Target >= 0.8x req/s.
- * - CONNECT tunnel bulk transfer (32 MiB) vs a direct TCP connection. Target >= 0.9x bytes/s.
+ * - CONNECT tunnel bulk transfer (64 MiB over one tunnel) vs a direct TCP connection. Target >= 0.9x bytes/s.
  *
+ * Both paths use the same client: the same keep-alive agent settings, concurrency and payload.
+ * The proxy records every decision to a hash-chained audit file, as `agent-trust sandbox run` does.
  * The destination is a server in a test namespace of its own (10.251.20.2), declared to the
  * agent as IP literals, so both paths reach the same process. Nothing leaves this machine.
  * Skipped with a printed reason when not root.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { parseManifest } from 'agent-trust'
+import { createAuditLog, fileSink } from 'agent-trust/audit'
 import { hasNetAdmin, startSandbox, type Sandbox } from 'agent-trust/sandbox'
 import type { Row } from './lib.js'
 
 const HOST = '10.251.20.2'
-const BULK = 32 * 1024 * 1024
+const BULK = 64 * 1024 * 1024
 
 const SERVER = `
 const body = JSON.stringify({ documents: ['q3-report.pdf'] })
@@ -180,7 +186,10 @@ export async function benchSandbox(): Promise<Row[]> {
     })
 
     // 2 and 3. HTTP and CONNECT through the proxy against the direct route, from inside one sandbox.
-    const sb: Sandbox = await startSandbox({ agent: 'bench-agent', manifest })
+    const dir = mkdtempSync(join(tmpdir(), 'agent-trust-bench-'))
+    const file = join(dir, 'audit.jsonl')
+    const audit = createAuditLog({ sinks: [fileSink(file)] })
+    const sb: Sandbox = await startSandbox({ agent: 'bench-agent', manifest, audit })
     try {
       const c = sb.spawn(process.execPath, ['-e', CLIENT, HOST, sb.proxy!.address, String(sb.proxy!.port), String(BULK)], {
         stdio: ['ignore', 'pipe', 'inherit'],
@@ -213,7 +222,7 @@ export async function benchSandbox(): Promise<Row[]> {
       const mbs = (t: number) => (BULK / (t / 1e6) / 1e6).toFixed(0)
       const bulk = r.bulk.direct / r.bulk.proxy
       rows.push({
-        name: `CONNECT tunnel, 32 MiB: ${mbs(r.bulk.proxy)} MB/s vs ${mbs(r.bulk.direct)} MB/s direct (${bulk.toFixed(2)}x)`,
+        name: `CONNECT tunnel, 64 MiB: ${mbs(r.bulk.proxy)} MB/s vs ${mbs(r.bulk.direct)} MB/s direct (${bulk.toFixed(2)}x)`,
         medianUs: r.bulk.proxy,
         floorName: 'direct TCP',
         floorUs: r.bulk.direct,
@@ -223,6 +232,12 @@ export async function benchSandbox(): Promise<Row[]> {
       })
     } finally {
       await sb.close()
+      await audit.close()
+      const decisions = readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('"proxy ')).length
+      console.log(`(the proxy audited ${decisions} decisions to ${file.replace(dir, '<tmp>')})`)
+      rmSync(dir, { recursive: true, force: true })
     }
   } finally {
     dest.close()

@@ -20,7 +20,7 @@ import { Agent, buildConnector, Dispatcher, getGlobalDispatcher, interceptors, s
 import { AgentTrustError, AuditUnavailable, ConfigInvalid } from '../errors.js'
 import { createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
 import { headerPairs } from './headers.js'
-import { egressDenied, type Allowance, type EgressDecision, type EgressPolicy } from './policy.js'
+import { egressDenied, hostHeaderMatches, type Allowance, type EgressDecision, type EgressPolicy } from './policy.js'
 import { reportDispatchError } from './dispatch-error.js'
 import { refusedEvent } from '../audit/events.js'
 
@@ -146,11 +146,7 @@ function checkRequestExtras(policy: EgressPolicy, d: Allowance, opts: Dispatcher
     if (name !== 'host') continue
     // A Host header naming another site would reach that virtual host on the declared
     // server (domain fronting). Only the request's own host (with or without its port) passes.
-    const v = value.trim().toLowerCase()
-    const port = d.origin.slice(d.origin.lastIndexOf(':') + 1)
-    const m = /^(.*?)(?::(\d{1,5}))?$/.exec(v) as RegExpExecArray
-    const bare = (m[1] as string).replace(/\.$/, '')
-    if (bare !== d.host || (m[2] !== undefined && String(Number(m[2])) !== port))
+    if (!hostHeaderMatches(d, value))
       return { allowed: false, rule: 'host-header', host: d.host, origin: d.origin, reason: 'the Host header names another host' }
   }
   return d

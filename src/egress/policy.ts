@@ -295,6 +295,19 @@ export class EgressPolicy {
   }
 }
 
+/**
+ * True when a `Host` field value names the request's own host (with or without its port). A
+ * Host naming another site would reach that virtual host on the declared server (domain
+ * fronting).
+ */
+export function hostHeaderMatches(d: Allowance, value: string): boolean {
+  const v = value.trim().toLowerCase()
+  const port = d.origin.slice(d.origin.lastIndexOf(':') + 1)
+  const m = /^(.*?)(?::(\d{1,5}))?$/.exec(v) as RegExpExecArray
+  const bare = (m[1] as string).replace(/\.$/, '')
+  return bare === d.host && (m[2] === undefined || String(Number(m[2])) === port)
+}
+
 /** The hop a redirect answers: its bare origin, origin-form path and method. */
 export interface RedirectFrom {
   readonly origin: string
