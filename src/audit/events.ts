@@ -6,7 +6,7 @@
  * {@link AuditLog}; what the log does with it (sanitizing, chaining, sinks) is its concern.
  */
 import type { AgentTrustErrorCode } from '../errors.js'
-import type { AuditContext } from '../policy/claims.js'
+import type { CapabilityClaims } from '../policy/claims.js'
 import type { TrustLevel } from '../policy/trust.js'
 import type { AuditAction, AuditEventInput } from './types.js'
 
@@ -24,12 +24,7 @@ export function refusedEvent(action: AuditAction, code: AgentTrustErrorCode, fie
 }
 
 /** The claims of an issued token that the trail keeps (identifiers only, never the token). */
-interface IssuedClaims {
-  readonly scope: readonly string[]
-  readonly jti: string
-  readonly trust_level: TrustLevel
-  readonly context?: AuditContext
-}
+type IssuedClaims = Pick<CapabilityClaims, 'scope' | 'jti' | 'trust_level' | 'context'>
 
 /** The authority issued a token: minted (`mint`) or exchanged for a delegated one (`exchange`). */
 export function tokenIssued(
