@@ -6,11 +6,10 @@
  * kept-alive connection to the address that was checked.
  */
 import type { Socket } from 'node:net'
-import { hostHeaderMatches, type Allowance, type Denial, type EgressDecision, type EgressPolicy } from '../egress/policy.js'
+import { type Allowance, type Denial, type EgressDecision, type EgressPolicy } from '../egress/policy.js'
 import { egressMethods } from '../policy/trust.js'
 import {
   BodyTracker,
-  fieldValues,
   forwardHead,
   listValues,
   parseRequestHead,
@@ -132,14 +131,8 @@ export class ClientConnection implements UpstreamHandler {
       ? this.#ctx.policy.decideUrl(target, method)
       : deny('url-invalid', 'a proxy request must be absolute-form (http://host/path)')
     if (d.allowed && target.toLowerCase().startsWith('https:')) d = deny('scheme', 'https goes through CONNECT', d)
-    if (d.allowed) {
-      // RFC 9112 section 3.2: exactly one Host (HTTP/1.1), and it must name the request's own host.
-      const hosts = fieldValues(head.fields, 'host')
-      if (hosts.length > 1 || (hosts.length === 0 && head.minor === 1))
-        d = deny('host-header', 'a request needs exactly one Host header', d)
-      else if (hosts.length === 1 && !hostHeaderMatches(d, hosts[0] as string))
-        d = deny('host-header', 'the Host header names another host than the request-target', d)
-    }
+    // RFC 9112 section 3.2.2: a proxy ignores the Host of an absolute-form request and sends
+    // the request-target's own; the Host a client wrote can never pick another virtual host.
     if (!d.allowed) {
       this.#ctx.record(d, 'request', method)
       return this.#refuse(d)

@@ -8,7 +8,7 @@
  *
  * - Every request on a kept-alive client connection is decided on its own; upstream
  *   connections are kept alive per checked destination (origin and pinned address).
- * - The `Host` header must name the request-target's host (rule `host-header`).
+ * - The client's `Host` header is replaced by the request-target's (RFC 9112 section 3.2.2).
  * - `CONNECT host:port` is decided as an `https://host:port` destination. The proxy never
  *   terminates TLS, so it cannot see the method inside a tunnel: agents whose level limits
  *   methods (L1: GET and HEAD only) get no tunnels at all (rule `method`); L2 and above do.
