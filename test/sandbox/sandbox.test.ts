@@ -5,7 +5,7 @@
  * nothing is ever sent outside this machine. Needs root; runs (never skips) in CI.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -600,6 +600,10 @@ describe('agent-trust-mcp-gateway --isolate', () => {
       expect(bad).toContain('proxy: 403 ip-literal')
       expect((await db.events()).length).toBeGreaterThan(seen)
       expect(await ext.events()).toEqual([])
+      // The trail is written in batches: let the proxy's refusal reach the file before the gateway stops.
+      const trailFile = join(dir, 'gw-audit.jsonl')
+      for (let i = 0; i < 50 && !(existsSync(trailFile) && readFileSync(trailFile, 'utf8').includes(`${EXT}:8080`)); i++)
+        await new Promise((r) => setTimeout(r, 100))
     } finally {
       await client.close()
       authority.close()
