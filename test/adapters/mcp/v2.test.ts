@@ -484,16 +484,34 @@ describe('properties', () => {
     )
   })
 
-  it('the guard strips only its own _meta key: every other key reaches the 2.x handler unchanged', async () => {
-    let seen: Record<string, unknown> | undefined
-    const server = new Server({ name: SERVER_ID, version: '1.0.0' }, { capabilities: { tools: {} } })
-    server.setRequestHandler('tools/call', async (request, ctx) => {
-      seen = ctx.mcpReq._meta as Record<string, unknown>
-      expect(request.params._meta).toEqual(seen)
-      return { content: [] }
+  it('the guard strips only its own _meta key: the 2.x handler sees every other key as it would without the guard', async () => {
+    // Differential: the same _meta reaches a bare server and a guarded one. The SDK's own
+    // parsing decides what a handler sees (its zod parse of request.params drops a
+    // "__proto__" key that ctx.mcpReq._meta keeps); the guard must add nothing to that and
+    // take nothing from it but its own key.
+    type Seen = { params: string; ctx: string }
+    const viewOf = (request: { params: { _meta?: unknown } }, ctx: { mcpReq: { _meta?: unknown } }): Seen => ({
+      params: JSON.stringify(request.params._meta ?? {}),
+      ctx: JSON.stringify(ctx.mcpReq._meta ?? {}),
     })
-    const client = await connect(guard(server))
-    const key = fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !k.startsWith('io.modelcontextprotocol/') && k !== META_KEY)
+    const serverSeeing = (sink: (seen: Seen) => void): Server => {
+      const server = new Server({ name: SERVER_ID, version: '1.0.0' }, { capabilities: { tools: {} } })
+      server.setRequestHandler('tools/call', async (request, ctx) => {
+        sink(viewOf(request, ctx))
+        return { content: [] }
+      })
+      return server
+    }
+    let bareSeen: Seen | undefined
+    let guardedSeen: Seen | undefined
+    const bare = await connect(serverSeeing((seen) => (bareSeen = seen)))
+    const guarded = await connect(guard(serverSeeing((seen) => (guardedSeen = seen))))
+    const key = fc
+      .oneof(
+        fc.string({ minLength: 1, maxLength: 12 }),
+        fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty'),
+      )
+      .filter((k) => !k.startsWith('io.modelcontextprotocol/') && k !== META_KEY)
     await fc.assert(
       fc.asyncProperty(fc.dictionary(key, fc.jsonValue(), { maxKeys: 5 }), async (extra) => {
         const token = await authority.mint({
@@ -503,11 +521,18 @@ describe('properties', () => {
           operation: 'execute',
           context: CONTEXT,
         })
-        await client.callTool({ name: 'echo', arguments: {}, _meta: { ...extra, [META_KEY]: token } })
-        expect(seen).not.toHaveProperty([META_KEY])
-        expect(JSON.parse(JSON.stringify(seen))).toEqual(JSON.parse(JSON.stringify(extra)))
+        // A JSON round trip gives every key, "__proto__" included, as an own data property,
+        // which is how a peer's message arrives.
+        const wire = (meta: object) => JSON.parse(JSON.stringify(meta)) as Record<string, unknown>
+        bareSeen = guardedSeen = undefined
+        await bare.callTool({ name: 'echo', arguments: {}, _meta: wire(extra) })
+        await guarded.callTool({ name: 'echo', arguments: {}, _meta: wire({ ...extra, [META_KEY]: token }) })
+        expect(guardedSeen).toBeDefined()
+        expect(guardedSeen!.params).not.toContain(token)
+        expect(guardedSeen!.ctx).not.toContain(token)
+        expect(guardedSeen).toEqual(bareSeen)
       }),
-      { numRuns: 30 },
+      { numRuns: 40 },
     )
   })
 })
