@@ -22,14 +22,13 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import type { Client as ClientV2 } from '@modelcontextprotocol/client'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
-import type * as SdkTypes from '@modelcontextprotocol/sdk/types.js'
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js'
+import type { Tool } from '@modelcontextprotocol/sdk/types.js'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
 import { allowedEvent, forwardableTraceContext, refusedEvent } from '#internal'
 import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
 import { capabilityDenied, guardMcpServer, type GuardMcpServerOptions } from './server.js'
-import { isV2Protocol } from './server-v2.js'
+import { loadSdk, upstreamOf, type Sdk, type Upstream } from './gateway-upstream.js'
 
 export type ToolPinState = 'approved' | 'changed' | 'unpinned' | 'missing'
 
@@ -61,57 +60,6 @@ export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld
    * `cryptoOffload`). Worth it when serving Streamable HTTP under load; default false.
    */
   readonly cryptoOffload?: boolean
-}
-
-/** What the gateway asks of its upstream client, the same for both SDK majors. */
-interface Upstream {
-  onToolListChanged(handler: () => Promise<void>): void
-  listTools(cursor: string | undefined): Promise<{ tools: Tool[]; nextCursor?: string }>
-  callTool(
-    params: { name: string; arguments?: Record<string, unknown>; _meta?: Record<string, unknown> },
-    signal: AbortSignal,
-  ): Promise<CallToolResult>
-}
-
-/** The SDK 1.x parts the gateway serves with (its downstream is an SDK 1.x `Server`, which any client can talk to). */
-interface Sdk {
-  readonly Server: typeof Server
-  readonly types: typeof SdkTypes
-}
-let sdk: Promise<Sdk> | undefined
-
-/** Loaded on first use, so that `agent-trust/mcp` loads without SDK 1.x installed. */
-function loadSdk(): Promise<Sdk> {
-  sdk ??= Promise.all([import('@modelcontextprotocol/sdk/server/index.js'), import('@modelcontextprotocol/sdk/types.js')]).then(
-    ([server, types]) => ({ Server: server.Server, types }),
-    () => {
-      sdk = undefined
-      throw new ConfigInvalid('McpGateway serves through @modelcontextprotocol/sdk (1.x); install it', { details: { rule: 'sdk-gateway' } })
-    },
-  )
-  return sdk
-}
-
-function upstreamOf(client: Client | ClientV2, sdk: Sdk): Upstream {
-  if (!isV2Protocol(client)) {
-    const v1 = client as Client
-    return {
-      onToolListChanged: (handler) => v1.setNotificationHandler(sdk.types.ToolListChangedNotificationSchema, handler),
-      listTools: (cursor) => v1.listTools(cursor === undefined ? undefined : { cursor }),
-      callTool: (params, signal) => v1.callTool(params, undefined, { signal }) as Promise<CallToolResult>,
-    }
-  }
-  const v2 = client as ClientV2
-  return {
-    onToolListChanged: (handler) => v2.setNotificationHandler('notifications/tools/list_changed', handler),
-    // Never a cached listing: the pins are checked against what the upstream serves now.
-    listTools: (cursor) =>
-      v2.listTools(cursor === undefined ? undefined : { cursor }, { cacheMode: 'bypass' }) as Promise<{
-        tools: Tool[]
-        nextCursor?: string
-      }>,
-    callTool: (params, signal) => v2.callTool(params, { signal }) as Promise<CallToolResult>,
-  }
 }
 
 /** Upstream tool lists are paged; stop at this many pages (a hostile upstream could page forever). */

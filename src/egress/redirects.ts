@@ -4,7 +4,8 @@
  * later hop is dispatched and no socket is opened for it.
  */
 import type { Dispatcher } from 'undici'
-import { decideRedirect, egressDenied, isRedirectStatus } from './policy.js'
+import { egressDenied } from './policy.js'
+import { decideRedirect, isRedirectStatus } from './redirect-policy.js'
 import { recordDecision, type GuardContext } from './guard-context.js'
 
 export interface Hop {
