@@ -228,9 +228,15 @@ export class AuthorityClient implements CapabilityIssuer, FeedSource {
   }
 
   /** One page of the revocation feed (see `RevocationFeedStore`). */
-  revocations(since: number, epoch: string | undefined, options: { timeoutMs?: number } = {}): Promise<FeedPage> {
+  revocations(
+    since: number,
+    epoch: string | undefined,
+    options: { timeoutMs?: number; certificates?: string; limit?: number } = {},
+  ): Promise<FeedPage> {
     const q = new URLSearchParams({ since: String(since) })
     if (epoch !== undefined) q.set('epoch', epoch)
+    if (options.certificates !== undefined && options.certificates !== '') q.set('certificates', options.certificates)
+    if (options.limit !== undefined) q.set('limit', String(options.limit))
     return this.#call('GET', `${PATHS.revocations}?${q}`, undefined, Math.min(options.timeoutMs ?? this.timeoutMs, this.timeoutMs))
   }
 

@@ -17,11 +17,28 @@
  *
  * With Redis, verifiers share the authority's store and see revocations on their next call;
  * the feed is still what carries certificate revocations to handshake-time checks.
+ *
+ * Certificate revocations live in a {@link CertificateRevocationStore}: with a Redis store,
+ * the same Redis (shared by every replica, kept across restarts); otherwise in memory. The
+ * feed pages: each response holds at most `limit` log entries and `limit` certificate
+ * entries, and says `more` while either has entries left; a client asks again with the
+ * cursors it got until `more` is false. Every page is a keyed range read (O(log n + limit)).
  */
 import { createHash, randomUUID } from 'node:crypto'
 import { z } from 'zod'
 import { StoreUnavailable } from '../errors.js'
-import { CertificateRevocationList, type CertificateRevocationChecker, type CertificateStatusInput } from '../identity/revocations.js'
+import {
+  CertificateRevocationList,
+  IDENTITY_KEEP_MS,
+  type CertificateRevocationChecker,
+  type CertificateStatusInput,
+} from '../identity/revocations.js'
+import { SequencedLog } from '../lib/sequenced-log.js'
+import {
+  isCertificateRevocationStore,
+  MemoryCertificateRevocationStore,
+  type CertificateRevocationStore,
+} from '../revocation/certificates.js'
 import type { JSONWebKeySet } from '../keys/index.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import { isLineageStore, type LineageStore, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from '../revocation/store.js'
@@ -31,6 +48,9 @@ import type { TrustedIssuer } from '../verifier/index.js'
 const AGENT_ENTRY_KEEP_MS = 24 * 3600 * 1000
 /** How long a cross-replica quarantine marker lives in a shared store. */
 const QUARANTINE_KEEP_MS = 366 * 24 * 3600 * 1000
+/** Entries per part (log, certificates) of one feed page, by default and at most. */
+export const DEFAULT_FEED_PAGE = 5000
+export const MAX_FEED_PAGE = 10_000
 
 export type FeedEntry =
   | { readonly kind: 'token'; readonly jti: string; readonly forgetAtMs: number }
@@ -42,8 +62,12 @@ export type FeedEntry =
 export interface FeedPage {
   /** Identifies this feed's log; a different epoch means "start again from 0". */
   readonly epoch: string
-  /** Pass back as `since` to get only newer entries. */
+  /** Pass back as `since` to get only newer token and agent entries. */
   readonly cursor: number
+  /** Pass back as `certificates` to get only newer certificate and identity entries. */
+  readonly certificateCursor: string
+  /** True when entries are left: ask again at once with both cursors. */
+  readonly more: boolean
   /** True when `since` was from another epoch: the page holds every live entry. */
   readonly reset: boolean
   /** The authority id (`iss`) and its JWKS, so one poll also refreshes keys. */
@@ -80,15 +104,25 @@ export class RevocationFeed implements ReplayRevocationStore {
   readonly epoch: string = randomUUID()
   /** The store every check and revocation goes to (memory by default; Redis for replicas). */
   readonly store: ReplayRevocationStore
-  /** Revoked certificates; the authority service checks callers against it. */
-  readonly certificates = new CertificateRevocationList()
-  readonly #log = new Map<string, { seq: number; entry: FeedEntry }>()
-  #seq = 0
+  /**
+   * Revoked certificates and identities; the authority service checks every caller against
+   * it. The Redis store's own (`certificateRevocations()`) when the store has one, so that
+   * every replica shares them and they survive a restart; else one in memory.
+   */
+  readonly certificates: CertificateRevocationStore
+  /** Token and agent revocations, in the order they were made. */
+  readonly #log = new SequencedLog<FeedEntry>()
   readonly #now: () => number
 
-  constructor(store: ReplayRevocationStore = new MemoryReplayRevocationStore(), options: { now?: () => number } = {}) {
+  constructor(
+    store: ReplayRevocationStore = new MemoryReplayRevocationStore(),
+    options: { now?: () => number; certificates?: CertificateRevocationStore } = {},
+  ) {
     this.store = store
     this.#now = options.now ?? Date.now
+    const own = (store as { certificateRevocations?: () => unknown }).certificateRevocations
+    const shared = typeof own === 'function' ? own.call(store) : undefined
+    this.certificates = options.certificates ?? (isCertificateRevocationStore(shared) ? shared : new MemoryCertificateRevocationStore())
     if (isLineageStore(store)) {
       this.registerAgent = (r, max) => store.registerAgent(r, max)
       this.anyQuarantined = (ids) => store.anyQuarantined(ids)
@@ -115,22 +149,19 @@ export class RevocationFeed implements ReplayRevocationStore {
 
   async revokeAgent(agentId: string, atSeconds: number): Promise<void> {
     await this.store.revokeAgent(agentId, atSeconds)
-    const prev = this.#log.get(`a:${agentId}`)?.entry
+    const prev = this.#log.get(`a:${agentId}`, this.#now())?.value
     const at = Math.max(atSeconds, prev?.kind === 'agent' ? prev.atSeconds : 0)
     this.#append({ kind: 'agent', agentId, atSeconds: at, forgetAtMs: this.#now() + AGENT_ENTRY_KEEP_MS })
   }
 
   /** Revoke one certificate by serial until `forgetAtMs` (its expiry). */
-  revokeCertificate(serialNumber: string, forgetAtMs: number): void {
-    this.certificates.revokeSerial(serialNumber, forgetAtMs)
-    this.#append({ kind: 'certificate', serialNumber: serialNumber.toLowerCase(), forgetAtMs })
+  revokeCertificate(serialNumber: string, forgetAtMs: number): Promise<void> {
+    return this.certificates.revokeSerial(serialNumber, forgetAtMs)
   }
 
-  /** Revoke every certificate of `spiffeId` issued at or before `atMs`. */
-  revokeIdentity(spiffeId: string, atMs: number): void {
-    this.certificates.revokeIdentity(spiffeId, atMs)
-    const e = this.certificates.entries(this.#now()).identities.find((i) => i.spiffeId === spiffeId)
-    if (e !== undefined) this.#append({ kind: 'identity', spiffeId, atMs: e.atMs, forgetAtMs: e.forgetAtMs })
+  /** Revoke every certificate of `spiffeId` issued at or before `atMs` (kept until all of them expired). */
+  revokeIdentity(spiffeId: string, atMs: number, forgetAtMs: number = atMs + IDENTITY_KEEP_MS): Promise<void> {
+    return this.certificates.revokeIdentity(spiffeId, atMs, forgetAtMs)
   }
 
   /**
@@ -156,20 +187,34 @@ export class RevocationFeed implements ReplayRevocationStore {
     return verdict === 'token-revoked'
   }
 
-  /** Entries after `since` (all live ones when `epoch` is not this feed's). */
-  read(since: number, epoch: string | undefined, issuer: string, jwks: JSONWebKeySet): FeedPage {
+  /**
+   * One page: token and agent entries after `since` (from the start when `epoch` is not this
+   * feed's), certificate entries after `certificates` (from the start when absent), at most
+   * `limit` of each. `more` says whether to ask again with the returned cursors.
+   */
+  async read(
+    since: number,
+    epoch: string | undefined,
+    issuer: string,
+    jwks: JSONWebKeySet,
+    options: { certificates?: string; limit?: number } = {},
+  ): Promise<FeedPage> {
     const now = this.#now()
+    const limit = Math.min(options.limit ?? DEFAULT_FEED_PAGE, MAX_FEED_PAGE)
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new TypeError('limit must be a positive integer')
     const reset = epoch !== this.epoch
-    const from = reset ? 0 : since
-    const entries: FeedEntry[] = []
-    for (const [k, v] of this.#log) {
-      if (v.entry.forgetAtMs <= now) {
-        this.#log.delete(k)
-        continue
-      }
-      if (v.seq > from) entries.push(v.entry)
+    const log = this.#log.page(reset ? 0 : since, limit, now)
+    const certs = await this.certificates.page({ cursor: options.certificates, limit }, now)
+    return {
+      epoch: this.epoch,
+      cursor: log.cursor,
+      certificateCursor: certs.cursor,
+      more: log.more || certs.more,
+      reset,
+      issuer,
+      jwks,
+      entries: [...log.entries.map((e) => e.value), ...certs.entries],
     }
-    return { epoch: this.epoch, cursor: this.#seq, reset, issuer, jwks, entries }
   }
 
   close(): Promise<void> {
@@ -177,10 +222,8 @@ export class RevocationFeed implements ReplayRevocationStore {
   }
 
   #append(entry: FeedEntry): void {
-    const k = keyOf(entry)
-    // Re-inserting moves the entry to the end: the map stays in sequence order.
-    this.#log.delete(k)
-    this.#log.set(k, { seq: ++this.#seq, entry })
+    // A rewrite gets a new sequence number: readers past the old one see it again.
+    this.#log.set(keyOf(entry), entry, entry.forgetAtMs)
   }
 }
 
@@ -206,15 +249,21 @@ const EntrySchema = z.discriminatedUnion('kind', [
 export const FeedPageSchema = z.strictObject({
   epoch: z.string().min(1).max(64),
   cursor: z.number().int().nonnegative(),
+  certificateCursor: z.string().max(128),
+  more: z.boolean(),
   reset: z.boolean(),
   issuer: z.string().min(1).max(255),
   jwks: z.strictObject({ keys: z.array(Jwk).max(64) }),
-  entries: z.array(EntrySchema).max(100_000),
+  entries: z.array(EntrySchema).max(2 * MAX_FEED_PAGE),
 })
 
 /** Where a feed-fed store gets its pages: the authority client's `revocations` method. */
 export interface FeedSource {
-  revocations(since: number, epoch: string | undefined, options?: { timeoutMs?: number }): Promise<FeedPage>
+  revocations(
+    since: number,
+    epoch: string | undefined,
+    options?: { timeoutMs?: number; certificates?: string; limit?: number },
+  ): Promise<FeedPage>
 }
 
 export interface RevocationFeedStoreOptions {
@@ -256,6 +305,7 @@ export class RevocationFeedStore implements ReplayRevocationStore {
   readonly #now: () => number
   #lastSyncStartedAt = Number.NEGATIVE_INFINITY
   #cursor = 0
+  #certificateCursor = ''
   #epoch: string | undefined
   #issuer: string | undefined
   #jwks: JSONWebKeySet | undefined
@@ -349,8 +399,19 @@ export class RevocationFeedStore implements ReplayRevocationStore {
     const startedAt = this.#now()
     // The poll must finish well inside the staleness bound to count.
     const timeoutMs = Math.max(50, Math.min(this.maxStalenessMs - this.pollIntervalMs, 10_000))
-    const raw = await this.#source.revocations(this.#cursor, this.#epoch, { timeoutMs })
-    const page = FeedPageSchema.parse(raw)
+    // Page until the feed says nothing is left; the poll counts from when its first page started.
+    let page: z.infer<typeof FeedPageSchema>
+    do {
+      page = FeedPageSchema.parse(
+        await this.#source.revocations(this.#cursor, this.#epoch, { timeoutMs, certificates: this.#certificateCursor }),
+      )
+      await this.#apply(page)
+    } while (page.more && !this.#closed)
+    if (page.more) return
+    this.#lastSyncStartedAt = Math.max(this.#lastSyncStartedAt, startedAt)
+  }
+
+  async #apply(page: z.infer<typeof FeedPageSchema>): Promise<void> {
     for (const e of page.entries) {
       switch (e.kind) {
         case 'token':
@@ -376,7 +437,7 @@ export class RevocationFeedStore implements ReplayRevocationStore {
     this.#issuer = page.issuer
     this.#epoch = page.epoch
     this.#cursor = page.cursor
-    this.#lastSyncStartedAt = Math.max(this.#lastSyncStartedAt, startedAt)
+    this.#certificateCursor = page.certificateCursor
   }
 
   #schedule(): void {

@@ -13,7 +13,7 @@ import type { AuditAction, AuditEventInput } from '../audit/types.js'
 import type { Authority } from '../authority/index.js'
 import { RequestInvalid } from '../errors.js'
 import type { WorkloadCertificate } from '../identity/peer.js'
-import type { RevocationFeed } from './feed.js'
+import { DEFAULT_FEED_PAGE, MAX_FEED_PAGE, type RevocationFeed } from './feed.js'
 import {
   DecideBody,
   EnrollBody,
@@ -72,7 +72,7 @@ export interface RouteHost {
   /** Issue a fresh certificate to the caller. */
   renew(caller: Caller, csr: string): Promise<IssuedCertificate>
   revokeAgent(agentId: string, options: { by: string }): Promise<string[]>
-  revokeCertificate(serialNumber: string, options: { by: string }): void
+  revokeCertificate(serialNumber: string, options: { by: string }): Promise<void>
   createEnrollmentToken(agentId: string, options: { ttlSeconds?: number }): string
   record(event: AuditEventInput): void
 }
@@ -244,7 +244,7 @@ export function buildRoutes(host: RouteHost): ReadonlyMap<string, Route> {
     [
       'POST ' + PATHS.revokeCertificate,
       operatorRoute('revoke', async (by, body) => {
-        host.revokeCertificate(parseBody(RevokeCertificateBody, body).serialNumber, { by })
+        await host.revokeCertificate(parseBody(RevokeCertificateBody, body).serialNumber, { by })
         return { revoked: true }
       }),
     ],
@@ -257,7 +257,13 @@ export function buildRoutes(host: RouteHost): ReadonlyMap<string, Route> {
           const since = Number(url.searchParams.get('since') ?? '0')
           if (!Number.isSafeInteger(since) || since < 0)
             throw new RequestInvalid('since must be a non-negative integer', { details: { rule: 'query' } })
-          return host.feed.read(since, url.searchParams.get('epoch') ?? undefined, a.id, a.jwks())
+          const limit = Number(url.searchParams.get('limit') ?? String(DEFAULT_FEED_PAGE))
+          if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_FEED_PAGE)
+            throw new RequestInvalid(`limit must be an integer from 1 to ${MAX_FEED_PAGE}`, { details: { rule: 'query' } })
+          const certificates = url.searchParams.get('certificates') ?? undefined
+          if (certificates !== undefined && certificates.length > 128)
+            throw new RequestInvalid('certificates must be a cursor from a previous page', { details: { rule: 'query' } })
+          return host.feed.read(since, url.searchParams.get('epoch') ?? undefined, a.id, a.jwks(), { certificates, limit })
         },
       },
     ],

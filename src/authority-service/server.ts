@@ -4,8 +4,11 @@
  *
  * Two listeners:
  * - the API (`listen`): TLS 1.3, client certificate required and checked during the
- *   handshake (chain, dates), then against the SVID rules and the revocation list before any
- *   HTTP byte is read; every request re-checks expiry and revocation;
+ *   handshake (chain, dates), then against the SVID rules before any HTTP byte is read;
+ *   every request re-checks expiry and asks the certificate revocation store (one keyed
+ *   lookup, no cache: with Redis, one HMGET per request, so a revocation made on any replica
+ *   is refused by every replica from the next request on); a connection whose certificate
+ *   is revoked is also dropped right after its handshake;
  * - enrollment (`listenEnrollment`, optional): server-authenticated TLS only, for agents
  *   that have no certificate yet (a single-use join token + a CSR) and for the JWKS.
  *
@@ -20,6 +23,7 @@ import { sha256b64url } from '../lib/hash.js'
 import type { AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
 import type { Authority } from '../authority/index.js'
+import type { AgentTrustError } from '../errors.js'
 import { AgentRevoked, AgentUnknown, ConfigInvalid, PeerForbidden, PeerUnauthenticated, RequestInvalid, TokenBinding } from '../errors.js'
 import {
   CERTIFICATE_BACKDATE_SECONDS,
@@ -27,7 +31,7 @@ import {
   type CertificateAuthority,
   type TlsCredentials,
 } from '../identity/ca.js'
-import { guardTlsServer, workloadFromSocket, type PeerValidationOptions } from '../identity/peer.js'
+import { guardTlsServer, workloadFromSocket, type PeerValidationOptions, type WorkloadCertificate } from '../identity/peer.js'
 import { isSpiffeRepresentable, type Workload, type WorkloadKind } from '../identity/spiffe.js'
 import { mtlsServerOptions, tlsServerOptions } from '../identity/tls.js'
 import { toAgentTrustError } from '../verifier/index.js'
@@ -128,7 +132,6 @@ export class AuthorityService {
     this.#validation = Object.freeze({
       trustDomain: this.trustDomain,
       ca: credentials.ca,
-      revocations: feed.certificates,
       kinds: ['agent', 'operator'] as const,
     })
   }
@@ -154,10 +157,23 @@ export class AuthorityService {
   /** Start the mutual-TLS API. Resolves with its URL (`https://host:port`). */
   listen(options: { port?: number; host?: string } = {}): Promise<string> {
     const server = createServer({ ...mtlsServerOptions(this.credentials) }, (req, res) => void this.#handle(req, res, 'api'))
-    guardTlsServer(server, {
-      ...this.#validation,
-      onRefused: (e) =>
-        this.#record(peerRefused('agent_call', e.code, { destination: this.authority.id, stage: 'connection', reason: e.details.rule })),
+    const refused = (e: AgentTrustError): void =>
+      this.#record(peerRefused('agent_call', e.code, { destination: this.authority.id, stage: 'connection', reason: e.details.rule }))
+    guardTlsServer(server, { ...this.#validation, onRefused: refused })
+    // The revocation store is asynchronous: a revoked peer's socket is dropped once it answers.
+    // Every request waits for its own lookup anyway, so this only closes the connection early.
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.destroyed) return
+      let c: WorkloadCertificate
+      try {
+        c = workloadFromSocket(socket, this.#validation)
+      } catch {
+        return
+      }
+      this.#assertNotRevoked(c).catch((e: unknown) => {
+        socket.destroy()
+        refused(toAgentTrustError(e))
+      })
     })
     return this.#start(server, options)
   }
@@ -197,15 +213,15 @@ export class AuthorityService {
     const now = Date.now()
     for (const id of ids) {
       await this.feed.quarantine(id)
-      if (isSpiffeRepresentable(id)) this.feed.revokeIdentity(this.ca.spiffeIdOf({ kind: 'agent', id }), now)
+      if (isSpiffeRepresentable(id)) await this.feed.revokeIdentity(this.ca.spiffeIdOf({ kind: 'agent', id }), now)
     }
     return ids
   }
 
   /** Revoke one certificate by serial (a leaked key) without revoking the agent. */
-  revokeCertificate(serialNumber: string, options: { by?: string } = {}): void {
+  async revokeCertificate(serialNumber: string, options: { by?: string } = {}): Promise<void> {
     const forgetAtMs = Date.now() + (MAX_CERTIFICATE_TTL_SECONDS + CERTIFICATE_BACKDATE_SECONDS) * 1000
-    this.feed.revokeCertificate(serialNumber, forgetAtMs)
+    await this.feed.revokeCertificate(serialNumber, forgetAtMs)
     this.#record(revoked({ kind: 'certificate', serialNumber }, options.by))
   }
 
@@ -253,6 +269,7 @@ export class AuthorityService {
       if (listener === 'api') {
         // Identity comes from the certificate alone, re-checked (expiry, revocation) per request.
         caller = workloadFromSocket(req.socket as TLSSocket, this.#validation)
+        await this.#assertNotRevoked(caller)
         this.#authorize(route.access, caller)
       } else if (route.access !== 'public') {
         throw new RequestInvalid('no such endpoint', { details: { rule: 'route' } })
@@ -300,6 +317,22 @@ export class AuthorityService {
 
   #record(e: AuditEventInput): void {
     this.#audit.record(e)
+  }
+
+  /**
+   * The caller's certificate against the revocation store (serial and identity, one keyed
+   * lookup). A store that cannot answer refuses too (`ERR_STORE_UNAVAILABLE`).
+   */
+  async #assertNotRevoked(c: WorkloadCertificate): Promise<void> {
+    const status = await this.feed.certificates.status(c)
+    if (status !== 'good') {
+      throw new PeerUnauthenticated(
+        status === 'serial-revoked'
+          ? 'the peer certificate has been revoked; enroll again for a new certificate'
+          : 'every certificate of this identity issued before its revocation has been revoked',
+        { details: { rule: 'revoked' } },
+      )
+    }
   }
 
   /** Fail closed for an agent another replica quarantined, even if this one never heard of it. */
@@ -369,6 +402,8 @@ export class AuthorityService {
   }
 
   async #renew(caller: Caller, csr: string): Promise<IssuedCertificate> {
+    // A revoked certificate or identity must not renew itself into a fresh certificate.
+    await this.#assertNotRevoked(caller)
     if (caller.workload.kind === 'agent') {
       this.#activeAgent(caller.workload.id)
       await this.#assertActive(caller.workload.id)

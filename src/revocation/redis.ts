@@ -36,6 +36,7 @@ import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { randomUUID } from 'node:crypto'
 import { assertTimeout, FailClosedConnection, type AdmissionOptions, type RedisConnectionOptions } from '../lib/redis.js'
+import { RedisCertificateRevocationStore } from './certificates-redis.js'
 import {
   AGENT_QUARANTINED,
   agentRevocationKeepMs,
@@ -232,6 +233,16 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
   get client(): Redis | Cluster {
     return this.#conn.client
   }
+
+  /**
+   * Certificate revocations (serials and SPIFFE identities) in this store's Redis, under its
+   * prefix, over its connection: shared by every replica and kept across restarts.
+   */
+  certificateRevocations(): RedisCertificateRevocationStore {
+    return (this.#certificates ??= new RedisCertificateRevocationStore(this.#conn, this.#tags[0] as string))
+  }
+
+  #certificates: RedisCertificateRevocationStore | undefined
 
   /** Commands outstanding and calls waiting for a slot, now. */
   get load(): { inFlight: number; queued: number } {

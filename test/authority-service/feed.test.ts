@@ -127,10 +127,10 @@ describe('RevocationFeedStore (deterministic clock)', () => {
       fail: (v) => {
         fail = v
       },
-      async revocations(since, epoch) {
+      async revocations(since, epoch, options) {
         source.calls++
         if (fail) throw new Error('unreachable')
-        return feed.read(since, epoch, 'agent-trust-authority', { keys: [] })
+        return feed.read(since, epoch, 'agent-trust-authority', { keys: [] }, options)
       },
     }
     return source
@@ -169,19 +169,19 @@ describe('RevocationFeedStore (deterministic clock)', () => {
     const a = new RevocationFeed()
     const b = new RevocationFeed()
     await a.revokeToken(randomUUID(), Date.now() + 60_000)
-    const first = a.read(0, undefined, 'i', { keys: [] })
+    const first = await a.read(0, undefined, 'i', { keys: [] })
     expect(first).toMatchObject({ reset: true, cursor: 1 })
     await a.revokeToken(randomUUID(), Date.now() + 60_000)
-    expect(a.read(first.cursor, first.epoch, 'i', { keys: [] }).entries).toHaveLength(1)
+    expect((await a.read(first.cursor, first.epoch, 'i', { keys: [] })).entries).toHaveLength(1)
     await b.revokeAgent('x', 1)
-    const fromB = b.read(first.cursor, first.epoch, 'i', { keys: [] })
+    const fromB = await b.read(first.cursor, first.epoch, 'i', { keys: [] })
     expect(fromB).toMatchObject({ reset: true })
     expect(fromB.entries).toHaveLength(1)
   })
 
   it('treats a malformed page as a failed poll (nothing applied)', async () => {
     let now = 0
-    let page: unknown = new RevocationFeed().read(0, undefined, 'i', { keys: [] })
+    let page: unknown = await new RevocationFeed().read(0, undefined, 'i', { keys: [] })
     const store = await RevocationFeedStore.start({
       source: { revocations: async () => page as FeedPage },
       pollIntervalMs: 1000,
