@@ -32,6 +32,13 @@ export {
 } from './peer.js'
 export type { PeerRule, PeerValidationOptions, SecureServerLike, WorkloadCertificate } from './peer.js'
 export { CertificateRevocationList } from './revocations.js'
+export { MAX_CERTIFICATE_PAGE, MemoryCertificateRevocationStore } from '../revocation/certificates.js'
+export type {
+  CertificateRevocationEntry,
+  CertificateRevocationPage,
+  CertificateRevocationStore,
+  CertificateStatus,
+} from '../revocation/certificates.js'
 export type { CertificateRevocationChecker, CertificateRevocationEntries, CertificateStatusInput } from './revocations.js'
 export { agentSpiffeId, isSpiffeRepresentable, isTrustDomain, parseSpiffeId, spiffeIdOf, WORKLOAD_KINDS } from './spiffe.js'
 export type { Workload, WorkloadKind } from './spiffe.js'
