@@ -402,10 +402,14 @@ export class RevocationFeedStore implements ReplayRevocationStore {
     // Page until the feed says nothing is left; the poll counts from when its first page started.
     let page: z.infer<typeof FeedPageSchema>
     do {
+      const asked = `${this.#epoch ?? ''} ${this.#cursor} ${this.#certificateCursor}`
       page = FeedPageSchema.parse(
         await this.#source.revocations(this.#cursor, this.#epoch, { timeoutMs, certificates: this.#certificateCursor }),
       )
       await this.#apply(page)
+      // A page that says "more" must move a cursor, or paging would never end.
+      if (page.more && `${page.epoch} ${page.cursor} ${page.certificateCursor}` === asked)
+        throw new StoreUnavailable("the authority's revocation feed repeated a page", { details: { rule: 'feed' } })
     } while (page.more && !this.#closed)
     if (page.more) return
     this.#lastSyncStartedAt = Math.max(this.#lastSyncStartedAt, startedAt)

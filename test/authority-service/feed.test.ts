@@ -179,6 +179,20 @@ describe('RevocationFeedStore (deterministic clock)', () => {
     expect(fromB.entries).toHaveLength(1)
   })
 
+  it('fails a poll whose pages say "more" without moving a cursor, instead of paging forever', async () => {
+    const page = { ...(await new RevocationFeed().read(0, undefined, 'i', { keys: [] })), more: true }
+    let calls = 0
+    const source = {
+      revocations: async () => {
+        calls++
+        return page
+      },
+    }
+    await expect(RevocationFeedStore.start({ source })).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
+    // The first page moves the cursors from "nothing read"; the second repeats them.
+    expect(calls).toBe(2)
+  })
+
   it('treats a malformed page as a failed poll (nothing applied)', async () => {
     let now = 0
     let page: unknown = await new RevocationFeed().read(0, undefined, 'i', { keys: [] })
