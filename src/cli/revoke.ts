@@ -6,7 +6,10 @@
 import type { Manifest } from '../config/manifest.js'
 import { isAgentId, isJti } from '../policy/claims.js'
 import { nowSeconds } from '../lib/time.js'
-import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
+import { AGENT_QUARANTINED } from '../revocation/store.js'
+import { IDENTITY_REVOCATION_KEEP_MS } from '../revocation/certificates.js'
+import type { RedisReplayRevocationStore } from '../revocation/redis.js'
+import { agentSpiffeId, isSpiffeRepresentable } from '../identity/spiffe.js'
 import { EXIT, Failed, quote, str, UsageError, type CommandGroup, type Context, type ExitCode, type OptionSpec } from './run.js'
 import { loadManifest, operator, OPERATOR_HELP, OPERATOR_OPTIONS, withAudit } from './shared.js'
 import { MAX_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
@@ -17,7 +20,7 @@ const STORE_HELP = `  --prefix <p>          the store's key prefix (default: AGE
 
 Needs REDIS_URL: a revocation only matters in the store the verifiers share.`
 
-async function withRedisStore<T>(ctx: Context, fn: (store: ReplayRevocationStore) => Promise<T>): Promise<T> {
+async function withRedisStore<T>(ctx: Context, fn: (store: RedisReplayRevocationStore) => Promise<T>): Promise<T> {
   const url = ctx.io.env.REDIS_URL
   if (url === undefined || url === '')
     throw new Failed('REDIS_URL is not set: a revocation must go to the store the verifiers share', EXIT.invalid, 'ERR_CONFIG_INVALID')
@@ -57,8 +60,10 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
   const id = ctx.positionals[0] as string
   if (!isAgentId(id)) throw new UsageError('not an agent id')
   let ids = [id]
+  let trustDomain: string | undefined
   if (ctx.values.unlisted !== true) {
     const manifest = loadManifest(ctx)
+    trustDomain = manifest.trustDomain
     if (!manifest.agents.some((a) => a.id === id))
       throw new Failed(`agent ${quote(id)} is not in the manifest (a spawned agent? pass --unlisted)`, EXIT.failed, 'ERR_AGENT_UNKNOWN')
     ids = lineage(manifest, id)
@@ -70,6 +75,15 @@ async function revokeAgent(ctx: Context): Promise<ExitCode> {
       for (const a of ids) {
         await store.revokeAgent(a, at)
         audit.record(revoked(a === id ? { kind: 'agent', agentId: a } : { kind: 'descendant', agentId: a, of: id }, operator(ctx), 'cli'))
+      }
+      // Their certificates too (every one issued until now), in the store every authority
+      // replica checks callers against: as the authority service's own revocation does.
+      if (trustDomain !== undefined) {
+        const certificates = store.certificateRevocations()
+        const now = Date.now()
+        for (const a of ids)
+          if (isSpiffeRepresentable(a))
+            await certificates.revokeIdentity(agentSpiffeId(trustDomain, a), now, now + IDENTITY_REVOCATION_KEEP_MS)
       }
       // `permanent`: a quarantine has no cut-off time (tokens minted later are rejected too).
       ctx.print(
@@ -111,7 +125,9 @@ Quarantines the agent and the agents the manifest declares as its children: ever
 theirs (as subject or actor), issued before or after, by any authority, is denied from the
 next call on by every verifier sharing the store. The quarantine is permanent (kept a year
 by the store); --json prints {"revoked": {"agents": [...], "permanent": true}}. Remove the
-agent from the manifest too, so that no authority keeps minting for it.
+agent from the manifest too, so that no authority keeps minting for it. Every certificate
+issued to them so far is revoked too, in the same store, for every authority-service
+replica's peer check (not with --unlisted: the manifest names the trust domain).
 
 Options:
   --unlisted            the agent is not in the manifest (spawned at run time)

@@ -22,6 +22,7 @@ export interface CertificateRevocationEntries {
 }
 
 /** After this long every certificate issued before a revocation has expired. */
+/** Equal to `IDENTITY_REVOCATION_KEEP_MS` of the revocation store (a test checks it). */
 export const IDENTITY_KEEP_MS = (MAX_CERTIFICATE_TTL_SECONDS + 2 * CERTIFICATE_BACKDATE_SECONDS) * 1000
 
 const SERIAL = /^[0-9a-f]{1,40}$/

@@ -40,6 +40,13 @@ export interface CertificateRevocationPage {
   readonly more: boolean
 }
 
+/**
+ * How long an identity revocation is kept: the longest certificate lifetime (7 days) plus
+ * twice the backdating of `notBefore` (60 s), after which every certificate it refuses has
+ * expired. The CA's limits (identity/ca.ts) are these; a test keeps them equal.
+ */
+export const IDENTITY_REVOCATION_KEEP_MS = (7 * 24 * 3600 + 2 * 60) * 1000
+
 /** Largest page `page` returns, whatever `limit` asks. */
 export const MAX_CERTIFICATE_PAGE = 10_000
 

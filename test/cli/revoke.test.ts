@@ -77,6 +77,16 @@ describe.skipIf(!up && !CI)('agent-trust revoke (real Redis)', () => {
     await expect(verifier().verify(parent, read)).rejects.toThrow(deny('ERR_AGENT_REVOKED'))
     await expect(verifier().verify(child, read)).rejects.toThrow(deny('ERR_AGENT_REVOKED'))
     await expect(verifier().verify(bystander, read)).resolves.toBeDefined()
+    // Their certificates are revoked in the store the authority replicas check callers against.
+    const certs = store.certificateRevocations()
+    const cert = (id: string) => ({
+      serialNumber: '01',
+      spiffeId: `spiffe://${MANIFEST.trustDomain ?? 'agent-trust.local'}/agent/${id}`,
+      notBeforeMs: Date.now() - 1000,
+    })
+    await expect(certs.status(cert('moltbot-orchestrator'))).resolves.toBe('identity-revoked')
+    await expect(certs.status(cert(CHILD.id))).resolves.toBe('identity-revoked')
+    await expect(certs.status(cert('agent-summarizer-v2'))).resolves.toBe('good')
     expect((await cliInProcess(['revoke', 'agent', 'not-in-manifest'], { env })).code).toBe(1)
     expect((await cliInProcess(['revoke', 'agent', 'not-in-manifest', '--unlisted'], { env })).code).toBe(0)
   })

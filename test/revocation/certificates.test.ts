@@ -204,3 +204,11 @@ describe.skipIf(!redisEnabled)('certificate revocations in Redis', () => {
     }
   }, 120_000)
 })
+
+describe('identity revocation lifetime', () => {
+  it('is the CA limit the identity list keeps', async () => {
+    const { IDENTITY_KEEP_MS } = await import('../../src/identity/revocations.js')
+    const { IDENTITY_REVOCATION_KEEP_MS } = await import('../../src/revocation/certificates.js')
+    expect(IDENTITY_REVOCATION_KEEP_MS).toBe(IDENTITY_KEEP_MS)
+  })
+})
