@@ -330,6 +330,27 @@ describe('the authority service', () => {
       await expect(f.client(summarizer).mint(mintReq())).resolves.toBeTypeOf('string')
     })
 
+    it('pages the revocation feed over mTLS: every certificate entry once, and refuses a bad limit', async () => {
+      const serials = ['c0ffee01', 'c0ffee02', 'c0ffee03']
+      for (const sn of serials) await f.client(alice).revokeCertificate(sn)
+      const c = f.client(summarizer)
+      const seen: string[] = []
+      let page = await c.revocations(0, undefined, { limit: 1 })
+      let pages = 1
+      while (page.more) {
+        for (const e of page.entries) if (e.kind === 'certificate') seen.push(e.serialNumber)
+        expect(page.entries.length).toBeLessThanOrEqual(2)
+        page = await c.revocations(page.cursor, page.epoch, { limit: 1, certificates: page.certificateCursor })
+        pages++
+      }
+      for (const e of page.entries) if (e.kind === 'certificate') seen.push(e.serialNumber)
+      expect(pages).toBeGreaterThan(3)
+      expect(seen.filter((sn) => serials.includes(sn)).sort()).toEqual(serials)
+      expect(new Set(seen).size).toBe(seen.length)
+      await expect(c.revocations(0, undefined, { limit: 0 })).rejects.toMatchObject({ code: 'ERR_REQUEST_INVALID' })
+      await expect(c.revocations(0, undefined, { limit: 10_001 })).rejects.toMatchObject({ code: 'ERR_REQUEST_INVALID' })
+    })
+
     it('records refused connections and certificate issuance in the audit log, never a token', () => {
       const notes = f.audit.events.map((e) => e.note ?? '')
       expect(notes.some((n) => n.startsWith('connection refused'))).toBe(true)
