@@ -249,8 +249,9 @@ const EntrySchema = z.discriminatedUnion('kind', [
 export const FeedPageSchema = z.strictObject({
   epoch: z.string().min(1).max(64),
   cursor: z.number().int().nonnegative(),
-  certificateCursor: z.string().max(128),
-  more: z.boolean(),
+  // Absent from servers that predate paging (one page then held everything).
+  certificateCursor: z.string().max(128).default(''),
+  more: z.boolean().default(false),
   reset: z.boolean(),
   issuer: z.string().min(1).max(255),
   jwks: z.strictObject({ keys: z.array(Jwk).max(64) }),

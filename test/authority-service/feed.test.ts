@@ -193,6 +193,17 @@ describe('RevocationFeedStore (deterministic clock)', () => {
     expect(calls).toBe(2)
   })
 
+  it('reads a page from a server that predates paging (no more, no certificate cursor) as complete', async () => {
+    const { certificateCursor: _c, more: _m, ...old } = await new RevocationFeed().read(0, undefined, 'i', { keys: [] })
+    const entries = [{ kind: 'certificate', serialNumber: 'abcd', forgetAtMs: Date.now() + 60_000 }]
+    const store = await RevocationFeedStore.start({ source: { revocations: async () => ({ ...old, entries }) as unknown as FeedPage } })
+    try {
+      expect(store.certificates.isRevoked({ serialNumber: 'abcd', spiffeId: 'spiffe://x/agent/y', notBeforeMs: 0 })).toBe(true)
+    } finally {
+      await store.close()
+    }
+  })
+
   it('treats a malformed page as a failed poll (nothing applied)', async () => {
     let now = 0
     let page: unknown = await new RevocationFeed().read(0, undefined, 'i', { keys: [] })
