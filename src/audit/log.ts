@@ -4,6 +4,7 @@
  * (durable decisions); `close()` writes the seal. One log instance is one chain.
  */
 import { randomUUID } from 'node:crypto'
+import { z } from 'zod'
 import {
   auditDigest,
   chainCanonical,
@@ -15,6 +16,7 @@ import {
   type AuditHead,
 } from './chain.js'
 import { AuditUnavailable } from '../errors.js'
+import { fn, parseOptions, withMethods } from '../lib/options.js'
 import { fileSink, type AuditRecord, type AuditSink } from './sinks.js'
 import type { AuditEventInput } from './types.js'
 import type { AuditLogOptions, AuditLogStats, ChainedAuditLog } from './log-types.js'
@@ -43,6 +45,29 @@ interface Waiter {
 }
 
 const CHAIN_ID = /^[A-Za-z0-9._:@/-]{1,128}$/
+
+/** {@link AuditLogOptions}, checked once when the log is built. */
+const AuditLogOptionsSchema = z
+  .strictObject({
+    sinks: z.array(withMethods<AuditSink>('write', 'close')).min(1, 'needs at least one sink').readonly().optional(),
+    chainId: z.string().regex(CHAIN_ID, 'expected 1-128 chars of [A-Za-z0-9._:@/-]').optional(),
+    flushIntervalMs: z.int().min(1).max(60_000).optional(),
+    batchSize: z.int().min(1).optional(),
+    maxPendingEvents: z.int().min(1).optional(),
+    // A key shorter than 16 bytes is guessable; its value is never echoed.
+    hmacKey: z
+      .union([z.string().min(16), z.instanceof(Uint8Array).refine((k) => k.byteLength >= 16)], {
+        error: 'expected a string or bytes of at least 16 bytes',
+      })
+      .optional(),
+    onError: fn<(error: Error, sink: string) => void>().optional(),
+    onAuditFailure: z.enum(['allow', 'deny']).optional(),
+    durable: z.boolean().optional(),
+  })
+  .refine((o) => (o.maxPendingEvents ?? 100_000) >= (o.batchSize ?? 2048), {
+    path: ['maxPendingEvents'],
+    message: 'expected an integer >= batchSize',
+  })
 
 /** A queued event. `line` is built only if a sink asks for it (the file sink encodes from `canonical`). */
 class ChainedRecord implements AuditRecord {
@@ -93,8 +118,8 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
   #waiters: Waiter[] = []
 
   constructor(options: AuditLogOptions) {
+    const o = parseOptions('createAuditLog', AuditLogOptionsSchema, options)
     const {
-      sinks = [fileSink(process.env.AGENT_TRUST_AUDIT_FILE || DEFAULT_AUDIT_FILE)],
       chainId = randomUUID(),
       flushIntervalMs = 100,
       batchSize = 2048,
@@ -103,18 +128,9 @@ class ChainedAuditLogImpl implements ChainedAuditLog {
       onError,
       onAuditFailure = 'allow',
       durable = false,
-    } = options
-    if (!Array.isArray(sinks) || sinks.length === 0) throw new TypeError('createAuditLog needs at least one sink')
-    for (const s of sinks)
-      if (typeof s?.write !== 'function' || typeof s.close !== 'function') throw new TypeError('each sink needs write() and close()')
-    if (typeof chainId !== 'string' || !CHAIN_ID.test(chainId)) throw new TypeError('chainId must be 1-128 chars of [A-Za-z0-9._:@/-]')
-    if (!Number.isInteger(flushIntervalMs) || flushIntervalMs < 1 || flushIntervalMs > 60_000)
-      throw new TypeError('flushIntervalMs must be an integer from 1 to 60000')
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new TypeError('batchSize must be a positive integer')
-    if (!Number.isInteger(maxPendingEvents) || maxPendingEvents < batchSize)
-      throw new TypeError('maxPendingEvents must be an integer >= batchSize')
-    if (onAuditFailure !== 'allow' && onAuditFailure !== 'deny') throw new TypeError("onAuditFailure must be 'allow' or 'deny'")
-    if (typeof durable !== 'boolean') throw new TypeError('durable must be a boolean')
+    } = o
+    // The default file is opened only once the options are known to be valid.
+    const sinks = o.sinks ?? [fileSink(process.env.AGENT_TRUST_AUDIT_FILE || DEFAULT_AUDIT_FILE)]
     this.#deny = onAuditFailure === 'deny'
     this.durable = durable
     this.chainId = chainId

@@ -28,6 +28,9 @@
  * @module agent-trust/audit/redis
  */
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
+import { z } from 'zod'
+import { ConfigInvalid } from '../errors.js'
+import { parseOptions, withMethods } from '../lib/options.js'
 import type { AuditSink } from './sinks.js'
 
 export interface RedisStreamSinkOptions {
@@ -44,6 +47,15 @@ export interface RedisStreamSinkOptions {
 }
 
 export const DEFAULT_AUDIT_STREAM_KEY = 'agent-trust:audit'
+
+/** {@link RedisStreamSinkOptions}, checked once when the sink is built. */
+const RedisStreamSinkOptionsSchema = z.strictObject({
+  redis: withMethods<Redis | Cluster>('defineCommand', 'xadd').optional(),
+  url: z.string().min(1).optional(),
+  key: z.string().min(1).max(1024).optional(),
+  maxLen: z.int().min(1).optional(),
+  commandTimeoutMs: z.int().min(1).optional(),
+})
 
 // KEYS[1]: the stream, KEYS[2]: the marker hash (chainId -> last seq written).
 // ARGV[1]: MAXLEN ('' for none); then chainId, seq, event per entry. Entries at or below the
@@ -86,25 +98,24 @@ function hasHashTag(key: string): boolean {
 export function createRedisStreamSink(
   options: RedisStreamSinkOptions = {},
 ): AuditSink & { readonly redis: Redis | Cluster; readonly key: string } {
-  const { key = DEFAULT_AUDIT_STREAM_KEY, maxLen, commandTimeoutMs = 1000 } = options
-  if (typeof key !== 'string' || key.length === 0) throw new TypeError('the stream key must be a non-empty string')
-  if (maxLen !== undefined && (!Number.isInteger(maxLen) || maxLen < 1)) throw new TypeError('maxLen must be a positive integer')
-  if (!Number.isInteger(commandTimeoutMs) || commandTimeoutMs < 1) throw new TypeError('commandTimeoutMs must be a positive integer')
+  const o = parseOptions('createRedisStreamSink', RedisStreamSinkOptionsSchema, options)
+  const { key = DEFAULT_AUDIT_STREAM_KEY, maxLen, commandTimeoutMs = 1000 } = o
   const owned = options.redis === undefined
   let redis: Redis | Cluster
-  if (options.redis !== undefined) {
-    redis = options.redis
+  if (o.redis !== undefined) {
+    redis = o.redis
   } else {
-    const url = options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+    const url = o.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
     // Fail fast rather than queue: the audit log keeps and retries the batch itself.
-    const o: RedisOptions = { commandTimeout: commandTimeoutMs, enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false }
-    redis = new Redis(url, o)
+    const ro: RedisOptions = { commandTimeout: commandTimeoutMs, enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: false }
+    redis = new Redis(url, ro)
     // Without a listener ioredis reports connection errors on the console; the log counts them instead.
     redis.on('error', () => undefined)
   }
   if ((redis as { isCluster?: boolean }).isCluster === true && !hasHashTag(key))
-    throw new TypeError(
-      'on Redis Cluster the audit stream key needs a hash tag (e.g. "{agent-trust}:audit"): its seq marker must share the slot',
+    throw new ConfigInvalid(
+      'createRedisStreamSink: invalid options:\n  - key: on Redis Cluster the audit stream key needs a hash tag (e.g. "{agent-trust}:audit"): its seq marker must share the slot',
+      { details: { rule: 'options', issues: 1, path: 'key' } },
     )
   const seqKey = auditStreamSeqKey(key)
   redis.defineCommand(CMD_APPEND, { lua: APPEND_LUA, numberOfKeys: 2 })

@@ -5,6 +5,8 @@
 import { closeSync, fdatasyncSync, openSync, writeSync } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import type { Writable } from 'node:stream'
+import { z } from 'zod'
+import { parseOptions, withMethods } from '../lib/options.js'
 
 /** One chained event, ready to write. `line` ends with a newline. */
 export interface AuditRecord {
@@ -81,6 +83,14 @@ function chunks(records: readonly AuditRecord[]): Buffer[] {
   return out
 }
 
+/** `fileSink(path, options)`, checked once when the sink is built. */
+const FileSinkArgsSchema = z.strictObject({
+  path: z.string().min(1),
+  options: z.strictObject({ fsync: z.boolean().optional(), mode: z.int().min(0).max(0o7777).optional() }).optional(),
+})
+
+const StreamSinkOptionsSchema = z.strictObject({ stream: withMethods<Writable>('write', 'on', 'listeners').optional() })
+
 /**
  * JSONL file, opened for append (`O_APPEND`): several processes may share one file, each
  * with its own chain; every batch chunk is one `write(2)` of whole lines.
@@ -94,8 +104,8 @@ function chunks(records: readonly AuditRecord[]): Buffer[] {
  * Subpath: `agent-trust/audit`.
  */
 export function fileSink(path: string, options: FileSinkOptions = {}): AuditSink {
-  if (typeof path !== 'string' || path.length === 0) throw new TypeError('fileSink needs a file path')
-  const { fsync = true, mode = 0o600 } = options
+  const { options: o = {} } = parseOptions('fileSink', FileSinkArgsSchema, { path, options })
+  const { fsync = true, mode = 0o600 } = o
   let handle: FileHandle | undefined
   let opening: Promise<FileHandle> | undefined
   const get = async (): Promise<FileHandle> => {
@@ -183,11 +193,12 @@ export interface StreamSinkOptions {
 
 /** JSONL on stdout (for a log collector). A broken pipe is a sink failure, not a crash. */
 export function stdoutSink(options: StreamSinkOptions = {}): AuditSink {
-  const stream = options.stream ?? process.stdout
+  const o = parseOptions('stdoutSink', StreamSinkOptionsSchema, options)
+  const stream = o.stream ?? process.stdout
   // An EPIPE on stdout would otherwise be an uncaught 'error' event.
   if (!stream.listeners('error').includes(ignoreStreamError)) stream.on('error', ignoreStreamError)
   return {
-    name: options.stream === undefined ? 'stdout' : 'stream',
+    name: o.stream === undefined ? 'stdout' : 'stream',
     write(records) {
       return new Promise<void>((resolve, reject) => {
         if (stream.destroyed || !stream.writable) return reject(new Error('the stream is closed'))

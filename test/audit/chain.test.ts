@@ -3,10 +3,19 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createAuditLog, memorySink, verifyAuditLines, verifyAuditTrail, type AuditEventInput } from 'agent-trust/audit'
+import {
+  createAuditLog,
+  fileSink,
+  memorySink,
+  stdoutSink,
+  verifyAuditLines,
+  verifyAuditTrail,
+  type AuditEventInput,
+} from 'agent-trust/audit'
 import { canonicalEvent, chainEvent, auditDigest, sanitizeAuditInput } from '../../src/audit/chain.js'
 import { canonicalJson } from '../../src/lib/hash.js'
 import { CONTEXT } from '../support/seed.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-trust-chain-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -304,11 +313,25 @@ describe('audit events: what is written', () => {
     await log.close()
   })
 
-  it('rejects bad options when built', () => {
-    expect(() => createAuditLog({ sinks: [] })).toThrow(TypeError)
-    expect(() => createAuditLog({ sinks: [memorySink()], chainId: 'has space' })).toThrow(TypeError)
-    expect(() => createAuditLog({ sinks: [memorySink()], flushIntervalMs: 0 })).toThrow(TypeError)
-    expect(() => createAuditLog({ sinks: [memorySink()], hmacKey: 'short' })).toThrow(TypeError)
-    expect(() => createAuditLog({ sinks: [memorySink()], batchSize: 10, maxPendingEvents: 5 })).toThrow(TypeError)
+  it('validates its options', async () => {
+    const key = 'audit-hmac-key-secret-0123'
+    const sinks = [memorySink()]
+    await expectOptionMisuse(() => createAuditLog({ sinks: [] }), { path: 'sinks' })
+    await expectOptionMisuse(() => createAuditLog({ sinks: [{ write() {} } as never] }), { path: 'sinks[0]' })
+    await expectOptionMisuse(() => createAuditLog({ sinks, chainId: 'has space' }), { path: 'chainId' })
+    await expectOptionMisuse(() => createAuditLog({ sinks, flushIntervalMs: 0 }), { path: 'flushIntervalMs' })
+    await expectOptionMisuse(() => createAuditLog({ sinks, flushIntervalMs: '100' as never }), { path: 'flushIntervalMs' })
+    await expectOptionMisuse(() => createAuditLog({ sinks, hmacKey: 'short-secret' }), { path: 'hmacKey', secrets: ['short-secret'] })
+    await expectOptionMisuse(() => createAuditLog({ sinks, batchSize: 10, maxPendingEvents: 5 }), { path: 'maxPendingEvents' })
+    await expectOptionMisuse(() => createAuditLog({ sinks, onAuditFailure: 'warn' as never }), { path: 'onAuditFailure' })
+    const typo = await expectOptionMisuse(() => createAuditLog({ sinks, hmacKey: key, onAuditFaliure: 'deny' } as never), {
+      path: 'onAuditFaliure',
+      secrets: [key],
+    })
+    expect(typo.message).toContain('onAuditFailure')
+    await expectOptionMisuse(() => createAuditLog({ sinks, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    await expectOptionMisuse(() => fileSink(''), { path: 'path' })
+    await expectOptionMisuse(() => fileSink('/tmp/x.jsonl', { fsnyc: false } as never), { path: 'options.fsnyc' })
+    await expectOptionMisuse(() => stdoutSink({ stream: {} as never }), { path: 'stream' })
   })
 })

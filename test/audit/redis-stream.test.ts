@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 import { createAuditLog, memorySink, verifyAuditLines, verifyAuditTrail } from 'agent-trust/audit'
 import { createRedisStreamSink, readAuditStream } from 'agent-trust/audit/redis'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const up = await sharedRedisUp()
 const PREFIX = randomPrefix('audit')
@@ -103,8 +104,15 @@ describe.skipIf(!up && !CI)('audit sink: Redis Streams (real Redis)', () => {
     await log.close()
   })
 
-  it('rejects bad options when built', () => {
-    expect(() => createRedisStreamSink({ redis: raw, key: '' })).toThrow(TypeError)
-    expect(() => createRedisStreamSink({ redis: raw, maxLen: 0 })).toThrow(TypeError)
+  it('validates its options', async () => {
+    const url = 'redis://user:redis-password-secret@127.0.0.1:1'
+    await expectOptionMisuse(() => createRedisStreamSink({ redis: raw, key: '' }), { path: 'key' })
+    await expectOptionMisuse(() => createRedisStreamSink({ redis: raw, maxLen: 0 }), { path: 'maxLen' })
+    await expectOptionMisuse(() => createRedisStreamSink({ redis: {} as never }), { path: 'redis' })
+    await expectOptionMisuse(() => createRedisStreamSink({ url, comandTimeoutMs: 5 } as never), {
+      path: 'comandTimeoutMs',
+      secrets: ['redis-password-secret'],
+    })
+    await expectOptionMisuse(() => createRedisStreamSink({ redis: raw, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
   })
 })

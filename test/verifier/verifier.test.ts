@@ -315,13 +315,13 @@ describe('step 3: claims', () => {
       [{ id: '', issuers }, 'id'],
       [{ id: 'x' }, 'issuers'],
       [{ id: 'x', issuers: [] }, 'issuers'],
-      [{ id: 'x', issuers: [{ issuer: 'a', jwks: null }] }, 'issuers.0.jwks'],
-      [{ id: 'x', issuers: [{ issuer: 'a', jwks: { keys: [] }, extra: 1 }] }, 'issuers.0'],
+      [{ id: 'x', issuers: [{ issuer: 'a', jwks: null }] }, 'issuers[0].jwks'],
+      [{ id: 'x', issuers: [{ issuer: 'a', jwks: { keys: [] }, extra: 1 }] }, 'issuers[0].extra'],
       [{ id: 'x', issuers, clockToleranceSeconds: 1.5 }, 'clockToleranceSeconds'],
       [{ id: 'x', issuers, store: {} }, 'store'],
       [{ id: 'x', issuers, audit: { record: 'no' } }, 'audit'],
       [{ id: 'x', issuers, requireCertificateBinding: 'yes' }, 'requireCertificateBinding'],
-      [{ id: 'x', issuers, idd: 'typo' }, ''],
+      [{ id: 'x', issuers, idd: 'typo' }, 'idd'],
     ]
     for (const [options, path] of bad) {
       let err: any
