@@ -4,7 +4,9 @@
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose'
+import { z } from 'zod'
 import { KeyInvalid } from '../errors.js'
+import { fn, parseOptions } from '../lib/options.js'
 
 export type { JWK } from 'jose'
 import { DEFAULT_CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
@@ -105,6 +107,15 @@ interface LoadedKey {
   readonly publicJwk: JWK
 }
 
+/** {@link KeySetOptions}, checked once. A key must stay published while tokens it signed live. */
+const KeySetOptionsSchema = z.strictObject({
+  overlapMs: z
+    .number()
+    .min(MAX_TOKEN_LIFETIME_SECONDS * 1000, 'expected at least the maximum token lifetime (300000 ms)')
+    .optional(),
+  now: fn<() => number>().optional(),
+})
+
 /**
  * The authority's keys: one active key signs; retired keys stay in the JWKS for the
  * overlap so that no token they signed is falsely rejected; a revoked key is gone at once.
@@ -125,11 +136,9 @@ export class KeySet {
 
   /** Load persisted records (the newest non-retired one signs), or generate a first key. */
   static async create(records: readonly SigningKeyRecord[] = [], options: KeySetOptions = {}): Promise<KeySet> {
-    const { overlapMs = (MAX_TOKEN_LIFETIME_SECONDS + 6 * DEFAULT_CLOCK_TOLERANCE_SECONDS) * 1000 } = options
-    if (!Number.isFinite(overlapMs) || overlapMs < MAX_TOKEN_LIFETIME_SECONDS * 1000) {
-      throw new TypeError('overlapMs must be at least the maximum token lifetime (300000 ms)')
-    }
-    const set = new KeySet(overlapMs, options.now ?? Date.now)
+    const o = parseOptions('KeySet.create', KeySetOptionsSchema, options)
+    const { overlapMs = (MAX_TOKEN_LIFETIME_SECONDS + 6 * DEFAULT_CLOCK_TOLERANCE_SECONDS) * 1000 } = o
+    const set = new KeySet(overlapMs, o.now ?? Date.now)
     for (const r of records) await set.#add(r)
     await set.#ensureUsable(set.#now())
     set.#republish()

@@ -13,7 +13,9 @@
  * `405`. They serve public members only, whatever the source returns.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { z } from 'zod'
 import { sha256b64url } from '../lib/hash.js'
+import { parseOptions } from '../lib/options.js'
 import { publicJwkOf, type JSONWebKeySet } from './index.js'
 
 /** Where the handler reads the JWKS: a `KeySet`/`Authority`/`KeyManager.keys`, or a function. */
@@ -24,19 +26,24 @@ export interface JwksHandlerOptions {
   readonly maxAgeSeconds?: number
 }
 
+/** `createJwksHandler(provider, options)`, checked once when the handler is built. */
+const JwksHandlerArgsSchema = z.strictObject({
+  provider: z.custom<JwksProvider>(
+    (v) => typeof v === 'function' || (typeof v === 'object' && v !== null && typeof (v as { jwks?: unknown }).jwks === 'function'),
+    { message: 'expected a KeySet, an Authority, or a function returning a JWKS' },
+  ),
+  options: z.strictObject({ maxAgeSeconds: z.int().min(0).max(3600).optional() }).optional(),
+})
+
 interface Rendered {
   readonly body: string
   readonly etag: string
 }
 
-function compiled(provider: JwksProvider, options: JwksHandlerOptions): { render(): Rendered; cacheControl: string } {
+function compiled(factory: string, provider: JwksProvider, options: JwksHandlerOptions): { render(): Rendered; cacheControl: string } {
+  const args = parseOptions(factory, JwksHandlerArgsSchema, { provider, options })
   const get = typeof provider === 'function' ? provider : () => provider.jwks()
-  if (typeof get !== 'function' || (typeof provider !== 'function' && typeof provider?.jwks !== 'function')) {
-    throw new TypeError('createJwksHandler needs a KeySet, an Authority, or a function returning a JWKS')
-  }
-  const { maxAgeSeconds = 60 } = options
-  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0 || maxAgeSeconds > 3600)
-    throw new TypeError('maxAgeSeconds must be an integer from 0 to 3600')
+  const { maxAgeSeconds = 60 } = args.options ?? {}
   // Render once per JWKS object: KeySet returns the same object until its keys change.
   let last: JSONWebKeySet | undefined
   let rendered: Rendered | undefined
@@ -75,7 +82,7 @@ function matches(ifNoneMatch: string | null | undefined, etag: string): boolean 
  * ```
  */
 export function jwksFetchHandler(provider: JwksProvider, options: JwksHandlerOptions = {}): (request: Request) => Response {
-  const c = compiled(provider, options)
+  const c = compiled('jwksFetchHandler', provider, options)
   return function jwksHandler(request: Request): Response {
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       return new Response(null, { status: 405, headers: { Allow: 'GET, HEAD' } })
@@ -103,7 +110,7 @@ export function jwksNodeHandler(
   provider: JwksProvider,
   options: JwksHandlerOptions = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const c = compiled(provider, options)
+  const c = compiled('jwksNodeHandler', provider, options)
   return function jwksHandler(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end()

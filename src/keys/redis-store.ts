@@ -20,7 +20,10 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomUUID } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+import { z } from 'zod'
 import { StoreUnavailable } from '../errors.js'
+import { parseOptions, withMethods } from '../lib/options.js'
 import { assertTimeout, FailClosedConnection, type RedisConnectionOptions } from '../lib/redis.js'
 import { cachedJwksSource, type RefreshableJwksSource } from './remote-jwks.js'
 import { publicJwkOf, type JSONWebKeySet, type JWK, type SigningKeyRecord } from './index.js'
@@ -86,6 +89,25 @@ export function jwksOfRecords(records: readonly SigningKeyRecord[]): JSONWebKeyS
   return { keys: records.map((r) => publicJwkOf(r.privateJwk, r.kid)) }
 }
 
+const timeout = z.int().min(1).max(60_000).optional()
+
+/** {@link RedisKeyStoreOptions}, checked once. A URL or password is never echoed. */
+const RedisKeyStoreOptionsSchema = z.strictObject({
+  url: z.string().min(1).optional(),
+  redis: withMethods<Redis | Cluster>('defineCommand').optional(),
+  nodes: z.array(z.unknown()).readonly().optional(),
+  sentinels: z
+    .array(z.strictObject({ host: z.string(), port: z.int() }))
+    .readonly()
+    .optional(),
+  name: z.string().optional(),
+  redisOptions: z.record(z.string(), z.unknown()).optional(),
+  prefix: z.string().regex(PREFIX, 'expected 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)').optional(),
+  commandTimeoutMs: timeout,
+  lockTtlMs: timeout,
+  lockWaitMs: timeout,
+})
+
 /**
  * A {@link KeyStore} in Redis shared by authority replicas; also publishes the public JWKS
  * at `{<prefix>}:jwks` on every save. Every failure is `ERR_STORE_UNAVAILABLE`.
@@ -107,11 +129,12 @@ export class RedisKeyStore implements KeyStore {
   // several managers sharing this object in one process do not mix their locks).
   readonly #held = new AsyncLocalStorage<string>()
 
-  constructor(options: RedisKeyStoreOptions = {}) {
+  constructor(input: RedisKeyStoreOptions = {}) {
+    const options = parseOptions('RedisKeyStore', RedisKeyStoreOptionsSchema, input)
     this.keys = keyStoreKeys(options.prefix ?? DEFAULT_PREFIX)
     this.#lockTtlMs = assertTimeout(options.lockTtlMs ?? 10_000, 'lockTtlMs')
     this.#lockWaitMs = assertTimeout(options.lockWaitMs ?? 5_000, 'lockWaitMs')
-    this.#conn = new FailClosedConnection(options, assertTimeout(options.commandTimeoutMs ?? 1000, 'commandTimeoutMs'))
+    this.#conn = new FailClosedConnection(input, assertTimeout(options.commandTimeoutMs ?? 1000, 'commandTimeoutMs'))
     this.#conn.client.defineCommand(CMD_SAVE, { lua: SAVE_LUA, numberOfKeys: 3 })
     this.#conn.client.defineCommand(CMD_UNLOCK, { lua: UNLOCK_LUA, numberOfKeys: 1 })
   }
@@ -206,6 +229,12 @@ export interface RedisJwksOptions extends RedisConnectionOptions {
   readonly commandTimeoutMs?: number
 }
 
+const RedisJwksOptionsSchema = RedisKeyStoreOptionsSchema.omit({ lockTtlMs: true, lockWaitMs: true }).extend({
+  cacheMaxAgeMs: z.int().min(0).optional(),
+  cooldownMs: z.int().min(0).optional(),
+  maxStaleMs: z.int().min(0).optional(),
+})
+
 /**
  * A verifier's JWKS read from Redis (`{<prefix>}:jwks`), needing no access to private
  * keys. Same caching and fail-closed rules as `remoteJwks`.
@@ -218,9 +247,10 @@ export interface RedisJwksOptions extends RedisConnectionOptions {
  * // on shutdown: await jwks.close()
  * ```
  */
-export function redisJwks(options: RedisJwksOptions = {}): RefreshableJwksSource & { close(): Promise<void> } {
+export function redisJwks(input: RedisJwksOptions = {}): RefreshableJwksSource & { close(): Promise<void> } {
+  const options = parseOptions('redisJwks', RedisJwksOptionsSchema, input)
   const keys = keyStoreKeys(options.prefix ?? DEFAULT_PREFIX)
-  const conn = new FailClosedConnection(options, assertTimeout(options.commandTimeoutMs ?? 1000, 'commandTimeoutMs'))
+  const conn = new FailClosedConnection(input, assertTimeout(options.commandTimeoutMs ?? 1000, 'commandTimeoutMs'))
   const source = cachedJwksSource(
     async () => {
       const text = await conn.run((c) => c.get(keys.jwks))

@@ -19,6 +19,9 @@
  * `ERR_TOKEN_KEY_UNKNOWN` until the URL answers again (fail closed).
  */
 import { createRemoteJWKSet } from 'jose'
+import { z } from 'zod'
+import { ConfigInvalid } from '../errors.js'
+import { parseOptions } from '../lib/options.js'
 import type { JSONWebKeySet } from './index.js'
 import type { JwksSource } from './index.js'
 
@@ -54,10 +57,30 @@ function deepFreeze<T>(v: T): T {
   return v
 }
 
-function positive(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new TypeError(`${name} must be a non-negative integer (milliseconds)`)
-  return v
-}
+const ms = z.int().min(0).optional()
+
+/** `remoteJwks(url, options)`, checked once when the source is built. The URL is never echoed (it may carry a token). */
+const RemoteJwksArgsSchema = z.strictObject({
+  url: z.union([z.instanceof(URL), z.string()], { error: 'expected a URL or string' }).transform((v, ctx) => {
+    try {
+      const u = v instanceof URL ? v : new URL(v)
+      if (u.protocol === 'https:' || u.protocol === 'http:') return u
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: 'custom', message: 'expected an http(s) URL' })
+    return z.NEVER
+  }),
+  options: z
+    .strictObject({
+      cacheMaxAgeMs: ms,
+      cooldownMs: ms,
+      timeoutMs: ms,
+      maxStaleMs: ms,
+      headers: z.record(z.string(), z.string()).optional(),
+    })
+    .optional(),
+})
 
 /**
  * The cache age a reader may use: a copy younger than half the publisher's `prepublish_ms`
@@ -164,20 +187,22 @@ export function cachedJwksSource(
  * ```
  */
 export function remoteJwks(url: string | URL, options: RemoteJwksOptions = {}): RefreshableJwksSource & JwksSource {
-  const u = url instanceof URL ? url : new URL(url)
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new TypeError('the JWKS URL must be http(s)')
-  const cacheMaxAgeMs = positive(options.cacheMaxAgeMs ?? 60_000, 'cacheMaxAgeMs')
-  const cooldownMs = positive(options.cooldownMs ?? 10_000, 'cooldownMs')
-  const timeoutMs = positive(options.timeoutMs ?? 5_000, 'timeoutMs')
-  const maxStaleMs = positive(options.maxStaleMs ?? 600_000, 'maxStaleMs')
-  if (maxStaleMs < cacheMaxAgeMs) throw new TypeError('maxStaleMs must be at least cacheMaxAgeMs')
+  const { url: u, options: o = {} } = parseOptions('remoteJwks', RemoteJwksArgsSchema, { url, options })
+  const cacheMaxAgeMs = o.cacheMaxAgeMs ?? 60_000
+  const cooldownMs = o.cooldownMs ?? 10_000
+  const timeoutMs = o.timeoutMs ?? 5_000
+  const maxStaleMs = o.maxStaleMs ?? 600_000
+  if (maxStaleMs < cacheMaxAgeMs)
+    throw new ConfigInvalid('remoteJwks: invalid options:\n  - options.maxStaleMs: expected at least cacheMaxAgeMs', {
+      details: { rule: 'options', issues: 1, path: 'options.maxStaleMs' },
+    })
   // jose does the fetching: timeout, no redirects, JWKS shape validation, de-duplication
   // of concurrent fetches. Its own cooldown/age are set to ours.
   const set = createRemoteJWKSet(u, {
     cacheMaxAge: cacheMaxAgeMs,
     cooldownDuration: cooldownMs,
     timeoutDuration: timeoutMs,
-    headers: options.headers,
+    headers: o.headers,
   })
   return cachedJwksSource(
     async () => {

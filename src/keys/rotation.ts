@@ -16,6 +16,8 @@
  * under the store's lock, after re-reading the store, and persisted before it is used; the
  * other replicas adopt the persisted records on their next tick.
  */
+import { z } from 'zod'
+import { fn, parseOptions, withMethods } from '../lib/options.js'
 import { KeySet, type SigningKeyRecord } from './index.js'
 import { FileKeyStore, defaultKeyFile, type KeyStore } from './store.js'
 
@@ -57,11 +59,21 @@ export interface KeyManager {
 
 const DAY_MS = 24 * 3600 * 1000
 
-function ms(v: unknown, name: string, min: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
-    throw new TypeError(`${name} must be an integer of at least ${min} (milliseconds)`)
-  return v
-}
+/** {@link KeyManagerOptions}, checked once when the manager is built. */
+const KeyManagerOptionsSchema = z
+  .strictObject({
+    store: withMethods<KeyStore>('load', 'save').optional(),
+    rotationIntervalMs: z.int().min(1).optional(),
+    overlapMs: z.number().optional(),
+    prepublishMs: z.int().min(0).optional(),
+    checkIntervalMs: z.int().min(1).optional(),
+    now: fn<() => number>().optional(),
+    onError: fn<(error: unknown) => void>().optional(),
+  })
+  .refine((o) => o.prepublishMs === undefined || o.prepublishMs < (o.rotationIntervalMs ?? DAY_MS), {
+    path: ['prepublishMs'],
+    message: 'expected less than rotationIntervalMs',
+  })
 
 /** Lifecycle fingerprint of a record list: what replicas must agree on. */
 function fingerprint(records: readonly SigningKeyRecord[]): string {
@@ -241,19 +253,14 @@ class RotatingKeyManager implements KeyManager {
  * manager.start() // rotates every 24 h; manager.stop() on shutdown
  * ```
  */
-export async function createKeyManager(options: KeyManagerOptions = {}): Promise<KeyManager> {
+export async function createKeyManager(input: KeyManagerOptions = {}): Promise<KeyManager> {
+  const options = parseOptions('createKeyManager', KeyManagerOptionsSchema, input)
   const store: KeyStore = options.store ?? new FileKeyStore(defaultKeyFile())
   const now = options.now ?? Date.now
-  const interval = ms(options.rotationIntervalMs ?? DAY_MS, 'rotationIntervalMs', 1)
-  const prepublish = ms(options.prepublishMs ?? Math.min(300_000, Math.floor(interval / 2)), 'prepublishMs', 0)
-  if (prepublish >= interval) throw new TypeError('prepublishMs must be shorter than rotationIntervalMs')
-  const check = ms(
-    options.checkIntervalMs ?? Math.min(30_000, Math.max(10, Math.floor(Math.min(interval, prepublish || interval) / 4))),
-    'checkIntervalMs',
-    1,
-  )
+  const interval = options.rotationIntervalMs ?? DAY_MS
+  const prepublish = options.prepublishMs ?? Math.min(300_000, Math.floor(interval / 2))
+  const check = options.checkIntervalMs ?? Math.min(30_000, Math.max(10, Math.floor(Math.min(interval, prepublish || interval) / 4)))
   const onError = options.onError ?? (() => undefined)
-  if (typeof onError !== 'function') throw new TypeError('onError must be a function')
 
   const load = async (): Promise<KeySet> => {
     const records = await store.load()

@@ -12,6 +12,8 @@ import { constants } from 'node:fs'
 import { mkdir, open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { KeyInvalid, KeyStoreInsecure } from '../errors.js'
+import { z } from 'zod'
+import { parseOptions } from '../lib/options.js'
 import type { SigningKeyRecord } from './index.js'
 
 /** Persistence for {@link SigningKeyRecord}s. */
@@ -119,6 +121,12 @@ export function defaultKeyFile(): string {
   return resolve(process.env.AGENT_TRUST_KEY_FILE ?? '.agent-trust/keys.json')
 }
 
+/** `new FileKeyStore(path, options)`, checked once. */
+const FileKeyStoreArgsSchema = z.strictObject({
+  path: z.string().min(1),
+  options: z.strictObject({ allowGroupReadable: z.boolean().optional() }).optional(),
+})
+
 /**
  * Signing keys in a JSON file, mode 0600, replaced atomically (write a temporary file in
  * the same directory, fsync, rename over the old one, fsync the directory).
@@ -138,9 +146,9 @@ export class FileKeyStore implements KeyStore {
   readonly #allowGroup: boolean
 
   constructor(path: string = defaultKeyFile(), options: FileKeyStoreOptions = {}) {
-    if (typeof path !== 'string' || path.length === 0) throw new TypeError('FileKeyStore needs a file path')
+    const args = parseOptions('FileKeyStore', FileKeyStoreArgsSchema, { path, options })
     this.path = resolve(path)
-    this.#allowGroup = options.allowGroupReadable === true
+    this.#allowGroup = args.options?.allowGroupReadable === true
   }
 
   async load(): Promise<SigningKeyRecord[]> {

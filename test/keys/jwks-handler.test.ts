@@ -1,7 +1,8 @@
 /** JWKS HTTP handlers: Fetch-API and node:http (through a real loopback server), headers, ETag, methods. */
 import { createServer, type Server } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createJwksHandler, jwksFetchHandler, KeySet, type JSONWebKeySet } from 'agent-trust'
+import { createJwksHandler, jwksFetchHandler, jwksNodeHandler, KeySet, type JSONWebKeySet } from 'agent-trust'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 describe('jwksFetchHandler', () => {
   it('serves the public JWKS with content type, Cache-Control and a strong ETag', async () => {
@@ -56,8 +57,11 @@ describe('jwksFetchHandler', () => {
 
   it('validates its options', async () => {
     const keys = await KeySet.create()
-    expect(() => jwksFetchHandler(keys, { maxAgeSeconds: -1 })).toThrow(TypeError)
-    expect(() => jwksFetchHandler({} as never)).toThrow(TypeError)
+    await expectOptionMisuse(() => jwksFetchHandler(keys, { maxAgeSeconds: -1 }), { path: 'options.maxAgeSeconds' })
+    await expectOptionMisuse(() => jwksFetchHandler(keys, { maxAgeSeconds: '60' as never }), { path: 'options.maxAgeSeconds' })
+    await expectOptionMisuse(() => jwksFetchHandler({} as never), { path: 'provider' })
+    await expectOptionMisuse(() => jwksNodeHandler(keys, { maxage: 1 } as never), { path: 'options.maxage' })
+    await expectOptionMisuse(() => jwksNodeHandler(keys, { [HOSTILE_KEY]: 1 } as never), { path: `options${HOSTILE_KEY_PATH}` })
   })
 })
 

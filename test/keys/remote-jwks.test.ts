@@ -9,6 +9,7 @@ import { Authority, createKeyManager, createVerifier, jwksNodeHandler, remoteJwk
 import { RedisKeyStore, redisJwks } from 'agent-trust/keys/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const read = { scope: READ_SCOPE, operation: 'read' as const }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -176,10 +177,22 @@ describe('remoteJwks (loopback HTTP)', () => {
     }
   })
 
-  it('validates its options', () => {
-    expect(() => remoteJwks('ftp://x/jwks')).toThrow(TypeError)
-    expect(() => remoteJwks(base, { cacheMaxAgeMs: -1 })).toThrow(TypeError)
-    expect(() => remoteJwks(base, { cacheMaxAgeMs: 1000, maxStaleMs: 10 })).toThrow(TypeError)
+  it('validates its options', async () => {
+    const bearer = 'Bearer jwks-fetch-secret-token'
+    await expectOptionMisuse(() => remoteJwks('ftp://x/jwks'), { path: 'url' })
+    await expectOptionMisuse(() => remoteJwks('https://user:url-secret-pw@'), { path: 'url', secrets: ['url-secret-pw'] })
+    await expectOptionMisuse(() => remoteJwks(base, { cacheMaxAgeMs: -1 }), { path: 'options.cacheMaxAgeMs' })
+    await expectOptionMisuse(() => remoteJwks(base, { cacheMaxAgeMs: 1000, maxStaleMs: 10 }), { path: 'options.maxStaleMs' })
+    await expectOptionMisuse(() => remoteJwks(base, { headers: { authorization: 1 as never } }), { path: 'options.headers.authorization' })
+    await expectOptionMisuse(() => remoteJwks(base, { header: { authorization: bearer } } as never), {
+      path: 'options.header',
+      secrets: [bearer],
+    })
+    await expectOptionMisuse(() => remoteJwks(base, { [HOSTILE_KEY]: 1 } as never), { path: `options${HOSTILE_KEY_PATH}` })
+    await expectOptionMisuse(() => redisJwks({ url: 'redis://:jwks-redis-pw@127.0.0.1:1', cacheMaxAge: 1 } as never), {
+      path: 'cacheMaxAge',
+      secrets: ['jwks-redis-pw'],
+    })
   })
 
   it('a published prepublish_ms lowers the cache age to half of it, whatever the reader was configured with', async () => {

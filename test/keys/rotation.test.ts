@@ -5,10 +5,20 @@
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, describe, expect, it, vi } from 'vitest'
-import { Authority, createKeyManager, createVerifier, MemoryKeyStore, type KeyStore, type SigningKeyRecord } from 'agent-trust'
+import {
+  Authority,
+  createKeyManager,
+  createVerifier,
+  FileKeyStore,
+  KeySet,
+  MemoryKeyStore,
+  type KeyStore,
+  type SigningKeyRecord,
+} from 'agent-trust'
 import { RedisKeyStore } from 'agent-trust/keys/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const HOUR = 3600_000
 const OVERLAP = 330_000
@@ -45,9 +55,23 @@ describe('createKeyManager (fake clock)', () => {
     const m = await createKeyManager({ store, now: c.now })
     expect(store.saves).toBe(1)
     expect(kids(await store.load())).toEqual([m.keys.active().kid])
-    await expect(createKeyManager({ store, rotationIntervalMs: 0 })).rejects.toThrow(TypeError)
-    await expect(createKeyManager({ store, rotationIntervalMs: 1000, prepublishMs: 1000 })).rejects.toThrow(TypeError)
-    await expect(createKeyManager({ store, overlapMs: 1000 })).rejects.toThrow(TypeError)
+    await expectOptionMisuse(() => createKeyManager({ store, rotationIntervalMs: 0 }), { path: 'rotationIntervalMs' })
+    await expectOptionMisuse(() => createKeyManager({ store, rotationIntervalMs: 1000, prepublishMs: 1000 }), { path: 'prepublishMs' })
+    await expectOptionMisuse(() => createKeyManager({ store, overlapMs: 1000 }), { path: 'overlapMs' })
+    await expectOptionMisuse(() => createKeyManager({ store: { load: () => [] } as never }), { path: 'store' })
+    await expectOptionMisuse(() => createKeyManager({ store, onError: 'log' as never }), { path: 'onError' })
+    await expectOptionMisuse(() => createKeyManager({ store, rotationInterval: 1000 } as never), { path: 'rotationInterval' })
+    await expectOptionMisuse(() => createKeyManager({ store, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    await expectOptionMisuse(() => KeySet.create([], { overlapMs: 1 }), { path: 'overlapMs' })
+    await expectOptionMisuse(() => new FileKeyStore(''), { path: 'path' })
+    await expectOptionMisuse(() => new FileKeyStore('/tmp/k.json', { allowGroupReadable: 'yes' } as never), {
+      path: 'options.allowGroupReadable',
+    })
+    await expectOptionMisuse(() => new RedisKeyStore({ url: 'redis://:keystore-redis-pw@127.0.0.1:1', prefix: '{x}' }), {
+      path: 'prefix',
+      secrets: ['keystore-redis-pw'],
+    })
+    await expectOptionMisuse(() => new RedisKeyStore({ lockTtlMs: 0 }), { path: 'lockTtlMs' })
   })
 
   it('rotates on schedule: the next key is published prepublishMs early, signs at the interval, the old one stays for the overlap', async () => {
