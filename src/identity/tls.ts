@@ -6,6 +6,8 @@
  */
 import { X509Certificate as NodeX509Certificate } from 'node:crypto'
 import type { PeerCertificate } from 'node:tls'
+import { z } from 'zod'
+import { fn, parseOptions, withMethods } from '../lib/options.js'
 import { trustDomainOf, type TlsCredentials } from './ca.js'
 import { thumbprintOf } from './internal.js'
 import { assertCertificateCurrent, inspectWorkloadCertificate } from './peer.js'
@@ -14,6 +16,30 @@ import type { Workload } from './spiffe.js'
 
 /** TLS 1.3 only: no renegotiation (the peer of a connection never changes) and no legacy suites. */
 export const MTLS_MIN_VERSION = 'TLSv1.3' as const
+
+// PEM material: checked for shape only, never echoed (`key` is a private key).
+const pem = z.string().refine((v) => v.includes('-----BEGIN'), 'expected PEM')
+/** Credentials may be an identity's own object with more members (kept as given). */
+const Credentials = z.looseObject({ cert: pem, key: pem, ca: pem })
+const ClientCredentials = z
+  .looseObject({ cert: pem.optional(), key: pem.optional(), ca: z.string().min(1, 'expected the CA bundle (PEM)') })
+  .refine((c) => (c.cert === undefined) === (c.key === undefined), { message: 'expected both cert and key, or neither' })
+const revocations = withMethods<CertificateRevocationChecker>('isRevoked').optional()
+const now = fn<() => number>().optional()
+const ServerExpectationSchema = z.union(
+  [fn<(workload: Workload) => boolean>(), z.strictObject({ kind: z.enum(['agent', 'operator', 'authority']), id: z.string().min(1) })],
+  { error: 'expected a workload { kind, id } or a function' },
+)
+const MtlsClientArgs = z.strictObject({
+  credentials: ClientCredentials,
+  options: z.strictObject({ trustDomain: z.string().min(1), server: ServerExpectationSchema, revocations, now }),
+})
+const MtlsAgentCallArgs = z.strictObject({
+  credentials: z.union([fn<() => TlsCredentials>(), Credentials], {
+    error: 'expected { cert, key, ca } in PEM or a function returning them',
+  }),
+  options: z.strictObject({ trustDomain: z.string().min(1).optional(), revocations, now }).optional(),
+})
 
 export interface MtlsServerOptions {
   readonly cert: string
@@ -37,7 +63,7 @@ export interface MtlsServerOptions {
  * ```
  */
 export function mtlsServerOptions(credentials: TlsCredentials): MtlsServerOptions {
-  checkCredentials(credentials)
+  checkCredentials(credentials, 'mtlsServerOptions')
   return Object.freeze({
     cert: credentials.cert,
     key: credentials.key,
@@ -71,8 +97,7 @@ export function mtlsClientOptions(
   credentials: Partial<Pick<TlsCredentials, 'cert' | 'key'>> & Pick<TlsCredentials, 'ca'>,
   options: { trustDomain: string; server: ServerExpectation; revocations?: CertificateRevocationChecker; now?: () => number },
 ): MtlsClientOptions {
-  if (typeof credentials?.ca !== 'string' || credentials.ca.length === 0) throw new TypeError('the CA bundle (ca, PEM) is required')
-  if ((credentials.cert === undefined) !== (credentials.key === undefined)) throw new TypeError('give both cert and key, or neither')
+  parseOptions('mtlsClientOptions', MtlsClientArgs, { credentials, options })
   const { trustDomain, server, revocations, now } = options
   const accepts = typeof server === 'function' ? server : (w: Workload) => w.kind === server.kind && w.id === server.id
   const checkServerIdentity = (_hostname: string, cert: PeerCertificate): Error | undefined => {
@@ -103,14 +128,12 @@ export function mtlsClientOptions(
 
 /** Server options without client certificates (the enrollment listener: agents have none yet). */
 export function tlsServerOptions(credentials: TlsCredentials): { cert: string; key: string; minVersion: typeof MTLS_MIN_VERSION } {
-  checkCredentials(credentials)
+  checkCredentials(credentials, 'tlsServerOptions')
   return Object.freeze({ cert: credentials.cert, key: credentials.key, minVersion: MTLS_MIN_VERSION })
 }
 
-function checkCredentials(c: TlsCredentials): void {
-  for (const k of ['cert', 'key', 'ca'] as const) {
-    if (typeof c?.[k] !== 'string' || !c[k].includes('-----BEGIN')) throw new TypeError(`TLS credentials need "${k}" in PEM`)
-  }
+function checkCredentials(c: TlsCredentials, factory: string): void {
+  parseOptions(factory, z.strictObject({ credentials: Credentials }), { credentials: c })
 }
 
 /**
@@ -153,13 +176,13 @@ export function mtlsAgentCall(
   credentials: TlsCredentials | (() => TlsCredentials),
   options: { trustDomain?: string; revocations?: CertificateRevocationChecker; now?: () => number } = {},
 ): AgentCallMtls {
-  if (typeof credentials !== 'function') checkCredentials(credentials)
+  parseOptions('mtlsAgentCall', MtlsAgentCallArgs, { credentials, options })
   const read = (): TlsCredentials => (typeof credentials === 'function' ? credentials() : credentials)
   let cached: { creds: TlsCredentials; trustDomain: string; thumbprint: string; byTarget: Map<string, MtlsClientOptions> } | undefined
   const current = () => {
     const creds = read()
     if (cached?.creds !== creds) {
-      checkCredentials(creds)
+      checkCredentials(creds, 'mtlsAgentCall')
       cached = {
         creds,
         trustDomain: options.trustDomain ?? trustDomainOf(creds.ca),

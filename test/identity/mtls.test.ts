@@ -11,11 +11,14 @@ import {
   createPeerIdentity,
   guardTlsServer,
   inspectWorkloadCertificate,
+  mtlsAgentCall,
   mtlsClientOptions,
   mtlsServerOptions,
+  tlsServerOptions,
   type CertificateAuthority,
   type TlsCredentials,
 } from 'agent-trust/identity'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 import { agentCredentials, craftCertificate, makeCa, request, startMtlsServer, TRUST_DOMAIN, type TestServer } from '../support/identity.js'
 
 const DB = { kind: 'agent' as const, id: 'agent-database-reader' }
@@ -63,6 +66,29 @@ describe('mutual TLS between agents', () => {
       return { ok: false }
     }
   }
+
+  it('validates its options: the TLS builders name the option, never the private key', async () => {
+    const secrets = [summarizer.key.split('\n')[1] as string]
+    const server = DB
+    await expectOptionMisuse(() => mtlsServerOptions({ ...summarizer, key: 'not pem' }), { path: 'credentials.key', secrets })
+    await expectOptionMisuse(() => mtlsServerOptions(undefined as never), { path: 'credentials' })
+    await expectOptionMisuse(() => tlsServerOptions({ ...summarizer, cert: 1 as never }), { path: 'credentials.cert', secrets })
+    await expectOptionMisuse(() => mtlsClientOptions({ ca: '' }, { trustDomain: TRUST_DOMAIN, server }), { path: 'credentials.ca' })
+    await expectOptionMisuse(() => mtlsClientOptions({ ca: summarizer.ca, key: summarizer.key }, { trustDomain: TRUST_DOMAIN, server }), {
+      path: 'credentials',
+      secrets,
+    })
+    await expectOptionMisuse(() => mtlsClientOptions(summarizer, { trustDomain: TRUST_DOMAIN } as never), { path: 'options.server' })
+    await expectOptionMisuse(() => mtlsClientOptions(summarizer, { trustDomain: TRUST_DOMAIN, server, revocation: {} } as never), {
+      path: 'options.revocation',
+      secrets,
+    })
+    await expectOptionMisuse(() => mtlsAgentCall(summarizer, { revocations: {} as never }), { path: 'options.revocations', secrets })
+    await expectOptionMisuse(() => mtlsAgentCall(summarizer, { trustdomain: TRUST_DOMAIN } as never), { path: 'options.trustdomain' })
+    await expectOptionMisuse(() => mtlsAgentCall(summarizer, { [HOSTILE_KEY]: 1 } as never), { path: `options${HOSTILE_KEY_PATH}` })
+    const later = mtlsAgentCall(() => ({ ...summarizer, key: 'x' }))
+    await expectOptionMisuse(() => later.connect({ agentId: DB.id }), { path: 'credentials.key' })
+  })
 
   it('lets an agent with a valid certificate through and names it by its SPIFFE ID, with the x5t#S256 thumbprint', async () => {
     const r = await attempt(summarizer)
