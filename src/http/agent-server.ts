@@ -19,6 +19,8 @@ import { denialAnswer, type DenialAnswer } from './denial.js'
 import type { Operation } from '../policy/trust.js'
 import { toAgentTrustError, type PeerIdentity, type VerifiedCapability, type Verifier } from '../verifier/index.js'
 import { peerRefused } from '../audit/events.js'
+import { z } from 'zod'
+import { fn, parseOptions } from '../lib/options.js'
 
 /** The request header carrying the capability token. */
 export const AGENT_CAPABILITY_HEADER = 'agent-capability'
@@ -88,6 +90,16 @@ export function agentCallDenial(
   return { allowed: false, status, error, headers, body }
 }
 
+/** {@link AgentCallGuardOptions}, checked once when the guard is built. */
+const AgentCallGuardOptionsSchema = z.strictObject({
+  verifier: z.custom<Verifier>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as Verifier).authorize === 'function' && typeof (v as Verifier).id === 'string',
+    { message: 'expected a kernel Verifier (createVerifier)' },
+  ),
+  requirement: fn<(request: AgentCallRequestInfo) => AgentCallRequirement>().optional(),
+  peerIdentity: fn<(request: never) => PeerIdentity | undefined | Promise<PeerIdentity | undefined>>().optional(),
+})
+
 /**
  * Build the guard once per agent server.
  *
@@ -100,11 +112,7 @@ export function agentCallDenial(
  * ```
  */
 export function createAgentCallGuard(options: AgentCallGuardOptions): AgentCallGuard {
-  const { verifier, requirement, peerIdentity } = options ?? ({} as AgentCallGuardOptions)
-  if (typeof verifier?.authorize !== 'function' || typeof verifier.id !== 'string')
-    throw new TypeError('verifier (a kernel Verifier) is required')
-  if (requirement !== undefined && typeof requirement !== 'function') throw new TypeError('requirement must be a function')
-  if (peerIdentity !== undefined && typeof peerIdentity !== 'function') throw new TypeError('peerIdentity must be a function')
+  const { verifier, requirement, peerIdentity } = parseOptions('createAgentCallGuard', AgentCallGuardOptionsSchema, options)
   const realm = verifier.id
   const need =
     requirement ??

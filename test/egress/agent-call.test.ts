@@ -17,6 +17,7 @@ import {
 } from 'agent-trust/egress'
 import { scriptedResolver, startServer, type TestServer } from '../support/egress.js'
 import { CONTEXT } from '../support/seed.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 let db: TestServer
 let evil: TestServer
@@ -129,6 +130,16 @@ describe('client: a redirect never changes whom the request acts on', () => {
     expect(r).toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { rule: 'redirect-body' } })
     expect(evil.seen.length).toBe(before)
     await d.close()
+  })
+})
+
+describe('createAgentCallGuard', () => {
+  it('validates its options', async () => {
+    await expectOptionMisuse(() => createAgentCallGuard({} as never), { path: 'verifier' })
+    await expectOptionMisuse(() => createAgentCallGuard({ verifier: { id: 'x' } as never }), { path: 'verifier' })
+    await expectOptionMisuse(() => createAgentCallGuard({ verifier, requirement: { scope: 'x' } as never }), { path: 'requirement' })
+    await expectOptionMisuse(() => createAgentCallGuard({ verifier, peerIdentiy: () => undefined } as never), { path: 'peerIdentiy' })
+    await expectOptionMisuse(() => createAgentCallGuard({ verifier, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
   })
 })
 
