@@ -9,9 +9,11 @@
  */
 import type { Dispatcher } from 'undici'
 import { resolveMode } from '../config/mode.js'
-import { ConfigInvalid } from '../errors.js'
+import { z } from 'zod'
+import { parseOptions } from '../lib/options.js'
 import { createEgressAgent, type EgressAgentOptions } from './interceptor.js'
 import { request } from './fetch.js'
+import { EgressAgentOptionsSchema } from './options.js'
 
 export interface HttpToolInput {
   /** Absolute http(s) URL. */
@@ -51,6 +53,16 @@ export interface HttpTool {
 
 const METHOD = /^[A-Z]{1,16}$/
 
+/** {@link HttpToolOptions}, checked once when the tool is built. */
+const HttpToolOptionsSchema = EgressAgentOptionsSchema.extend({
+  maxResponseBytes: z
+    .int()
+    .min(1)
+    .max(64 * 1024 * 1024)
+    .optional(),
+  timeoutMs: z.int().min(1).max(600_000).optional(),
+})
+
 /**
  * Build the HTTP tool for one agent.
  *
@@ -62,11 +74,8 @@ const METHOD = /^[A-Z]{1,16}$/
  * ```
  */
 export function createHttpTool(options: HttpToolOptions): HttpTool {
-  const { maxRedirections = 3, maxResponseBytes = 262_144, timeoutMs = 10_000 } = options
-  if (!Number.isInteger(maxResponseBytes) || maxResponseBytes < 1 || maxResponseBytes > 64 * 1024 * 1024)
-    throw new ConfigInvalid('maxResponseBytes must be an integer from 1 to 67108864', { details: { rule: 'maxResponseBytes' } })
-  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000)
-    throw new ConfigInvalid('timeoutMs must be an integer from 1 to 600000', { details: { rule: 'timeoutMs' } })
+  parseOptions('createHttpTool', HttpToolOptionsSchema, options)
+  const { maxRedirections = 3, maxResponseBytes = 262_144, timeoutMs = 10_000, ...agentOptions } = options
   const mode = resolveMode(options.mode)
   // Tokens this tool minted, so that an endpoint echoing its request (headers, body) cannot
   // put the caller's still-valid capability into the model's context.
@@ -99,7 +108,7 @@ export function createHttpTool(options: HttpToolOptions): HttpTool {
     return out
   }
   const dispatcher = createEgressAgent({
-    ...options,
+    ...agentOptions,
     mode,
     maxRedirections,
     ...(capabilities === undefined ? {} : { capabilities: capabilities as typeof options.capabilities & object }),

@@ -20,6 +20,8 @@ import { Agent, buildConnector, Dispatcher, getGlobalDispatcher, interceptors, s
 import { AgentTrustError, AuditUnavailable, ConfigInvalid } from '../errors.js'
 import { createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
 import { headerPairs } from './headers.js'
+import { parseOptions } from '../lib/options.js'
+import { EgressAgentOptionsSchema, EgressConnectorOptionsSchema, EgressGuardOptionsSchema } from './options.js'
 import { egressDenied, hostHeaderMatches, type Allowance, type EgressDecision, type EgressPolicy } from './policy.js'
 import { reportDispatchError } from './dispatch-error.js'
 import { refusedEvent } from '../audit/events.js'
@@ -170,6 +172,7 @@ function checkRequestExtras(policy: EgressPolicy, d: Allowance, opts: Dispatcher
  * ```
  */
 export function createEgressGuard(options: EgressGuardOptions): Dispatcher.DispatcherComposeInterceptor {
+  parseOptions('createEgressGuard', EgressGuardOptionsSchema, options)
   const ctx = contextOf(options)
   if (ctx.mode === 'off') return (dispatch) => dispatch
   return guardInterceptor(ctx)
@@ -274,6 +277,7 @@ function connectorFor(ctx: GuardContext, options: { resolver?: Resolver; connect
  * every address its host name resolves to; the socket uses exactly those addresses.
  */
 export function createEgressConnector(options: EgressConnectorOptions): buildConnector.connector {
+  parseOptions('createEgressConnector', EgressConnectorOptionsSchema, options)
   const ctx = contextOf(options)
   if (ctx.mode === 'off') return buildConnector(checkConnectOptions(options.connect) as buildConnector.BuildOptions)
   return connectorFor(ctx, options)
@@ -327,15 +331,9 @@ class EgressAgent extends Agent {
  * ```
  */
 export function createEgressAgent(options: EgressAgentOptions): Dispatcher {
+  parseOptions('createEgressAgent', EgressAgentOptionsSchema, options)
   const ctx = contextOf(options)
   const { maxRedirections = 0, agentOptions = {} } = options
-  if (!Number.isInteger(maxRedirections) || maxRedirections < 0 || maxRedirections > 20) {
-    throw new ConfigInvalid('maxRedirections must be an integer from 0 to 20', { details: { rule: 'maxRedirections' } })
-  }
-  for (const k of ['connect', 'factory', 'socketPath']) {
-    if ((agentOptions as Record<string, unknown>)[k] !== undefined)
-      throw new ConfigInvalid(`agentOptions.${k} would bypass the egress checks and is not accepted`, { details: { rule: 'agentOptions' } })
-  }
   if (ctx.mode === 'off') {
     const capability = options.capabilities === undefined ? undefined : createAgentCapabilityInterceptor(options.capabilities)
     const redirect = interceptors.redirect({ maxRedirections })

@@ -19,6 +19,7 @@ import {
   type TestCert,
   type TestServer,
 } from '../support/egress.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 let ok: TestServer
 let evil: TestServer
@@ -482,6 +483,30 @@ describe('audit, modes, options', () => {
     expect(() => createEgressAgent({ ...base, agentId: '' })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     expect(() => createEgressAgent({ ...base, mode: 'loose' as never })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     expect(() => createEgressAgent({ ...base, egress: ['https://*'] })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+  })
+})
+
+describe('egress factories', () => {
+  it('validates its options', async () => {
+    const base = { agentId: 'a', trustLevel: 'L2' as const, egress: [], mode: 'enforce' as const }
+    const key = '-----BEGIN PRIVATE KEY-----\nconnect-tls-secret\n-----END PRIVATE KEY-----'
+    await expectOptionMisuse(() => createEgressAgent({ ...base, trustLevel: 'L9' as never }), { path: 'trustLevel' })
+    await expectOptionMisuse(() => createEgressAgent({ ...base, agentId: undefined as never }), { path: 'agentId' })
+    await expectOptionMisuse(() => createEgressAgent({ ...base, maxRedirections: 21 }), { path: 'maxRedirections' })
+    await expectOptionMisuse(() => createEgressAgent({ ...base, egres: ['https://a.example'] } as never), { path: 'egres' })
+    await expectOptionMisuse(() => createEgressAgent({ ...base, connect: { key, lookup: () => undefined } as never }), {
+      path: 'connect.lookup',
+      secrets: ['connect-tls-secret'],
+    })
+    await expectOptionMisuse(() => createEgressAgent({ ...base, agentOptions: { factory: () => undefined } as never }), {
+      path: 'agentOptions.factory',
+    })
+    await expectOptionMisuse(() => createEgressAgent({ ...base, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    await expectOptionMisuse(() => createEgressGuard({ ...base, resolver: () => [] } as never), { path: 'resolver' })
+    await expectOptionMisuse(() => createEgressGuard({ ...base, audit: {} as never }), { path: 'audit' })
+    await expectOptionMisuse(() => createEgressConnector({ ...base, resolver: 'dns' as never }), { path: 'resolver' })
+    // Documented pass-through: node TLS and undici Agent options reach them unchanged.
+    await createEgressAgent({ ...base, connect: { rejectUnauthorized: true }, agentOptions: { connections: 2 } }).close()
   })
 })
 

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MemoryAuditLog } from 'agent-trust'
 import { createHttpTool, type HttpTool } from 'agent-trust/egress'
 import { redirectTo, scriptedResolver, startServer, type TestServer } from '../support/egress.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 let db: TestServer
 let external: TestServer
@@ -46,6 +47,15 @@ describe('createHttpTool', () => {
     const r = await http({ url: `http://agent-database-reader:${db.port}/documents` })
     expect(r).toMatchObject({ status: 200, contentType: 'application/json', truncated: true })
     expect(r.body).toHaveLength(16)
+  })
+
+  it('validates its options', async () => {
+    const base = { agentId: 'a', trustLevel: 'L2' as const, egress: [], mode: 'enforce' as const }
+    await expectOptionMisuse(() => createHttpTool({ ...base, maxResponseBytes: 0 }), { path: 'maxResponseBytes' })
+    await expectOptionMisuse(() => createHttpTool({ ...base, timeoutMs: '1s' as never }), { path: 'timeoutMs' })
+    await expectOptionMisuse(() => createHttpTool({ ...base, egress: undefined as never }), { path: 'egress' })
+    await expectOptionMisuse(() => createHttpTool({ ...base, timeout: 5 } as never), { path: 'timeout' })
+    await expectOptionMisuse(() => createHttpTool({ ...base, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
   })
 
   it('refuses the seed attack before any socket opens', async () => {
