@@ -16,6 +16,8 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import type { Client as ClientV2 } from '@modelcontextprotocol/client'
 import { ConfigInvalid, TokenAudience } from 'agent-trust'
 import type { AuditContext, CapabilityIssuer } from 'agent-trust'
+import { fn, parseOptions, withMethods } from '#internal'
+import { z } from 'zod'
 import {
   AUDIENCE_CAPABILITY_KEY,
   CAPABILITY_DENIED,
@@ -47,6 +49,20 @@ export interface WithCapabilitiesOptions {
    */
   readonly requireAdvertisedAudience?: boolean
 }
+
+/** `withCapabilities(client, options)`, checked once when the client is wrapped. */
+const WithCapabilitiesArgs = z.strictObject({
+  client: withMethods<Client | ClientV2>('request'),
+  options: z.strictObject({
+    issuer: withMethods<CapabilityIssuer>('mint', 'mintForTool'),
+    agentId: z.string().min(1),
+    serverId: z.string().min(1),
+    context: z.union([fn<() => AuditContext>(), z.looseObject({})], { error: 'expected an audit context or a function returning one' }),
+    ttlSeconds: z.int().min(1).optional(),
+    certificateThumbprint: z.string().min(1).optional(),
+    requireAdvertisedAudience: z.boolean().optional(),
+  }),
+})
 
 interface OutboundRequest {
   readonly method: string
@@ -82,31 +98,16 @@ const kWrapped = Symbol.for('agent-trust.mcp.with-capabilities')
  * ```
  */
 export function withCapabilities<C extends Client | ClientV2>(client: C, options: WithCapabilitiesOptions): C {
-  if (typeof client !== 'object' || client === null || typeof (client as { request?: unknown }).request !== 'function') {
-    throw new TypeError('withCapabilities: expected an MCP SDK Client')
-  }
+  parseOptions('withCapabilities', WithCapabilitiesArgs, { client, options })
   const target = client as unknown as {
     request: RequestFn
     transport?: unknown
     getServerCapabilities(): Record<string, unknown> | undefined
     [kWrapped]?: true
   }
-  if (target[kWrapped] === true) throw new TypeError('withCapabilities: this client already carries capabilities')
-  const {
-    issuer,
-    agentId,
-    serverId,
-    context,
-    ttlSeconds,
-    certificateThumbprint,
-    requireAdvertisedAudience = false,
-  } = options ?? ({} as WithCapabilitiesOptions)
-  if (typeof issuer?.mintForTool !== 'function' || typeof issuer.mint !== 'function')
-    throw new TypeError('withCapabilities: "issuer" must implement CapabilityIssuer')
-  if (typeof agentId !== 'string' || agentId.length === 0) throw new TypeError('withCapabilities: "agentId" is required')
-  if (typeof serverId !== 'string' || serverId.length === 0) throw new TypeError('withCapabilities: "serverId" is required')
-  if (typeof context !== 'function' && (typeof context !== 'object' || context === null))
-    throw new TypeError('withCapabilities: "context" is required')
+  if (target[kWrapped] === true)
+    throw new ConfigInvalid('withCapabilities: this client already carries capabilities', { details: { rule: 'client' } })
+  const { issuer, agentId, serverId, context, ttlSeconds, certificateThumbprint, requireAdvertisedAudience = false } = options
 
   let boundTransport: unknown
 

@@ -18,7 +18,8 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontextprotocol/server'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolDeclarationSchema, Verifier } from 'agent-trust'
-import { ToolCatalog } from '#internal'
+import { fn, instanceOf, parseOptions, withMethods, ToolCatalog } from '#internal'
+import { z } from 'zod'
 import type { ToolDeclaration } from 'agent-trust'
 import { AUDIENCE_CAPABILITY_KEY, CAPABILITY_META_KEY } from './policy.js'
 import { mtlsPeerIdentity } from './peer.js'
@@ -72,7 +73,8 @@ interface ProtocolInternals {
  */
 export function guardMcpServer<T extends McpServer | Server | McpServerV2 | ServerV2>(target: T, options: GuardMcpServerOptions): T {
   const protocol = protocolOf(target)
-  if (protocol[kGuarded] === true) throw new TypeError('guardMcpServer: this server is already guarded')
+  if (protocol[kGuarded] === true)
+    throw new ConfigInvalid('guardMcpServer: this server is already guarded', { details: { rule: 'server' } })
   const v2 = isV2Protocol(protocol)
   if (v2) assertV2Dispatch(protocol)
   const handlers = protocol._requestHandlers
@@ -120,7 +122,8 @@ class GuardedHandlers extends Map<string, RawHandler> {
 }
 
 function protocolOf(target: McpServer | Server | McpServerV2 | ServerV2): ProtocolInternals {
-  if (typeof target !== 'object' || target === null) throw new TypeError('guardMcpServer: expected an McpServer or a Server')
+  if (typeof target !== 'object' || target === null)
+    throw new ConfigInvalid('guardMcpServer: expected an McpServer or a Server', { details: { rule: 'server' } })
   // Duck-typed: an app and agent-trust may load different copies of the SDK.
   const inner = (target as { server?: unknown }).server
   if (typeof (target as { registerTool?: unknown }).registerTool === 'function' && typeof inner === 'object' && inner !== null) {
@@ -129,25 +132,51 @@ function protocolOf(target: McpServer | Server | McpServerV2 | ServerV2): Protoc
   return target as unknown as ProtocolInternals
 }
 
+/**
+ * {@link GuardMcpServerOptions}, checked once when the server is guarded: either a `verifier`,
+ * or `serverId` + `issuers` (with `store`, `clockToleranceSeconds`) to build one.
+ */
+const GuardMcpServerOptionsSchema = z
+  .strictObject({
+    verifier: instanceOf(Verifier, 'a Verifier (createVerifier)').optional(),
+    serverId: z.string().min(1).optional(),
+    issuers: z.array(z.unknown()).min(1, 'needs at least one trusted issuer').optional(),
+    store: withMethods('check', 'revokeToken', 'revokeAgent').optional(),
+    clockToleranceSeconds: z.unknown().optional(),
+    manifest: z.unknown().optional(),
+    tools: z.array(z.unknown()).optional(),
+    audit: withMethods('record').optional(),
+    mode: z.string().optional(),
+    peerIdentity: fn().optional(),
+    acceptHeader: z.boolean().optional(),
+    withheld: fn<(tool: string) => boolean>().optional(),
+    initializeInstructions: z.boolean().optional(),
+  })
+  .superRefine((o, ctx) => {
+    const v = o.verifier
+    if (v !== undefined) {
+      if (o.serverId !== undefined && o.serverId !== v.id)
+        ctx.addIssue({ code: 'custom', path: ['serverId'], message: "differs from the verifier's id" })
+      for (const k of ['issuers', 'store', 'clockToleranceSeconds'] as const)
+        if (o[k] !== undefined)
+          ctx.addIssue({ code: 'custom', path: [k], message: 'give either "verifier" or issuers/store/clockToleranceSeconds' })
+      if (o.mode !== undefined && o.mode !== v.mode)
+        ctx.addIssue({ code: 'custom', path: ['mode'], message: "differs from the verifier's mode" })
+      return
+    }
+    if (o.serverId === undefined) ctx.addIssue({ code: 'custom', path: ['serverId'], message: 'is required (or give a "verifier")' })
+    if (o.issuers === undefined) ctx.addIssue({ code: 'custom', path: ['issuers'], message: 'is required (or give a "verifier")' })
+  })
+
 function buildContext(o: GuardMcpServerOptions, host: HostDialect): GuardContext {
-  if (typeof o !== 'object' || o === null) throw new TypeError('guardMcpServer: options are required')
+  parseOptions('guardMcpServer', GuardMcpServerOptionsSchema, o)
   let verifier: Verifier
   if (o.verifier !== undefined) {
-    if (!(o.verifier instanceof Verifier)) throw new TypeError('guardMcpServer: "verifier" must be a Verifier (createVerifier)')
-    if (o.serverId !== undefined && o.serverId !== o.verifier.id)
-      throw new TypeError('guardMcpServer: "serverId" differs from the verifier\'s id')
-    if (o.issuers !== undefined || o.store !== undefined || o.clockToleranceSeconds !== undefined) {
-      throw new TypeError('guardMcpServer: give either "verifier" or "issuers"/"store"/"clockToleranceSeconds", not both')
-    }
-    if (o.mode !== undefined && o.mode !== o.verifier.mode) throw new TypeError('guardMcpServer: "mode" differs from the verifier\'s mode')
     verifier = o.verifier
   } else {
-    if (typeof o.serverId !== 'string' || o.serverId.length === 0)
-      throw new TypeError('guardMcpServer: "serverId" (or a "verifier") is required')
-    if (!Array.isArray(o.issuers) || o.issuers.length === 0) throw new TypeError('guardMcpServer: "issuers" (or a "verifier") is required')
     verifier = createVerifier({
-      id: o.serverId,
-      issuers: o.issuers,
+      id: o.serverId as string,
+      issuers: o.issuers as NonNullable<typeof o.issuers>,
       store: o.store,
       clockToleranceSeconds: o.clockToleranceSeconds,
       manifest: o.manifest,
@@ -168,9 +197,6 @@ function buildContext(o: GuardMcpServerOptions, host: HostDialect): GuardContext
   const catalog = new ToolCatalog(serverId, declarations)
   const callers =
     manifest === undefined ? undefined : new Map(manifest.agents.map((a) => [a.id, { grants: a.grants, level: a.trustLevel }] as const))
-  if (o.peerIdentity !== undefined && typeof o.peerIdentity !== 'function')
-    throw new TypeError('guardMcpServer: "peerIdentity" must be a function')
-  if (o.withheld !== undefined && typeof o.withheld !== 'function') throw new TypeError('guardMcpServer: "withheld" must be a function')
   return {
     serverId,
     verifier,

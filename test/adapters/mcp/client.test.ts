@@ -8,6 +8,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { Authority, MemoryReplayRevocationStore, type CapabilityIssuer } from 'agent-trust'
 import { capabilityErrorCode, guardMcpServer, withCapabilities } from 'agent-trust/mcp'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 
 let authority: Authority
@@ -162,12 +163,20 @@ describe('withCapabilities', () => {
     expect(textOf(await client.callTool({ name: 'echo', arguments: { message: 'x' } }))).toBe('x')
   })
 
-  it('rejects bad options and double wrapping', () => {
-    expect(() => withCapabilities({} as Client, { issuer: authority, agentId: 'a', serverId: 's', context: CONTEXT })).toThrow(TypeError)
-    expect(() => wrap(authority, { serverId: '' })).toThrow(TypeError)
+  it('validates its options; refuses double wrapping', async () => {
+    const ok = { issuer: authority, agentId: 'a', serverId: 's', context: CONTEXT }
+    await expectOptionMisuse(() => withCapabilities({} as Client, ok), { path: 'client' })
+    await expectOptionMisuse(() => wrap(authority, { serverId: '' }), { path: 'options.serverId' })
+    await expectOptionMisuse(() => wrap({ mint: () => 'x' } as never), { path: 'options.issuer' })
+    await expectOptionMisuse(() => wrap(authority, { ttlSeconds: '60' as never }), { path: 'options.ttlSeconds' })
+    await expectOptionMisuse(() => withCapabilities(new Client({ name: 'c', version: '1' }), { ...ok, context: undefined as never }), {
+      path: 'options.context',
+    })
+    await expectOptionMisuse(() => wrap(authority, { serverID: 's' } as never), { path: 'options.serverID' })
+    await expectOptionMisuse(() => wrap(authority, { [HOSTILE_KEY]: 1 } as never), { path: `options${HOSTILE_KEY_PATH}` })
     const client = wrap()
     expect(() =>
       withCapabilities(client, { issuer: authority, agentId: 'agent-summarizer-v2', serverId: SERVER_ID, context: CONTEXT }),
-    ).toThrow(TypeError)
+    ).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
 })

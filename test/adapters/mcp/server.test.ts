@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest'
 import type { Authority, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
 import { createVerifier } from 'agent-trust'
 import { CAPABILITY_DENIED, guardMcpServer, withCapabilities } from 'agent-trust/mcp'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import {
   buildLowLevelServer,
   buildMcpServer,
@@ -293,16 +294,27 @@ describe('guardMcpServer on a low-level Server (in memory)', () => {
 describe('guardMcpServer options', () => {
   it('refuses to guard twice, and refuses bad options at build time', async () => {
     const server = guard(buildMcpServer(log))
-    expect(() => guard(server)).toThrow(TypeError)
-    expect(() => guardMcpServer(buildMcpServer(log), { serverId: SERVER_ID } as never)).toThrow(TypeError)
+    expect(() => guard(server)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+    await expectOptionMisuse(() => guardMcpServer(buildMcpServer(log), { serverId: SERVER_ID } as never), { path: 'issuers' })
     expect(() =>
       guardMcpServer(buildMcpServer(log), { serverId: 'no-such-server', issuers: [authority.trustedIssuer()], manifest: MANIFEST }),
     ).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], mode: 'enforce' })
-    expect(() => guardMcpServer(buildMcpServer(log), { verifier, serverId: 'other' })).toThrow(TypeError)
+    await expectOptionMisuse(() => guardMcpServer(buildMcpServer(log), { verifier, serverId: 'other' }), { path: 'serverId' })
     expect(() => guardMcpServer(buildMcpServer(log), { verifier, tools: [{ name: 'x', operation: 'delete' } as never] })).toThrow(
       expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
     )
+  })
+
+  it('validates its options', async () => {
+    const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], mode: 'enforce' })
+    const g = (o: unknown) => () => guardMcpServer(buildMcpServer(log), o as never)
+    await expectOptionMisuse(g({ verifier: { id: SERVER_ID } }), { path: 'verifier' })
+    await expectOptionMisuse(g({ issuers: [authority.trustedIssuer()] }), { path: 'serverId' })
+    await expectOptionMisuse(g({ verifier, peerIdentity: 'mtls' }), { path: 'peerIdentity' })
+    await expectOptionMisuse(g({ verifier, store: {} }), { path: 'store' })
+    await expectOptionMisuse(g({ verifier, acceptheader: false }), { path: 'acceptheader' })
+    await expectOptionMisuse(g({ verifier, [HOSTILE_KEY]: 1 }), { path: HOSTILE_KEY_PATH })
   })
 
   it('takes a ready verifier and explicit tool declarations', async () => {
