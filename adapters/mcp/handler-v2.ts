@@ -11,7 +11,8 @@
  */
 import { Verifier } from 'agent-trust'
 import type { AgentTrustError, PeerIdentity } from 'agent-trust'
-import { toAgentTrustError } from '#internal'
+import { fn, instanceOf, parseOptions, toAgentTrustError, withMethods } from '#internal'
+import { z } from 'zod'
 import { CAPABILITY_DENIED, CAPABILITY_HEADER, CAPABILITY_META_KEY, methodOperation, methodScope } from './policy.js'
 import { mtlsPeerIdentity } from './peer.js'
 
@@ -34,6 +35,16 @@ export interface GuardMcpHandlerOptions {
 
 const LISTEN = 'subscriptions/listen'
 
+/** `guardMcpHandler(handler, options)`, checked once when the handler is wrapped. */
+const GuardMcpHandlerArgs = z.strictObject({
+  handler: withMethods<McpFetchHandler>('fetch'),
+  options: z.strictObject({
+    verifier: instanceOf(Verifier, 'a Verifier (createVerifier)'),
+    peerIdentity: fn().optional(),
+    acceptHeader: z.boolean().optional(),
+  }),
+})
+
 /**
  * Check `subscriptions/listen` requests before `handler` serves them; returns the handler
  * with `fetch` replaced (the other members are the handler's own).
@@ -45,10 +56,7 @@ const LISTEN = 'subscriptions/listen'
  * ```
  */
 export function guardMcpHandler<H extends McpFetchHandler>(handler: H, options: GuardMcpHandlerOptions): H {
-  if (typeof handler?.fetch !== 'function') throw new TypeError('guardMcpHandler: expected the handler createMcpHandler returns')
-  if (!(options?.verifier instanceof Verifier)) throw new TypeError('guardMcpHandler: "verifier" must be a Verifier (createVerifier)')
-  if (options.peerIdentity !== undefined && typeof options.peerIdentity !== 'function')
-    throw new TypeError('guardMcpHandler: "peerIdentity" must be a function')
+  parseOptions('guardMcpHandler', GuardMcpHandlerArgs, { handler, options })
   const { verifier, acceptHeader = true } = options
   const peerIdentity = options.peerIdentity ?? ((c: { readonly authInfo?: unknown }) => mtlsPeerIdentity(c as never))
   const scope = methodScope(verifier.id, LISTEN) as string

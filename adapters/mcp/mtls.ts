@@ -24,7 +24,8 @@ import type {
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client'
 import type { CertificateRevocationChecker, TlsCredentials } from '#internal'
-import { loadWithPeers } from '#internal'
+import { loadWithPeers, parseOptions, withMethods } from '#internal'
+import { z } from 'zod'
 
 export interface MtlsClientTransportOptions {
   /** This agent's certificate and key, and the CA bundle (e.g. `identity.credentials`). */
@@ -63,6 +64,36 @@ export interface MtlsClientTransport {
   close(): Promise<void>
 }
 
+const pem = z.string().refine((v) => v.includes('-----BEGIN'), 'expected PEM')
+
+/** `createMtlsClientTransport(url, options)`, checked before anything is loaded or connected. */
+const MtlsTransportArgs = z.strictObject({
+  url: z.union([z.instanceof(URL), z.string()], { error: 'expected a URL or string' }).transform((v, ctx) => {
+    try {
+      const u = new URL(v)
+      if (u.protocol === 'https:') return u
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: 'custom', message: 'expected an https URL' })
+    return z.NEVER
+  }),
+  options: z.strictObject({
+    // Credentials may be an identity's own object; the private key is never echoed.
+    credentials: z.looseObject({ cert: pem, key: pem, ca: pem }),
+    serverId: z.string().min(1),
+    trustDomain: z.string().min(1).optional(),
+    revocations: withMethods('isRevoked').optional(),
+    connectTimeoutMs: z.int().min(1).optional(),
+    // Passed to the SDK transport as given, except a fetch of its own (it would bypass mutual TLS).
+    transportOptions: z
+      .looseObject({})
+      .refine((t) => t.fetch === undefined, { path: ['fetch'], message: 'would bypass mutual TLS and is not accepted' })
+      .optional(),
+    sdkMajor: z.union([z.literal(1), z.literal(2)]).optional(),
+  }),
+})
+
 /**
  * Build a Streamable HTTP client transport over mutual TLS. Pair it with
  * `withCapabilities(client, { agentId: t.agentId, certificateThumbprint: t.certificateThumbprint, ... })`
@@ -82,23 +113,9 @@ export interface MtlsClientTransport {
  * ```
  */
 export async function createMtlsClientTransport(url: string | URL, options: MtlsClientTransportOptions): Promise<MtlsClientTransport> {
-  const endpoint = new URL(url)
-  if (endpoint.protocol !== 'https:') throw new TypeError('createMtlsClientTransport: the URL must be https')
-  const {
-    credentials,
-    serverId,
-    revocations,
-    connectTimeoutMs = 10_000,
-    transportOptions = {},
-  } = options ?? ({} as MtlsClientTransportOptions)
-  if (typeof serverId !== 'string' || serverId.length === 0) throw new TypeError('createMtlsClientTransport: "serverId" is required')
-  if (typeof credentials?.cert !== 'string' || typeof credentials.key !== 'string' || typeof credentials.ca !== 'string') {
-    throw new TypeError('createMtlsClientTransport: "credentials" needs cert, key and ca (PEM)')
-  }
-  if ((transportOptions as { fetch?: unknown }).fetch !== undefined)
-    throw new TypeError('createMtlsClientTransport: transportOptions.fetch would bypass mutual TLS')
+  const { url: endpoint } = parseOptions('createMtlsClientTransport', MtlsTransportArgs, { url, options })
+  const { credentials, serverId, revocations, connectTimeoutMs = 10_000, transportOptions = {} } = options
   const sdkMajor = options.sdkMajor ?? 1
-  if (sdkMajor !== 1 && sdkMajor !== 2) throw new TypeError('createMtlsClientTransport: "sdkMajor" must be 1 or 2')
   const [{ Agent, fetch: undiciFetch }, identity, Transport] = await Promise.all([
     loadWithPeers('createMtlsClientTransport (agent-trust/mcp)', ['undici'], () => import('undici')),
     import('agent-trust/identity'),

@@ -25,6 +25,7 @@ import {
   type MtlsClientTransport,
   type StreamableHttpServer,
 } from 'agent-trust/mcp'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 import { buildMcpServer, META_KEY, type ToolLog } from '../support/mcp-world.js'
 import { startService, type ServiceFixture } from '../support/authority-service.js'
 import { agentCredentials, CONTEXT, craftCertificate, makeCa, MANIFEST, READ_SCOPE, TRUST_DOMAIN } from '../support/identity.js'
@@ -273,14 +274,31 @@ describe('MCP over mutual TLS', () => {
   })
 
   it('refuses to build a client transport for a plain http URL or with a fetch of its own', async () => {
-    await expect(createMtlsClientTransport('http://127.0.0.1:1/mcp', { credentials: summarizer, serverId: DB })).rejects.toThrow(TypeError)
-    await expect(
-      createMtlsClientTransport(main.http.url, {
-        credentials: summarizer,
-        serverId: DB,
-        transportOptions: { fetch: undiciFetch } as never,
-      }),
-    ).rejects.toThrow(TypeError)
+    await expectOptionMisuse(() => createMtlsClientTransport('http://127.0.0.1:1/mcp', { credentials: summarizer, serverId: DB }), {
+      path: 'url',
+    })
+    await expectOptionMisuse(
+      () =>
+        createMtlsClientTransport(main.http.url, {
+          credentials: summarizer,
+          serverId: DB,
+          transportOptions: { fetch: undiciFetch } as never,
+        }),
+      { path: 'options.transportOptions.fetch' },
+    )
+  })
+
+  it('validates its options', async () => {
+    const secrets = [summarizer.key.split('\n')[1] as string]
+    const t = (o: unknown) => () => createMtlsClientTransport(main.http.url, o as never)
+    await expectOptionMisuse(t({ credentials: { ...summarizer, key: 'x' }, serverId: DB }), { path: 'options.credentials.key', secrets })
+    await expectOptionMisuse(t({ credentials: summarizer }), { path: 'options.serverId', secrets })
+    await expectOptionMisuse(t({ credentials: summarizer, serverId: DB, sdkMajor: 3 }), { path: 'options.sdkMajor', secrets })
+    await expectOptionMisuse(t({ credentials: summarizer, serverId: DB, connectTimeout: 5 }), { path: 'options.connectTimeout', secrets })
+    await expectOptionMisuse(t({ credentials: summarizer, serverId: DB, [HOSTILE_KEY]: 1 }), {
+      path: `options${HOSTILE_KEY_PATH}`,
+      secrets,
+    })
   })
 
   it('refuses server credentials that are not an agent-trust certificate, and a renewal naming another server', async () => {

@@ -46,6 +46,7 @@ import {
 } from 'agent-trust/mcp'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 import { callWithToken, deniedWith, useMcpKit } from '../../support/mcp-kit.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { buildLowLevelServerV2, buildMcpServerV2 } from '../../support/mcp-world-v2.js'
 import { agentCredentials, MANIFEST as ID_MANIFEST, makeCa, TRUST_DOMAIN } from '../../support/identity.js'
 
@@ -351,7 +352,7 @@ describe('the SDK 2.x internals the adapter relies on', () => {
     expect(typeof client._requestWithSchemaViaCodec).toBe('function')
   })
 
-  it('refuses, with a coded error, a 2.x server whose handler table is missing (never runs unguarded)', () => {
+  it('refuses, with a coded error, a 2.x server whose handler table is missing (never runs unguarded)', async () => {
     const server = new Server({ name: SERVER_ID, version: '1.0.0' }, { capabilities: { tools: {} } })
     Object.defineProperty(server, '_requestHandlers', { value: undefined })
     let error: unknown
@@ -363,13 +364,28 @@ describe('the SDK 2.x internals the adapter relies on', () => {
     expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID', details: { rule: 'sdk-dispatch' } })
     expect(() => guard(guard(buildMcpServerV2()))).toThrow(/already guarded/)
     const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
-    expect(() => guardMcpHandler({} as never, { verifier })).toThrow(/createMcpHandler/)
-    expect(() =>
+    await expectOptionMisuse(() => guardMcpHandler({} as never, { verifier }), { path: 'handler' })
+    await expectOptionMisuse(
+      () =>
+        guardMcpHandler(
+          createMcpHandler(() => buildMcpServerV2()),
+          {} as never,
+        ),
+      { path: 'options.verifier' },
+    )
+  })
+
+  it('guardMcpHandler validates its options', async () => {
+    const verifier = createVerifier({ id: SERVER_ID, issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
+    const h = (o: unknown) => () =>
       guardMcpHandler(
         createMcpHandler(() => buildMcpServerV2()),
-        {} as never,
-      ),
-    ).toThrow(/verifier/)
+        o as never,
+      )
+    await expectOptionMisuse(h({ verifier, peerIdentity: {} }), { path: 'options.peerIdentity' })
+    await expectOptionMisuse(h({ verifier, acceptHeader: 'no' }), { path: 'options.acceptHeader' })
+    await expectOptionMisuse(h({ verifier, accept: true }), { path: 'options.accept' })
+    await expectOptionMisuse(h({ verifier, [HOSTILE_KEY]: 1 }), { path: `options${HOSTILE_KEY_PATH}` })
   })
 })
 
