@@ -25,9 +25,10 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
 import type { Tool } from '@modelcontextprotocol/sdk/types.js'
 import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclared } from 'agent-trust'
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
-import { allowedEvent, forwardableTraceContext, refusedEvent } from '#internal'
+import { allowedEvent, forwardableTraceContext, fn, parseOptions, refusedEvent, withMethods } from '#internal'
+import { z } from 'zod'
 import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
-import { capabilityDenied, guardMcpServer, type GuardMcpServerOptions } from './server.js'
+import { capabilityDenied, guardMcpServer, GuardMcpServerShape, verifierOrIssuers, type GuardMcpServerOptions } from './server.js'
 import { loadSdk, upstreamOf, type Sdk, type Upstream } from './gateway-upstream.js'
 
 export type ToolPinState = 'approved' | 'changed' | 'unpinned' | 'missing'
@@ -64,6 +65,18 @@ export interface McpGatewayOptions extends Omit<GuardMcpServerOptions, 'withheld
 
 /** Upstream tool lists are paged; stop at this many pages (a hostile upstream could page forever). */
 const MAX_PAGES = 100
+
+/** {@link McpGatewayOptions}, checked once when the gateway is built. */
+const McpGatewayOptionsSchema = z
+  .strictObject(GuardMcpServerShape)
+  .omit({ withheld: true, tools: true })
+  .extend({
+    upstream: withMethods<Client | ClientV2>('listTools', 'callTool', 'setNotificationHandler'),
+    manifest: z.unknown().refine((m) => m !== undefined, 'is required (the manifest that pins the upstream tools)'),
+    onReport: fn().optional(),
+    cryptoOffload: z.boolean().optional(),
+  })
+  .superRefine(verifierOrIssuers)
 
 /**
  * @example
@@ -121,15 +134,13 @@ export class McpGateway {
 
   /** Build the gateway and read the upstream's tools once (so the first call is already checked). */
   static async create(options: McpGatewayOptions): Promise<McpGateway> {
-    if (typeof options?.upstream?.listTools !== 'function') throw new TypeError('McpGateway: "upstream" must be a connected MCP SDK Client')
+    parseOptions('McpGateway.create', McpGatewayOptionsSchema, options)
     const manifest = parseManifest(options.manifest)
     let verifier = options.verifier
     if (verifier === undefined) {
-      if (typeof options.serverId !== 'string' || !Array.isArray(options.issuers))
-        throw new TypeError('McpGateway: give a "verifier", or "serverId" and "issuers"')
       verifier = createVerifier({
-        id: options.serverId,
-        issuers: options.issuers,
+        id: options.serverId as string,
+        issuers: options.issuers as NonNullable<typeof options.issuers>,
         store: options.store,
         clockToleranceSeconds: options.clockToleranceSeconds,
         manifest,
@@ -137,8 +148,6 @@ export class McpGateway {
         mode: resolveMode(options.mode),
         cryptoOffload: options.cryptoOffload,
       })
-    } else if (options.serverId !== undefined && options.serverId !== verifier.id) {
-      throw new TypeError('McpGateway: "serverId" differs from the verifier\'s id')
     }
     const gateway = new McpGateway(options, manifest, verifier, await loadSdk())
     gateway.#upstream.onToolListChanged(async () => {

@@ -132,41 +132,44 @@ function protocolOf(target: McpServer | Server | McpServerV2 | ServerV2): Protoc
   return target as unknown as ProtocolInternals
 }
 
-/**
- * {@link GuardMcpServerOptions}, checked once when the server is guarded: either a `verifier`,
- * or `serverId` + `issuers` (with `store`, `clockToleranceSeconds`) to build one.
- */
-const GuardMcpServerOptionsSchema = z
-  .strictObject({
-    verifier: instanceOf(Verifier, 'a Verifier (createVerifier)').optional(),
-    serverId: z.string().min(1).optional(),
-    issuers: z.array(z.unknown()).min(1, 'needs at least one trusted issuer').optional(),
-    store: withMethods('check', 'revokeToken', 'revokeAgent').optional(),
-    clockToleranceSeconds: z.unknown().optional(),
-    manifest: z.unknown().optional(),
-    tools: z.array(z.unknown()).optional(),
-    audit: withMethods('record').optional(),
-    mode: z.string().optional(),
-    peerIdentity: fn().optional(),
-    acceptHeader: z.boolean().optional(),
-    withheld: fn<(tool: string) => boolean>().optional(),
-    initializeInstructions: z.boolean().optional(),
-  })
-  .superRefine((o, ctx) => {
-    const v = o.verifier
-    if (v !== undefined) {
-      if (o.serverId !== undefined && o.serverId !== v.id)
-        ctx.addIssue({ code: 'custom', path: ['serverId'], message: "differs from the verifier's id" })
-      for (const k of ['issuers', 'store', 'clockToleranceSeconds'] as const)
-        if (o[k] !== undefined)
-          ctx.addIssue({ code: 'custom', path: [k], message: 'give either "verifier" or issuers/store/clockToleranceSeconds' })
-      if (o.mode !== undefined && o.mode !== v.mode)
-        ctx.addIssue({ code: 'custom', path: ['mode'], message: "differs from the verifier's mode" })
-      return
-    }
-    if (o.serverId === undefined) ctx.addIssue({ code: 'custom', path: ['serverId'], message: 'is required (or give a "verifier")' })
-    if (o.issuers === undefined) ctx.addIssue({ code: 'custom', path: ['issuers'], message: 'is required (or give a "verifier")' })
-  })
+export const GuardMcpServerShape = {
+  verifier: instanceOf(Verifier, 'a Verifier (createVerifier)').optional(),
+  serverId: z.string().min(1).optional(),
+  issuers: z.array(z.unknown()).min(1, 'needs at least one trusted issuer').optional(),
+  store: withMethods('check', 'revokeToken', 'revokeAgent').optional(),
+  clockToleranceSeconds: z.unknown().optional(),
+  manifest: z.unknown().optional(),
+  tools: z.array(z.unknown()).optional(),
+  audit: withMethods('record').optional(),
+  mode: z.string().optional(),
+  peerIdentity: fn().optional(),
+  acceptHeader: z.boolean().optional(),
+  withheld: fn<(tool: string) => boolean>().optional(),
+  initializeInstructions: z.boolean().optional(),
+}
+
+/** Either a `verifier`, or `serverId` + `issuers` (with `store`, `clockToleranceSeconds`) to build one. */
+export function verifierOrIssuers(
+  o: { verifier?: Verifier; serverId?: string; issuers?: unknown; store?: unknown; clockToleranceSeconds?: unknown; mode?: string },
+  ctx: z.core.$RefinementCtx<unknown>,
+): void {
+  const v = o.verifier
+  if (v !== undefined) {
+    if (o.serverId !== undefined && o.serverId !== v.id)
+      ctx.addIssue({ code: 'custom', path: ['serverId'], message: "differs from the verifier's id" })
+    for (const k of ['issuers', 'store', 'clockToleranceSeconds'] as const)
+      if (o[k] !== undefined)
+        ctx.addIssue({ code: 'custom', path: [k], message: 'give either "verifier" or issuers/store/clockToleranceSeconds' })
+    if (o.mode !== undefined && o.mode !== v.mode)
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: "differs from the verifier's mode" })
+    return
+  }
+  if (o.serverId === undefined) ctx.addIssue({ code: 'custom', path: ['serverId'], message: 'is required (or give a "verifier")' })
+  if (o.issuers === undefined) ctx.addIssue({ code: 'custom', path: ['issuers'], message: 'is required (or give a "verifier")' })
+}
+
+/** {@link GuardMcpServerOptions}, checked once when the server is guarded. */
+const GuardMcpServerOptionsSchema = z.strictObject(GuardMcpServerShape).superRefine(verifierOrIssuers)
 
 function buildContext(o: GuardMcpServerOptions, host: HostDialect): GuardContext {
   parseOptions('guardMcpServer', GuardMcpServerOptionsSchema, o)

@@ -17,6 +17,7 @@ import { z } from 'zod'
 import { Authority, MemoryAuditLog, MemoryReplayRevocationStore, type ManifestInput, type ToolDeclaration } from 'agent-trust'
 import { CAPABILITY_DENIED, McpGateway, toolDefinitionHash, withCapabilities, type ToolPinStatus } from 'agent-trust/mcp'
 import { CONTEXT, META_KEY, textOf } from '../../support/mcp-world.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { cryptoThreadForTests } from '../../../src/tokens/crypto-thread.js'
 
 const GW = 'tools-gateway'
@@ -120,6 +121,18 @@ const pin = (defs: Tool[], name: string, extra: Partial<ToolDeclaration> = {}): 
 const denied = (code: string) => ({ code: CAPABILITY_DENIED, data: { code } })
 
 describe('McpGateway', () => {
+  it('validates its options', async () => {
+    const manifest = manifestWith([])
+    const upstream = new Client({ name: 'gateway', version: '1.0.0' })
+    const base = { upstream, serverId: GW, issuers: [{ issuer: 'a', jwks: { keys: [] } }], manifest }
+    await expectOptionMisuse(() => McpGateway.create({ ...base, upstream: {} as never }), { path: 'upstream' })
+    await expectOptionMisuse(() => McpGateway.create({ ...base, manifest: undefined as never }), { path: 'manifest' })
+    await expectOptionMisuse(() => McpGateway.create({ ...base, issuers: undefined }), { path: 'issuers' })
+    await expectOptionMisuse(() => McpGateway.create({ ...base, onReport: 'log' as never }), { path: 'onReport' })
+    await expectOptionMisuse(() => McpGateway.create({ ...base, withheld: () => false } as never), { path: 'withheld' })
+    await expectOptionMisuse(() => McpGateway.create({ ...base, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+  })
+
   it('forwards valid W3C trace context upstream, never the capability or any other _meta key', async () => {
     const seen: Array<Record<string, unknown> | undefined> = []
     const { agent } = await setup((d) => [pin(d, 'echo')], weatherUpstream(seen).server)
