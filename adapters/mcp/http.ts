@@ -17,7 +17,8 @@ import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontext
 import type * as NodeTransportModule from '@modelcontextprotocol/node'
 import type * as StreamableHttpModule from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
-import { toAgentTrustError } from '#internal'
+import { fn, parseOptions, toAgentTrustError, withMethods } from '#internal'
+import { z } from 'zod'
 import { AgentTrustError, ConfigInvalid } from 'agent-trust'
 import type { AgentTrustErrorCode, PeerIdentity } from 'agent-trust'
 import { denialAnswer } from 'agent-trust/http'
@@ -35,7 +36,7 @@ export type {
   StreamableHttpServer,
   StreamableHttpTlsOptions,
 } from './http-options.js'
-import type { ServeStreamableHttpOptions, StreamableHttpServer } from './http-options.js'
+import type { HttpMiddleware, ServeStreamableHttpOptions, StreamableHttpServer } from './http-options.js'
 
 type AnyServer = McpServer | Server | McpServerV2 | ServerV2
 /** What the host needs of a Streamable HTTP server transport: SDK 1.x's, or `@modelcontextprotocol/node`'s for SDK 2.x. */
@@ -87,11 +88,46 @@ interface Session {
   lastSeen: number
 }
 
-function boundedInt(name: string, v: unknown, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
-    throw new TypeError(`serveStreamableHttp: ${name} must be an integer from ${min} to ${max}`)
-  return v
-}
+const pem = z.string().refine((v) => v.includes('-----BEGIN'), 'expected PEM')
+const bounded = (min: number, max: number) => z.int().min(min).max(max).optional()
+
+/** `serveStreamableHttp(createServer, options)`, checked before anything listens. */
+const ServeArgs = z.strictObject({
+  createServer: fn(),
+  options: z.strictObject({
+    host: z.string().min(1).optional(),
+    port: z.int().min(0).max(65535).optional(),
+    path: z.string().startsWith('/', 'expected a path starting with "/"').optional(),
+    maxSessions: bounded(1, 1_000_000),
+    maxTokenlessSessionsPerPeer: bounded(1, 1_000_000),
+    tokenlessIdleMs: bounded(100, 86_400_000),
+    idleMs: bounded(100, 7 * 86_400_000),
+    maxBodyBytes: z.int().min(1).optional(),
+    enableJsonResponse: z.boolean().optional(),
+    middleware: fn<HttpMiddleware>().optional(),
+    tls: z
+      .strictObject({
+        // The private key is never echoed.
+        credentials: z.looseObject({ cert: pem, key: pem, ca: pem }),
+        trustDomain: z.string().min(1).optional(),
+        revocations: withMethods('isRevoked').optional(),
+        audit: withMethods('record').optional(),
+        now: fn<() => number>().optional(),
+      })
+      .optional(),
+    resourceMetadata: z
+      .strictObject({
+        resource: z.string().optional(),
+        authorizationServers: z.array(z.string()).optional(),
+        jwksUri: z.string().optional(),
+        scopesSupported: z.array(z.string()).optional(),
+        resourceName: z.string().optional(),
+        realm: z.string().optional(),
+      })
+      .optional(),
+    httpSignals: z.boolean().optional(),
+  }),
+})
 
 /**
  * Serve MCP over Streamable HTTP. `createServer` is called once per session; guard what it
@@ -111,6 +147,7 @@ export async function serveStreamableHttp(
   createServer: () => AnyServer | Promise<AnyServer>,
   options: ServeStreamableHttpOptions = {},
 ): Promise<StreamableHttpServer> {
+  parseOptions('serveStreamableHttp', ServeArgs, { createServer, options })
   const {
     host = '127.0.0.1',
     port = 0,
@@ -126,12 +163,6 @@ export async function serveStreamableHttp(
     resourceMetadata = {},
     httpSignals = true,
   } = options
-  if (typeof createServer !== 'function') throw new TypeError('serveStreamableHttp: createServer must be a function')
-  if (!path.startsWith('/')) throw new TypeError('serveStreamableHttp: path must start with "/"')
-  boundedInt('maxSessions', maxSessions, 1, 1_000_000)
-  boundedInt('maxTokenlessSessionsPerPeer', maxTokenlessSessionsPerPeer, 1, 1_000_000)
-  boundedInt('tokenlessIdleMs', tokenlessIdleMs, 100, 86_400_000)
-  boundedInt('idleMs', idleMs, 100, 7 * 86_400_000)
   const sessions = new Map<string, Session>()
   /** Per peer, its sessions that have not carried a valid capability, oldest first. */
   const tokenless = new Map<string, Set<string>>()

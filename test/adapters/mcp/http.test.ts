@@ -15,6 +15,7 @@ import {
   type HttpMiddleware,
   type StreamableHttpServer,
 } from 'agent-trust/mcp'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { buildMcpServer, CONTEXT, MANIFEST, META_KEY, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 
 let authority: Authority
@@ -209,6 +210,25 @@ describe('guarded server over Streamable HTTP', () => {
       req.end(init)
     })
     expect(status).toBe(403)
+  })
+})
+
+describe('serveStreamableHttp options', () => {
+  it('validates its options before listening', async () => {
+    const make = () => buildMcpServer({ calls: [] } as never)
+    await expectOptionMisuse(() => serveStreamableHttp('server' as never), { path: 'createServer' })
+    await expectOptionMisuse(() => serveStreamableHttp(make, { path: 'mcp' }), { path: 'options.path' })
+    await expectOptionMisuse(() => serveStreamableHttp(make, { maxSessions: 0 }), { path: 'options.maxSessions' })
+    await expectOptionMisuse(() => serveStreamableHttp(make, { port: '80' as never }), { path: 'options.port' })
+    await expectOptionMisuse(() => serveStreamableHttp(make, { tls: { credentials: { cert: 'x', key: 'tls-private-secret', ca: 'y' } } }), {
+      path: 'options.tls.credentials.key',
+      secrets: ['tls-private-secret'],
+    })
+    await expectOptionMisuse(() => serveStreamableHttp(make, { resourceMetadata: { realms: 'x' } as never }), {
+      path: 'options.resourceMetadata.realms',
+    })
+    await expectOptionMisuse(() => serveStreamableHttp(make, { maxSesions: 5 } as never), { path: 'options.maxSesions' })
+    await expectOptionMisuse(() => serveStreamableHttp(make, { [HOSTILE_KEY]: 1 } as never), { path: `options${HOSTILE_KEY_PATH}` })
   })
 })
 
