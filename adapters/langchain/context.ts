@@ -13,6 +13,8 @@
  * Subpath: `agent-trust/langchain`.
  */
 import { AsyncLocalStorageProviderSingleton } from '@langchain/core/singletons'
+import { parseOptions } from '#internal'
+import { z } from 'zod'
 
 /** The key under which the caller sits in the runtime context. */
 export const AGENT_TRUST_CONTEXT_KEY = 'agentTrust'
@@ -37,6 +39,17 @@ export interface AgentTrustRunContext {
 const MAX_ID = 255
 const MAX_CONTEXT_VALUE = 256
 
+/** `agentTrustContext(caller, extra)`: the caller exactly; `extra` is the application's own context, kept as given. */
+const ContextArgs = z.strictObject({
+  caller: z.strictObject({
+    agentId: z.string().min(1).max(MAX_ID),
+    session_id: z.string().max(MAX_CONTEXT_VALUE),
+    user_id: z.string().max(MAX_CONTEXT_VALUE),
+    task_id: z.string().max(MAX_CONTEXT_VALUE),
+  }),
+  extra: z.looseObject({}).optional(),
+})
+
 /**
  * Build the runtime context for `agent.invoke(input, { context })`: your own context fields
  * plus the frozen caller under {@link AGENT_TRUST_CONTEXT_KEY}.
@@ -52,12 +65,8 @@ export function agentTrustContext<T extends Record<string, unknown> = Record<nev
   caller: AgentTrustCaller,
   extra?: T,
 ): T & AgentTrustRunContext {
-  const checked = callerFromContext({ [AGENT_TRUST_CONTEXT_KEY]: caller })
-  if (checked === undefined) {
-    throw new TypeError(
-      'agentTrustContext: agentId (1-255 chars) and session_id, user_id, task_id (strings of at most 256 chars) are required',
-    )
-  }
+  parseOptions('agentTrustContext', ContextArgs, { caller, extra })
+  const checked = callerFromContext({ [AGENT_TRUST_CONTEXT_KEY]: caller }) as AgentTrustCaller
   return { ...(extra ?? ({} as T)), [AGENT_TRUST_CONTEXT_KEY]: checked }
 }
 

@@ -25,7 +25,8 @@ import {
   type ResolvedTool,
   type Verifier,
 } from 'agent-trust'
-import { ToolCatalog, toAgentTrustError } from '#internal'
+import { parseOptions, ToolCatalog, toAgentTrustError, withMethods } from '#internal'
+import { z } from 'zod'
 import { AGENT_TRUST_CONTEXT_KEY, callerFromContext } from './context.js'
 
 /**
@@ -51,6 +52,18 @@ export interface ToolGuardOptions {
   /** Lifetime of the per-call tokens, in seconds. Default: the manifest's (60). */
   readonly ttlSeconds?: number
 }
+
+/** {@link ToolGuardOptions}'s members, shared with the middleware's options. */
+export const ToolGuardShape = {
+  authority: withMethods<CapabilityIssuer>('mintForTool'),
+  verifier: z.custom<Verifier>(
+    (v) => typeof v === 'object' && v !== null && typeof (v as Verifier).authorize === 'function' && typeof (v as Verifier).id === 'string',
+    { message: "expected the toolkit's Verifier (createVerifier), whose id is the toolkit id" },
+  ),
+  manifest: z.unknown().optional(),
+  ttlSeconds: z.int().min(1).max(300).optional(),
+}
+const ToolGuardOptionsSchema = z.strictObject(ToolGuardShape)
 
 /** Anything that hands out tools: a LangChain `BaseToolkit` or a plain array. */
 export type ToolSource<T = unknown> = readonly T[] | { getTools(): readonly T[] }
@@ -167,18 +180,9 @@ export class ToolGuard {
   /** Tools wrapped on the fly by the middleware, so each is wrapped once. */
   readonly #cache = new WeakMap<object, StructuredToolInterface>()
 
+  /** `options` are checked by the factory that builds the guard ({@link parseToolGuardOptions}). */
   constructor(options: ToolGuardOptions) {
-    const { authority, verifier, ttlSeconds } = options ?? ({} as ToolGuardOptions)
-    if (typeof authority?.mintForTool !== 'function')
-      throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
-    if (typeof verifier?.authorize !== 'function' || typeof verifier.id !== 'string') {
-      throw new ConfigInvalid("`verifier` (the toolkit's Verifier, whose id is the toolkit id) is required", {
-        details: { rule: 'verifier' },
-      })
-    }
-    if (ttlSeconds !== undefined && (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 300)) {
-      throw new ConfigInvalid('ttlSeconds must be an integer from 1 to 300', { details: { rule: 'ttlSeconds' } })
-    }
+    const { authority, verifier, ttlSeconds } = options
     this.id = verifier.id
     this.verifier = verifier
     this.#authority = authority
@@ -314,6 +318,7 @@ export function interpose<T extends StructuredToolInterface>(
  * ```
  */
 export function guardTool<T extends StructuredToolInterface>(tool: T, options: ToolGuardOptions): T {
+  parseOptions('guardTool', ToolGuardOptionsSchema, options)
   return new ToolGuard(options).wrap(tool)
 }
 
@@ -334,6 +339,7 @@ export function guardTools(source: ToolSource, options: ToolGuardOptions): Struc
       ? (source as { getTools(): readonly unknown[] }).getTools()
       : undefined
   if (list === undefined) throw new ConfigInvalid('guardTools takes an array of tools or a BaseToolkit', { details: { rule: 'tools' } })
+  parseOptions('guardTools', ToolGuardOptionsSchema, options)
   for (const t of list) if (!isGuardedTool(t)) assertGuardable(t)
   const guard = new ToolGuard(options)
   return list.map((t) => guard.wrap(t as StructuredToolInterface))

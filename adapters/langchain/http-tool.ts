@@ -18,6 +18,7 @@ import { EgressDenied, type TrustLevel } from 'agent-trust'
 import { createHttpTool, type AgentCapabilityOptions, type HttpTool, type HttpToolOptions } from 'agent-trust/egress'
 import { AGENT_TRUST_CONTEXT_KEY, callerFromContext, type AgentTrustCaller } from './context.js'
 import { markSelfGuarded } from './guard.js'
+import { fn, parseOptions, withMethods } from '#internal'
 
 /** Where the tool looks the caller up on each call: the `Authority` (or anything with its `agent(id)`). */
 export interface HttpToolDirectory {
@@ -61,6 +62,27 @@ function refuse(agentId: string | undefined, reason: string): EgressDenied {
   })
 }
 
+/** {@link LangChainHttpToolOptions}: the HTTP tool's own options, less what each caller decides. */
+const LangChainHttpToolOptionsSchema = z.strictObject({
+  authority: withMethods<HttpToolDirectory>('agent'),
+  capabilities: z.looseObject({}).optional(),
+  name: z.string().min(1).optional(),
+  description: z.string().optional(),
+  // The HTTP tool's own options: their values are checked by createHttpTool for each caller.
+  audit: withMethods('record').optional(),
+  mode: z.string().optional(),
+  resolver: fn().optional(),
+  connect: z.looseObject({}).optional(),
+  agentOptions: z.looseObject({}).optional(),
+  maxRedirections: z.int().min(0).max(20).optional(),
+  maxResponseBytes: z
+    .int()
+    .min(1)
+    .max(64 * 1024 * 1024)
+    .optional(),
+  timeoutMs: z.int().min(1).max(600_000).optional(),
+})
+
 /**
  * @example
  * ```ts
@@ -70,8 +92,8 @@ function refuse(agentId: string | undefined, reason: string): EgressDenied {
  * ```
  */
 export function createLangChainHttpTool(options: LangChainHttpToolOptions): LangChainHttpTool {
-  const { authority, capabilities, name, description, ...shared } = options ?? ({} as LangChainHttpToolOptions)
-  if (typeof authority?.agent !== 'function') throw new TypeError('createLangChainHttpTool: authority (with agent(id)) is required')
+  parseOptions('createLangChainHttpTool', LangChainHttpToolOptionsSchema, options)
+  const { authority, capabilities, name, description, ...shared } = options
   const byCaller = new Map<string, { http: HttpTool }>()
 
   function forAgent(caller: AgentTrustCaller): HttpTool {

@@ -7,7 +7,9 @@ import { ToolMessage } from '@langchain/core/messages'
 import type { StructuredToolInterface } from '@langchain/core/tools'
 import { createMiddleware, type AgentMiddleware } from 'langchain'
 import { ConfigInvalid, isAgentTrustError, type AgentTrustError } from 'agent-trust'
-import { assertGuardable, isGuardedTool, ToolGuard, type ToolGuardOptions } from './guard.js'
+import { parseOptions } from '#internal'
+import { z } from 'zod'
+import { assertGuardable, isGuardedTool, ToolGuard, ToolGuardShape, type ToolGuardOptions } from './guard.js'
 
 /**
  * What a denial does to the run:
@@ -27,6 +29,27 @@ export interface AgentTrustMiddlewareOptions extends Partial<ToolGuardOptions> {
   /** Middleware name (LangChain requires unique names per agent). Default `AgentTrustMiddleware`. */
   readonly name?: string
 }
+
+/**
+ * {@link AgentTrustMiddlewareOptions}: without `authority` and `verifier` the middleware only
+ * refuses unguardable tools; with one of them it needs both.
+ */
+const MiddlewareOptionsSchema = z
+  .strictObject({
+    ...ToolGuardShape,
+    authority: ToolGuardShape.authority.optional(),
+    verifier: ToolGuardShape.verifier.optional(),
+    onDenied: z.enum(['fail-closed', 'soft']).optional(),
+    name: z.string().min(1).optional(),
+  })
+  .superRefine((o, ctx) => {
+    if ((o.authority === undefined) !== (o.verifier === undefined))
+      ctx.addIssue({
+        code: 'custom',
+        path: [o.authority === undefined ? 'authority' : 'verifier'],
+        message: 'is required with the other one',
+      })
+  })
 
 /** The text the model sees on a soft denial: the code first, then the reason. Never a token or an argument. */
 export function denialContent(error: AgentTrustError): string {
@@ -79,8 +102,8 @@ function refusal(name: string, error: unknown): StructuredToolInterface {
  * ```
  */
 export function agentTrustMiddleware(options: AgentTrustMiddlewareOptions): AgentMiddleware {
+  parseOptions('agentTrustMiddleware', MiddlewareOptionsSchema, options)
   const { onDenied = 'fail-closed', name = 'AgentTrustMiddleware' } = options ?? ({} as AgentTrustMiddlewareOptions)
-  if (onDenied !== 'fail-closed' && onDenied !== 'soft') throw new TypeError('onDenied must be "fail-closed" or "soft"')
   const guard = options?.authority === undefined && options?.verifier === undefined ? undefined : new ToolGuard(options as ToolGuardOptions)
 
   return createMiddleware({

@@ -21,6 +21,7 @@ import {
   type AgentDeclarationInput,
   type CapabilityIssuer,
 } from 'agent-trust'
+import { fn, parseOptions, withMethods } from '#internal'
 import { AGENT_TRUST_CONTEXT_KEY, callerFromContext, runIsolated, type AgentTrustCaller } from './context.js'
 import { markSelfGuarded } from './guard.js'
 
@@ -74,9 +75,15 @@ function checkDefinition(def: SubagentDefinition): void {
   }
 }
 
-function checkOptions(options: SpawnOptions): void {
-  if (typeof options?.authority?.spawn !== 'function')
-    throw new ConfigInvalid('`authority` (a CapabilityIssuer) is required', { details: { rule: 'authority' } })
+const SpawnShape = {
+  authority: withMethods<CapabilityIssuer>('spawn'),
+  childId: fn<(parentId: string, name: string) => string>().optional(),
+}
+const SpawnOptionsSchema = z.strictObject(SpawnShape)
+const TaskToolOptionsSchema = z.strictObject({ ...SpawnShape, name: z.string().min(1).optional() })
+
+function checkOptions(options: SpawnOptions, factory: string): void {
+  parseOptions(factory, factory === 'taskTool' ? TaskToolOptionsSchema : SpawnOptionsSchema, options)
 }
 
 function textOf(result: unknown): string {
@@ -153,7 +160,7 @@ interface ToolConfig {
  */
 export function agentAsTool(def: SubagentDefinition, options: SpawnOptions): DynamicStructuredTool {
   checkDefinition(def)
-  checkOptions(options)
+  checkOptions(options, 'agentAsTool')
   const t = tool(
     async ({ input }: { input: string }, config: ToolConfig) => {
       const run = await runSubagent(
@@ -182,7 +189,7 @@ export function agentAsTool(def: SubagentDefinition, options: SpawnOptions): Dyn
  * ```
  */
 export function taskTool(defs: readonly SubagentDefinition[], options: SpawnOptions & { readonly name?: string }): DynamicStructuredTool {
-  checkOptions(options)
+  checkOptions(options, 'taskTool')
   if (!Array.isArray(defs) || defs.length === 0)
     throw new ConfigInvalid('taskTool needs at least one sub-agent', { details: { rule: 'subagents' } })
   const byName = new Map<string, SubagentDefinition>()
@@ -232,7 +239,7 @@ export function taskTool(defs: readonly SubagentDefinition[], options: SpawnOpti
  */
 export function handoffTool(def: SubagentDefinition, options: SpawnOptions): DynamicStructuredTool {
   checkDefinition(def)
-  checkOptions(options)
+  checkOptions(options, 'handoffTool')
   const t = tool(
     async ({ note }: { note?: string }, config: ToolConfig) => {
       const history = Array.isArray(config?.state?.messages) ? (config.state.messages as unknown[]) : []

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { createVerifier } from 'agent-trust'
 import { agentTrustContext, callerFromContext, guardTool, guardTools, isGuardedTool } from 'agent-trust/langchain'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { ctx, IDS, JWS_SHAPE, makeKernel, makeTools, MANIFEST, scripted, strings, TOOLKIT, toolMessages } from '../../support/langchain.js'
 
 describe('guardTool keeps what the agent relies on', () => {
@@ -274,8 +275,23 @@ describe('set-up refusals', () => {
     )
   })
 
-  it('agentTrustContext validates the caller; callerFromContext is pure', () => {
-    expect(() => agentTrustContext({ agentId: '', ...IDS })).toThrow(TypeError)
+  it('guardTool and guardTools validate their options', async () => {
+    const { authority, verifier } = await makeKernel()
+    const { readDocuments } = makeTools()
+    await expectOptionMisuse(() => guardTool(readDocuments, { authority, verifier: {} as never }), { path: 'verifier' })
+    await expectOptionMisuse(() => guardTool(readDocuments, { authority: undefined as never, verifier }), { path: 'authority' })
+    await expectOptionMisuse(() => guardTool(readDocuments, { authority, verifier, ttlSeconds: '60' as never }), { path: 'ttlSeconds' })
+    await expectOptionMisuse(() => guardTool(readDocuments, { authority, verifier, ttl: 60 } as never), { path: 'ttl' })
+    await expectOptionMisuse(() => guardTools([readDocuments], { authority, verifier, [HOSTILE_KEY]: 1 } as never), {
+      path: HOSTILE_KEY_PATH,
+    })
+  })
+
+  it('agentTrustContext validates the caller; callerFromContext is pure', async () => {
+    await expectOptionMisuse(() => agentTrustContext({ agentId: '', ...IDS }), { path: 'caller.agentId' })
+    await expectOptionMisuse(() => agentTrustContext({ agentId: 'a', ...IDS, task_id: 1 as never }), { path: 'caller.task_id' })
+    await expectOptionMisuse(() => agentTrustContext({ agentId: 'a', ...IDS, agentid: 'b' } as never), { path: 'caller.agentid' })
+    await expectOptionMisuse(() => agentTrustContext({ agentId: 'a', ...IDS }, 'x' as never), { path: 'extra' })
     const c = agentTrustContext({ agentId: 'a', ...IDS }, { userName: 'bob' })
     expect(c).toEqual({ userName: 'bob', agentTrust: { agentId: 'a', ...IDS } })
     expect(Object.isFrozen(c.agentTrust)).toBe(true)

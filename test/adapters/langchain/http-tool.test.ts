@@ -13,6 +13,7 @@ import { agentTrustContext, agentTrustMiddleware } from 'agent-trust/langchain'
 import { createLangChainHttpTool, type LangChainHttpTool } from 'agent-trust/langchain/http'
 import { scriptedResolver, startServer, type TestServer } from '../../support/egress.js'
 import { CONTEXT } from '../../support/seed.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 
 let db: TestServer
 let external: TestServer
@@ -96,6 +97,14 @@ describe('the HTTP tool acts only as its caller', () => {
     // Through agentTrustMiddleware (fail-closed): the run stops with the coded refusal.
     await expect(run('agent-child', wipe, true)).rejects.toMatchObject({ code: 'ERR_EGRESS_DENIED', details: { agentId: 'agent-child' } })
     expect(db.seen.length).toBe(before + 1)
+  })
+
+  it('validates its options', async () => {
+    await expectOptionMisuse(() => createLangChainHttpTool({} as never), { path: 'authority' })
+    await expectOptionMisuse(() => createLangChainHttpTool({ authority, timeoutMs: 0 }), { path: 'timeoutMs' })
+    await expectOptionMisuse(() => createLangChainHttpTool({ authority, egress: ['https://a.example'] } as never), { path: 'egress' })
+    await expectOptionMisuse(() => createLangChainHttpTool({ authority, resolver: 'dns' as never }), { path: 'resolver' })
+    await expectOptionMisuse(() => createLangChainHttpTool({ authority, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
   })
 
   it('refuses a call with no caller in the runtime context, or an unknown caller', async () => {

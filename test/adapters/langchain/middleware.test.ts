@@ -4,6 +4,7 @@ import { createAgent, createMiddleware, MiddlewareError } from 'langchain'
 import { describe, expect, it } from 'vitest'
 import { isAgentTrustError, ScopeDenied } from 'agent-trust'
 import { agentTrustMiddleware, guardTools } from 'agent-trust/langchain'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { ctx, JWS_SHAPE, makeKernel, makeTools, scripted, strings, toolMessages } from '../../support/langchain.js'
 
 const ask = { messages: [new HumanMessage('summarize my documents')] }
@@ -245,9 +246,14 @@ describe('agentTrustMiddleware', () => {
     expect(model.callCount).toBe(0)
   })
 
-  it('rejects bad options at set-up', async () => {
+  it('validates its options', async () => {
     const { authority, verifier } = await makeKernel()
-    expect(() => agentTrustMiddleware({ authority, verifier, onDenied: 'maybe' as never })).toThrow(TypeError)
+    await expectOptionMisuse(() => agentTrustMiddleware({ authority, verifier, onDenied: 'maybe' as never }), { path: 'onDenied' })
+    await expectOptionMisuse(() => agentTrustMiddleware({ authority } as never), { path: 'verifier' })
+    await expectOptionMisuse(() => agentTrustMiddleware({ authority, verifier, name: 1 as never }), { path: 'name' })
+    await expectOptionMisuse(() => agentTrustMiddleware({ authority, verifier, ondenied: 'soft' } as never), { path: 'ondenied' })
+    await expectOptionMisuse(() => agentTrustMiddleware({ authority, verifier, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    expect(() => agentTrustMiddleware({})).not.toThrow()
     expect(() => agentTrustMiddleware({ authority } as never)).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
 })

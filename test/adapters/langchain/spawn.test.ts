@@ -14,6 +14,7 @@ import {
   taskTool,
   type SubagentDefinition,
 } from 'agent-trust/langchain'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { ctx, JWS_SHAPE, makeKernel, makeTools, scripted, strings, toolMessages } from '../../support/langchain.js'
 
 const ask = { messages: [new HumanMessage('please read user-123 and user-456')] }
@@ -303,6 +304,16 @@ describe('spawn refusals are coded and audited', () => {
     expect(() => taskTool([], { authority: k.authority })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
     const d = { name: 'dup', description: 'x', agent, child: READER }
     expect(() => taskTool([d, d], { authority: k.authority })).toThrowError(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
+  })
+
+  it('validates its options', async () => {
+    const k = await makeKernel()
+    const def = { name: 'ok', description: 'x', agent: makeChild(k, ['x']).agent, child: READER }
+    await expectOptionMisuse(() => agentAsTool(def, {} as never), { path: 'authority' })
+    await expectOptionMisuse(() => agentAsTool(def, { authority: k.authority, childId: 'x' as never }), { path: 'childId' })
+    await expectOptionMisuse(() => handoffTool(def, { authority: k.authority, childID: () => 'x' } as never), { path: 'childID' })
+    await expectOptionMisuse(() => taskTool([def], { authority: k.authority, name: 1 as never }), { path: 'name' })
+    await expectOptionMisuse(() => taskTool([def], { authority: k.authority, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
   })
 })
 
