@@ -14,6 +14,7 @@ import { KeySet, type JSONWebKeySet } from '../keys/index.js'
 import { createKeyManager, type KeyManager } from '../keys/rotation.js'
 import { MemoryKeyStore } from '../keys/store.js'
 import type { Operation, TrustLevel } from '../policy/trust.js'
+import type { RedisReplayRevocationStore } from '../revocation/redis.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
 import { Verifier, type VerifierOptions } from '../verifier/index.js'
 import { TrustChangeWorkflow } from './approvals.js'
@@ -34,6 +35,7 @@ import type {
   ToolMintRequest,
   TrustChangeRequest,
   TrustChangeStatus,
+  TrustChangeStore,
 } from './types.js'
 
 /**
@@ -78,8 +80,9 @@ export class Authority implements CapabilityIssuer {
       records.sort((a, b) => a.ancestors.length - b.ancestors.length)
       for (const r of records) core.restore(r)
     }
-    const approvals = new TrustChangeWorkflow(core, options.trustChanges ?? new MemoryTrustChangeStore(), options.approver)
-    if (options.trustChanges !== undefined) await approvals.load()
+    const trustChanges = options.trustChanges ?? (await defaultTrustChanges(core.store))
+    const approvals = new TrustChangeWorkflow(core, trustChanges, options.approver)
+    if (options.trustChanges !== undefined || !(trustChanges instanceof MemoryTrustChangeStore)) await approvals.load()
     return new Authority(core, approvals, manager)
   }
 
@@ -214,6 +217,25 @@ export class Authority implements CapabilityIssuer {
   syncTrustChanges(): Promise<string[]> {
     return this.#approvals.sync()
   }
+}
+
+/**
+ * Trust changes live where revocations do: in the Redis of a Redis revocation store (shared
+ * by every replica, ordered by the store), else in this process's memory. Loaded on demand,
+ * so that an authority without Redis never loads the Redis client.
+ */
+async function defaultTrustChanges(store: ReplayRevocationStore): Promise<TrustChangeStore> {
+  const s = store as Partial<RedisReplayRevocationStore>
+  if (
+    typeof s.prefix === 'string' &&
+    typeof s.commandTimeoutMs === 'number' &&
+    s.client !== undefined &&
+    typeof s.spawnedAgents === 'function'
+  ) {
+    const { RedisTrustChangeStore } = await import('./trust-changes-redis.js')
+    return new RedisTrustChangeStore(store as RedisReplayRevocationStore)
+  }
+  return new MemoryTrustChangeStore()
 }
 
 function isRequestObject(v: unknown): boolean {

@@ -133,9 +133,10 @@ export interface AuthorityOptions {
    */
   readonly cryptoOffload?: boolean
   /**
-   * Where trust-change requests wait and decisions are kept. Default: in memory. Use a
-   * `FileTrustChangeStore` (or another shared store) so that the operator CLI in
-   * another process can list, approve and deny them; see `Authority.syncTrustChanges`.
+   * Where trust-change requests wait and decisions are kept. Default: with a Redis `store`,
+   * the same Redis (`RedisTrustChangeStore`: shared by every replica, decisions ordered by
+   * the store); else in memory. A `FileTrustChangeStore` lets the operator CLI on the same
+   * host list, approve and deny them; see `Authority.syncTrustChanges`.
    */
   readonly trustChanges?: TrustChangeStore
 }
