@@ -195,14 +195,31 @@ export class TrustChangeWorkflow {
       return
     }
     agent.level = r.to
+    // A lowering clamps every descendant (manifest children and spawned ones) to at most
+    // the new level, and revokes their tokens too: a child never keeps more than its parent.
+    const clamped: string[] = []
+    if (levelRank(r.to) < levelRank(r.from))
+      for (const id of this.#core.registry.lineage(r.agentId).slice(1)) {
+        const d = this.#core.registry.get(id)
+        if (d !== undefined && levelRank(d.level) > levelRank(r.to)) {
+          d.level = r.to
+          clamped.push(id)
+        }
+      }
     if (o.revoke) {
       // Outstanding tokens carry the old level: revoke them; new ones get a later iat.
       // The level is set first so that nothing minted from here on carries the old one;
       // if the store fails, the change stays unapplied here and the next sync revokes again.
-      const at = nowSeconds()
-      this.#core.minIat.set(r.agentId, Math.max(this.#core.minIat.get(r.agentId) ?? 0, at + 1))
+      // Revoked up to max(now, the previous minimum iat): a token minted after an earlier
+      // change in the same second (iat = that minimum) dies with this one.
+      const revokeAt = (id: string): [string, number] => {
+        const at = Math.max(nowSeconds(), this.#core.minIat.get(id) ?? 0)
+        this.#core.minIat.set(id, at + 1)
+        return [id, at]
+      }
+      const targets = [r.agentId, ...clamped].map(revokeAt)
       try {
-        await this.#core.store.revokeAgent(r.agentId, at)
+        await Promise.all(targets.map(([id, at]) => this.#core.store.revokeAgent(id, at)))
       } catch (e) {
         throw this.#core.deny(e, {
           action: 'trust_change',

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 import { Authority, FileTrustChangeStore, MemoryTrustChangeStore } from 'agent-trust'
 import { MANIFEST } from '../support/kernel.js'
 
@@ -158,5 +158,60 @@ describe('decision order is the store order, never a decider clock', () => {
     expect(a.agent('agent-summarizer-v2')?.level).toBe('L0')
     const restarted = await Authority.create({ manifest: MANIFEST, trustChanges: new FileTrustChangeStore(file) })
     expect(restarted.agent('agent-summarizer-v2')?.level).toBe('L0')
+  })
+})
+
+describe('a change revokes up to the last minimum iat, and a lowering cascades', () => {
+  it('raise then lower in the same second: a token minted between them, at the higher level, is revoked', async () => {
+    const authority = await Authority.create({ manifest: MANIFEST })
+    const verifier = authority.createVerifier({ id: 'agent-database-reader' })
+    const change = async (level: 'L1' | 'L3', by: string) => {
+      const r = await authority.requestTrustChange({ agentId: 'agent-summarizer-v2', level, reason: 'r', requestedBy: by })
+      await authority.decideTrustChange(r.id, { approved: true, approver: 'alice' })
+    }
+    vi.useFakeTimers({ now: Date.UTC(2026, 0, 1, 0, 0, 0, 100), toFake: ['Date'] })
+    try {
+      await change('L3', 'ops')
+      const between = await authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        scope: ['db:read:documents:namespace:user-123'],
+        operation: 'read',
+        context: { session_id: 's', user_id: 'u', task_id: 't' },
+      })
+      vi.setSystemTime(Date.UTC(2026, 0, 1, 0, 0, 0, 900)) // same second
+      await change('L1', 'sec')
+      vi.setSystemTime(Date.UTC(2026, 0, 1, 0, 0, 3))
+      await expect(verifier.verify(between, { scope: 'db:read:documents:namespace:user-123', operation: 'read' })).rejects.toMatchObject({
+        code: 'ERR_AGENT_REVOKED',
+      })
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('lowering an orchestrator L3 -> L1 clamps its spawned children, which may no longer spawn or write', async () => {
+    const authority = await Authority.create({ manifest: MANIFEST })
+    const verifier = authority.createVerifier({ id: 'agent-database-reader' })
+    await authority.spawn({
+      parent: 'moltbot-orchestrator',
+      child: { id: 'kid', trustLevel: 'L3', grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 0 },
+    })
+    const old = await authority.mint({
+      subject: 'kid',
+      audience: 'agent-database-reader',
+      scope: ['db:read:documents:namespace:user-123'],
+      operation: 'read',
+      context: { session_id: 's', user_id: 'u', task_id: 't' },
+    })
+    const r = await authority.requestTrustChange({ agentId: 'moltbot-orchestrator', level: 'L1', reason: 'incident', requestedBy: 'sec' })
+    await authority.decideTrustChange(r.id, { approved: true, approver: 'alice' })
+    expect(authority.agent('kid')?.level).toBe('L1')
+    await expect(
+      authority.spawn({ parent: 'kid', child: { id: 'grandkid', trustLevel: 'L1', grants: [], maxDelegationDepth: 0 } }),
+    ).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED' })
+    await expect(verifier.verify(old, { scope: 'db:read:documents:namespace:user-123', operation: 'read' })).rejects.toMatchObject({
+      code: 'ERR_AGENT_REVOKED',
+    })
   })
 })
