@@ -31,12 +31,18 @@ import {
   MAX_TOKEN_LIFETIME_SECONDS,
 } from '../policy/limits.js'
 import { isExactScope } from '../policy/scopes.js'
+import { isTrustLevel, minLevel, type TrustLevel } from '../policy/trust.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import { isLineageStore, type LineageStore, type ReplayRevocationStore, type SpawnedAgentRecord } from '../revocation/store.js'
 import { signToken, signTokenOffloaded } from '../tokens/jws.js'
 import { toAgentTrustError, VerificationCore } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
 import type { AuthorityOptions } from './types.js'
+
+/** A store that also holds the levels set by approved trust changes (the Redis store). */
+interface TrustStates {
+  trustStates(ids: readonly string[]): Promise<{ quarantined: boolean; levels: readonly (string | undefined)[] }>
+}
 import { hasUnprintable } from '../policy/printable.js'
 import { refusedEvent, type AuditFields } from '../audit/events.js'
 
@@ -161,11 +167,38 @@ export class AuthorityCore {
       for (const a of s.ancestors) all.add(a)
     }
     for (const id of all) this.activeAgent(id)
-    if (this.lineage !== undefined && (await this.lineage.anyQuarantined([...all]))) {
+    if (this.lineage === undefined) return states
+    const list = [...all]
+    // With trust changes in the same store, the levels they set are read in the same round
+    // trip: a change approved on any replica is in force here at once, not at the next sync.
+    const lineage = this.lineage as LineageStore & Partial<TrustStates>
+    const st =
+      typeof lineage.trustStates === 'function'
+        ? await lineage.trustStates(list)
+        : { quarantined: await this.lineage.anyQuarantined(list), levels: [] }
+    if (st.quarantined) {
       const id = ids[0] as string
       throw new AgentRevoked(`agent "${id}" or one of its ancestors is revoked`, { details: { agentId: id } })
     }
-    return states
+    if (st.levels.every((l) => l === undefined)) return states
+    const stored = new Map<string, TrustLevel>()
+    list.forEach((id, i) => {
+      const l = st.levels[i]
+      if (l === undefined) return
+      if (!isTrustLevel(l))
+        throw new StoreUnavailable('a trust level in the store is invalid; the call was denied', { details: { rule: 'level' } })
+      stored.set(id, l)
+    })
+    // An agent is at most its own stored level and at most every ancestor's: a lowering of a
+    // parent clamps its descendants on every replica, whatever they have applied.
+    return states.map((s) => {
+      let level = s.level
+      for (const id of [s.declaration.id, ...s.ancestors]) {
+        const l = stored.get(id)
+        if (l !== undefined) level = minLevel(level, l)
+      }
+      return level === s.level ? s : { ...s, level }
+    })
   }
 
   /** The `anc` claim for a token speaking for these agents (undefined when none has a parent). */

@@ -126,8 +126,16 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
       throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
     if (parent.ancestors.length >= MAX_SPAWN_DEPTH)
       throw new SpawnDenied(`agents may be spawned at most ${MAX_SPAWN_DEPTH} generations deep`, { details: { agentId: r.parent } })
-    if (!maySpawn(parent.level))
-      throw new SpawnDenied(`agent "${r.parent}" is ${parent.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
+    // The parent's level as the store has it now (a lowering on another replica counts at once).
+    const live = (
+      await core.activeAgents([r.parent]).catch((e: unknown) => {
+        if ((e as { code?: string }).code === 'ERR_AGENT_REVOKED')
+          throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
+        throw e
+      })
+    )[0] as AgentState
+    if (!maySpawn(live.level))
+      throw new SpawnDenied(`agent "${r.parent}" is ${live.level}; only L3 agents may spawn`, { details: { agentId: r.parent } })
     // A key the declaration does not have is a typo ("trustlevel") to name, not an escalation.
     if (typeof r.child !== 'object' || r.child === null || Array.isArray(r.child))
       throw new RequestInvalid('spawn needs a child declaration object { id, trustLevel, grants, ... }', { details: { rule: 'child' } })

@@ -332,6 +332,21 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     return at.some((v) => v !== null && Number(v) >= AGENT_QUARANTINED)
   }
 
+  /**
+   * Whether any of `ids` is quarantined, and each one's level after its last approved trust
+   * change (undefined: none), in one round trip (`MGET`; the levels are written by the Redis
+   * trust-change store under the same tag).
+   */
+  async trustStates(ids: readonly string[]): Promise<{ quarantined: boolean; levels: (string | undefined)[] }> {
+    if (ids.length === 0) return { quarantined: false, levels: [] }
+    const tag = this.#tags[0] as string
+    const v = await this.#conn.run((c) => c.mget(...ids.map((id) => `${tag}:a:${id}`), ...ids.map((id) => `${tag}:tc:lv:${id}`)))
+    return {
+      quarantined: v.slice(0, ids.length).some((x) => x !== null && Number(x) >= AGENT_QUARANTINED),
+      levels: v.slice(ids.length).map((x) => (x === null ? undefined : x.slice(0, 2))),
+    }
+  }
+
   async spawnedAgent(id: string): Promise<SpawnedAgentRecord | undefined> {
     const tag = this.#tags[0] as string
     const v = await this.#conn.run((c) => c.hget(`${tag}:ag`, id))

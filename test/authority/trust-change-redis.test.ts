@@ -171,3 +171,38 @@ describe.skipIf(!up && !CI)('trust changes in Redis', () => {
     expect(restarted.authority.agent('agent-summarizer-v2')?.level).toBe(approved[0]?.to ?? 'L2')
   }, 60_000)
 })
+
+describe.skipIf(!up && !CI)('a change in the store is in force on every replica at once', () => {
+  it('lowered on B: A refuses at the old level before any sync, and so do the agents it spawned', async () => {
+    const p = `${PREFIX}-live`
+    const a = await replica(p)
+    const b = await replica(p)
+    await a.authority.spawn({
+      parent: 'moltbot-orchestrator',
+      child: { id: 'live-kid', trustLevel: 'L3', grants: ['db:write:documents:namespace:user-123'], maxDelegationDepth: 0 },
+    })
+    const write = (subject: string) => ({
+      subject,
+      audience: 'agent-database-reader',
+      scope: ['db:write:documents:namespace:user-123'],
+      operation: 'write' as const,
+      context: { session_id: 's', user_id: 'u', task_id: 't' },
+    })
+    await a.authority.mint(write('live-kid'))
+    const r = await b.authority.requestTrustChange({ agentId: 'moltbot-orchestrator', level: 'L1', reason: 'incident', requestedBy: 'sec' })
+    await b.authority.decideTrustChange(r.id, { approved: true, approver: 'alice' })
+    // A has not synced: its own view is still L3, the store's is L1.
+    expect(a.authority.agent('moltbot-orchestrator')?.level).toBe('L3')
+    await expect(a.authority.mint(write('moltbot-orchestrator'))).rejects.toMatchObject({ code: 'ERR_TRUST_LEVEL' })
+    await expect(a.authority.mint(write('live-kid'))).rejects.toMatchObject({ code: 'ERR_TRUST_LEVEL' })
+    await expect(
+      a.authority.spawn({
+        parent: 'moltbot-orchestrator',
+        child: { id: 'live-kid-2', trustLevel: 'L1', grants: [], maxDelegationDepth: 0 },
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED' })
+    await expect(
+      a.authority.spawn({ parent: 'live-kid', child: { id: 'live-grandkid', trustLevel: 'L1', grants: [], maxDelegationDepth: 0 } }),
+    ).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED' })
+  })
+})
