@@ -35,6 +35,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { randomUUID } from 'node:crypto'
+import { notReplicated, parseReplicaAcks, replicationDecision, type ReplicaAcksOptions } from './replication.js'
 import { assertTimeout, FailClosedConnection, type AdmissionOptions, type RedisConnectionOptions } from '../lib/redis.js'
 import { RedisCertificateRevocationStore } from './certificates-redis.js'
 import {
@@ -50,6 +51,7 @@ import {
 
 export { failClosedRedisOptions } from '../lib/redis.js'
 export type { AdmissionOptions, RedisConnectionOptions } from '../lib/redis.js'
+export type { ReplicaAcksOptions } from './replication.js'
 
 /** Default bound on every store call, in milliseconds. */
 export const DEFAULT_STORE_TIMEOUT_MS = 200
@@ -167,6 +169,20 @@ export interface RedisStoreOptions extends RedisConnectionOptions, AdmissionOpti
    * revocation costs N writes; a check stays one round trip). Standalone: leave it at 1.
    */
   readonly shards?: number
+  /**
+   * Replica acknowledgement: every consuming check and every revocation or lineage write is
+   * followed, on the same connection, by `WAIT acks timeoutMs`. Fewer acknowledgements deny
+   * the check and reject the revocation (`ERR_STORE_UNAVAILABLE` rule `not-replicated`).
+   * Unset (default): the master's answer alone decides, and a failover can lose the last
+   * writes. `timeoutMs` must be below `commandTimeoutMs`. See docs/stores.md.
+   */
+  readonly replicas?: ReplicaAcksOptions
+}
+
+type WriteKind = 'check' | 'revocation' | 'lineage'
+interface PipelineLike {
+  wait(numreplicas: number, timeout: number): unknown
+  exec(): Promise<Array<[Error | null, unknown]> | null>
 }
 
 /** The hash tag of one shard: `{<prefix>:<shard>}`. */
@@ -204,6 +220,8 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
   readonly commandTimeoutMs: number
   readonly maxInFlight: number
   readonly maxQueued: number
+  /** The replica acknowledgement every write waits for, or undefined (none). */
+  readonly replicas: ReplicaAcksOptions | undefined
   readonly #conn: FailClosedConnection
   readonly #tags: readonly string[]
   /** jti -> nonce of a consume this instance sent without learning its outcome, and when to forget it. */
@@ -217,6 +235,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     this.prefix = prefix
     this.shards = shards
     this.commandTimeoutMs = assertTimeout(commandTimeoutMs, 'commandTimeoutMs')
+    this.replicas = parseReplicaAcks(options.replicas, this.commandTimeoutMs)
     this.#tags = Array.from({ length: shards }, (_, i) => shardTag(prefix, i))
     this.#conn = new FailClosedConnection(options, this.commandTimeoutMs)
     this.maxInFlight = this.#conn.maxInFlight
@@ -269,7 +288,10 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     const args: Array<string | number> = [1, `${tag}:u:${jti}`, tag, consume ? '1' : '0', ttl, iat, nonce, chain.length + 1, jti]
     for (const a of chain) args.push(a)
     for (const a of agents) args.push(a)
-    const p = this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_CHECK]!(...args))
+    // A non-consuming check writes nothing: no acknowledgement to wait for.
+    const p = consume
+      ? this.#write('check', CMD_CHECK, args)
+      : this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_CHECK]!(...args))
     if (!consume) return p.then(toVerdict)
     return p.then(toVerdict, (e: unknown) => {
       // Not answered: the marker may or may not hold this nonce. Remember it, so that this
@@ -277,6 +299,40 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
       this.#remember(jti, nonce, forgetAtMs)
       throw e
     })
+  }
+
+  /**
+   * Every state write goes through here. Without `replicas`: the script alone. With it: the
+   * script and `WAIT acks timeoutMs` in one pipeline, so that both go to the same connection
+   * (on a Cluster, the master owning the script's key slot: the pipeline is routed by its
+   * keyed command) and WAIT covers this write. The script's reply decides first (an error, or
+   * a refusal, which is safe whatever the replicas hold); a reply that allows or applies
+   * something (0) stands only if `acks` replicas confirmed it.
+   */
+  #write(kind: WriteKind, cmd: string, args: ReadonlyArray<string | number>): Promise<unknown> {
+    const r = this.replicas
+    if (r === undefined) return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[cmd]!(...args))
+    return this.#conn
+      .run((c) => {
+        const p = c.pipeline()
+        ;(p as unknown as Record<string, (...a: Array<string | number>) => unknown>)[cmd]!(...args)
+        ;(p as unknown as PipelineLike).wait(r.acks, r.timeoutMs)
+        return (p as unknown as PipelineLike).exec()
+      })
+      .then((res) => {
+        const [written, waited] = res ?? []
+        if (written === undefined || written[0] !== null) {
+          throw new StoreUnavailable('the store refused the write; the call was denied', {
+            details: { rule: 'error' },
+            ...(written?.[0] ? { cause: written[0] } : {}),
+          })
+        }
+        // A refusal (revoked, replayed, spawn refused) wrote nothing that must survive a failover.
+        if (written[1] !== 0) return written[1]
+        const acked = waited === undefined || waited[0] !== null ? undefined : waited[1]
+        if (replicationDecision(acked, r.acks) !== 'ok') throw notReplicated(kind, acked, r)
+        return written[1]
+      })
   }
 
   #remember(jti: string, nonce: string, untilMs: number): void {
@@ -294,9 +350,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     if (!Number.isFinite(forgetAtMs)) throw new TypeError('forgetAtMs must be a finite epoch time in milliseconds')
     const ttl = Math.max(1000, Math.ceil(forgetAtMs - Date.now()))
     // Every shard holds every revocation, so that a check reads its own shard only.
-    await Promise.all(
-      this.#tags.map((tag) => this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_TOKEN]!(`${tag}:t:${jti}`, ttl))),
-    )
+    await Promise.all(this.#tags.map((tag) => this.#write('revocation', CMD_REVOKE_TOKEN, [`${tag}:t:${jti}`, ttl])))
   }
 
   async revokeAgent(agentId: string, atSeconds: number): Promise<void> {
@@ -305,9 +359,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     if (!Number.isInteger(atSeconds) || atSeconds < 0) throw new TypeError('atSeconds must be a non-negative integer (epoch seconds)')
     await Promise.all(
       this.#tags.map((tag) =>
-        this.#conn.run((c) =>
-          (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE_AGENT]!(`${tag}:a:${agentId}`, atSeconds, agentRevocationKeepMs(atSeconds)),
-        ),
+        this.#write('revocation', CMD_REVOKE_AGENT, [`${tag}:a:${agentId}`, atSeconds, agentRevocationKeepMs(atSeconds)]),
       ),
     )
   }
@@ -316,9 +368,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     if (record.ancestors.length === 0) throw new TypeError('a spawned agent has a parent')
     const tag = this.#tags[0] as string
     const json = JSON.stringify({ ancestors: record.ancestors, declaration: record.declaration })
-    const r = await this.#conn.run((c) =>
-      (c as unknown as Record<string, ScriptFn>)[CMD_REGISTER]!(`${tag}:ag`, tag, record.id, json, maxChildren, ...record.ancestors),
-    )
+    const r = await this.#write('lineage', CMD_REGISTER, [`${tag}:ag`, tag, record.id, json, maxChildren, ...record.ancestors])
     const v = typeof r === 'number' ? SPAWN_VERDICTS[r] : undefined
     if (v === undefined)
       throw new StoreUnavailable('the store returned an unexpected reply; the spawn was refused', { details: { rule: 'reply' } })
