@@ -185,11 +185,17 @@ export async function startRedis(extraArgs: string[] = [], portIn?: number): Pro
 
 export interface RedisClusterProcesses {
   readonly nodes: ReadonlyArray<{ host: string; port: number }>
+  /** Every node's process by port (masters and replicas), to stop, pause or kill one. */
+  readonly processes: ReadonlyMap<number, ChildProcess>
   stop(): Promise<void>
 }
 
-/** A 3-master Cluster (no replicas) on free ports, in a temporary directory. */
-export async function startCluster(masters = 3): Promise<RedisClusterProcesses> {
+/**
+ * A Cluster of `masters` masters (default 3) on free ports, in a temporary directory, with
+ * `replicas` replicas per master (default 0; `redis-cli --cluster create --cluster-replicas`).
+ */
+export async function startCluster(masters = 3, options: { replicas?: number } = {}): Promise<RedisClusterProcesses> {
+  const replicas = options.replicas ?? 0
   const dir = mkdtempSync(join(tmpdir(), 'at-cluster-'))
   const ports: number[] = []
   const procs: ChildProcess[] = []
@@ -199,7 +205,7 @@ export async function startCluster(masters = 3): Promise<RedisClusterProcesses> 
     rmSync(dir, { recursive: true, force: true })
   }
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       const port = await freePort(true)
       ports.push(port)
       procs.push(
@@ -224,9 +230,13 @@ export async function startCluster(masters = 3): Promise<RedisClusterProcesses> 
       )
     }
     for (const port of ports) await waitUntil(() => ping('127.0.0.1', port), 10_000, `cluster node ${port}`)
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], {
-      timeout: 20_000,
-    })
+    await run(
+      'redis-cli',
+      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
+      {
+        timeout: 20_000,
+      },
+    )
     await waitUntil(
       async () => {
         for (const port of ports) {
@@ -242,7 +252,11 @@ export async function startCluster(masters = 3): Promise<RedisClusterProcesses> 
     await stop()
     throw e
   }
-  return { nodes: ports.map((port) => ({ host: '127.0.0.1', port })), stop }
+  return {
+    nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
+    processes: new Map(ports.map((port, i) => [port, procs[i] as ChildProcess])),
+    stop,
+  }
 }
 
 export async function killAll(): Promise<void> {
