@@ -12,11 +12,13 @@ import { benchLangchain } from './langchain.js'
 import { printRows, type Row } from './lib.js'
 import { benchMcp } from './mcp.js'
 import { benchRedis } from './redis.js'
+import { benchRedisAcks } from './redis-acks.js'
 import { benchSandbox } from './sandbox.js'
 
 const sections: Array<[string, () => Promise<Row[]>]> = [
   ['Kernel', benchKernel],
   ['Redis store', benchRedis],
+  ['Redis store, replica acks', benchRedisAcks],
   ['Audit', benchAudit],
   ['Audit modes (deny, durable)', benchAuditModes],
   ['MCP', benchMcp],
