@@ -10,9 +10,10 @@ import { randomUUID } from 'node:crypto'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
-import { ConfigInvalid, type StoreCheck } from 'agent-trust'
+import { Authority, ConfigInvalid, createVerifier, type StoreCheck } from 'agent-trust'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { notReplicated, parseReplicaAcks, replicationDecision } from '../../src/revocation/replication.js'
+import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 import { CI, killAll, redisServerAvailable, startRedis, type RedisProcess } from '../support/redis.js'
 
 const available = redisServerAvailable()
@@ -220,6 +221,34 @@ describe.skipIf(!available && !CI)('replicas option: a master and a replica star
     // The same calls without the option: the master alone answers, they succeed.
     expect(await plain.check(input())).toBe('ok')
     await plain.revokeToken('jti-y', Date.now() + 60_000)
+  })
+
+  it('through the verifier and the authority: a token is not accepted and a revocation rejects while no replica acknowledges', async () => {
+    const p = await startPair()
+    const store = make(p.master.url, true, 'api')
+    const authority = await Authority.create({ manifest: MANIFEST, store })
+    const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
+    const read = { scope: READ_SCOPE, operation: 'read' as const }
+    const mint = () =>
+      authority.mint({
+        subject: 'agent-summarizer-v2',
+        audience: 'agent-database-reader',
+        scope: [READ_SCOPE],
+        operation: 'read',
+        context: CONTEXT,
+      })
+    await expect(verifier.verify(await mint(), read)).resolves.toBeDefined()
+    const token = await mint()
+    const jti = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti as string
+    await cutAndWait(p)
+    await expect(verifier.verify(token, read)).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', details: { rule: 'not-replicated' } })
+    await expect(authority.revokeToken(randomUUID())).rejects.toMatchObject({
+      code: 'ERR_STORE_UNAVAILABLE',
+      details: { rule: 'not-replicated' },
+    })
+    await expect(authority.revokeAgent('agent-summarizer-v2')).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
+    // The refused token is burned on the master: never accepted, not even by a store without the option.
+    expect(await make(p.master.url, false, 'api').check(input({ jti }))).toBe('replayed')
   })
 
   it('failover with acks: every acknowledged consume and revocation is on the promoted replica; nothing after the cut was accepted', async () => {
