@@ -228,8 +228,8 @@ export const ERROR_CATALOG = {
   ERR_STORE_UNAVAILABLE: {
     name: 'StoreUnavailable',
     status: 503,
-    when: 'The replay/revocation store (Redis) did not answer within its bound.',
-    fix: 'Check Redis; calls are denied until it answers and recover by themselves.',
+    when: 'The replay/revocation store (Redis) did not answer within its bound, or (with `replicas`) fewer replicas than required acknowledged a write (`details.rule: not-replicated`).',
+    fix: 'Check Redis (and its replication link for `not-replicated`); calls are denied until it answers and recover by themselves.',
   },
   ERR_STORE_BUSY: {
     name: 'StoreBusy',
