@@ -131,13 +131,22 @@ function parseIdentityValue(v: string): { atMs: number; forgetAtMs: number } {
   return { atMs, forgetAtMs }
 }
 
+/** Sends one defined script with its arguments (keys first) and resolves with its reply. */
+export type RevocationWrite = (cmd: string, args: ReadonlyArray<string | number>) => Promise<unknown>
+
 export class RedisCertificateRevocationStore implements CertificateRevocationStore {
   readonly #conn: FailClosedConnection
+  readonly #write: RevocationWrite
   readonly #keys: { readonly cr: string; readonly cf: string; readonly cl: string; readonly cn: string; readonly ce: string }
 
-  /** `tag` is the store's shard-0 hash tag; the connection stays the store's. */
-  constructor(conn: FailClosedConnection, tag: string) {
+  /**
+   * `tag` is the store's shard-0 hash tag; the connection stays the store's. `write` sends a
+   * revocation script (the replay/revocation store's, so that its replica acknowledgement
+   * applies); by default it runs on the connection directly.
+   */
+  constructor(conn: FailClosedConnection, tag: string, write?: RevocationWrite) {
     this.#conn = conn
+    this.#write = write ?? ((cmd, args) => conn.run((c) => (c as unknown as Record<string, ScriptFn>)[cmd]!(...args)))
     this.#keys = { cr: `${tag}:cr`, cf: `${tag}:cf`, cl: `${tag}:cl`, cn: `${tag}:cn`, ce: `${tag}:ce` }
     conn.client.defineCommand(CMD_REVOKE, { lua: REVOKE_LUA, numberOfKeys: 5 })
     conn.client.defineCommand(CMD_PAGE, { lua: PAGE_LUA, numberOfKeys: 3 })
@@ -203,19 +212,6 @@ export class RedisCertificateRevocationStore implements CertificateRevocationSto
 
   async #revoke(member: string, atMs: string, forgetAtMs: number): Promise<void> {
     const k = this.#keys
-    await this.#conn.run((c) =>
-      (c as unknown as Record<string, ScriptFn>)[CMD_REVOKE]!(
-        k.cr,
-        k.cf,
-        k.cl,
-        k.cn,
-        k.ce,
-        member,
-        atMs,
-        forgetAtMs,
-        Date.now(),
-        randomUUID(),
-      ),
-    )
+    await this.#write(CMD_REVOKE, [k.cr, k.cf, k.cl, k.cn, k.ce, member, atMs, forgetAtMs, Date.now(), randomUUID()])
   }
 }

@@ -258,7 +258,9 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
    * prefix, over its connection: shared by every replica and kept across restarts.
    */
   certificateRevocations(): RedisCertificateRevocationStore {
-    return (this.#certificates ??= new RedisCertificateRevocationStore(this.#conn, this.#tags[0] as string))
+    return (this.#certificates ??= new RedisCertificateRevocationStore(this.#conn, this.#tags[0] as string, (cmd, args) =>
+      this.#write('revocation', cmd, args),
+    ))
   }
 
   #certificates: RedisCertificateRevocationStore | undefined
@@ -328,7 +330,8 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
           })
         }
         // A refusal (revoked, replayed, spawn refused) wrote nothing that must survive a failover.
-        if (written[1] !== 0) return written[1]
+        // Revocations always wait: whatever their script returns, they may have written.
+        if (kind !== 'revocation' && written[1] !== 0) return written[1]
         const acked = waited === undefined || waited[0] !== null ? undefined : waited[1]
         if (replicationDecision(acked, r.acks) !== 'ok') throw notReplicated(kind, acked, r)
         return written[1]
