@@ -6,6 +6,9 @@
  * on free loopback ports) so that WAIT has a replica to wait for.
  */
 import { randomUUID } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag } from 'agent-trust/revocation/redis'
 import { compare, row, type Op, type Row } from './lib.js'
@@ -65,8 +68,11 @@ export async function benchRedisAcks(): Promise<Row[]> {
     console.warn('bench redis acks: skipped, no redis-server on PATH')
     return []
   }
-  const master = await startRedis()
-  const replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port)])
+  // No delay before the first (diskless) sync of a replica: Redis waits 5 s by default.
+  const master = await startRedis(['--repl-diskless-sync-delay', '0'])
+  // The replica writes the master's snapshot to disk on sync: keep it out of the working directory.
+  const dir = mkdtempSync(join(tmpdir(), 'at-bench-replica-'))
+  const replica = await startRedis(['--replicaof', '127.0.0.1', String(master.port), '--dir', dir])
   const prefix = `agent-trust-bench-acks-${process.pid}`
   // Generous bounds: a 200 ms stall on a loaded machine must not abort the run.
   const acked = createRedisStore({ url: master.url, prefix, commandTimeoutMs: 5000, replicas: { acks: 1, timeoutMs: 1000 } })
@@ -113,5 +119,6 @@ export async function benchRedisAcks(): Promise<Row[]> {
     raw.disconnect()
     await Promise.all([acked.close(), plain.close()])
     await killAll()
+    rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -7,6 +7,9 @@
  * the documented window (writes after the cut are lost). Every server is stopped by PID.
  */
 import { randomUUID } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -82,9 +85,11 @@ interface Pair {
 }
 
 async function startPair(): Promise<Pair> {
-  const master = await startRedis()
+  // No delay before the first (diskless) sync of a replica: Redis waits 5 s by default.
+  const master = await startRedis(['--repl-diskless-sync-delay', '0'])
   const link = await relay(master.port)
-  const replica = await startRedis(['--replicaof', '127.0.0.1', String(link.port)])
+  // The replica writes the master's snapshot to disk on sync: keep it out of the working directory.
+  const replica = await startRedis(['--replicaof', '127.0.0.1', String(link.port), '--dir', mkdtempSync(join(tmpdir(), 'at-replica-'))])
   await until(async () => (await info(replica.url, 'master_link_status')) === 'up', 'the replica to sync')
   await until(async () => (await info(master.url, 'connected_slaves')) === '1', 'the master to see its replica')
   return { master, replica, cut: link.cut }
@@ -187,6 +192,9 @@ describe.skipIf(!available && !CI)('replicas option: a master and a replica star
     expect(await reader.check({ ...input({ jti: 'jti-revoked' }), consume: false })).toBe('token-revoked')
     expect(await reader.check({ ...input({ agents: ['agent-r'], iat: 1 }), consume: false })).toBe('agent-revoked')
     expect(await reader.spawnedAgent('child-1')).toMatchObject({ ancestors: ['parent'] })
+    await store.certificateRevocations().revokeSerial('0a1b2c', Date.now() + 60_000)
+    const cert = { serialNumber: '0a1b2c', spiffeId: 'spiffe://example.org/agent/a', notBeforeMs: Date.now() - 1000 }
+    expect(await reader.certificateRevocations().status(cert)).toBe('serial-revoked')
     const replica = new Redis(p.replica.url)
     try {
       expect(await replica.exists(`{ok:0}:u:${c.jti}`)).toBe(1)
@@ -209,6 +217,10 @@ describe.skipIf(!available && !CI)('replicas option: a master and a replica star
     })
     expect(await failure(acked.revokeAgent('agent-x', 10))).toEqual({ code: 'ERR_STORE_UNAVAILABLE', rule: 'not-replicated' })
     expect(await failure(acked.registerAgent({ id: 'child-x', ancestors: ['parent'], declaration: null }, 10))).toEqual({
+      code: 'ERR_STORE_UNAVAILABLE',
+      rule: 'not-replicated',
+    })
+    expect(await failure(acked.certificateRevocations().revokeSerial('0a1b2c', Date.now() + 60_000))).toEqual({
       code: 'ERR_STORE_UNAVAILABLE',
       rule: 'not-replicated',
     })
