@@ -21,23 +21,13 @@ import { AgentTrustError, AuditUnavailable, ConfigInvalid } from '../errors.js'
 import { createAgentCapabilityInterceptor, type AgentCapabilityOptions } from './agent-call.js'
 import { headerPairs } from './headers.js'
 import { parseOptions } from '../lib/options.js'
-import { EgressAgentOptionsSchema, EgressConnectorOptionsSchema, EgressGuardOptionsSchema } from './options.js'
+import { EgressAgentOptionsSchema, EgressConnectorOptionsSchema, EgressGuardOptionsSchema, type Resolver } from './options.js'
 import { egressDenied, hostHeaderMatches, type Allowance, type EgressDecision, type EgressPolicy } from './policy.js'
 import { reportDispatchError } from './dispatch-error.js'
 import { refusedEvent } from '../audit/events.js'
 
 /** One resolved address. `family` is informative: it is re-derived from `address`. */
-export interface ResolvedAddress {
-  readonly address: string
-  readonly family?: number
-}
-
-/**
- * Resolves a host name to every address the socket may use. Default: the system resolver
- * (`dns.lookup`, all addresses). Inject one to play DNS answers in tests or to use a
- * DNS-over-HTTPS client.
- */
-export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>
+export type { ResolvedAddress, Resolver } from './options.js'
 
 export const systemResolver: Resolver = (hostname) => dns.lookup(hostname, { all: true, verbatim: true })
 

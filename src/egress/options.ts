@@ -8,8 +8,19 @@ import { z } from 'zod'
 import type { AuditLog } from '../audit/types.js'
 import { fn, withMethods } from '../lib/options.js'
 import { TRUST_LEVELS, type TrustLevel } from '../policy/trust.js'
+
+export interface ResolvedAddress {
+  readonly address: string
+  readonly family?: number
+}
+
+/**
+ * Resolves a host name to every address the socket may use. Default: the system resolver
+ * (`dns.lookup`, all addresses). Inject one to play DNS answers in tests or to use a
+ * DNS-over-HTTPS client.
+ */
+export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>
 import type { AgentCapabilityOptions } from './agent-call.js'
-import type { Resolver } from './interceptor.js'
 
 const bypass = (keys: readonly string[]) => (o: Record<string, unknown>, ctx: z.core.$RefinementCtx<Record<string, unknown>>) => {
   for (const k of keys)
