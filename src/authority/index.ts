@@ -14,7 +14,6 @@ import { KeySet, type JSONWebKeySet } from '../keys/index.js'
 import { createKeyManager, type KeyManager } from '../keys/rotation.js'
 import { MemoryKeyStore } from '../keys/store.js'
 import type { Operation, TrustLevel } from '../policy/trust.js'
-import type { RedisReplayRevocationStore } from '../revocation/redis.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
 import { Verifier, type VerifierOptions } from '../verifier/index.js'
 import { TrustChangeWorkflow } from './approvals.js'
@@ -225,7 +224,9 @@ export class Authority implements CapabilityIssuer {
  * so that an authority without Redis never loads the Redis client.
  */
 async function defaultTrustChanges(store: ReplayRevocationStore): Promise<TrustChangeStore> {
-  const s = store as Partial<RedisReplayRevocationStore>
+  // Recognised by shape, not by class: the Redis store may come from another copy of the
+  // package, and naming its class here would put the Redis client in the root entry's graph.
+  const s = store as unknown as { prefix?: unknown; commandTimeoutMs?: unknown; client?: unknown; spawnedAgents?: unknown }
   if (
     typeof s.prefix === 'string' &&
     typeof s.commandTimeoutMs === 'number' &&
@@ -233,7 +234,7 @@ async function defaultTrustChanges(store: ReplayRevocationStore): Promise<TrustC
     typeof s.spawnedAgents === 'function'
   ) {
     const { RedisTrustChangeStore } = await import('./trust-changes-redis.js')
-    return new RedisTrustChangeStore(store as RedisReplayRevocationStore)
+    return new RedisTrustChangeStore(store as unknown as ConstructorParameters<typeof RedisTrustChangeStore>[0])
   }
   return new MemoryTrustChangeStore()
 }

@@ -83,7 +83,9 @@ describe.skipIf(!available && !CI)('Redis Cluster, 3 masters + 3 replicas, repli
     for (const { port } of cluster.nodes)
       await until(async () => {
         const text = String(await cli(port, 'INFO', 'replication'))
-        return text.includes('role:master') ? /connected_slaves:1/.test(text) : /master_link_status:up/.test(text)
+        return text.includes('role:master')
+          ? /slave0:[^\r\n]*state=online/.test(text)
+          : /master_link_status:up/.test(text) && /master_sync_in_progress:0/.test(text)
       }, `node ${port} replication`)
   }, 60_000)
   afterAll(async () => {
@@ -104,6 +106,11 @@ describe.skipIf(!available && !CI)('Redis Cluster, 3 masters + 3 replicas, repli
     await Promise.all(revoked.map((j) => store.revokeToken(j, Date.now() + 60_000)))
     await store.revokeAgent('agent-cl', 2_000_000_000)
 
+    // Connected before the pause: a Cluster client that starts while a seed node is stopped
+    // waits on that node's slot table, which is not what this test is about.
+    const unacked = make(false)
+    expect(await unacked.check({ ...input(), consume: false })).toBe('ok')
+
     // The owning master's replica stops answering: its acknowledgement never comes.
     const rp = cluster.processes.get(replica)!
     rp.kill('SIGSTOP')
@@ -112,7 +119,7 @@ describe.skipIf(!available && !CI)('Redis Cluster, 3 masters + 3 replicas, repli
       await expect(store.check(refused)).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE', details: { rule: 'not-replicated' } })
       await expect(store.revokeToken('late', Date.now() + 60_000)).rejects.toMatchObject({ details: { rule: 'not-replicated' } })
       // Without the option the master alone answers.
-      expect(await make(false).check(input())).toBe('ok')
+      expect(await unacked.check(input())).toBe('ok')
     } finally {
       rp.kill('SIGCONT')
     }

@@ -69,6 +69,17 @@ async function info(url: string, key: string): Promise<string | undefined> {
   }
 }
 
+/** Replicas acknowledging one write within 200 ms (a key outside every prefix the tests use). */
+async function acknowledgedProbe(url: string): Promise<number> {
+  const r = new Redis(url, { maxRetriesPerRequest: 1 })
+  try {
+    await r.set('replication-probe', '1')
+    return Number(await r.call('WAIT', '1', '200'))
+  } finally {
+    r.disconnect()
+  }
+}
+
 async function until(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const end = Date.now() + ms
   while (Date.now() < end) {
@@ -92,6 +103,8 @@ async function startPair(): Promise<Pair> {
   const replica = await startRedis(['--replicaof', '127.0.0.1', String(link.port), '--dir', mkdtempSync(join(tmpdir(), 'at-replica-'))])
   await until(async () => (await info(replica.url, 'master_link_status')) === 'up', 'the replica to sync')
   await until(async () => (await info(master.url, 'connected_slaves')) === '1', 'the master to see its replica')
+  // A replica listed by the master may still be in its first sync; it acknowledges only once online.
+  await until(async () => (await acknowledgedProbe(master.url)) >= 1, 'the replica to acknowledge a write')
   return { master, replica, cut: link.cut }
 }
 
