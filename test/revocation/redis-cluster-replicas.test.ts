@@ -8,21 +8,12 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { StoreCheck } from 'agent-trust'
 import { createRedisStore, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CI, killAll, redisServerAvailable, startCluster, type RedisClusterProcesses } from '../support/redis.js'
+import { CI, killAll, redisServerAvailable, startCluster, type RedisClusterProcesses, storeCheck } from '../support/redis.js'
 
 const available = redisServerAvailable()
 
-const input = (over: Partial<StoreCheck> = {}): StoreCheck => ({
-  jti: randomUUID(),
-  chain: [],
-  agents: ['agent-a'],
-  iat: Math.floor(Date.now() / 1000),
-  forgetAtMs: Date.now() + 60_000,
-  consume: true,
-  ...over,
-})
+const input = storeCheck
 
 async function cli(port: number, ...args: Array<string | number>): Promise<unknown> {
   const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 })

@@ -3,25 +3,16 @@
  * free ports + `redis-cli --cluster create`), then replay and revocation against it, with
  * one hash tag (every key in one slot) and with 16 shards spread over the masters.
  */
-import { randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Authority, createVerifier, type StoreCheck } from 'agent-trust'
+import { Authority, createVerifier } from 'agent-trust'
 import { createRedisStore, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
-import { CI, killAll, redisServerAvailable, startCluster, type RedisClusterProcesses } from '../support/redis.js'
+import { CI, killAll, redisServerAvailable, startCluster, type RedisClusterProcesses, storeCheck } from '../support/redis.js'
 
 const available = redisServerAvailable()
 
-const input = (over: Partial<StoreCheck> = {}): StoreCheck => ({
-  jti: randomUUID(),
-  chain: [],
-  agents: ['agent-a'],
-  iat: Math.floor(Date.now() / 1000),
-  forgetAtMs: Date.now() + 60_000,
-  consume: true,
-  ...over,
-})
+const input = storeCheck
 
 // Skips only outside CI when Redis (or redis-server) is missing; with CI=true it runs and fails instead.
 describe.skipIf(!available && !CI)('Redis Cluster (3 masters started by the test)', () => {

@@ -11,11 +11,21 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Authority, createKeyManager, createVerifier, type StoreCheck } from 'agent-trust'
+import { Authority, createKeyManager, createVerifier } from 'agent-trust'
 import { RedisKeyStore, redisJwks } from 'agent-trust/keys/redis'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
-import { CI, freePort, killAll, ping, redisServerAvailable, spawnRedis, startRedis, type RedisProcess } from '../support/redis.js'
+import {
+  CI,
+  freePort,
+  killAll,
+  ping,
+  redisServerAvailable,
+  spawnRedis,
+  startRedis,
+  type RedisProcess,
+  storeCheck,
+} from '../support/redis.js'
 
 const available = redisServerAvailable()
 const BOUND_MS = 200
@@ -23,15 +33,7 @@ const BOUND_MS = 200
 // (this is a liveness check: without the bound a call would hang, not a benchmark).
 const SLACK_MS = 1800
 
-const input = (over: Partial<StoreCheck> = {}): StoreCheck => ({
-  jti: randomUUID(),
-  chain: [],
-  agents: ['agent-a'],
-  iat: Math.floor(Date.now() / 1000),
-  forgetAtMs: Date.now() + 60_000,
-  consume: true,
-  ...over,
-})
+const input = storeCheck
 
 async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?: { code?: string } }> {
   const t0 = performance.now()

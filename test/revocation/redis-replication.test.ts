@@ -13,25 +13,17 @@ import { join } from 'node:path'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Authority, ConfigInvalid, createVerifier, type StoreCheck } from 'agent-trust'
+import { Authority, ConfigInvalid, createVerifier } from 'agent-trust'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { notReplicated, parseReplicaAcks, replicationDecision } from '../../src/revocation/replication.js'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
-import { CI, killAll, redisServerAvailable, startRedis, type RedisProcess } from '../support/redis.js'
+import { CI, killAll, redisServerAvailable, startRedis, type RedisProcess, storeCheck } from '../support/redis.js'
 
 const available = redisServerAvailable()
 const ACKS = { acks: 1, timeoutMs: 300 }
 const BOUND_MS = 1500
 
-const input = (over: Partial<StoreCheck> = {}): StoreCheck => ({
-  jti: randomUUID(),
-  chain: [],
-  agents: ['agent-a'],
-  iat: Math.floor(Date.now() / 1000),
-  forgetAtMs: Date.now() + 60_000,
-  consume: true,
-  ...over,
-})
+const input = storeCheck
 
 /** A TCP relay to `port`; `cut()` closes it and every connection through it. */
 async function relay(port: number): Promise<{ port: number; cut: () => Promise<void> }> {

@@ -4,6 +4,7 @@
  * is tracked and killed by `killAll()` (call it in afterAll) and, as a last resort, when
  * the worker exits.
  */
+import { randomUUID } from 'node:crypto'
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, Socket } from 'node:net'
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
+import type { StoreCheck } from 'agent-trust'
 
 const run = promisify(execFile)
 
@@ -267,3 +269,14 @@ export async function killAll(): Promise<void> {
   }
   await Promise.all(all.map(exited))
 }
+
+/** One consuming store check of a fresh jti for `agent-a`, a minute from expiry; override any field. */
+export const storeCheck = (over: Partial<StoreCheck> = {}): StoreCheck => ({
+  jti: randomUUID(),
+  chain: [],
+  agents: ['agent-a'],
+  iat: Math.floor(Date.now() / 1000),
+  forgetAtMs: Date.now() + 60_000,
+  consume: true,
+  ...over,
+})
