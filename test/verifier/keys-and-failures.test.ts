@@ -53,7 +53,10 @@ describe('keys', () => {
     expect(set.prune(t0 + 329_000)).toEqual([])
     expect(set.prune(t0 + 330_000)).toEqual([first])
     expect(set.jwks().keys.map((k) => k.kid)).not.toContain(first)
-    await expect(KeySet.create([], { overlapMs: 1000 })).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID', details: { path: 'overlapMs' } })
+    await expect(KeySet.create([], { overlapMs: 1000 })).rejects.toMatchObject({
+      code: 'ERR_CONFIG_INVALID',
+      details: { path: 'overlapMs' },
+    })
   })
 
   it('a verifier ignores a JWKS entry that carries a private key, and a kid two issuers claim', async () => {
