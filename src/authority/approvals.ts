@@ -7,7 +7,6 @@
  */
 import { randomUUID } from 'node:crypto'
 import { TrustChangeDenied } from '../errors.js'
-import { nowSeconds } from '../lib/time.js'
 import { MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 import { isTrustLevel, levelRank, type TrustLevel } from '../policy/trust.js'
 import type { AuthorityCore } from './core.js'
@@ -210,16 +209,11 @@ export class TrustChangeWorkflow {
       // Outstanding tokens carry the old level: revoke them; new ones get a later iat.
       // The level is set first so that nothing minted from here on carries the old one;
       // if the store fails, the change stays unapplied here and the next sync revokes again.
-      // Revoked up to max(now, the previous minimum iat): a token minted after an earlier
-      // change in the same second (iat = that minimum) dies with this one.
-      const revokeAt = (id: string): [string, number] => {
-        const at = Math.max(nowSeconds(), this.#core.minIat.get(id) ?? 0)
-        this.#core.minIat.set(id, at + 1)
-        return [id, at]
-      }
-      const targets = [r.agentId, ...clamped].map(revokeAt)
+      // Revoked up to the store's clock (or this process's without one), never below the
+      // previous minimum iat: a token minted after an earlier change in the same second dies
+      // with this one, and the lowered agent's later tokens are dated after it.
       try {
-        await Promise.all(targets.map(([id, at]) => this.#core.store.revokeAgent(id, at)))
+        await Promise.all([r.agentId, ...clamped].map((id) => this.#core.revokeIssuedSoFar(id)))
       } catch (e) {
         throw this.#core.deny(e, {
           action: 'trust_change',

@@ -33,15 +33,24 @@ import {
 import { isExactScope } from '../policy/scopes.js'
 import { isTrustLevel, minLevel, type TrustLevel } from '../policy/trust.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
-import { isLineageStore, type LineageStore, type ReplayRevocationStore, type SpawnedAgentRecord } from '../revocation/store.js'
+import {
+  AGENT_QUARANTINED,
+  hasStoreClock,
+  isLineageStore,
+  type LineageStore,
+  type ReplayRevocationStore,
+  type SpawnedAgentRecord,
+  type StoreClock,
+} from '../revocation/store.js'
 import { signToken, signTokenOffloaded } from '../tokens/jws.js'
 import { toAgentTrustError, VerificationCore } from '../verifier/index.js'
 import { AgentRegistry, type AgentState } from './registry.js'
 import type { AuthorityOptions } from './types.js'
 
-/** A store that also holds the levels set by approved trust changes (the Redis store). */
-interface TrustStates {
-  trustStates(ids: readonly string[]): Promise<{ quarantined: boolean; levels: readonly (string | undefined)[] }>
+/** The agents of a request as they stand now, and the `iat` a token for its subjects gets. */
+export interface AgentsInForce {
+  readonly states: AgentState[]
+  readonly issuedAt: number
 }
 import { hasUnprintable } from '../policy/printable.js'
 import { refusedEvent, type AuditFields } from '../audit/events.js'
@@ -59,6 +68,8 @@ export class AuthorityCore {
   readonly minIat = new Map<string, number>()
   /** The store's lineage side, when it has one (both built-in stores do). */
   readonly lineage: LineageStore | undefined
+  /** The store's clock and trust levels, when it keeps them (the Redis store). */
+  readonly clock: StoreClock | undefined
   readonly maxChildren: number
   readonly #audit: AuditLog
   readonly #ttl: number
@@ -71,6 +82,7 @@ export class AuthorityCore {
     this.store = options.store ?? new MemoryReplayRevocationStore()
     this.registry = new AgentRegistry(manifest)
     this.lineage = isLineageStore(this.store) ? this.store : undefined
+    this.clock = this.lineage !== undefined && hasStoreClock(this.store) ? this.store : undefined
     const max = options.maxChildrenPerParent ?? DEFAULT_MAX_CHILDREN_PER_PARENT
     if (!Number.isInteger(max) || max < 1 || max > MAX_CHILDREN_PER_PARENT)
       throw new ConfigInvalid(`Authority.create: maxChildrenPerParent must be an integer from 1 to ${MAX_CHILDREN_PER_PARENT}`, {
@@ -93,9 +105,15 @@ export class AuthorityCore {
     return this.#offload ? signTokenOffloaded(claims, kid, privateKey) : signToken(claims, kid, privateKey)
   }
 
-  /** `iat` for a new token of `agentId`: now, or later if a trust change revoked up to a later second. */
-  issuedAt(agentId: string): number {
-    return Math.max(nowSeconds(), this.minIat.get(agentId) ?? 0)
+  /**
+   * Revoke every token of `agentId` issued so far (a trust change). With a store clock the
+   * store dates it; otherwise this process's clock, up to any later minimum already set.
+   * Tokens minted here afterwards get a later `iat`, so they survive it.
+   */
+  async revokeIssuedSoFar(agentId: string): Promise<void> {
+    const at = this.clock !== undefined ? await this.clock.revokeAgentNow(agentId) : Math.max(nowSeconds(), this.minIat.get(agentId) ?? 0)
+    this.minIat.set(agentId, Math.max(this.minIat.get(agentId) ?? 0, at + 1))
+    if (this.clock === undefined) await this.store.revokeAgent(agentId, at)
   }
 
   lifetime(ttl: number | undefined): number {
@@ -154,11 +172,19 @@ export class AuthorityCore {
     this.registry.add(parsed.data)
   }
 
+  /** {@link inForce} without the `iat`. */
+  async activeAgents(ids: readonly string[]): Promise<AgentState[]> {
+    return (await this.inForce(ids, [])).states
+  }
+
   /**
    * The agents (and their spawn ancestors) are known and none is quarantined, here or in
-   * the store (one round trip). Returns their states, in order.
+   * the store (one round trip). Returns their states, in order, and the `iat` for a token
+   * of `subjects`: after every revocation of them or their ancestors (a token issued in the
+   * second of a revocation would die with it), dated by the store's clock when it has one
+   * (the clock that dates revocations), else by this process's.
    */
-  async activeAgents(ids: readonly string[]): Promise<AgentState[]> {
+  async inForce(ids: readonly string[], subjects: readonly string[]): Promise<AgentsInForce> {
     const states: AgentState[] = []
     for (const id of ids) states.push(await this.resolveAgent(id))
     const all = new Set<string>()
@@ -167,20 +193,30 @@ export class AuthorityCore {
       for (const a of s.ancestors) all.add(a)
     }
     for (const id of all) this.activeAgent(id)
-    if (this.lineage === undefined) return states
-    const list = [...all]
-    // With trust changes in the same store, the levels they set are read in the same round
-    // trip: a change approved on any replica is in force here at once, not at the next sync.
-    const lineage = this.lineage as LineageStore & Partial<TrustStates>
-    const st =
-      typeof lineage.trustStates === 'function'
-        ? await lineage.trustStates(list)
-        : { quarantined: await this.lineage.anyQuarantined(list), levels: [] }
-    if (st.quarantined) {
-      const id = ids[0] as string
-      throw new AgentRevoked(`agent "${id}" or one of its ancestors is revoked`, { details: { agentId: id } })
+    // The subjects and their ancestors: the agents a verifier checks the token's iat against.
+    const dated = new Set<string>()
+    for (const id of subjects) {
+      dated.add(id)
+      for (const a of this.registry.get(id)?.ancestors ?? []) dated.add(a)
     }
-    if (st.levels.every((l) => l === undefined)) return states
+    let issuedAt = nowSeconds()
+    for (const id of dated) issuedAt = Math.max(issuedAt, this.minIat.get(id) ?? 0)
+    if (this.lineage === undefined) return { states, issuedAt }
+    const list = [...all]
+    if (this.clock === undefined) {
+      if (await this.lineage.anyQuarantined(list)) throw this.#revoked(ids)
+      return { states, issuedAt }
+    }
+    // The levels trust changes set are read in the same round trip: a change approved on any
+    // replica is in force here at once, not at the next sync.
+    const st = await this.clock.trustStates(list)
+    if (st.quarantined) throw this.#revoked(ids)
+    issuedAt = st.nowSeconds
+    list.forEach((id, i) => {
+      const at = st.revokedAt[i]
+      if (dated.has(id) && at !== undefined && at < AGENT_QUARANTINED) issuedAt = Math.max(issuedAt, at + 1)
+    })
+    if (st.levels.every((l) => l === undefined)) return { states, issuedAt }
     const stored = new Map<string, TrustLevel>()
     list.forEach((id, i) => {
       const l = st.levels[i]
@@ -191,7 +227,7 @@ export class AuthorityCore {
     })
     // An agent is at most its own stored level and at most every ancestor's: a lowering of a
     // parent clamps its descendants on every replica, whatever they have applied.
-    return states.map((s) => {
+    const clamped = states.map((s) => {
       let level = s.level
       for (const id of [s.declaration.id, ...s.ancestors]) {
         const l = stored.get(id)
@@ -199,6 +235,12 @@ export class AuthorityCore {
       }
       return level === s.level ? s : { ...s, level }
     })
+    return { states: clamped, issuedAt }
+  }
+
+  #revoked(ids: readonly string[]): AgentRevoked {
+    const id = ids[0] as string
+    return new AgentRevoked(`agent "${id}" or one of its ancestors is revoked`, { details: { agentId: id } })
   }
 
   /** The `anc` claim for a token speaking for these agents (undefined when none has a parent). */

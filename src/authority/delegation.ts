@@ -41,7 +41,8 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
       throw new TokenBinding('the exchanging holder is not the authenticated peer', { details: { agentId: r.peer.agentId } })
     const verified = await core.verification.verify(r.token, { audience: r.holder, consume: false, holderRedeems: true })
     parent = verified.claims
-    const [holder] = (await core.activeAgents([r.holder, r.audience, ...agentsOf(parent)])) as [AgentState]
+    const inForce = await core.inForce([r.holder, r.audience, ...agentsOf(parent)], [r.holder, ...agentsOf(parent)])
+    const [holder] = inForce.states as [AgentState]
     if (!mayRedelegate(holder.level))
       throw new TrustLevelDenied(`agent "${r.holder}" is ${holder.level} and may not re-delegate`, { details: { agentId: r.holder } })
     if (parent.delegation_depth < 1)
@@ -54,7 +55,7 @@ export async function exchange(core: AuthorityCore, r: ExchangeRequest): Promise
       throw new ScopeEscalation('the exchanged token may only carry scopes of the presented token', {
         details: { scope: extra[0], jti: parent.jti },
       })
-    const now = core.issuedAt(r.holder)
+    const now = inForce.issuedAt
     const exp = Math.min(now + core.lifetime(r.ttlSeconds), parent.exp)
     if (exp <= now) throw new TokenLifetime('the presented token expires too soon to delegate', { details: { jti: parent.jti } })
     // Last check before signing (a refused exchange spends nothing). One exchange per presented token: the exchange consumes a marker of its own, in the shared

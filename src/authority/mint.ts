@@ -61,7 +61,8 @@ export async function mintForTool(
 
 async function mintClaims(core: AuthorityCore, r: MintRequest): Promise<{ token: string; claims: CapabilityClaims }> {
   // The subject, the audience and their spawn ancestors: known and not quarantined anywhere (one store round trip).
-  const [subject] = (await core.activeAgents([r.subject, r.audience])) as [AgentState, AgentState]
+  const inForce = await core.inForce([r.subject, r.audience], [r.subject])
+  const [subject] = inForce.states as [AgentState, AgentState]
   if (!mayHoldTokens(subject.level))
     throw new TrustLevelDenied(`agent "${r.subject}" is ${subject.level} and may not receive tokens`, { details: { agentId: r.subject } })
   const scope = core.checkScopes(r.scope)
@@ -81,7 +82,7 @@ async function mintClaims(core: AuthorityCore, r: MintRequest): Promise<{ token:
     throw new DelegationDepth(`delegationDepth must be an integer from 0 to ${max} for "${r.subject}"`, {
       details: { agentId: r.subject },
     })
-  const iat = core.issuedAt(r.subject)
+  const iat = inForce.issuedAt
   const anc = core.ancestry([subject])
   const claims: CapabilityClaims = {
     iss: core.id,

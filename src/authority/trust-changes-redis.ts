@@ -23,7 +23,7 @@ import { shardTag, type RedisReplayRevocationStore } from '../revocation/redis.j
 import { MAX_PENDING_PER_REQUESTER, MAX_STORED_REQUESTS } from './trust-changes.js'
 import type { TrustChangeDecisionInput, TrustChangePrecondition, TrustChangeRequest, TrustChangeStatus, TrustChangeStore } from './types.js'
 
-// ARGV: tag, id, requester, agent, request JSON, max pending, max stored.
+// KEYS[1]: the request hash (routing). ARGV: tag, id, requester, agent, request JSON, max pending, max stored.
 // Returns 0 (stored), or the rule that refused it (nothing written).
 const ADD_LUA = `
 local tag = ARGV[1]
@@ -39,7 +39,7 @@ redis.call('HSET', pk, ARGV[4], ARGV[2])
 return 0
 `
 
-// ARGV: tag, id, approved ('1'|'0'), decidedBy, decidedAt, note ('' for none).
+// KEYS[1]: the request hash (routing). ARGV: tag, id, approved ('1'|'0'), decidedBy, decidedAt, note ('' for none).
 // Returns the decided request JSON, or an error rule (nothing written).
 const DECIDE_LUA = `
 local tag = ARGV[1]
@@ -72,7 +72,7 @@ if approved then redis.call('SET', lk, req.to .. ':' .. seq) end
 return out
 `
 
-// ARGV: tag, id, appliedAt. First time wins.
+// KEYS[1]: the request hash (routing). ARGV: tag, id, appliedAt. First time wins.
 const APPLIED_LUA = `
 local rk = ARGV[1] .. ':tc:r'
 local raw = redis.call('HGET', rk, ARGV[2])
@@ -103,13 +103,15 @@ export class RedisTrustChangeStore implements TrustChangeStore {
     this.#tag = shardTag(store.prefix, 0)
     this.#conn = new FailClosedConnection({ redis: store.client }, store.commandTimeoutMs)
     const c = store.client
-    c.defineCommand(CMD_ADD, { lua: ADD_LUA, numberOfKeys: 0 })
-    c.defineCommand(CMD_DECIDE, { lua: DECIDE_LUA, numberOfKeys: 0 })
-    c.defineCommand(CMD_APPLIED, { lua: APPLIED_LUA, numberOfKeys: 0 })
+    c.defineCommand(CMD_ADD, { lua: ADD_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_DECIDE, { lua: DECIDE_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_APPLIED, { lua: APPLIED_LUA, numberOfKeys: 1 })
   }
 
+  // Every script declares the request hash as its one key: on a Cluster that routes it to the
+  // master of the tag's slot, which holds every key the script derives from the tag.
   #script(name: string, ...args: Array<string | number>): Promise<unknown> {
-    return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[name]!(...args))
+    return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[name]!(`${this.#tag}:tc:r`, ...args))
   }
 
   async add(request: TrustChangeRequest): Promise<void> {

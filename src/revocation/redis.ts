@@ -41,8 +41,10 @@ import { RedisCertificateRevocationStore } from './certificates-redis.js'
 import {
   AGENT_QUARANTINED,
   agentRevocationKeepMs,
+  type AgentStoreStates,
   type LineageStore,
   type ReplayRevocationStore,
+  type StoreClock,
   type SpawnedAgentRecord,
   type SpawnVerdict,
   type StoreCheck,
@@ -118,6 +120,45 @@ redis.call('SET', KEYS[1], string.format('%d', at), 'PX', keep)
 return 0
 `
 
+// KEYS[1]: revoked-agent key on shard 0. ARGV[1]: keep ms. Revokes up to the server's clock
+// (TIME), or past the previous revocation: tokens minted after it are dated one second later
+// (its minimum iat), and they must die too. Returns the time used; a quarantine stays.
+const REVOKE_AGENT_NOW_LUA = `
+local now = tonumber(redis.call('TIME')[1])
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1') or -1
+local at = now
+if cur >= ${2 ** 40} then at = cur elseif cur + 1 > at then at = cur + 1 end
+local keep = tonumber(ARGV[1])
+local t = redis.call('PTTL', KEYS[1])
+if t == -1 then
+  redis.call('SET', KEYS[1], string.format('%d', at), 'KEEPTTL')
+  return at
+end
+if t > keep then keep = t end
+redis.call('SET', KEYS[1], string.format('%d', at), 'PX', keep)
+return at
+`
+
+// KEYS[1]: the trust-change counter of shard 0 (routing only: every key read shares its
+// tag). ARGV: tag, then the agent ids. Read-only. Returns the server's clock (TIME, epoch
+// seconds), then each agent's revocation time, then each one's stored level ('' for none).
+const TRUST_STATES_LUA = `
+local tag = ARGV[1]
+local n = #ARGV - 1
+local ak, lk = {}, {}
+for i = 1, n do
+  ak[i] = tag .. ':a:' .. ARGV[1 + i]
+  lk[i] = tag .. ':tc:lv:' .. ARGV[1 + i]
+end
+local out = {redis.call('TIME')[1]}
+if n == 0 then return out end
+local a = redis.call('MGET', unpack(ak))
+local l = redis.call('MGET', unpack(lk))
+for i = 1, n do out[#out + 1] = a[i] or '' end
+for i = 1, n do out[#out + 1] = l[i] or '' end
+return out
+`
+
 // KEYS[1]: the spawned-agents hash. ARGV: tag, id, record JSON, max children, then the
 // ancestors, parent first. Refuses an existing id, a quarantined ancestor, a full parent.
 const REGISTER_LUA = `
@@ -148,6 +189,8 @@ const CMD_CHECK = 'agentTrustCheckV2'
 const CMD_REVOKE_TOKEN = 'agentTrustRevokeTokenV1'
 const CMD_REVOKE_AGENT = 'agentTrustRevokeAgentV1'
 const CMD_REGISTER = 'agentTrustRegisterAgentV1'
+const CMD_REVOKE_AGENT_NOW = 'agentTrustRevokeAgentNowV1'
+const CMD_TRUST_STATES = 'agentTrustTrustStatesV1'
 
 type ScriptFn = (...args: Array<string | number>) => Promise<unknown>
 
@@ -214,7 +257,7 @@ export function shardOf(jti: string, shards: number): number {
  * await store.close()
  * ```
  */
-export class RedisReplayRevocationStore implements ReplayRevocationStore, LineageStore {
+export class RedisReplayRevocationStore implements ReplayRevocationStore, LineageStore, StoreClock {
   readonly prefix: string
   readonly shards: number
   readonly commandTimeoutMs: number
@@ -246,6 +289,8 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     c.defineCommand(CMD_REVOKE_TOKEN, { lua: REVOKE_TOKEN_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REVOKE_AGENT, { lua: REVOKE_AGENT_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REGISTER, { lua: REGISTER_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_REVOKE_AGENT_NOW, { lua: REVOKE_AGENT_NOW_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_TRUST_STATES, { lua: TRUST_STATES_LUA, numberOfKeys: 1 })
   }
 
   /** The ioredis client (for health checks and metrics; do not change its options). */
@@ -386,17 +431,44 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
   }
 
   /**
-   * Whether any of `ids` is quarantined, and each one's level after its last approved trust
-   * change (undefined: none), in one round trip (`MGET`; the levels are written by the Redis
-   * trust-change store under the same tag).
+   * Revoke every token of `agentId` issued up to the store's clock (shard 0's master), or a
+   * later time already stored; returns that time. The other shards get the same time, so
+   * that every verifier, whatever shard its check reads, draws the line at one second.
    */
-  async trustStates(ids: readonly string[]): Promise<{ quarantined: boolean; levels: (string | undefined)[] }> {
-    if (ids.length === 0) return { quarantined: false, levels: [] }
+  async revokeAgentNow(agentId: string): Promise<number> {
+    if (typeof agentId !== 'string' || agentId.length === 0 || agentId.length > 512)
+      throw new TypeError('agentId must be a non-empty string')
+    const keep = agentRevocationKeepMs(0)
+    const [first, ...rest] = this.#tags as [string, ...string[]]
+    const at = Number(await this.#write('revocation', CMD_REVOKE_AGENT_NOW, [`${first}:a:${agentId}`, keep]))
+    if (!Number.isInteger(at) || at < 0)
+      throw new StoreUnavailable('the store returned an unexpected reply; the revocation is unknown', { details: { rule: 'reply' } })
+    await Promise.all(
+      rest.map((tag) => this.#write('revocation', CMD_REVOKE_AGENT, [`${tag}:a:${agentId}`, at, agentRevocationKeepMs(at)])),
+    )
+    return at
+  }
+
+  /**
+   * For the agents of a mint, in one round trip (a read-only script on shard 0): whether any
+   * is quarantined, each one's level after its last approved trust change (written by the
+   * Redis trust-change store under the same tag), each one's latest revocation time, and the
+   * server's clock, which dates the token.
+   */
+  async trustStates(ids: readonly string[]): Promise<AgentStoreStates> {
     const tag = this.#tags[0] as string
-    const v = await this.#conn.run((c) => c.mget(...ids.map((id) => `${tag}:a:${id}`), ...ids.map((id) => `${tag}:tc:lv:${id}`)))
+    const v = (await this.#conn.run((c) =>
+      (c as unknown as Record<string, ScriptFn>)[CMD_TRUST_STATES]!(`${tag}:tc:seq`, tag, ...ids),
+    )) as unknown
+    const n = ids.length
+    if (!Array.isArray(v) || v.length !== 1 + 2 * n || !/^\d{1,12}$/.test(String(v[0])))
+      throw new StoreUnavailable('the store returned an unexpected reply; the call was denied', { details: { rule: 'reply' } })
+    const revokedAt = v.slice(1, 1 + n).map((x: unknown) => (x === '' ? undefined : Number(x)))
     return {
-      quarantined: v.slice(0, ids.length).some((x) => x !== null && Number(x) >= AGENT_QUARANTINED),
-      levels: v.slice(ids.length).map((x) => (x === null ? undefined : x.slice(0, 2))),
+      nowSeconds: Number(v[0]),
+      quarantined: revokedAt.some((x) => x !== undefined && !(x < AGENT_QUARANTINED)),
+      revokedAt,
+      levels: v.slice(1 + n).map((x: unknown) => (x === '' ? undefined : String(x).slice(0, 2))),
     }
   }
 

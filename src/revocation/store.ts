@@ -67,6 +67,37 @@ export interface LineageStore {
   spawnedAgents(): Promise<SpawnedAgentRecord[]>
 }
 
+/**
+ * What a store with its own clock answers for the agents of a mint, in one round trip: any
+ * quarantine among them, each one's level after its last approved trust change, each one's
+ * latest revocation time, and the store's clock. Tokens are then dated by the store, the
+ * same clock that dates revocations, so a token minted before a revocation never carries a
+ * later `iat` whatever the replicas' clocks say.
+ */
+export interface AgentStoreStates {
+  readonly quarantined: boolean
+  readonly levels: readonly (string | undefined)[]
+  /** Latest revocation time per id, epoch seconds (undefined: none). */
+  readonly revokedAt: readonly (number | undefined)[]
+  /** The store's clock, epoch seconds. */
+  readonly nowSeconds: number
+}
+
+/** A store that keeps trust levels and dates revocations by its own clock (the Redis store). */
+export interface StoreClock {
+  trustStates(ids: readonly string[]): Promise<AgentStoreStates>
+  /**
+   * Revoke every token of `agentId` issued up to the store's clock now (or a later time
+   * already stored), atomically; returns the time used, epoch seconds.
+   */
+  revokeAgentNow(agentId: string): Promise<number>
+}
+
+export function hasStoreClock(s: unknown): s is StoreClock {
+  const o = s as Partial<StoreClock> | undefined
+  return typeof o?.trustStates === 'function' && typeof o.revokeAgentNow === 'function'
+}
+
 export function isLineageStore(s: unknown): s is LineageStore {
   const o = s as Partial<LineageStore> | undefined
   return (

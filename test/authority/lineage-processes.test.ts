@@ -4,50 +4,17 @@
  * and new tokens on every verifier, a quarantine made by the operator CLI stops spawning on
  * every replica, and spawned children survive a kill -9 and restart.
  */
-import { fork, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
-import { createVerifier, type JSONWebKeySet } from 'agent-trust'
+import { createVerifier } from 'agent-trust'
 import { createRedisStore } from 'agent-trust/revocation/redis'
+import { killAuthorityProcesses, startAuthorityProcess } from '../support/authority-process.js'
 import { CONTEXT, READ_SCOPE } from '../support/kernel.js'
+import { REDIS_URL } from '../support/redis.js'
 
-const WORKER = fileURLToPath(new URL('../support/authority-worker.ts', import.meta.url))
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const PREFIX = `at-test-lineage-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+const start = () => startAuthorityProcess(PREFIX)
 
-interface Replica {
-  readonly proc: ChildProcess
-  call(method: string, ...args: unknown[]): Promise<unknown>
-  init(): Promise<{ jwks: JSONWebKeySet; issuer: string }>
-}
-
-const children: ChildProcess[] = []
-
-function start(): Replica {
-  const proc = fork(WORKER, [], {
-    execArgv: ['--import', 'tsx', '--conditions=agent-trust-source'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
-  children.push(proc)
-  let next = 0
-  const waiting = new Map<number, (m: { ok: boolean; value?: unknown; code?: string }) => void>()
-  proc.on('message', (m: { id: number; ok: boolean; value?: unknown; code?: string }) => waiting.get(m.id)?.(m))
-  const send = (msg: Record<string, unknown>) =>
-    new Promise<unknown>((resolve, reject) => {
-      const id = next++
-      waiting.set(id, (m) => (m.ok ? resolve(m.value) : reject(Object.assign(new Error(m.code), { code: m.code }))))
-      proc.send({ id, ...msg })
-    })
-  return {
-    proc,
-    call: (method, ...args) => send({ op: 'call', method, args }),
-    init: () => send({ op: 'init', url: REDIS_URL, prefix: PREFIX }) as Promise<{ jwks: JSONWebKeySet; issuer: string }>,
-  }
-}
-
-afterAll(() => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
-})
+afterAll(() => killAuthorityProcesses())
 
 const CHILD = (id: string) => ({ id, trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 0 })
 const mintFor = (subject: string) => ({
@@ -62,9 +29,9 @@ const READ = { scope: READ_SCOPE, operation: 'read' as const }
 describe('lineage in the shared store, across authority processes', () => {
   it('spawn on A, revoke the parent on B: the child is refused everywhere, old and new tokens', async () => {
     const a = start()
-    const { jwks, issuer } = await a.init()
+    const { jwks, issuer } = await a.ready
     const b = start()
-    await b.init()
+    await b.ready
     const store = createRedisStore({ url: REDIS_URL, prefix: `${PREFIX}-rev` })
     const verifier = createVerifier({ id: 'agent-database-reader', issuers: [{ issuer, jwks: () => jwks }], store })
     try {
@@ -91,21 +58,35 @@ describe('lineage in the shared store, across authority processes', () => {
     }
   }, 60_000)
 
-  it('spawned children survive kill -9 and restart; their ids stay taken', async () => {
-    const a = start()
-    await a.init()
-    for (let i = 0; i < 20; i++) await a.call('spawn', { parent: 'agent-other-parent', child: CHILD(`kept-${i}`) }).catch(() => undefined)
-    // the orchestrator of this test's prefix is quarantined above only in the other test's prefix run; use a fresh parent
-    a.proc.kill('SIGKILL')
-    const r = start()
-    await r.init()
-    try {
-      expect(await r.call('agent', 'child-1')).toMatchObject({ declaration: { id: 'child-1', parent: 'moltbot-orchestrator' } })
-      await expect(r.call('spawn', { parent: 'moltbot-orchestrator', child: CHILD('child-1') })).rejects.toMatchObject({
-        code: 'ERR_SPAWN_DENIED',
-      })
-    } finally {
-      r.proc.kill('SIGKILL')
+  it('killed -9 mid-spawn: every acknowledged child survives the restart, no refused one exists, ids stay taken', async () => {
+    const p = `${PREFIX}-kill`
+    const a = startAuthorityProcess(p)
+    await a.ready
+    // 200 spawns sent at once, 50 of them refused (a level above the parent's); killed after the tenth child is acknowledged.
+    const sent = Array.from({ length: 200 }, (_, i) =>
+      a.send('spawn', { parent: 'moltbot-orchestrator', child: { ...CHILD(`kid-${i}`), trustLevel: i % 4 === 3 ? 'L4' : 'L2' } }),
+    )
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => [...a.answers.values()].filter((m) => m.ok).length >= 10 && (clearInterval(t), resolve()), 1)
+    })
+    await a.kill()
+    const r = startAuthorityProcess(p)
+    await r.ready
+    let acknowledged = 0
+    for (const [i, id] of sent.entries()) {
+      const answer = a.answers.get(id)
+      const known = await r.call('agent', `kid-${i}`)
+      if (answer?.ok === true) {
+        acknowledged++
+        expect(known).toMatchObject({ declaration: { id: `kid-${i}`, parent: 'moltbot-orchestrator' } })
+      }
+      if (i % 4 === 3) expect(known).toBeNull()
+      if (known !== null)
+        await expect(r.call('spawn', { parent: 'moltbot-orchestrator', child: CHILD(`kid-${i}`) })).rejects.toMatchObject({
+          code: 'ERR_SPAWN_DENIED',
+        })
     }
+    expect(acknowledged).toBeGreaterThan(0)
+    await r.kill()
   }, 60_000)
 })

@@ -5,22 +5,19 @@
  * others still file, and an authority killed mid-change loses nothing it acknowledged and
  * applies nothing it refused.
  */
-import { fork, type ChildProcess } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Authority, type TrustChangeRequest } from 'agent-trust'
 import { createRedisStore } from 'agent-trust/revocation/redis'
 import { RedisTrustChangeStore } from '../../src/authority/trust-changes-redis.js'
+import { killAuthorityProcesses, startAuthorityProcess } from '../support/authority-process.js'
 import { MANIFEST } from '../support/kernel.js'
 import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 
 const up = await sharedRedisUp()
 const PREFIX = randomPrefix('trust')
-const WORKER = fileURLToPath(new URL('../support/authority-worker.ts', import.meta.url))
 const stores: { close(): Promise<void> }[] = []
-const children: ChildProcess[] = []
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+  killAuthorityProcesses()
   await Promise.all(stores.map((s) => s.close()))
   if (up) await deleteKeys(REDIS_URL, `{${PREFIX}*`)
 })
@@ -136,29 +133,22 @@ describe.skipIf(!up && !CI)('trust changes in Redis', () => {
       })
       ids.push(id)
     }
-    const proc = fork(WORKER, [], {
-      execArgv: ['--import', 'tsx', '--conditions=agent-trust-source'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    })
-    children.push(proc)
-    const replies = new Map<number, { ok: boolean; value?: TrustChangeRequest; code?: string }>()
-    proc.on('message', (m: { id: number; ok: boolean; value?: TrustChangeRequest; code?: string }) => m.id >= 0 && replies.set(m.id, m))
-    proc.send({ id: -1, op: 'init', url: REDIS_URL, prefix: p })
-    await new Promise<void>((resolve) => proc.on('message', (m: { id: number }) => m.id === -1 && resolve()))
+    const proc = startAuthorityProcess(p)
+    await proc.ready
     // Every decision at once (some self-approvals, every approval after the first is stale); killed after the first answers.
-    ids.forEach((id, i) =>
-      proc.send({
-        id: i,
-        op: 'call',
-        method: 'decideTrustChange',
-        args: [id, { approved: i % 3 !== 1, approver: i % 5 === 0 ? `req-${i}` : 'alice' }],
-      }),
+    const sent = ids.map((id, i) =>
+      proc.send('decideTrustChange', id, { approved: i % 3 !== 1, approver: i % 5 === 0 ? `req-${i}` : 'alice' }),
     )
     await new Promise<void>((resolve) => {
-      const t = setInterval(() => replies.size >= 3 && (clearInterval(t), resolve()), 1)
+      const t = setInterval(() => proc.answers.size >= 3 && (clearInterval(t), resolve()), 1)
     })
-    proc.kill('SIGKILL')
-    await new Promise((r) => proc.once('exit', r))
+    await proc.kill()
+    const replies = new Map(
+      sent.flatMap((n, i) => {
+        const m = proc.answers.get(n)
+        return m === undefined ? [] : [[i, m as { ok: boolean; value?: TrustChangeRequest }] as const]
+      }),
+    )
     const after = new Map((await trust.list()).map((r) => [r.id, r]))
     for (const [i, m] of replies) {
       const stored = after.get(ids[i] as string)

@@ -240,6 +240,7 @@ describe.skipIf(!available && !CI)('ACL separation: verifiers cannot lift revoca
         '+@connection',
         '-@dangerous',
         '+info',
+        '+time',
       )
       await admin.call(
         'ACL',

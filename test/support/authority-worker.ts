@@ -8,7 +8,9 @@ import { RedisKeyStore } from 'agent-trust/keys/redis'
 import { createRedisStore } from 'agent-trust/revocation/redis'
 import { MANIFEST } from './kernel.js'
 
-type Msg = { id: number; op: 'init'; url: string; prefix: string } | { id: number; op: 'call'; method: string; args: unknown[] }
+type Msg =
+  | { id: number; op: 'init'; url: string; prefix: string; clockSkewMs?: number }
+  | { id: number; op: 'call'; method: string; args: unknown[] }
 
 let authority: Authority | undefined
 
@@ -16,6 +18,11 @@ process.on('message', (m: Msg) => {
   void (async () => {
     try {
       if (m.op === 'init') {
+        // An injected clock: this whole process (every `Date.now()`) runs ahead or behind.
+        if (m.clockSkewMs !== undefined) {
+          const real = Date.now.bind(Date)
+          Date.now = () => real() + (m.clockSkewMs as number)
+        }
         const store = createRedisStore({ url: m.url, prefix: `${m.prefix}-rev` })
         const keys = (await createKeyManager({ store: new RedisKeyStore({ url: m.url, prefix: `${m.prefix}-keys` }) })).keys
         authority = await Authority.create({ manifest: MANIFEST, store, keys })
