@@ -5,7 +5,9 @@
  */
 import { randomUUID } from 'node:crypto'
 import { FileTrustChangeStore, isRaise, notStale, effectiveLevel } from '../authority/trust-changes.js'
-import type { TrustChangeRequest, TrustChangeStatus } from '../authority/types.js'
+import type { TrustChangeRequest, TrustChangeStatus, TrustChangeStore } from '../authority/types.js'
+import type { AgentDeclaration } from '../config/manifest.js'
+import type { TrustLevel } from '../policy/trust.js'
 import { TrustChangeDenied } from '../errors.js'
 import { isTrustLevel, levelRank } from '../policy/trust.js'
 import { escapeText, EXIT, str, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
@@ -14,12 +16,54 @@ import { trustChangeApplied, trustChangeDenied, trustChangeRefused, trustChangeR
 
 export const DEFAULT_TRUST_STORE = 'agent-trust-trust-changes.json'
 
-const STORE_OPTION = { store: { type: 'string' as const } }
-const STORE_HELP = `  --store <file>        the trust-change store shared with the authority (default:
-                        AGENT_TRUST_TRUST_STORE, else ${DEFAULT_TRUST_STORE})`
+const STORE_OPTION = { store: { type: 'string' as const }, prefix: { type: 'string' as const } }
+const STORE_HELP = `  --store <file>        a trust-change file shared with the authority (default:
+                        AGENT_TRUST_TRUST_STORE, else ${DEFAULT_TRUST_STORE})
+  --prefix <p>          with REDIS_URL: the Redis store's key prefix (default:
+                        AGENT_TRUST_REDIS_PREFIX, else agent-trust)
 
-function openStore(ctx: Context): FileTrustChangeStore {
-  return new FileTrustChangeStore(str(ctx.values, 'store') ?? ctx.io.env.AGENT_TRUST_TRUST_STORE ?? DEFAULT_TRUST_STORE)
+With REDIS_URL set and no --store/AGENT_TRUST_TRUST_STORE, requests and decisions go to
+the Redis that the authority's revocation store uses (its default trust-change store):
+decisions are ordered by that store and in force on every replica at its next mint.`
+
+/** The trust-change store and, on Redis, the spawned agents the authority registered there. */
+interface OpenStore {
+  readonly store: TrustChangeStore
+  /** A spawned agent's declaration, from the shared store (undefined: none, or a file store). */
+  spawned(id: string): Promise<AgentDeclaration | undefined>
+  /** On Redis: revoke the agent's tokens issued so far, dated by the store (as the authority does on applying a change). */
+  readonly revokeIssuedSoFar?: (agentId: string) => Promise<number>
+  close(): Promise<void>
+}
+
+async function openStore(ctx: Context): Promise<OpenStore> {
+  const file = str(ctx.values, 'store') ?? ctx.io.env.AGENT_TRUST_TRUST_STORE
+  const url = ctx.io.env.REDIS_URL
+  if (file !== undefined || url === undefined || url === '') {
+    const store = new FileTrustChangeStore(file ?? DEFAULT_TRUST_STORE)
+    return { store, spawned: async () => undefined, close: () => store.close() }
+  }
+  const [{ createRedisStore }, { RedisTrustChangeStore }] = await Promise.all([
+    import('../revocation/redis-entry.js'),
+    import('../authority/trust-changes-redis.js'),
+  ])
+  const prefix = str(ctx.values, 'prefix') ?? ctx.io.env.AGENT_TRUST_REDIS_PREFIX
+  const revocations = createRedisStore({ url, commandTimeoutMs: 2000, ...(prefix === undefined ? {} : { prefix }) })
+  return {
+    store: new RedisTrustChangeStore(revocations),
+    spawned: async (id) => (await revocations.spawnedAgent(id))?.declaration as AgentDeclaration | undefined,
+    revokeIssuedSoFar: (agentId) => revocations.revokeAgentNow(agentId),
+    close: () => revocations.close(),
+  }
+}
+
+async function withStore<T>(ctx: Context, fn: (s: OpenStore) => Promise<T>): Promise<T> {
+  const s = await openStore(ctx)
+  try {
+    return await fn(s)
+  } finally {
+    await s.close()
+  }
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -43,7 +87,7 @@ function row(r: TrustChangeRequest): string {
 async function list(ctx: Context): Promise<ExitCode> {
   const status = str(ctx.values, 'status') ?? 'pending'
   if (!['pending', 'approved', 'denied', 'all'].includes(status)) throw new UsageError('--status is pending, approved, denied or all')
-  const requests = await openStore(ctx).list(status === 'all' ? undefined : (status as TrustChangeStatus))
+  const requests = await withStore(ctx, ({ store }) => store.list(status === 'all' ? undefined : (status as TrustChangeStatus)))
   ctx.print(
     { requests },
     requests.length === 0 ? `no ${status === 'all' ? '' : `${status} `}trust-change requests` : requests.map(row).join('\n'),
@@ -57,51 +101,60 @@ async function request(ctx: Context): Promise<ExitCode> {
   if (reason === undefined || reason.trim() === '') throw new UsageError('--reason is required')
   if (!isTrustLevel(level)) throw new UsageError('the level is L0, L1, L2 or L3')
   const manifest = loadManifest(ctx)
-  const agent = manifest.agents.find((a) => a.id === agentId)
-  if (agent === undefined)
-    throw new TrustChangeDenied(`agent "${agentId.slice(0, 64)}" is not in the manifest`, { details: { agentId: agentId.slice(0, 64) } })
-  const store = openStore(ctx)
-  const by = operator(ctx)
-  return withAudit(ctx, async (audit) => {
-    const from = effectiveLevel(agentId, agent.trustLevel, await store.list())
-    try {
-      if (from === level) throw new TrustChangeDenied(`agent "${agentId}" is already ${level}`, { details: { agentId } })
-      if (agent.parent !== undefined) {
-        const parentLevel = effectiveLevel(
-          agent.parent,
-          manifest.agents.find((a) => a.id === agent.parent)?.trustLevel ?? 'L0',
-          await store.list(),
-        )
-        if (levelRank(level) > levelRank(parentLevel))
-          throw new TrustChangeDenied("a spawned agent may not exceed its parent's level", { details: { agentId } })
+  return withStore(ctx, async ({ store, spawned }) => {
+    // A manifest agent, or (on Redis) one the authority spawned: its declaration is in the store.
+    const declared = async (id: string): Promise<AgentDeclaration | undefined> =>
+      manifest.agents.find((a) => a.id === id) ?? (await spawned(id))
+    const agent = await declared(agentId)
+    if (agent === undefined)
+      throw new TrustChangeDenied(`agent "${agentId.slice(0, 64)}" is not in the manifest`, { details: { agentId: agentId.slice(0, 64) } })
+    const by = operator(ctx)
+    return withAudit(ctx, async (audit) => {
+      const all = await store.list()
+      const from = effectiveLevel(agentId, agent.trustLevel, all)
+      try {
+        if (from === level) throw new TrustChangeDenied(`agent "${agentId}" is already ${level}`, { details: { agentId } })
+        if (agent.parent !== undefined) {
+          const parentLevel: TrustLevel = effectiveLevel(agent.parent, (await declared(agent.parent))?.trustLevel ?? 'L0', all)
+          if (levelRank(level) > levelRank(parentLevel))
+            throw new TrustChangeDenied("a spawned agent may not exceed its parent's level", { details: { agentId } })
+        }
+      } catch (e) {
+        audit.record(trustChangeRefused(agentId, by, 'request refused', 'cli'))
+        throw e
       }
-    } catch (e) {
-      audit.record(trustChangeRefused(agentId, by, 'request refused', 'cli'))
-      throw e
-    }
-    const req: TrustChangeRequest = {
-      id: randomUUID(),
-      agentId,
-      from,
-      to: level,
-      reason: reason.slice(0, 500),
-      requestedBy: by,
-      createdAt: new Date().toISOString(),
-      status: 'pending',
-    }
-    await store.add(req)
-    audit.record(trustChangeRequested(req, by, 'cli'))
-    ctx.print(
-      { request: req },
-      `requested ${req.id}: ${agentId} ${from} -> ${level}; an operator must approve it (agent-trust trust approve ${req.id})`,
-    )
-    return EXIT.ok
+      const req: TrustChangeRequest = {
+        id: randomUUID(),
+        agentId,
+        from,
+        to: level,
+        reason: reason.slice(0, 500),
+        requestedBy: by,
+        createdAt: new Date().toISOString(),
+        status: 'pending',
+      }
+      try {
+        await store.add(req)
+      } catch (e) {
+        audit.record(trustChangeRefused(agentId, by, 'request refused', 'cli'))
+        throw e
+      }
+      audit.record(trustChangeRequested(req, by, 'cli'))
+      ctx.print(
+        { request: req },
+        `requested ${req.id}: ${agentId} ${from} -> ${level}; an operator must approve it (agent-trust trust approve ${req.id})`,
+      )
+      return EXIT.ok
+    })
   })
 }
 
 async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
   const id = requestId(ctx.positionals[0] as string)
-  const store = openStore(ctx)
+  return withStore(ctx, (s) => decideIn(ctx, s, id, approved))
+}
+
+async function decideIn(ctx: Context, { store, spawned, revokeIssuedSoFar }: OpenStore, id: string, approved: boolean): Promise<ExitCode> {
   const by = operator(ctx)
   const note = str(ctx.values, 'note')
   const req = await store.get(id)
@@ -126,7 +179,8 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
   let base: (agentId: string) => ReturnType<typeof effectiveLevel> | undefined = () => undefined
   if (approved) {
     const manifest = loadManifest(ctx)
-    base = (agentId) => manifest.agents.find((a) => a.id === agentId)?.trustLevel
+    const child = manifest.agents.some((a) => a.id === req.agentId) ? undefined : await spawned(req.agentId)
+    base = (agentId) => manifest.agents.find((a) => a.id === agentId)?.trustLevel ?? (agentId === child?.id ? child.trustLevel : undefined)
   }
   return withAudit(ctx, async (audit) => {
     let decided: TrustChangeRequest
@@ -140,15 +194,22 @@ async function decide(ctx: Context, approved: boolean): Promise<ExitCode> {
       audit.record(trustChangeRefused(req.agentId, by, `decision refused (${id})`, 'cli'))
       throw e
     }
-    // The CLI decides on the store; the authorities apply the change (and revoke) at their next sync.
+    // On Redis the approved level is in force at every replica's next mint, and the agent's
+    // outstanding tokens are revoked here, now (a lowered parent's revocation also refuses its
+    // descendants' tokens, which name it as an ancestor). On a file store the authorities
+    // apply the change, and revoke, at their next sync.
+    const revokeNow = approved && revokeIssuedSoFar !== undefined
+    if (revokeNow) await revokeIssuedSoFar(decided.agentId)
     audit.record(
       approved
-        ? trustChangeApplied(decided, by, { applied: 'approved', tokensRevoked: false, via: 'cli' })
+        ? trustChangeApplied(decided, by, { applied: 'approved', tokensRevoked: revokeNow, via: 'cli' })
         : trustChangeDenied(decided, by, { via: 'cli' }),
     )
-    const human = approved
-      ? `approved ${id}: ${decided.agentId} ${decided.from} -> ${decided.to}. The authority applies it, and revokes the agent's outstanding tokens, at its next sync.`
-      : `denied ${id}: ${decided.agentId} stays ${decided.from}.`
+    const human = !approved
+      ? `denied ${id}: ${decided.agentId} stays ${decided.from}.`
+      : revokeNow
+        ? `approved ${id}: ${decided.agentId} ${decided.from} -> ${decided.to}, in force on every authority sharing the store; the agent's outstanding tokens are revoked.`
+        : `approved ${id}: ${decided.agentId} ${decided.from} -> ${decided.to}. The authority applies it, and revokes the agent's outstanding tokens, at its next sync.`
     ctx.print({ request: decided }, escapeText(human))
     return EXIT.ok
   })
