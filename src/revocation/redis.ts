@@ -36,7 +36,15 @@ import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { randomUUID } from 'node:crypto'
 import { notReplicated, parseReplicaAcks, replicationDecision, type ReplicaAcksOptions } from './replication.js'
-import { assertTimeout, FailClosedConnection, type AdmissionOptions, type RedisConnectionOptions } from '../lib/redis.js'
+import { z } from 'zod'
+import {
+  assertTimeout,
+  FailClosedConnection,
+  RedisConnectionShape,
+  type AdmissionOptions,
+  type RedisConnectionOptions,
+} from '../lib/redis.js'
+import { parseOptions } from '../lib/options.js'
 import { RedisCertificateRevocationStore } from './certificates-redis.js'
 import {
   AGENT_QUARANTINED,
@@ -214,6 +222,15 @@ export function shardOf(jti: string, shards: number): number {
  * await store.close()
  * ```
  */
+/** {@link RedisStoreOptions}, checked once; `replicas` is checked by `parseReplicaAcks` (its own rules). */
+const RedisStoreOptionsSchema = z.strictObject({
+  ...RedisConnectionShape,
+  prefix: z.string().regex(PREFIX, 'expected 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)').optional(),
+  commandTimeoutMs: z.int().min(1).max(60_000).optional(),
+  shards: z.int().min(1).max(1024).optional(),
+  replicas: z.unknown().optional(),
+})
+
 export class RedisReplayRevocationStore implements ReplayRevocationStore, LineageStore {
   readonly prefix: string
   readonly shards: number
@@ -228,10 +245,8 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
   readonly #unsettled = new Map<string, { nonce: string; untilMs: number }>()
 
   constructor(options: RedisStoreOptions = {}) {
+    parseOptions('createRedisStore', RedisStoreOptionsSchema, options)
     const { prefix = 'agent-trust', commandTimeoutMs = DEFAULT_STORE_TIMEOUT_MS, shards = 1 } = options
-    if (typeof prefix !== 'string' || !PREFIX.test(prefix))
-      throw new TypeError('"prefix" must be 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)')
-    if (!Number.isInteger(shards) || shards < 1 || shards > 1024) throw new TypeError('"shards" must be an integer from 1 to 1024')
     this.prefix = prefix
     this.shards = shards
     this.commandTimeoutMs = assertTimeout(commandTimeoutMs, 'commandTimeoutMs')
