@@ -306,9 +306,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     for (const a of chain) args.push(a)
     for (const a of agents) args.push(a)
     // A non-consuming check writes nothing: no acknowledgement to wait for.
-    const p = consume
-      ? this.#write('check', CMD_CHECK, args)
-      : this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_CHECK]!(...args))
+    const p = consume ? this.#write('check', CMD_CHECK, args) : this.#script(CMD_CHECK, args)
     if (!consume) return p.then(toVerdict)
     return p.then(toVerdict, (e: unknown) => {
       // Not answered: the marker may or may not hold this nonce. Remember it, so that this
@@ -316,6 +314,11 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
       this.#remember(jti, nonce, forgetAtMs)
       throw e
     })
+  }
+
+  /** One script call on its own (no WAIT): a read, or a write when no `replicas` option is set. */
+  #script(cmd: string, args: ReadonlyArray<string | number>): Promise<unknown> {
+    return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[cmd]!(...args))
   }
 
   /**
@@ -328,7 +331,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
    */
   #write(kind: WriteKind, cmd: string, args: ReadonlyArray<string | number>): Promise<unknown> {
     const r = this.replicas
-    if (r === undefined) return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[cmd]!(...args))
+    if (r === undefined) return this.#script(cmd, args)
     return this.#conn
       .run((c) => {
         const p = c.pipeline()
