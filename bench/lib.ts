@@ -14,7 +14,7 @@ export interface Row {
 
 export type Op = () => unknown | Promise<unknown>
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b)
   const m = Math.floor(s.length / 2)
   return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
@@ -24,6 +24,39 @@ async function batchUs(op: Op, n: number): Promise<number> {
   const t0 = process.hrtime.bigint()
   for (let i = 0; i < n; i++) await op()
   return Number(process.hrtime.bigint() - t0) / 1000 / n
+}
+
+/** Effective microseconds per op with `concurrency` calls in flight (1 / throughput). */
+export async function inFlightUs(op: Op, n: number, concurrency: number): Promise<number> {
+  let left = n
+  const t0 = process.hrtime.bigint()
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (left > 0) {
+        left--
+        await op()
+      }
+    }),
+  )
+  return Number(process.hrtime.bigint() - t0) / 1000 / n
+}
+
+/**
+ * Medians of interleaved in-flight batches of each op (order reversed every other batch so
+ * that no op always runs after the same neighbour), after one warm-up batch each.
+ */
+export async function inFlightMedians(
+  ops: readonly Op[],
+  options: { batch: number; batches: number; concurrency: number },
+): Promise<number[]> {
+  const { batch, batches, concurrency } = options
+  for (const op of ops) await inFlightUs(op, batch, concurrency)
+  const runs: number[][] = ops.map(() => [])
+  for (let i = 0; i < batches; i++) {
+    const order = i % 2 === 0 ? ops.map((_, k) => k) : ops.map((_, k) => ops.length - 1 - k)
+    for (const k of order) runs[k]!.push(await inFlightUs(ops[k]!, batch, concurrency))
+  }
+  return runs.map(median)
 }
 
 /** Median microseconds per op of `op` and of `floor`, interleaved. */

@@ -11,44 +11,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag } from 'agent-trust/revocation/redis'
-import { compare, row, type Op, type Row } from './lib.js'
+import { compare, inFlightMedians, row, type Row } from './lib.js'
 import { killAll, redisServerAvailable, startRedis } from '../test/support/redis.js'
 
 const IN_FLIGHT = 64
 const BATCH = 2000
 const BATCHES = 9
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
-
-/** Effective microseconds per op with `concurrency` calls in flight (1 / throughput). */
-async function inFlightUs(op: Op, n: number, concurrency: number): Promise<number> {
-  let left = n
-  const t0 = process.hrtime.bigint()
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (left > 0) {
-        left--
-        await op()
-      }
-    }),
-  )
-  return Number(process.hrtime.bigint() - t0) / 1000 / n
-}
-
-/** Medians of interleaved 64-in-flight batches of each op, in the order given. */
-async function inFlightMedians(ops: readonly Op[]): Promise<number[]> {
-  for (const op of ops) await inFlightUs(op, BATCH, IN_FLIGHT)
-  const runs: number[][] = ops.map(() => [])
-  for (let i = 0; i < BATCHES; i++) {
-    const order = i % 2 === 0 ? ops.map((_, k) => k) : ops.map((_, k) => ops.length - 1 - k)
-    for (const k of order) runs[k]!.push(await inFlightUs(ops[k]!, BATCH, IN_FLIGHT))
-  }
-  return runs.map(median)
-}
 
 async function waitSynced(replicaUrl: string): Promise<void> {
   const r = new Redis(replicaUrl)
@@ -97,7 +65,11 @@ export async function benchRedisAcks(): Promise<Row[]> {
     rows.push(await compare('consuming check, acks 1, 1 in flight', withAcks, 'one Redis round trip (EVALSHA)', floor))
     rows.push(await compare('consuming check, no acks, 1 in flight', without, 'one Redis round trip (EVALSHA)', floor))
     rows.push(await compare('consuming check, acks 1 vs no acks, 1 in flight', withAcks, 'same check, no acks', without))
-    const [a, p, f] = (await inFlightMedians([withAcks, without, floor])) as [number, number, number]
+    const [a, p, f] = (await inFlightMedians([withAcks, without, floor], { batch: BATCH, batches: BATCHES, concurrency: IN_FLIGHT })) as [
+      number,
+      number,
+      number,
+    ]
     const floorName = `one Redis round trip, ${IN_FLIGHT} in flight`
     rows.push(
       row({ name: `consuming check, acks 1, ${IN_FLIGHT} in flight (µs per call)`, medianUs: a, floorName, floorUs: f, ratio: a / f }),

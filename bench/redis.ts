@@ -8,34 +8,13 @@ import { randomUUID, createPublicKey, verify as cryptoVerify } from 'node:crypto
 import { Redis } from 'ioredis'
 import { Authority, createVerifier } from 'agent-trust'
 import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag } from 'agent-trust/revocation/redis'
-import { compare, row, type Row } from './lib.js'
+import { compare, inFlightMedians, row, type Row } from './lib.js'
 import { sharedRedisUp } from '../test/support/redis.js'
 
 const URL_ = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
 const IN_FLIGHT = 64
 const BATCH = 2000
 const BATCHES = 9
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
-
-/** Effective microseconds per op with `concurrency` calls in flight (1 / throughput). */
-async function inFlightUs(op: () => Promise<unknown>, n: number, concurrency: number): Promise<number> {
-  let left = n
-  const t0 = process.hrtime.bigint()
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (left > 0) {
-        left--
-        await op()
-      }
-    }),
-  )
-  return Number(process.hrtime.bigint() - t0) / 1000 / n
-}
 
 async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0'
@@ -108,21 +87,10 @@ export async function benchRedis(): Promise<Row[]> {
     rows.push(await compare('verify, Redis store, 1 in flight', op, 'node:crypto.verify + Lua round trip', floor))
 
     // 64 in flight: effective µs per call (1 / throughput), interleaved batches, medians.
-    await inFlightUs(op, BATCH, IN_FLIGHT)
-    await inFlightUs(floor, BATCH, IN_FLIGHT)
-    const a: number[] = []
-    const b: number[] = []
-    for (let i = 0; i < BATCHES; i++) {
-      if (i % 2 === 0) {
-        a.push(await inFlightUs(op, BATCH, IN_FLIGHT))
-        b.push(await inFlightUs(floor, BATCH, IN_FLIGHT))
-      } else {
-        b.push(await inFlightUs(floor, BATCH, IN_FLIGHT))
-        a.push(await inFlightUs(op, BATCH, IN_FLIGHT))
-      }
-    }
-    const opUs = median(a)
-    const floorUs = median(b)
+    const [opUs, floorUs] = (await inFlightMedians([op, floor], { batch: BATCH, batches: BATCHES, concurrency: IN_FLIGHT })) as [
+      number,
+      number,
+    ]
     const ratio = floorUs / opUs
     rows.push(
       row({

@@ -51,17 +51,18 @@ export interface WithCapabilitiesOptions {
 }
 
 /** `withCapabilities(client, options)`, checked once when the client is wrapped. */
+/** What every capability-sending client needs (`withCapabilities`, `capabilityFetch`). */
+export const CapabilityClientShape = {
+  issuer: withMethods<CapabilityIssuer>('mint', 'mintForTool'),
+  agentId: z.string().min(1),
+  serverId: z.string().min(1),
+  context: z.union([fn<() => AuditContext>(), z.looseObject({})], { error: 'expected an audit context or a function returning one' }),
+  ttlSeconds: z.int().min(1).optional(),
+  certificateThumbprint: z.string().min(1).optional(),
+}
 const WithCapabilitiesArgs = z.strictObject({
   client: withMethods<Client | ClientV2>('request'),
-  options: z.strictObject({
-    issuer: withMethods<CapabilityIssuer>('mint', 'mintForTool'),
-    agentId: z.string().min(1),
-    serverId: z.string().min(1),
-    context: z.union([fn<() => AuditContext>(), z.looseObject({})], { error: 'expected an audit context or a function returning one' }),
-    ttlSeconds: z.int().min(1).optional(),
-    certificateThumbprint: z.string().min(1).optional(),
-    requireAdvertisedAudience: z.boolean().optional(),
-  }),
+  options: z.strictObject({ ...CapabilityClientShape, requireAdvertisedAudience: z.boolean().optional() }),
 })
 
 interface OutboundRequest {

@@ -2,7 +2,7 @@
 import { X509Certificate } from 'node:crypto'
 import { type IncomingMessage, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import { peerRefused } from '#internal'
+import { optionProblem, peerRefused } from '#internal'
 import type { AgentTrustError } from 'agent-trust'
 import type { TlsCredentials } from '#internal'
 import type { StreamableHttpTlsOptions, TlsContext } from './http-options.js'
@@ -15,21 +15,20 @@ export async function setUpTls(
   tls: StreamableHttpTlsOptions,
   listener: (req: IncomingMessage, res: ServerResponse) => void,
 ): Promise<TlsContext> {
-  if (typeof tls !== 'object' || tls === null) throw new TypeError('serveStreamableHttp: tls must be an object')
+  // serveStreamableHttp has parsed `tls` with its schema; what is left needs the certificate read.
+  if (typeof tls !== 'object' || tls === null) throw optionProblem('serveStreamableHttp', ['options', 'tls'], 'expected an object')
   const identity = await import('agent-trust/identity')
   const { credentials, revocations, audit, now } = tls
-  const serverOptions = identity.mtlsServerOptions(credentials) // TypeError for anything but PEM credentials
+  const serverOptions = identity.mtlsServerOptions(credentials) // ERR_CONFIG_INVALID for anything but PEM credentials
   const trustDomain = tls.trustDomain ?? identity.trustDomainOf(credentials.ca)
-  const serverIdOf = (c: TlsCredentials): string => {
+  const serverIdOf = (c: TlsCredentials, factory: string, path: readonly string[]): string => {
     try {
       return identity.inspectWorkloadCertificate(new X509Certificate(c.cert).raw, trustDomain, 'server').workload.id
     } catch (cause) {
-      throw new TypeError(`serveStreamableHttp: tls.credentials.cert is not an agent-trust certificate of trust domain "${trustDomain}"`, {
-        cause,
-      })
+      throw optionProblem(factory, path, `expected an agent-trust server certificate of trust domain "${trustDomain}"`, cause)
     }
   }
-  const serverId = serverIdOf(credentials)
+  const serverId = serverIdOf(credentials, 'serveStreamableHttp', ['options', 'tls', 'credentials', 'cert'])
   // `ca` also pins the issuer to this bundle, whatever else the TLS stack was told to trust.
   const validation = { trustDomain, revocations, ca: credentials.ca, ...(now === undefined ? {} : { now }) }
   const refuse = (error: AgentTrustError, stage: 'connection' | 'request'): void => {
@@ -53,7 +52,9 @@ export async function setUpTls(
     refuse,
     update(next: TlsCredentials) {
       const options = identity.mtlsServerOptions(next)
-      if (serverIdOf(next) !== serverId) throw new TypeError('updateCredentials: the new certificate names another server')
+      // A renewal keeps the server's identity: clients pin it (mtlsClientOptions `server`).
+      if (serverIdOf(next, 'updateCredentials', ['credentials', 'cert']) !== serverId)
+        throw optionProblem('updateCredentials', ['credentials', 'cert'], `expected a certificate of server "${serverId}"`)
       server.setSecureContext(options)
     },
   }

@@ -17,7 +17,7 @@ import type { McpServer as McpServerV2, Server as ServerV2 } from '@modelcontext
 import type * as NodeTransportModule from '@modelcontextprotocol/node'
 import type * as StreamableHttpModule from '@modelcontextprotocol/sdk/server/streamableHttp.js'
 import type { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
-import { fn, parseOptions, toAgentTrustError, withMethods } from '#internal'
+import { fn, optionProblem, parseOptions, toAgentTrustError, withMethods } from '#internal'
 import { z } from 'zod'
 import { AgentTrustError, ConfigInvalid } from 'agent-trust'
 import type { AgentTrustErrorCode, PeerIdentity } from 'agent-trust'
@@ -351,7 +351,7 @@ export async function serveStreamableHttp(
       return sessions.size
     },
     updateCredentials(credentials: TlsCredentials) {
-      if (tlsContext === undefined) throw new TypeError('updateCredentials: this server was started without tls')
+      if (tlsContext === undefined) throw optionProblem('updateCredentials', ['tls'], 'this server was started without the tls option')
       tlsContext.update(credentials)
     },
     async close() {

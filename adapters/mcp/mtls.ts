@@ -24,7 +24,8 @@ import type {
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js'
 import type { StreamableHTTPClientTransport as StreamableHTTPClientTransportV2 } from '@modelcontextprotocol/client'
 import type { CertificateRevocationChecker, TlsCredentials } from '#internal'
-import { loadWithPeers, parseOptions, withMethods } from '#internal'
+import type { WorkloadCertificate } from 'agent-trust/identity'
+import { loadWithPeers, optionProblem, parseOptions, withMethods } from '#internal'
 import { z } from 'zod'
 
 export interface MtlsClientTransportOptions {
@@ -124,15 +125,15 @@ export async function createMtlsClientTransport(url: string | URL, options: Mtls
       : import('@modelcontextprotocol/sdk/client/streamableHttp.js').then((m) => m.StreamableHTTPClientTransport),
   ])
   const trustDomain = options.trustDomain ?? identity.trustDomainOf(credentials.ca)
-  let der: Buffer
+  const certPath = ['options', 'credentials', 'cert']
+  let own: WorkloadCertificate
   try {
-    der = new X509Certificate(credentials.cert).raw
+    // Our own certificate must be an agent SVID of the domain, or no server would accept it.
+    own = identity.inspectWorkloadCertificate(new X509Certificate(credentials.cert).raw, trustDomain, 'client')
   } catch (cause) {
-    throw new TypeError('createMtlsClientTransport: credentials.cert is not a PEM certificate', { cause })
+    throw optionProblem('createMtlsClientTransport', certPath, `expected an agent certificate of trust domain "${trustDomain}"`, cause)
   }
-  // Our own certificate must be an agent SVID of the domain, or no server would accept it.
-  const own = identity.inspectWorkloadCertificate(der, trustDomain, 'client')
-  if (own.workload.kind !== 'agent') throw new TypeError('createMtlsClientTransport: credentials.cert is not an agent certificate')
+  if (own.workload.kind !== 'agent') throw optionProblem('createMtlsClientTransport', certPath, 'expected an agent certificate')
   const connect = identity.mtlsClientOptions(credentials, { trustDomain, server: { kind: 'agent', id: serverId }, revocations })
   const dispatcher = new Agent({ connect: { ...connect, timeout: connectTimeoutMs } })
   // undici's fetch, not the global one: the global fetch is Node's bundled undici, which may

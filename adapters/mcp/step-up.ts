@@ -19,13 +19,18 @@
  */
 import { ConfigInvalid, TokenAudience } from 'agent-trust'
 import type { Operation } from 'agent-trust'
-import type { WithCapabilitiesOptions } from './client.js'
+import { z } from 'zod'
+import { fn, parseOptions } from '#internal'
+import { CapabilityClientShape, type WithCapabilitiesOptions } from './client.js'
 import { CAPABILITY_HEADER, methodOperation, methodScope, UNGUARDED_METHODS } from './policy.js'
 
 export interface CapabilityFetchOptions extends Omit<WithCapabilitiesOptions, 'requireAdvertisedAudience'> {
   /** The fetch to wrap. Default: the global `fetch`. */
   readonly fetch?: typeof fetch
 }
+
+/** {@link CapabilityFetchOptions}, checked once when the fetch is built. */
+const CapabilityFetchOptionsSchema = z.strictObject({ ...CapabilityClientShape, fetch: fn<typeof fetch>().optional() })
 
 /** At most this many scopes, of at most 512 characters each, are taken from a challenge. */
 const MAX_CHALLENGED_SCOPES = 16
@@ -52,14 +57,8 @@ interface RpcRequest {
  * ```
  */
 export function capabilityFetch(options: CapabilityFetchOptions): typeof fetch {
-  const { issuer, agentId, serverId, context, ttlSeconds, certificateThumbprint } = options ?? ({} as CapabilityFetchOptions)
-  if (typeof issuer?.mintForTool !== 'function' || typeof issuer.mint !== 'function')
-    throw new TypeError('capabilityFetch: "issuer" must implement CapabilityIssuer')
-  if (typeof agentId !== 'string' || agentId.length === 0) throw new TypeError('capabilityFetch: "agentId" is required')
-  if (typeof serverId !== 'string' || serverId.length === 0) throw new TypeError('capabilityFetch: "serverId" is required')
-  if (typeof context !== 'function' && (typeof context !== 'object' || context === null))
-    throw new TypeError('capabilityFetch: "context" is required')
-  if (options.fetch !== undefined && typeof options.fetch !== 'function') throw new TypeError('capabilityFetch: "fetch" must be a function')
+  parseOptions('capabilityFetch', CapabilityFetchOptionsSchema, options)
+  const { issuer, agentId, serverId, context, ttlSeconds, certificateThumbprint } = options
   const base = options.fetch ?? fetch
   const common = () => ({
     subject: agentId,

@@ -8,6 +8,8 @@
  * previous event's `hash` in the same chain ({@link GENESIS_PREV} for `seq` 0).
  */
 import { createHmac, hash } from 'node:crypto'
+import { z } from 'zod'
+import { optionProblem } from '../lib/options.js'
 import type { AuditEventInput } from './types.js'
 import { withoutUnprintable } from '../policy/printable.js'
 
@@ -45,13 +47,20 @@ export const SEAL_NOTE = 'seal'
 
 export type AuditDigest = (canonical: string) => string
 
+/** The HMAC key is at least 16 bytes: a shorter one is guessable. Its value is never echoed. */
+const MIN_HMAC_KEY_BYTES = 16
+/** The `hmacKey` option of the log and of the trail verifier. */
+export const HmacKeySchema = z.union(
+  [z.string().min(MIN_HMAC_KEY_BYTES), z.instanceof(Uint8Array).refine((k) => k.byteLength >= MIN_HMAC_KEY_BYTES)],
+  { error: `expected a string or bytes of at least ${MIN_HMAC_KEY_BYTES} bytes` },
+)
+
 /** SHA-256, or HMAC-SHA-256 with `key` (an attacker without the key cannot re-hash an edited chain). */
 export function auditDigest(key?: string | Uint8Array): AuditDigest {
   // The one-shot `hash` costs half of a Hash object per event.
   if (key === undefined) return (s) => hash('sha256', s, 'base64url')
-  if ((typeof key === 'string' && key.length < 16) || (typeof key !== 'string' && key.byteLength < 16)) {
-    throw new TypeError('the audit hmacKey must be at least 16 bytes')
-  }
+  // The factories check this with HmacKeySchema; refused here too, so no caller can weaken it.
+  if (!HmacKeySchema.safeParse(key).success) throw optionProblem('audit', ['hmacKey'], `expected at least ${MIN_HMAC_KEY_BYTES} bytes`)
   const k = typeof key === 'string' ? Buffer.from(key, 'utf8') : Buffer.from(key)
   return (s) => createHmac('sha256', k).update(s).digest('base64url')
 }

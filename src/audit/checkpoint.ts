@@ -15,9 +15,12 @@
  * seal at `close()`; {@link readCheckpoints} verifies them and returns the anchors.
  */
 import type { KeyObject } from 'node:crypto'
-import { AuditTampered, ConfigInvalid } from '../errors.js'
+import { z } from 'zod'
+import { AuditTampered } from '../errors.js'
 import { importPrivateKey, importPublicKey, publicJwkOf, type JSONWebKeySet, type JWK } from '../keys/index.js'
+import { fn, optionProblem, parseOptions, withMethods } from '../lib/options.js'
 import { parseStrictJson } from '../lib/strict-json.js'
+import { MAX_KID_LENGTH } from '../policy/limits.js'
 import { es256Sign, es256Verify } from '../tokens/es256.js'
 import type { AuditHead } from './chain.js'
 import type { AuditSink } from './sinks.js'
@@ -46,17 +49,32 @@ export interface CheckpointSigner {
   sign(signingInput: string): string | Promise<string>
 }
 
+const KidSchema = z.string().min(1).max(MAX_KID_LENGTH)
+
+/** The options of {@link createCheckpointSigner}: the key's kind is checked once it is imported. */
+const CheckpointSignerOptionsSchema = z.strictObject({
+  privateKey: z.union([z.custom<KeyObject>(isKeyObject), z.looseObject({ kty: z.string() })], {
+    error: 'expected a private P-256 key (JWK or KeyObject)',
+  }),
+  kid: KidSchema,
+})
+
 /** A local signer from a private P-256 key (JWK or `KeyObject`), with the public JWKS to verify it. */
 export async function createCheckpointSigner(options: {
   readonly privateKey: JWK | KeyObject
   readonly kid: string
 }): Promise<CheckpointSigner & { jwks(): JSONWebKeySet }> {
-  const { kid } = options ?? {}
-  if (typeof kid !== 'string' || kid.length === 0 || kid.length > 128)
-    throw new ConfigInvalid('checkpoint signer needs a kid of 1-128 characters', { details: { rule: 'kid' } })
-  const key = isKeyObject(options.privateKey) ? options.privateKey : await importPrivateKey(options.privateKey)
+  parseOptions('createCheckpointSigner', CheckpointSignerOptionsSchema, options)
+  const { kid } = options
+  let key: KeyObject
+  try {
+    key = isKeyObject(options.privateKey) ? options.privateKey : await importPrivateKey(options.privateKey)
+  } catch (cause) {
+    throw optionProblem('createCheckpointSigner', ['privateKey'], 'expected a private P-256 key (JWK or KeyObject)', cause)
+  }
+  // ES256 (RFC 7518 section 3.4) signs with P-256 only; a public key cannot sign at all.
   if (key.type !== 'private' || key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
-    throw new ConfigInvalid('checkpoint signer needs a private P-256 key', { details: { rule: 'privateKey' } })
+    throw optionProblem('createCheckpointSigner', ['privateKey'], 'expected a private P-256 key (JWK or KeyObject)')
   const pub = publicJwkOf(key.export({ format: 'jwk' }) as JWK, kid)
   return { kid, sign: (input) => es256Sign(key, input), jwks: () => ({ keys: [{ ...pub, alg: 'ES256', use: 'sig' }] }) }
 }
@@ -169,17 +187,24 @@ export interface CheckpointOptions {
   readonly onError?: (error: Error) => void
 }
 
+/** The arguments of {@link withCheckpoints}. */
+const WithCheckpointsArgsSchema = z.strictObject({
+  log: withMethods<CheckpointedLog>('record', 'head', 'flush', 'close'),
+  options: z.strictObject({
+    signer: z.looseObject({ kid: KidSchema, sign: fn() }),
+    sink: withMethods<AuditSink>('write', 'close'),
+    intervalMs: z.int().min(100).max(86_400_000).optional(),
+    onError: fn<(error: Error) => void>().optional(),
+  }),
+})
+
 /**
  * The same log, writing signed checkpoints of its head to `options.sink`: every
  * `intervalMs` when the head moved, and one after the seal when the log is closed.
  */
 export function withCheckpoints<L extends CheckpointedLog>(log: L, options: CheckpointOptions): L & { checkpoint(): Promise<void> } {
-  const { signer, sink, intervalMs = 60_000 } = options ?? ({} as CheckpointOptions)
-  if (typeof signer?.sign !== 'function' || typeof signer.kid !== 'string')
-    throw new ConfigInvalid('checkpoints need a signer { kid, sign }', { details: { rule: 'signer' } })
-  if (typeof sink?.write !== 'function') throw new ConfigInvalid('checkpoints need a sink', { details: { rule: 'sink' } })
-  if (!Number.isInteger(intervalMs) || intervalMs < 100 || intervalMs > 86_400_000)
-    throw new ConfigInvalid('intervalMs must be an integer from 100 to 86400000', { details: { rule: 'intervalMs' } })
+  parseOptions('withCheckpoints', WithCheckpointsArgsSchema, { log, options })
+  const { signer, sink, intervalMs = 60_000 } = options
   const onError =
     options.onError ??
     ((e: Error) =>

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { z } from 'zod'
 import {
   auditDigest,
+  HmacKeySchema,
   chainCanonical,
   GENESIS_PREV,
   lineOf,
@@ -54,12 +55,7 @@ const AuditLogOptionsSchema = z
     flushIntervalMs: z.int().min(1).max(60_000).optional(),
     batchSize: z.int().min(1).optional(),
     maxPendingEvents: z.int().min(1).optional(),
-    // A key shorter than 16 bytes is guessable; its value is never echoed.
-    hmacKey: z
-      .union([z.string().min(16), z.instanceof(Uint8Array).refine((k) => k.byteLength >= 16)], {
-        error: 'expected a string or bytes of at least 16 bytes',
-      })
-      .optional(),
+    hmacKey: HmacKeySchema.optional(),
     onError: fn<(error: Error, sink: string) => void>().optional(),
     onAuditFailure: z.enum(['allow', 'deny']).optional(),
     durable: z.boolean().optional(),

@@ -4,7 +4,18 @@
  * and externally kept anchors). Pure: lines in, a report out.
  */
 import { canonicalJson } from '../lib/hash.js'
-import { AUDIT_FORMAT_VERSION, auditDigest, GENESIS_PREV, SEAL_NOTE, type AuditDigest, type AuditEvent, type AuditHead } from './chain.js'
+import { z } from 'zod'
+import { parseOptions } from '../lib/options.js'
+import {
+  AUDIT_FORMAT_VERSION,
+  auditDigest,
+  GENESIS_PREV,
+  HmacKeySchema,
+  SEAL_NOTE,
+  type AuditDigest,
+  type AuditEvent,
+  type AuditHead,
+} from './chain.js'
 
 /**
  * - `edited`: an event's content does not match its hash, or its successor's `prev` does not
@@ -115,6 +126,18 @@ function isEventShape(v: unknown): v is AuditEvent {
  * Memory is per chain, not per event, so a multi-gigabyte trail streams through.
  * Several chains (several writers on one file) are checked independently.
  */
+/** {@link AuditVerifyOptions}, checked once when the verifier is built. */
+const AuditVerifyOptionsSchema = z.strictObject({
+  requireSealed: z.boolean().optional(),
+  // Anchors may be checkpoints (readCheckpoints), which carry more than the head.
+  anchors: z
+    .array(z.looseObject({ chainId: z.string().regex(CHAIN_ID, 'expected a chain id'), seq: z.int().min(-1), hash: z.string() }))
+    .readonly()
+    .optional(),
+  allowTrimmedStart: z.boolean().optional(),
+  hmacKey: HmacKeySchema.optional(),
+})
+
 export class AuditTrailVerifier {
   readonly #chains = new Map<string, ChainState>()
   readonly #fileBreaks: AuditBreak[] = []
@@ -125,6 +148,7 @@ export class AuditTrailVerifier {
   #events = 0
 
   constructor(options: AuditVerifyOptions = {}) {
+    parseOptions('AuditTrailVerifier', AuditVerifyOptionsSchema, options)
     this.#options = options
     this.#digest = auditDigest(options.hmacKey)
     for (const a of options.anchors ?? []) {

@@ -5,6 +5,9 @@
  * keep-alive; denials come back as the same coded errors (`errorFromCode`).
  */
 import { Agent, buildConnector } from 'undici'
+import { z } from 'zod'
+import { fn, parseOptions } from '../lib/options.js'
+import { isTrustDomain } from '../identity/spiffe.js'
 import type { AgentDeclaration } from '../config/manifest.js'
 import { AuthorityUnavailable, errorFromCode, RequestInvalid } from '../errors.js'
 import type {
@@ -62,14 +65,38 @@ function connectorFor(
 }
 
 function normaliseUrls(url: string | readonly string[]): string[] {
-  const list = typeof url === 'string' ? [url] : [...url]
-  if (list.length === 0) throw new TypeError('at least one authority URL is required')
-  return list.map((u) => {
-    const parsed = new URL(u)
-    if (parsed.protocol !== 'https:') throw new TypeError('the authority URL must be https')
-    return parsed.origin
-  })
+  return (typeof url === 'string' ? [url] : [...url]).map((u) => new URL(u).origin)
 }
+
+/** Only https: the client presents its certificate and checks the authority's. */
+const authorityUrl = z.string().refine((u) => URL.canParse(u) && new URL(u).protocol === 'https:', 'expected an https URL')
+
+/** {@link AuthorityClientOptions}, checked once when the client is built. */
+const AuthorityClientOptionsSchema = z.strictObject({
+  url: z.union([authorityUrl, z.array(authorityUrl).min(1, 'expected at least one authority URL').readonly()], {
+    error: 'expected an https URL or a list of them',
+  }),
+  // The PEM itself is checked per connection (mtlsClientOptions), since a function may renew it.
+  tls: z.union([fn<() => TlsCredentials>(), z.looseObject({ cert: z.string().optional(), key: z.string().optional(), ca: z.string() })], {
+    error: 'expected { cert, key, ca } in PEM or a function returning them',
+  }),
+  trustDomain: z.string().refine(isTrustDomain, 'expected a SPIFFE trust domain').optional(),
+  authorityId: z.string().min(1).optional(),
+  timeoutMs: z.int().min(1).max(600_000).optional(),
+  connections: z.int().min(1).max(1024).optional(),
+})
+
+/** The options of {@link enroll}, checked before anything is sent. The join token is never echoed. */
+const EnrollOptionsSchema = z.strictObject({
+  url: authorityUrl,
+  ca: z.string().refine((v) => v.includes('-----BEGIN CERTIFICATE-----'), 'expected the CA bundle (PEM)'),
+  // The service decides on the token and the CSR (ERR_CSR_DENIED); here only their type.
+  token: z.string().min(1),
+  csr: z.string().min(1),
+  trustDomain: z.string().refine(isTrustDomain, 'expected a SPIFFE trust domain').optional(),
+  authorityId: z.string().min(1).optional(),
+  timeoutMs: z.int().min(1).max(600_000).optional(),
+})
 
 async function callJson<T>(
   dispatcher: Agent,
@@ -138,8 +165,8 @@ export class AuthorityClient implements CapabilityIssuer, FeedSource {
   #current = 0
 
   constructor(options: AuthorityClientOptions) {
+    parseOptions('AuthorityClient', AuthorityClientOptionsSchema, options)
     const { timeoutMs = 5000, authorityId = 'agent-trust-authority', connections = 16 } = options
-    if (!Number.isFinite(timeoutMs) || timeoutMs < 1) throw new TypeError('timeoutMs must be a positive number')
     this.#origins = normaliseUrls(options.url)
     const initial = typeof options.tls === 'function' ? options.tls() : options.tls
     this.trustDomain = options.trustDomain ?? trustDomainOf(initial.ca)
@@ -299,6 +326,7 @@ export async function enroll(options: {
   authorityId?: string
   timeoutMs?: number
 }): Promise<{ certificatePem: string; caPem: string; notAfter: string; serialNumber: string }> {
+  parseOptions('enroll', EnrollOptionsSchema, options)
   const { timeoutMs = 5000, authorityId = 'agent-trust-authority' } = options
   const trustDomain = options.trustDomain ?? trustDomainOf(options.ca)
   const dispatcher = new Agent({

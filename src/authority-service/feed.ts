@@ -33,6 +33,7 @@ import {
   type CertificateRevocationChecker,
   type CertificateStatusInput,
 } from '../identity/revocations.js'
+import { fn, parseOptions, withMethods } from '../lib/options.js'
 import { SequencedLog } from '../lib/sequenced-log.js'
 import {
   isCertificateRevocationStore,
@@ -282,6 +283,26 @@ export interface RevocationFeedStoreOptions {
   readonly now?: () => number
 }
 
+/** {@link RevocationFeedStoreOptions}, checked once before the first poll. */
+const RevocationFeedStoreOptionsSchema = z
+  .strictObject({
+    source: withMethods<FeedSource>('revocations'),
+    // The poll timer is a setTimeout, which holds at most 2^31-1 ms.
+    pollIntervalMs: z
+      .number()
+      .min(10)
+      .max(2 ** 31 - 1)
+      .optional(),
+    maxStalenessMs: z.number().optional(),
+    onError: fn<(error: unknown) => void>().optional(),
+    now: fn<() => number>().optional(),
+  })
+  // Stale means at least one poll was missed: below two intervals a single slow poll would fail every check.
+  .refine((o) => (o.maxStalenessMs ?? 5000) >= 2 * (o.pollIntervalMs ?? 1000), {
+    path: ['maxStalenessMs'],
+    message: 'expected at least twice pollIntervalMs',
+  })
+
 /**
  * A verifier's replay/revocation store when the authority is remote and there is no Redis:
  * replay markers stay local (tokens are single use per audience), revocations come from the
@@ -316,12 +337,8 @@ export class RevocationFeedStore implements ReplayRevocationStore {
   #inflight: Promise<void> | undefined
 
   private constructor(options: RevocationFeedStoreOptions) {
+    parseOptions('RevocationFeedStore.start', RevocationFeedStoreOptionsSchema, options)
     const { pollIntervalMs = 1000, maxStalenessMs = 5000 } = options
-    if (!Number.isFinite(pollIntervalMs) || pollIntervalMs < 10) throw new TypeError('pollIntervalMs must be at least 10')
-    if (!Number.isFinite(maxStalenessMs) || maxStalenessMs < 2 * pollIntervalMs)
-      throw new TypeError('maxStalenessMs must be at least twice pollIntervalMs')
-    if (typeof options.source?.revocations !== 'function')
-      throw new TypeError('source must have a revocations(since, epoch) method (the authority client)')
     this.pollIntervalMs = pollIntervalMs
     this.maxStalenessMs = maxStalenessMs
     this.#source = options.source

@@ -11,6 +11,7 @@ import { readTrustFile } from '../config/trust-file.js'
 import { dirname, join, basename } from 'node:path'
 import { z } from 'zod'
 import { ConfigInvalid, StoreUnavailable, TrustChangeDenied } from '../errors.js'
+import { parseOptions } from '../lib/options.js'
 import { levelRank, type TrustLevel } from '../policy/trust.js'
 import type { TrustChangeDecisionInput, TrustChangePrecondition, TrustChangeRequest, TrustChangeStatus, TrustChangeStore } from './types.js'
 
@@ -195,6 +196,19 @@ export interface FileTrustChangeStoreOptions {
  * (writes go to a temporary file, fsynced, then renamed over it); changes take a lock
  * file (`<path>.lock`, created exclusively) so that two deciders never both win.
  */
+/** The arguments of {@link FileTrustChangeStore}, checked once. */
+const FileTrustChangeStoreArgsSchema = z.strictObject({
+  path: z.string().min(1),
+  options: z
+    .strictObject({
+      // A file mode (permission bits only): 0o600 keeps pending requests private to the owner.
+      mode: z.int().min(0).max(0o777).optional(),
+      lockTimeoutMs: z.int().min(1).max(600_000).optional(),
+      staleLockMs: z.int().min(1).max(86_400_000).optional(),
+    })
+    .optional(),
+})
+
 export class FileTrustChangeStore implements TrustChangeStore {
   readonly path: string
   readonly #mode: number
@@ -202,7 +216,7 @@ export class FileTrustChangeStore implements TrustChangeStore {
   readonly #staleLockMs: number
 
   constructor(path: string, options: FileTrustChangeStoreOptions = {}) {
-    if (typeof path !== 'string' || path.length === 0) throw new TypeError('FileTrustChangeStore needs a file path')
+    parseOptions('FileTrustChangeStore', FileTrustChangeStoreArgsSchema, { path, options })
     const { mode = 0o600, lockTimeoutMs = 5000, staleLockMs = 30_000 } = options
     this.path = path
     this.#mode = mode

@@ -18,9 +18,11 @@
  */
 import type { ConnectionOptions } from 'node:tls'
 import { Agent, buildConnector, interceptors, type Dispatcher } from 'undici'
+import { z } from 'zod'
 import type { CapabilityIssuer } from '../authority/types.js'
-import { ConfigInvalid } from '../errors.js'
+import { fn, optionProblem, parseOptions, withMethods } from '../lib/options.js'
 import type { AuditContext } from '../policy/claims.js'
+import { MAX_AGENT_ID_LENGTH, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 import type { Operation } from '../policy/trust.js'
 import { AGENT_CAPABILITY_HEADER, agentCallScope, operationForMethod } from '../http/agent-server.js'
 import { toAgentTrustError } from '../verifier/index.js'
@@ -94,29 +96,98 @@ export function normalizeOrigin(origin: unknown): string | undefined {
   }
 }
 
-function targetMap(targets: AgentCapabilityOptions['targets']): Map<string, string> {
-  const list: AgentCallTarget[] = Array.isArray(targets)
-    ? [...(targets as readonly AgentCallTarget[])]
-    : ((targets as { agents?: ReadonlyArray<{ id: string; origin?: string }> })?.agents ?? [])
-        .filter((a) => a.origin !== undefined)
-        .map((a) => ({ agentId: a.id, origin: a.origin as string }))
+type TargetProblem = { readonly path: readonly PropertyKey[]; readonly text: string }
+
+/** The `{agentId, origin}` list of a `targets` option, each with its option path. */
+function targetList(targets: AgentCapabilityOptions['targets']): Array<{ t: Partial<AgentCallTarget>; path: PropertyKey[] }> {
+  if (Array.isArray(targets)) return (targets as readonly AgentCallTarget[]).map((t, i) => ({ t: t ?? {}, path: [i] }))
+  const agents = (targets as { agents?: ReadonlyArray<{ id: string; origin?: string }> } | undefined)?.agents ?? []
+  return agents.flatMap((a, i) => (a?.origin === undefined ? [] : [{ t: { agentId: a.id, origin: a.origin }, path: ['agents', i] }]))
+}
+
+/**
+ * What is wrong with `targets`: an entry without an agent id or an http(s) origin, an origin
+ * with a path, query or fragment, or two agents on one origin (a token minted for one could
+ * be presented to the other's endpoint).
+ */
+function targetProblems(targets: AgentCapabilityOptions['targets']): TargetProblem[] {
+  const out: TargetProblem[] = []
   const byOrigin = new Map<string, string>()
-  list.forEach((t, i) => {
-    const o = normalizeOrigin(t?.origin)
-    if (typeof t?.agentId !== 'string' || t.agentId.length === 0 || o === undefined) {
-      throw new ConfigInvalid(`targets[${i}] needs an agentId and an http(s) origin without userinfo`, { details: { rule: 'targets' } })
+  for (const { t, path } of targetList(targets)) {
+    const o = normalizeOrigin(t.origin)
+    if (typeof t.agentId !== 'string' || t.agentId.length === 0 || t.agentId.length > MAX_AGENT_ID_LENGTH) {
+      out.push({
+        path: [...path, Array.isArray(targets) ? 'agentId' : 'id'],
+        text: `expected an agent id of 1-${MAX_AGENT_ID_LENGTH} characters`,
+      })
+    } else if (o === undefined) {
+      out.push({ path: [...path, 'origin'], text: 'expected an http(s) origin without userinfo' })
+    } else {
+      const u = new URL(String(t.origin))
+      if (u.pathname !== '/' || u.search !== '' || u.hash !== '')
+        out.push({ path: [...path, 'origin'], text: 'expected a bare origin (no path)' })
+      else if ((byOrigin.get(o) ?? t.agentId) !== t.agentId)
+        out.push({ path: [...path, 'origin'], text: 'shares its origin with another agent' })
+      else byOrigin.set(o, t.agentId)
     }
-    const u = new URL(t.origin)
-    if (u.pathname !== '/' || u.search !== '' || u.hash !== '')
-      throw new ConfigInvalid(`targets[${i}].origin must be a bare origin (no path)`, { details: { rule: 'targets' } })
-    const other = byOrigin.get(o)
-    // Two agents on one origin: a token for one could be presented to the other's endpoint.
-    if (other !== undefined && other !== t.agentId)
-      throw new ConfigInvalid(`targets[${i}] shares its origin with another agent`, { details: { rule: 'targets', agentId: t.agentId } })
-    byOrigin.set(o, t.agentId)
-  })
+  }
+  return out
+}
+
+/** Registered origin -> agent id. `targets` passed {@link targetProblems} (the schemas check it); refused otherwise. */
+function targetMap(targets: AgentCapabilityOptions['targets']): Map<string, string> {
+  const bad = targetProblems(targets)[0]
+  if (bad !== undefined) throw optionProblem('agent capabilities', ['targets', ...bad.path], bad.text)
+  const byOrigin = new Map<string, string>()
+  for (const { t } of targetList(targets)) byOrigin.set(normalizeOrigin(t.origin) as string, t.agentId as string)
   return byOrigin
 }
+
+const TargetsSchema = z
+  .union(
+    [
+      // Entries are checked one by one below, each problem with its own path.
+      z.array(z.looseObject({})).readonly(),
+      z.looseObject({ agents: z.array(z.looseObject({})).readonly() }),
+    ],
+    { error: 'expected a list of { agentId, origin } or a manifest' },
+  )
+  .superRefine((targets, ctx) => {
+    for (const p of targetProblems(targets as AgentCapabilityOptions['targets']))
+      ctx.addIssue({ code: 'custom', path: [...p.path], message: p.text })
+  })
+
+/** {@link AgentCapabilityOptions}, checked once when the interceptor (or a dispatcher holding one) is built. */
+const AgentCapabilityShape = {
+  issuer: withMethods<CapabilityIssuer>('mint', 'mintForTool'),
+  subject: z.string().min(1).max(MAX_AGENT_ID_LENGTH),
+  targets: TargetsSchema,
+  context: z.union([fn<(hop: AgentHop) => AuditContext>(), z.looseObject({})], { error: 'expected an audit context or a function' }),
+  capability: fn<(hop: AgentHop) => CapabilityRequest>().optional(),
+  ttlSeconds: z.int().min(1).max(MAX_TOKEN_LIFETIME_SECONDS).optional(),
+  certificateThumbprint: z
+    .union([z.string().min(1), fn<() => string | undefined>()], { error: 'expected a thumbprint or a function' })
+    .optional(),
+}
+export const AgentCapabilityOptionsSchema = z.strictObject(AgentCapabilityShape)
+
+const AgentCallDispatcherOptionsSchema = z
+  .strictObject({
+    ...AgentCapabilityShape,
+    maxRedirections: z.int().min(0).max(20).optional(),
+    agentOptions: z.looseObject({}).optional(),
+    tls: withMethods<AgentCallTls>('connect').optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.tls === undefined) return
+    if (o.agentOptions?.connect !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['agentOptions', 'connect'], message: 'give either tls or agentOptions.connect, not both' })
+    for (const { t, path } of targetList(o.targets as AgentCapabilityOptions['targets'])) {
+      // A token bound to our certificate over plain HTTP would be refused anyway; say so at start-up.
+      if (normalizeOrigin(t.origin)?.startsWith('http:') === true)
+        ctx.addIssue({ code: 'custom', path: ['targets', ...path, 'origin'], message: 'expected an https origin (mutual TLS)' })
+    }
+  })
 
 /** The registered agent origins of a `targets` option (normalized). */
 export function agentTargetOrigins(targets: AgentCapabilityOptions['targets']): ReadonlySet<string> {
@@ -129,30 +200,8 @@ export function agentTargetOrigins(targets: AgentCapabilityOptions['targets']): 
  * {@link createEgressAgent} and {@link createAgentCallDispatcher} do this for you.
  */
 export function createAgentCapabilityInterceptor(options: AgentCapabilityOptions): Dispatcher.DispatcherComposeInterceptor {
-  const {
-    issuer,
-    subject,
-    context,
-    capability = defaultAgentCapability,
-    ttlSeconds,
-    certificateThumbprint,
-  } = options ?? ({} as AgentCapabilityOptions)
-  if (typeof issuer?.mint !== 'function' || typeof issuer.mintForTool !== 'function')
-    throw new ConfigInvalid('issuer must implement mint and mintForTool', { details: { rule: 'issuer' } })
-  if (typeof subject !== 'string' || subject.length === 0)
-    throw new ConfigInvalid('subject (the calling agent) is required', { details: { rule: 'subject' } })
-  if (typeof context !== 'function' && (typeof context !== 'object' || context === null))
-    throw new ConfigInvalid('context is required', { details: { rule: 'context' } })
-  if (typeof capability !== 'function') throw new ConfigInvalid('capability must be a function', { details: { rule: 'capability' } })
-  if (
-    certificateThumbprint !== undefined &&
-    typeof certificateThumbprint !== 'function' &&
-    (typeof certificateThumbprint !== 'string' || certificateThumbprint.length === 0)
-  ) {
-    throw new ConfigInvalid('certificateThumbprint must be a non-empty string or a function', {
-      details: { rule: 'certificateThumbprint' },
-    })
-  }
+  parseOptions('createAgentCapabilityInterceptor', AgentCapabilityOptionsSchema, options)
+  const { issuer, subject, context, capability = defaultAgentCapability, ttlSeconds, certificateThumbprint } = options
   const byOrigin = targetMap(options.targets)
   const drop: ReadonlySet<string> = new Set([AGENT_CAPABILITY_HEADER])
 
@@ -269,26 +318,17 @@ function mtlsConnector(tls: AgentCallTls, byOrigin: ReadonlyMap<string, string>,
  * ```
  */
 export function createAgentCallDispatcher(options: AgentCallDispatcherOptions): Dispatcher {
-  const { maxRedirections = 0, agentOptions = {}, tls } = options
+  parseOptions('createAgentCallDispatcher', AgentCallDispatcherOptionsSchema, options)
+  const { maxRedirections = 0, agentOptions = {}, tls, ...rest } = options
+  const capabilities: AgentCapabilityOptions = rest
   if (tls === undefined)
-    return new Agent(agentOptions).compose(createAgentCapabilityInterceptor(options), interceptors.redirect({ maxRedirections }))
-  if (typeof tls?.connect !== 'function')
-    throw new ConfigInvalid('tls.connect must be a function (mtlsAgentCall from agent-trust/identity)', { details: { rule: 'tls' } })
-  if (agentOptions.connect !== undefined)
-    throw new ConfigInvalid('give either tls or agentOptions.connect, not both', { details: { rule: 'tls' } })
+    return new Agent(agentOptions).compose(createAgentCapabilityInterceptor(capabilities), interceptors.redirect({ maxRedirections }))
   const byOrigin = targetMap(options.targets)
-  for (const [origin, agentId] of byOrigin) {
-    // A token bound to our certificate over plain HTTP would be refused anyway; say so at start-up.
-    if (!origin.startsWith('https:'))
-      throw new ConfigInvalid(`agent "${agentId}" is not served over https; mutual TLS needs https origins`, {
-        details: { rule: 'tls', agentId },
-      })
-  }
   const thumbprint =
     options.certificateThumbprint ?? (typeof tls.certificateThumbprint === 'function' ? () => tls.certificateThumbprint?.() : undefined)
   const connect = mtlsConnector(tls, byOrigin, agentOptions.connectTimeout ?? undefined)
   return new Agent({ ...agentOptions, connect }).compose(
-    createAgentCapabilityInterceptor({ ...options, ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) }),
+    createAgentCapabilityInterceptor({ ...capabilities, ...(thumbprint === undefined ? {} : { certificateThumbprint: thumbprint }) }),
     interceptors.redirect({ maxRedirections }),
   )
 }

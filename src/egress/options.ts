@@ -20,7 +20,7 @@ export interface ResolvedAddress {
  * DNS-over-HTTPS client.
  */
 export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>
-import type { AgentCapabilityOptions } from './agent-call.js'
+import { AgentCapabilityOptionsSchema } from './agent-call.js'
 
 const bypass = (keys: readonly string[]) => (o: Record<string, unknown>, ctx: z.core.$RefinementCtx<Record<string, unknown>>) => {
   for (const k of keys)
@@ -58,7 +58,5 @@ export const EgressAgentOptionsSchema = z.strictObject({
     .looseObject({})
     .superRefine(bypass(['connect', 'factory', 'socketPath']))
     .optional(),
-  capabilities: z
-    .custom<AgentCapabilityOptions>((v) => typeof v === 'object' && v !== null, { message: 'expected agent capability options' })
-    .optional(),
+  capabilities: AgentCapabilityOptionsSchema.optional(),
 })

@@ -4,12 +4,14 @@
  * and hand the current credentials to TLS servers and clients.
  */
 import { createPrivateKey, X509Certificate as NodeX509Certificate } from 'node:crypto'
+import { z } from 'zod'
 import { CertificateRequestDenied } from '../errors.js'
+import { fn, parseOptions } from '../lib/options.js'
 import type { TlsCredentials } from './ca.js'
 import { createIdentityRequest } from './csr.js'
 import { x509 } from './internal.js'
 import { inspectWorkloadCertificate, type WorkloadCertificate } from './peer.js'
-import type { Workload } from './spiffe.js'
+import { isSpiffeRepresentable, isTrustDomain, WORKLOAD_KINDS, type Workload } from './spiffe.js'
 
 /** Something that turns a CSR into a certificate: the authority client's `enroll` or `renewCertificate`. */
 export type CertificateRequester = (csr: string) => Promise<{ readonly certificatePem: string; readonly caPem: string }>
@@ -25,6 +27,21 @@ export interface AgentIdentityOptions {
   /** Renew once this fraction of the lifetime has passed. Default 0.5 (as SPIRE does). */
   readonly renewAtFraction?: number
 }
+
+const requester = fn<CertificateRequester>()
+/** {@link AgentIdentityOptions}, checked once before the first CSR is made. */
+const AgentIdentityOptionsSchema = z.strictObject({
+  trustDomain: z.string().refine(isTrustDomain, 'expected a SPIFFE trust domain (1-255 chars of [a-z0-9._-])'),
+  workload: z.strictObject({
+    kind: z.enum(WORKLOAD_KINDS),
+    // The id goes into the certificate's SPIFFE ID, so it must be representable there.
+    id: z.string().refine(isSpiffeRepresentable, 'expected an id of "/"-separated segments of [A-Za-z0-9._-]'),
+  }),
+  obtain: requester,
+  renew: requester.optional(),
+  // Renewing at 0 loops; at 1 or later the certificate has expired first.
+  renewAtFraction: z.number().gt(0).lt(1).optional(),
+})
 
 /**
  * @example
@@ -44,13 +61,13 @@ export class AgentIdentity {
   readonly #renew: CertificateRequester
   readonly #listeners = new Set<(credentials: TlsCredentials) => void>()
 
-  private constructor(options: AgentIdentityOptions) {
+  private constructor(input: AgentIdentityOptions) {
+    const options = parseOptions('AgentIdentity.obtain', AgentIdentityOptionsSchema, input)
     this.trustDomain = options.trustDomain
     this.workload = Object.freeze({ kind: options.workload.kind, id: options.workload.id })
     this.#obtain = options.obtain
     this.#renew = options.renew ?? options.obtain
     this.renewAtFraction = options.renewAtFraction ?? 0.5
-    if (!(this.renewAtFraction > 0 && this.renewAtFraction < 1)) throw new TypeError('renewAtFraction must be between 0 and 1')
   }
 
   static async obtain(options: AgentIdentityOptions): Promise<AgentIdentity> {

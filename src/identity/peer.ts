@@ -10,11 +10,13 @@
  */
 import { X509Certificate as NodeX509Certificate } from 'node:crypto'
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
+import { z } from 'zod'
 import { AgentTrustError, PeerForbidden, PeerUnauthenticated } from '../errors.js'
+import { fn, parseOptions, withMethods } from '../lib/options.js'
 import type { PeerIdentity } from '../verifier/index.js'
 import { OID_BASIC_CONSTRAINTS, OID_EXT_KEY_USAGE, OID_KEY_USAGE, OID_SAN, thumbprintOf, x509 } from './internal.js'
 import type { CertificateRevocationChecker } from './revocations.js'
-import { parseSpiffeId, type Workload, type WorkloadKind } from './spiffe.js'
+import { isTrustDomain, parseSpiffeId, WORKLOAD_KINDS, type Workload, type WorkloadKind } from './spiffe.js'
 
 /** A certificate that passed the structural X.509-SVID checks. */
 export interface WorkloadCertificate {
@@ -43,6 +45,30 @@ export interface PeerValidationOptions {
   /** Clock (epoch ms), for tests. */
   readonly now?: () => number
 }
+
+/** {@link PeerValidationOptions}, checked once by the factories that bind them. */
+const PeerValidationShape = {
+  trustDomain: z.string().refine(isTrustDomain, 'expected a SPIFFE trust domain (1-255 chars of [a-z0-9._-])'),
+  revocations: withMethods<CertificateRevocationChecker>('isRevoked').optional(),
+  ca: z
+    .string()
+    .refine((v) => v.includes('-----BEGIN CERTIFICATE-----'), 'expected a PEM certificate bundle')
+    .optional(),
+  kinds: z.array(z.enum(WORKLOAD_KINDS)).min(1).readonly().optional(),
+  now: fn<() => number>().optional(),
+}
+const PeerIdentityOptionsSchema = z.strictObject({
+  ...PeerValidationShape,
+  // A peer identity is an agent's (the verifier binds tokens to agents): no other kind.
+  kinds: z
+    .tuple([z.literal('agent')], { error: "expected ['agent'] (a peer identity is an agent's)" })
+    .readonly()
+    .optional(),
+})
+const GuardTlsServerArgsSchema = z.strictObject({
+  server: withMethods<SecureServerLike>('prependListener', 'off'),
+  options: z.strictObject({ ...PeerValidationShape, onRefused: fn().optional() }),
+})
 
 export type PeerRule =
   'not-tls' | 'missing' | 'untrusted' | 'malformed' | 'ca' | 'key-usage' | 'san' | 'trust-domain' | 'expired' | 'not-yet-valid' | 'revoked'
@@ -253,6 +279,7 @@ export function peerIdentity(req: unknown, options: PeerValidationOptions): Peer
  * ```
  */
 export function createPeerIdentity(options: PeerValidationOptions): (req: unknown) => PeerIdentity {
+  parseOptions('createPeerIdentity', PeerIdentityOptionsSchema, options)
   const frozen = Object.freeze({ ...options, kinds: ['agent'] as const })
   return function peerIdentityOf(req: unknown): PeerIdentity {
     return peerIdentity(req, frozen)
@@ -274,6 +301,7 @@ export function guardTlsServer(
   server: SecureServerLike,
   options: PeerValidationOptions & { onRefused?: (error: AgentTrustError, socket: TLSSocket) => void },
 ): () => void {
+  parseOptions('guardTlsServer', GuardTlsServerArgsSchema, { server, options })
   const { onRefused, ...validation } = options
   const listener = (socket: TLSSocket): void => {
     try {

@@ -100,13 +100,26 @@ function problems(schema: z.ZodType, issues: readonly z.core.$ZodIssue[]): Probl
 export function parseOptions<S extends z.ZodType>(factory: string, schema: S, input: unknown): z.output<S> {
   const r = schema.safeParse(input === undefined ? {} : input, { reportInput: false })
   if (r.success) return r.data
-  const list = problems(schema, r.error.issues)
+  throw misuse(factory, problems(schema, r.error.issues))
+}
+
+/**
+ * The error {@link parseOptions} throws, for a problem only found once the options parsed
+ * (a certificate that names another workload, material a schema cannot read): same code,
+ * same message shape, `text` says what is expected and never holds the value.
+ */
+export function optionProblem(factory: string, path: readonly PropertyKey[], text: string, cause?: unknown): ConfigInvalid {
+  return misuse(factory, [{ path: optionPath(path), text }], cause)
+}
+
+function misuse(factory: string, list: readonly Problem[], cause?: unknown): ConfigInvalid {
   const lines = list.slice(0, MAX_LISTED).map((p) => `  - ${p.path === '' ? 'options' : p.path}: ${p.text}`)
   if (list.length > MAX_LISTED) lines.push(`  - and ${list.length - MAX_LISTED} more`)
   let message = `${factory}: invalid options:\n${lines.join('\n')}`
   if (message.length > MAX_MESSAGE) message = `${message.slice(0, MAX_MESSAGE)}…`
-  throw new ConfigInvalid(message, {
+  return new ConfigInvalid(message, {
     details: { rule: 'options', issues: list.length, path: list[0]?.path ?? '' },
+    ...(cause === undefined ? {} : { cause }),
   })
 }
 

@@ -4,7 +4,9 @@
  * Shared by the revocation store and the Redis key store. Never exported from the package.
  */
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis'
+import { z } from 'zod'
 import { StoreBusy, StoreUnavailable } from '../errors.js'
+import { optionProblem, withMethods } from './options.js'
 
 /** How a component reaches Redis: pass exactly one of `redis`, `url`, `nodes`, `sentinels`. */
 export interface RedisConnectionOptions {
@@ -50,9 +52,36 @@ export function failClosedRedisOptions(commandTimeoutMs: number): RedisOptions {
   }
 }
 
+/**
+ * How the connection checks below name the factory: the stores check their options with a
+ * schema first ({@link RedisConnectionShape}); these stay for the stores that share a
+ * connection, and so no caller can build one that is not fail-closed.
+ */
+const STORE = 'Redis store'
+
+/** The connection and admission options every Redis store takes, for its options schema. A URL or password is never echoed. */
+export const RedisConnectionShape = {
+  url: z
+    .string()
+    .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
+    .optional(),
+  redis: withMethods<Redis | Cluster>('defineCommand').optional(),
+  nodes: z.array(z.unknown()).min(1, 'expected at least one cluster node').readonly().optional(),
+  sentinels: z
+    .array(z.looseObject({ host: z.string(), port: z.int() }))
+    .min(1)
+    .readonly()
+    .optional(),
+  name: z.string().min(1).optional(),
+  redisOptions: z.record(z.string(), z.unknown()).optional(),
+  maxInFlight: z.int().min(1).max(100_000).optional(),
+  maxQueued: z.int().min(1).max(1_000_000).optional(),
+  deadAfterTimeouts: z.int().min(1).max(1000).optional(),
+}
+
 export function assertTimeout(ms: unknown, name: string): number {
   if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > 60_000)
-    throw new TypeError(`${name} must be an integer number of milliseconds from 1 to 60000`)
+    throw optionProblem(STORE, [name], 'expected an integer number of milliseconds from 1 to 60000')
   return ms
 }
 
@@ -92,7 +121,8 @@ export const DEFAULT_MAX_QUEUED = 1024
 export const DEFAULT_DEAD_AFTER_TIMEOUTS = 5
 
 function assertCount(v: unknown, name: string, max: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new TypeError(`${name} must be an integer from 1 to ${max}`)
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max)
+    throw optionProblem(STORE, [name], `expected an integer from 1 to ${max}`)
   return v
 }
 
@@ -146,19 +176,20 @@ export class FailClosedConnection {
     this.maxQueued = assertCount(options.maxQueued ?? DEFAULT_MAX_QUEUED, 'maxQueued', 1_000_000)
     this.deadAfterTimeouts = assertCount(options.deadAfterTimeouts ?? DEFAULT_DEAD_AFTER_TIMEOUTS, 'deadAfterTimeouts', 1000)
     const given = [options.redis, options.url, options.nodes, options.sentinels].filter((v) => v !== undefined).length
-    if (given > 1) throw new TypeError('pass only one of "redis", "url", "nodes" or "sentinels"')
+    if (given > 1) throw optionProblem(STORE, [], 'expected only one of redis, url, nodes or sentinels')
     const base: RedisOptions = { ...options.redisOptions, ...failClosedRedisOptions(timeoutMs) }
     if (options.redis !== undefined) {
       if (!(options.redis instanceof Redis) && !(options.redis instanceof Cluster))
-        throw new TypeError('"redis" must be an ioredis Redis or Cluster client')
+        throw optionProblem(STORE, ['redis'], 'expected an ioredis Redis or Cluster client')
       const prefix = options.redis instanceof Cluster ? options.redis.options.keyPrefix : options.redis.options.keyPrefix
       // Our scripts derive some key names from arguments; a client-side keyPrefix would not apply to those.
       if (prefix !== undefined && prefix !== '')
-        throw new TypeError('the ioredis "keyPrefix" option is not supported; use the store\'s "prefix" option')
+        throw optionProblem(STORE, ['redis'], "expected a client without keyPrefix (use the store's prefix option)")
       this.client = options.redis
       this.owned = false
     } else if (options.nodes !== undefined) {
-      if (!Array.isArray(options.nodes) || options.nodes.length === 0) throw new TypeError('"nodes" must list at least one cluster node')
+      if (!Array.isArray(options.nodes) || options.nodes.length === 0)
+        throw optionProblem(STORE, ['nodes'], 'expected at least one cluster node')
       const clusterOptions: ClusterOptions = {
         redisOptions: base,
         enableOfflineQueue: false,
@@ -174,12 +205,12 @@ export class FailClosedConnection {
       this.owned = true
     } else if (options.sentinels !== undefined) {
       if (typeof options.name !== 'string' || options.name.length === 0)
-        throw new TypeError('"name" (the master name Sentinel monitors) is required with "sentinels"')
+        throw optionProblem(STORE, ['name'], 'is required with sentinels (the master name Sentinel monitors)')
       this.client = new Redis({ ...base, sentinels: [...options.sentinels], name: options.name, sentinelRetryStrategy: reconnectDelay })
       this.owned = true
     } else {
       const url = options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
-      if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) throw new TypeError('"url" must be a redis:// or rediss:// URL')
+      if (typeof url !== 'string' || !/^rediss?:\/\//.test(url)) throw optionProblem(STORE, ['url'], 'expected a redis:// or rediss:// URL')
       this.client = new Redis(url, base)
       this.owned = true
     }

@@ -36,7 +36,15 @@ import type { Cluster, Redis } from 'ioredis'
 import { StoreUnavailable } from '../errors.js'
 import { randomUUID } from 'node:crypto'
 import { notReplicated, parseReplicaAcks, replicationDecision, type ReplicaAcksOptions } from './replication.js'
-import { assertTimeout, FailClosedConnection, type AdmissionOptions, type RedisConnectionOptions } from '../lib/redis.js'
+import { z } from 'zod'
+import {
+  assertTimeout,
+  FailClosedConnection,
+  RedisConnectionShape,
+  type AdmissionOptions,
+  type RedisConnectionOptions,
+} from '../lib/redis.js'
+import { parseOptions } from '../lib/options.js'
 import { RedisCertificateRevocationStore } from './certificates-redis.js'
 import {
   AGENT_QUARANTINED,
@@ -257,6 +265,15 @@ export function shardOf(jti: string, shards: number): number {
  * await store.close()
  * ```
  */
+/** {@link RedisStoreOptions}, checked once; `replicas` is checked by `parseReplicaAcks` (its own rules). */
+const RedisStoreOptionsSchema = z.strictObject({
+  ...RedisConnectionShape,
+  prefix: z.string().regex(PREFIX, 'expected 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)').optional(),
+  commandTimeoutMs: z.int().min(1).max(60_000).optional(),
+  shards: z.int().min(1).max(1024).optional(),
+  replicas: z.unknown().optional(),
+})
+
 export class RedisReplayRevocationStore implements ReplayRevocationStore, LineageStore, StoreClock {
   readonly prefix: string
   readonly shards: number
@@ -271,10 +288,8 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
   readonly #unsettled = new Map<string, { nonce: string; untilMs: number }>()
 
   constructor(options: RedisStoreOptions = {}) {
+    parseOptions('createRedisStore', RedisStoreOptionsSchema, options)
     const { prefix = 'agent-trust', commandTimeoutMs = DEFAULT_STORE_TIMEOUT_MS, shards = 1 } = options
-    if (typeof prefix !== 'string' || !PREFIX.test(prefix))
-      throw new TypeError('"prefix" must be 1-64 chars of [A-Za-z0-9._:/@+-] (no braces)')
-    if (!Number.isInteger(shards) || shards < 1 || shards > 1024) throw new TypeError('"shards" must be an integer from 1 to 1024')
     this.prefix = prefix
     this.shards = shards
     this.commandTimeoutMs = assertTimeout(commandTimeoutMs, 'commandTimeoutMs')
@@ -336,9 +351,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     for (const a of chain) args.push(a)
     for (const a of agents) args.push(a)
     // A non-consuming check writes nothing: no acknowledgement to wait for.
-    const p = consume
-      ? this.#write('check', CMD_CHECK, args)
-      : this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[CMD_CHECK]!(...args))
+    const p = consume ? this.#write('check', CMD_CHECK, args) : this.#script(CMD_CHECK, args)
     if (!consume) return p.then(toVerdict)
     return p.then(toVerdict, (e: unknown) => {
       // Not answered: the marker may or may not hold this nonce. Remember it, so that this
@@ -346,6 +359,11 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
       this.#remember(jti, nonce, forgetAtMs)
       throw e
     })
+  }
+
+  /** One script call on its own (no WAIT): a read, or a write when no `replicas` option is set. */
+  #script(cmd: string, args: ReadonlyArray<string | number>): Promise<unknown> {
+    return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[cmd]!(...args))
   }
 
   /**
@@ -358,7 +376,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
    */
   #write(kind: WriteKind, cmd: string, args: ReadonlyArray<string | number>): Promise<unknown> {
     const r = this.replicas
-    if (r === undefined) return this.#conn.run((c) => (c as unknown as Record<string, ScriptFn>)[cmd]!(...args))
+    if (r === undefined) return this.#script(cmd, args)
     return this.#conn
       .run((c) => {
         const p = c.pipeline()

@@ -25,7 +25,7 @@ import {
   TrustLevelDenied,
 } from '../errors.js'
 import { hashArguments } from '../lib/hash.js'
-import { parseOptions, withMethods } from '../lib/options.js'
+import { optionProblem, parseOptions, withMethods } from '../lib/options.js'
 import { z } from 'zod'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
 import type { ReplayRevocationStore } from '../revocation/store.js'
@@ -143,7 +143,8 @@ export class VerificationCore {
   }) {
     const { clockToleranceSeconds = DEFAULT_CLOCK_TOLERANCE_SECONDS } = options
     if (!Number.isInteger(clockToleranceSeconds) || clockToleranceSeconds < 0 || clockToleranceSeconds > MAX_CLOCK_TOLERANCE_SECONDS) {
-      throw new TypeError('clockToleranceSeconds must be an integer from 0 to 30')
+      // createVerifier and Authority.create check this with their schemas; refused here too, for any other caller.
+      throw optionProblem('VerificationCore', ['clockToleranceSeconds'], `expected an integer from 0 to ${MAX_CLOCK_TOLERANCE_SECONDS}`)
     }
     this.keys = new KeyRing(options.issuers)
     this.store = options.store

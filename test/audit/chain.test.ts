@@ -334,4 +334,17 @@ describe('audit events: what is written', () => {
     await expectOptionMisuse(() => fileSink('/tmp/x.jsonl', { fsnyc: false } as never), { path: 'options.fsnyc' })
     await expectOptionMisuse(() => stdoutSink({ stream: {} as never }), { path: 'stream' })
   })
+
+  it('validates the trail verifier options, whichever entry point builds it', async () => {
+    const key = 'short-secret'
+    await expectOptionMisuse(() => verifyAuditLines([], { hmacKey: key }), { path: 'hmacKey', secrets: [key] })
+    await expectOptionMisuse(() => verifyAuditLines([], { requireSealed: 'yes' as never }), { path: 'requireSealed' })
+    await expectOptionMisuse(() => verifyAuditLines([], { anchors: [{ chainId: 'c', seq: 1.5, hash: 'h' }] }), { path: 'anchors[0].seq' })
+    await expectOptionMisuse(() => verifyAuditLines([], { requireSeal: true } as never), { path: 'requireSeal' })
+    await expectOptionMisuse(() => verifyAuditTrail([], { allowTrimmedStart: 1 as never }), { path: 'allowTrimmedStart' })
+    await expectOptionMisuse(() => verifyAuditLines([], { [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    // The digest refuses a short key itself too, whoever calls it.
+    await expectOptionMisuse(() => auditDigest(key), { path: 'hmacKey', secrets: [key] })
+    expect(verifyAuditLines([], { anchors: [{ chainId: 'c', seq: -1, hash: 'h', extra: 1 } as never] }).ok).toBe(false)
+  })
 })

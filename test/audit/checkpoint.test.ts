@@ -24,6 +24,7 @@ import {
 } from 'agent-trust/audit'
 import { auditDigest, chainCanonical, GENESIS_PREV, lineOf } from '../../src/audit/chain.js'
 import { CONTEXT, MANIFEST } from '../support/kernel.js'
+import { expectOptionMisuse } from '../support/options.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-trust-checkpoint-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -162,15 +163,28 @@ describe('signed audit checkpoints', () => {
 
   it('validates its options', async () => {
     const log = createAuditLog({ sinks: [memorySink()] })
-    expect(() => withCheckpoints(log, { signer: undefined as never, sink: memorySink() })).toThrow(
-      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
-    )
-    expect(() => withCheckpoints(log, { signer: { kid: 'k', sign: () => '' }, sink: memorySink(), intervalMs: 5 })).toThrow(
-      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
-    )
-    await expect(createCheckpointSigner({ privateKey: generateKeyPairSync('ed25519').privateKey, kid: 'k' })).rejects.toMatchObject({
-      code: 'ERR_CONFIG_INVALID',
+    const signer = { kid: 'k', sign: () => '' }
+    const sink = memorySink()
+    await expectOptionMisuse(() => withCheckpoints(log, { signer: undefined as never, sink }), { path: 'options.signer' })
+    await expectOptionMisuse(() => withCheckpoints(log, { signer: { kid: '', sign: () => '' }, sink }), { path: 'options.signer.kid' })
+    await expectOptionMisuse(() => withCheckpoints(log, { signer, sink: {} as never }), { path: 'options.sink' })
+    await expectOptionMisuse(() => withCheckpoints(log, { signer, sink, intervalMs: 5 }), { path: 'options.intervalMs' })
+    await expectOptionMisuse(() => withCheckpoints(log, { signer, sink, onError: 'warn' as never }), { path: 'options.onError' })
+    await expectOptionMisuse(() => withCheckpoints(log, { signer, sink, interval: 1000 } as never), { path: 'options.interval' })
+    await expectOptionMisuse(() => withCheckpoints({} as never, { signer, sink }), { path: 'log' })
+    const ed = generateKeyPairSync('ed25519').privateKey
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const d = ec.privateKey.export({ format: 'jwk' }).d as string
+    await expectOptionMisuse(() => createCheckpointSigner({ privateKey: ed, kid: 'k' }), { path: 'privateKey' })
+    await expectOptionMisuse(() => createCheckpointSigner({ privateKey: ec.publicKey, kid: 'k' }), { path: 'privateKey' })
+    await expectOptionMisuse(() => createCheckpointSigner({ privateKey: { kty: 'EC', crv: 'P-256', d } as never, kid: 'k' }), {
+      path: 'privateKey',
+      secrets: [d],
     })
+    await expectOptionMisuse(() => createCheckpointSigner({ privateKey: 'pem' as never, kid: 'k' }), { path: 'privateKey' })
+    await expectOptionMisuse(() => createCheckpointSigner({ privateKey: ec.privateKey, kid: 'k'.repeat(129) }), { path: 'kid' })
+    await expectOptionMisuse(() => createCheckpointSigner({ privateKey: ec.privateKey, kid: 'k', alg: 'ES256' } as never), { path: 'alg' })
+    await expect(createCheckpointSigner({ privateKey: ec.privateKey, kid: 'k' })).resolves.toMatchObject({ kid: 'k' })
     await log.close()
   })
 })

@@ -11,6 +11,7 @@ import { createPeerIdentity, inspectWorkloadCertificate } from 'agent-trust/iden
 import * as x509 from '@peculiar/x509'
 import { CONTEXT, READ, READ_SCOPE, TRUST_DOMAIN } from '../support/identity.js'
 import { startService, type ServiceFixture } from '../support/authority-service.js'
+import { expectOptionMisuse } from '../support/options.js'
 
 const POLL_MS = 50
 const BOUND_MS = 1000
@@ -223,11 +224,14 @@ describe('RevocationFeedStore (deterministic clock)', () => {
     }
   })
 
-  it('validates its options', () => {
+  it('validates its options', async () => {
     const source = fakeSource(new RevocationFeed())
-    return Promise.all([
-      expect(RevocationFeedStore.start({ source, pollIntervalMs: 1000, maxStalenessMs: 1500 })).rejects.toThrow(TypeError),
-      expect(RevocationFeedStore.start({ source: {} as FeedSource })).rejects.toThrow(TypeError),
-    ])
+    await expectOptionMisuse(() => RevocationFeedStore.start({ source, pollIntervalMs: 1000, maxStalenessMs: 1500 }), {
+      path: 'maxStalenessMs',
+    })
+    await expectOptionMisuse(() => RevocationFeedStore.start({ source: {} as FeedSource }), { path: 'source' })
+    await expectOptionMisuse(() => RevocationFeedStore.start({ source, pollIntervalMs: 5 }), { path: 'pollIntervalMs' })
+    await expectOptionMisuse(() => RevocationFeedStore.start({ source, onError: 'log' as never }), { path: 'onError' })
+    await expectOptionMisuse(() => RevocationFeedStore.start({ source, pollInterval: 100 } as never), { path: 'pollInterval' })
   })
 })

@@ -8,6 +8,7 @@ import { createAuthorityClient, enroll, PATHS } from 'agent-trust/authority-serv
 import { AgentIdentity, createIdentityRequest, mtlsClientOptions, type TlsCredentials } from 'agent-trust/identity'
 import { CONTEXT, READ, READ_SCOPE, request, TRUST_DOMAIN } from '../support/identity.js'
 import { startService, type ServiceFixture } from '../support/authority-service.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const SUMMARIZER = 'agent-summarizer-v2'
 const mintReq = (over: Record<string, unknown> = {}) => ({
@@ -19,6 +20,29 @@ const mintReq = (over: Record<string, unknown> = {}) => ({
   ...over,
 })
 const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString()) as Record<string, any>
+
+describe('the authority client options', () => {
+  it('validates its options: createAuthorityClient and enroll name the option, never the token', async () => {
+    const tls = { cert: 'c', key: 'k', ca: 'a' }
+    await expectOptionMisuse(() => createAuthorityClient({ url: 'http://authority.example', tls }), { path: 'url' })
+    await expectOptionMisuse(() => createAuthorityClient({ url: [], tls }), { path: 'url' })
+    await expectOptionMisuse(() => createAuthorityClient({ url: ['https://a.example', 'not a url'], tls }), { path: 'url' })
+    await expectOptionMisuse(() => createAuthorityClient({ url: 'https://a.example', tls: {} as never }), { path: 'tls' })
+    await expectOptionMisuse(() => createAuthorityClient({ url: 'https://a.example', tls, timeoutMs: 0 }), { path: 'timeoutMs' })
+    await expectOptionMisuse(() => createAuthorityClient({ url: 'https://a.example', tls, connections: 0.5 }), { path: 'connections' })
+    await expectOptionMisuse(() => createAuthorityClient({ url: 'https://a.example', tls, timeout: 5 } as never), { path: 'timeout' })
+    await expectOptionMisuse(() => createAuthorityClient({ url: 'https://a.example', tls, [HOSTILE_KEY]: 1 } as never), {
+      path: HOSTILE_KEY_PATH,
+    })
+    const token = 'join-token-secret-value'
+    const e = { url: 'https://a.example', ca: '-----BEGIN CERTIFICATE-----', token, csr: 'csr' }
+    await expectOptionMisuse(() => enroll({ ...e, url: 'http://a.example' }), { path: 'url', secrets: [token] })
+    await expectOptionMisuse(() => enroll({ ...e, ca: 'x' }), { path: 'ca', secrets: [token] })
+    await expectOptionMisuse(() => enroll({ ...e, token: '' }), { path: 'token' })
+    await expectOptionMisuse(() => enroll({ ...e, trustDomain: 'Bad Domain' }), { path: 'trustDomain', secrets: [token] })
+    await expectOptionMisuse(() => enroll({ ...e, tokne: token } as never), { path: 'tokne', secrets: [token] })
+  })
+})
 
 describe('the authority service', () => {
   let f: ServiceFixture

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it, vi } from 'vitest'
 import { Authority, FileTrustChangeStore, MemoryTrustChangeStore } from 'agent-trust'
 import { MANIFEST } from '../support/kernel.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'agent-trust-trust-store-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -114,6 +115,19 @@ describe('no flooding', () => {
 })
 
 describe('the file store lock', () => {
+  it('validates its options', async () => {
+    await expectOptionMisuse(() => new FileTrustChangeStore(''), { path: 'path' })
+    await expectOptionMisuse(() => new FileTrustChangeStore('/tmp/t.json', { mode: 0o1777 }), { path: 'options.mode' })
+    await expectOptionMisuse(() => new FileTrustChangeStore('/tmp/t.json', { lockTimeoutMs: 0 }), { path: 'options.lockTimeoutMs' })
+    await expectOptionMisuse(() => new FileTrustChangeStore('/tmp/t.json', { staleLockMs: '30s' as never }), {
+      path: 'options.staleLockMs',
+    })
+    await expectOptionMisuse(() => new FileTrustChangeStore('/tmp/t.json', { lockTimeout: 5 } as never), { path: 'options.lockTimeout' })
+    await expectOptionMisuse(() => new FileTrustChangeStore('/tmp/t.json', { [HOSTILE_KEY]: 1 } as never), {
+      path: `options${HOSTILE_KEY_PATH}`,
+    })
+  })
+
   it('breaks a lock whose holder was killed at once, and respects a live holder', async () => {
     const file = join(dir, 'locked.json')
     const store = new FileTrustChangeStore(file, { lockTimeoutMs: 500, staleLockMs: 60_000 })

@@ -328,20 +328,62 @@ describe('client: a fresh token per hop, only to the registered origin', () => {
     await d.close()
   })
 
-  it('refuses ambiguous or bad target registrations', () => {
-    const bad = [
+  it('refuses ambiguous or bad target registrations, naming the entry', async () => {
+    const bad: Array<[unknown, string]> = [
       [
-        { agentId: 'a', origin: 'http://x.example:1' },
-        { agentId: 'b', origin: 'HTTP://X.example:1/' },
+        [
+          { agentId: 'a', origin: 'http://x.example:1' },
+          { agentId: 'b', origin: 'HTTP://X.example:1/' },
+        ],
+        'targets[1].origin',
       ],
-      [{ agentId: 'a', origin: 'ftp://x.example' }],
-      [{ agentId: 'a', origin: 'http://u:p@x.example' }],
-      [{ agentId: 'a', origin: 'http://x.example/path' }],
+      [[{ agentId: 'a', origin: 'ftp://x.example' }], 'targets[0].origin'],
+      [[{ agentId: 'a', origin: 'http://u:p@x.example' }], 'targets[0].origin'],
+      [[{ agentId: 'a', origin: 'http://x.example/path' }], 'targets[0].origin'],
+      [[{ agentId: '', origin: 'http://x.example' }], 'targets[0].agentId'],
+      [{ agents: [{ id: 'a' }, { id: 'b', origin: 'http://x.example/p' }] }, 'targets.agents[1].origin'],
     ]
-    for (const targets of bad)
-      expect(() => createAgentCapabilityInterceptor(capabilities({ targets }))).toThrow(
-        expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
-      )
+    for (const [targets, path] of bad) {
+      await expectOptionMisuse(() => createAgentCapabilityInterceptor(capabilities({ targets: targets as never })), {
+        path,
+        secrets: ['u:p'],
+      })
+      await expectOptionMisuse(() => createAgentCallDispatcher(capabilities({ targets: targets as never })), { path })
+    }
+  })
+
+  it('validates its options: the interceptor and the dispatcher name the option', async () => {
+    const interceptor = (o: Record<string, unknown>) => () => createAgentCapabilityInterceptor(capabilities(o as never))
+    await expectOptionMisuse(() => createAgentCapabilityInterceptor(undefined as never), { path: 'issuer' })
+    await expectOptionMisuse(interceptor({ issuer: { mint() {} } }), { path: 'issuer' })
+    await expectOptionMisuse(interceptor({ subject: '' }), { path: 'subject' })
+    await expectOptionMisuse(interceptor({ context: 'ctx' }), { path: 'context' })
+    await expectOptionMisuse(interceptor({ capability: { scope: [] } }), { path: 'capability' })
+    await expectOptionMisuse(interceptor({ ttlSeconds: 301 }), { path: 'ttlSeconds' })
+    await expectOptionMisuse(interceptor({ certificateThumbprint: '' }), { path: 'certificateThumbprint' })
+    await expectOptionMisuse(interceptor({ targets: 'all' }), { path: 'targets' })
+    await expectOptionMisuse(interceptor({ maxRedirections: 1 }), { path: 'maxRedirections' })
+    await expectOptionMisuse(interceptor({ [HOSTILE_KEY]: 1 }), { path: HOSTILE_KEY_PATH })
+    const dispatcher = (o: Record<string, unknown>) => () => createAgentCallDispatcher(capabilities(o as never))
+    await expectOptionMisuse(dispatcher({ maxRedirections: -1 }), { path: 'maxRedirections' })
+    await expectOptionMisuse(dispatcher({ tls: {} }), { path: 'tls' })
+    await expectOptionMisuse(dispatcher({ agentOptions: 'x' }), { path: 'agentOptions' })
+    await expectOptionMisuse(dispatcher({ subjet: 'x' }), { path: 'subjet' })
+    const tls = { connect: () => ({}) }
+    await expectOptionMisuse(dispatcher({ tls, agentOptions: { connect: {} } }), { path: 'agentOptions.connect' })
+    await expectOptionMisuse(dispatcher({ tls, targets: [{ agentId: 'a', origin: 'http://x.example' }] }), { path: 'targets[0].origin' })
+    await createAgentCallDispatcher({ ...capabilities(), maxRedirections: 2 }).close()
+  })
+
+  it('createEgressAgent checks its capabilities with the same schema, under capabilities', async () => {
+    const base = { agentId: 'agent-summarizer-v2', trustLevel: 'L2' as const, egress: [], mode: 'enforce' as const }
+    await expectOptionMisuse(() => createEgressAgent({ ...base, capabilities: capabilities({ subject: '' }) }), {
+      path: 'capabilities.subject',
+    })
+    await expectOptionMisuse(
+      () => createEgressAgent({ ...base, capabilities: capabilities({ targets: [{ agentId: 'a', origin: 'http://x.example/p' }] }) }),
+      { path: 'capabilities.targets[0].origin' },
+    )
   })
 })
 

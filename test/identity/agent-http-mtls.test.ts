@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { expectOptionMisuse } from '../support/options.js'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore, type Verifier } from 'agent-trust'
 import { createAgentCallDispatcher, createAgentCallGuard } from 'agent-trust/egress'
 import {
@@ -277,15 +278,16 @@ describe('agent-to-agent HTTP over mutual TLS', () => {
     }
   })
 
-  it('refuses to start with plain http agent origins, or with both tls and agentOptions.connect', () => {
+  it('refuses to start with plain http agent origins, or with both tls and agentOptions.connect', async () => {
     const tls = mtlsAgentCall(summarizer)
     const base = { issuer: authority, subject: SUMMARIZER, context: CONTEXT, tls }
-    expect(() => createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: 'http://127.0.0.1:8080' }] })).toThrow(
-      expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }),
+    await expectOptionMisuse(() => createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: 'http://127.0.0.1:8080' }] }), {
+      path: 'targets[0].origin',
+    })
+    await expectOptionMisuse(
+      () => createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: db.server.url }], agentOptions: { connect: {} } }),
+      { path: 'agentOptions.connect' },
     )
-    expect(() =>
-      createAgentCallDispatcher({ ...base, targets: [{ agentId: DB, origin: db.server.url }], agentOptions: { connect: {} } }),
-    ).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }))
   })
 })
 

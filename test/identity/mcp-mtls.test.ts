@@ -303,10 +303,18 @@ describe('MCP over mutual TLS', () => {
 
   it('refuses server credentials that are not an agent-trust certificate, and a renewal naming another server', async () => {
     const crafted = await craftCertificate(ca, { names: [{ type: 'dns', value: DB }] })
-    await expect(serveStreamableHttp(() => buildMcpServer(), { tls: { credentials: crafted, trustDomain: TRUST_DOMAIN } })).rejects.toThrow(
-      TypeError,
+    await expectOptionMisuse(
+      () => serveStreamableHttp(() => buildMcpServer(), { tls: { credentials: crafted, trustDomain: TRUST_DOMAIN } }),
+      {
+        path: 'options.tls.credentials.cert',
+        secrets: [crafted.key.split('\n')[1] as string],
+      },
     )
-    expect(() => main.http.updateCredentials(summarizer)).toThrow(TypeError)
+    await expectOptionMisuse(() => createMtlsClientTransport(main.http.url, { credentials: crafted, serverId: DB }), {
+      path: 'options.credentials.cert',
+    })
+    await expectOptionMisuse(() => main.http.updateCredentials(summarizer), { path: 'credentials.cert' })
+    await expectOptionMisuse(() => main.http.updateCredentials({ ...summarizer, cert: 'x' }), { path: 'credentials.cert' })
     // The same server, renewed: accepted, and new connections are served with it.
     main.http.updateCredentials(await agentCredentials(ca, DB))
     const { client } = await agentClient(summarizer)

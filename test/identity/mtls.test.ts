@@ -7,6 +7,7 @@ import * as x509 from '@peculiar/x509'
 import { Agent } from 'undici'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  AgentIdentity,
   CertificateRevocationList,
   createPeerIdentity,
   guardTlsServer,
@@ -88,6 +89,39 @@ describe('mutual TLS between agents', () => {
     await expectOptionMisuse(() => mtlsAgentCall(summarizer, { [HOSTILE_KEY]: 1 } as never), { path: `options${HOSTILE_KEY_PATH}` })
     const later = mtlsAgentCall(() => ({ ...summarizer, key: 'x' }))
     await expectOptionMisuse(() => later.connect({ agentId: DB.id }), { path: 'credentials.key' })
+  })
+
+  it('validates its options: createPeerIdentity, guardTlsServer and AgentIdentity.obtain name the option', async () => {
+    const base = { trustDomain: TRUST_DOMAIN }
+    await expectOptionMisuse(() => createPeerIdentity(undefined as never), { path: 'trustDomain' })
+    await expectOptionMisuse(() => createPeerIdentity({ trustDomain: 'Not A Domain' }), { path: 'trustDomain' })
+    await expectOptionMisuse(() => createPeerIdentity({ ...base, revocations: {} as never }), { path: 'revocations' })
+    await expectOptionMisuse(() => createPeerIdentity({ ...base, ca: 'not pem' }), { path: 'ca' })
+    await expectOptionMisuse(() => createPeerIdentity({ ...base, kinds: ['operator'] }), { path: 'kinds' })
+    await expectOptionMisuse(() => createPeerIdentity({ ...base, revocation: revocations } as never), { path: 'revocation' })
+    await expectOptionMisuse(() => createPeerIdentity({ ...base, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    const tlsServer = { prependListener: () => undefined, off: () => undefined }
+    await expectOptionMisuse(() => guardTlsServer({} as never, base), { path: 'server' })
+    await expectOptionMisuse(() => guardTlsServer(tlsServer, { ...base, onRefused: 'log' as never }), { path: 'options.onRefused' })
+    await expectOptionMisuse(() => guardTlsServer(tlsServer, { ...base, kinds: ['robot' as never] }), { path: 'options.kinds[0]' })
+    await expectOptionMisuse(() => guardTlsServer(tlsServer, { ...base, now: 5 as never }), { path: 'options.now' })
+    expect(guardTlsServer(tlsServer, { ...base, kinds: ['agent', 'operator'] })).toBeTypeOf('function')
+    let asked = 0
+    const obtain = async () => {
+      asked++
+      return { certificatePem: '', caPem: '' }
+    }
+    const identity = { trustDomain: TRUST_DOMAIN, workload: DB, obtain }
+    await expectOptionMisuse(() => AgentIdentity.obtain({ ...identity, renewAtFraction: 1 }), { path: 'renewAtFraction' })
+    await expectOptionMisuse(() => AgentIdentity.obtain({ ...identity, workload: { kind: 'agent', id: 'a@b' } }), { path: 'workload.id' })
+    await expectOptionMisuse(() => AgentIdentity.obtain({ ...identity, workload: { kind: 'robot' as never, id: 'a' } }), {
+      path: 'workload.kind',
+    })
+    await expectOptionMisuse(() => AgentIdentity.obtain({ ...identity, renew: 'later' as never }), { path: 'renew' })
+    await expectOptionMisuse(() => AgentIdentity.obtain({ ...identity, renewAt: 0.5 } as never), { path: 'renewAt' })
+    await expectOptionMisuse(() => AgentIdentity.obtain({ workload: DB, obtain } as never), { path: 'trustDomain' })
+    // Refused before any CSR reaches the requester.
+    expect(asked).toBe(0)
   })
 
   it('lets an agent with a valid certificate through and names it by its SPIFFE ID, with the x5t#S256 thumbprint', async () => {

@@ -2,7 +2,7 @@
 import { generateKeyPairSync, webcrypto } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { cryptoKey, echoKey, fn, optionPath, parseOptions, withMethods } from '../../src/lib/options.js'
+import { cryptoKey, echoKey, fn, optionPath, optionProblem, parseOptions, withMethods } from '../../src/lib/options.js'
 import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const Schema = z.strictObject({
@@ -72,6 +72,25 @@ describe('parseOptions', () => {
     const err = await expectOptionMisuse(() => parse({ name: 'a', token: 'secret-token-1', ...many }), { path: 'typo0' })
     expect(err.message).toContain('and 12 more')
     expect(err.details).toMatchObject({ issues: 20 })
+  })
+
+  it('reports a problem found after parsing in the same shape, with its cause', async () => {
+    const cause = new Error('inner')
+    const err = await expectOptionMisuse(
+      () => {
+        throw optionProblem('createThing', ['tls', 'credentials', 'cert'], 'expected an agent certificate', cause)
+      },
+      { path: 'tls.credentials.cert' },
+    )
+    expect(err.message).toBe('createThing: invalid options:\n  - tls.credentials.cert: expected an agent certificate')
+    expect(err.details).toMatchObject({ rule: 'options', issues: 1, path: 'tls.credentials.cert' })
+    expect(err.cause).toBe(cause)
+    await expectOptionMisuse(
+      () => {
+        throw optionProblem('createThing', [HOSTILE_KEY], 'expected nothing')
+      },
+      { path: HOSTILE_KEY_PATH },
+    )
   })
 
   it('renders paths unambiguously', () => {

@@ -15,6 +15,7 @@ import { Authority, createKeyManager, createVerifier } from 'agent-trust'
 import { RedisKeyStore, redisJwks } from 'agent-trust/keys/redis'
 import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { expectOptionMisuse } from '../support/options.js'
 import {
   CI,
   freePort,
@@ -377,7 +378,7 @@ describe.skipIf(!available && !CI)('Sentinel', () => {
     }
   })
 
-  it('a missing master name is a TypeError at construction', () => {
-    expect(() => createRedisStore({ sentinels: [{ host: '127.0.0.1', port: 1 }] })).toThrow(TypeError)
+  it('a missing master name is ERR_CONFIG_INVALID at construction', async () => {
+    await expectOptionMisuse(() => createRedisStore({ sentinels: [{ host: '127.0.0.1', port: 1 }] }), { path: 'name' })
   })
 })

@@ -11,6 +11,7 @@ import { Authority, createVerifier, MemoryReplayRevocationStore, type StoreCheck
 import { CHECK_SCRIPT, createRedisStore, shardOf, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
 
 const up = await sharedRedisUp()
 const PREFIX = randomPrefix('store')
@@ -209,15 +210,19 @@ describe.skipIf(!up && !CI)('RedisReplayRevocationStore (shared Redis)', () => {
     expect(await a.check(c)).toBe('token-revoked')
   })
 
-  it('validates its options when built', () => {
-    expect(() => createRedisStore({ prefix: '{x}' })).toThrow(TypeError)
-    expect(() => createRedisStore({ prefix: '' })).toThrow(TypeError)
-    expect(() => createRedisStore({ shards: 0 })).toThrow(TypeError)
-    expect(() => createRedisStore({ commandTimeoutMs: 0 })).toThrow(TypeError)
-    expect(() => createRedisStore({ url: 'http://x' })).toThrow(TypeError)
-    expect(() => createRedisStore({ url: REDIS_URL, nodes: [{ host: '127.0.0.1', port: 1 }] })).toThrow(TypeError)
+  it('validates its options when built', async () => {
+    const password = 'redis-password-secret'
+    await expectOptionMisuse(() => createRedisStore({ prefix: '{x}' }), { path: 'prefix' })
+    await expectOptionMisuse(() => createRedisStore({ prefix: '' }), { path: 'prefix' })
+    await expectOptionMisuse(() => createRedisStore({ shards: 0 }), { path: 'shards' })
+    await expectOptionMisuse(() => createRedisStore({ commandTimeoutMs: 0 }), { path: 'commandTimeoutMs' })
+    await expectOptionMisuse(() => createRedisStore({ url: `http://u:${password}@x` }), { path: 'url', secrets: [password] })
+    await expectOptionMisuse(() => createRedisStore({ maxQueued: 0 }), { path: 'maxQueued' })
+    await expectOptionMisuse(() => createRedisStore({ shard: 2 } as never), { path: 'shard' })
+    await expectOptionMisuse(() => createRedisStore({ [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    await expectOptionMisuse(() => createRedisStore({ url: REDIS_URL, nodes: [{ host: '127.0.0.1', port: 1 }] }), { path: 'options' })
     const prefixed = new Redis(REDIS_URL, { keyPrefix: 'x:', lazyConnect: true })
-    expect(() => createRedisStore({ redis: prefixed })).toThrow(TypeError)
+    await expectOptionMisuse(() => createRedisStore({ redis: prefixed }), { path: 'redis' })
     prefixed.disconnect()
   })
 

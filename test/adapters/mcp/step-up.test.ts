@@ -15,6 +15,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore, type ManifestInput } from 'agent-trust'
 import { capabilityErrorCode, capabilityFetch, challengedScopes, guardMcpServer, serveStreamableHttp } from 'agent-trust/mcp'
 import type { StreamableHttpServer } from 'agent-trust/mcp'
+import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { buildMcpServer, CONTEXT, MANIFEST, SERVER_ID, textOf, type ToolLog } from '../../support/mcp-world.js'
 import { buildMcpServerV2 } from '../../support/mcp-world-v2.js'
 
@@ -97,6 +98,24 @@ async function v2Client(fetchFn: typeof fetch): Promise<ClientV2> {
   open.push(client)
   return client
 }
+
+describe('capabilityFetch', () => {
+  it('validates its options', async () => {
+    const base = { issuer: authority, agentId: AGENT, serverId: SERVER_ID, context: CONTEXT }
+    await expectOptionMisuse(() => capabilityFetch(undefined as never), { path: 'issuer' })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, issuer: { mint() {} } as never }), { path: 'issuer' })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, agentId: '' }), { path: 'agentId' })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, serverId: 1 as never }), { path: 'serverId' })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, context: 'ctx' as never }), { path: 'context' })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, fetch: 'fetch' as never }), { path: 'fetch' })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, ttlSeconds: 0 }), { path: 'ttlSeconds' })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, requireAdvertisedAudience: true } as never), {
+      path: 'requireAdvertisedAudience',
+    })
+    await expectOptionMisuse(() => capabilityFetch({ ...base, [HOSTILE_KEY]: 1 } as never), { path: HOSTILE_KEY_PATH })
+    expect(capabilityFetch(base)).toBeTypeOf('function')
+  })
+})
 
 describe('SDK 2.x client, guarded server behind serveStreamableHttp', () => {
   it('without step-up the SDK surfaces the challenge: InsufficientScopeError with the scope and the RFC 9728 document', async () => {
