@@ -111,9 +111,14 @@ export class AuthorityCore {
    * Tokens minted here afterwards get a later `iat`, so they survive it.
    */
   async revokeIssuedSoFar(agentId: string): Promise<void> {
-    const at = this.clock !== undefined ? await this.clock.revokeAgentNow(agentId) : Math.max(nowSeconds(), this.minIat.get(agentId) ?? 0)
-    this.minIat.set(agentId, Math.max(this.minIat.get(agentId) ?? 0, at + 1))
-    if (this.clock === undefined) await this.store.revokeAgent(agentId, at)
+    // With a store clock, the next mint reads the revocation time from the store itself.
+    if (this.clock !== undefined) {
+      await this.clock.revokeAgentNow(agentId)
+      return
+    }
+    const at = Math.max(nowSeconds(), this.minIat.get(agentId) ?? 0)
+    this.minIat.set(agentId, at + 1)
+    await this.store.revokeAgent(agentId, at)
   }
 
   lifetime(ttl: number | undefined): number {
