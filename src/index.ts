@@ -119,7 +119,7 @@ export { createJwksHandler, jwksFetchHandler, jwksNodeHandler } from './keys/jwk
 export type { JwksHandlerOptions, JwksProvider } from './keys/jwks-handler.js'
 
 export { MemoryReplayRevocationStore } from './revocation/memory.js'
-export { AGENT_QUARANTINED } from './revocation/store.js'
+export { AGENT_QUARANTINED, RETIRED_TOMBSTONE_MS } from './revocation/store.js'
 export type { LineageStore, ReplayRevocationStore, SpawnedAgentRecord, SpawnVerdict, StoreCheck, StoreVerdict } from './revocation/store.js'
 
 export { discardAudit, MemoryAuditLog } from './audit/types.js'
@@ -134,6 +134,7 @@ export type {
   CapabilityIssuer,
   ExchangeRequest,
   MintRequest,
+  RetireRequest,
   SpawnRequest,
   ToolMintRequest,
   TrustChangeApprover,

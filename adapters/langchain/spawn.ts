@@ -52,6 +52,13 @@ export interface SpawnOptions {
   readonly authority: CapabilityIssuer
   /** The child's agent id for one spawn. Default `<parent>.<name>.<uuid>` cut to 255 chars (ids are never reused). */
   readonly childId?: (parentId: string, name: string) => string
+  /**
+   * Retire the child when its run ends, returned or thrown (default true): its tokens are
+   * refused from then on and the parent's child slot is freed, so a parent that starts a
+   * sub-agent per call never reaches `maxChildrenPerParent`. Needs an issuer with `retire`
+   * (`Authority`, `AuthorityClient`); with another issuer children stay registered.
+   */
+  readonly retireAfterRun?: boolean
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,48}$/
@@ -78,6 +85,7 @@ function checkDefinition(def: SubagentDefinition): void {
 const SpawnShape = {
   authority: withMethods<CapabilityIssuer>('spawn'),
   childId: fn<(parentId: string, name: string) => string>().optional(),
+  retireAfterRun: z.boolean().optional(),
 }
 const SpawnOptionsSchema = z.strictObject(SpawnShape)
 const TaskToolOptionsSchema = z.strictObject({ ...SpawnShape, name: z.string().min(1).optional() })
@@ -136,8 +144,22 @@ export async function runSubagent(
   if (input.signal !== undefined) config.signal = input.signal
   // Callbacks carry tracing handlers only (no identity): the child's run nests under the tool's in traces.
   if (input.callbacks !== undefined) config.callbacks = input.callbacks
-  const result = await runIsolated(() => def.agent.invoke({ messages: input.messages }, config))
+  let result: unknown
+  try {
+    result = await runIsolated(() => def.agent.invoke({ messages: input.messages }, config))
+  } catch (e) {
+    await retireChild(options, parent.agentId, child.id).catch(() => undefined)
+    throw e
+  }
+  // A child that cannot be retired may still hold live tokens: the parent is told (fail closed)
+  // rather than handed the answer as if the task had ended cleanly.
+  await retireChild(options, parent.agentId, child.id)
   return { child, result, text: textOf(result) }
+}
+
+async function retireChild(options: SpawnOptions, parentId: string, childId: string): Promise<void> {
+  if (options.retireAfterRun === false || typeof options.authority.retire !== 'function') return
+  await options.authority.retire({ parent: parentId, agentId: childId })
 }
 
 interface ToolConfig {

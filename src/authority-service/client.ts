@@ -14,6 +14,7 @@ import type {
   CapabilityIssuer,
   ExchangeRequest,
   MintRequest,
+  RetireRequest,
   SpawnRequest,
   ToolMintRequest,
   TrustChangeRequest,
@@ -209,6 +210,14 @@ export class AuthorityClient implements CapabilityIssuer, FeedSource {
 
   async spawn(request: SpawnRequest): Promise<AgentDeclaration> {
     return this.#call<AgentDeclaration>('POST', PATHS.spawn, request)
+  }
+
+  /** Retire a child of the caller (or of one of its descendants) whose task is done; returns the ids retired. */
+  async retire(request: RetireRequest): Promise<string[]> {
+    const r = await this.#call<{ retired?: unknown }>('POST', PATHS.retire, request)
+    if (!Array.isArray(r?.retired) || !r.retired.every((x) => typeof x === 'string'))
+      throw new AuthorityUnavailable('the authority answered with an unexpected body')
+    return r.retired as string[]
   }
 
   // ---- certificates ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ import {
   RevokeAgentBody,
   RevokeCertificateBody,
   RevokeTokenBody,
+  RetireBody,
   SpawnBody,
   TrustChangeBody,
 } from './wire.js'
@@ -229,6 +230,12 @@ export function buildRoutes(host: RouteHost): ReadonlyMap<string, Route> {
       actingAgentRoute(host, 'spawn', SpawnBody, 'parent', (r) =>
         a.spawn({ parent: r.agentId, child: r.body.child as Parameters<Authority['spawn']>[0]['child'] }),
       ),
+    ],
+    [
+      'POST ' + PATHS.retire,
+      actingAgentRoute(host, 'revoke', RetireBody, 'parent', async (r) => ({
+        retired: await a.retire({ parent: r.agentId, agentId: r.body.agentId }),
+      })),
     ],
     [
       'POST ' + PATHS.revokeAgent,

@@ -17,6 +17,7 @@ export const PATHS = {
   mintForTool: '/v1/tokens/mint-for-tool',
   exchange: '/v1/tokens/exchange',
   spawn: '/v1/agents/spawn',
+  retire: '/v1/agents/retire',
   revokeAgent: '/v1/revocations/agents',
   revokeToken: '/v1/revocations/tokens',
   revokeCertificate: '/v1/revocations/certificates',
@@ -75,6 +76,11 @@ export const SpawnBody = z.strictObject({
   parent: id.optional(),
   // The authority validates the declaration itself (and reports escalations with their own codes).
   child: z.record(z.string(), z.unknown()),
+})
+
+export const RetireBody = z.strictObject({
+  parent: id.optional(),
+  agentId: id,
 })
 
 export const RevokeAgentBody = z.strictObject({ agentId: id })

@@ -21,7 +21,7 @@ import { AuthorityCore } from './core.js'
 import { exchange, spawn } from './delegation.js'
 import { mint, mintForTool } from './mint.js'
 import type { AgentRegistry } from './registry.js'
-import { revokeAgent, revokeToken } from './revocation.js'
+import { retireAgent, revokeAgent, revokeToken } from './revocation.js'
 import { MemoryTrustChangeStore } from './trust-changes.js'
 import { RequestInvalid } from '../errors.js'
 import type {
@@ -30,6 +30,7 @@ import type {
   CapabilityIssuer,
   ExchangeRequest,
   MintRequest,
+  RetireRequest,
   SpawnRequest,
   ToolMintRequest,
   TrustChangeRequest,
@@ -77,7 +78,8 @@ export class Authority implements CapabilityIssuer {
       // Spawned agents survive a restart: parents before children (fewer ancestors first).
       const records = await core.lineage.spawnedAgents()
       records.sort((a, b) => a.ancestors.length - b.ancestors.length)
-      for (const r of records) core.restore(r)
+      // A record whose parent is gone (retired meanwhile) is skipped: nothing can act for it.
+      for (const r of records) if (core.registry.has(r.ancestors[0] ?? '')) core.restore(r)
     }
     const trustChanges = options.trustChanges ?? (await defaultTrustChanges(core.store))
     const approvals = new TrustChangeWorkflow(core, trustChanges, options.approver)
@@ -167,6 +169,17 @@ export class Authority implements CapabilityIssuer {
   spawn(request: SpawnRequest): Promise<AgentDeclaration> {
     if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('spawn', '{ parent, child }'))
     return spawn(this.#core, request)
+  }
+
+  /**
+   * Retire a spawned agent whose task is done, with every agent it spawned (asked by its
+   * parent or an ancestor): their tokens are refused from now on everywhere, their ids stay
+   * taken for a day, and the parent's child slot is free again. Returns the ids retired (none
+   * when another authority retired it first).
+   */
+  retire(request: RetireRequest): Promise<string[]> {
+    if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('retire', '{ parent, agentId }'))
+    return retireAgent(this.#core, request)
   }
 
   /** Revoke one token by jti; its delegated descendants die with it. */

@@ -40,6 +40,14 @@ export class AgentRegistry {
     return state
   }
 
+  /** Forget a retired agent (its parent's child slot is freed). */
+  remove(id: string): void {
+    const a = this.#agents.get(id)
+    if (a === undefined) return
+    this.#agents.delete(id)
+    if (a.declaration.parent !== undefined) this.#agents.get(a.declaration.parent)?.children.delete(id)
+  }
+
   get(id: string): AgentState | undefined {
     return this.#agents.get(id)
   }

@@ -2,14 +2,16 @@
  * Revocation. A token's jti is revoked (and with it every token delegated from it, through
  * `chain`); an agent is quarantined together with every agent it spawned: the authority mints
  * nothing for them again and every verifier sharing the store rejects every token of theirs,
- * issued before or after, by any authority.
+ * issued before or after, by any authority. A spawned agent whose task is done is retired:
+ * quarantined the same way, and forgotten, so that its parent's child slot is free again.
  */
-import { TokenClaims } from '../errors.js'
+import { RequestInvalid, SpawnDenied, TokenClaims } from '../errors.js'
 import { nowSeconds } from '../lib/time.js'
 import { isJti } from '../policy/claims.js'
 import { MARKER_GRACE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 import { AGENT_QUARANTINED } from '../revocation/store.js'
 import type { AuthorityCore } from './core.js'
+import type { RetireRequest } from './types.js'
 import { revoked } from '../audit/events.js'
 
 /** Revoke one token by jti; its delegated descendants die with it. */
@@ -36,4 +38,42 @@ export async function revokeAgent(core: AuthorityCore, agentId: string, options:
   for (const id of ids)
     core.record(revoked(id === agentId ? { kind: 'agent', agentId } : { kind: 'descendant', agentId: id, of: agentId }, options.by))
   return ids
+}
+
+/**
+ * Retire a spawned agent (and every agent it spawned) when its task is done, at the request
+ * of its parent or another ancestor: every token of theirs is refused from now on by every
+ * verifier sharing the store, their ids stay taken for a day, their records are deleted and
+ * the parent's child slot is freed. Retiring only takes authority away, so a parent may retire
+ * its children even while it is itself quarantined. A manifest agent is revoked, not retired.
+ */
+export async function retireAgent(core: AuthorityCore, r: RetireRequest): Promise<string[]> {
+  try {
+    if (typeof r?.parent !== 'string' || typeof r.agentId !== 'string')
+      throw new RequestInvalid('retire needs { parent, agentId } (agent ids)', { details: { rule: 'request' } })
+    const agent = await core.resolveAgent(r.agentId)
+    if (agent.ancestors.length === 0)
+      throw new RequestInvalid(`agent "${r.agentId}" is declared in the manifest: revoke it (revokeAgent) instead of retiring it`, {
+        details: { agentId: r.agentId, rule: 'retire-manifest-agent' },
+      })
+    if (!agent.ancestors.includes(r.parent))
+      throw new SpawnDenied(`agent "${r.parent}" may not retire "${r.agentId}": only its parent or an ancestor may`, {
+        details: { agentId: r.agentId, rule: 'retire-ancestor' },
+      })
+    let ids: string[]
+    if (core.lineage !== undefined) {
+      // The store decides what exists: descendants spawned by any replica are retired with it.
+      ids = await core.lineage.retireAgent(r.agentId)
+    } else {
+      ids = core.registry.lineage(r.agentId)
+      await Promise.all(ids.map((id) => core.store.revokeAgent(id, AGENT_QUARANTINED)))
+    }
+    // Known here but already gone from the store (retired by another replica): forget it too.
+    for (const id of ids.length > 0 ? ids : core.registry.lineage(r.agentId)) core.registry.remove(id)
+    for (const id of ids)
+      core.record(revoked(id === r.agentId ? { kind: 'retired', agentId: id } : { kind: 'retired', agentId: id, of: r.agentId }, r.parent))
+    return ids
+  } catch (e) {
+    throw core.deny(e, { action: 'revoke', origin: r?.parent, destination: r?.agentId })
+  }
 }

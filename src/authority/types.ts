@@ -64,6 +64,14 @@ export interface SpawnRequest {
   readonly child: Omit<AgentDeclarationInput, 'parent'>
 }
 
+/** Retire a spawned agent when its task is done: asked by its parent (or any ancestor). */
+export interface RetireRequest {
+  /** The agent asking: the retired agent's parent or another of its ancestors. */
+  readonly parent: string
+  /** The spawned agent to retire (with every agent it spawned). */
+  readonly agentId: string
+}
+
 export type TrustChangeStatus = 'pending' | 'approved' | 'denied'
 
 export interface TrustChangeRequest {
@@ -105,6 +113,11 @@ export interface CapabilityIssuer {
   mintForTool(request: ToolMintRequest): Promise<{ token: string; scope: string; operation: Operation }>
   exchange(request: ExchangeRequest): Promise<string>
   spawn(request: SpawnRequest): Promise<AgentDeclaration>
+  /**
+   * Retire a spawned agent whose task is done (optional: an issuer without it leaves spawned
+   * agents registered until they are revoked). Returns the ids retired.
+   */
+  retire?(request: RetireRequest): Promise<string[]>
 }
 
 export interface AuthorityOptions {

@@ -1,6 +1,7 @@
 import {
   AGENT_QUARANTINED,
   agentRevocationKeepMs,
+  RETIRED_TOMBSTONE_MS,
   type LineageStore,
   type ReplayRevocationStore,
   type SpawnedAgentRecord,
@@ -20,7 +21,7 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore, Linea
   readonly #revokedTokens = new Map<string, number>()
   readonly #revokedAgents = new Map<string, { atSeconds: number; forgetAtMs: number }>()
   readonly #spawned = new Map<string, SpawnedAgentRecord>()
-  readonly #childCount = new Map<string, number>()
+  readonly #children = new Map<string, Set<string>>()
   #nextSweepMs = 0
   readonly #now: () => number
 
@@ -62,14 +63,34 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore, Linea
   }
 
   async registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict> {
-    if (this.#spawned.has(record.id)) return 'exists'
+    if (this.#spawned.has(record.id) || this.#quarantined([record.id])) return 'exists'
     if (this.#quarantined(record.ancestors)) return 'quarantined'
     const parent = record.ancestors[0] as string
-    const n = this.#childCount.get(parent) ?? 0
-    if (n >= maxChildren) return 'too-many-children'
+    const siblings = this.#children.get(parent) ?? new Set<string>()
+    if (siblings.size >= maxChildren) return 'too-many-children'
     this.#spawned.set(record.id, structuredClone(record))
-    this.#childCount.set(parent, n + 1)
+    siblings.add(record.id)
+    this.#children.set(parent, siblings)
     return 'ok'
+  }
+
+  async retireAgent(id: string): Promise<string[]> {
+    const record = this.#spawned.get(id)
+    if (record === undefined) return []
+    const out = [id]
+    for (let i = 0; i < out.length; i++) {
+      const x = out[i] as string
+      for (const c of this.#children.get(x) ?? []) if (this.#spawned.has(c)) out.push(c)
+      this.#children.delete(x)
+      this.#spawned.delete(x)
+      const prev = this.#revokedAgents.get(x)
+      this.#revokedAgents.set(x, {
+        atSeconds: AGENT_QUARANTINED,
+        forgetAtMs: Math.max(prev?.forgetAtMs ?? 0, this.#now() + RETIRED_TOMBSTONE_MS),
+      })
+    }
+    this.#children.get(record.ancestors[0] as string)?.delete(id)
+    return out
   }
 
   async anyQuarantined(ids: readonly string[]): Promise<boolean> {

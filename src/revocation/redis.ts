@@ -24,7 +24,8 @@
  *   `<tag>:t:<jti>`   revoked token (and so its descendants), expires when the token would have
  *   `<tag>:a:<agent>` revoked agent: the latest revocation time, epoch seconds; kept 24 h (a quarantine: a year)
  *   `<tag0>:ag`       hash: spawned agent id -> `{ancestors, declaration}` JSON (shard 0 only; no expiry)
- *   `<tag0>:ch:<id>`  number of children the agent has spawned (shard 0 only)
+ *   `<tag0>:ch:<id>`  number of live children the agent has spawned (shard 0 only)
+ *   `<tag0>:kids:<id>` set: ids of the agent's live children (shard 0 only; retirement walks it)
  *
  * The check script declares only the marker key and derives the revocation keys from the
  * same tag, so that a verifier's Redis user can be given read-only access to revocations
@@ -49,6 +50,7 @@ import { RedisCertificateRevocationStore } from './certificates-redis.js'
 import {
   AGENT_QUARANTINED,
   agentRevocationKeepMs,
+  RETIRED_TOMBSTONE_MS,
   type AgentStoreStates,
   type LineageStore,
   type ReplayRevocationStore,
@@ -70,6 +72,8 @@ export const DEFAULT_STORE_TIMEOUT_MS = 200
 const MAX_MARKER_MS = 3600 * 1000
 /** Consumes whose outcome is unknown, remembered for a retry (oldest forgotten first beyond this). */
 const MAX_UNSETTLED = 100_000
+/** Quarantines written per round on the other shards when a lineage is retired. */
+const RETIRE_CHUNK = 256
 const PREFIX = /^[A-Za-z0-9._:/@+-]{1,64}$/
 
 // KEYS[1]: the jti's single-use marker. ARGV: tag, consume ('1'|'0'), marker ttl ms, iat,
@@ -168,10 +172,13 @@ return out
 `
 
 // KEYS[1]: the spawned-agents hash. ARGV: tag, id, record JSON, max children, then the
-// ancestors, parent first. Refuses an existing id, a quarantined ancestor, a full parent.
+// ancestors, parent first. Refuses an existing id, a quarantined (or retired) id, a
+// quarantined ancestor, a full parent; records the child under its parent's children set.
 const REGISTER_LUA = `
 local tag = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 1 end
+local own = redis.call('GET', tag .. ':a:' .. ARGV[2])
+if own and tonumber(own) >= ${2 ** 40} then return 1 end
 local ak = {}
 for i = 5, #ARGV do ak[#ak + 1] = tag .. ':a:' .. ARGV[i] end
 local at = redis.call('MGET', unpack(ak))
@@ -183,7 +190,50 @@ local ck = tag .. ':ch:' .. ARGV[5]
 if tonumber(redis.call('GET', ck) or '0') >= tonumber(ARGV[4]) then return 3 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('INCR', ck)
+redis.call('SADD', tag .. ':kids:' .. ARGV[5], ARGV[2])
 return 0
+`
+
+// KEYS[1]: the spawned-agents hash. ARGV: tag, id, tombstone keep ms. Retires a spawned agent
+// and, breadth first through the children sets, every descendant: each record is deleted,
+// each id quarantined for at least the keep time (its tokens die, the id stays taken), and
+// the parent's child slot is freed. Returns the ids retired, the agent first; none when the
+// agent is not registered (never spawned, or already retired).
+const RETIRE_LUA = `
+local tag = ARGV[1]
+local rec = redis.call('HGET', KEYS[1], ARGV[2])
+if not rec then return {} end
+local keep = tonumber(ARGV[3])
+local out = {ARGV[2]}
+local i = 1
+while i <= #out do
+  local id = out[i]
+  local kk = tag .. ':kids:' .. id
+  local kids = redis.call('SMEMBERS', kk)
+  for j = 1, #kids do
+    if redis.call('HEXISTS', KEYS[1], kids[j]) == 1 then out[#out + 1] = kids[j] end
+  end
+  redis.call('DEL', kk, tag .. ':ch:' .. id)
+  redis.call('HDEL', KEYS[1], id)
+  local ak = tag .. ':a:' .. id
+  local t = redis.call('PTTL', ak)
+  if t ~= -1 then
+    local k = keep
+    if t > k then k = t end
+    redis.call('SET', ak, '${2 ** 40}', 'PX', k)
+  else
+    redis.call('SET', ak, '${2 ** 40}', 'KEEPTTL')
+  end
+  i = i + 1
+end
+local ok, parsed = pcall(cjson.decode, rec)
+local parent = ok and type(parsed) == 'table' and type(parsed.ancestors) == 'table' and parsed.ancestors[1]
+if type(parent) == 'string' then
+  local ck = tag .. ':ch:' .. parent
+  if tonumber(redis.call('GET', ck) or '0') > 1 then redis.call('DECR', ck) else redis.call('DEL', ck) end
+  redis.call('SREM', tag .. ':kids:' .. parent, ARGV[2])
+end
+return out
 `
 const SPAWN_VERDICTS: readonly SpawnVerdict[] = ['ok', 'exists', 'quarantined', 'too-many-children']
 
@@ -196,7 +246,8 @@ export const CHECK_SCRIPT: string = CHECK_LUA
 const CMD_CHECK = 'agentTrustCheckV2'
 const CMD_REVOKE_TOKEN = 'agentTrustRevokeTokenV1'
 const CMD_REVOKE_AGENT = 'agentTrustRevokeAgentV1'
-const CMD_REGISTER = 'agentTrustRegisterAgentV1'
+const CMD_REGISTER = 'agentTrustRegisterAgentV2'
+const CMD_RETIRE = 'agentTrustRetireAgentV1'
 const CMD_REVOKE_AGENT_NOW = 'agentTrustRevokeAgentNowV1'
 const CMD_TRUST_STATES = 'agentTrustTrustStatesV1'
 
@@ -304,6 +355,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     c.defineCommand(CMD_REVOKE_TOKEN, { lua: REVOKE_TOKEN_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REVOKE_AGENT, { lua: REVOKE_AGENT_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REGISTER, { lua: REGISTER_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_RETIRE, { lua: RETIRE_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REVOKE_AGENT_NOW, { lua: REVOKE_AGENT_NOW_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_TRUST_STATES, { lua: TRUST_STATES_LUA, numberOfKeys: 1 })
   }
@@ -439,6 +491,30 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     if (v === undefined)
       throw new StoreUnavailable('the store returned an unexpected reply; the spawn was refused', { details: { rule: 'reply' } })
     return v
+  }
+
+  /**
+   * Retire a spawned agent and every descendant, in one script on shard 0; the other shards
+   * get the same quarantines (in chunks, so that a large lineage never fills the queue).
+   */
+  async retireAgent(id: string): Promise<string[]> {
+    if (typeof id !== 'string' || id.length === 0 || id.length > 512) throw new TypeError('id must be a non-empty string')
+    const [first, ...rest] = this.#tags as [string, ...string[]]
+    const keep = RETIRED_TOMBSTONE_MS
+    const r = await this.#write('revocation', CMD_RETIRE, [`${first}:ag`, first, id, keep])
+    if (!Array.isArray(r) || !r.every((x) => typeof x === 'string'))
+      throw new StoreUnavailable('the store returned an unexpected reply; the retirement is unknown', { details: { rule: 'reply' } })
+    const ids = r as string[]
+    for (const tag of rest) {
+      for (let i = 0; i < ids.length; i += RETIRE_CHUNK) {
+        await Promise.all(
+          ids
+            .slice(i, i + RETIRE_CHUNK)
+            .map((x) => this.#write('revocation', CMD_REVOKE_AGENT, [`${tag}:a:${x}`, AGENT_QUARANTINED, keep])),
+        )
+      }
+    }
+    return ids
   }
 
   async anyQuarantined(ids: readonly string[]): Promise<boolean> {

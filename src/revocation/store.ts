@@ -36,6 +36,13 @@ export function agentRevocationKeepMs(atSeconds: number): number {
 }
 
 /**
+ * How long a retired agent's id stays quarantined (and so taken): far longer than any of its
+ * tokens can live, short enough that a system spawning a child per task does not keep one
+ * key per task for a year.
+ */
+export const RETIRED_TOMBSTONE_MS = 24 * 3600 * 1000
+
+/**
  * An agent registered by `Authority.spawn`, as the store keeps it: its declaration (plain
  * JSON, validated again when read) and its ancestors, parent first.
  */
@@ -59,6 +66,13 @@ export interface LineageStore {
    * refuse when the parent (`ancestors[0]`) already has `maxChildren` children; else record.
    */
   registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict>
+  /**
+   * Atomically retire a spawned agent and every descendant the store knows: their records
+   * are deleted, their ids quarantined for at least {@link RETIRED_TOMBSTONE_MS} (every token
+   * dies, no id is reused meanwhile), and the parent's child slot is freed. Returns the ids
+   * retired, the agent first; empty when it is not registered (never spawned or retired).
+   */
+  retireAgent(id: string): Promise<string[]>
   /** Whether any of `ids` is quarantined (one round trip). */
   anyQuarantined(ids: readonly string[]): Promise<boolean>
   /** One spawned agent, or undefined. */
@@ -102,6 +116,7 @@ export function isLineageStore(s: unknown): s is LineageStore {
   const o = s as Partial<LineageStore> | undefined
   return (
     typeof o?.registerAgent === 'function' &&
+    typeof o.retireAgent === 'function' &&
     typeof o.anyQuarantined === 'function' &&
     typeof o.spawnedAgent === 'function' &&
     typeof o.spawnedAgents === 'function'

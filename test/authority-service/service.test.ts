@@ -218,6 +218,28 @@ describe('the authority service', () => {
       expect(child).toMatchObject({ id: 'agent-orchestrator-child-1', parent: 'agent-orchestrator' })
     })
 
+    it('retires a child for its calling parent only', async () => {
+      await f
+        .client(orchestrator)
+        .spawn({ parent: 'agent-orchestrator', child: { id: 'agent-orchestrator-child-2', trustLevel: 'L2', grants: [READ_SCOPE] } })
+      // Another agent can neither retire it nor claim to be its parent.
+      await expect(f.client(summarizer).retire({ parent: SUMMARIZER, agentId: 'agent-orchestrator-child-2' })).rejects.toMatchObject({
+        code: 'ERR_SPAWN_DENIED',
+        details: { rule: 'retire-ancestor' },
+      })
+      await expect(
+        f.client(summarizer).retire({ parent: 'agent-orchestrator', agentId: 'agent-orchestrator-child-2' }),
+      ).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN' })
+      expect(await f.client(orchestrator).retire({ parent: 'agent-orchestrator', agentId: 'agent-orchestrator-child-2' })).toEqual([
+        'agent-orchestrator-child-2',
+      ])
+      await expect(
+        f.client(orchestrator).retire({ parent: 'agent-orchestrator', agentId: 'agent-orchestrator-child-2' }),
+      ).rejects.toMatchObject({
+        code: 'ERR_AGENT_UNKNOWN',
+      })
+    })
+
     it('serves the JWKS over mTLS too', async () => {
       expect(await f.client(summarizer).jwks()).toEqual(f.authority.jwks())
     })

@@ -52,6 +52,7 @@ describe('root entry', () => {
       'OPERATIONS',
       'PeerForbidden',
       'PeerUnauthenticated',
+      'RETIRED_TOMBSTONE_MS',
       'RequestInvalid',
       'ScopeDenied',
       'ScopeEscalation',

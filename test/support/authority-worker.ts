@@ -9,7 +9,7 @@ import { createRedisStore } from 'agent-trust/revocation/redis'
 import { MANIFEST } from './kernel.js'
 
 type Msg =
-  | { id: number; op: 'init'; url: string; prefix: string; clockSkewMs?: number }
+  | { id: number; op: 'init'; url: string; prefix: string; clockSkewMs?: number; maxChildrenPerParent?: number }
   | { id: number; op: 'call'; method: string; args: unknown[] }
 
 let authority: Authority | undefined
@@ -25,7 +25,12 @@ process.on('message', (m: Msg) => {
         }
         const store = createRedisStore({ url: m.url, prefix: `${m.prefix}-rev` })
         const keys = (await createKeyManager({ store: new RedisKeyStore({ url: m.url, prefix: `${m.prefix}-keys` }) })).keys
-        authority = await Authority.create({ manifest: MANIFEST, store, keys })
+        authority = await Authority.create({
+          manifest: MANIFEST,
+          store,
+          keys,
+          ...(m.maxChildrenPerParent === undefined ? {} : { maxChildrenPerParent: m.maxChildrenPerParent }),
+        })
         process.send?.({ id: m.id, ok: true, value: { jwks: authority.jwks(), issuer: authority.id } })
         return
       }

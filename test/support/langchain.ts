@@ -50,10 +50,15 @@ export function ctx(agentId: string): Record<string, unknown> {
   return agentTrustContext(caller(agentId))
 }
 
-export async function makeKernel(options: { mode?: EnforcementMode; manifest?: ManifestInput } = {}) {
+export async function makeKernel(options: { mode?: EnforcementMode; manifest?: ManifestInput; maxChildrenPerParent?: number } = {}) {
   const audit = new MemoryAuditLog()
   const store = new MemoryReplayRevocationStore()
-  const authority = await Authority.create({ manifest: options.manifest ?? MANIFEST, store, audit })
+  const authority = await Authority.create({
+    manifest: options.manifest ?? MANIFEST,
+    store,
+    audit,
+    ...(options.maxChildrenPerParent === undefined ? {} : { maxChildrenPerParent: options.maxChildrenPerParent }),
+  })
   const verifier = createVerifier({ id: TOOLKIT, issuers: [authority.trustedIssuer()], store, audit, mode: options.mode ?? 'enforce' })
   return { authority, verifier, audit, store }
 }

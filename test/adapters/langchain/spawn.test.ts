@@ -1,5 +1,5 @@
 /** Sub-agent spawns through authority.spawn, with the child running as itself. */
-import { HumanMessage } from '@langchain/core/messages'
+import { AIMessage, HumanMessage } from '@langchain/core/messages'
 import { tool, type StructuredToolInterface } from '@langchain/core/tools'
 import { createAgent, type AgentMiddleware } from 'langchain'
 import { describe, expect, it } from 'vitest'
@@ -82,7 +82,13 @@ describe('agent wrapped as a tool', () => {
     })
     const childId = spawn.destination!
     expect(childId).toMatch(/^agent-orchestrator\.researcher\.[0-9a-f-]{36}$/)
-    expect(k.authority.agent(childId)?.declaration.parent).toBe('agent-orchestrator')
+    // Its run over, the child is retired: forgotten, its slot freed, every token of it refused.
+    expect(k.authority.agent(childId)).toBeUndefined()
+    expect(k.audit.events.find((e) => e.action === 'revoke' && e.destination === childId)).toMatchObject({
+      decision: 'allow',
+      origin: 'agent-orchestrator',
+      note: 'retired',
+    })
     // The child's tool call ran as the child, not the parent.
     expect(k.audit.events.filter((e) => e.action === 'tool_call').map((e) => e.origin)).toEqual([childId])
     // Its context holds its own identity and the audit ids; nothing else of the parent's config.
@@ -178,7 +184,68 @@ describe('agent wrapped as a tool', () => {
       { authority: k.authority },
     )
     await expect(run).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
-    expect(k.authority.agent(childId)?.revoked).toBe(true)
+    // The failed run still retires the child: it is gone from the authority and from the store.
+    expect(k.authority.agent(childId)).toBeUndefined()
+    const mint = k.authority.mint({
+      subject: childId,
+      audience: 'agent-orchestrator',
+      scope: ['db:read:documents:namespace:user-456'],
+      operation: 'read',
+      context: { session_id: 's', user_id: 'u', task_id: 't' },
+    })
+    await expect(mint).rejects.toMatchObject({
+      code: 'ERR_AGENT_UNKNOWN',
+    })
+  })
+})
+
+describe('children retired when their run ends', () => {
+  const echo = { invoke: async () => ({ messages: [new AIMessage('done')] }) }
+  const failing = {
+    invoke: async () => {
+      throw new Error('child crashed')
+    },
+  }
+  const run = (k: Awaited<ReturnType<typeof makeKernel>>, agent: typeof echo, retireAfterRun?: boolean) =>
+    runSubagent(
+      { name: 'r', description: 'r', agent, child: READER },
+      { parentContext: ctx('agent-orchestrator'), messages: [] },
+      { authority: k.authority, ...(retireAfterRun === undefined ? {} : { retireAfterRun }) },
+    )
+
+  it('a parent that starts a sub-agent per call never reaches its child cap; returned or thrown', async () => {
+    const k = await makeKernel({ maxChildrenPerParent: 2 })
+    for (let i = 0; i < 6; i++) {
+      if (i % 2 === 0) await run(k, echo)
+      else await expect(run(k, failing)).rejects.toThrow('child crashed')
+    }
+    const spawned = k.audit.events.filter((e) => e.action === 'spawn' && e.decision === 'allow').map((e) => e.destination)
+    const retired = k.audit.events.filter((e) => e.action === 'revoke' && e.note === 'retired').map((e) => e.destination)
+    expect(spawned).toHaveLength(6)
+    expect(retired).toEqual(spawned)
+  })
+
+  it('with retireAfterRun: false the children stay, and the cap holds', async () => {
+    const k = await makeKernel({ maxChildrenPerParent: 2 })
+    await run(k, echo, false)
+    await run(k, echo, false)
+    await expect(run(k, echo, false)).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED', details: { rule: 'maxChildrenPerParent' } })
+  })
+
+  it('a retirement that fails fails the run (the child may still hold tokens)', async () => {
+    const k = await makeKernel()
+    const issuer = {
+      spawn: (r: Parameters<typeof k.authority.spawn>[0]) => k.authority.spawn(r),
+      retire: async () => {
+        throw Object.assign(new Error('store down'), { code: 'ERR_STORE_UNAVAILABLE' })
+      },
+    }
+    const out = runSubagent(
+      { name: 'r', description: 'r', agent: echo, child: READER },
+      { parentContext: ctx('agent-orchestrator'), messages: [] },
+      { authority: issuer as never },
+    )
+    await expect(out).rejects.toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' })
   })
 })
 
