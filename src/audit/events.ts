@@ -133,7 +133,7 @@ export type RevocationTarget =
   | { readonly kind: 'token'; readonly jti: string }
   | { readonly kind: 'agent'; readonly agentId: string }
   | { readonly kind: 'descendant'; readonly agentId: string; readonly of: string }
-  | { readonly kind: 'retired'; readonly agentId: string; readonly of?: string }
+  | { readonly kind: 'retired'; readonly agentId: string; readonly of?: string; readonly reason?: 'idle' }
   | { readonly kind: 'certificate'; readonly serialNumber: string }
 
 export function revoked(target: RevocationTarget, by: string | undefined, via?: Via): AuditEventInput {
@@ -148,7 +148,7 @@ export function revoked(target: RevocationTarget, by: string | undefined, via?: 
       return allowedEvent('revoke', {
         origin: by,
         destination: target.agentId,
-        note: target.of === undefined ? `retired${suffix(via)}` : `retired with ${target.of}${suffix(via)}`,
+        note: `${target.reason === 'idle' ? 'retired idle' : 'retired'}${target.of === undefined ? '' : ` with ${target.of}`}${suffix(via)}`,
       })
     case 'certificate':
       return allowedEvent('revoke', { origin: by, note: `certificate ${target.serialNumber.toLowerCase().slice(0, 40)}${suffix(via)}` })

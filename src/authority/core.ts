@@ -23,7 +23,10 @@ import type { KeySet } from '../keys/index.js'
 import { nowSeconds } from '../lib/time.js'
 import { isAgentId, type AuditContext, type CapabilityClaims } from '../policy/claims.js'
 import {
+  DEFAULT_IDLE_RETIREMENT_SECONDS,
   DEFAULT_MAX_CHILDREN_PER_PARENT,
+  MAX_IDLE_RETIREMENT_SECONDS,
+  MIN_IDLE_RETIREMENT_SECONDS,
   MAX_ANCESTRY_CLAIM,
   MAX_CHILDREN_PER_PARENT,
   MAX_CONTEXT_VALUE_LENGTH,
@@ -53,7 +56,7 @@ export interface AgentsInForce {
   readonly issuedAt: number
 }
 import { hasUnprintable } from '../policy/printable.js'
-import { refusedEvent, type AuditFields } from '../audit/events.js'
+import { refusedEvent, revoked, type AuditFields } from '../audit/events.js'
 
 export class AuthorityCore {
   readonly id: string
@@ -71,6 +74,8 @@ export class AuthorityCore {
   /** The store's clock and trust levels, when it keeps them (the Redis store). */
   readonly clock: StoreClock | undefined
   readonly maxChildren: number
+  /** Idle retirement of spawned agents, ms (0: off; only with a lineage store). */
+  readonly idleMs: number
   readonly #audit: AuditLog
   readonly #ttl: number
   readonly #offload: boolean
@@ -89,6 +94,17 @@ export class AuthorityCore {
         details: { rule: 'maxChildrenPerParent' },
       })
     this.maxChildren = max
+    const idle =
+      options.retireIdleChildrenAfterSeconds === undefined ? DEFAULT_IDLE_RETIREMENT_SECONDS : options.retireIdleChildrenAfterSeconds
+    if (
+      idle !== false &&
+      (!Number.isInteger(idle) || (idle as number) < MIN_IDLE_RETIREMENT_SECONDS || (idle as number) > MAX_IDLE_RETIREMENT_SECONDS)
+    )
+      throw new ConfigInvalid(
+        `Authority.create: retireIdleChildrenAfterSeconds must be false or an integer from ${MIN_IDLE_RETIREMENT_SECONDS} to ${MAX_IDLE_RETIREMENT_SECONDS}`,
+        { details: { rule: 'retireIdleChildrenAfterSeconds' } },
+      )
+    this.idleMs = idle === false || this.lineage === undefined ? 0 : idle * 1000
     this.#audit = options.audit ?? discardAudit
     this.#ttl = manifest.authority.tokenTtlSeconds
     this.tolerance = manifest.authority.clockToleranceSeconds
@@ -210,12 +226,14 @@ export class AuthorityCore {
     const list = [...all]
     if (this.clock === undefined) {
       if (await this.lineage.anyQuarantined(list)) throw this.#revoked(ids)
+      await this.touch(list)
       return { states, issuedAt }
     }
     // The levels trust changes set are read in the same round trip: a change approved on any
     // replica is in force here at once, not at the next sync.
     const st = await this.clock.trustStates(list)
     if (st.quarantined) throw this.#revoked(ids)
+    await this.touch(list)
     issuedAt = st.nowSeconds
     list.forEach((id, i) => {
       const at = st.revokedAt[i]
@@ -241,6 +259,47 @@ export class AuthorityCore {
       return level === s.level ? s : { ...s, level }
     })
     return { states: clamped, issuedAt }
+  }
+
+  /**
+   * Idle retirement: the spawned agents among `ids` (an agent and its ancestors: a child at
+   * work keeps its parents alive) that this authority has not touched for a quarter of the
+   * idle time restart it in the store, or are found idle there and retired. At most one
+   * store write per agent per quarter idle time per replica, so not one per mint.
+   */
+  async touch(ids: readonly string[]): Promise<void> {
+    if (this.idleMs === 0 || this.lineage === undefined) return
+    const now = Date.now()
+    const due: AgentState[] = []
+    for (const id of ids) {
+      const a = this.registry.get(id)
+      if (a !== undefined && a.ancestors.length > 0 && now - a.touchedAtMs >= this.idleMs / 4) due.push(a)
+    }
+    if (due.length === 0) return
+    const retired = await this.lineage.idleAgents(
+      due.map((a) => a.declaration.id),
+      this.idleMs,
+      'touch',
+    )
+    for (const a of due) a.touchedAtMs = now
+    if (retired.length === 0) return
+    this.forgetRetired(retired, 'idle')
+    const hit = ids.find((id) => retired.includes(id)) as string
+    throw new AgentRevoked(`agent "${hit}" was retired: it was idle longer than ${this.idleMs / 1000} s`, {
+      details: { agentId: hit, rule: 'idle' },
+    })
+  }
+
+  /** Forget agents the store retired, and audit each (the first of each lineage is the one retired). */
+  forgetRetired(ids: readonly string[], reason: 'idle' | undefined, by?: string): void {
+    let head: string | undefined
+    for (const id of ids) {
+      const a = this.registry.get(id)
+      const isHead = head === undefined || !(a?.ancestors.includes(head) ?? true)
+      if (isHead) head = id
+      this.registry.remove(id)
+      this.record(revoked({ kind: 'retired', agentId: id, ...(isHead ? {} : { of: head }), ...(reason ? { reason } : {}) }, by))
+    }
   }
 
   #revoked(ids: readonly string[]): AgentRevoked {

@@ -178,7 +178,13 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
     if (core.lineage !== undefined) {
       // One atomic step in the store: the id is free everywhere, no ancestor is quarantined,
       // the parent is under its cap. Only then is the child known here.
-      const verdict = await core.lineage.registerAgent({ id: child.id, ancestors: lineage, declaration: child }, core.maxChildren)
+      const { verdict, retired } = await core.lineage.registerAgent(
+        { id: child.id, ancestors: lineage, declaration: child },
+        core.maxChildren,
+        core.idleMs,
+      )
+      // The parent's idle children retired to make room.
+      core.forgetRetired(retired, 'idle')
       if (verdict === 'exists') throw new SpawnDenied(`agent id "${child.id}" is already taken`, { details: { agentId: child.id } })
       if (verdict === 'quarantined') throw new SpawnDenied(`parent "${r.parent}" is revoked`, { details: { agentId: r.parent } })
       if (verdict === 'too-many-children')
@@ -190,7 +196,7 @@ export async function spawn(core: AuthorityCore, r: SpawnRequest): Promise<Agent
         details: { agentId: r.parent, rule: 'maxChildrenPerParent' },
       })
     }
-    core.registry.add(child)
+    core.registry.add(child).touchedAtMs = Date.now()
     // Durable: answered once the event is written. If that fails the call is refused, but the
     // child stays registered (the store already holds it): the trail's allow event names it.
     await core.commit(agentSpawned(r.parent, child))

@@ -38,6 +38,9 @@ import type {
   TrustChangeStore,
 } from './types.js'
 
+/** The idle sweep runs every quarter of the idle time, and at least this often. */
+const IDLE_SWEEP_MAX_MS = 15 * 60 * 1000
+
 /**
  * @example
  * ```ts
@@ -50,11 +53,22 @@ export class Authority implements CapabilityIssuer {
   readonly #core: AuthorityCore
   readonly #approvals: TrustChangeWorkflow
   readonly #keyManager: KeyManager | undefined
+  readonly #idleSweep: ReturnType<typeof setInterval> | undefined
 
   private constructor(core: AuthorityCore, approvals: TrustChangeWorkflow, keyManager: KeyManager | undefined) {
     this.#core = core
     this.#approvals = approvals
     this.#keyManager = keyManager
+    // Idle children are also retired when they next ask or their parent is full; the sweep
+    // retires the ones nobody asks for again, so that the store does not keep them forever.
+    // A failed sweep is retried at the next tick (nothing is allowed by a sweep).
+    if (core.idleMs > 0) {
+      this.#idleSweep = setInterval(
+        () => void this.retireIdleChildren().catch(() => undefined),
+        Math.min(core.idleMs / 4, IDLE_SWEEP_MAX_MS),
+      )
+      this.#idleSweep.unref()
+    }
   }
 
   static async create(options: AuthorityOptions): Promise<Authority> {
@@ -115,6 +129,7 @@ export class Authority implements CapabilityIssuer {
   /** Stop background work (the key rotation timer of ephemeral keys). Idempotent. */
   close(): void {
     this.#keyManager?.stop()
+    if (this.#idleSweep !== undefined) clearInterval(this.#idleSweep)
   }
 
   /** The public keys verifiers trust. Same object until keys change. */
@@ -180,6 +195,19 @@ export class Authority implements CapabilityIssuer {
   retire(request: RetireRequest): Promise<string[]> {
     if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('retire', '{ parent, agentId }'))
     return retireAgent(this.#core, request)
+  }
+
+  /**
+   * Retire every spawned agent that has been idle longer than `retireIdleChildrenAfterSeconds`
+   * (across every authority sharing the store). Runs on a timer by itself; returns the ids
+   * retired. Throws `ERR_STORE_UNAVAILABLE` when the store cannot be read.
+   */
+  async retireIdleChildren(): Promise<string[]> {
+    const core = this.#core
+    if (core.idleMs === 0 || core.lineage === undefined) return []
+    const ids = await core.lineage.retireIdleAgents(core.idleMs)
+    core.forgetRetired(ids, 'idle')
+    return ids
   }
 
   /** Revoke one token by jti; its delegated descendants die with it. */

@@ -15,6 +15,8 @@ export interface AgentState {
   readonly ancestors: readonly string[]
   /** Its tools, compiled when the agent was registered. */
   readonly catalog: ToolCatalog
+  /** When this authority last restarted its idle time in the store, epoch ms (0: never). */
+  touchedAtMs: number
 }
 
 export class AgentRegistry {
@@ -34,6 +36,7 @@ export class AgentRegistry {
       children: new Set(),
       ancestors: declaration.parent === undefined ? [] : [declaration.parent, ...(parent?.ancestors ?? [])],
       catalog: new ToolCatalog(declaration.id, declaration.tools),
+      touchedAtMs: 0,
     }
     this.#agents.set(declaration.id, state)
     if (declaration.parent !== undefined) this.#agents.get(declaration.parent)?.children.add(declaration.id)

@@ -69,9 +69,8 @@ export async function retireAgent(core: AuthorityCore, r: RetireRequest): Promis
       await Promise.all(ids.map((id) => core.store.revokeAgent(id, AGENT_QUARANTINED)))
     }
     // Known here but already gone from the store (retired by another replica): forget it too.
-    for (const id of ids.length > 0 ? ids : core.registry.lineage(r.agentId)) core.registry.remove(id)
-    for (const id of ids)
-      core.record(revoked(id === r.agentId ? { kind: 'retired', agentId: id } : { kind: 'retired', agentId: id, of: r.agentId }, r.parent))
+    if (ids.length === 0) for (const id of core.registry.lineage(r.agentId)) core.registry.remove(id)
+    core.forgetRetired(ids, undefined, r.parent)
     return ids
   } catch (e) {
     throw core.deny(e, { action: 'revoke', origin: r?.parent, destination: r?.agentId })

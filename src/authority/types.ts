@@ -135,6 +135,16 @@ export interface AuthorityOptions {
    * store, atomically with the spawn). Default 1000, at most 100,000.
    */
   readonly maxChildrenPerParent?: number
+  /**
+   * Retire a spawned agent once neither it nor any of its descendants has been minted for,
+   * exchanged for or spawned from for this long, across every authority sharing the store:
+   * its tokens die and its parent's child slot is freed. An idle child is retired when it
+   * next asks, when its parent is at `maxChildrenPerParent` and spawns again, or by the
+   * periodic sweep (every quarter of this time, at most 15 min). From 360 s (longer than any
+   * token lives) to 30 days; `false` turns it off. Default 3600 (one hour). Set the same
+   * value on every replica.
+   */
+  readonly retireIdleChildrenAfterSeconds?: number | false
   readonly audit?: AuditLog
   /** Human approval for trust changes. Without one, requests wait for `decideTrustChange`. */
   readonly approver?: TrustChangeApprover

@@ -34,6 +34,12 @@ export const MAX_SPAWN_DEPTH = 8
 export const MAX_ANCESTRY_CLAIM = 32
 /** Children one parent may have spawned (`AuthorityOptions.maxChildrenPerParent` default). */
 export const DEFAULT_MAX_CHILDREN_PER_PARENT = 1000
+/** A spawned agent idle this long is retired (`AuthorityOptions.retireIdleChildrenAfterSeconds` default). */
+export const DEFAULT_IDLE_RETIREMENT_SECONDS = 3600
+/** The shortest idle time accepted: longer than any token lives, with every clock tolerance. */
+export const MIN_IDLE_RETIREMENT_SECONDS = 360
+/** The longest idle time accepted (30 days). */
+export const MAX_IDLE_RETIREMENT_SECONDS = 30 * 24 * 3600
 /** The largest `maxChildrenPerParent` an authority accepts. */
 export const MAX_CHILDREN_PER_PARENT = 100_000
 

@@ -5,6 +5,7 @@ import {
   type LineageStore,
   type ReplayRevocationStore,
   type SpawnedAgentRecord,
+  type SpawnOutcome,
   type SpawnVerdict,
   type StoreCheck,
   type StoreVerdict,
@@ -22,6 +23,8 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore, Linea
   readonly #revokedAgents = new Map<string, { atSeconds: number; forgetAtMs: number }>()
   readonly #spawned = new Map<string, SpawnedAgentRecord>()
   readonly #children = new Map<string, Set<string>>()
+  /** Spawned agents under idle retirement: when each becomes idle, epoch ms. */
+  readonly #idleAt = new Map<string, number>()
   #nextSweepMs = 0
   readonly #now: () => number
 
@@ -62,19 +65,46 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore, Linea
     })
   }
 
-  async registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict> {
-    if (this.#spawned.has(record.id) || this.#quarantined([record.id])) return 'exists'
-    if (this.#quarantined(record.ancestors)) return 'quarantined'
+  async registerAgent(record: SpawnedAgentRecord, maxChildren: number, idleMs = 0): Promise<SpawnOutcome> {
+    if (this.#spawned.has(record.id) || this.#quarantined([record.id])) return { verdict: 'exists', retired: [] }
+    if (this.#quarantined(record.ancestors)) return { verdict: 'quarantined', retired: [] }
     const parent = record.ancestors[0] as string
+    const retired: string[] = []
+    if (idleMs > 0 && (this.#children.get(parent)?.size ?? 0) >= maxChildren)
+      for (const c of [...(this.#children.get(parent) ?? [])]) if (this.#isIdle(c)) retired.push(...this.#retire(c))
     const siblings = this.#children.get(parent) ?? new Set<string>()
-    if (siblings.size >= maxChildren) return 'too-many-children'
+    if (siblings.size >= maxChildren) return { verdict: 'too-many-children', retired }
     this.#spawned.set(record.id, structuredClone(record))
     siblings.add(record.id)
     this.#children.set(parent, siblings)
-    return 'ok'
+    if (idleMs > 0) this.#idleAt.set(record.id, this.#now() + idleMs)
+    return { verdict: 'ok', retired }
+  }
+
+  async idleAgents(ids: readonly string[], idleMs: number, mode: 'touch' | 'sweep'): Promise<string[]> {
+    const out: string[] = []
+    for (const id of ids) {
+      if (this.#isIdle(id)) out.push(...this.#retire(id))
+      else if (mode === 'touch' && this.#spawned.has(id)) this.#idleAt.set(id, this.#now() + idleMs)
+    }
+    return out
+  }
+
+  async retireIdleAgents(idleMs: number): Promise<string[]> {
+    return this.idleAgents([...this.#spawned.keys()], idleMs, 'sweep')
+  }
+
+  #isIdle(id: string): boolean {
+    if (!this.#spawned.has(id)) return false
+    const at = this.#idleAt.get(id)
+    return at === undefined || at <= this.#now()
   }
 
   async retireAgent(id: string): Promise<string[]> {
+    return this.#retire(id)
+  }
+
+  #retire(id: string): string[] {
     const record = this.#spawned.get(id)
     if (record === undefined) return []
     const out = [id]
@@ -83,6 +113,7 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore, Linea
       for (const c of this.#children.get(x) ?? []) if (this.#spawned.has(c)) out.push(c)
       this.#children.delete(x)
       this.#spawned.delete(x)
+      this.#idleAt.delete(x)
       const prev = this.#revokedAgents.get(x)
       this.#revokedAgents.set(x, {
         atSeconds: AGENT_QUARANTINED,

@@ -56,6 +56,7 @@ import {
   type ReplayRevocationStore,
   type StoreClock,
   type SpawnedAgentRecord,
+  type SpawnOutcome,
   type SpawnVerdict,
   type StoreCheck,
   type StoreVerdict,
@@ -171,67 +172,110 @@ for i = 1, n do out[#out + 1] = l[i] or '' end
 return out
 `
 
-// KEYS[1]: the spawned-agents hash. ARGV: tag, id, record JSON, max children, then the
-// ancestors, parent first. Refuses an existing id, a quarantined (or retired) id, a
-// quarantined ancestor, a full parent; records the child under its parent's children set.
-const REGISTER_LUA = `
+// Lua shared by the lineage scripts. `retire(ag, tag, id, keep)` retires a spawned agent and,
+// breadth first through the children sets, every descendant: each record is deleted, each id
+// quarantined for at least `keep` ms (every token dies, the id stays taken), and the parent's
+// child slot is freed. Returns the ids retired, the agent first; none when it is not
+// registered (never spawned, or already retired). `idle(tag, id)`: registered with idle
+// retirement and not seen within its idle time (its activity key expired).
+const LINEAGE_FNS = `
+local function retire(ag, tag, id0, keep)
+  local rec = redis.call('HGET', ag, id0)
+  if not rec then return {} end
+  local out = {id0}
+  local i = 1
+  while i <= #out do
+    local id = out[i]
+    local kk = tag .. ':kids:' .. id
+    local kids = redis.call('SMEMBERS', kk)
+    for j = 1, #kids do
+      if redis.call('HEXISTS', ag, kids[j]) == 1 then out[#out + 1] = kids[j] end
+    end
+    redis.call('DEL', kk, tag .. ':ch:' .. id, tag .. ':seen:' .. id)
+    redis.call('HDEL', ag, id)
+    local ak = tag .. ':a:' .. id
+    local t = redis.call('PTTL', ak)
+    if t ~= -1 then
+      local k = keep
+      if t > k then k = t end
+      redis.call('SET', ak, '${2 ** 40}', 'PX', k)
+    else
+      redis.call('SET', ak, '${2 ** 40}', 'KEEPTTL')
+    end
+    i = i + 1
+  end
+  local ok, parsed = pcall(cjson.decode, rec)
+  local parent = ok and type(parsed) == 'table' and type(parsed.ancestors) == 'table' and parsed.ancestors[1]
+  if type(parent) == 'string' then
+    local ck = tag .. ':ch:' .. parent
+    if tonumber(redis.call('GET', ck) or '0') > 1 then redis.call('DECR', ck) else redis.call('DEL', ck) end
+    redis.call('SREM', tag .. ':kids:' .. parent, id0)
+  end
+  return out
+end
+local function idle(ag, tag, id)
+  return redis.call('HEXISTS', ag, id) == 1 and redis.call('EXISTS', tag .. ':seen:' .. id) == 0
+end
+`
+
+// KEYS[1]: the spawned-agents hash. ARGV: tag, id, record JSON, max children, idle ms (0:
+// no idle retirement), tombstone keep ms, then the ancestors, parent first. Refuses an
+// existing id, a quarantined (or retired) id, a quarantined ancestor, a full parent (after
+// retiring the parent's idle children, when idle retirement is on); records the child under
+// its parent's children set. Returns the verdict, then the ids retired as idle.
+const REGISTER_LUA = `${LINEAGE_FNS}
 local tag = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 1 end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return {1} end
 local own = redis.call('GET', tag .. ':a:' .. ARGV[2])
-if own and tonumber(own) >= ${2 ** 40} then return 1 end
+if own and tonumber(own) >= ${2 ** 40} then return {1} end
 local ak = {}
-for i = 5, #ARGV do ak[#ak + 1] = tag .. ':a:' .. ARGV[i] end
+for i = 7, #ARGV do ak[#ak + 1] = tag .. ':a:' .. ARGV[i] end
 local at = redis.call('MGET', unpack(ak))
 for i = 1, #ak do
   local v = at[i]
-  if v and tonumber(v) >= ${2 ** 40} then return 2 end
+  if v and tonumber(v) >= ${2 ** 40} then return {2} end
 end
-local ck = tag .. ':ch:' .. ARGV[5]
-if tonumber(redis.call('GET', ck) or '0') >= tonumber(ARGV[4]) then return 3 end
+local parent = ARGV[7]
+local ck = tag .. ':ch:' .. parent
+local idleMs = tonumber(ARGV[5])
+local res = {0}
+if idleMs > 0 and tonumber(redis.call('GET', ck) or '0') >= tonumber(ARGV[4]) then
+  local kids = redis.call('SMEMBERS', tag .. ':kids:' .. parent)
+  for j = 1, #kids do
+    if idle(KEYS[1], tag, kids[j]) then
+      local gone = retire(KEYS[1], tag, kids[j], tonumber(ARGV[6]))
+      for g = 1, #gone do res[#res + 1] = gone[g] end
+    end
+  end
+end
+if tonumber(redis.call('GET', ck) or '0') >= tonumber(ARGV[4]) then res[1] = 3 return res end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('INCR', ck)
-redis.call('SADD', tag .. ':kids:' .. ARGV[5], ARGV[2])
-return 0
+redis.call('SADD', tag .. ':kids:' .. parent, ARGV[2])
+if idleMs > 0 then redis.call('SET', tag .. ':seen:' .. ARGV[2], '1', 'PX', idleMs) end
+return res
 `
 
-// KEYS[1]: the spawned-agents hash. ARGV: tag, id, tombstone keep ms. Retires a spawned agent
-// and, breadth first through the children sets, every descendant: each record is deleted,
-// each id quarantined for at least the keep time (its tokens die, the id stays taken), and
-// the parent's child slot is freed. Returns the ids retired, the agent first; none when the
-// agent is not registered (never spawned, or already retired).
-const RETIRE_LUA = `
+// KEYS[1]: the spawned-agents hash. ARGV: tag, id, tombstone keep ms. See retire() above.
+const RETIRE_LUA = `${LINEAGE_FNS}
+return retire(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+`
+
+// KEYS[1]: the spawned-agents hash. ARGV: tag, mode ('touch' | 'sweep'), idle ms, tombstone
+// keep ms, then agent ids. Each id not registered (a manifest agent) is skipped; each one
+// idle is retired with its descendants; with 'touch', every other one's idle time restarts.
+// Returns the ids retired.
+const IDLE_LUA = `${LINEAGE_FNS}
 local tag = ARGV[1]
-local rec = redis.call('HGET', KEYS[1], ARGV[2])
-if not rec then return {} end
-local keep = tonumber(ARGV[3])
-local out = {ARGV[2]}
-local i = 1
-while i <= #out do
-  local id = out[i]
-  local kk = tag .. ':kids:' .. id
-  local kids = redis.call('SMEMBERS', kk)
-  for j = 1, #kids do
-    if redis.call('HEXISTS', KEYS[1], kids[j]) == 1 then out[#out + 1] = kids[j] end
+local out = {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  if idle(KEYS[1], tag, id) then
+    local gone = retire(KEYS[1], tag, id, tonumber(ARGV[4]))
+    for g = 1, #gone do out[#out + 1] = gone[g] end
+  elseif ARGV[2] == 'touch' and redis.call('HEXISTS', KEYS[1], id) == 1 then
+    redis.call('SET', tag .. ':seen:' .. id, '1', 'PX', ARGV[3])
   end
-  redis.call('DEL', kk, tag .. ':ch:' .. id)
-  redis.call('HDEL', KEYS[1], id)
-  local ak = tag .. ':a:' .. id
-  local t = redis.call('PTTL', ak)
-  if t ~= -1 then
-    local k = keep
-    if t > k then k = t end
-    redis.call('SET', ak, '${2 ** 40}', 'PX', k)
-  else
-    redis.call('SET', ak, '${2 ** 40}', 'KEEPTTL')
-  end
-  i = i + 1
-end
-local ok, parsed = pcall(cjson.decode, rec)
-local parent = ok and type(parsed) == 'table' and type(parsed.ancestors) == 'table' and parsed.ancestors[1]
-if type(parent) == 'string' then
-  local ck = tag .. ':ch:' .. parent
-  if tonumber(redis.call('GET', ck) or '0') > 1 then redis.call('DECR', ck) else redis.call('DEL', ck) end
-  redis.call('SREM', tag .. ':kids:' .. parent, ARGV[2])
 end
 return out
 `
@@ -246,8 +290,9 @@ export const CHECK_SCRIPT: string = CHECK_LUA
 const CMD_CHECK = 'agentTrustCheckV2'
 const CMD_REVOKE_TOKEN = 'agentTrustRevokeTokenV1'
 const CMD_REVOKE_AGENT = 'agentTrustRevokeAgentV1'
-const CMD_REGISTER = 'agentTrustRegisterAgentV2'
-const CMD_RETIRE = 'agentTrustRetireAgentV1'
+const CMD_REGISTER = 'agentTrustRegisterAgentV3'
+const CMD_RETIRE = 'agentTrustRetireAgentV2'
+const CMD_IDLE = 'agentTrustIdleAgentsV1'
 const CMD_REVOKE_AGENT_NOW = 'agentTrustRevokeAgentNowV1'
 const CMD_TRUST_STATES = 'agentTrustTrustStatesV1'
 
@@ -356,6 +401,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     c.defineCommand(CMD_REVOKE_AGENT, { lua: REVOKE_AGENT_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REGISTER, { lua: REGISTER_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_RETIRE, { lua: RETIRE_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_IDLE, { lua: IDLE_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REVOKE_AGENT_NOW, { lua: REVOKE_AGENT_NOW_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_TRUST_STATES, { lua: TRUST_STATES_LUA, numberOfKeys: 1 })
   }
@@ -446,7 +492,9 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
         }
         // A refusal (revoked, replayed, spawn refused) wrote nothing that must survive a failover.
         // Revocations always wait: whatever their script returns, they may have written.
-        if (kind !== 'revocation' && written[1] !== 0) return written[1]
+        // (A spawn's reply is a list: its verdict, then any idle children it retired first.)
+        const v = written[1]
+        if (kind !== 'revocation' && (Array.isArray(v) ? v[0] !== 0 && v.length === 1 : v !== 0)) return v
         const acked = waited === undefined || waited[0] !== null ? undefined : waited[1]
         if (replicationDecision(acked, r.acks) !== 'ok') throw notReplicated(kind, acked, r)
         return written[1]
@@ -482,15 +530,51 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     )
   }
 
-  async registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict> {
+  async registerAgent(record: SpawnedAgentRecord, maxChildren: number, idleMs = 0): Promise<SpawnOutcome> {
     if (record.ancestors.length === 0) throw new TypeError('a spawned agent has a parent')
     const tag = this.#tags[0] as string
     const json = JSON.stringify({ ancestors: record.ancestors, declaration: record.declaration })
-    const r = await this.#write('lineage', CMD_REGISTER, [`${tag}:ag`, tag, record.id, json, maxChildren, ...record.ancestors])
-    const v = typeof r === 'number' ? SPAWN_VERDICTS[r] : undefined
-    if (v === undefined)
+    const r = await this.#write('lineage', CMD_REGISTER, [
+      `${tag}:ag`,
+      tag,
+      record.id,
+      json,
+      maxChildren,
+      idleMs,
+      RETIRED_TOMBSTONE_MS,
+      ...record.ancestors,
+    ])
+    const verdict = Array.isArray(r) && typeof r[0] === 'number' ? SPAWN_VERDICTS[r[0]] : undefined
+    const retired = Array.isArray(r) ? r.slice(1) : []
+    if (verdict === undefined || !retired.every((x) => typeof x === 'string'))
       throw new StoreUnavailable('the store returned an unexpected reply; the spawn was refused', { details: { rule: 'reply' } })
-    return v
+    await this.#quarantineOnOtherShards(retired as string[])
+    return { verdict, retired: retired as string[] }
+  }
+
+  /** Touch (or, with `mode: 'sweep'`, only check) spawned agents for idle retirement; returns the ids retired. */
+  async idleAgents(ids: readonly string[], idleMs: number, mode: 'touch' | 'sweep'): Promise<string[]> {
+    if (ids.length === 0) return []
+    const tag = this.#tags[0] as string
+    const r = await this.#write('revocation', CMD_IDLE, [`${tag}:ag`, tag, mode, idleMs, RETIRED_TOMBSTONE_MS, ...ids])
+    if (!Array.isArray(r) || !r.every((x) => typeof x === 'string'))
+      throw new StoreUnavailable('the store returned an unexpected reply; the call was denied', { details: { rule: 'reply' } })
+    await this.#quarantineOnOtherShards(r as string[])
+    return r as string[]
+  }
+
+  async retireIdleAgents(idleMs: number): Promise<string[]> {
+    const tag = this.#tags[0] as string
+    const out: string[] = []
+    let cursor = '0'
+    do {
+      // (HSCAN NOVALUES needs Redis 7.4: the values are read and dropped.)
+      const [next, flat] = await this.#conn.run((c) => c.hscan(`${tag}:ag`, cursor, 'COUNT', 500))
+      const ids = flat.filter((_, i) => i % 2 === 0)
+      for (const id of await this.idleAgents(ids, idleMs, 'sweep')) out.push(id)
+      cursor = next
+    } while (cursor !== '0')
+    return out
   }
 
   /**
@@ -499,22 +583,25 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
    */
   async retireAgent(id: string): Promise<string[]> {
     if (typeof id !== 'string' || id.length === 0 || id.length > 512) throw new TypeError('id must be a non-empty string')
-    const [first, ...rest] = this.#tags as [string, ...string[]]
-    const keep = RETIRED_TOMBSTONE_MS
-    const r = await this.#write('revocation', CMD_RETIRE, [`${first}:ag`, first, id, keep])
+    const first = this.#tags[0] as string
+    const r = await this.#write('revocation', CMD_RETIRE, [`${first}:ag`, first, id, RETIRED_TOMBSTONE_MS])
     if (!Array.isArray(r) || !r.every((x) => typeof x === 'string'))
       throw new StoreUnavailable('the store returned an unexpected reply; the retirement is unknown', { details: { rule: 'reply' } })
-    const ids = r as string[]
-    for (const tag of rest) {
+    await this.#quarantineOnOtherShards(r as string[])
+    return r as string[]
+  }
+
+  /** The quarantines a lineage script wrote on shard 0, copied to the other shards (in chunks). */
+  async #quarantineOnOtherShards(ids: readonly string[]): Promise<void> {
+    for (const tag of this.#tags.slice(1)) {
       for (let i = 0; i < ids.length; i += RETIRE_CHUNK) {
         await Promise.all(
           ids
             .slice(i, i + RETIRE_CHUNK)
-            .map((x) => this.#write('revocation', CMD_REVOKE_AGENT, [`${tag}:a:${x}`, AGENT_QUARANTINED, keep])),
+            .map((x) => this.#write('revocation', CMD_REVOKE_AGENT, [`${tag}:a:${x}`, AGENT_QUARANTINED, RETIRED_TOMBSTONE_MS])),
         )
       }
     }
-    return ids
   }
 
   async anyQuarantined(ids: readonly string[]): Promise<boolean> {

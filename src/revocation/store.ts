@@ -52,20 +52,31 @@ export interface SpawnedAgentRecord {
   readonly declaration: unknown
 }
 
-/** `registerAgent` outcome: recorded, or why not (nothing is written unless `ok`). */
+/** `registerAgent` verdict: recorded, or why not (nothing is written unless `ok`). */
 export type SpawnVerdict = 'ok' | 'exists' | 'quarantined' | 'too-many-children'
+
+/** `registerAgent` outcome: the verdict, and the parent's idle children retired to make room. */
+export interface SpawnOutcome {
+  readonly verdict: SpawnVerdict
+  readonly retired: readonly string[]
+}
 
 /**
  * Lineage: spawned agents and their parent links, shared by every authority using the store
  * and kept across restarts. Both built-in stores implement it; an authority over a store
  * without it keeps spawned agents in its own memory only.
+ *
+ * Idle retirement (`idleMs` > 0): a spawned agent registered with it is retired once neither
+ * it nor any descendant has acted (been touched) for `idleMs`: when a touch or a sweep finds
+ * it idle, or when its parent is at its cap and spawns again.
  */
 export interface LineageStore {
   /**
-   * Atomically: refuse an id already registered, refuse when any ancestor is quarantined,
-   * refuse when the parent (`ancestors[0]`) already has `maxChildren` children; else record.
+   * Atomically: refuse an id already registered or retired, refuse when any ancestor is
+   * quarantined, refuse when the parent (`ancestors[0]`) already has `maxChildren` live
+   * children (with idle retirement, after retiring the idle ones); else record.
    */
-  registerAgent(record: SpawnedAgentRecord, maxChildren: number): Promise<SpawnVerdict>
+  registerAgent(record: SpawnedAgentRecord, maxChildren: number, idleMs?: number): Promise<SpawnOutcome>
   /**
    * Atomically retire a spawned agent and every descendant the store knows: their records
    * are deleted, their ids quarantined for at least {@link RETIRED_TOMBSTONE_MS} (every token
@@ -73,6 +84,13 @@ export interface LineageStore {
    * retired, the agent first; empty when it is not registered (never spawned or retired).
    */
   retireAgent(id: string): Promise<string[]>
+  /**
+   * For each spawned agent among `ids` (others are skipped): retire it (with its descendants)
+   * if it is idle; else, with `touch`, restart its idle time. Returns the ids retired.
+   */
+  idleAgents(ids: readonly string[], idleMs: number, mode: 'touch' | 'sweep'): Promise<string[]>
+  /** Retire every idle spawned agent (a sweep, paged). Returns the ids retired. */
+  retireIdleAgents(idleMs: number): Promise<string[]>
   /** Whether any of `ids` is quarantined (one round trip). */
   anyQuarantined(ids: readonly string[]): Promise<boolean>
   /** One spawned agent, or undefined. */
@@ -117,6 +135,8 @@ export function isLineageStore(s: unknown): s is LineageStore {
   return (
     typeof o?.registerAgent === 'function' &&
     typeof o.retireAgent === 'function' &&
+    typeof o.idleAgents === 'function' &&
+    typeof o.retireIdleAgents === 'function' &&
     typeof o.anyQuarantined === 'function' &&
     typeof o.spawnedAgent === 'function' &&
     typeof o.spawnedAgents === 'function'

@@ -6,7 +6,8 @@
  * across authority processes on one Redis, a retirement on one replica holds on the other and
  * after a restart.
  */
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { Redis } from 'ioredis'
 import fc from 'fast-check'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore, type ReplayRevocationStore } from 'agent-trust'
 import { createRedisStore } from 'agent-trust/revocation/redis'
@@ -184,4 +185,135 @@ describe('retirement across authority processes (one Redis)', () => {
       b.proc.kill('SIGKILL')
     }
   }, 60_000)
+})
+
+describe('idle retirement (memory store, the clock moved by the test)', () => {
+  let offsetMs = 0
+  const realNow = Date.now.bind(Date)
+  beforeEach(() => {
+    offsetMs = 0
+    vi.spyOn(Date, 'now').mockImplementation(() => realNow() + offsetMs)
+  })
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+  const later = (seconds: number) => {
+    offsetMs += seconds * 1000
+  }
+  const idleKernel = async (options: { max?: number; idle?: number | false } = {}) => {
+    const audit = new MemoryAuditLog()
+    const store = new MemoryReplayRevocationStore({ now: () => Date.now() })
+    const authority = await Authority.create({
+      manifest: MANIFEST,
+      store,
+      audit,
+      maxChildrenPerParent: options.max ?? 3,
+      retireIdleChildrenAfterSeconds: options.idle ?? 360,
+    })
+    return { authority, audit, store }
+  }
+
+  it('a child idle longer than the idle time is retired when it next asks; activity keeps it', async () => {
+    const { authority, audit } = await idleKernel({ max: 1 })
+    await authority.spawn({ parent: ORCH, child: child('worker') })
+    for (let i = 0; i < 5; i++) {
+      later(200)
+      await authority.mint(mintFor('worker'))
+    }
+    later(361)
+    await expect(authority.mint(mintFor('worker'))).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED', details: { rule: 'idle' } })
+    expect(audit.events.filter((e) => e.note === 'retired idle').map((e) => e.destination)).toEqual(['worker'])
+    // Its slot is free, its id taken.
+    await authority.spawn({ parent: ORCH, child: child('worker-2') })
+    await expect(authority.spawn({ parent: ORCH, child: child('worker') })).rejects.toMatchObject({ code: 'ERR_SPAWN_DENIED' })
+  })
+
+  it('a descendant at work keeps its spawned ancestors alive; the idle sibling goes', async () => {
+    const { authority } = await idleKernel()
+    await authority.spawn({ parent: ORCH, child: child('lead', 'L3') })
+    await authority.spawn({ parent: 'lead', child: child('lead.worker') })
+    await authority.spawn({ parent: ORCH, child: child('sleeper') })
+    for (let i = 0; i < 4; i++) {
+      later(200)
+      await authority.mint(mintFor('lead.worker'))
+    }
+    expect(await authority.retireIdleChildren()).toEqual(['sleeper'])
+    await authority.mint(mintFor('lead'))
+    await expect(authority.mint(mintFor('sleeper'))).rejects.toMatchObject({ code: 'ERR_AGENT_UNKNOWN' })
+    // Idle as a whole: the sweep retires the lineage, parent first.
+    later(400)
+    expect(await authority.retireIdleChildren()).toEqual(['lead', 'lead.worker'])
+  })
+
+  it('a parent at its cap spawns again by retiring its idle children only', async () => {
+    const { authority, audit } = await idleKernel({ max: 2 })
+    await authority.spawn({ parent: ORCH, child: child('old') })
+    later(300)
+    await authority.spawn({ parent: ORCH, child: child('busy') })
+    later(100)
+    // "old" is idle (400 s), "busy" is not (100 s).
+    await authority.spawn({ parent: ORCH, child: child('new') })
+    expect(audit.events.filter((e) => e.note === 'retired idle').map((e) => e.destination)).toEqual(['old'])
+    await expect(authority.spawn({ parent: ORCH, child: child('one-more') })).rejects.toMatchObject({
+      details: { rule: 'maxChildrenPerParent' },
+    })
+    await authority.mint(mintFor('busy'))
+  })
+
+  it('off with false; out-of-range values refused at creation', async () => {
+    const { authority } = await idleKernel({ idle: false })
+    await authority.spawn({ parent: ORCH, child: child('forever') })
+    later(30 * 24 * 3600)
+    expect(await authority.retireIdleChildren()).toEqual([])
+    await authority.mint(mintFor('forever'))
+    for (const bad of [0, 359, 360.5, 30 * 24 * 3600 + 1, '3600', true, null])
+      await expect(Authority.create({ manifest: MANIFEST, retireIdleChildrenAfterSeconds: bad as never })).rejects.toMatchObject({
+        code: 'ERR_CONFIG_INVALID',
+        details: { rule: 'retireIdleChildrenAfterSeconds' },
+      })
+  })
+})
+
+describe('idle retirement on Redis (expiry of the activity key made by the test)', () => {
+  it('the sweep, a touch and a full parent each retire an idle child on every replica', async () => {
+    const prefix = `${PREFIX}-idle`
+    const redis = new Redis(REDIS_URL)
+    const storeA = createRedisStore({ url: REDIS_URL, prefix })
+    const storeB = createRedisStore({ url: REDIS_URL, prefix })
+    try {
+      const a = await Authority.create({ manifest: MANIFEST, store: storeA, maxChildrenPerParent: 2, retireIdleChildrenAfterSeconds: 600 })
+      const b = await Authority.create({ manifest: MANIFEST, store: storeB, maxChildrenPerParent: 2, retireIdleChildrenAfterSeconds: 600 })
+      const verifier = createVerifier({ id: 'agent-database-reader', issuers: [a.trustedIssuer()], store: storeB })
+      // The activity key lives the idle time (the server expires it); the test expires it early.
+      const idleNow = (id: string) => redis.del(`{${prefix}:0}:seen:${id}`)
+      expect(await redis.pttl(`{${prefix}:0}:seen:`.concat('x'))).toBe(-2)
+      await a.spawn({ parent: ORCH, child: child('swept') })
+      expect(await redis.pttl(`{${prefix}:0}:seen:swept`)).toBeGreaterThan(590_000)
+      const token = await a.mint(mintFor('swept'))
+      await idleNow('swept')
+      expect(await b.retireIdleChildren()).toEqual(['swept'])
+      await expect(verifier.verify(token, READ)).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+      await expect(a.mint(mintFor('swept'))).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+
+      // B never touched it (its first mint touches): found idle, retired.
+      await a.spawn({ parent: ORCH, child: child('touched') })
+      await idleNow('touched')
+      await expect(b.mint(mintFor('touched'))).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED', details: { rule: 'idle' } })
+
+      // At its cap, the parent's idle child makes room; the active one stays.
+      await a.spawn({ parent: ORCH, child: child('c1') })
+      await a.spawn({ parent: ORCH, child: child('c2') })
+      await idleNow('c1')
+      await b.spawn({ parent: ORCH, child: child('c3') })
+      await expect(a.mint(mintFor('c1'))).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+      await a.mint(mintFor('c2'))
+      expect((await storeA.spawnedAgents()).map((r) => r.id).sort()).toEqual(['c2', 'c3'])
+      a.close()
+      b.close()
+    } finally {
+      redis.disconnect()
+      await storeA.close()
+      await storeB.close()
+    }
+  })
 })
