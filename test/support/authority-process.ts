@@ -29,7 +29,17 @@ export function killAuthorityProcesses(): void {
   for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
 }
 
-export function startAuthorityProcess(prefix: string, options: { clockSkewMs?: number } = {}): AuthorityProcess {
+export interface AuthorityProcessOptions {
+  readonly clockSkewMs?: number
+  /** Redis Cluster nodes: the store and the key store connect to the Cluster instead of REDIS_URL. */
+  readonly nodes?: ReadonlyArray<{ host: string; port: number }>
+  /** The store's `shards` (Cluster). */
+  readonly shards?: number
+  /** The stores' `commandTimeoutMs` (default: theirs). */
+  readonly commandTimeoutMs?: number
+}
+
+export function startAuthorityProcess(prefix: string, options: AuthorityProcessOptions = {}): AuthorityProcess {
   const proc = fork(WORKER, [], {
     execArgv: ['--import', 'tsx', '--conditions=agent-trust-source'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -47,7 +57,7 @@ export function startAuthorityProcess(prefix: string, options: { clockSkewMs?: n
       waiting.set(id, (m) => (m.ok ? resolve(m.value) : reject(Object.assign(new Error(m.code), { code: m.code }))))
       proc.send({ id, ...msg })
     })
-  const ready = request({ op: 'init', url: REDIS_URL, prefix, clockSkewMs: options.clockSkewMs }, -1) as Promise<{
+  const ready = request({ op: 'init', url: REDIS_URL, prefix, ...options }, -1) as Promise<{
     jwks: JSONWebKeySet
     issuer: string
   }>
