@@ -10,11 +10,11 @@
  */
 import { Cluster } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createVerifier, type TrustChangeRequest } from 'agent-trust'
+import { Authority, createVerifier, type TrustChangeRequest } from 'agent-trust'
 import { createRedisStore, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { RedisTrustChangeStore } from '../../src/authority/trust-changes-redis.js'
 import { killAuthorityProcesses, startAuthorityProcess, type AuthorityProcess } from '../support/authority-process.js'
-import { CONTEXT, decodePayload, READ_SCOPE } from '../support/kernel.js'
+import { CONTEXT, decodePayload, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 import { CI, killAll, randomPrefix, redisServerAvailable, startCluster, type RedisClusterProcesses } from '../support/redis.js'
 
 const available = redisServerAvailable()
@@ -24,10 +24,10 @@ const mintFor = (subject: string) => ({
   subject,
   audience: 'agent-database-reader',
   scope: [READ_SCOPE],
-  operation: 'read',
+  operation: 'read' as const,
   context: CONTEXT,
 })
-const CHILD = (id: string) => ({ id, trustLevel: 'L3', grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 0 })
+const CHILD = (id: string) => ({ id, trustLevel: 'L3' as const, grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 0 })
 
 describe.skipIf(!available && !CI)('trust changes and lineage on a Redis Cluster (3 masters + 3 replicas)', () => {
   let cluster: RedisClusterProcesses
@@ -180,6 +180,36 @@ describe.skipIf(!available && !CI)('trust changes and lineage on a Redis Cluster
       }, 60_000)
     })
   }
+
+  it('shards: 16: a quarantine of 1,200 descendants (3 revocation chunks per shard) reaches every master; their tokens are refused', async () => {
+    // In this process (two Cluster clients): the batched revocation script, with many ids per
+    // call, on each of the 16 shards' slots.
+    const p = `${PREFIX}-wide-16-rev`
+    const store = createRedisStore({ nodes: cluster.nodes, prefix: p, shards: 16, commandTimeoutMs: TIMEOUT })
+    const other = createRedisStore({ nodes: cluster.nodes, prefix: p, shards: 16, commandTimeoutMs: TIMEOUT })
+    closers.push(
+      () => store.close(),
+      () => other.close(),
+    )
+    const authority = await Authority.create({ manifest: MANIFEST, store, maxChildrenPerParent: 2000 })
+    closers.push(async () => authority.close())
+    const verifier = createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store: other, mode: 'enforce' })
+    for (let i = 0; i < 1200; i += 50)
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => authority.spawn({ parent: 'moltbot-orchestrator', child: CHILD(`w-${i + j}`) })),
+      )
+    const tokens = await Promise.all(['w-0', 'w-599', 'w-1199'].map((id) => authority.mint(mintFor(id))))
+    const ids = await authority.revokeAgent('moltbot-orchestrator')
+    expect(ids).toHaveLength(1201)
+    for (const t of tokens) await expect(verifier.verify(t, READ)).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+    const keys = await keysOf(p)
+    const masters = new Set<string>()
+    for (let i = 0; i < 16; i++) {
+      for (const id of ['w-0', 'w-1199']) expect(keys.get(`${shardTag(p, i)}:a:${id}`)).toBeDefined()
+      masters.add(keys.get(`${shardTag(p, i)}:a:w-1199`)?.master as string)
+    }
+    expect(masters.size).toBeGreaterThan(1)
+  }, 60_000)
 })
 
 /** The id of the master whose slot ranges (CLUSTER SHARDS, Redis 7) hold `slot`. */
