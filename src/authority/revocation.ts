@@ -5,6 +5,7 @@
  * issued before or after, by any authority.
  */
 import { TokenClaims } from '../errors.js'
+import { forEachBounded, STORE_WRITE_CONCURRENCY } from '../lib/bounded.js'
 import { nowSeconds } from '../lib/time.js'
 import { isJti } from '../policy/claims.js'
 import { MARKER_GRACE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
@@ -39,21 +40,11 @@ export async function revokeAgent(core: AuthorityCore, agentId: string, options:
 }
 
 /**
- * `revokeAgent` calls outstanding at once for a store without `revokeAgents`: far below the
- * Redis store's default admission (128 in flight, 1,024 queued), so that a large lineage
- * never fills the queue of a connection its verifiers share.
- */
-const REVOKE_CONCURRENCY = 32
-
-/**
- * Revoke every id at `at`: in the store's batches when it has them, else `revokeAgent` with
- * bounded concurrency. Rejects on the first refusal (what was written stays written).
+ * Revoke every id at `at`: in the store's batches when it has them, else `revokeAgent` a
+ * bounded number at a time. Rejects on the first refusal (what was written stays written;
+ * a retry of the whole quarantine is safe: revocations only ever extend).
  */
 async function revokeAll(store: ReplayRevocationStore, ids: readonly string[], at: number): Promise<void> {
   if (typeof store.revokeAgents === 'function') return store.revokeAgents(ids, at)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < ids.length; i = next++) await store.revokeAgent(ids[i] as string, at)
-  }
-  await Promise.all(Array.from({ length: Math.min(REVOKE_CONCURRENCY, ids.length) }, worker))
+  await forEachBounded(ids, STORE_WRITE_CONCURRENCY, (id) => store.revokeAgent(id, at))
 }
