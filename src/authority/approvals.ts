@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { TrustChangeDenied } from '../errors.js'
+import { forEachBounded, STORE_WRITE_CONCURRENCY } from '../lib/bounded.js'
 import { MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
 import { isTrustLevel, levelRank, type TrustLevel } from '../policy/trust.js'
 import type { AuthorityCore } from './core.js'
@@ -213,7 +214,9 @@ export class TrustChangeWorkflow {
       // previous minimum iat: a token minted after an earlier change in the same second dies
       // with this one, and the lowered agent's later tokens are dated after it.
       try {
-        await Promise.all([r.agentId, ...clamped].map((id) => this.#core.revokeIssuedSoFar(id)))
+        // A bounded number at a time: a lowering of a large lineage's root must not fill the
+        // store's admission queue (refusing the change, and every verifier sharing it).
+        await forEachBounded([r.agentId, ...clamped], STORE_WRITE_CONCURRENCY, (id) => this.#core.revokeIssuedSoFar(id))
       } catch (e) {
         throw this.#core.deny(e, {
           action: 'trust_change',

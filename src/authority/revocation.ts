@@ -6,10 +6,11 @@
  * quarantined the same way, and forgotten, so that its parent's child slot is free again.
  */
 import { RequestInvalid, SpawnDenied, TokenClaims } from '../errors.js'
+import { forEachBounded, STORE_WRITE_CONCURRENCY } from '../lib/bounded.js'
 import { nowSeconds } from '../lib/time.js'
 import { isJti } from '../policy/claims.js'
 import { MARKER_GRACE_SECONDS, MAX_TOKEN_LIFETIME_SECONDS } from '../policy/limits.js'
-import { AGENT_QUARANTINED } from '../revocation/store.js'
+import { AGENT_QUARANTINED, type ReplayRevocationStore } from '../revocation/store.js'
 import type { AuthorityCore } from './core.js'
 import type { RetireRequest } from './types.js'
 import { revoked } from '../audit/events.js'
@@ -34,10 +35,20 @@ export async function revokeAgent(core: AuthorityCore, agentId: string, options:
     const a = core.registry.get(id)
     if (a !== undefined) a.revoked = true
   }
-  await Promise.all(ids.map((id) => core.store.revokeAgent(id, AGENT_QUARANTINED)))
+  await revokeAll(core.store, ids, AGENT_QUARANTINED)
   for (const id of ids)
     core.record(revoked(id === agentId ? { kind: 'agent', agentId } : { kind: 'descendant', agentId: id, of: agentId }, options.by))
   return ids
+}
+
+/**
+ * Revoke every id at `at`: in the store's batches when it has them, else `revokeAgent` a
+ * bounded number at a time. Rejects on the first refusal (what was written stays written;
+ * a retry of the whole quarantine is safe: revocations only ever extend).
+ */
+async function revokeAll(store: ReplayRevocationStore, ids: readonly string[], at: number): Promise<void> {
+  if (typeof store.revokeAgents === 'function') return store.revokeAgents(ids, at)
+  await forEachBounded(ids, STORE_WRITE_CONCURRENCY, (id) => store.revokeAgent(id, at))
 }
 
 /**
@@ -66,7 +77,7 @@ export async function retireAgent(core: AuthorityCore, r: RetireRequest): Promis
       ids = await core.lineage.retireAgent(r.agentId)
     } else {
       ids = core.registry.lineage(r.agentId)
-      await Promise.all(ids.map((id) => core.store.revokeAgent(id, AGENT_QUARANTINED)))
+      await revokeAll(core.store, ids, AGENT_QUARANTINED)
     }
     // Known here but already gone from the store (retired by another replica): forget it too.
     if (ids.length === 0) for (const id of core.registry.lineage(r.agentId)) core.registry.remove(id)

@@ -6,7 +6,6 @@ import {
   type ReplayRevocationStore,
   type SpawnedAgentRecord,
   type SpawnOutcome,
-  type SpawnVerdict,
   type StoreCheck,
   type StoreVerdict,
 } from './store.js'

@@ -66,6 +66,14 @@ export { failClosedRedisOptions } from '../lib/redis.js'
 export type { AdmissionOptions, RedisConnectionOptions } from '../lib/redis.js'
 export type { ReplicaAcksOptions } from './replication.js'
 
+/**
+ * Agent ids per revocation script in {@link RedisReplayRevocationStore.revokeAgents}: about
+ * 1,500 Redis calls inside one script (well under a millisecond of the server's single
+ * thread, so checks of other tokens wait at most that long behind it), and at most ~256 KB
+ * of arguments (ids are at most 512 chars).
+ */
+export const REVOKE_AGENTS_CHUNK = 500
+
 /** Default bound on every store call, in milliseconds. */
 export const DEFAULT_STORE_TIMEOUT_MS = 200
 /** An agent revocation is kept far longer than any token (300 s) can live. */
@@ -73,8 +81,6 @@ export const DEFAULT_STORE_TIMEOUT_MS = 200
 const MAX_MARKER_MS = 3600 * 1000
 /** Consumes whose outcome is unknown, remembered for a retry (oldest forgotten first beyond this). */
 const MAX_UNSETTLED = 100_000
-/** Quarantines written per round on the other shards when a lineage is retired. */
-const RETIRE_CHUNK = 256
 const PREFIX = /^[A-Za-z0-9._:/@+-]{1,64}$/
 
 // KEYS[1]: the jti's single-use marker. ARGV: tag, consume ('1'|'0'), marker ttl ms, iat,
@@ -130,6 +136,31 @@ if t == -1 then
 end
 if t > keep then keep = t end
 redis.call('SET', KEYS[1], string.format('%d', at), 'PX', keep)
+return 0
+`
+
+// KEYS[1]: the first agent's revoked-agent key (routing only: every key written is derived
+// from the tag, so shares its slot). ARGV: tag, revoked-at (epoch seconds), keep ms, then the
+// agent ids. REVOKE_AGENT_LUA for each id, in one step: a quarantine of a large lineage is a
+// few hundred script calls, not one call per descendant.
+const REVOKE_AGENTS_LUA = `
+local tag = ARGV[1]
+local at0 = tonumber(ARGV[2])
+local keep0 = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  local k = tag .. ':a:' .. ARGV[i]
+  local cur = tonumber(redis.call('GET', k) or '-1') or -1
+  local at = at0
+  if cur > at then at = cur end
+  local t = redis.call('PTTL', k)
+  if t == -1 then
+    redis.call('SET', k, string.format('%d', at), 'KEEPTTL')
+  else
+    local keep = keep0
+    if t > keep then keep = t end
+    redis.call('SET', k, string.format('%d', at), 'PX', keep)
+  end
+end
 return 0
 `
 
@@ -290,6 +321,7 @@ export const CHECK_SCRIPT: string = CHECK_LUA
 const CMD_CHECK = 'agentTrustCheckV2'
 const CMD_REVOKE_TOKEN = 'agentTrustRevokeTokenV1'
 const CMD_REVOKE_AGENT = 'agentTrustRevokeAgentV1'
+const CMD_REVOKE_AGENTS = 'agentTrustRevokeAgentsV1'
 const CMD_REGISTER = 'agentTrustRegisterAgentV3'
 const CMD_RETIRE = 'agentTrustRetireAgentV2'
 const CMD_IDLE = 'agentTrustIdleAgentsV1'
@@ -399,6 +431,7 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     c.defineCommand(CMD_CHECK, { lua: CHECK_LUA })
     c.defineCommand(CMD_REVOKE_TOKEN, { lua: REVOKE_TOKEN_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REVOKE_AGENT, { lua: REVOKE_AGENT_LUA, numberOfKeys: 1 })
+    c.defineCommand(CMD_REVOKE_AGENTS, { lua: REVOKE_AGENTS_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_REGISTER, { lua: REGISTER_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_RETIRE, { lua: RETIRE_LUA, numberOfKeys: 1 })
     c.defineCommand(CMD_IDLE, { lua: IDLE_LUA, numberOfKeys: 1 })
@@ -530,6 +563,28 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
     )
   }
 
+  /**
+   * {@link revokeAgent} for many agents (a quarantined lineage): one script per shard per
+   * {@link REVOKE_AGENTS_CHUNK} ids, one chunk at a time. So a quarantine of 50,000
+   * descendants keeps at most `shards` commands in flight and none in the queue: it never
+   * fills the admission queue (which would refuse it, and the verifiers sharing this
+   * connection, with `ERR_STORE_BUSY`), and checks of other tokens run between its chunks.
+   * Resolves once every id is written on every shard; rejects on the first chunk refused
+   * (the chunks before it stay written: a revocation is never undone).
+   */
+  async revokeAgents(agentIds: readonly string[], atSeconds: number): Promise<void> {
+    for (const id of agentIds)
+      if (typeof id !== 'string' || id.length === 0 || id.length > 512) throw new TypeError('agentId must be a non-empty string')
+    if (!Number.isInteger(atSeconds) || atSeconds < 0) throw new TypeError('atSeconds must be a non-negative integer (epoch seconds)')
+    const keep = agentRevocationKeepMs(atSeconds)
+    for (let i = 0; i < agentIds.length; i += REVOKE_AGENTS_CHUNK) {
+      const chunk = agentIds.slice(i, i + REVOKE_AGENTS_CHUNK)
+      await Promise.all(
+        this.#tags.map((tag) => this.#write('revocation', CMD_REVOKE_AGENTS, [`${tag}:a:${chunk[0]}`, tag, atSeconds, keep, ...chunk])),
+      )
+    }
+  }
+
   async registerAgent(record: SpawnedAgentRecord, maxChildren: number, idleMs = 0): Promise<SpawnOutcome> {
     if (record.ancestors.length === 0) throw new TypeError('a spawned agent has a parent')
     const tag = this.#tags[0] as string
@@ -593,14 +648,14 @@ export class RedisReplayRevocationStore implements ReplayRevocationStore, Lineag
 
   /** The quarantines a lineage script wrote on shard 0, copied to the other shards (in chunks). */
   async #quarantineOnOtherShards(ids: readonly string[]): Promise<void> {
-    for (const tag of this.#tags.slice(1)) {
-      for (let i = 0; i < ids.length; i += RETIRE_CHUNK) {
-        await Promise.all(
-          ids
-            .slice(i, i + RETIRE_CHUNK)
-            .map((x) => this.#write('revocation', CMD_REVOKE_AGENT, [`${tag}:a:${x}`, AGENT_QUARANTINED, RETIRED_TOMBSTONE_MS])),
-        )
-      }
+    const rest = this.#tags.slice(1)
+    for (let i = 0; rest.length > 0 && i < ids.length; i += REVOKE_AGENTS_CHUNK) {
+      const chunk = ids.slice(i, i + REVOKE_AGENTS_CHUNK)
+      await Promise.all(
+        rest.map((tag) =>
+          this.#write('revocation', CMD_REVOKE_AGENTS, [`${tag}:a:${chunk[0]}`, tag, AGENT_QUARANTINED, RETIRED_TOMBSTONE_MS, ...chunk]),
+        ),
+      )
     }
   }
 

@@ -153,6 +153,12 @@ export interface ReplayRevocationStore {
    * every token, ever). Later revocations keep the latest time.
    */
   revokeAgent(agentId: string, atSeconds: number): Promise<void>
+  /**
+   * Optional: `revokeAgent` for many agents at once, in as few round trips as the store can
+   * (a quarantined lineage). Without it, the authority calls `revokeAgent` for each, a bounded
+   * number at a time.
+   */
+  revokeAgents?(agentIds: readonly string[], atSeconds: number): Promise<void>
   /** Release connections and timers. */
   close(): Promise<void>
 }

@@ -192,7 +192,10 @@ describe.skipIf(!available && !CI)('replicas option: a master and a replica star
     expect(await store.check(c)).toBe('replayed')
     await store.revokeToken('jti-revoked', Date.now() + 60_000)
     await store.revokeAgent('agent-r', Math.floor(Date.now() / 1000))
-    expect(await store.registerAgent({ id: 'child-1', ancestors: ['parent'], declaration: { x: 1 } }, 10)).toEqual({ verdict: 'ok', retired: [] })
+    expect(await store.registerAgent({ id: 'child-1', ancestors: ['parent'], declaration: { x: 1 } }, 10)).toEqual({
+      verdict: 'ok',
+      retired: [],
+    })
     // WAIT returned 1: the replica holds each write already, with no further wait.
     expect(await reader.check({ ...input({ jti: 'jti-revoked' }), consume: false })).toBe('token-revoked')
     expect(await reader.check({ ...input({ agents: ['agent-r'], iat: 1 }), consume: false })).toBe('agent-revoked')

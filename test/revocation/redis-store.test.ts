@@ -7,8 +7,15 @@ import { randomUUID } from 'node:crypto'
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Authority, createVerifier, MemoryReplayRevocationStore, type StoreCheck } from 'agent-trust'
-import { CHECK_SCRIPT, createRedisStore, shardOf, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
+import { AGENT_QUARANTINED, Authority, createVerifier, MemoryReplayRevocationStore, type StoreCheck } from 'agent-trust'
+import {
+  CHECK_SCRIPT,
+  createRedisStore,
+  REVOKE_AGENTS_CHUNK,
+  shardOf,
+  shardTag,
+  type RedisReplayRevocationStore,
+} from 'agent-trust/revocation/redis'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
 import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../support/options.js'
@@ -104,6 +111,48 @@ describe.skipIf(!up && !CI)('RedisReplayRevocationStore (shared Redis)', () => {
     expect(await s.check(input({ agents: [agent], iat: t + 5 }))).toBe('agent-revoked')
     // an actor anywhere in the delegation chain counts
     expect(await s.check(input({ agents: ['someone-else', agent], iat: t }))).toBe('agent-revoked')
+  })
+
+  it('revokeAgents writes, for every id on every shard, what revokeAgent writes (in chunks of REVOKE_AGENTS_CHUNK ids)', async () => {
+    const shards = 3
+    const one = make({ prefix: `${PREFIX}-many-1`, shards })
+    const many = make({ prefix: `${PREFIX}-many-n`, shards })
+    const t = now()
+    const ids = Array.from({ length: 2 * REVOKE_AGENTS_CHUNK + 7 }, (_, i) => `agent-${i}`)
+    const inBatches = async (f: (id: string, i: number) => Promise<unknown>): Promise<void> => {
+      for (let i = 0; i < ids.length; i += 100) await Promise.all(ids.slice(i, i + 100).map((id, j) => f(id, i + j)))
+    }
+    // Prior states, the same under both prefixes: quarantined, revoked later than t, revoked
+    // earlier with its key made persistent (no expiry), or none.
+    for (const s of [one, many])
+      await inBatches(async (id, i) => {
+        if (i % 3 === 0) await s.revokeAgent(id, AGENT_QUARANTINED)
+        else if (i % 5 === 0) await s.revokeAgent(id, t + 100)
+        else if (i % 7 === 0) {
+          await s.revokeAgent(id, t - 100)
+          for (let k = 0; k < shards; k++) await raw.persist(`${shardTag(s.prefix, k)}:a:${id}`)
+        }
+      })
+    await inBatches((id) => one.revokeAgent(id, t))
+    await many.revokeAgents(ids, t)
+    await many.revokeAgents([], t)
+    for (let k = 0; k < shards; k++) {
+      const key = (s: RedisReplayRevocationStore, id: string): string => `${shardTag(s.prefix, k)}:a:${id}`
+      const [a, b] = await Promise.all([raw.mget(...ids.map((id) => key(one, id))), raw.mget(...ids.map((id) => key(many, id)))])
+      expect(b).toEqual(a)
+      for (const [i, v] of b.entries()) expect(Number(v)).toBe(i % 3 === 0 ? AGENT_QUARANTINED : i % 5 === 0 ? t + 100 : t)
+      for (const i of [0, 5, 7, 8, ids.length - 1]) {
+        const [pa, pb] = await Promise.all([raw.pttl(key(one, ids[i] as string)), raw.pttl(key(many, ids[i] as string))])
+        // A persistent key stays persistent; otherwise the longer expiry (a year for a quarantine, a day else).
+        if (i % 7 === 0 && i % 3 !== 0 && i % 5 !== 0) expect([pa, pb]).toEqual([-1, -1])
+        else expect(Math.abs(pa - pb)).toBeLessThan(60_000)
+        if (i % 3 === 0) expect(pb).toBeGreaterThan(360 * 24 * 3600 * 1000)
+      }
+    }
+    expect(await many.check(input({ agents: [ids[1] as string], iat: t }))).toBe('agent-revoked')
+    expect(await many.check(input({ agents: [ids[1] as string], iat: t + 1 }))).toBe('ok')
+    await expect(many.revokeAgents(['ok', ''], t)).rejects.toThrow(TypeError)
+    await expect(many.revokeAgents(['ok'], -1)).rejects.toThrow(TypeError)
   })
 
   it('agent ids and jtis with Redis-significant characters cannot escape their key', async () => {

@@ -29,10 +29,19 @@ export function killAuthorityProcesses(): void {
   for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
 }
 
-export function startAuthorityProcess(
-  prefix: string,
-  options: { clockSkewMs?: number; maxChildrenPerParent?: number } = {},
-): AuthorityProcess {
+export interface AuthorityProcessOptions {
+  readonly clockSkewMs?: number
+  /** Redis Cluster nodes: the store and the key store connect to the Cluster instead of REDIS_URL. */
+  readonly nodes?: ReadonlyArray<{ host: string; port: number }>
+  /** The store's `shards` (Cluster). */
+  readonly shards?: number
+  /** The stores' `commandTimeoutMs` (default: theirs). */
+  readonly commandTimeoutMs?: number
+  /** The authority's `maxChildrenPerParent`. */
+  readonly maxChildrenPerParent?: number
+}
+
+export function startAuthorityProcess(prefix: string, options: AuthorityProcessOptions = {}): AuthorityProcess {
   const proc = fork(WORKER, [], {
     execArgv: ['--import', 'tsx', '--conditions=agent-trust-source'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

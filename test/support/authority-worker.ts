@@ -9,7 +9,17 @@ import { createRedisStore } from 'agent-trust/revocation/redis'
 import { MANIFEST } from './kernel.js'
 
 type Msg =
-  | { id: number; op: 'init'; url: string; prefix: string; clockSkewMs?: number; maxChildrenPerParent?: number }
+  | {
+      id: number
+      op: 'init'
+      url: string
+      prefix: string
+      clockSkewMs?: number
+      nodes?: Array<{ host: string; port: number }>
+      shards?: number
+      commandTimeoutMs?: number
+      maxChildrenPerParent?: number
+    }
   | { id: number; op: 'call'; method: string; args: unknown[] }
 
 let authority: Authority | undefined
@@ -23,8 +33,16 @@ process.on('message', (m: Msg) => {
           const real = Date.now.bind(Date)
           Date.now = () => real() + (m.clockSkewMs as number)
         }
-        const store = createRedisStore({ url: m.url, prefix: `${m.prefix}-rev` })
-        const keys = (await createKeyManager({ store: new RedisKeyStore({ url: m.url, prefix: `${m.prefix}-keys` }) })).keys
+        // A Cluster when nodes are given (the store and the key store both on it), else the URL.
+        const where = m.nodes === undefined ? { url: m.url } : { nodes: m.nodes }
+        const timeout = m.commandTimeoutMs === undefined ? {} : { commandTimeoutMs: m.commandTimeoutMs }
+        const store = createRedisStore({
+          ...where,
+          ...timeout,
+          prefix: `${m.prefix}-rev`,
+          ...(m.shards === undefined ? {} : { shards: m.shards }),
+        })
+        const keys = (await createKeyManager({ store: new RedisKeyStore({ ...where, ...timeout, prefix: `${m.prefix}-keys` }) })).keys
         authority = await Authority.create({
           manifest: MANIFEST,
           store,
