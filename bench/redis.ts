@@ -4,10 +4,10 @@
  * store's check script, same arguments), measured the same way and interleaved.
  * Needs Redis at REDIS_URL (default redis://127.0.0.1:6379); skipped with a warning otherwise.
  */
-import { randomUUID, createPublicKey, verify as cryptoVerify } from 'node:crypto'
+import { randomUUID, createPublicKey, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { Authority, createVerifier } from 'agent-trust'
-import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag } from 'agent-trust/revocation/redis'
+import { Authority, createVerifier, MemoryReplayRevocationStore } from 'agent-trust'
+import { CHECK_SCRIPT, createRedisStore, failClosedRedisOptions, shardTag, TRUST_STATES_SCRIPT } from 'agent-trust/revocation/redis'
 import { compare, inFlightMedians, row, type Row } from './lib.js'
 import { sharedRedisUp } from '../test/support/redis.js'
 
@@ -103,6 +103,47 @@ export async function benchRedis(): Promise<Row[]> {
         pass: ratio >= 0.7,
       }),
     )
+
+    // Mint: the one read a mint makes in the shared store (quarantine of the agents and their
+    // ancestors, stored levels, revocation times, the server's clock) against its floor (a
+    // node:crypto ES256 signature plus one EVALSHA of the same read), and against the same
+    // mint on the memory store (no round trip).
+    const manifest = {
+      agents: [
+        { id: 'orch', trustLevel: 'L3' as const, grants: ['db:read:documents:namespace:*'], maxDelegationDepth: 2 },
+        { id: 'agent-database-reader', trustLevel: 'L2' as const },
+      ],
+    }
+    const onRedis = await Authority.create({ manifest, store })
+    const inMemory = await Authority.create({ manifest, store: new MemoryReplayRevocationStore() })
+    const childDecl = { id: 'orch.worker', trustLevel: 'L2' as const, grants: [scope] }
+    await onRedis.spawn({ parent: 'orch', child: childDecl })
+    await inMemory.spawn({ parent: 'orch', child: childDecl })
+    const childMint = { ...mintReq, subject: 'orch.worker' }
+    const statesSha = (await raw.script('LOAD', TRUST_STATES_SCRIPT)) as string
+    const privateKey = authority.keys.active().privateKey
+    const mintFloor = (): Promise<unknown> => {
+      cryptoSign('sha256', signingInput, { key: privateKey, dsaEncoding: 'ieee-p1363' })
+      return raw.evalsha(statesSha, 1, `${tag}:tc:seq`, tag, 'orch.worker', 'agent-database-reader', 'orch')
+    }
+    rows.push(
+      await compare(
+        'mint, Redis store (spawned child: one read of lineage, levels, clock)',
+        () => onRedis.mint(childMint),
+        'node:crypto.sign + Lua round trip',
+        mintFloor,
+      ),
+    )
+    rows.push(
+      await compare(
+        'mint, Redis store (spawned child)',
+        () => onRedis.mint(childMint),
+        'the same mint, memory store',
+        () => inMemory.mint(childMint),
+      ),
+    )
+    onRedis.close()
+    inMemory.close()
     return rows
   } finally {
     await deletePrefix(raw, prefix).catch(() => undefined)

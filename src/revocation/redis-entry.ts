@@ -11,7 +11,9 @@ const m = await loadWithPeers('agent-trust/revocation/redis', ['ioredis'], () =>
 export const {
   CHECK_SCRIPT,
   DEFAULT_STORE_TIMEOUT_MS,
+  REVOKE_AGENTS_CHUNK,
   RedisReplayRevocationStore,
+  TRUST_STATES_SCRIPT,
   createRedisStore,
   failClosedRedisOptions,
   shardOf,

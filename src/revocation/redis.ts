@@ -316,6 +316,8 @@ const VERDICTS: readonly StoreVerdict[] = ['ok', 'token-revoked', 'agent-revoked
 
 /** The Lua source of the check, for benchmarks and operators who pre-load scripts. */
 export const CHECK_SCRIPT: string = CHECK_LUA
+/** The Lua source of the read a mint makes (quarantines, levels, revocation times, `TIME`), for benchmarks. */
+export const TRUST_STATES_SCRIPT: string = TRUST_STATES_LUA
 
 // Names under which the scripts are defined on the client (versioned: a changed script gets a new name).
 const CMD_CHECK = 'agentTrustCheckV2'
