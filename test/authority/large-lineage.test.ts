@@ -10,21 +10,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Redis } from 'ioredis'
 import { Authority, createVerifier, MemoryAuditLog } from 'agent-trust'
 import { createRedisStore, REVOKE_AGENTS_CHUNK, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { MANIFEST, readMintFor, READ_REQUIREMENT } from '../support/kernel.js'
 import { CI, killAll, randomPrefix, redisServerAvailable, startRedis, type RedisProcess } from '../support/redis.js'
 
 const available = redisServerAvailable()
 const PREFIX = randomPrefix('large')
 const ROOT = 'moltbot-orchestrator'
-const READ = { scope: READ_SCOPE, operation: 'read' as const }
+const READ = READ_REQUIREMENT
 const CHILD = (id: string) => ({ id, trustLevel: 'L3' as const, grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 0 })
-const mintFor = (subject: string) => ({
-  subject,
-  audience: 'agent-database-reader',
-  scope: [READ_SCOPE],
-  operation: 'read' as const,
-  context: CONTEXT,
-})
+const mintFor = readMintFor
 const FANOUT = 250
 const say = (line: string): void => void process.stdout.write(`[large-lineage] ${line}\n`)
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { createVerifier } from 'agent-trust'
 import { createRedisStore } from 'agent-trust/revocation/redis'
 import { killAuthorityProcesses, startAuthorityProcess } from '../support/authority-process.js'
-import { CONTEXT, READ_SCOPE } from '../support/kernel.js'
+import { readMintFor, READ_REQUIREMENT } from '../support/kernel.js'
 import { REDIS_URL } from '../support/redis.js'
 
 const PREFIX = `at-test-lineage-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
@@ -17,14 +17,8 @@ const start = () => startAuthorityProcess(PREFIX)
 afterAll(() => killAuthorityProcesses())
 
 const CHILD = (id: string) => ({ id, trustLevel: 'L2', grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 0 })
-const mintFor = (subject: string) => ({
-  subject,
-  audience: 'agent-database-reader',
-  scope: [READ_SCOPE],
-  operation: 'read',
-  context: CONTEXT,
-})
-const READ = { scope: READ_SCOPE, operation: 'read' as const }
+const mintFor = readMintFor
+const READ = READ_REQUIREMENT
 
 describe('lineage in the shared store, across authority processes', () => {
   it('spawn on A, revoke the parent on B: the child is refused everywhere, old and new tokens', async () => {

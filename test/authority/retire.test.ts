@@ -12,24 +12,18 @@ import fc from 'fast-check'
 import { Authority, createVerifier, MemoryAuditLog, MemoryReplayRevocationStore, type ReplayRevocationStore } from 'agent-trust'
 import { createRedisStore } from 'agent-trust/revocation/redis'
 import { killAuthorityProcesses, startAuthorityProcess } from '../support/authority-process.js'
-import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { MANIFEST, readMintFor, READ_REQUIREMENT } from '../support/kernel.js'
 import { REDIS_URL } from '../support/redis.js'
 
 const ORCH = 'moltbot-orchestrator'
-const READ = { scope: READ_SCOPE, operation: 'read' as const }
+const READ = READ_REQUIREMENT
 const child = (id: string, trustLevel: 'L2' | 'L3' = 'L2') => ({
   id,
   trustLevel,
   grants: ['db:read:documents:namespace:user-123'],
   maxDelegationDepth: trustLevel === 'L3' ? 1 : 0,
 })
-const mintFor = (subject: string) => ({
-  subject,
-  audience: 'agent-database-reader',
-  scope: [READ_SCOPE],
-  operation: 'read' as const,
-  context: CONTEXT,
-})
+const mintFor = readMintFor
 
 const PREFIX = `at-test-retire-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
 afterAll(() => killAuthorityProcesses())

@@ -14,19 +14,13 @@ import { Authority, createVerifier, type TrustChangeRequest } from 'agent-trust'
 import { createRedisStore, shardTag, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
 import { RedisTrustChangeStore } from '../../src/authority/trust-changes-redis.js'
 import { killAuthorityProcesses, startAuthorityProcess, type AuthorityProcess } from '../support/authority-process.js'
-import { CONTEXT, decodePayload, MANIFEST, READ_SCOPE } from '../support/kernel.js'
+import { decodePayload, MANIFEST, readMintFor, READ_REQUIREMENT } from '../support/kernel.js'
 import { CI, killAll, randomPrefix, redisServerAvailable, startCluster, type RedisClusterProcesses } from '../support/redis.js'
 
 const available = redisServerAvailable()
 const PREFIX = randomPrefix('tccl')
-const READ = { scope: READ_SCOPE, operation: 'read' as const }
-const mintFor = (subject: string) => ({
-  subject,
-  audience: 'agent-database-reader',
-  scope: [READ_SCOPE],
-  operation: 'read' as const,
-  context: CONTEXT,
-})
+const READ = READ_REQUIREMENT
+const mintFor = readMintFor
 const CHILD = (id: string) => ({ id, trustLevel: 'L3' as const, grants: ['db:read:documents:namespace:user-123'], maxDelegationDepth: 0 })
 
 describe.skipIf(!available && !CI)('trust changes and lineage on a Redis Cluster (3 masters + 3 replicas)', () => {

@@ -12,6 +12,17 @@ import { CONTEXT, READ_DOCUMENTS, READ_SCOPE, WRITE_DOCUMENT } from './seed.js'
 
 export { CONTEXT, READ_SCOPE }
 
+/** A read mint for `subject` to the database reader (the seed's read scope and context). */
+export const readMintFor = (subject: string) => ({
+  subject,
+  audience: 'agent-database-reader',
+  scope: [READ_SCOPE],
+  operation: 'read' as const,
+  context: CONTEXT,
+})
+/** The requirement a verifier checks a {@link readMintFor} token against. */
+export const READ_REQUIREMENT = { scope: READ_SCOPE, operation: 'read' as const }
+
 export const MANIFEST: ManifestInput = {
   authority: { id: 'moltbot-authority' },
   agents: [
