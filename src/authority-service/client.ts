@@ -25,7 +25,8 @@ import { mtlsClientOptions } from '../identity/tls.js'
 import type { JSONWebKeySet } from '../keys/index.js'
 import type { Operation, TrustLevel } from '../policy/trust.js'
 import type { TrustedIssuer } from '../verifier/index.js'
-import type { FeedPage, FeedSource } from './feed.js'
+import type { FeedPage } from './feed.js'
+import type { FeedSource } from './feed-store.js'
 import { cleanDetails, PATHS } from './wire.js'
 
 export interface AuthorityClientOptions {

@@ -9,8 +9,10 @@
  */
 export { AuthorityClient, createAuthorityClient, enroll } from './client.js'
 export type { AuthorityClientOptions } from './client.js'
-export { FeedPageSchema, RevocationFeed, RevocationFeedStore } from './feed.js'
-export type { FeedEntry, FeedPage, FeedSource, RevocationFeedStoreOptions } from './feed.js'
+export { RevocationFeed } from './feed.js'
+export type { FeedEntry, FeedPage } from './feed.js'
+export { FeedPageSchema, RevocationFeedStore } from './feed-store.js'
+export type { FeedSource, RevocationFeedStoreOptions } from './feed-store.js'
 export { AuthorityService, createAuthorityService } from './server.js'
 export type { AuthorityServiceOptions } from './server.js'
 export { PATHS } from './wire.js'
