@@ -93,7 +93,8 @@ export function guardHandler(ctx: GuardContext, method: string, inner: RawHandle
     try {
       if (scope === undefined)
         throw new ScopeInvalid(`method "${method.slice(0, 64)}" cannot form a scope`, { details: { rule: 'method' } })
-      const peer = await peerOf(ctx, extra)
+      const hooked = peerOf(ctx, extra)
+      const peer = isPromiseLike(hooked) ? await hooked : hooked
       verifying = true
       capability = await authorize(ctx, request, extra, { scope, operation, peer })
     } catch (e) {
@@ -125,7 +126,8 @@ export function guardToolCall(ctx: GuardContext, inner: RawHandler): RawHandler 
       }
       const tool = resolve(ctx, name)
       scope = tool.scope.fill(args)
-      const peer = await peerOf(ctx, extra)
+      const hooked = peerOf(ctx, extra)
+      const peer = isPromiseLike(hooked) ? await hooked : hooked
       verifying = true
       await authorize(ctx, request, extra, { scope, operation: tool.operation, tool: name, args, peer })
     } catch (e) {
@@ -140,8 +142,13 @@ function resolve(ctx: GuardContext, name: string): ResolvedTool {
   return ctx.catalog.resolve(name)
 }
 
-async function peerOf(ctx: GuardContext, extra: McpRequestExtra): Promise<PeerIdentity | undefined> {
-  return ctx.peerIdentity === undefined ? undefined : await ctx.peerIdentity(extra)
+/** The hook's answer; awaited only when it is a promise (the default hook answers at once). */
+function peerOf(ctx: GuardContext, extra: McpRequestExtra): PeerIdentity | undefined | PromiseLike<PeerIdentity | undefined> {
+  return ctx.peerIdentity === undefined ? undefined : ctx.peerIdentity(extra)
+}
+
+function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function'
 }
 
 /**

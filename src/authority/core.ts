@@ -76,6 +76,8 @@ export class AuthorityCore {
   readonly maxChildren: number
   /** Idle retirement of spawned agents, ms (0: off; only with a lineage store). */
   readonly idleMs: number
+  /** The store when it is the in-memory one with its own quarantine check: asked without a promise. */
+  readonly #memoryLineage: MemoryReplayRevocationStore | undefined
   readonly #audit: AuditLog
   readonly #ttl: number
   readonly #offload: boolean
@@ -88,6 +90,12 @@ export class AuthorityCore {
     this.registry = new AgentRegistry(manifest)
     this.lineage = isLineageStore(this.store) ? this.store : undefined
     this.clock = this.lineage !== undefined && hasStoreClock(this.store) ? this.store : undefined
+    // Only the class's own check: a subclass that overrides it (to count, to fail) is asked its way.
+    this.#memoryLineage =
+      this.store instanceof MemoryReplayRevocationStore &&
+      this.store.anyQuarantined === MemoryReplayRevocationStore.prototype.anyQuarantined
+        ? this.store
+        : undefined
     const max = options.maxChildrenPerParent ?? DEFAULT_MAX_CHILDREN_PER_PARENT
     if (!Number.isInteger(max) || max < 1 || max > MAX_CHILDREN_PER_PARENT)
       throw new ConfigInvalid(`Authority.create: maxChildrenPerParent must be an integer from 1 to ${MAX_CHILDREN_PER_PARENT}`, {
@@ -149,7 +157,7 @@ export class AuthorityCore {
       throw new ScopeInvalid(`a token needs 1-${MAX_SCOPES_PER_TOKEN} exact scopes`)
     for (const s of scope)
       if (!isExactScope(s)) throw new ScopeInvalid('tokens carry exact scopes only: no wildcards, segments of [A-Za-z0-9._@/+-]')
-    return [...new Set(scope)]
+    return scope.length === 1 ? [scope[0] as string] : [...new Set(scope)]
   }
 
   knownAgent(id: string): AgentState {
@@ -208,6 +216,27 @@ export class AuthorityCore {
   async inForce(ids: readonly string[], subjects: readonly string[]): Promise<AgentsInForce> {
     const states: AgentState[] = []
     for (const id of ids) states.push(await this.resolveAgent(id))
+    return this.#inForceOf(ids, states, subjects)
+  }
+
+  /**
+   * {@link inForce} without a round trip when none is needed: every agent is in this
+   * registry (no lineage lookup) and the store is the in-memory one, whose quarantine check
+   * is synchronous, or there is no store lineage at all. The same checks in the same order,
+   * so the same answer and the same error; `undefined` (nothing checked) when an agent is
+   * not here, and a promise when the store must be asked.
+   */
+  inForceLocal(ids: readonly string[], subjects: readonly string[]): AgentsInForce | Promise<AgentsInForce> | undefined {
+    const states: AgentState[] = []
+    for (const id of ids) {
+      const local = typeof id === 'string' ? this.registry.get(id) : undefined
+      if (local === undefined) return undefined
+      states.push(local)
+    }
+    return this.#inForceOf(ids, states, subjects)
+  }
+
+  #inForceOf(ids: readonly string[], states: AgentState[], subjects: readonly string[]): AgentsInForce | Promise<AgentsInForce> {
     const all = new Set<string>()
     for (const s of states) {
       all.add(s.declaration.id)
@@ -225,16 +254,36 @@ export class AuthorityCore {
     if (this.lineage === undefined) return { states, issuedAt }
     const list = [...all]
     if (this.clock === undefined) {
-      if (await this.lineage.anyQuarantined(list)) throw this.#revoked(ids)
-      await this.touch(list)
-      return { states, issuedAt }
+      if (this.#memoryLineage !== undefined) {
+        if (this.#memoryLineage.anyQuarantinedNow(list)) throw this.#revoked(ids)
+        // Synchronous unless an idle time is due to be restarted in the store.
+        if (this.touchDue(list)) return this.touch(list).then(() => ({ states, issuedAt }))
+        return { states, issuedAt }
+      }
+      return this.#unquarantined(this.lineage, ids, list, { states, issuedAt })
     }
+    return this.#clocked(this.clock, ids, states, list, dated)
+  }
+
+  async #unquarantined(lineage: LineageStore, ids: readonly string[], list: string[], answer: AgentsInForce): Promise<AgentsInForce> {
+    if (await lineage.anyQuarantined(list)) throw this.#revoked(ids)
+    await this.touch(list)
+    return answer
+  }
+
+  async #clocked(
+    clock: StoreClock,
+    ids: readonly string[],
+    states: AgentState[],
+    list: string[],
+    dated: ReadonlySet<string>,
+  ): Promise<AgentsInForce> {
     // The levels trust changes set are read in the same round trip: a change approved on any
     // replica is in force here at once, not at the next sync.
-    const st = await this.clock.trustStates(list)
+    const st = await clock.trustStates(list)
     if (st.quarantined) throw this.#revoked(ids)
     await this.touch(list)
-    issuedAt = st.nowSeconds
+    let issuedAt = st.nowSeconds
     list.forEach((id, i) => {
       const at = st.revokedAt[i]
       if (dated.has(id) && at !== undefined && at < AGENT_QUARANTINED) issuedAt = Math.max(issuedAt, at + 1)
@@ -267,6 +316,17 @@ export class AuthorityCore {
    * idle time restart it in the store, or are found idle there and retired. At most one
    * store write per agent per quarter idle time per replica, so not one per mint.
    */
+  /** Whether {@link touch} would write: a spawned agent among `ids` not touched for a quarter idle time. */
+  touchDue(ids: readonly string[]): boolean {
+    if (this.idleMs === 0) return false
+    const now = Date.now()
+    for (const id of ids) {
+      const a = this.registry.get(id)
+      if (a !== undefined && a.ancestors.length > 0 && now - a.touchedAtMs >= this.idleMs / 4) return true
+    }
+    return false
+  }
+
   async touch(ids: readonly string[]): Promise<void> {
     if (this.idleMs === 0 || this.lineage === undefined) return
     const now = Date.now()
@@ -313,6 +373,11 @@ export class AuthorityCore {
     for (const s of states) for (const a of s.ancestors) out.add(a)
     if (out.size > MAX_ANCESTRY_CLAIM) throw new DelegationDepth('the agents of this token have too many ancestors')
     return out.size === 0 ? undefined : [...out]
+  }
+
+  /** Whether an audit log was configured: without one, decision points build no event. */
+  get audited(): boolean {
+    return this.#audit !== discardAudit
   }
 
   record(e: AuditEventInput): void {

@@ -52,8 +52,79 @@ function stringEnd(text: string, start: number): number {
   }
 }
 
+/** Objects with more names than this are checked with a set rather than by comparing each pair. */
+const MAX_PAIRWISE_NAMES = 32
+
+/** Whether the `length` characters at `a` and at `b` in `text` are the same. */
+function sameChars(text: string, a: number, b: number, length: number): boolean {
+  for (let k = 0; k < length; k++) if (text.charCodeAt(a + k) !== text.charCodeAt(b + k)) return false
+  return true
+}
+
+/**
+ * The common case of {@link assertUniqueNames}: a text without a backslash (so no escape
+ * anywhere: each string ends at the next quote and every name is spelled as it reads) whose
+ * objects are small. Each name is compared in place with the names before it in its object,
+ * with no substring or set per name. True: no repeat; false: a repeat; undefined: an object
+ * with more than {@link MAX_PAIRWISE_NAMES} names, left to the general check.
+ */
+function namesUniqueWithoutEscapes(text: string): boolean | undefined {
+  // Name starts and lengths of every open object, innermost last; per open container, where
+  // its names begin in them (-1 for an array).
+  const starts: number[] = []
+  const lengths: number[] = []
+  const frames: number[] = []
+  let expectName = false
+  const n = text.length
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c === QUOTE) {
+      const end = text.indexOf('"', i + 1)
+      if (expectName) {
+        const from = frames[frames.length - 1] as number
+        if (starts.length - from >= MAX_PAIRWISE_NAMES) return undefined
+        const length = end - i - 1
+        for (let k = from; k < starts.length; k++)
+          if (lengths[k] === length && sameChars(text, starts[k] as number, i + 1, length)) return false
+        starts.push(i + 1)
+        lengths.push(length)
+        expectName = false
+      }
+      i = end
+    } else if (c === OPEN_OBJECT) {
+      frames.push(starts.length)
+      expectName = true
+    } else if (c === OPEN_ARRAY) {
+      frames.push(-1)
+      expectName = false
+    } else if (c === CLOSE_OBJECT) {
+      const from = frames.pop() as number
+      starts.length = from
+      lengths.length = from
+      expectName = false
+    } else if (c === CLOSE_ARRAY) {
+      frames.pop()
+      expectName = false
+    } else if (c === COMMA) {
+      const top = frames[frames.length - 1]
+      expectName = top !== undefined && top !== -1
+    }
+  }
+  return true
+}
+
 /** Throws if an object in `text` (valid JSON) names a member twice. */
 function assertUniqueNames(text: string): void {
+  if (text.indexOf('\\') === -1) {
+    const unique = namesUniqueWithoutEscapes(text)
+    if (unique === false) throw new StrictJsonError('duplicate', 'a JSON object names a member twice')
+    if (unique === true) return
+  }
+  assertUniqueNamesGeneral(text)
+}
+
+/** {@link assertUniqueNames} for any text: escapes undone, names of each object in a set. */
+function assertUniqueNamesGeneral(text: string): void {
   // One entry per open container: the names seen so far for an object, null for an array.
   const stack: (Set<string> | null)[] = []
   let expectName = false

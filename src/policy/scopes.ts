@@ -37,6 +37,8 @@ export function assertScopePattern(value: unknown): asserts value is string {
   if (!isScopePattern(value)) throw new ScopeInvalid(undefined, { details: { rule: 'scope-pattern' } })
 }
 
+const STAR = 42 // '*'
+
 /**
  * Does `pattern` (a grant) cover `other` (a scope or a pattern)? Same segment count;
  * each pattern segment is `*` or byte-equal. `*` never matches zero or several segments.
@@ -44,13 +46,26 @@ export function assertScopePattern(value: unknown): asserts value is string {
  */
 export function covers(pattern: string, other: string): boolean {
   if (pattern === other) return true
-  const p = pattern.split(':')
-  const o = other.split(':')
-  if (p.length !== o.length) return false
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] !== '*' && p[i] !== o[i]) return false
+  // Segment by segment in place: the same answer as comparing `split(':')` arrays, without
+  // two arrays per grant on every mint.
+  let p = 0
+  let o = 0
+  for (;;) {
+    let pEnd = pattern.indexOf(':', p)
+    if (pEnd === -1) pEnd = pattern.length
+    let oEnd = other.indexOf(':', o)
+    if (oEnd === -1) oEnd = other.length
+    if (pEnd - p !== 1 || pattern.charCodeAt(p) !== STAR) {
+      const n = pEnd - p
+      if (n !== oEnd - o) return false
+      for (let k = 0; k < n; k++) if (pattern.charCodeAt(p + k) !== other.charCodeAt(o + k)) return false
+    }
+    const pLast = pEnd === pattern.length
+    const oLast = oEnd === other.length
+    if (pLast || oLast) return pLast && oLast
+    p = pEnd + 1
+    o = oEnd + 1
   }
-  return true
 }
 
 /** Does any grant pattern cover `scope`? */

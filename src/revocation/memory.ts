@@ -127,6 +127,11 @@ export class MemoryReplayRevocationStore implements ReplayRevocationStore, Linea
     return this.#quarantined(ids)
   }
 
+  /** Synchronous form of {@link anyQuarantined}, for callers that want to skip a microtask. */
+  anyQuarantinedNow(ids: readonly string[]): boolean {
+    return this.#quarantined(ids)
+  }
+
   async spawnedAgent(id: string): Promise<SpawnedAgentRecord | undefined> {
     const r = this.#spawned.get(id)
     return r === undefined ? undefined : structuredClone(r)

@@ -28,7 +28,7 @@ import { hashArguments } from '../lib/hash.js'
 import { optionProblem, parseOptions, withMethods } from '../lib/options.js'
 import { z } from 'zod'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
-import type { ReplayRevocationStore } from '../revocation/store.js'
+import type { ReplayRevocationStore, StoreCheck } from '../revocation/store.js'
 import { agentsOf, assertCapabilityClaims, presenterOf, type CapabilityClaims } from '../policy/claims.js'
 import { assertSignature, assertSignatureOffloaded, decodeToken } from '../tokens/jws.js'
 import { minLevel, OPERATIONS, permitsOperation, type Operation, type TrustLevel } from '../policy/trust.js'
@@ -132,6 +132,8 @@ export class VerificationCore {
   readonly #localLevels: ReadonlyMap<string, TrustLevel> | undefined
   readonly #requireBinding: boolean
   readonly #offload: boolean
+  /** The store when it is the in-memory one with its own check: asked without a promise. */
+  readonly #memoryStore: MemoryReplayRevocationStore | undefined
 
   constructor(options: {
     issuers: readonly TrustedIssuer[]
@@ -148,6 +150,11 @@ export class VerificationCore {
     }
     this.keys = new KeyRing(options.issuers)
     this.store = options.store
+    // Only the class's own check: a subclass that overrides it (to count, to fail) is asked its way.
+    this.#memoryStore =
+      options.store instanceof MemoryReplayRevocationStore && options.store.check === MemoryReplayRevocationStore.prototype.check
+        ? options.store
+        : undefined
     this.toleranceSeconds = clockToleranceSeconds
     this.#localLevels = options.localLevels
     this.#requireBinding = options.requireCertificateBinding ?? false
@@ -158,7 +165,8 @@ export class VerificationCore {
     if (token === undefined || token === null || token === '') throw new TokenMissing()
     // 1. size, shape, header, kid
     const decoded = decodeToken(token)
-    const { issuer, key } = await this.keys.resolve(decoded.header.kid)
+    const resolving = this.keys.resolve(decoded.header.kid)
+    const { issuer, key } = resolving instanceof Promise ? await resolving : resolving
     // 2. signature
     if (this.#offload) await assertSignatureOffloaded(decoded, key)
     else assertSignature(decoded, key)
@@ -193,7 +201,7 @@ export class VerificationCore {
       throw new TokenBinding('the token is bound to a certificate but none was presented', { details: { jti: c.jti } })
     }
     // 5 + 6. revocation, then replay: one atomic store call
-    const verdict = await this.store.check({
+    const check: StoreCheck = {
       jti: c.jti,
       chain: c.chain ?? [],
       // The token's agents and their spawn ancestors: quarantining an ancestor refuses it in the same round trip.
@@ -201,7 +209,9 @@ export class VerificationCore {
       iat: c.iat,
       forgetAtMs: (c.exp + MARKER_GRACE_SECONDS + 1) * 1000,
       consume: o.consume,
-    })
+    }
+    // The in-memory store answers in the same turn (its own check is synchronous, hence atomic).
+    const verdict = this.#memoryStore !== undefined ? this.#memoryStore.checkSync(check) : await this.store.check(check)
     if (verdict === 'token-revoked') throw new TokenRevoked(undefined, { details: { jti: c.jti } })
     if (verdict === 'agent-revoked') throw new AgentRevoked(undefined, { details: { jti: c.jti, agentId: presenter } })
     if (verdict === 'replayed') throw new TokenReplayed(undefined, { details: { jti: c.jti } })

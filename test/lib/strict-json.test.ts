@@ -78,6 +78,90 @@ describe('strict JSON: duplicate member names', () => {
   })
 })
 
+/**
+ * The duplicate check as first written, for every text: strings skipped by counting the
+ * backslashes before each quote, names unescaped by JSON.parse, each object's names in a
+ * set. The reference the in-place check of escape-free texts must agree with.
+ */
+function referenceHasDuplicate(text: string): boolean {
+  const stringEnd = (start: number): number => {
+    let j = text.indexOf('"', start + 1)
+    for (;;) {
+      let slashes = 0
+      while (text.charCodeAt(j - 1 - slashes) === 92) slashes++
+      if (slashes % 2 === 0) return j
+      j = text.indexOf('"', j + 1)
+    }
+  }
+  const stack: (Set<string> | null)[] = []
+  let expectName = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]
+    if (c === '"') {
+      const end = stringEnd(i)
+      if (expectName) {
+        const name = JSON.parse(text.slice(i, end + 1)) as string
+        const names = stack[stack.length - 1] as Set<string>
+        if (names.has(name)) return true
+        names.add(name)
+        expectName = false
+      }
+      i = end
+    } else if (c === '{') {
+      stack.push(new Set())
+      expectName = true
+    } else if (c === '[') {
+      stack.push(null)
+      expectName = false
+    } else if (c === '}' || c === ']') {
+      stack.pop()
+      expectName = false
+    } else if (c === ',') {
+      expectName = stack[stack.length - 1] != null
+    }
+  }
+  return false
+}
+
+describe('strict JSON: the in-place check of escape-free texts', () => {
+  // Few distinct names, so that repeats are frequent; values that hold names as strings too.
+  const name = fc.constantFrom('a', 'b', 'ab', 'ba', 'aa', '', 'x y', 'é')
+  const leaf = fc.oneof(fc.integer(), name, fc.boolean(), fc.constant(null))
+  const json: fc.Arbitrary<string> = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small' },
+      leaf.map((x) => JSON.stringify(x)),
+      fc.array(tie('v'), { maxLength: 4 }).map((xs) => `[${xs.join(',')}]`),
+      // Members as a list, so a name may come twice: what JSON.stringify of an object never writes.
+      fc.array(fc.tuple(name, tie('v')), { maxLength: 5 }).map((ms) => `{${ms.map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(',')}}`),
+    ),
+  })).v as fc.Arbitrary<string>
+  const spaced = (text: string, seed: number) => text.replace(/[,:{}[\]]/g, (c, i: number) => ((seed >> (i % 16)) & 1 ? ` ${c}\n` : c))
+
+  it('finds a repeated name exactly when the set-based check does (property)', () => {
+    let repeats = 0
+    fc.assert(
+      fc.property(json, fc.nat(), (raw, seed) => {
+        const text = spaced(raw, seed)
+        const expected = referenceHasDuplicate(text)
+        if (expected) repeats++
+        expect(rule(() => parseStrictJsonText(text))).toBe(expected ? 'duplicate' : undefined)
+      }),
+      { numRuns: 5000 },
+    )
+    expect(repeats).toBeGreaterThan(500)
+  })
+
+  it('hands objects of more than 32 names to the set-based check, with the same answer', () => {
+    const many = (n: number, repeat: boolean) =>
+      `{"o":{${Array.from({ length: n }, (_, i) => `"k${i}":${i}`).join(',')}${repeat ? ',"k3":0' : ''}},"k3":1}`
+    for (const n of [31, 32, 33, 200]) {
+      expect(rule(() => parseStrictJsonText(many(n, false)))).toBeUndefined()
+      expect(rule(() => parseStrictJsonText(many(n, true)))).toBe('duplicate')
+    }
+  })
+})
+
 describe('strict JSON: UTF-8', () => {
   const bytes = (...parts: (string | number[])[]) =>
     Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))))

@@ -60,6 +60,38 @@ describe('matching and attenuation', () => {
     expect(covers('db:*', 'db:*')).toBe(true)
   })
 
+  it('covers answers as comparing split segments does, on any strings (empty segments, stray stars)', () => {
+    // The definition `covers` implements in place: same segment count, each pattern segment `*` or equal.
+    const bySplit = (pattern: string, other: string): boolean => {
+      const p = pattern.split(':')
+      const o = other.split(':')
+      return p.length === o.length && p.every((seg, i) => seg === '*' || seg === o[i])
+    }
+    const text = fc.string({ unit: fc.constantFrom('a', 'b', '*', ':', 'ab'), maxLength: 12 })
+    fc.assert(
+      fc.property(text, text, (p, o) => {
+        expect(covers(p, o)).toBe(bySplit(p, o))
+      }),
+      { numRuns: 20000 },
+    )
+    fc.assert(
+      fc.property(pattern, fc.oneof(exact, pattern), (p, o) => {
+        expect(covers(p, o)).toBe(bySplit(p, o))
+      }),
+      { numRuns: 5000 },
+    )
+    for (const [p, o] of [
+      ['*', ''],
+      ['', '*'],
+      ['*:', 'a:'],
+      [':', ':a'],
+      ['a:*', 'a:'],
+      ['**', 'a'],
+      ['a', 'a:'],
+    ] as const)
+      expect(covers(p, o)).toBe(bySplit(p, o))
+  })
+
   it('subset is reflexive', () => {
     fc.assert(fc.property(grantSet, (a) => isSubset(a, a)))
   })
