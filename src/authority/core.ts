@@ -237,22 +237,34 @@ export class AuthorityCore {
   }
 
   #inForceOf(ids: readonly string[], states: AgentState[], subjects: readonly string[]): AgentsInForce | Promise<AgentsInForce> {
-    const all = new Set<string>()
-    for (const s of states) {
-      all.add(s.declaration.id)
-      for (const a of s.ancestors) all.add(a)
+    // Agents without spawn ancestors (every manifest agent) need no set: a repeated id is
+    // checked twice, which answers the same.
+    let spawned = false
+    for (const s of states) if (s.ancestors.length > 0) spawned = true
+    let all: readonly string[] = ids
+    if (spawned) {
+      const set = new Set<string>()
+      for (const s of states) {
+        set.add(s.declaration.id)
+        for (const a of s.ancestors) set.add(a)
+      }
+      all = [...set]
     }
     for (const id of all) this.activeAgent(id)
     // The subjects and their ancestors: the agents a verifier checks the token's iat against.
-    const dated = new Set<string>()
-    for (const id of subjects) {
-      dated.add(id)
-      for (const a of this.registry.get(id)?.ancestors ?? []) dated.add(a)
+    let dated: ReadonlySet<string> | readonly string[] = subjects
+    if (spawned) {
+      const set = new Set<string>()
+      for (const id of subjects) {
+        set.add(id)
+        for (const a of this.registry.get(id)?.ancestors ?? []) set.add(a)
+      }
+      dated = set
     }
     let issuedAt = nowSeconds()
-    for (const id of dated) issuedAt = Math.max(issuedAt, this.minIat.get(id) ?? 0)
+    if (this.minIat.size > 0) for (const id of dated) issuedAt = Math.max(issuedAt, this.minIat.get(id) ?? 0)
     if (this.lineage === undefined) return { states, issuedAt }
-    const list = [...all]
+    const list = all
     if (this.clock === undefined) {
       if (this.#memoryLineage !== undefined) {
         if (this.#memoryLineage.anyQuarantinedNow(list)) throw this.#revoked(ids)
@@ -262,10 +274,15 @@ export class AuthorityCore {
       }
       return this.#unquarantined(this.lineage, ids, list, { states, issuedAt })
     }
-    return this.#clocked(this.clock, ids, states, list, dated)
+    return this.#clocked(this.clock, ids, states, list, dated instanceof Set ? dated : new Set(dated))
   }
 
-  async #unquarantined(lineage: LineageStore, ids: readonly string[], list: string[], answer: AgentsInForce): Promise<AgentsInForce> {
+  async #unquarantined(
+    lineage: LineageStore,
+    ids: readonly string[],
+    list: readonly string[],
+    answer: AgentsInForce,
+  ): Promise<AgentsInForce> {
     if (await lineage.anyQuarantined(list)) throw this.#revoked(ids)
     await this.touch(list)
     return answer
@@ -275,7 +292,7 @@ export class AuthorityCore {
     clock: StoreClock,
     ids: readonly string[],
     states: AgentState[],
-    list: string[],
+    list: readonly string[],
     dated: ReadonlySet<string>,
   ): Promise<AgentsInForce> {
     // The levels trust changes set are read in the same round trip: a change approved on any
