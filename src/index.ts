@@ -120,7 +120,15 @@ export type { JwksHandlerOptions, JwksProvider } from './keys/jwks-handler.js'
 
 export { MemoryReplayRevocationStore } from './revocation/memory.js'
 export { AGENT_QUARANTINED, RETIRED_TOMBSTONE_MS } from './revocation/store.js'
-export type { LineageStore, ReplayRevocationStore, SpawnedAgentRecord, SpawnOutcome, SpawnVerdict, StoreCheck, StoreVerdict } from './revocation/store.js'
+export type {
+  LineageStore,
+  ReplayRevocationStore,
+  SpawnedAgentRecord,
+  SpawnOutcome,
+  SpawnVerdict,
+  StoreCheck,
+  StoreVerdict,
+} from './revocation/store.js'
 
 export { discardAudit, MemoryAuditLog } from './audit/types.js'
 export type { AuditAction, AuditDecision, AuditEventInput, AuditLog } from './audit/types.js'
