@@ -269,7 +269,7 @@ export class AuthorityCore {
       if (this.#memoryLineage !== undefined) {
         if (this.#memoryLineage.anyQuarantinedNow(list)) throw this.#revoked(ids)
         // Synchronous unless an idle time is due to be restarted in the store.
-        if (this.touchDue(list)) return this.touch(list).then(() => ({ states, issuedAt }))
+        if (this.#untouched(list, Date.now()) !== undefined) return this.touch(list).then(() => ({ states, issuedAt }))
         return { states, issuedAt }
       }
       return this.#unquarantined(this.lineage, ids, list, { states, issuedAt })
@@ -333,26 +333,22 @@ export class AuthorityCore {
    * idle time restart it in the store, or are found idle there and retired. At most one
    * store write per agent per quarter idle time per replica, so not one per mint.
    */
-  /** Whether {@link touch} would write: a spawned agent among `ids` not touched for a quarter idle time. */
-  touchDue(ids: readonly string[]): boolean {
-    if (this.idleMs === 0) return false
-    const now = Date.now()
+  /** The spawned agents among `ids` this authority has not touched for a quarter idle time (undefined: none). */
+  #untouched(ids: readonly string[], now: number): AgentState[] | undefined {
+    if (this.idleMs === 0) return undefined
+    let due: AgentState[] | undefined
     for (const id of ids) {
       const a = this.registry.get(id)
-      if (a !== undefined && a.ancestors.length > 0 && now - a.touchedAtMs >= this.idleMs / 4) return true
+      if (a !== undefined && a.ancestors.length > 0 && now - a.touchedAtMs >= this.idleMs / 4) (due ??= []).push(a)
     }
-    return false
+    return due
   }
 
   async touch(ids: readonly string[]): Promise<void> {
-    if (this.idleMs === 0 || this.lineage === undefined) return
+    if (this.lineage === undefined) return
     const now = Date.now()
-    const due: AgentState[] = []
-    for (const id of ids) {
-      const a = this.registry.get(id)
-      if (a !== undefined && a.ancestors.length > 0 && now - a.touchedAtMs >= this.idleMs / 4) due.push(a)
-    }
-    if (due.length === 0) return
+    const due = this.#untouched(ids, now)
+    if (due === undefined) return
     const retired = await this.lineage.idleAgents(
       due.map((a) => a.declaration.id),
       this.idleMs,

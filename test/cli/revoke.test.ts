@@ -5,13 +5,13 @@
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CI, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
-import { Authority, createVerifier } from 'agent-trust'
-import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
+import { CI, randomPrefix, sharedRedisUp } from '../support/redis.js'
+import { createVerifier, type Authority } from 'agent-trust'
+import type { RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
+import { closeRedisCliWorld, openRedisCliWorld, type RedisCliWorld } from '../support/cli-redis.js'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
-import { cli, cliEnv, cliInProcess, workdir } from '../support/cli.js'
+import { cli, cliInProcess } from '../support/cli.js'
 
 const up = await sharedRedisUp()
 const PREFIX = randomPrefix('cli')
@@ -26,20 +26,12 @@ describe.skipIf(!up && !CI)('agent-trust revoke (real Redis)', () => {
   let authority: Authority
   let dir: string
   let env: Record<string, string | undefined>
+  let world: RedisCliWorld | undefined
   beforeAll(async () => {
-    store = createRedisStore({ url: REDIS_URL, prefix: PREFIX })
-    authority = await Authority.create({ manifest: WITH_CHILD, store })
-    dir = workdir('revoke')
-    writeFileSync(join(dir, 'agent-trust.config.json'), JSON.stringify(WITH_CHILD))
-    env = cliEnv(dir, { REDIS_URL, AGENT_TRUST_REDIS_PREFIX: PREFIX, AGENT_TRUST_MANIFEST: join(dir, 'agent-trust.config.json') })
+    world = await openRedisCliWorld('revoke', WITH_CHILD, PREFIX)
+    ;({ store, authority, dir, env } = world)
   })
-  afterAll(async () => {
-    await store.close()
-    const r = new Redis(REDIS_URL)
-    const keys = await r.keys(`*${PREFIX}*`)
-    if (keys.length > 0) await r.del(...keys)
-    r.disconnect()
-  })
+  afterAll(() => closeRedisCliWorld(world, PREFIX))
 
   const verifier = () => createVerifier({ id: 'agent-database-reader', issuers: [authority.trustedIssuer()], store, mode: 'enforce' })
   const mint = (subject: string) =>

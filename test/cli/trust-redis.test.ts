@@ -4,14 +4,13 @@
  * next mint, and the agent's earlier tokens are refused at once; a self-approval and a
  * stale approval are refused by the store.
  */
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Authority, createVerifier } from 'agent-trust'
-import { createRedisStore, type RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
-import { cli, cliEnv, workdir } from '../support/cli.js'
+import { createVerifier, type Authority } from 'agent-trust'
+import type { RedisReplayRevocationStore } from 'agent-trust/revocation/redis'
+import { closeRedisCliWorld, openRedisCliWorld, type RedisCliWorld } from '../support/cli-redis.js'
+import { cli } from '../support/cli.js'
 import { CONTEXT, MANIFEST, READ_SCOPE } from '../support/kernel.js'
-import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
+import { CI, randomPrefix, sharedRedisUp } from '../support/redis.js'
 
 const up = await sharedRedisUp()
 const PREFIX = randomPrefix('cli-trust')
@@ -22,17 +21,12 @@ describe.skipIf(!up && !CI)('agent-trust trust on Redis', () => {
   let authority: Authority
   let dir: string
   let env: Record<string, string | undefined>
+  let world: RedisCliWorld | undefined
   beforeAll(async () => {
-    store = createRedisStore({ url: REDIS_URL, prefix: PREFIX, commandTimeoutMs: 2000 })
-    authority = await Authority.create({ manifest: MANIFEST, store })
-    dir = workdir('trust-redis')
-    writeFileSync(join(dir, 'agent-trust.config.json'), JSON.stringify(MANIFEST))
-    env = cliEnv(dir, { REDIS_URL, AGENT_TRUST_REDIS_PREFIX: PREFIX, AGENT_TRUST_MANIFEST: join(dir, 'agent-trust.config.json') })
+    world = await openRedisCliWorld('trust-redis', MANIFEST, PREFIX, { commandTimeoutMs: 2000 })
+    ;({ store, authority, dir, env } = world)
   })
-  afterAll(async () => {
-    await store.close()
-    if (up) await deleteKeys(REDIS_URL, `{${PREFIX}*`)
-  })
+  afterAll(() => closeRedisCliWorld(world, PREFIX))
 
   const mint = (operation: 'read' | 'write') =>
     authority.mint({
