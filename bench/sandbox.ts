@@ -15,6 +15,7 @@
  * Skipped with a printed reason when not root.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { connect, createServer } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,6 +26,8 @@ import { hasNetAdmin, startSandbox, type Sandbox } from 'agent-trust/sandbox'
 import type { Row } from './lib.js'
 
 const HOST = '10.251.20.2'
+/** The bare relay's address: the host side of the destination's veth. */
+const RELAY = '10.251.20.1'
 const BULK = 64 * 1024 * 1024
 
 const SERVER = `
@@ -44,11 +47,15 @@ require('node:net').createServer((c) => {
 // Runs inside the sandbox: every measurement interleaves the direct path and the proxy path.
 const CLIENT = `
 const http = require('node:http'), net = require('node:net')
-const [host, proxyHost, proxyPort, bulk] = [process.argv[1], process.argv[2], Number(process.argv[3]), Number(process.argv[4])]
+const [host, proxyHost, proxyPort, bulk, relayHost] = [process.argv[1], process.argv[2], Number(process.argv[3]), Number(process.argv[4]), process.argv[5]]
 const direct = new http.Agent({ keepAlive: true, maxSockets: 8 })
 const viaProxy = new http.Agent({ keepAlive: true, maxSockets: 8 })
-const get = (proxied) => new Promise((done, fail) => {
-  const o = proxied ? { agent: viaProxy, host: proxyHost, port: proxyPort, path: 'http://' + host + ':8080/documents', headers: { host: host + ':8080' } } : { agent: direct, host, port: 8080, path: '/documents' }
+const viaRelay = new http.Agent({ keepAlive: true, maxSockets: 8 })
+// route: false = direct, true = the proxy, 'relay' = the bare relay
+const get = (route) => new Promise((done, fail) => {
+  const o = route === true ? { agent: viaProxy, host: proxyHost, port: proxyPort, path: 'http://' + host + ':8080/documents', headers: { host: host + ':8080' } }
+    : route === 'relay' ? { agent: viaRelay, host: relayHost, port: 18080, path: '/documents', headers: { host: host + ':8080' } }
+    : { agent: direct, host, port: 8080, path: '/documents' }
   http.get(o, (r) => { r.resume(); r.on('end', done) }).on('error', fail)
 })
 const now = () => Number(process.hrtime.bigint()) / 1000
@@ -62,7 +69,7 @@ function tunnel() {
   })
 }
 async function pull(proxied) {
-  const s = proxied ? await tunnel() : await new Promise((done, fail) => { const c = net.connect(9000, host, () => done(c)); c.on('error', fail) })
+  const s = proxied === true ? await tunnel() : await new Promise((done, fail) => { const c = proxied === 'relay' ? net.connect(19000, relayHost, () => done(c)) : net.connect(9000, host, () => done(c)); c.on('error', fail) })
   const t = now()
   let got = 0
   await new Promise((done) => { s.on('data', (d) => (got += d.length)); s.on('end', done); s.write(bulk + '\\n') })
@@ -71,19 +78,21 @@ async function pull(proxied) {
   return now() - t
 }
 ;(async () => {
-  for (let i = 0; i < 50; i++) { await get(false); await get(true) }
-  const one = { direct: [], proxy: [] }
-  for (let i = 0; i < 300; i++) { one.direct.push(await time(() => get(false))); one.proxy.push(await time(() => get(true))) }
+  const routes = [false, true, 'relay']
+  const slot = (p) => (p === true ? 'proxy' : p === 'relay' ? 'relay' : 'direct')
+  for (let i = 0; i < 50; i++) for (const p of routes) await get(p)
+  const one = { direct: [], proxy: [], relay: [] }
+  for (let i = 0; i < 300; i++) for (const p of routes) one[slot(p)].push(await time(() => get(p)))
   const batch = (p) => () => Promise.all(Array.from({ length: 8 }, () => get(p)))
-  const many = { direct: [], proxy: [] }
+  const many = { direct: [], proxy: [], relay: [] }
   for (let i = 0; i < 61; i++) {
-    const order = i % 2 === 0 ? [false, true] : [true, false]
-    for (const p of order) { let t = 0; for (let k = 0; k < 5; k++) t += await time(batch(p)); (p ? many.proxy : many.direct).push(t / 5) }
+    const order = [0, 1, 2].map((k) => routes[(i + k) % 3])
+    for (const p of order) { let t = 0; for (let k = 0; k < 5; k++) t += await time(batch(p)); many[slot(p)].push(t / 5) }
   }
-  await pull(false); await pull(true)
-  const bulkT = { direct: [], proxy: [] }
-  for (let i = 0; i < 7; i++) { bulkT.direct.push(await pull(false)); bulkT.proxy.push(await pull(true)) }
-  const m = (o) => ({ direct: median(o.direct), proxy: median(o.proxy) })
+  for (const p of routes) await pull(p)
+  const bulkT = { direct: [], proxy: [], relay: [] }
+  for (let i = 0; i < 7; i++) for (const p of routes) bulkT[slot(p)].push(await pull(p))
+  const m = (o) => ({ direct: median(o.direct), proxy: median(o.proxy), relay: median(o.relay) })
   console.log(JSON.stringify({ one: m(one), many: m(many), bulk: m(bulkT) }))
   process.exit(0)
 })().catch((e) => { console.error(String(e)); process.exit(1) })
@@ -133,6 +142,26 @@ async function destination(): Promise<{ close(): void }> {
   return { close }
 }
 
+/**
+ * The floor for any proxy outside the sandbox: a bare TCP relay in this process (the one
+ * the proxy runs in), with no parsing and no decisions, on the same two veth crossings.
+ */
+async function bareRelay(): Promise<{ close(): void }> {
+  const servers = [
+    [18080, 8080],
+    [19000, 9000],
+  ].map(([listen, to]) =>
+    createServer({ noDelay: true }, (c) => {
+      const u = connect({ host: HOST, port: to as number, noDelay: true })
+      c.pipe(u).pipe(c)
+      c.on('error', () => u.destroy())
+      u.on('error', () => c.destroy())
+    }).listen(listen, RELAY),
+  )
+  await Promise.all(servers.map((s) => new Promise((r) => (s.listening ? r(null) : s.once('listening', r)))))
+  return { close: () => servers.forEach((s) => s.close()) }
+}
+
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))] as number
@@ -151,7 +180,13 @@ export async function benchSandbox(): Promise<Row[]> {
     return []
   }
   const manifest = parseManifest({
-    agents: [{ id: 'bench-agent', trustLevel: 'L2', egress: [`http://${HOST}:8080`, `https://${HOST}:9000`] }],
+    agents: [
+      {
+        id: 'bench-agent',
+        trustLevel: 'L2',
+        egress: [`http://${HOST}:8080`, `https://${HOST}:9000`, `http://${RELAY}:18080`, `https://${RELAY}:19000`],
+      },
+    ],
   })
   const dest = await destination()
   const rows: Row[] = []
@@ -190,15 +225,31 @@ export async function benchSandbox(): Promise<Row[]> {
     const file = join(dir, 'audit.jsonl')
     const audit = createAuditLog({ sinks: [fileSink(file)] })
     const sb: Sandbox = await startSandbox({ agent: 'bench-agent', manifest, audit })
+    const relay = await bareRelay()
+    // The sandbox's host table lets its veth reach the host only at the proxy; open the relay's
+    // two ports too, for this measurement only (inserted before that chain's drop).
+    sh('nft', [
+      'insert',
+      'rule',
+      'inet',
+      sb.names.hostTable,
+      'input',
+      'iifname',
+      sb.names.hostVeth,
+      'tcp',
+      'dport',
+      '{ 18080, 19000 }',
+      'accept',
+    ])
     try {
-      const c = sb.spawn(process.execPath, ['-e', CLIENT, HOST, sb.proxy!.address, String(sb.proxy!.port), String(BULK)], {
+      const c = sb.spawn(process.execPath, ['-e', CLIENT, HOST, sb.proxy!.address, String(sb.proxy!.port), String(BULK), RELAY], {
         stdio: ['ignore', 'pipe', 'inherit'],
       })
       let out = ''
       c.stdout?.on('data', (d: Buffer) => (out += d.toString()))
       const code = await new Promise<number | null>((resolve) => c.once('exit', resolve))
       if (code !== 0) throw new Error(`bench sandbox client failed (${code})`)
-      type Pair = { direct: number; proxy: number }
+      type Pair = { direct: number; proxy: number; relay: number }
       const r = JSON.parse(out) as { one: Pair; many: Pair; bulk: Pair }
       rows.push({
         name: `HTTP request via the proxy: added p50 ${(r.one.proxy - r.one.direct).toFixed(0)} µs`,
@@ -219,6 +270,14 @@ export async function benchSandbox(): Promise<Row[]> {
         target: '>= 0.8x req/s',
         pass: tput >= 0.8,
       })
+      const relayRps = (8e6 / r.many.relay).toFixed(0)
+      rows.push({
+        name: `HTTP keep-alive batches of 8 via a bare TCP relay (no parsing, no checks): ${relayRps} req/s (${(r.many.direct / r.many.relay).toFixed(2)}x direct); the proxy: ${(r.many.relay / r.many.proxy).toFixed(2)}x the relay`,
+        medianUs: r.many.proxy,
+        floorName: 'bare relay',
+        floorUs: r.many.relay,
+        ratio: r.many.proxy / r.many.relay,
+      })
       const mbs = (t: number) => (BULK / (t / 1e6) / 1e6).toFixed(0)
       const bulk = r.bulk.direct / r.bulk.proxy
       rows.push({
@@ -230,7 +289,15 @@ export async function benchSandbox(): Promise<Row[]> {
         target: '>= 0.9x bytes/s',
         pass: bulk >= 0.9,
       })
+      rows.push({
+        name: `64 MiB through a bare TCP relay (Node pipe): ${mbs(r.bulk.relay)} MB/s (${(r.bulk.direct / r.bulk.relay).toFixed(2)}x direct); the tunnel: ${(r.bulk.relay / r.bulk.proxy).toFixed(2)}x the relay`,
+        medianUs: r.bulk.proxy,
+        floorName: 'bare relay',
+        floorUs: r.bulk.relay,
+        ratio: r.bulk.proxy / r.bulk.relay,
+      })
     } finally {
+      relay.close()
       await sb.close()
       await audit.close()
       const decisions = readFileSync(file, 'utf8')
