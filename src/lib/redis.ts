@@ -160,7 +160,12 @@ export class FailClosedConnection {
   #closed = false
   #inFlight = 0
   #consecutiveTimeouts = 0
-  #queue: Waiter[] = []
+  /**
+   * Calls waiting, in arrival order. A call leaves it when it starts, times out or is
+   * closed, so a long outage under load holds at most `maxQueued` waiters, never one per
+   * call made during it.
+   */
+  #queue = new Set<Waiter>()
   #queued = 0
   readonly #onReady = (): void => {
     this.#drain()
@@ -236,8 +241,11 @@ export class FailClosedConnection {
       let sendTimer: ReturnType<typeof setTimeout> | undefined
       // eslint-disable-next-line prefer-const -- set only when the call has to wait; read by leaveQueue before that
       let queueTimer: ReturnType<typeof setTimeout> | undefined
+      // eslint-disable-next-line prefer-const -- set only when the call has to wait; read by leaveQueue before that
+      let waiter: Waiter | undefined
       const leaveQueue = (): void => {
         clearTimeout(queueTimer)
+        if (waiter !== undefined) this.#queue.delete(waiter)
         this.#queued--
       }
       const done = (): void => {
@@ -294,7 +302,7 @@ export class FailClosedConnection {
       const status = this.client.status
       if (status === 'end' && !this.owned) return closed()
       if (status === 'wait') this.client.connect().catch(() => undefined) // a lazyConnect client we were given
-      if (status === 'ready' && this.#inFlight < this.maxInFlight && this.#queue.length === 0) {
+      if (status === 'ready' && this.#inFlight < this.maxInFlight && this.#queue.size === 0) {
         start()
         return
       }
@@ -309,16 +317,19 @@ export class FailClosedConnection {
         leaveQueue()
         reject(this.client.status === 'ready' ? busy('queue-deadline') : unavailable('not-ready'))
       }, this.timeoutMs)
-      this.#queue.push({ start, closed })
+      waiter = { start, closed }
+      this.#queue.add(waiter)
     })
   }
 
   /** Start waiting calls while there are free slots and the connection is ready. */
   #drain(): void {
     if (this.#closed || this.client.status !== 'ready') return
-    let i = 0
-    while (i < this.#queue.length && this.#inFlight < this.maxInFlight) this.#queue[i++]!.start()
-    if (i > 0) this.#queue = this.#queue.slice(i)
+    // Each started waiter removes itself from the set (leaveQueue), so this takes the oldest each time.
+    for (const w of this.#queue) {
+      if (this.#inFlight >= this.maxInFlight) return
+      if (!w.start()) this.#queue.delete(w)
+    }
   }
 
   #timedOut(): void {
@@ -342,8 +353,8 @@ export class FailClosedConnection {
       this.client.disconnect()
     }
     this.client.off('ready', this.#onReady)
-    const waiting = this.#queue
-    this.#queue = []
+    const waiting = [...this.#queue]
+    this.#queue.clear()
     for (const w of waiting) w.closed()
     // Keep swallowing late error events from a client we created; a borrowed client gets its listener back.
     if (!this.owned) this.client.off('error', this.#onError)
