@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer, type Server } from 'node:https'
 import type { TLSSocket } from 'node:tls'
+import { forEachBounded, STORE_WRITE_CONCURRENCY } from '../lib/bounded.js'
 import { sha256b64url } from '../lib/hash.js'
 import type { AuditEventInput, AuditLog } from '../audit/types.js'
 import { discardAudit } from '../audit/types.js'
@@ -211,10 +212,13 @@ export class AuthorityService {
   async revokeAgent(agentId: string, options: { by?: string } = {}): Promise<string[]> {
     const ids = await this.authority.revokeAgent(agentId, options)
     const now = Date.now()
-    for (const id of ids) {
+    // A lineage can hold thousands of agents: their markers and certificate revocations are
+    // written a bounded number at a time, so the last descendant's certificate is refused
+    // soon after the first's without crowding the store connection that verifiers share.
+    await forEachBounded(ids, STORE_WRITE_CONCURRENCY, async (id) => {
       await this.feed.quarantine(id)
       if (isSpiffeRepresentable(id)) await this.feed.revokeIdentity(this.ca.spiffeIdOf({ kind: 'agent', id }), now)
-    }
+    })
     return ids
   }
 
