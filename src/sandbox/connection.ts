@@ -70,6 +70,8 @@ export class ClientConnection implements UpstreamHandler {
   #sent = false
   #resUntilClose = false
   #waitingDrain = false
+  /** An exchange ended while the client was not draining: the next request is read on 'drain'. */
+  #nextAfterDrain = false
   /** The request as forwarded, while it may be sent again on a fresh connection (no body, nothing answered yet). */
   #retry: { first: Buffer; key: string; address: string; port: number } | undefined
 
@@ -258,17 +260,27 @@ export class ClientConnection implements UpstreamHandler {
     }
   }
 
+  /**
+   * Back-pressure: while the client has not taken what was written, the upstream in flight is
+   * paused, and (see {@link #finish}) no next request is read, so a client that stops reading
+   * gets nothing more buffered for it in the proxy, whichever exchange is in flight.
+   */
   #write(b: Buffer): void {
     this.#sent = true
-    if (this.#client.write(b) || this.#waitingDrain) return
-    const up = this.#up
-    if (up === undefined) return
+    if (this.#client.write(b)) return
+    this.#up?.socket.pause()
+    if (this.#waitingDrain) return
     this.#waitingDrain = true
-    up.socket.pause()
-    this.#client.once('drain', () => {
-      this.#waitingDrain = false
-      up.socket.resume()
-    })
+    this.#client.once('drain', this.#onDrain)
+  }
+
+  readonly #onDrain = (): void => {
+    this.#waitingDrain = false
+    if (this.#up !== undefined) this.#up.socket.resume()
+    else if (this.#nextAfterDrain) {
+      this.#nextAfterDrain = false
+      this.#readNext()
+    }
   }
 
   onEnd(): void {
@@ -306,6 +318,14 @@ export class ClientConnection implements UpstreamHandler {
     this.#res = undefined
     this.#retry = undefined
     if (this.#closeAfter) return this.#end()
+    if (this.#waitingDrain) {
+      this.#nextAfterDrain = true
+      return
+    }
+    this.#readNext()
+  }
+
+  #readNext(): void {
     this.#busy = false
     this.#client.resume()
     this.#next()

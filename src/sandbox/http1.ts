@@ -112,8 +112,24 @@ export function fieldValues(fields: readonly Field[], name: string): string[] {
   return fields.filter(([n]) => n === name).map(([, v]) => v)
 }
 
+/**
+ * The framing fields are never hop-by-hop: a `Connection` header naming one would have the
+ * proxy frame the body by a field it then drops (RFC 9110 section 7.6.1), so the next hop
+ * reads the same bytes as another message (request smuggling). A `Transfer-Encoding` field
+ * with no coding in it is refused too: some readers take its presence alone for chunked.
+ */
+function framingFieldsProblem(fields: readonly Field[]): string | undefined {
+  const named = listValues(fields, 'connection')
+  if (named.includes('content-length') || named.includes('transfer-encoding')) return 'Connection names a framing field'
+  if (fieldValues(fields, 'transfer-encoding').length > 0 && listValues(fields, 'transfer-encoding').length === 0)
+    return 'an empty Transfer-Encoding'
+  return undefined
+}
+
 /** Content-Length / Transfer-Encoding, or an error for any ambiguous combination. */
 function bodyFraming(fields: readonly Field[], minor: 0 | 1): { ok: true; framing: Framing } | { ok: false; error: string } {
+  const problem = framingFieldsProblem(fields)
+  if (problem !== undefined) return { ok: false, error: problem }
   const te = listValues(fields, 'transfer-encoding')
   const cl = fieldValues(fields, 'content-length')
   if (te.length > 0) {
@@ -140,6 +156,8 @@ export function requestFraming(head: RequestHead): { ok: true; framing: Framing 
 /** How a response's body is framed (RFC 9112 section 6.3): HEAD, 1xx, 204 and 304 have none; otherwise TE, CL, or until close. */
 export function responseFraming(head: ResponseHead, method: string): { ok: true; framing: Framing } | { ok: false; error: string } {
   if (method === 'HEAD' || head.status < 200 || head.status === 204 || head.status === 304) return { ok: true, framing: { kind: 'none' } }
+  const problem = framingFieldsProblem(head.fields)
+  if (problem !== undefined) return { ok: false, error: problem }
   const te = listValues(head.fields, 'transfer-encoding')
   if (te.length > 0 && head.minor === 1 && fieldValues(head.fields, 'content-length').length === 0)
     return { ok: true, framing: te[te.length - 1] === 'chunked' ? { kind: 'chunked' } : { kind: 'close' } }

@@ -75,6 +75,11 @@ describe('heads and framing', () => {
       'POST / HTTP/1.1\r\ncontent-length: 1, 2\r\n\r\n',
       'POST / HTTP/1.1\r\ncontent-length: -1\r\n\r\n',
       'POST / HTTP/1.1\r\ncontent-length: 0x10\r\n\r\n',
+      // A framing field named hop-by-hop would be dropped after it framed the body.
+      'GET / HTTP/1.1\r\ncontent-length: 5\r\nconnection: content-length\r\n\r\n',
+      'POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\nconnection: keep-alive, Transfer-Encoding\r\n\r\n',
+      'POST / HTTP/1.1\r\ntransfer-encoding:\r\ncontent-length: 3\r\n\r\n',
+      'POST / HTTP/1.1\r\ntransfer-encoding: ,\r\n\r\n',
     ])
       expect(requestFraming(req(t)).ok, JSON.stringify(t)).toBe(false)
     expect(requestFraming(req('POST / HTTP/1.1\r\ncontent-length: 3\r\ncontent-length: 3\r\n\r\n'))).toEqual({
@@ -96,6 +101,12 @@ describe('heads and framing', () => {
       framing: { kind: 'chunked' },
     })
     expect(responseFraming(res('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n'), 'GET').ok).toBe(false)
+    for (const t of [
+      'HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: content-length\r\n\r\n',
+      'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: transfer-encoding\r\n\r\n',
+      'HTTP/1.1 200 OK\r\ntransfer-encoding:\r\n\r\n',
+    ])
+      expect(responseFraming(res(t), 'GET').ok, JSON.stringify(t)).toBe(false)
   })
 
   it('forwards no hop-by-hop field, nor one that Connection names', () => {

@@ -197,9 +197,14 @@ describe('a kept-alive client connection', () => {
       `GET http://${A}/s HTTP/1.1\r\nhost: ${A}\r\nx-a: 1\r\n x-folded: 2\r\n\r\n`,
       `GET http://${A}/s HTTP/1.1\nhost: ${A}\r\n\r\n`,
       `POST http://${A}/s HTTP/1.1\r\nhost: ${A}\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n`,
+      // The body framed by a field the request names hop-by-hop: forwarded without it, the
+      // body would reach the server as a second, undecided request.
+      `GET http://${A}/s HTTP/1.1\r\nhost: ${A}\r\ncontent-length: 41\r\nconnection: content-length\r\n\r\nPOST /smuggled HTTP/1.1\r\nhost: other\r\n\r\n`,
+      `POST http://${A}/s HTTP/1.1\r\nhost: ${A}\r\ntransfer-encoding: chunked\r\nconnection: transfer-encoding\r\n\r\n0\r\n\r\n`,
+      `POST http://${A}/s HTTP/1.1\r\nhost: ${A}\r\ntransfer-encoding: \r\ncontent-length: 0\r\n\r\n`,
     ]
     for (const text of shapes) expect(await raw(proxy.port, text)).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/)
-    expect(a.seen.slice(n).filter((s) => s.url === '/s')).toHaveLength(0)
+    expect(a.seen.slice(n).filter((s) => s.url === '/s' || s.url === '/smuggled')).toHaveLength(0)
     // Each refused and audited (the last one after its head was allowed: its body framing fails).
     const denied = audit.events.slice(before).filter((e) => e.decision === 'deny')
     expect(denied).toHaveLength(shapes.length)
@@ -260,6 +265,79 @@ describe('pooled upstream connections', () => {
       liar.close()
     }
   })
+})
+
+describe('an upstream whose framing could be read two ways', () => {
+  it('is answered 502 when its Connection header names a framing field', async () => {
+    const smuggler: NetServer = createServer((c) => {
+      c.on('data', () => c.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: content-length\r\n\r\nok'))
+      c.on('error', () => undefined)
+    })
+    await new Promise<void>((r) => smuggler.listen(0, '127.0.0.1', () => r()))
+    const port = (smuggler.address() as AddressInfo).port
+    const p = await startEgressProxy({
+      agentId: 'agent-proxy-test',
+      trustLevel: 'L2',
+      egress: [`http://127.0.0.1:${port}`],
+      audit,
+      host: '127.0.0.1',
+    })
+    try {
+      const U = `127.0.0.1:${port}`
+      expect(await raw(p.port, get(`http://${U}/x`, U))).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n/)
+    } finally {
+      await p.close()
+      smuggler.close()
+    }
+  })
+})
+
+describe('a client that stops reading', () => {
+  it('gets nothing more buffered for it: the next pipelined answer is not fetched until it drains', async () => {
+    // Small answers fill the client's socket buffers; one of them ends in the write that
+    // fills them. A pipelined huge answer after them must then wait, not stream into the proxy.
+    const small = Buffer.alloc(8 * 1024, 'x')
+    const chunk = Buffer.alloc(1024 * 1024, 'y')
+    const HUGE = 256
+    let hugeSent = 0
+    const origin = createHttpServer((q, s) => {
+      if (q.url !== '/huge') return s.end(small)
+      s.setHeader('content-length', String(HUGE * chunk.length))
+      const more = (): void => {
+        while (hugeSent < HUGE * chunk.length) {
+          hugeSent += chunk.length
+          if (!s.write(chunk)) return void s.once('drain', more)
+        }
+        s.end()
+      }
+      more()
+    })
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()))
+    const port = (origin.address() as AddressInfo).port
+    const p = await startEgressProxy({
+      agentId: 'agent-proxy-test',
+      trustLevel: 'L2',
+      egress: [`http://127.0.0.1:${port}`],
+      audit,
+      host: '127.0.0.1',
+    })
+    const U = `127.0.0.1:${port}`
+    const client = connect(p.port, '127.0.0.1')
+    try {
+      await new Promise<void>((r) => client.once('connect', () => r()))
+      client.pause() // never reads
+      let text = ''
+      for (let i = 0; i < 2000; i++) text += get(`http://${U}/small${i}`, U)
+      client.write(text + get(`http://${U}/huge`, U))
+      await new Promise((r) => setTimeout(r, 2500))
+      // Kernel buffers and the proxy's bounded buffers hold a few MiB at most; an unbounded proxy reads all 256.
+      expect(hugeSent).toBeLessThan(48 * chunk.length)
+    } finally {
+      client.destroy()
+      await p.close()
+      origin.close()
+    }
+  }, 15_000)
 })
 
 describe('kept DNS verdicts', () => {
