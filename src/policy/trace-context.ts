@@ -23,6 +23,15 @@ const TRACESTATE_MEMBER =
 // W3C Baggage: key = token, value = baggage-octets or percent-encoding, optional ";"-properties; printable ASCII only.
 const BAGGAGE_MEMBER = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ *= *[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]* *(?:;[\x20-\x2b\x2d-\x7e]*)*$/
 
+/**
+ * Both headers are lists whose members may be padded with optional whitespace, which is only
+ * spaces and tabs (RFC 9110 section 5.6.3); anything else outside printable ASCII (CR, LF,
+ * U+2028, a no-break space, a BOM) makes the whole value invalid: it must never reach a server
+ * that copies it into an HTTP header.
+ */
+const LIST_TEXT = /^[\t\x20-\x7e]*$/
+const ows = (m: string): string => m.replace(/^[\t ]+|[\t ]+$/g, '')
+
 export function isTraceparent(v: unknown): v is string {
   if (typeof v !== 'string') return false
   const m = TRACEPARENT.exec(v)
@@ -32,8 +41,8 @@ export function isTraceparent(v: unknown): v is string {
 }
 
 export function isTracestate(v: unknown): v is string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_TRACESTATE_LENGTH) return false
-  const members = v.split(',').map((m) => m.trim())
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_TRACESTATE_LENGTH || !LIST_TEXT.test(v)) return false
+  const members = v.split(',').map(ows)
   if (members.length > MAX_TRACESTATE_MEMBERS) return false
   const keys = new Set<string>()
   for (const m of members) {
@@ -46,9 +55,9 @@ export function isTracestate(v: unknown): v is string {
 }
 
 export function isBaggage(v: unknown): v is string {
-  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_BAGGAGE_LENGTH) return false
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_BAGGAGE_LENGTH || !LIST_TEXT.test(v)) return false
   const members = v.split(',')
-  return members.length <= MAX_BAGGAGE_MEMBERS && members.every((m) => BAGGAGE_MEMBER.test(m.trim()))
+  return members.length <= MAX_BAGGAGE_MEMBERS && members.every((m) => BAGGAGE_MEMBER.test(ows(m)))
 }
 
 /** The trace context of a request's `_meta` that may be forwarded: the valid keys only, or undefined when none is. */

@@ -32,18 +32,42 @@ describe('forwardableTraceContext', () => {
     expect(forwardableTraceContext([TP])).toBeUndefined()
   })
 
+  it('drops a list whose padding is anything but spaces and tabs (CR, LF, U+2028, no-break space, BOM, NUL)', () => {
+    expect(forwardableTraceContext({ traceparent: TP, tracestate: 'a=b, \tc=d', baggage: 'k=v ,\tj=w' })).toEqual({
+      traceparent: TP,
+      tracestate: 'a=b, \tc=d',
+      baggage: 'k=v ,\tj=w',
+    })
+    for (const pad of ['\r\n', '\n', '\r', '\u2028', '\u2029', '\u00a0', '\ufeff', '\u000b', '\u000c', '\u0000', '\u3000']) {
+      const bad = { traceparent: TP, tracestate: `a=b,${pad}x-evil=1`, baggage: `k=v,${pad}Set-Cookie=x` }
+      expect(forwardableTraceContext(bad), JSON.stringify(pad)).toEqual({ traceparent: TP })
+      expect(forwardableTraceContext({ traceparent: TP, tracestate: `a=b${pad}` }), JSON.stringify(pad)).toEqual({ traceparent: TP })
+    }
+  })
+
   it('never returns a key other than the three, nor a value with a control character or beyond its cap (property)', () => {
     fc.assert(
       fc.property(
         fc.dictionary(fc.string(), fc.oneof(fc.string(), fc.constant(TP), fc.anything())),
-        fc.string(),
-        fc.string(),
+        fc.oneof(
+          fc.string(),
+          fc
+            .array(fc.constantFrom('a=b', 'k@v=1', ' ', '\t', '\r\n', '\u2028', '\u00a0', '\ufeff', ','), { maxLength: 8 })
+            .map((xs) => xs.join('')),
+        ),
+        fc.oneof(
+          fc.string(),
+          fc
+            .array(fc.constantFrom('k=v', 'j=w;p', ' ', '\t', '\r\n', '\u2028', '\u00a0', '\ufeff', ','), { maxLength: 8 })
+            .map((xs) => xs.join('')),
+        ),
         (rest, ts, bg) => {
           const out = forwardableTraceContext({ ...rest, traceparent: TP, tracestate: ts, baggage: bg, 'io.agent-trust/capability': 'tok' })
           expect(out).toBeDefined()
           for (const [k, v] of Object.entries(out!)) {
             expect(['traceparent', 'tracestate', 'baggage']).toContain(k)
-            expect([...v].every((c) => c.charCodeAt(0) >= 0x20 && c.charCodeAt(0) < 0x7f)).toBe(true)
+            // Printable ASCII, and tabs as list padding (optional whitespace, RFC 9110 section 5.6.3).
+            expect([...v].every((c) => c === '\t' || (c.charCodeAt(0) >= 0x20 && c.charCodeAt(0) < 0x7f))).toBe(true)
           }
           expect((out!.tracestate ?? '').length).toBeLessThanOrEqual(MAX_TRACESTATE_LENGTH)
           expect((out!.baggage ?? '').length).toBeLessThanOrEqual(MAX_BAGGAGE_LENGTH)
