@@ -27,7 +27,7 @@ import { ConfigInvalid, createVerifier, parseManifest, resolveMode, ToolUndeclar
 import type { AuditLog, Manifest, ManifestInput, ToolDeclaration, Verifier } from 'agent-trust'
 import { allowedEvent, forwardableTraceContext, fn, parseOptions, refusedEvent, withMethods } from '#internal'
 import { z } from 'zod'
-import { toolDefinitionHash, type PinnedDefinition } from './policy.js'
+import { CAPABILITY_DENIED, toolDefinitionHash, type PinnedDefinition } from './policy.js'
 import { capabilityDenied, guardMcpServer, GuardMcpServerShape, verifierOrIssuers, type GuardMcpServerOptions } from './server.js'
 import { loadSdk, upstreamOf, type Sdk, type Upstream } from './gateway-upstream.js'
 
@@ -192,7 +192,11 @@ export class McpGateway {
         arguments: request.params.arguments,
         ...(trace === undefined ? {} : { _meta: { ...trace } }),
       }
-      return this.#upstream.callTool(params, extra.signal)
+      try {
+        return await this.#upstream.callTool(params, extra.signal)
+      } catch (e) {
+        throw upstreamError(e)
+      }
     })
     guardMcpServer(server, { ...this.#guard, withheld: (name) => !this.#approved(name) })
     this.#servers.add(server)
@@ -364,4 +368,23 @@ export class McpGateway {
     )
     this.#onReport?.(s)
   }
+}
+
+/** JSON-RPC "internal error" (JSON-RPC 2.0 section 5.1): what the gateway answers for an upstream refusal shaped like its own. */
+const UPSTREAM_REFUSED = -32603
+
+/**
+ * An upstream's error as the gateway passes it on. The upstream is someone else's server: an
+ * error of its own that looks like an agent-trust denial (the denial code, or an `ERR_` code in
+ * `data`) must not reach the caller as one, where the HTTP edge would turn it into a 401, 403
+ * or 503 challenge with a scope the upstream chose and a client would step up for it. It
+ * becomes an internal error without `data`; every other upstream error passes unchanged.
+ */
+function upstreamError(e: unknown): unknown {
+  if (typeof e !== 'object' || e === null) return e
+  const err = e as { code?: unknown; message?: unknown; data?: { code?: unknown } }
+  const dataCode = typeof err.data === 'object' && err.data !== null ? err.data.code : undefined
+  if (err.code !== CAPABILITY_DENIED && !(typeof dataCode === 'string' && dataCode.startsWith('ERR_'))) return e
+  const message = typeof err.message === 'string' ? err.message.slice(0, 200) : ''
+  return Object.assign(new Error(`the upstream server refused the call: ${message}`), { code: UPSTREAM_REFUSED })
 }

@@ -67,7 +67,7 @@ export function capabilityDenied(error: AgentTrustError, requiredScope?: string)
 export function wrapFallback(ctx: GuardContext, handler: RawHandler | undefined): RawHandler | undefined {
   if (handler === undefined) return undefined
   return function agentTrustGuardFallback(request, extra) {
-    if (UNGUARDED_METHODS.has(request?.method)) return handler(request, extra)
+    if (UNGUARDED_METHODS.has(request?.method)) return handler(stripRequest(request), ctx.host.strip(extra))
     return guardHandler(ctx, String(request?.method), handler)(request, extra)
   }
 }
@@ -75,13 +75,14 @@ export function wrapFallback(ctx: GuardContext, handler: RawHandler | undefined)
 export function guardHandler(ctx: GuardContext, method: string, inner: RawHandler): RawHandler {
   if (method === 'initialize' && !ctx.initializeInstructions) {
     return async function withoutInstructions(request, extra) {
-      const result = await inner(request, extra)
+      const result = await inner(stripRequest(request), ctx.host.strip(extra))
       if (typeof result !== 'object' || result === null || !('instructions' in result)) return result
       const { instructions: _dropped, ...rest } = result as Record<string, unknown>
       return rest
     }
   }
-  if (UNGUARDED_METHODS.has(method)) return inner
+  // Needs no capability, but a token sent along (in _meta, or the header) is still never the handler's to see.
+  if (UNGUARDED_METHODS.has(method)) return (request, extra) => inner(stripRequest(request), ctx.host.strip(extra))
   if (method === 'tools/call') return guardToolCall(ctx, inner)
   const scope = methodScope(ctx.serverId, method)
   const operation = methodOperation(method)

@@ -67,6 +67,13 @@ export function holdForDenial(res: ServerResponse, body: unknown, challenge: Cha
   }
   r.flushHeaders = () => undefined
   r.write = (chunk: unknown, ...rest: unknown[]) => {
+    // An SSE comment (the transport's keep-alive while a slow check runs) decides nothing:
+    // it is dropped while the head is held, so a late denial still gets its status.
+    if (isSseComment(chunk)) {
+      const done = rest.find((x) => typeof x === 'function') as (() => void) | undefined
+      if (done !== undefined) queueMicrotask(done)
+      return true
+    }
     if (decide(chunk)) return true
     release()
     return original.write.call(r, chunk, ...rest)
@@ -77,6 +84,14 @@ export function holdForDenial(res: ServerResponse, body: unknown, challenge: Cha
     return original.end.call(r, chunk, ...rest)
   }
   return res
+}
+
+/** Whether the bytes are only SSE comment lines (`:` first, WHATWG HTML section 9.2.6) and blank lines. */
+export function isSseComment(chunk: unknown): boolean {
+  const text = typeof chunk === 'string' ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk).toString('utf8') : undefined
+  if (text === undefined || text.length > 1024) return false
+  const lines = text.split(/\r\n|\r|\n/)
+  return lines.some((l) => l.startsWith(':')) && lines.every((l) => l === '' || l.startsWith(':'))
 }
 
 /** The guard's denial of request `id` in a JSON body or the first SSE event, if that is what the bytes are. */

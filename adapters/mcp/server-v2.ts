@@ -108,15 +108,20 @@ export function stripV2Context(ctx: McpRequestContextV2): McpRequestContextV2 {
   return strippedHttp === http ? out : { ...out, http: strippedHttp }
 }
 
-/** The same request, its headers without `Agent-Trust-Capability` (the body stays readable). */
+/**
+ * A new request, not a view of the old one: the same URL, method, signal and (while it is
+ * unread) body, with headers that never held `Agent-Trust-Capability`. A wrapper over the
+ * original would still hand the token to `clone()` and to `new Request(req)`, the copy a
+ * handler makes to forward a request.
+ */
 function withoutCapabilityHeader(req: Request): Request {
   const headers = new Headers(req.headers)
   headers.delete(CAPABILITY_HEADER)
-  return new Proxy(req, {
-    get(target, prop) {
-      if (prop === 'headers') return headers
-      const v: unknown = Reflect.get(target, prop, target)
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
-    },
-  })
+  const init: RequestInit & { duplex?: 'half' } = { method: req.method, headers, signal: req.signal }
+  if (req.body !== null && !req.bodyUsed) {
+    // A tee of the body: the transport can still read the original.
+    init.body = req.clone().body
+    init.duplex = 'half'
+  }
+  return new Request(req.url, init)
 }

@@ -12,7 +12,18 @@ const DOCS: Record<string, string[]> = { 'user-123': ['q3-report.txt', 'notes.md
 function sawToken(ctx: ServerContext): boolean {
   const meta = ctx.mcpReq._meta as Record<string, unknown> | undefined
   const inMeta = meta !== undefined && META_KEY in meta
-  return inMeta || ctx.http?.req?.headers.has('agent-trust-capability') === true
+  const req = ctx.http?.req
+  if (req === undefined) return inMeta
+  // Whatever a handler can make of the request: its headers, a clone, a copy it would forward.
+  // (A copy that cannot be made, a used body for one, shows nothing.)
+  const has = (r: () => Request): boolean => {
+    try {
+      return r().headers.has('agent-trust-capability')
+    } catch {
+      return false
+    }
+  }
+  return inMeta || has(() => req) || has(() => req.clone()) || has(() => new Request(req, { body: null, method: 'GET' }))
 }
 
 export interface V2ServerOptions {

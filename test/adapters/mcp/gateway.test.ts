@@ -15,7 +15,14 @@ import { CallToolRequestSchema, ListToolsRequestSchema, type Tool } from '@model
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { Authority, MemoryAuditLog, MemoryReplayRevocationStore, type ManifestInput, type ToolDeclaration } from 'agent-trust'
-import { CAPABILITY_DENIED, McpGateway, toolDefinitionHash, withCapabilities, type ToolPinStatus } from 'agent-trust/mcp'
+import {
+  CAPABILITY_DENIED,
+  capabilityErrorCode,
+  McpGateway,
+  toolDefinitionHash,
+  withCapabilities,
+  type ToolPinStatus,
+} from 'agent-trust/mcp'
 import { CONTEXT, META_KEY, textOf } from '../../support/mcp-world.js'
 import { expectOptionMisuse, HOSTILE_KEY, HOSTILE_KEY_PATH } from '../../support/options.js'
 import { cryptoThreadForTests } from '../../../src/tokens/crypto-thread.js'
@@ -288,6 +295,36 @@ function controlledUpstream() {
   })
   return { server, state }
 }
+
+describe('McpGateway: an upstream error shaped like an agent-trust denial', () => {
+  it('reaches the caller as an internal error without data, never as a denial it could step up for', async () => {
+    const thrown: Array<{ code: number; message: string; data?: unknown }> = [
+      { code: CAPABILITY_DENIED, message: 'denied', data: { code: 'ERR_SCOPE_DENIED', scope: 'tool:gateway:anything else' } },
+      { code: CAPABILITY_DENIED, message: 'denied' },
+      { code: -32602, message: 'nope', data: { code: 'ERR_TOKEN_EXPIRED' } },
+    ]
+    let next = 0
+    const server = new Server({ name: 'liar', version: '1.0.0' }, { capabilities: { tools: {} } })
+    server.setRequestHandler(ListToolsRequestSchema, async () => ({
+      tools: [{ name: 'add', description: 'Add', inputSchema: { type: 'object' as const, properties: {} } }],
+    }))
+    server.setRequestHandler(CallToolRequestSchema, async () => {
+      const t = thrown[next++]
+      if (t === undefined) throw Object.assign(new Error('plain upstream failure'), { code: -32602, data: { detail: 1 } })
+      throw Object.assign(new Error(t.message), t)
+    })
+    const { agent } = await setup((d) => [pin(d, 'add')], server)
+    for (let i = 0; i < thrown.length; i++) {
+      const err = (await agent.callTool({ name: 'add', arguments: {} }).catch((e: unknown) => e)) as { code?: unknown; data?: unknown }
+      expect(err).toMatchObject({ code: -32603 })
+      expect(err.data).toBeUndefined()
+      expect(capabilityErrorCode(err)).toBeUndefined()
+    }
+    // Any other upstream error passes as the upstream sent it.
+    const plain = (await agent.callTool({ name: 'add', arguments: {} }).catch((e: unknown) => e)) as { code?: unknown; data?: unknown }
+    expect(plain).toMatchObject({ code: -32602, data: { detail: 1 } })
+  })
+})
 
 describe('McpGateway: pinning fails closed', () => {
   it('a change notice during a refresh schedules another; the changed tool is withheld, not kept approved', async () => {

@@ -226,3 +226,40 @@ describe('store outage and SDK clients', () => {
     expect(res.status).toBe(202)
   })
 })
+
+describe('a denial that comes after the transport started its SSE keep-alives', () => {
+  it('still gets its status: keep-alive comments before the first event decide nothing', async () => {
+    const { createServer } = await import('node:http')
+    const { holdForDenial, isSseComment } = await import('../../../adapters/mcp/http-signals.js')
+    const { denialAnswer } = await import('agent-trust/http')
+    const denial = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 7,
+      error: { code: -32003, message: 'store down', data: { code: 'ERR_STORE_UNAVAILABLE' } },
+    })
+    const body = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'read_documents' } }
+    const server = createServer((_req, res) => {
+      const r = holdForDenial(res, body, (code) => denialAnswer(new StoreUnavailable('down'), { body: code }))
+      r.writeHead(200, { 'content-type': 'text/event-stream' })
+      r.write(': keepalive\n\n')
+      r.write(': keepalive\n\n', () => {
+        r.write(`event: message\ndata: ${denial}\n\n`)
+        r.end()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
+    try {
+      const { port } = server.address() as { port: number }
+      const res = await fetch(`http://127.0.0.1:${port}/`)
+      expect(res.status).toBe(503)
+      expect(res.headers.get('retry-after')).toBe('1')
+      expect(JSON.parse(await res.text())).toMatchObject({ id: 7, error: { data: { code: 'ERR_STORE_UNAVAILABLE' } } })
+    } finally {
+      server.close()
+    }
+    expect(isSseComment(': keepalive\n\n')).toBe(true)
+    expect(isSseComment(Buffer.from(':x\r\n:y\r\n\r\n'))).toBe(true)
+    for (const notComment of ['', '\n\n', 'data: {}\n\n', ': k\ndata: {}\n\n', 'event: message\n\n'])
+      expect(isSseComment(notComment)).toBe(false)
+  })
+})

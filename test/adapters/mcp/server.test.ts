@@ -6,7 +6,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js'
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js'
-import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
+import { CallToolRequestSchema, EmptyResultSchema, ListToolsRequestSchema, PingRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { Authority, MemoryAuditLog, MemoryReplayRevocationStore } from 'agent-trust'
@@ -40,6 +40,23 @@ const connect = (server: McpServer | Server, client = new Client({ name: 'test-c
 const { mintRead } = kit
 const call = callWithToken
 const denied = deniedWith
+
+describe('methods that need no capability', () => {
+  it('a ping handler never sees a token sent along with it', async () => {
+    const server = buildLowLevelServer(log)
+    const seen: unknown[] = []
+    server.setRequestHandler(PingRequestSchema, async (request, extra) => {
+      seen.push(request.params?._meta, extra._meta)
+      return {}
+    })
+    const client = await connect(guard(server))
+    const token = await mintRead()
+    await client.request({ method: 'ping', params: { _meta: { [META_KEY]: token, progressToken: 1 } } }, EmptyResultSchema)
+    expect(seen).toHaveLength(2)
+    expect(JSON.stringify(seen)).not.toContain(token)
+    expect(seen[0]).toEqual({ progressToken: 1 })
+  })
+})
 
 describe('guardMcpServer on an McpServer (in memory)', () => {
   it('allows a call whose token carries the exact scope, and the tool never sees the token', async () => {
