@@ -266,6 +266,18 @@ export function hostsFile(direct: readonly DirectPeer[]): string {
   return `${lines.join('\n')}\n`
 }
 
+/**
+ * The `nsswitch.conf` written into `/etc/netns/<ns>/`: the host's, with host and network names
+ * looked up in local files only. Other sources (systemd-resolved's `resolve`, `mdns`, `myhostname`, `nis`)
+ * resolve over a host Unix socket or multicast, which a network namespace does not cut: inside,
+ * `getaddrinfo` must not become a DNS channel through them. Every other database is kept.
+ */
+export function nsswitchFile(host: string | undefined): string {
+  const lines = (host ?? '').split('\n').filter((l) => !/^\s*(hosts|networks)\s*:/.test(l))
+  while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop()
+  return `${[...lines, '# agent-trust sandbox: names and networks from local files only', 'hosts: files', 'networks: files'].join('\n')}\n`
+}
+
 /** The proxy environment the command gets (both spellings: curl reads lower case, others upper). */
 export function proxyEnv(proxy: { address: string; port: number } | undefined, direct: readonly DirectPeer[]): Record<string, string> {
   if (proxy === undefined) return {}

@@ -14,6 +14,7 @@ import {
   ipv4ToInt,
   hostRuleset,
   hostsFile,
+  nsswitchFile,
   HOST_TABLE_NAME,
   innerRuleset,
   NETNS_NAME,
@@ -88,6 +89,15 @@ function nftInside(tools: Tools, netns: string, rules: string): Promise<string> 
   return exec(tools.ip, ['netns', 'exec', netns, tools.nft, '-f', '-'], rules)
 }
 
+/** A host file's text, or undefined when it does not exist. */
+function readHostFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return undefined
+  }
+}
+
 /** Run a tool; resolves with stdout, rejects with a SandboxUnavailable naming the step. */
 export function exec(file: string, args: readonly string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -144,6 +154,7 @@ export async function createNetwork(
   writeFileSync(join(etc, 'hosts'), hostsFile(direct))
   // No name server inside: DNS is an exfiltration channel. Declared names are in hosts.
   writeFileSync(join(etc, 'resolv.conf'), '# agent-trust sandbox: no DNS inside; declared names are in /etc/hosts\n')
+  writeFileSync(join(etc, 'nsswitch.conf'), nsswitchFile(readHostFile('/etc/nsswitch.conf')))
   // Every name and address below is derived (hex key, IPv4 integers): nothing else reaches the batch.
   const host = [`netns add ${names.netns}`]
   const inside = ['link set lo up']

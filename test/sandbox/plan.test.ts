@@ -10,6 +10,7 @@ import {
   hostRuleset,
   hostsFile,
   inboundPorts,
+  nsswitchFile,
   innerRuleset,
   labelValue,
   networkPolicy,
@@ -152,6 +153,16 @@ describe('direct peers, hosts file, proxy environment', () => {
     expect(env.https_proxy).toBe('http://10.250.0.1:3128')
     expect(env.NO_PROXY).toBe('localhost,127.0.0.1,agent-database-reader,10.251.8.2')
     expect(proxyEnv(undefined, [])).toEqual({})
+  })
+  it("keeps the host's name service switch but looks host and network names up in local files only", () => {
+    const host =
+      'passwd: files systemd\nhosts:          files mdns4_minimal [NOTFOUND=return] resolve dns myhostname\n  networks: files dns\nservices: db files\n'
+    const out = nsswitchFile(host)
+    expect(out.split('\n').filter((l) => /^\s*(hosts|networks)\s*:/.test(l))).toEqual(['hosts: files', 'networks: files'])
+    expect(out).toContain('passwd: files systemd\n')
+    expect(out).toContain('services: db files\n')
+    expect(out).not.toMatch(/resolve|mdns|myhostname|dns/)
+    expect(nsswitchFile(undefined)).toMatch(/^# agent-trust sandbox[^\n]*\nhosts: files\nnetworks: files\n$/)
   })
 })
 

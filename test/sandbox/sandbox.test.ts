@@ -149,9 +149,15 @@ describe('the seed attack: a summarizer in the sandbox', () => {
         sb,
         `require('node:dns').promises.lookup('external-api.com').then(() => console.log('REACHED'), (e) => console.log('lookup failed', e.code))`,
       ),
+      // getaddrinfo consults only the hosts file inside: no resolver reached over a host Unix socket (nss-resolve, mdns).
+      node(
+        sb,
+        `const t = require('node:fs').readFileSync('/etc/nsswitch.conf', 'utf8'); console.log(/^hosts:\\s*files\\s*$/m.test(t) && !/^hosts:.*(dns|resolve|mdns)/m.test(t) ? 'files only' : 'REACHED: ' + t)`,
+      ),
     ]
     const results = await Promise.all(attempts)
     for (const r of results) expect(r.out).not.toContain('REACHED')
+    expect(results.at(-1)?.out).toContain('files only')
     expect(results.slice(0, 3).every((r) => r.code !== 0)).toBe(true)
     expect(await ext.events()).toEqual([])
     expect(ext.packets()).toBe(packets)
