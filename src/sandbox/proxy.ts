@@ -43,7 +43,17 @@ export interface EgressProxyOptions {
   readonly resolver?: ProxyResolver
   /** How long a name's checked addresses are kept, in ms (default 5000; 0 resolves for every request). */
   readonly dnsTtlMs?: number
+  /** Client connections open at once (default {@link MAX_CLIENT_CONNECTIONS}); more are closed as they arrive. */
+  readonly maxConnections?: number
 }
+
+/**
+ * Client connections one proxy keeps open at once. Each may hold up to a request head's worth
+ * of unparsed bytes (64 KiB), so this bounds what one sandboxed agent can make the host's
+ * proxy hold (64 MiB) however many connections it opens; far above what one agent's HTTP
+ * clients use (a browser opens about 6 per host).
+ */
+export const MAX_CLIENT_CONNECTIONS = 1024
 
 export interface EgressProxy {
   readonly address: string
@@ -94,6 +104,7 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
     socket.on('close', () => clients.delete(socket))
     new ClientConnection(socket, ctx)
   })
+  server.maxConnections = options.maxConnections ?? MAX_CLIENT_CONNECTIONS
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port ?? 0, options.host, () => resolve())

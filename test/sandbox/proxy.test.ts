@@ -292,6 +292,39 @@ describe('an upstream whose framing could be read two ways', () => {
   })
 })
 
+describe('connections one agent can hold open', () => {
+  it('are capped: past the cap a new connection is closed at once, and one is served again when another goes', async () => {
+    const p = await startEgressProxy({
+      agentId: 'agent-proxy-test',
+      trustLevel: 'L2',
+      egress: [`http://127.0.0.1:${a.port}`],
+      audit,
+      host: '127.0.0.1',
+      maxConnections: 4,
+    })
+    const open: ReturnType<typeof connect>[] = []
+    try {
+      // Four clients each hold a partial request head (bytes the proxy keeps until the head ends).
+      for (let i = 0; i < 4; i++) {
+        const c = connect(p.port, '127.0.0.1')
+        c.on('error', () => undefined)
+        await new Promise<void>((r) => c.once('connect', () => r()))
+        c.write('GET http://127.0.0.1/ HTTP/1.1\r\nx-slow: ')
+        open.push(c)
+      }
+      await new Promise((r) => setTimeout(r, 100))
+      const A = `127.0.0.1:${a.port}`
+      expect(await raw(p.port, get(`http://${A}/over`, A))).toBe('')
+      open.shift()!.destroy()
+      await new Promise((r) => setTimeout(r, 100))
+      expect(await raw(p.port, get(`http://${A}/again`, A))).toContain('hello GET /again')
+    } finally {
+      for (const c of open) c.destroy()
+      await p.close()
+    }
+  })
+})
+
 describe('a client that stops reading', () => {
   it('gets nothing more buffered for it: the next pipelined answer is not fetched until it drains', async () => {
     // Small answers fill the client's socket buffers; one of them ends in the write that
