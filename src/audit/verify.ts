@@ -11,6 +11,7 @@ import {
   auditDigest,
   GENESIS_PREV,
   HmacKeySchema,
+  lineOf,
   SEAL_NOTE,
   type AuditDigest,
   type AuditEvent,
@@ -189,10 +190,10 @@ export class AuditTrailVerifier {
       return
     }
     this.#events++
-    this.#event(parsed, lineNo)
+    this.#event(parsed, lineNo, text)
   }
 
-  #event(e: AuditEvent, line: number): void {
+  #event(e: AuditEvent, line: number, text: string): void {
     let c = this.#chains.get(e.chainId)
     const fresh = c === undefined
     if (c === undefined) {
@@ -223,11 +224,24 @@ export class AuditTrailVerifier {
     }
     const { hash, ...rest } = e
     const at = { line, chainId: e.chainId, seq: e.seq }
-    if (this.#digest(canonicalJson(rest)) !== hash) {
+    const canonical = canonicalJson(rest)
+    if (this.#digest(canonical) !== hash) {
       c.brk = {
         ...at,
         kind: 'edited',
         message: `chain ${e.chainId}: the event at line ${line} (seq ${e.seq}) does not match its hash: it was edited`,
+      }
+      return
+    }
+    // One reading of every line: the bytes must be exactly those the log writes for this event.
+    // A line that parses to it but is spelled otherwise (a member repeated, which JSON.parse
+    // resolves to the last one while other readers take the first; members reordered; other
+    // spacing, escapes or line ends) hides a different event from grep, a SIEM or a person.
+    if (text !== lineOf(canonical, hash).slice(0, -1)) {
+      c.brk = {
+        ...at,
+        kind: 'edited',
+        message: `chain ${e.chainId}: the event at line ${line} (seq ${e.seq}) is not written as the log writes it (a repeated or reordered member, other spacing or escapes): it was edited`,
       }
       return
     }

@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises'
 import { readAuditLines, readCheckpoints, verifyAuditTrail, type AuditHead, type AuditVerification } from '../audit/index.js'
 import { ConfigInvalid } from '../errors.js'
 import type { JSONWebKeySet } from '../keys/index.js'
-import { escapeText, EXIT, Failed, str, strs, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
+import { escapeText, EXIT, jsonForTerminal, Failed, str, strs, UsageError, type CommandGroup, type Context, type ExitCode } from './run.js'
 
 function parseAnchor(v: string): AuditHead {
   // chainId may itself contain ':'; seq and hash are the last two fields.
@@ -121,7 +121,15 @@ function formatEvent(e: Record<string, unknown>): string {
 function printLine(ctx: Context, text: string): void {
   if (text.trim() === '') return
   if (ctx.json) {
-    ctx.io.out(`${text}\n`)
+    // The trail's bytes are outside text too: one JSON document per line, every character that
+    // could steer a terminal escaped; a line that is not JSON is carried as a string.
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch {
+      value = { notJson: text }
+    }
+    ctx.io.out(`${jsonForTerminal(value)}\n`)
     return
   }
   let e: unknown

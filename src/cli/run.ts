@@ -13,7 +13,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { AgentTrustError, type AgentTrustErrorCode, type ErrorDetails } from '../errors.js'
 import { packageVersion } from './version.js'
-import { withoutUnprintable } from '../policy/printable.js'
+import { UNPRINTABLE, withoutUnprintable } from '../policy/printable.js'
+
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'gu')
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, invalid: 4, internal: 5 } as const
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT]
@@ -62,6 +64,19 @@ export class Failed extends Error {
 export function escapeText(text: string, o: { max?: number; keepNewlines?: boolean } = {}): string {
   const cut = o.max !== undefined && text.length > o.max ? `${text.slice(0, o.max)}...` : text
   return withoutUnprintable(cut, o)
+}
+
+/**
+ * JSON for a terminal: `JSON.stringify` escapes C0 controls but leaves DEL, C1 controls and
+ * bidirectional or invisible characters raw; here every such character inside the JSON text
+ * becomes a `\uXXXX` escape too (the same value to a JSON reader), while the newlines of the
+ * indentation stay.
+ */
+export function jsonForTerminal(value: unknown, indent?: number): string {
+  const text = JSON.stringify(value, null, indent) ?? 'null'
+  return text.replace(UNPRINTABLE_ALL, (c) =>
+    c === '\n' ? c : [...Array(c.length).keys()].map((i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
+  )
 }
 
 /** An outside string quoted for a message: escaped, cut at 64 characters. */
@@ -274,7 +289,9 @@ export async function runCli(argv: readonly string[], io: CliIo, groups: readonl
     positionals,
     json: values.json === true,
     print(data, human) {
-      io.out(this.json ? `${JSON.stringify(data, null, 2)}\n` : human.endsWith('\n') ? human : `${human}\n`)
+      // Whatever a command prints may hold outside text: escaped once more here, for both forms.
+      const text = this.json ? `${jsonForTerminal(data, 2)}\n` : human.endsWith('\n') ? human : `${human}\n`
+      io.out(this.json ? text : withoutUnprintable(text, { keepNewlines: true }))
     },
   }
   try {

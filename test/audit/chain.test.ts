@@ -87,6 +87,34 @@ describe('audit chain: a clean trail verifies', () => {
   })
 })
 
+describe('audit chain: one reading of every line', () => {
+  it('a line that parses to the hashed event but is spelled otherwise is edited (duplicate member, order, spacing, escapes, CRLF)', async () => {
+    const lines = await trail(6)
+    const deny = lines.findIndex((l) => parse(l).decision === 'deny')
+    expect(deny).toBeGreaterThanOrEqual(0)
+    const text = lines[deny] as string
+    const e = parse(text)
+    const { hash, ...rest } = e
+    const spelled = [
+      // JSON.parse keeps the last "decision"; a reader that keeps the first, or grep, sees "allow".
+      text.replace('"decision":"deny"', '"decision":"allow","decision":"deny"'),
+      JSON.stringify({ hash, ...rest }),
+      JSON.stringify(e, null, 1).replace(/\n/g, ''),
+      text.replace('"action":', '"\\u0061ction":'),
+      text.replace(/"seq":(\d+)/, '"seq":$1.0'),
+      `${text}\r`,
+      ` ${text}`,
+    ]
+    for (const forged of spelled) {
+      expect(JSON.parse(forged), forged).toEqual(e)
+      const copy = [...lines]
+      copy[deny] = forged
+      expect(verifyAuditLines(copy).firstBreak, forged).toMatchObject({ kind: 'edited', line: deny + 1 })
+    }
+    expect(verifyAuditLines(lines).ok).toBe(true)
+  })
+})
+
 describe('audit chain: every tamper kind is detected, at the first broken link', () => {
   it('edited in place (hash not recomputed)', async () => {
     const lines = await trail(10)

@@ -133,6 +133,35 @@ describe('agent-trust audit', () => {
     expect((await cliInProcess(['audit', 'tail', file, '-n', 'x'])).code).toBe(2)
   })
 
+  it('tail and token inspect never put a terminal-steering character on the terminal, in either form', async () => {
+    // Raw ESC, CSI (C1), DEL, bidi override and a zero-width space: in a trail line that is JSON and in one that is not.
+    const hostile = 'x\u001b]0;owned\u0007\u009b2J\u007f\u202eevil\u200b'
+    const bad = join(dir, 'hostile.jsonl')
+    // JSON.stringify leaves DEL, C1 and the format characters raw in the first line; the second is not JSON at all.
+    writeFileSync(bad, `${JSON.stringify({ note: hostile })}\n{not json ${hostile}\n`)
+    const claims = Buffer.from(JSON.stringify({ sub: hostile, iss: 'i', aud: 'a' })).toString('base64url')
+    const token = `${Buffer.from('{"alg":"ES256","typ":"agent-cap+jwt","kid":"k"}').toString('base64url')}.${claims}.${Buffer.alloc(64).toString('base64url')}`
+    // eslint-disable-next-line no-control-regex -- the characters under test
+    const steering = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b\u202a-\u202e\u2066-\u2069]/
+    for (const args of [
+      ['audit', 'tail', bad],
+      ['audit', 'tail', bad, '--json'],
+      ['token', 'inspect', token],
+      ['token', 'inspect', token, '--json'],
+    ]) {
+      const r = await cliInProcess(args)
+      expect(r.code, args.join(' ')).toBe(0)
+      expect(r.stdout, args.join(' ')).not.toMatch(steering)
+    }
+    // The JSON forms stay JSON with the same values.
+    const rows = (await cliInProcess(['audit', 'tail', bad, '--json'])).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(rows).toEqual([{ note: hostile }, { notJson: `{not json ${hostile}` }])
+    expect(JSON.parse((await cliInProcess(['token', 'inspect', token, '--json'])).stdout).payload.sub).toBe(hostile)
+  })
+
   it('tail --follow prints events appended later, and stops on SIGTERM with exit 0', async () => {
     const live = join(dir, 'live.jsonl')
     const log = createAuditLog({ sinks: [fileSink(live)], flushIntervalMs: 5 })
