@@ -128,13 +128,14 @@ export function trustChangeRefused(agentId: string | undefined, by: string | und
   return refusedEvent('trust_change', 'ERR_TRUST_CHANGE_DENIED', { origin: by, destination: agentId, note: `${what}${suffix(via)}` })
 }
 
-/** A revocation was made: one token, an agent (quarantine), a descendant of a quarantined agent, or a certificate. */
+/** A revocation was made: one token, an agent (quarantine), a descendant of a quarantined agent, a certificate, or every certificate of an identity. */
 export type RevocationTarget =
   | { readonly kind: 'token'; readonly jti: string }
   | { readonly kind: 'agent'; readonly agentId: string }
   | { readonly kind: 'descendant'; readonly agentId: string; readonly of: string }
   | { readonly kind: 'retired'; readonly agentId: string; readonly of?: string; readonly reason?: 'idle' }
   | { readonly kind: 'certificate'; readonly serialNumber: string }
+  | { readonly kind: 'identity'; readonly workload: 'agent' | 'operator'; readonly id: string }
 
 export function revoked(target: RevocationTarget, by: string | undefined, via?: Via): AuditEventInput {
   switch (target.kind) {
@@ -152,6 +153,8 @@ export function revoked(target: RevocationTarget, by: string | undefined, via?: 
       })
     case 'certificate':
       return allowedEvent('revoke', { origin: by, note: `certificate ${target.serialNumber.toLowerCase().slice(0, 40)}${suffix(via)}` })
+    case 'identity':
+      return allowedEvent('revoke', { origin: by, destination: target.id, note: `${target.workload} certificates${suffix(via)}` })
   }
 }
 

@@ -242,6 +242,11 @@ export class AuthorityClient implements CapabilityIssuer, FeedSource {
     await this.#call('POST', PATHS.revokeCertificate, { serialNumber })
   }
 
+  /** Every certificate of `kind`/`id` issued until now (a leaked key; the workload enrolls again). */
+  async revokeIdentity(workload: { kind: 'agent' | 'operator'; id: string }): Promise<void> {
+    await this.#call('POST', PATHS.revokeIdentity, { kind: workload.kind, id: workload.id })
+  }
+
   async createEnrollmentToken(agentId: string, options: { ttlSeconds?: number } = {}): Promise<string> {
     return (await this.#call<{ token: string }>('POST', PATHS.enrollmentTokens, { agentId, ...options })).token
   }

@@ -25,6 +25,7 @@ import {
   RenewBody,
   RevokeAgentBody,
   RevokeCertificateBody,
+  RevokeIdentityBody,
   RevokeTokenBody,
   RetireBody,
   SpawnBody,
@@ -74,6 +75,7 @@ export interface RouteHost {
   renew(caller: Caller, csr: string): Promise<IssuedCertificate>
   revokeAgent(agentId: string, options: { by: string }): Promise<string[]>
   revokeCertificate(serialNumber: string, options: { by: string }): Promise<void>
+  revokeIdentity(workload: { kind: 'agent' | 'operator'; id: string }, options: { by: string }): Promise<void>
   createEnrollmentToken(agentId: string, options: { ttlSeconds?: number }): string
   record(event: AuditEventInput): void
 }
@@ -252,6 +254,13 @@ export function buildRoutes(host: RouteHost): ReadonlyMap<string, Route> {
       'POST ' + PATHS.revokeCertificate,
       operatorRoute('revoke', async (by, body) => {
         await host.revokeCertificate(parseBody(RevokeCertificateBody, body).serialNumber, { by })
+        return { revoked: true }
+      }),
+    ],
+    [
+      'POST ' + PATHS.revokeIdentity,
+      operatorRoute('revoke', async (by, body) => {
+        await host.revokeIdentity(parseBody(RevokeIdentityBody, body), { by })
         return { revoked: true }
       }),
     ],

@@ -127,6 +127,7 @@ export class AuthorityService {
       renew: (caller, csr) => this.#renew(caller, csr),
       revokeAgent: (agentId, o) => this.revokeAgent(agentId, o),
       revokeCertificate: (serial, o) => this.revokeCertificate(serial, o),
+      revokeIdentity: (workload, o) => this.revokeIdentity(workload, o),
       createEnrollmentToken: (agentId, o) => this.createEnrollmentToken(agentId, o),
       record: (e) => this.#record(e),
     })
@@ -222,7 +223,20 @@ export class AuthorityService {
     return ids
   }
 
-  /** Revoke one certificate by serial (a leaked key) without revoking the agent. */
+  /**
+   * Revoke every certificate of an agent's or an operator's identity issued until now, without
+   * quarantining the agent: the answer to a leaked key. A serial alone does not cover a
+   * certificate that was renewed from it before the revocation (a thief who renewed first
+   * holds another serial); this does. The workload enrolls again for a new certificate.
+   */
+  async revokeIdentity(workload: { kind: 'agent' | 'operator'; id: string }, options: { by?: string } = {}): Promise<void> {
+    if (!isSpiffeRepresentable(workload.id))
+      throw new RequestInvalid('the id cannot name a certificate identity (SPIFFE ID path segment)', { details: { rule: 'id' } })
+    await this.feed.revokeIdentity(this.ca.spiffeIdOf(workload), Date.now())
+    this.#record(revoked({ kind: 'identity', workload: workload.kind, id: workload.id }, options.by))
+  }
+
+  /** Revoke one certificate by serial (a lost certificate) without revoking the agent. */
   async revokeCertificate(serialNumber: string, options: { by?: string } = {}): Promise<void> {
     const forgetAtMs = Date.now() + (MAX_CERTIFICATE_TTL_SECONDS + CERTIFICATE_BACKDATE_SECONDS) * 1000
     await this.feed.revokeCertificate(serialNumber, forgetAtMs)
@@ -361,8 +375,19 @@ export class AuthorityService {
   }
 
   async #issueFor(workload: Workload, csr: string): Promise<IssuedCertificate> {
+    // After an identity revocation (a leaked key), a certificate backdated as usual would fall
+    // under it: one issued now starts after it instead.
+    const now = Date.now()
+    const probe = { serialNumber: '0', spiffeId: this.ca.spiffeIdOf(workload), notBeforeMs: now - CERTIFICATE_BACKDATE_SECONDS * 1000 }
+    const revokedRecently = (await this.feed.certificates.status(probe, now)) === 'identity-revoked'
     try {
-      const issued = await this.ca.issue({ csr, workload, ttlSeconds: this.#certTtl })
+      const issued = await this.ca.issue({
+        csr,
+        workload,
+        ttlSeconds: this.#certTtl,
+        nowMs: now,
+        ...(revokedRecently ? { identityRevokedAtMs: now } : {}),
+      })
       this.#record(
         allowedEvent('key', {
           origin: workload.id,

@@ -21,6 +21,7 @@ export const PATHS = {
   revokeAgent: '/v1/revocations/agents',
   revokeToken: '/v1/revocations/tokens',
   revokeCertificate: '/v1/revocations/certificates',
+  revokeIdentity: '/v1/revocations/identities',
   revocations: '/v1/revocations',
   trustChanges: '/v1/trust-changes',
   decideTrustChange: '/v1/trust-changes/decide',
@@ -84,6 +85,7 @@ export const RetireBody = z.strictObject({
 })
 
 export const RevokeAgentBody = z.strictObject({ agentId: id })
+export const RevokeIdentityBody = z.strictObject({ kind: z.enum(['agent', 'operator']), id })
 export const RevokeTokenBody = z.strictObject({ jti: z.string().min(1).max(64) })
 export const RevokeCertificateBody = z.strictObject({ serialNumber: z.string().regex(/^[0-9a-fA-F]{1,40}$/) })
 /** Text a human reads when approving: plain characters only. */

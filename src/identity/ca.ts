@@ -61,6 +61,12 @@ export interface IssueRequest {
   readonly ttlSeconds?: number
   /** Issue "now" at this epoch ms (tests); default `Date.now()`. */
   readonly nowMs?: number
+  /**
+   * The identity's certificates issued until this epoch ms are revoked: the new one's
+   * `notBefore` is then the next whole second after it instead of backdated, or it would fall
+   * under that revocation (which refuses every certificate with `notBefore` at or before it).
+   */
+  readonly identityRevokedAtMs?: number
 }
 
 /** Default leaf lifetime: 24 h. */
@@ -263,7 +269,10 @@ export class CertificateAuthority {
     }
     const publicKey = await checkCertificateRequest(request.csr, spiffeId)
     const now = request.nowMs ?? Date.now()
-    const notBefore = new Date(now - CERTIFICATE_BACKDATE_SECONDS * 1000)
+    const backdated = now - CERTIFICATE_BACKDATE_SECONDS * 1000
+    const revokedAt = request.identityRevokedAtMs
+    // X.509 times have whole seconds: the next one strictly after the revocation.
+    const notBefore = new Date(revokedAt !== undefined && revokedAt >= backdated ? Math.floor(revokedAt / 1000) * 1000 + 1000 : backdated)
     const notAfter = new Date(Math.min(now + ttl * 1000, this.certificate.notAfter.getTime()))
     const workload = { kind: request.workload.kind, id: request.workload.id }
     const cert = await x509.X509CertificateGenerator.create(
