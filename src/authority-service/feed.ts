@@ -34,7 +34,16 @@ import {
 } from '../revocation/certificates.js'
 import type { JSONWebKeySet } from '../keys/index.js'
 import { MemoryReplayRevocationStore } from '../revocation/memory.js'
-import { isLineageStore, type LineageStore, type ReplayRevocationStore, type StoreCheck, type StoreVerdict } from '../revocation/store.js'
+import {
+  AGENT_QUARANTINED,
+  hasStoreClock,
+  isLineageStore,
+  type LineageStore,
+  type ReplayRevocationStore,
+  type StoreCheck,
+  type StoreClock,
+  type StoreVerdict,
+} from '../revocation/store.js'
 
 /** How long agent revocations stay in the feed (the memory store keeps them as long). */
 const AGENT_ENTRY_KEEP_MS = 24 * 3600 * 1000
@@ -115,11 +124,36 @@ export class RevocationFeed implements ReplayRevocationStore {
     const own = (store as { certificateRevocations?: () => unknown }).certificateRevocations
     const shared = typeof own === 'function' ? own.call(store) : undefined
     this.certificates = options.certificates ?? (isCertificateRevocationStore(shared) ? shared : new MemoryCertificateRevocationStore())
+    // The underlying store's lineage, batch revocation and clock are the feed's too, so an
+    // authority over the feed keeps the same cross-replica semantics as over the store itself;
+    // every agent a call revokes or retires in the store is also announced in the feed.
     if (isLineageStore(store)) {
-      this.registerAgent = (r, max) => store.registerAgent(r, max)
+      this.registerAgent = async (r, max, idleMs) => {
+        const outcome = await store.registerAgent(r, max, idleMs)
+        this.#quarantined(outcome.retired)
+        return outcome
+      }
+      this.retireAgent = async (id) => this.#quarantined(await store.retireAgent(id))
+      this.idleAgents = async (ids, idleMs, mode) => this.#quarantined(await store.idleAgents(ids, idleMs, mode))
+      this.retireIdleAgents = async (idleMs) => this.#quarantined(await store.retireIdleAgents(idleMs))
       this.anyQuarantined = (ids) => store.anyQuarantined(ids)
       this.spawnedAgent = (id) => store.spawnedAgent(id)
       this.spawnedAgents = () => store.spawnedAgents()
+    }
+    const batch = store.revokeAgents
+    if (typeof batch === 'function') {
+      this.revokeAgents = async (ids, atSeconds) => {
+        await batch.call(store, ids, atSeconds)
+        for (const id of ids) this.#agentEntry(id, atSeconds)
+      }
+    }
+    if (hasStoreClock(store)) {
+      this.trustStates = (ids) => store.trustStates(ids)
+      this.revokeAgentNow = async (agentId) => {
+        const at = await store.revokeAgentNow(agentId)
+        this.#agentEntry(agentId, at)
+        return at
+      }
     }
   }
 
@@ -129,9 +163,22 @@ export class RevocationFeed implements ReplayRevocationStore {
 
   // Lineage goes to the underlying store (shared by every replica); absent when that store has none.
   readonly registerAgent?: LineageStore['registerAgent']
+  readonly retireAgent?: LineageStore['retireAgent']
+  readonly idleAgents?: LineageStore['idleAgents']
+  readonly retireIdleAgents?: LineageStore['retireIdleAgents']
   readonly anyQuarantined?: LineageStore['anyQuarantined']
   readonly spawnedAgent?: LineageStore['spawnedAgent']
   readonly spawnedAgents?: LineageStore['spawnedAgents']
+  readonly revokeAgents?: ReplayRevocationStore['revokeAgents']
+  // The store's clock (the Redis store): levels and revocation times dated by it.
+  readonly trustStates?: StoreClock['trustStates']
+  readonly revokeAgentNow?: StoreClock['revokeAgentNow']
+
+  /** Agents the store quarantined (retired): announced in the feed as revoked for good. */
+  #quarantined(ids: readonly string[]): string[] {
+    for (const id of ids) this.#agentEntry(id, AGENT_QUARANTINED)
+    return [...ids]
+  }
 
   async revokeToken(jti: string, forgetAtMs: number): Promise<void> {
     // The store first: the feed never announces what the store did not record.
@@ -141,6 +188,11 @@ export class RevocationFeed implements ReplayRevocationStore {
 
   async revokeAgent(agentId: string, atSeconds: number): Promise<void> {
     await this.store.revokeAgent(agentId, atSeconds)
+    this.#agentEntry(agentId, atSeconds)
+  }
+
+  /** The agent's entry in the feed: the latest revocation time it has had. */
+  #agentEntry(agentId: string, atSeconds: number): void {
     const prev = this.#log.get(`a:${agentId}`, this.#now())?.value
     const at = Math.max(atSeconds, prev?.kind === 'agent' ? prev.atSeconds : 0)
     this.#append({ kind: 'agent', agentId, atSeconds: at, forgetAtMs: this.#now() + AGENT_ENTRY_KEEP_MS })

@@ -356,6 +356,9 @@ export class AuthorityService {
   /** Fail closed for an agent another replica quarantined, even if this one never heard of it. */
   async #assertActive(agentId: string): Promise<void> {
     if (await this.feed.isQuarantined(agentId)) throw new AgentRevoked(`agent "${agentId}" is revoked`, { details: { agentId } })
+    // A quarantine of an ancestor made on another replica (or by the CLI) is in the shared
+    // store only: no certificate for a descendant is issued or renewed after it.
+    await this.authority.assertInForce(agentId)
   }
 
   #actingAs(named: string | undefined, caller: Caller): string {

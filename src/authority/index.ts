@@ -163,6 +163,16 @@ export class Authority implements CapabilityIssuer {
   }
 
   /** A token for exact scopes the subject's grants cover, for an operation its level permits. */
+  /**
+   * Resolves when the agent is known (listed, or spawned and recorded in the shared store by
+   * any replica) and neither it nor a spawn ancestor is quarantined anywhere; otherwise
+   * rejects with `ERR_AGENT_UNKNOWN` or `ERR_AGENT_REVOKED` (one store round trip). For what
+   * must not outlive a revocation made on another replica, such as a certificate renewal.
+   */
+  async assertInForce(agentId: string): Promise<void> {
+    await this.#core.activeAgents([agentId])
+  }
+
   mint(request: MintRequest): Promise<string> {
     if (!isRequestObject(request)) return Promise.reject(requestNotAnObject('mint', '{ subject, audience, scope, operation, context }'))
     return mint(this.#core, request)
@@ -264,7 +274,10 @@ export class Authority implements CapabilityIssuer {
  * by every replica, ordered by the store), else in this process's memory. Loaded on demand,
  * so that an authority without Redis never loads the Redis client.
  */
-async function defaultTrustChanges(store: ReplayRevocationStore): Promise<TrustChangeStore> {
+async function defaultTrustChanges(given: ReplayRevocationStore): Promise<TrustChangeStore> {
+  // The authority service's revocation feed in front of a store: the store behind it decides.
+  const feed = given as unknown as { epoch?: unknown; store?: unknown }
+  const store = typeof feed.epoch === 'string' && typeof feed.store === 'object' && feed.store !== null ? feed.store : given
   // Recognised by shape, not by class: the Redis store may come from another copy of the
   // package, and naming its class here would put the Redis client in the root entry's graph.
   const s = store as unknown as { prefix?: unknown; commandTimeoutMs?: unknown; client?: unknown; spawnedAgents?: unknown }

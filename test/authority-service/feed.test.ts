@@ -12,6 +12,7 @@ import * as x509 from '@peculiar/x509'
 import { CONTEXT, READ, READ_SCOPE, TRUST_DOMAIN } from '../support/identity.js'
 import { startService, type ServiceFixture } from '../support/authority-service.js'
 import { expectOptionMisuse } from '../support/options.js'
+import { CI, deleteKeys, randomPrefix, REDIS_URL, sharedRedisUp } from '../support/redis.js'
 
 const POLL_MS = 50
 const BOUND_MS = 1000
@@ -233,5 +234,57 @@ describe('RevocationFeedStore (deterministic clock)', () => {
     await expectOptionMisuse(() => RevocationFeedStore.start({ source, pollIntervalMs: 5 }), { path: 'pollIntervalMs' })
     await expectOptionMisuse(() => RevocationFeedStore.start({ source, onError: 'log' as never }), { path: 'onError' })
     await expectOptionMisuse(() => RevocationFeedStore.start({ source, pollInterval: 100 } as never), { path: 'pollInterval' })
+  })
+})
+
+describe('an authority over the feed keeps the store semantics it would have without it', () => {
+  const CHILD = { trustLevel: 'L2' as const, grants: [READ_SCOPE], maxDelegationDepth: 0 }
+
+  it('spawns into the store lineage, and a retirement there is announced in the feed', async () => {
+    const { Authority, AGENT_QUARANTINED, MemoryReplayRevocationStore } = await import('agent-trust')
+    const { MANIFEST } = await import('../support/identity.js')
+    const store = new MemoryReplayRevocationStore()
+    const feed = new RevocationFeed(store)
+    const authority = await Authority.create({ manifest: MANIFEST, store: feed })
+    try {
+      await authority.spawn({ parent: 'agent-orchestrator', child: { id: 'feed-child', ...CHILD } })
+      // The record is in the store every replica reads, not only in this authority's memory.
+      expect(await store.spawnedAgent('feed-child')).toMatchObject({ id: 'feed-child', ancestors: ['agent-orchestrator'] })
+      expect(await authority.retire({ parent: 'agent-orchestrator', agentId: 'feed-child' })).toEqual(['feed-child'])
+      const page = await feed.read(0, undefined, authority.id, authority.jwks())
+      expect(page.entries).toContainEqual(expect.objectContaining({ kind: 'agent', agentId: 'feed-child', atSeconds: AGENT_QUARANTINED }))
+      // A quarantine written to the store by another replica refuses this one's descendants too.
+      await authority.spawn({ parent: 'agent-orchestrator', child: { id: 'feed-child-2', ...CHILD } })
+      await store.revokeAgent('agent-orchestrator', AGENT_QUARANTINED)
+      await expect(authority.assertInForce('feed-child-2')).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+    } finally {
+      authority.close()
+    }
+  })
+})
+
+describe.skipIf(!(await sharedRedisUp()) && !CI)('an authority over the feed on the Redis store', () => {
+  it('shares trust changes and lineage with another authority on the same Redis', async () => {
+    const { Authority } = await import('agent-trust')
+    const { createRedisStore } = await import('agent-trust/revocation/redis')
+    const { MANIFEST } = await import('../support/identity.js')
+    const prefix = randomPrefix('feed')
+    const stores = [createRedisStore({ url: REDIS_URL, prefix }), createRedisStore({ url: REDIS_URL, prefix })]
+    const [a, b] = await Promise.all(stores.map((s) => Authority.create({ manifest: MANIFEST, store: new RevocationFeed(s) })))
+    try {
+      const request = await a!.requestTrustChange({ agentId: 'agent-summarizer-v2', level: 'L1', reason: 'lower it', requestedBy: 'alice' })
+      await b!.syncTrustChanges()
+      expect(b!.listTrustChanges().map((r) => r.id)).toContain(request.id)
+      await a!.spawn({
+        parent: 'agent-orchestrator',
+        child: { id: 'redis-feed-child', trustLevel: 'L2', grants: [READ_SCOPE], maxDelegationDepth: 0 },
+      })
+      await expect(b!.assertInForce('redis-feed-child')).resolves.toBeUndefined()
+    } finally {
+      a?.close()
+      b?.close()
+      await deleteKeys(REDIS_URL, `${prefix}*`)
+      await Promise.all(stores.map((s) => s.close()))
+    }
   })
 })

@@ -4,9 +4,11 @@
  * (never one after another for thousands of agents, never all at once).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MemoryReplayRevocationStore } from 'agent-trust'
+import { AGENT_QUARANTINED, MemoryReplayRevocationStore } from 'agent-trust'
 import { STORE_WRITE_CONCURRENCY } from '../../src/lib/bounded.js'
-import { READ_SCOPE } from '../support/identity.js'
+import { enroll } from 'agent-trust/authority-service'
+import { createIdentityRequest } from 'agent-trust/identity'
+import { READ_SCOPE, TRUST_DOMAIN } from '../support/identity.js'
 import { startService, type ServiceFixture } from '../support/authority-service.js'
 
 const ROOT = 'agent-orchestrator'
@@ -59,5 +61,31 @@ describe('revoking a lineage through the authority service', () => {
       })
       expect(status).toBe('identity-revoked')
     }
+  })
+})
+
+describe('a quarantine made elsewhere (another replica, the CLI): only in the shared store', () => {
+  const store = new MemoryReplayRevocationStore()
+  let f: ServiceFixture
+
+  beforeAll(async () => {
+    f = await startService({ store })
+    await f.authority.spawn({ parent: ROOT, child: { id: 'worker-far', trustLevel: 'L2', grants: [READ_SCOPE], maxDelegationDepth: 0 } })
+  })
+  afterAll(() => f?.close())
+
+  it("refuses a descendant's certificate renewal and enrollment once an ancestor is quarantined in the store", async () => {
+    const worker = await f.credentials('worker-far')
+    const renew = async () => {
+      const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: { kind: 'agent', id: 'worker-far' } })
+      return f.client(worker).renewCertificate(csr)
+    }
+    await expect(renew()).resolves.toMatchObject({ serialNumber: expect.any(String) })
+    // Written straight to the store, as another replica's revocation is: this service never saw it.
+    await store.revokeAgent(ROOT, AGENT_QUARANTINED)
+    await expect(renew()).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
+    const token = f.service.createEnrollmentToken('worker-far')
+    const { csr } = await createIdentityRequest({ trustDomain: TRUST_DOMAIN, workload: { kind: 'agent', id: 'worker-far' } })
+    await expect(enroll({ url: f.enrollUrl, ca: f.ca.certificatePem, token, csr })).rejects.toMatchObject({ code: 'ERR_AGENT_REVOKED' })
   })
 })
