@@ -1,9 +1,12 @@
 /**
  * undici accepts request headers in several shapes: an object, a flat `[name, value, ...]`
- * array (strings or Buffers), an array of `[name, value]` pairs, or any iterable of pairs
- * (`Headers`, `Map`). Guards must read and rewrite all of them the same way, or a header
- * hides in the shape nobody checked.
+ * array (strings or Buffers), or any other iterable of `[name, value]` pairs (`Headers`,
+ * `Map`); an array is always read flat (lib/core/request.js). Guards must read and rewrite
+ * them exactly as undici does, or a header hides in a shape nobody checked: what undici
+ * would read differently (an odd-length array, a name that is not a string or bytes, an
+ * iterable entry that is not a pair) is refused.
  */
+import { RequestInvalid } from '../errors.js'
 
 export type HeaderValue = string | string[] | Buffer | readonly (string | Buffer)[]
 export type FlatHeaders = string[]
@@ -12,6 +15,18 @@ function str(v: unknown): string {
   if (typeof v === 'string') return v
   if (Buffer.isBuffer(v)) return v.toString('latin1')
   return String(v)
+}
+
+function unreadable(what: string): RequestInvalid {
+  return new RequestInvalid(`${what}: undici would read these headers otherwise than the guard; use an object or a flat array`, {
+    details: { rule: 'headers' },
+  })
+}
+
+/** A header name as undici takes it: a string or bytes, nothing it would coerce. */
+function name(k: unknown): string | Buffer {
+  if (typeof k === 'string' || Buffer.isBuffer(k)) return k
+  throw unreadable('a header name that is not a string')
 }
 
 function push(out: Array<[string, string]>, k: unknown, v: unknown): void {
@@ -27,20 +42,21 @@ export function headerPairs(headers: unknown): Array<[string, string]> {
   const out: Array<[string, string]> = []
   if (headers === null || headers === undefined) return out
   if (Array.isArray(headers)) {
-    if (headers.length > 0 && Array.isArray(headers[0])) {
-      for (const pair of headers as unknown[][]) push(out, pair[0], pair[1])
-    } else {
-      for (let i = 0; i + 1 < headers.length; i += 2) push(out, headers[i], headers[i + 1])
-    }
+    if (headers.length % 2 !== 0) throw unreadable('a headers array of odd length')
+    for (let i = 0; i < headers.length; i += 2) push(out, name(headers[i]), headers[i + 1])
     return out
   }
   if (typeof headers === 'object') {
     const it = (headers as { [Symbol.iterator]?: unknown })[Symbol.iterator]
-    const entries =
-      typeof it === 'function' ? (headers as Iterable<[unknown, unknown]>) : Object.entries(headers as Record<string, unknown>)
-    for (const [k, v] of entries) push(out, k, v)
+    if (typeof it === 'function') {
+      for (const entry of headers as Iterable<unknown>) {
+        if (!Array.isArray(entry) || entry.length !== 2) throw unreadable('a headers entry that is not a [name, value] pair')
+        push(out, name(entry[0]), entry[1])
+      }
+    } else for (const [k, v] of Object.entries(headers as Record<string, unknown>)) push(out, k, v)
+    return out
   }
-  return out
+  throw unreadable('headers that are neither an object nor an array')
 }
 
 /** Headers as a flat array without any header named in `drop` (lowercase names). */

@@ -134,7 +134,13 @@ function checkRequestExtras(policy: EgressPolicy, d: Allowance, opts: Dispatcher
     return { allowed: false, rule: 'method', host: d.host, origin: d.origin, reason: 'an L1 agent may not upgrade a connection' }
   }
   if (opts.headers === undefined || opts.headers === null) return d
-  for (const [name, value] of headerPairs(opts.headers)) {
+  let pairs: Array<[string, string]>
+  try {
+    pairs = headerPairs(opts.headers)
+  } catch {
+    return { allowed: false, rule: 'host-header', host: d.host, origin: d.origin, reason: 'headers in a shape undici reads otherwise' }
+  }
+  for (const [name, value] of pairs) {
     if (name !== 'host') continue
     // A Host header naming another site would reach that virtual host on the declared
     // server (domain fronting). Only the request's own host (with or without its port) passes.

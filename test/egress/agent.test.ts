@@ -192,6 +192,19 @@ describe('denied before any byte leaves', () => {
     expect(
       await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: [['Host', 'api.example.com:1']] })),
     ).toMatchObject({ details: { rule: 'host-header' } })
+    // Shapes the guard and undici could read differently are refused: undici reads every array
+    // flat, so `[['accept'], '*/*', 'host', 'evil']` carries host: evil to the declared server.
+    for (const headers of [
+      [['accept'], '*/*', 'host', 'evil.example.net'],
+      ['host', 'evil.example.net', 'x-odd'],
+      [[{ toString: () => 'host' }, 'evil.example.net']],
+      new Map<unknown, unknown>([[{ toString: () => 'host' }, 'evil.example.net']]),
+    ])
+      expect(
+        await denial(request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: headers as never })),
+        JSON.stringify([...(headers as Iterable<unknown>)]),
+      ).toMatchObject({ details: { rule: 'host-header' } })
+    expect(evil.seen).toHaveLength(0)
     const r = await request(`http://api.example.com:${ok.port}/`, { dispatcher: d, headers: { Host: `API.example.com:${ok.port}` } })
     expect(r.statusCode).toBe(200)
     await r.body.dump()
