@@ -7,7 +7,7 @@ import { ToolMessage } from '@langchain/core/messages'
 import type { StructuredToolInterface } from '@langchain/core/tools'
 import { createMiddleware, type AgentMiddleware } from 'langchain'
 import { ConfigInvalid, isAgentTrustError, type AgentTrustError } from 'agent-trust'
-import { parseOptions } from '#internal'
+import { parseOptions, printable } from '#internal'
 import { z } from 'zod'
 import { assertGuardable, isGuardedTool, ToolGuard, ToolGuardShape, type ToolGuardOptions } from './guard.js'
 
@@ -120,10 +120,13 @@ export function agentTrustMiddleware(options: AgentTrustMiddlewareOptions): Agen
         // Nothing would run; say so as LangChain does rather than stop the run on a typo.
         // Never hand an undefined tool on: the ToolNode would look the name up among the
         // registered (unguarded) tools.
+        // The name is the model's own text (steerable by an injected prompt): escaped and cut
+        // before it goes back into the conversation, a trace or a log.
+        const shown = printable(request.toolCall.name, 64)
         return new ToolMessage({
-          content: `Error: ${request.toolCall.name} is not a valid tool.`,
+          content: `Error: ${shown} is not a valid tool.`,
           tool_call_id: request.toolCall.id ?? '',
-          name: request.toolCall.name,
+          name: shown,
           status: 'error',
         })
       }
