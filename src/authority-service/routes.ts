@@ -11,7 +11,7 @@
 import type { z } from 'zod'
 import type { AuditAction, AuditEventInput } from '../audit/types.js'
 import type { Authority } from '../authority/index.js'
-import { RequestInvalid } from '../errors.js'
+import { PeerForbidden, RequestInvalid } from '../errors.js'
 import type { WorkloadCertificate } from '../identity/peer.js'
 import { DEFAULT_FEED_PAGE, MAX_FEED_PAGE, type RevocationFeed } from './feed.js'
 import {
@@ -288,7 +288,16 @@ export function buildRoutes(host: RouteHost): ReadonlyMap<string, Route> {
       {
         access: 'any',
         action: 'trust_change',
-        run: async (c, body) => a.requestTrustChange({ ...parseBody(TrustChangeBody, body), requestedBy: authenticated(c).spiffeId }),
+        run: async (c, body) => {
+          const caller = authenticated(c)
+          const request = parseBody(TrustChangeBody, body)
+          // An agent asks for its own level only; operators may ask for any agent's.
+          if (caller.workload.kind === 'agent' && request.agentId !== caller.workload.id)
+            throw new PeerForbidden('an agent may only request a change of its own trust level', {
+              details: { rule: 'on-behalf', agentId: caller.workload.id },
+            })
+          return a.requestTrustChange({ ...request, requestedBy: caller.spiffeId })
+        },
       },
     ],
     [

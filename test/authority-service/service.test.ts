@@ -259,6 +259,15 @@ describe('the authority service', () => {
       })
     })
 
+    it("an agent requests changes of its own level only; an operator may request any agent's", async () => {
+      await expect(
+        f.client(summarizer).requestTrustChange({ agentId: 'agent-orchestrator', level: 'L0', reason: 'lower my rival' }),
+      ).rejects.toMatchObject({ code: 'ERR_PEER_FORBIDDEN', details: { rule: 'on-behalf' } })
+      expect(f.authority.listTrustChanges().some((r) => r.reason === 'lower my rival')).toBe(false)
+      const byOperator = await f.client(alice).requestTrustChange({ agentId: 'agent-orchestrator', level: 'L2', reason: 'review' })
+      await f.client(alice).decideTrustChange(byOperator.id, { approved: false, note: 'not now' })
+    })
+
     it("refuses a trust-change reason or decision note that could paint the approver's screen", async () => {
       for (const reason of ['lower\u001b[1A\u001b[2KApprove lowering', 'ok\u202eL0 ot', 'a\u200bb', 'x\u009b2J', 'line\nbreak']) {
         await expect(f.client(summarizer).requestTrustChange({ agentId: SUMMARIZER, level: 'L1', reason })).rejects.toMatchObject({
