@@ -7,7 +7,9 @@
  * The authority, the MCP guard and the LangChain guard all resolve tools here, so a token
  * minted for a call carries exactly the scope the callee's guard requires.
  */
-import { compileScopeTemplate, type ScopeTemplate } from '../policy/scopes.js'
+import { ScopeInvalid } from '../errors.js'
+import { printable } from '../policy/printable.js'
+import { compileScopeTemplate, isScopeSegment, type ScopeTemplate } from '../policy/scopes.js'
 import type { Operation } from '../policy/trust.js'
 import type { ToolDeclaration } from './manifest.js'
 
@@ -25,6 +27,14 @@ export interface ResolvedTool {
  * or `tool:<server>:<name>` for an undeclared tool, is not a valid scope template.
  */
 export function resolveTool(serverId: string, name: string, declared: ToolDeclaration | undefined): ResolvedTool {
+  // The name becomes one segment of the default scope, taken literally: a name with `:`
+  // would add segments another tool's grant covers, one with `{…}` would make the call's
+  // own arguments choose the scope (`{path}` with path "write_file").
+  if (declared?.scope === undefined && !isScopeSegment(name))
+    throw new ScopeInvalid(
+      `tool name "${printable(name, 64)}" cannot be a scope segment ([A-Za-z0-9._@/+-], 1-64): declare the tool with a scope`,
+      { details: { rule: 'tool-name' } },
+    )
   return {
     name,
     operation: declared?.operation ?? 'execute',

@@ -100,3 +100,37 @@ describe('toolDefinitionHash', () => {
     expect(toolDefinitionHash({ name: 'echo', inputSchema: base.inputSchema })).not.toBe(h)
   })
 })
+
+describe('the default scope of a tool (tool:<server>:<name>)', () => {
+  it('takes the name as one literal segment: a name that would add segments or placeholders is refused', () => {
+    expect(resolveTool('srv', 'read_file.v2', undefined).scope.fill({})).toBe('tool:srv:read_file.v2')
+    for (const name of ['{path}', 'a:b', 'write_file:*', '*', '', 'x y', 'a\u202eb', 'x'.repeat(65)])
+      expect(() => resolveTool('srv', name, undefined), JSON.stringify(name)).toThrow(
+        expect.objectContaining({ code: 'ERR_SCOPE_INVALID', details: { rule: 'tool-name' } }),
+      )
+    // A declared scope is the manifest's own choice: the name is then only a name.
+    expect(resolveTool('srv', 'a:b', { name: 'a:b', operation: 'read', scope: 'tool:srv:ab' }).scope.fill({})).toBe('tool:srv:ab')
+  })
+
+  it("a call whose tool is named {path} can never pick another tool's scope through its arguments (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 80 }),
+          fc
+            .tuple(fc.string({ maxLength: 8 }), fc.constantFrom('{path}', '{namespace}', ':{path}', ':*'), fc.string({ maxLength: 8 }))
+            .map((p) => p.join('')),
+        ),
+        (name) => {
+          let scope: string
+          try {
+            scope = resolveTool('srv', name, undefined).scope.fill({ path: 'write_file', namespace: 'x' })
+          } catch {
+            return
+          }
+          expect(scope).toBe(`tool:srv:${name}`)
+        },
+      ),
+    )
+  })
+})
