@@ -126,6 +126,20 @@ afterAll(async () => {
   undeclared?.server.close()
 })
 
+/** A local server on a free port, and a proxy whose agent declares exactly that server. */
+async function proxyInFrontOf(server: Server | NetServer, scheme: 'http' | 'https' = 'http'): Promise<{ p: EgressProxy; port: number }> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  const port = (server.address() as AddressInfo).port
+  const p = await startEgressProxy({
+    agentId: 'agent-proxy-test',
+    trustLevel: 'L2',
+    egress: [`${scheme}://127.0.0.1:${port}`],
+    audit,
+    host: '127.0.0.1',
+  })
+  return { p, port }
+}
+
 const get = (target: string, host: string, extra = '') => `GET ${target} HTTP/1.1\r\nhost: ${host}\r\n${extra}\r\n`
 
 describe('a kept-alive client connection', () => {
@@ -244,15 +258,7 @@ describe('pooled upstream connections', () => {
       c.on('data', () => c.write(`HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok${forged}`))
       c.on('error', () => undefined)
     })
-    await new Promise<void>((r) => liar.listen(0, '127.0.0.1', () => r()))
-    const port = (liar.address() as AddressInfo).port
-    const p = await startEgressProxy({
-      agentId: 'agent-proxy-test',
-      trustLevel: 'L2',
-      egress: [`http://127.0.0.1:${port}`],
-      audit,
-      host: '127.0.0.1',
-    })
+    const { p, port } = await proxyInFrontOf(liar, 'http')
     const agent = new Agent({ keepAlive: true, maxSockets: 1 })
     try {
       const one = await viaProxy(p, agent, `http://127.0.0.1:${port}/1`)
@@ -273,15 +279,7 @@ describe('an upstream whose framing could be read two ways', () => {
       c.on('data', () => c.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: content-length\r\n\r\nok'))
       c.on('error', () => undefined)
     })
-    await new Promise<void>((r) => smuggler.listen(0, '127.0.0.1', () => r()))
-    const port = (smuggler.address() as AddressInfo).port
-    const p = await startEgressProxy({
-      agentId: 'agent-proxy-test',
-      trustLevel: 'L2',
-      egress: [`http://127.0.0.1:${port}`],
-      audit,
-      host: '127.0.0.1',
-    })
+    const { p, port } = await proxyInFrontOf(smuggler, 'http')
     try {
       const U = `127.0.0.1:${port}`
       expect(await raw(p.port, get(`http://${U}/x`, U))).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n/)
@@ -345,15 +343,7 @@ describe('a client that stops reading', () => {
       }
       more()
     })
-    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()))
-    const port = (origin.address() as AddressInfo).port
-    const p = await startEgressProxy({
-      agentId: 'agent-proxy-test',
-      trustLevel: 'L2',
-      egress: [`http://127.0.0.1:${port}`],
-      audit,
-      host: '127.0.0.1',
-    })
+    const { p, port } = await proxyInFrontOf(origin, 'http')
     const U = `127.0.0.1:${port}`
     const client = connect(p.port, '127.0.0.1')
     try {
@@ -433,15 +423,7 @@ describe('CONNECT tunnels', () => {
       })
       c.on('error', () => undefined)
     })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-    const port = (server.address() as AddressInfo).port
-    const p = await startEgressProxy({
-      agentId: 'agent-proxy-test',
-      trustLevel: 'L2',
-      egress: [`https://127.0.0.1:${port}`],
-      audit,
-      host: '127.0.0.1',
-    })
+    const { p, port } = await proxyInFrontOf(server, 'https')
     try {
       for (const slow of [true, false]) {
         const upload = randomBytes(3 * 1024 * 1024 + 7)
