@@ -81,6 +81,14 @@ export interface AuditVerifyOptions {
   readonly anchors?: readonly AuditHead[]
   /** Accept chains whose first event is not seq 0 (a trimmed Redis stream). Default false. */
   readonly allowTrimmedStart?: boolean
+  /**
+   * Every chain in the trail must have an anchor (a signed checkpoint, a recorded head).
+   * Without a key (SHA-256 chains), anyone who can write the file can add a whole chain of
+   * their own from seq 0 that verifies; with checkpoints for every writer, such a chain is
+   * the one nobody anchored. A writer that started after the last checkpoint fails too,
+   * until its first checkpoint. Default false.
+   */
+  readonly requireAnchored?: boolean
   /** The key the writer used (`hmacKey`), when the chain is keyed. */
   readonly hmacKey?: string | Uint8Array
 }
@@ -89,6 +97,8 @@ interface ChainState {
   readonly chainId: string
   events: number
   firstSeq: number
+  /** The line of the chain's first event. */
+  readonly firstLine: number
   lastSeq: number
   expected: number
   head: string
@@ -136,6 +146,7 @@ const AuditVerifyOptionsSchema = z.strictObject({
     .readonly()
     .optional(),
   allowTrimmedStart: z.boolean().optional(),
+  requireAnchored: z.boolean().optional(),
   hmacKey: HmacKeySchema.optional(),
 })
 
@@ -201,6 +212,7 @@ export class AuditTrailVerifier {
         chainId: e.chainId,
         events: 0,
         firstSeq: e.seq,
+        firstLine: line,
         lastSeq: -1,
         expected: e.seq,
         head: '',
@@ -325,6 +337,15 @@ export class AuditTrailVerifier {
           chainId: c.chainId,
           seq: c.lastSeq + 1,
           message: `chain ${c.chainId} ends at seq ${c.lastSeq} (line ${c.lastLine}) without its seal: its tail was cut or its writer did not close`,
+        }
+      }
+      if (c.brk === undefined && this.#options.requireAnchored === true && !this.#anchors.has(c.chainId)) {
+        c.brk = {
+          kind: 'inserted',
+          line: c.firstLine,
+          chainId: c.chainId,
+          seq: c.firstSeq,
+          message: `chain ${c.chainId} (from line ${c.firstLine}) has no anchor: a chain nobody checkpointed may have been written whole by someone else`,
         }
       }
       if (c.brk === undefined) {

@@ -60,6 +60,7 @@ async function verify(ctx: Context): Promise<ExitCode> {
   const options = {
     requireSealed: ctx.values['require-sealed'] === true,
     allowTrimmedStart: ctx.values['allow-trimmed-start'] === true,
+    requireAnchored: ctx.values['require-anchored'] === true,
     anchors: [...strs(ctx.values, 'anchor').map(parseAnchor), ...(await checkpointAnchors(ctx))],
     ...(hmacKey === undefined ? {} : { hmacKey }),
   }
@@ -232,6 +233,7 @@ export const auditCommands: CommandGroup = {
         anchor: { type: 'string', multiple: true },
         'hmac-key-file': { type: 'string' },
         'allow-trimmed-start': { type: 'boolean' },
+        'require-anchored': { type: 'boolean' },
         stream: { type: 'boolean' },
         checkpoints: { type: 'string' },
         jwks: { type: 'string' },
@@ -251,6 +253,8 @@ Options:
   --checkpoints <file>    signed checkpoints (withCheckpoints); each is verified with --jwks and
                           the latest per chain is an anchor (a line that does not verify fails)
   --jwks <file>           the checkpoint key's public JWKS
+  --require-anchored      every chain needs an anchor (--anchor, --checkpoints): a SHA-256
+                          chain someone wrote whole from seq 0 verifies otherwise
   --hmac-key-file <file>  the key the writer used (hmacKey), for keyed chains
   --allow-trimmed-start   accept chains that do not start at seq 0 (trimmed streams)
   --stream                read the Redis stream <key> (REDIS_URL) instead of a file`,

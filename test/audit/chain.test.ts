@@ -87,6 +87,28 @@ describe('audit chain: a clean trail verifies', () => {
   })
 })
 
+describe('audit chain: a whole chain written by someone else', () => {
+  it('verifies on its own (SHA-256, no key); with requireAnchored, the chain nobody anchored is reported', async () => {
+    const real = await trail(5)
+    const forged = await trail(4) // another writer's whole chain, from seq 0
+    const head = verifyAuditLines(real).chains[0]!
+    const anchors = [{ chainId: head.chainId, seq: head.lastSeq, hash: head.head }]
+    const mixed = [...real, ...forged]
+    expect(verifyAuditLines(mixed, { anchors }).ok).toBe(true)
+    const r = verifyAuditLines(mixed, { anchors, requireAnchored: true })
+    expect(r.firstBreak).toMatchObject({ kind: 'inserted', line: real.length + 1, seq: 0 })
+    expect(r.firstBreak?.chainId).not.toBe(head.chainId)
+    // Every chain anchored: it verifies.
+    const other = verifyAuditLines(forged).chains[0]!
+    expect(
+      verifyAuditLines(mixed, {
+        anchors: [...anchors, { chainId: other.chainId, seq: other.lastSeq, hash: other.head }],
+        requireAnchored: true,
+      }).ok,
+    ).toBe(true)
+  })
+})
+
 describe('audit chain: one reading of every line', () => {
   it('a line that parses to the hashed event but is spelled otherwise is edited (duplicate member, order, spacing, escapes, CRLF)', async () => {
     const lines = await trail(6)

@@ -110,6 +110,10 @@ describe('agent-trust audit', () => {
     expect(anchored.code).toBe(1)
     expect(anchored.stdout).toContain('TRUNCATED')
     expect((await cliInProcess(['audit', 'verify', cut, '--anchor', 'garbage'])).code).toBe(2)
+    // --require-anchored: a chain with no anchor is reported (exit 1); the anchored file passes.
+    const head = `${chain.chainId}:${chain.lastSeq}:${chain.head}`
+    expect((await cliInProcess(['audit', 'verify', file, '--require-anchored'])).code).toBe(1)
+    expect((await cliInProcess(['audit', 'verify', file, '--require-anchored', '--anchor', head])).code).toBe(0)
   })
 
   it('verify: a missing file is invalid input (exit 4)', async () => {
