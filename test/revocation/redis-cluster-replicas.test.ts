@@ -62,7 +62,9 @@ describe.skipIf(!available && !CI)('Redis Cluster, 3 masters + 3 replicas, repli
       nodes: cluster.nodes,
       prefix: 'clacks',
       commandTimeoutMs: 3000,
-      ...(acks ? { replicas: { acks: 1, timeoutMs: 500 } } : {}),
+      // Generous: on 2 cores shared with other test files a healthy replica can take longer
+      // than 500 ms to acknowledge; the refusals below wait this long each.
+      ...(acks ? { replicas: { acks: 1, timeoutMs: 2000 } } : {}),
     })
     stores.push(s)
     return s
