@@ -13,9 +13,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { AgentTrustError, type AgentTrustErrorCode, type ErrorDetails } from '../errors.js'
 import { packageVersion } from './version.js'
-import { UNPRINTABLE, withoutUnprintable } from '../policy/printable.js'
-
-const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'gu')
+import { jsonWithoutUnprintable, withoutUnprintable } from '../policy/printable.js'
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, invalid: 4, internal: 5 } as const
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT]
@@ -66,17 +64,9 @@ export function escapeText(text: string, o: { max?: number; keepNewlines?: boole
   return withoutUnprintable(cut, o)
 }
 
-/**
- * JSON for a terminal: `JSON.stringify` escapes C0 controls but leaves DEL, C1 controls and
- * bidirectional or invisible characters raw; here every such character inside the JSON text
- * becomes a `\uXXXX` escape too (the same value to a JSON reader), while the newlines of the
- * indentation stay.
- */
+/** JSON for a terminal: the value's JSON with every terminal-steering character escaped (still the same value). */
 export function jsonForTerminal(value: unknown, indent?: number): string {
-  const text = JSON.stringify(value, null, indent) ?? 'null'
-  return text.replace(UNPRINTABLE_ALL, (c) =>
-    c === '\n' ? c : [...Array(c.length).keys()].map((i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
-  )
+  return jsonWithoutUnprintable(JSON.stringify(value, null, indent) ?? 'null', { keepNewlines: true })
 }
 
 /** An outside string quoted for a message: escaped, cut at 64 characters. */

@@ -24,7 +24,7 @@ function unreadable(what: string): RequestInvalid {
 }
 
 /** A header name as undici takes it: a string or bytes, nothing it would coerce. */
-function name(k: unknown): string | Buffer {
+function headerName(k: unknown): string | Buffer {
   if (typeof k === 'string' || Buffer.isBuffer(k)) return k
   throw unreadable('a header name that is not a string')
 }
@@ -43,7 +43,7 @@ export function headerPairs(headers: unknown): Array<[string, string]> {
   if (headers === null || headers === undefined) return out
   if (Array.isArray(headers)) {
     if (headers.length % 2 !== 0) throw unreadable('a headers array of odd length')
-    for (let i = 0; i < headers.length; i += 2) push(out, name(headers[i]), headers[i + 1])
+    for (let i = 0; i < headers.length; i += 2) push(out, headerName(headers[i]), headers[i + 1])
     return out
   }
   if (typeof headers === 'object') {
@@ -51,7 +51,7 @@ export function headerPairs(headers: unknown): Array<[string, string]> {
     if (typeof it === 'function') {
       for (const entry of headers as Iterable<unknown>) {
         if (!Array.isArray(entry) || entry.length !== 2) throw unreadable('a headers entry that is not a [name, value] pair')
-        push(out, name(entry[0]), entry[1])
+        push(out, headerName(entry[0]), entry[1])
       }
     } else for (const [k, v] of Object.entries(headers as Record<string, unknown>)) push(out, k, v)
     return out

@@ -41,3 +41,18 @@ export function withoutUnprintable(s: string, o: { readonly keepNewlines?: boole
   if (!UNPRINTABLE.test(s)) return s
   return s.replace(UNPRINTABLE_ALL, (c) => (o.keepNewlines === true && c === '\n' ? c : `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`))
 }
+
+/**
+ * JSON text with every unprintable character written as a JSON `\uXXXX` escape (UTF-16 code
+ * units), so the text still parses to the same value: `JSON.stringify` escapes C0 controls
+ * but leaves DEL, C1 and format characters raw. With `keepNewlines`, `\n` stays (the
+ * indentation of pretty-printed JSON; a newline inside a string is already `\n`).
+ */
+export function jsonWithoutUnprintable(json: string, o: { readonly keepNewlines?: boolean } = {}): string {
+  if (!UNPRINTABLE.test(json)) return json
+  return json.replace(UNPRINTABLE_ALL, (c) =>
+    o.keepNewlines === true && c === '\n'
+      ? c
+      : Array.from({ length: c.length }, (_, i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
+  )
+}
